@@ -1,0 +1,128 @@
+//! Query tracking: every query's state, rows and error for `system.runtime.queries`, the node list for
+//! `system.runtime.nodes`, and the cancellation handle the front end's CancelRequest reaches.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+use tributary_connectors::system::{NodeInfo, QueryInfo, RuntimeInfo};
+
+/// How many finished queries `system.runtime.queries` keeps (Trino: `query.max-history`).
+const MAX_HISTORY: usize = 1000;
+
+#[derive(Debug)]
+struct Entry {
+    info: QueryInfo,
+    started: Instant,
+    cancel: CancellationToken,
+}
+
+/// Registry of running and recent queries, plus the cluster's nodes. Cheap to share.
+#[derive(Debug, Default)]
+pub struct QueryTracker {
+    queries: Mutex<VecDeque<Entry>>,
+    nodes: Mutex<Vec<NodeInfo>>,
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+impl QueryTracker {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Replaces the node list (the scheduler calls this when membership changes).
+    pub fn set_nodes(&self, nodes: Vec<NodeInfo>) {
+        *self.nodes.lock() = nodes;
+    }
+
+    /// Records a new RUNNING query and returns its cancellation token.
+    pub fn begin(&self, query_id: &str, user: &str, sql: &str) -> CancellationToken {
+        let cancel = CancellationToken::new();
+        let mut q = self.queries.lock();
+        // Drop the oldest finished entries past the history bound; running ones always stay.
+        while q.len() >= MAX_HISTORY {
+            match q.iter().position(|e| e.info.state != "RUNNING") {
+                Some(i) => {
+                    q.remove(i);
+                }
+                None => break,
+            }
+        }
+        q.push_back(Entry {
+            info: QueryInfo {
+                query_id: query_id.to_string(),
+                state: "RUNNING".into(),
+                user: user.to_string(),
+                query: sql.to_string(),
+                created_us: now_us(),
+                elapsed_ms: 0,
+                rows: 0,
+                error: None,
+            },
+            started: Instant::now(),
+            cancel: cancel.clone(),
+        });
+        cancel
+    }
+
+    /// Adds `rows` to the rows returned so far.
+    pub fn add_rows(&self, query_id: &str, rows: usize) {
+        self.update(query_id, |e| e.info.rows += rows as i64);
+    }
+
+    /// Marks the query ended: `FINISHED`, `FAILED` (with `error`) or `CANCELED`.
+    pub fn finish(&self, query_id: &str, state: &str, error: Option<String>) {
+        self.update(query_id, |e| {
+            if e.info.state == "RUNNING" {
+                e.info.state = state.to_string();
+                e.info.error = error;
+                e.info.elapsed_ms = e.started.elapsed().as_millis() as i64;
+            }
+        });
+    }
+
+    /// Cancels a running query. Returns whether a running query had that id.
+    pub fn cancel(&self, query_id: &str) -> bool {
+        let q = self.queries.lock();
+        match q.iter().find(|e| e.info.query_id == query_id) {
+            Some(e) if e.info.state == "RUNNING" => {
+                e.cancel.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn update(&self, query_id: &str, f: impl FnOnce(&mut Entry)) {
+        let mut q = self.queries.lock();
+        if let Some(e) = q.iter_mut().rev().find(|e| e.info.query_id == query_id) {
+            f(e);
+        }
+    }
+}
+
+impl RuntimeInfo for QueryTracker {
+    fn nodes(&self) -> Vec<NodeInfo> {
+        self.nodes.lock().clone()
+    }
+
+    fn queries(&self) -> Vec<QueryInfo> {
+        self.queries
+            .lock()
+            .iter()
+            .map(|e| {
+                let mut info = e.info.clone();
+                if info.state == "RUNNING" {
+                    info.elapsed_ms = e.started.elapsed().as_millis() as i64;
+                }
+                info
+            })
+            .collect()
+    }
+}

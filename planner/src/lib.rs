@@ -1,0 +1,11 @@
+//! Tributary's planner: the catalog registry built from config, DataFusion session setup, and the
+//! fragmenter that cuts a physical plan into stages at exchange boundaries (plus EXPLAIN rendering).
+//!
+//! The planner decides *what* runs where in the plan (stages, partitioning, exchanges); it never runs
+//! anything itself: scheduling and task execution belong to `exec`.
+
+pub mod config;
+pub mod registry;
+pub mod session;
+
+pub use registry::CatalogRegistry;

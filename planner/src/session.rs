@@ -1,0 +1,40 @@
+//! DataFusion session setup for one client session: the shared catalogs, the default catalog/schema
+//! from the startup message, and the settings the distributed execution relies on.
+
+use std::sync::Arc;
+
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::CatalogRegistry;
+
+/// Builds a DataFusion context over `registry` with `catalog.schema` as the default for unqualified
+/// names (Postgres: the startup message's database and `search_path`).
+///
+/// `target_partitions` is the number of hash partitions the planner gives a repartitioned stage
+/// (Trino's `hash_partition_count`). Dynamic filter pushdown is off: its shared state spans partitions of
+/// one plan instance, which tasks on other workers do not share.
+pub fn new_session_context(
+    registry: &CatalogRegistry,
+    runtime: Arc<RuntimeEnv>,
+    catalog: &str,
+    schema: &str,
+    target_partitions: usize,
+) -> SessionContext {
+    let config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_create_default_catalog_and_schema(false)
+        .with_default_catalog_and_schema(catalog, schema)
+        .with_target_partitions(target_partitions.max(1))
+        .set_str("datafusion.optimizer.enable_dynamic_filter_pushdown", "false")
+        .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
+        .set_str("datafusion.sql_parser.enable_ident_normalization", "true");
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_catalog_list(registry.catalog_list())
+        .with_default_features()
+        .build();
+    SessionContext::new_with_state(state)
+}
