@@ -1,1 +1,77 @@
-//! placeholder
+//! Exchanges: how one stage's output partitions reach the stages that consume them.
+//!
+//! This crate owns the [`ExchangeSink`] a task writes its output partitions to, the [`ExchangeSource`] a
+//! consumer reads them from, the [`ExchangeReadExec`] plan node that stands in a consumer stage's plan for a
+//! producer stage, and the implementations behind the traits ([`memory::MemoryExchange`]: in-process,
+//! streaming). It must not know how stages are planned or scheduled.
+//!
+//! Output of a task attempt is addressed by [`TaskOutputId`] (query, stage, task) plus an output partition
+//! number. A sink's data becomes visible to readers as it is written (streaming); readers see an error if
+//! the producing task fails and end-of-stream once it finishes.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::Result;
+use datafusion::execution::SendableRecordBatchStream;
+
+pub mod memory;
+pub mod read;
+
+pub use read::{ExchangeContext, ExchangeReadExec, ReadMode};
+
+/// The output of one task of one stage of one query.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskOutputId {
+    /// Server-wide query id.
+    pub query: Arc<str>,
+    /// Stage number within the query (the root stage is 0).
+    pub stage: usize,
+    /// Task number within the stage (= the stage plan's partition it runs).
+    pub task: usize,
+}
+
+impl std::fmt::Display for TaskOutputId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.query, self.stage, self.task)
+    }
+}
+
+/// Where one task writes its output partitions.
+///
+/// Implementors guarantee: batches written to a partition are read back in the order written; readers see
+/// end-of-stream only after [`ExchangeSink::finish`], and an error after [`ExchangeSink::abort`] (or if the
+/// sink is dropped unfinished).
+#[async_trait]
+pub trait ExchangeSink: Send {
+    /// Appends `batch` to output partition `partition` (`0..partitions` as given at creation).
+    async fn write(&mut self, partition: usize, batch: RecordBatch) -> Result<()>;
+    /// Marks every output partition complete.
+    async fn finish(self: Box<Self>) -> Result<()>;
+    /// Marks every output partition failed with `error`; readers receive it as an execution error.
+    fn abort(self: Box<Self>, error: &str);
+}
+
+/// Where consumer tasks read producer tasks' output partitions from.
+pub trait ExchangeSource: Send + Sync + Debug {
+    /// Streams output partition `partition` of `output`, waiting for batches as they are written.
+    /// `schema` is the producer stage's output schema. Several readers may read the same partition.
+    fn read(
+        &self,
+        output: &TaskOutputId,
+        partition: usize,
+        schema: SchemaRef,
+    ) -> Result<SendableRecordBatchStream>;
+}
+
+/// An exchange implementation: creates sinks and serves reads, and frees a query's data at its end.
+pub trait Exchange: ExchangeSource {
+    /// Opens the sink of `output` with `partitions` output partitions.
+    fn create_sink(&self, output: &TaskOutputId, partitions: usize)
+    -> Result<Box<dyn ExchangeSink>>;
+    /// Drops everything held for `query` (called when the query ends, however it ends).
+    fn release_query(&self, query: &str);
+}

@@ -10,15 +10,19 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream};
+use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use futures::{Stream, StreamExt};
-use tributary_planner::CatalogRegistry;
+use tributary_exchange::Exchange;
+use tributary_exchange::memory::MemoryExchange;
+use tributary_planner::{CatalogRegistry, StagePlan, explain, fragment};
 use tributary_planner::config::ConfigError;
 
 use crate::ExecError;
+use crate::scheduler::{self, QueryExecution};
 use crate::tracker::QueryTracker;
+use crate::worker::WorkerPool;
 
 /// Settings of the engine, from `config.toml` and the CLI.
 #[derive(Debug, Clone)]
@@ -48,6 +52,8 @@ pub struct Engine {
     registry: CatalogRegistry,
     runtime: Arc<RuntimeEnv>,
     tracker: Arc<QueryTracker>,
+    workers: WorkerPool,
+    exchange: Arc<dyn Exchange>,
 }
 
 /// A running query's result: its schema and a stream of Arrow batches.
@@ -80,11 +86,15 @@ impl Engine {
                 runtime.register_object_store(&url, store);
             }
         }
+        let workers = WorkerPool::in_process(config.workers);
+        tracker.set_nodes(workers.nodes());
         Ok(Arc::new(Self {
             config,
             registry,
             runtime,
             tracker,
+            workers,
+            exchange: MemoryExchange::new(),
         }))
     }
 
@@ -109,10 +119,12 @@ impl Engine {
         )
     }
 
-    /// Runs a planned statement (a query, or `EXPLAIN` of one) and streams its result.
+    /// Runs a planned statement (a query, or `EXPLAIN [ANALYZE]` of one) and streams its result.
     ///
-    /// `sql` and `user` are recorded for `system.runtime.queries`. Errors: planning errors as
-    /// [`ExecError::DataFusion`]; execution errors arrive in the stream.
+    /// The plan is optimized, cut into stages and scheduled on the workers; the root stage's output is
+    /// the returned stream. `sql` and `user` are recorded for `system.runtime.queries`. Errors: planning
+    /// errors as [`ExecError::DataFusion`]; execution errors arrive in the stream (the first task error,
+    /// unwrapped).
     pub async fn execute(
         &self,
         ctx: &SessionContext,
@@ -122,18 +134,14 @@ impl Engine {
     ) -> Result<QueryStream, ExecError> {
         let query_id = new_query_id();
         let cancel = self.tracker.begin(&query_id, user, sql);
-        let result = async {
-            let df = datafusion::dataframe::DataFrame::new(ctx.state(), plan);
-            df.execute_stream().await
-        }
-        .await;
-        match result {
-            Ok(stream) => {
-                let schema = stream.schema();
+        match self.start_query(ctx, plan, &query_id).await {
+            Ok((execution, inner)) => {
+                let schema = inner.schema();
                 let stream = Box::pin(TrackedStream {
                     query_id: query_id.clone(),
                     schema: schema.clone(),
-                    inner: stream,
+                    inner,
+                    execution,
                     tracker: self.tracker.clone(),
                     cancel: Box::pin(cancel.cancelled_owned()),
                     done: false,
@@ -150,6 +158,77 @@ impl Engine {
                 Err(e.into())
             }
         }
+    }
+
+    /// Plans and starts a statement: returns the running tasks (if any) and the result stream.
+    async fn start_query(
+        &self,
+        ctx: &SessionContext,
+        plan: LogicalPlan,
+        query_id: &str,
+    ) -> DfResult<(Option<QueryExecution>, SendableRecordBatchStream)> {
+        let state = ctx.state();
+        match plan {
+            LogicalPlan::Explain(explain) => {
+                let physical = state.create_physical_plan(&explain.plan).await?;
+                let staged = fragment(physical)?;
+                let mut lines = Vec::new();
+                if explain.verbose {
+                    lines.push("Optimized logical plan:".to_string());
+                    let optimized = state.optimize(&explain.plan)?;
+                    lines.extend(optimized.display_indent().to_string().lines().map(|l| format!("  {l}")));
+                }
+                lines.extend(explain::render(&staged, false));
+                Ok((None, plan_lines_stream(lines)?))
+            }
+            LogicalPlan::Analyze(analyze) => {
+                let physical = state.create_physical_plan(&analyze.input).await?;
+                let staged = fragment(physical)?;
+                let (execution, mut stream) = self.schedule(&state, &staged, query_id)?;
+                let started = std::time::Instant::now();
+                let mut rows = 0usize;
+                while let Some(batch) = stream.next().await {
+                    match batch {
+                        Ok(b) => rows += b.num_rows(),
+                        Err(e) => return Err(execution.first_error.take().unwrap_or(e)),
+                    }
+                }
+                let mut lines = explain::render(&staged, true);
+                lines.push(format!(
+                    "Execution: {rows} rows in {:.3} ms",
+                    started.elapsed().as_secs_f64() * 1000.0
+                ));
+                Ok((None, plan_lines_stream(lines)?))
+            }
+            LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) => {
+                Err(DataFusionError::NotImplemented(
+                    "Tributary catalogs are read-only: only queries are supported".into(),
+                ))
+            }
+            LogicalPlan::Statement(s) => Err(DataFusionError::NotImplemented(format!(
+                "statement {}",
+                s.name()
+            ))),
+            plan => {
+                let physical = state.create_physical_plan(&plan).await?;
+                let staged = fragment(physical)?;
+                let (execution, stream) = self.schedule(&state, &staged, query_id)?;
+                Ok((Some(execution), stream))
+            }
+        }
+    }
+
+    /// Starts the tasks of `staged` on the workers; returns the guard and the root stream.
+    fn schedule(
+        &self,
+        state: &datafusion::execution::SessionState,
+        staged: &StagePlan,
+        query_id: &str,
+    ) -> DfResult<(QueryExecution, SendableRecordBatchStream)> {
+        let query: Arc<str> = Arc::from(query_id);
+        let base = TaskContext::from(state);
+        let ctx = scheduler::task_context(base, &query, self.exchange.clone());
+        scheduler::start(query, staged, ctx, self.exchange.clone(), &self.workers)
     }
 
     /// Cancels a running query (CancelRequest). Returns whether it was running.
@@ -180,6 +259,8 @@ struct TrackedStream {
     query_id: String,
     schema: SchemaRef,
     inner: SendableRecordBatchStream,
+    /// The query's running tasks; dropped (aborting them) when the stream ends or is dropped.
+    execution: Option<QueryExecution>,
     tracker: Arc<QueryTracker>,
     cancel: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
     done: bool,
@@ -194,21 +275,30 @@ impl Stream for TrackedStream {
         }
         if self.cancel.as_mut().poll(cx).is_ready() {
             self.done = true;
+            self.execution = None;
             self.tracker.finish(&self.query_id, "CANCELED", None);
             return Poll::Ready(Some(Err(DataFusionError::Execution(
                 CANCELED_MESSAGE.to_string(),
             ))));
         }
-        let polled = self.inner.poll_next_unpin(cx);
+        let mut polled = self.inner.poll_next_unpin(cx);
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            // Prefer the failing task's own error (and SQLSTATE) over the exchange's wrapper.
+            if let Some(first) = self.execution.as_ref().and_then(|e| e.first_error.take()) {
+                polled = Poll::Ready(Some(Err(first)));
+            }
+        }
         match &polled {
             Poll::Ready(Some(Ok(batch))) => self.tracker.add_rows(&self.query_id, batch.num_rows()),
             Poll::Ready(Some(Err(e))) => {
+                let error = e.to_string();
                 self.done = true;
-                self.tracker
-                    .finish(&self.query_id, "FAILED", Some(e.to_string()));
+                self.execution = None;
+                self.tracker.finish(&self.query_id, "FAILED", Some(error));
             }
             Poll::Ready(None) => {
                 self.done = true;
+                self.execution = None;
                 self.tracker.finish(&self.query_id, "FINISHED", None);
             }
             Poll::Pending => {}
@@ -231,3 +321,13 @@ impl Drop for TrackedStream {
     }
 }
 
+
+/// A one-column (`QUERY PLAN`, text) result with one row per line, as Postgres returns EXPLAIN.
+fn plan_lines_stream(lines: Vec<String>) -> DfResult<SendableRecordBatchStream> {
+    use datafusion::arrow::array::StringArray;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::physical_plan::memory::MemoryStream;
+    let schema = Arc::new(Schema::new(vec![Field::new("QUERY PLAN", DataType::Utf8, false)]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(lines))])?;
+    Ok(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?))
+}

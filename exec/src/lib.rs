@@ -1,12 +1,14 @@
 //! Tributary's execution side: the engine a session submits queries to, the scheduler that turns stages
-//! into tasks over splits and partitions, the task runtime of workers, and query tracking for
+//! into tasks over splits and partitions, the workers tasks run on, and query tracking for
 //! `system.runtime.*`.
 //!
 //! `exec` runs what the planner decided; it never changes a plan's meaning.
 
 pub mod engine;
 pub mod error;
+pub mod scheduler;
 pub mod tracker;
+pub mod worker;
 
 pub use engine::{Engine, EngineConfig, QueryStream};
 pub use error::ExecError;

@@ -5,7 +5,10 @@
 //! anything itself: scheduling and task execution belong to `exec`.
 
 pub mod config;
+pub mod explain;
+pub mod fragment;
 pub mod registry;
 pub mod session;
 
+pub use fragment::{Stage, StageOutput, StagePlan, fragment};
 pub use registry::CatalogRegistry;

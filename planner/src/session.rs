@@ -14,7 +14,8 @@ use crate::CatalogRegistry;
 ///
 /// `target_partitions` is the number of hash partitions the planner gives a repartitioned stage
 /// (Trino's `hash_partition_count`). Dynamic filter pushdown is off: its shared state spans partitions of
-/// one plan instance, which tasks on other workers do not share.
+/// one plan instance, which tasks on other workers do not share. Round-robin repartitioning is off:
+/// a source stage has one task per split, and an extra exchange would only copy data.
 pub fn new_session_context(
     registry: &CatalogRegistry,
     runtime: Arc<RuntimeEnv>,
@@ -28,6 +29,8 @@ pub fn new_session_context(
         .with_default_catalog_and_schema(catalog, schema)
         .with_target_partitions(target_partitions.max(1))
         .set_str("datafusion.optimizer.enable_dynamic_filter_pushdown", "false")
+        // Splits are the unit of source parallelism, as in Trino: no round-robin exchange above scans.
+        .set_str("datafusion.optimizer.enable_round_robin_repartition", "false")
         .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
         .set_str("datafusion.sql_parser.enable_ident_normalization", "true");
     let state = SessionStateBuilder::new()

@@ -1,0 +1,219 @@
+//! The fragmenter: cuts an optimized DataFusion physical plan into stages at exchange boundaries.
+//!
+//! A boundary is any operator whose output partition `i` needs more than input partition `i`, because a
+//! task of a stage runs exactly one partition of the stage's plan, possibly on another worker:
+//! - `RepartitionExec` (hash or round-robin): the subtree below becomes a producer stage whose tasks
+//!   partition their output the same way; the operator is replaced by an [`ExchangeReadExec`] in
+//!   [`ReadMode::Gather`] (reader partition `p` = partition `p` of every producer task).
+//! - `CoalescePartitionsExec` / `SortPreservingMergeExec`: the subtree below becomes a producer stage
+//!   with one output partition per task; the operator stays in the consumer stage over an
+//!   [`ExchangeReadExec`] in [`ReadMode::PerTask`].
+//!
+//! The root stage (id 0) has exactly one partition and runs on the coordinator, streaming to the client;
+//! every other stage runs as tasks on workers. A source stage's tasks are its scans' splits (a connector
+//! exposes one partition per split). This follows Trino's fragmenter (stages cut at exchanges, the
+//! root fragment `SINGLE`-distributed on the coordinator) and Ballista's `DistributedPlanner`.
+
+use std::sync::Arc;
+
+use datafusion::error::{DataFusionError, Result};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::physical_plan::{
+    ExecutionPlan, ExecutionPlanProperties, Partitioning, replace_children_if_necessary,
+};
+use tributary_exchange::{ExchangeReadExec, ReadMode};
+
+/// How a stage's tasks lay out their output for the consumer stage.
+#[derive(Debug, Clone)]
+pub enum StageOutput {
+    /// The root stage: its single partition streams to the client.
+    Client,
+    /// Each task writes one output partition, read in task order by the consumer.
+    PerTask,
+    /// Rows are hash-partitioned on `exprs` into `n` partitions (DataFusion's `BatchPartitioner`, the
+    /// same function `RepartitionExec` uses, so co-partitioned joins line up).
+    Hash(Vec<Arc<dyn PhysicalExpr>>, usize),
+    /// Batches are dealt round-robin into `n` partitions.
+    RoundRobin(usize),
+}
+
+impl StageOutput {
+    /// Number of output partitions each task writes.
+    pub fn partitions(&self) -> usize {
+        match self {
+            StageOutput::Client | StageOutput::PerTask => 1,
+            StageOutput::Hash(_, n) | StageOutput::RoundRobin(n) => *n,
+        }
+    }
+
+    /// The DataFusion partitioning a task applies to its output, if it splits it.
+    pub fn partitioning(&self) -> Option<Partitioning> {
+        match self {
+            StageOutput::Client | StageOutput::PerTask => None,
+            StageOutput::Hash(exprs, n) => Some(Partitioning::Hash(exprs.clone(), *n)),
+            StageOutput::RoundRobin(n) => Some(Partitioning::RoundRobinBatch(*n)),
+        }
+    }
+}
+
+impl std::fmt::Display for StageOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StageOutput::Client => write!(f, "single (to client)"),
+            StageOutput::PerTask => write!(f, "per task"),
+            StageOutput::Hash(exprs, n) => {
+                let exprs: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
+                write!(f, "hash({}) x {n}", exprs.join(", "))
+            }
+            StageOutput::RoundRobin(n) => write!(f, "round robin x {n}"),
+        }
+    }
+}
+
+/// One plan fragment between exchanges.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    /// 0 for the root stage; producers have larger ids than their consumers' ancestors.
+    pub id: usize,
+    /// The fragment; its leaves are scans (splits) or [`ExchangeReadExec`]s of input stages.
+    pub plan: Arc<dyn ExecutionPlan>,
+    /// Tasks = partitions of `plan`; task `i` runs partition `i`.
+    pub tasks: usize,
+    pub output: StageOutput,
+    /// Stages this one reads from.
+    pub inputs: Vec<usize>,
+}
+
+/// A query cut into stages, root first.
+#[derive(Debug, Clone)]
+pub struct StagePlan {
+    pub stages: Vec<Stage>,
+}
+
+impl StagePlan {
+    /// The root stage (id 0), which runs on the coordinator.
+    pub fn root(&self) -> &Stage {
+        &self.stages[0]
+    }
+}
+
+/// Cuts `plan` into stages. Errors (`NotImplemented`) on an order-preserving repartition, whose merge
+/// order the exchange cannot reproduce.
+pub fn fragment(plan: Arc<dyn ExecutionPlan>) -> Result<StagePlan> {
+    let plan = if plan.output_partitioning().partition_count() > 1 {
+        Arc::new(CoalescePartitionsExec::new(plan)) as Arc<dyn ExecutionPlan>
+    } else {
+        plan
+    };
+    let mut f = Fragmenter {
+        stages: Vec::new(),
+        next_id: 1,
+    };
+    let (root, inputs) = f.cut(plan)?;
+    f.stages.push(Stage {
+        id: 0,
+        tasks: 1,
+        plan: root,
+        output: StageOutput::Client,
+        inputs,
+    });
+    let mut stages = f.stages;
+    stages.sort_by_key(|s| s.id);
+    Ok(StagePlan { stages })
+}
+
+struct Fragmenter {
+    stages: Vec<Stage>,
+    /// Ids are given top-down (a consumer's id is smaller than its producers'), root = 0, as Trino does.
+    next_id: usize,
+}
+
+impl Fragmenter {
+    /// Rewrites `node` for the stage it belongs to, creating producer stages below each boundary.
+    /// Returns the rewritten node and the ids of the stages it reads.
+    fn cut(&mut self, node: Arc<dyn ExecutionPlan>) -> Result<(Arc<dyn ExecutionPlan>, Vec<usize>)> {
+        if let Some(repartition) = node.downcast_ref::<RepartitionExec>() {
+            let output = match repartition.partitioning() {
+                Partitioning::Hash(exprs, n) => StageOutput::Hash(exprs.clone(), *n),
+                Partitioning::RoundRobinBatch(n) => StageOutput::RoundRobin(*n),
+                other => {
+                    return Err(DataFusionError::NotImplemented(format!(
+                        "exchange for partitioning {other}"
+                    )));
+                }
+            };
+            if repartition.preserve_order() {
+                return Err(DataFusionError::NotImplemented(
+                    "order-preserving repartition across stages".into(),
+                ));
+            }
+            let stage = self.new_stage(repartition.input().clone(), output)?;
+            let reader = ExchangeReadExec::new(
+                stage.0,
+                stage.1,
+                ReadMode::Gather,
+                node.properties().clone(),
+            );
+            return Ok((Arc::new(reader), vec![stage.0]));
+        }
+        if node.downcast_ref::<CoalescePartitionsExec>().is_some()
+            || node.downcast_ref::<SortPreservingMergeExec>().is_some()
+        {
+            let id = self.alloc();
+            let child = node.children()[0].clone();
+            let (child, child_inputs) = self.cut(child)?;
+            let tasks = child.output_partitioning().partition_count();
+            self.push_stage(id, child.clone(), tasks, StageOutput::PerTask, child_inputs);
+            let reader = ExchangeReadExec::new(id, tasks, ReadMode::PerTask, child.properties().clone());
+            let node = replace_children_if_necessary(node, vec![Arc::new(reader)])?;
+            return Ok((node, vec![id]));
+        }
+        let mut inputs = Vec::new();
+        let mut children = Vec::new();
+        for child in node.children() {
+            let (child, child_inputs) = self.cut(child.clone())?;
+            inputs.extend(child_inputs);
+            children.push(child);
+        }
+        let node = if children.is_empty() {
+            node
+        } else {
+            replace_children_if_necessary(node, children)?
+        };
+        Ok((node, inputs))
+    }
+
+    /// Makes `input` (after cutting it in turn) a producer stage. Returns its id and task count.
+    fn new_stage(&mut self, input: Arc<dyn ExecutionPlan>, output: StageOutput) -> Result<(usize, usize)> {
+        let id = self.alloc();
+        let (plan, inputs) = self.cut(input)?;
+        let tasks = plan.output_partitioning().partition_count();
+        self.push_stage(id, plan, tasks, output, inputs);
+        Ok((id, tasks))
+    }
+
+    fn alloc(&mut self) -> usize {
+        self.next_id += 1;
+        self.next_id - 1
+    }
+
+    fn push_stage(
+        &mut self,
+        id: usize,
+        plan: Arc<dyn ExecutionPlan>,
+        tasks: usize,
+        output: StageOutput,
+        inputs: Vec<usize>,
+    ) {
+        self.stages.push(Stage {
+            id,
+            plan,
+            tasks,
+            output,
+            inputs,
+        });
+    }
+}
