@@ -1,0 +1,538 @@
+//! The PostgreSQL wire front end, black box: the built `tributary` binary driven by tokio-postgres (binary
+//! parameters and results), the simple protocol (text results), psql, and raw protocol messages (text
+//! parameters).
+
+use std::error::Error;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use compat_tests::{ConfigDir, Tributary};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{FromSql, Type};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+/// Any value as its raw binary wire bytes (for types tokio-postgres has no Rust type for here).
+struct Raw(Vec<u8>);
+
+impl<'a> FromSql<'a> for Raw {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn Error + Sync + Send>> {
+        Ok(Raw(raw.to_vec()))
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// The text rows of a simple query.
+async fn text_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(String::from))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn text_value(client: &Client, sql: &str) -> String {
+    let rows = text_rows(client, sql).await;
+    rows[0][0].clone().unwrap_or_else(|| panic!("{sql}: NULL"))
+}
+
+async fn sqlstate(client: &Client, sql: &str) -> SqlState {
+    let err = client
+        .simple_query(sql)
+        .await
+        .expect_err(&format!("{sql} should fail"));
+    err.code()
+        .unwrap_or_else(|| panic!("{sql}: no SQLSTATE in {err:?}"))
+        .clone()
+}
+
+async fn assert_alive(client: &Client) {
+    let row = client.query_one("select 41 + 1", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 42);
+}
+
+#[tokio::test]
+async fn startup_reports_parameters_and_refuses_unknown_database() {
+    let server = Tributary::start(None);
+    let client = server.connect("tpch").await;
+    assert!(
+        text_value(&client, "show server_version")
+            .await
+            .starts_with("15.")
+    );
+    assert_eq!(text_value(&client, "show DateStyle").await, "ISO, MDY");
+    assert_eq!(text_value(&client, "show TimeZone").await, "UTC");
+    assert_eq!(text_value(&client, "show client_encoding").await, "UTF8");
+    assert_eq!(
+        text_value(&client, "show application_name").await,
+        "compat-tests"
+    );
+    assert_eq!(
+        text_value(&client, "show session_authorization").await,
+        "tester"
+    );
+
+    let err = server.try_connect("nosuch").await.err().unwrap();
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!(db.code(), &SqlState::INVALID_CATALOG_NAME);
+    assert_eq!(db.message(), "database \"nosuch\" does not exist");
+    assert!(db.hint().unwrap_or_default().contains("tpch"), "{db:?}");
+}
+
+#[tokio::test]
+async fn simple_protocol_runs_each_statement_and_answers_empty_queries() {
+    let server = Tributary::start(None);
+    let client = server.connect("tpch").await;
+    let messages = client
+        .simple_query("select 1 as a; select 'x' as b, 2 as c; set extra_float_digits = 3")
+        .await
+        .unwrap();
+    let completes: Vec<u64> = messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(completes, vec![1, 1, 0]);
+    assert_eq!(
+        text_rows(&client, "select 1 as a; select 'x' as b, 2 as c").await,
+        vec![
+            vec![Some("1".to_string())],
+            vec![Some("x".to_string()), Some("2".to_string())]
+        ]
+    );
+    // Empty and comment-only strings get EmptyQueryResponse (Grafana's `-- ping`).
+    for empty in ["", "-- ping", " ; "] {
+        let messages = client.simple_query(empty).await.unwrap();
+        assert!(
+            messages
+                .iter()
+                .all(|m| !matches!(m, SimpleQueryMessage::Row(_))),
+            "{empty:?}"
+        );
+    }
+    client.batch_execute("-- ping").await.unwrap();
+    // Text results of every type, with NULL.
+    assert_eq!(
+        text_rows(
+            &client,
+            "select true as a, cast(7 as smallint) as b, 1.5::float8 as c, 1.50::numeric(10,2) as d, 'héllo'::varchar as e, \
+             date '2024-02-29', timestamp '2024-02-29 13:14:15', null::int"
+        )
+        .await,
+        vec![vec![
+            Some("t".into()),
+            Some("7".into()),
+            Some("1.5".into()),
+            Some("1.50".into()),
+            Some("héllo".into()),
+            Some("2024-02-29".into()),
+            // PostgreSQL prints "2024-02-29 13:14:15"; pgwire always writes six fraction digits.
+            Some("2024-02-29 13:14:15.000000".into()),
+            None,
+        ]]
+    );
+}
+
+#[tokio::test]
+async fn extended_protocol_binary_parameters_and_results() {
+    let server = Tributary::start(None);
+    let client = server.connect("tpch").await;
+
+    let row = client
+        .query_one(
+            "select $1::bool, $2::int2, $3::int4, $4::int8, $5::float4, $6::float8, $7::text, \
+             $8::varchar, $9::bytea",
+            &[
+                &true,
+                &7i16,
+                &-42i32,
+                &(1i64 << 40),
+                &1.5f32,
+                &-2.25f64,
+                &"héllo",
+                &"v",
+                &vec![0u8, 1, 255],
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    assert_eq!(row.get::<_, i16>(1), 7);
+    assert_eq!(row.get::<_, i32>(2), -42);
+    assert_eq!(row.get::<_, i64>(3), 1i64 << 40);
+    assert_eq!(row.get::<_, f32>(4), 1.5);
+    assert_eq!(row.get::<_, f64>(5), -2.25);
+    assert_eq!(row.get::<_, String>(6), "héllo");
+    assert_eq!(row.get::<_, String>(7), "v");
+    assert_eq!(row.get::<_, Vec<u8>>(8), vec![0u8, 1, 255]);
+
+    let date = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
+    let time = NaiveTime::from_hms_micro_opt(13, 14, 15, 250_000).unwrap();
+    let timestamp = NaiveDateTime::new(date, time);
+    let row = client
+        .query_one(
+            "select $1::date, $2::time, $3::timestamp",
+            &[&date, &time, &timestamp],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, NaiveDate>(0), date);
+    assert_eq!(row.get::<_, NaiveTime>(1), time);
+    assert_eq!(row.get::<_, NaiveDateTime>(2), timestamp);
+
+    let row = client
+        .query_one(
+            "select timestamptz '2024-02-29 13:14:15+00', interval '1 day 2 hours', \
+             1.50::numeric(10,2), null::int4, $1::int4",
+            &[&None::<i32>],
+        )
+        .await
+        .unwrap();
+    let tz: DateTime<Utc> = row.get(0);
+    assert_eq!(
+        tz.naive_utc(),
+        NaiveDateTime::new(date, NaiveTime::from_hms_opt(13, 14, 15).unwrap())
+    );
+    // interval: microseconds (8 bytes), days (4), months (4)
+    let Raw(interval) = row.get(1);
+    assert_eq!(&interval[..8], &7_200_000_000i64.to_be_bytes());
+    assert_eq!(&interval[8..12], &1i32.to_be_bytes());
+    assert_eq!(&interval[12..], &0i32.to_be_bytes());
+    assert_eq!(row.columns()[2].type_(), &Type::NUMERIC);
+    let Raw(numeric) = row.get(2);
+    assert!(!numeric.is_empty());
+    assert_eq!(row.get::<_, Option<i32>>(3), None);
+    assert_eq!(row.get::<_, Option<i32>>(4), None);
+
+    // Named statements, reused with other parameters; Describe gives parameter and column types.
+    let statement = client
+        .prepare("select $1::int8 * 2 as doubled")
+        .await
+        .unwrap();
+    assert_eq!(statement.params(), &[Type::INT8]);
+    assert_eq!(statement.columns()[0].name(), "doubled");
+    for n in [1i64, 21, -5] {
+        let row = client.query_one(&statement, &[&n]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), n * 2);
+    }
+    // Parse with explicit parameter types.
+    let statement = client
+        .prepare_typed("select $1::int4 + 1", &[Type::INT4])
+        .await
+        .unwrap();
+    assert_eq!(statement.params(), &[Type::INT4]);
+    let row = client.query_one(&statement, &[&41i32]).await.unwrap();
+    // DataFusion types the literal 1 as int8, so the sum is int8 (PostgreSQL: int4).
+    assert_eq!(row.get::<_, i64>(0), 42);
+    // Portals with a row limit (PortalSuspended) inside a transaction.
+    let mut client = client;
+    let transaction = client.transaction().await.unwrap();
+    let portal = transaction
+        .bind("select * from (values (1), (2), (3)) t(a)", &[])
+        .await
+        .unwrap();
+    let first = transaction.query_portal(&portal, 2).await.unwrap();
+    let rest = transaction.query_portal(&portal, 2).await.unwrap();
+    assert_eq!((first.len(), rest.len()), (2, 1));
+    transaction.commit().await.unwrap();
+    assert_alive(&client).await;
+}
+
+/// Bind with a text-format parameter and text results, as raw protocol messages (tokio-postgres always
+/// sends binary parameters).
+#[test]
+fn extended_protocol_text_parameters() {
+    let server = Tributary::start(None);
+    let mut socket = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut startup = Vec::new();
+    startup.extend_from_slice(&196608i32.to_be_bytes());
+    for s in ["user", "raw", "database", "tpch", ""] {
+        startup.extend_from_slice(s.as_bytes());
+        startup.push(0);
+    }
+    let mut message = ((startup.len() + 4) as i32).to_be_bytes().to_vec();
+    message.extend(startup);
+    socket.write_all(&message).unwrap();
+    read_until(&mut socket, b'Z');
+
+    let mut out = Vec::new();
+    // Parse "" "select $1::int4 + 1, $2::text" with no types.
+    let mut body = b"\0select $1::int4 + 1, $2::text\0".to_vec();
+    body.extend_from_slice(&0i16.to_be_bytes());
+    frame(&mut out, b'P', &body);
+    // Bind "" "" : 1 format code (text), 2 params, 1 result format (text)
+    let mut body = b"\0\0".to_vec();
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.extend_from_slice(&0i16.to_be_bytes());
+    body.extend_from_slice(&2i16.to_be_bytes());
+    for p in ["41", "abc"] {
+        body.extend_from_slice(&(p.len() as i32).to_be_bytes());
+        body.extend_from_slice(p.as_bytes());
+    }
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.extend_from_slice(&0i16.to_be_bytes());
+    frame(&mut out, b'B', &body);
+    frame(&mut out, b'E', b"\0\0\0\0\0");
+    frame(&mut out, b'S', b"");
+    socket.write_all(&out).unwrap();
+    let messages = read_until(&mut socket, b'Z');
+    let data_row = messages
+        .iter()
+        .find(|(tag, _)| *tag == b'D')
+        .unwrap_or_else(|| panic!("no DataRow in {messages:?}"));
+    let body = &data_row.1;
+    assert_eq!(i16::from_be_bytes([body[0], body[1]]), 2);
+    let len = i32::from_be_bytes([body[2], body[3], body[4], body[5]]) as usize;
+    assert_eq!(&body[6..6 + len], b"42");
+    assert_eq!(&body[6 + len + 4..], b"abc");
+}
+
+fn frame(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
+    out.push(tag);
+    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    out.extend_from_slice(body);
+}
+
+/// Reads backend messages up to and including the first one tagged `last`.
+fn read_until(socket: &mut TcpStream, last: u8) -> Vec<(u8, Vec<u8>)> {
+    let mut messages = Vec::new();
+    loop {
+        let mut header = [0u8; 5];
+        socket.read_exact(&mut header).unwrap();
+        let len = i32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        let mut body = vec![0u8; len - 4];
+        socket.read_exact(&mut body).unwrap();
+        assert_ne!(
+            header[0],
+            b'E',
+            "ErrorResponse: {}",
+            String::from_utf8_lossy(&body)
+        );
+        messages.push((header[0], body));
+        if header[0] == last {
+            return messages;
+        }
+    }
+}
+
+#[tokio::test]
+async fn errors_carry_sqlstate_and_the_session_keeps_working() {
+    let server = Tributary::start(None);
+    let client = server.connect("tpch").await;
+    let cases: &[(&str, SqlState)] = &[
+        ("selec 1", SqlState::SYNTAX_ERROR),
+        ("select * from no_such_table", SqlState::UNDEFINED_TABLE),
+        (
+            "select no_such_column from (values (1)) t(a)",
+            SqlState::UNDEFINED_COLUMN,
+        ),
+        ("select 1/0", SqlState::DIVISION_BY_ZERO),
+        (
+            "select 1/a from (values (0)) t(a)",
+            SqlState::DIVISION_BY_ZERO,
+        ),
+        (
+            "select * from tpch.no_such_schema.t",
+            SqlState::INVALID_SCHEMA_NAME,
+        ),
+        ("create table t (a int)", SqlState::FEATURE_NOT_SUPPORTED),
+        (
+            "set extra_float_digits = 9",
+            SqlState::INVALID_PARAMETER_VALUE,
+        ),
+        ("set no_such_parameter = 1", SqlState::UNDEFINED_OBJECT),
+        ("show no_such_parameter", SqlState::UNDEFINED_OBJECT),
+        (
+            "set server_version = '1'",
+            SqlState::CANT_CHANGE_RUNTIME_PARAM,
+        ),
+    ];
+    for (sql, expected) in cases {
+        assert_eq!(&sqlstate(&client, sql).await, expected, "{sql}");
+        assert_alive(&client).await;
+    }
+    // The same through the extended protocol (errors at Parse and at Execute).
+    let err = client
+        .prepare("select * from no_such_table")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::UNDEFINED_TABLE));
+    let err = client
+        .query("select 10 / $1::int4", &[&0i32])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::DIVISION_BY_ZERO));
+    assert_alive(&client).await;
+    // A failed transaction refuses statements until ROLLBACK.
+    client.batch_execute("begin").await.unwrap();
+    assert_eq!(
+        sqlstate(&client, "select 1/0").await,
+        SqlState::DIVISION_BY_ZERO
+    );
+    assert_eq!(
+        sqlstate(&client, "select 1").await,
+        SqlState::IN_FAILED_SQL_TRANSACTION
+    );
+    client.batch_execute("rollback").await.unwrap();
+    assert_alive(&client).await;
+}
+
+#[tokio::test]
+async fn cancel_request_stops_the_running_query() {
+    let server = Tributary::start(None);
+    let client = server.connect("tpch").await;
+    let token = client.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel_query(NoTls).await.unwrap();
+    });
+    let started = std::time::Instant::now();
+    let err = client
+        .simple_query("select count(*) from generate_series(1, 100000000000) t(a)")
+        .await
+        .expect_err("the query should be canceled");
+    canceller.await.unwrap();
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_alive(&client).await;
+
+    // statement_timeout cancels too.
+    client
+        .batch_execute("set statement_timeout = '200ms'")
+        .await
+        .unwrap();
+    let err = client
+        .query(
+            "select count(*) from generate_series(1, 100000000000) t(a)",
+            &[],
+        )
+        .await
+        .expect_err("the query should time out");
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err:?}");
+    client
+        .batch_execute("reset statement_timeout")
+        .await
+        .unwrap();
+    assert_alive(&client).await;
+}
+
+#[tokio::test]
+async fn session_statements() {
+    let server = Tributary::start(None);
+    let client = server.connect("tpch").await;
+    assert_eq!(text_value(&client, "show search_path").await, "tiny");
+    client
+        .batch_execute("set search_path to \"$user\", sf1")
+        .await
+        .unwrap();
+    assert_eq!(
+        text_value(&client, "show search_path").await,
+        "\"$user\", sf1"
+    );
+    client
+        .batch_execute("set search_path = tiny")
+        .await
+        .unwrap();
+    assert_eq!(text_value(&client, "show search_path").await, "tiny");
+    client.batch_execute("reset search_path").await.unwrap();
+    assert_eq!(text_value(&client, "show search_path").await, "tiny");
+
+    client.batch_execute("SET TIME ZONE 'UTC'").await.unwrap();
+    assert_eq!(text_value(&client, "show timezone").await, "UTC");
+    client
+        .batch_execute("set application_name = 'renamed'; set DateStyle = 'ISO, DMY'")
+        .await
+        .unwrap();
+    assert_eq!(
+        text_value(&client, "show application_name").await,
+        "renamed"
+    );
+    assert_eq!(text_value(&client, "show datestyle").await, "ISO, DMY");
+    client.batch_execute("set myapp.flag = 'on'").await.unwrap();
+    assert_eq!(text_value(&client, "show myapp.flag").await, "on");
+    assert_eq!(
+        text_value(&client, "show transaction isolation level").await,
+        "read committed"
+    );
+    assert!(text_rows(&client, "show all").await.len() > 10);
+
+    for (sql, tag) in [
+        ("begin", 0),
+        ("start transaction", 0),
+        ("commit", 0),
+        ("rollback", 0),
+    ] {
+        let messages = client.simple_query(sql).await.unwrap();
+        assert!(
+            matches!(messages[..], [SimpleQueryMessage::CommandComplete(n)] if n == tag),
+            "{sql}"
+        );
+    }
+
+    let plan = text_rows(&client, "explain select 1").await;
+    assert!(!plan.is_empty());
+    let messages = client.simple_query("explain select 1").await.unwrap();
+    let SimpleQueryMessage::RowDescription(columns) = &messages[0] else {
+        panic!("{messages:?}")
+    };
+    assert_eq!(columns[0].name(), "QUERY PLAN");
+}
+
+#[tokio::test]
+async fn psql_works() {
+    let server = Tributary::start(None);
+    let output = std::process::Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", &server.port().to_string()])
+        .args(["-U", "x", "-d", "tpch", "-X", "-A", "-t"])
+        .args(["-c", "select 40 + 2 as answer", "-c", "show search_path"])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("psql is installed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), vec!["42", "tiny"]);
+}
+
+#[test]
+fn bad_config_fails_startup_naming_the_file() {
+    let cases = [
+        ("broken", "connector = \"no_such_connector\"\n"),
+        ("garbled", "connector = \n"),
+    ];
+    for (name, toml) in cases {
+        let dir = ConfigDir::new().catalog(name, toml);
+        let failure = Tributary::try_start(Some(dir.path()))
+            .err()
+            .expect("startup should fail");
+        let status = failure.status.expect("the process should exit");
+        assert!(!status.success());
+        assert!(
+            failure.log.contains(&format!("{name}.toml")),
+            "{}",
+            failure.log
+        );
+    }
+    let dir = ConfigDir::new().config("[server]\nlisten = \"127.0.0.1:1\"\nlistn = 2\n");
+    let failure = Tributary::try_start(Some(dir.path()))
+        .err()
+        .expect("startup should fail");
+    assert!(failure.log.contains("config.toml"), "{}", failure.log);
+    assert!(failure.log.contains("server.listn"), "{}", failure.log);
+}

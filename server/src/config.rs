@@ -1,0 +1,177 @@
+//! `DIR/config.toml`: the server's own settings (listen address, node role, engine sizing).
+//!
+//! Catalog files (`DIR/catalog/NAME.toml`) are read by the engine, not here. Every error names the file,
+//! the key and the reason; unknown keys are errors so a typo never silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+
+use tributary_planner::config::{ConfigError, read_toml};
+
+/// The PostgreSQL-wire port when neither `--listen` nor `[server] listen` says otherwise (not 5432, so a
+/// local PostgreSQL keeps its port).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7432";
+
+/// What this process does in a cluster. Only `single` (coordinator and workers in one process) exists so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Coordinator and in-process workers in one process.
+    Single,
+}
+
+/// The settings of `config.toml`, with defaults for what the file leaves out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// `[server] listen`: the PostgreSQL-wire address, `HOST:PORT`.
+    pub listen: String,
+    /// `[node] role`.
+    pub role: Role,
+    /// `[engine] workers`: in-process workers in `single` mode.
+    pub workers: usize,
+    /// `[engine] hash_partitions`: partitions of a repartitioned stage.
+    pub hash_partitions: usize,
+    /// `DIR/catalog`, when a config directory is used.
+    pub catalog_dir: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.to_string(),
+            role: Role::Single,
+            workers: 2,
+            hash_partitions: 4,
+            catalog_dir: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Reads `dir/config.toml` (optional: a directory holding only `catalog/` is fine) and points the
+    /// catalog directory at `dir/catalog`.
+    pub fn load(dir: &Path) -> Result<Self, ConfigError> {
+        if !dir.is_dir() {
+            return Err(ConfigError {
+                file: dir.to_path_buf(),
+                reason: "config directory does not exist".into(),
+            });
+        }
+        let file = dir.join("config.toml");
+        let mut config = if file.exists() {
+            Self::from_table(&file, &read_toml(&file)?)?
+        } else {
+            Self::default()
+        };
+        config.catalog_dir = Some(dir.join("catalog"));
+        Ok(config)
+    }
+
+    /// Interprets a parsed `config.toml`; `file` is only used in error messages.
+    pub fn from_table(file: &Path, table: &toml::Table) -> Result<Self, ConfigError> {
+        let err = |key: &str, reason: String| ConfigError {
+            file: file.to_path_buf(),
+            reason: format!("key `{key}`: {reason}"),
+        };
+        let mut config = Self::default();
+        for (section, value) in table {
+            let toml::Value::Table(entries) = value else {
+                return Err(err(section, "expected a table like `[server]`".into()));
+            };
+            for (key, value) in entries {
+                let full = format!("{section}.{key}");
+                match (section.as_str(), key.as_str()) {
+                    ("server", "listen") => {
+                        let listen = value
+                            .as_str()
+                            .ok_or_else(|| err(&full, "expected a string \"HOST:PORT\"".into()))?;
+                        validate_listen(listen).map_err(|reason| err(&full, reason))?;
+                        config.listen = listen.to_string();
+                    }
+                    ("node", "role") => {
+                        config.role = match value.as_str() {
+                            Some("single") => Role::Single,
+                            Some(other) => {
+                                return Err(err(
+                                    &full,
+                                    format!("unsupported role \"{other}\"; expected \"single\""),
+                                ));
+                            }
+                            None => return Err(err(&full, "expected a string".into())),
+                        };
+                    }
+                    ("engine", "workers") => {
+                        config.workers = positive(value).map_err(|r| err(&full, r))?
+                    }
+                    ("engine", "hash_partitions") => {
+                        config.hash_partitions = positive(value).map_err(|r| err(&full, r))?
+                    }
+                    _ => return Err(err(&full, "unknown key".into())),
+                }
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// Checks `HOST:PORT` (a name or an IP, and a port number).
+pub fn validate_listen(listen: &str) -> Result<(), String> {
+    let (host, port) = listen
+        .rsplit_once(':')
+        .ok_or_else(|| format!("\"{listen}\" is not HOST:PORT"))?;
+    if host.is_empty() {
+        return Err(format!("\"{listen}\" has no host"));
+    }
+    port.parse::<u16>()
+        .map_err(|_| format!("\"{port}\" is not a port number"))?;
+    Ok(())
+}
+
+fn positive(value: &toml::Value) -> Result<usize, String> {
+    match value.as_integer() {
+        Some(n) if n >= 1 => Ok(n as usize),
+        _ => Err("expected an integer >= 1".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
+        ServerConfig::from_table(Path::new("etc/config.toml"), &text.parse().unwrap())
+    }
+
+    #[test]
+    fn reads_every_key() {
+        let config = parse(
+            "[server]\nlisten = \"0.0.0.0:9000\"\n[node]\nrole = \"single\"\n[engine]\nworkers = 3\nhash_partitions = 8\n",
+        )
+        .unwrap();
+        assert_eq!(config.listen, "0.0.0.0:9000");
+        assert_eq!(config.workers, 3);
+        assert_eq!(config.hash_partitions, 8);
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(parse("").unwrap(), ServerConfig::default());
+    }
+
+    #[test]
+    fn errors_name_file_and_key() {
+        let msg = parse("[server]\nlisten = \"x:1\"\nlistn = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("etc/config.toml"), "{msg}");
+        assert!(msg.contains("server.listn"), "{msg}");
+        let msg = parse("[engine]\nworkers = 0\n").unwrap_err().to_string();
+        assert!(msg.contains("engine.workers"), "{msg}");
+        let msg = parse("[node]\nrole = \"worker\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("node.role"), "{msg}");
+        let msg = parse("[server]\nlisten = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("server.listen"), "{msg}");
+    }
+}

@@ -1,0 +1,378 @@
+//! Every error a client sees, mapped to an SQLSTATE: the one place where DataFusion, engine and front-end
+//! errors become PostgreSQL `ErrorResponse`s.
+//!
+//! Codes follow PostgreSQL (Appendix A of its manual): a client that handles `42P01` or `57014` from
+//! PostgreSQL handles ours the same way.
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::catalog::CatalogProviderList;
+use datafusion::common::SchemaError;
+use datafusion::error::DataFusionError;
+use pgwire::error::{ErrorInfo, PgWireError};
+use tributary_exec::ExecError;
+use tributary_exec::engine::CANCELED_MESSAGE;
+
+/// SQLSTATE codes the front end produces.
+pub mod sqlstate {
+    pub const SYNTAX_ERROR: &str = "42601";
+    pub const UNDEFINED_TABLE: &str = "42P01";
+    pub const UNDEFINED_COLUMN: &str = "42703";
+    pub const UNDEFINED_FUNCTION: &str = "42883";
+    pub const AMBIGUOUS_COLUMN: &str = "42702";
+    pub const DUPLICATE_COLUMN: &str = "42701";
+    pub const INDETERMINATE_DATATYPE: &str = "42P18";
+    pub const UNDEFINED_OBJECT: &str = "42704";
+    pub const UNDEFINED_SCHEMA: &str = "3F000";
+    pub const INVALID_CATALOG_NAME: &str = "3D000";
+    pub const DIVISION_BY_ZERO: &str = "22012";
+    pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
+    pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
+    pub const INVALID_PARAMETER_VALUE: &str = "22023";
+    pub const QUERY_CANCELED: &str = "57014";
+    pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    pub const CANT_CHANGE_RUNTIME_PARAM: &str = "55P02";
+    pub const IN_FAILED_TRANSACTION: &str = "25P02";
+    pub const OUT_OF_MEMORY: &str = "53200";
+    pub const INTERNAL_ERROR: &str = "XX000";
+}
+
+/// An `ERROR`-severity response.
+pub fn error(code: &str, message: impl Into<String>) -> ErrorInfo {
+    ErrorInfo::new("ERROR".into(), code.into(), message.into())
+}
+
+/// [`error`], boxed (what `Result`s carry: an `ErrorInfo` is large).
+pub fn boxed(code: &str, message: impl Into<String>) -> Box<ErrorInfo> {
+    Box::new(error(code, message))
+}
+
+/// A front-end error as the `PgWireError` the `pgwire` handlers return.
+pub fn user_error(info: impl Into<Box<ErrorInfo>>) -> PgWireError {
+    PgWireError::UserError(info.into())
+}
+
+/// Maps an engine error. `catalogs` (the session's) refines "table not found" into an undefined schema or
+/// catalog when the qualifier is what is missing.
+pub fn exec_error(err: &ExecError, catalogs: Option<&dyn CatalogProviderList>) -> ErrorInfo {
+    match err {
+        ExecError::DataFusion(e) => datafusion_error(e, catalogs),
+        ExecError::Canceled => error(sqlstate::QUERY_CANCELED, CANCELED_MESSAGE),
+        other => error(sqlstate::INTERNAL_ERROR, other.to_string()),
+    }
+}
+
+/// Maps a DataFusion error (planning or execution) to SQLSTATE and a PostgreSQL-style message.
+pub fn datafusion_error(
+    err: &DataFusionError,
+    catalogs: Option<&dyn CatalogProviderList>,
+) -> ErrorInfo {
+    let root = root_cause(err);
+    match root {
+        DataFusionError::SQL(parser_error, _) => error(
+            sqlstate::SYNTAX_ERROR,
+            format!("syntax error: {}", strip_prefix(&parser_error.to_string())),
+        ),
+        DataFusionError::SchemaError(schema_error, _) => match schema_error.as_ref() {
+            SchemaError::FieldNotFound { field, .. } => error(
+                sqlstate::UNDEFINED_COLUMN,
+                format!("column \"{}\" does not exist", field.flat_name()),
+            ),
+            SchemaError::AmbiguousReference { field } => error(
+                sqlstate::AMBIGUOUS_COLUMN,
+                format!("column reference \"{}\" is ambiguous", field.flat_name()),
+            ),
+            other => error(sqlstate::DUPLICATE_COLUMN, other.to_string()),
+        },
+        DataFusionError::ArrowError(arrow_error, _) => arrow_error_info(arrow_error),
+        DataFusionError::Plan(message) => plan_error(message, catalogs),
+        DataFusionError::Execution(message) => execution_error(message),
+        DataFusionError::NotImplemented(message) => {
+            error(sqlstate::FEATURE_NOT_SUPPORTED, strip_prefix(message))
+        }
+        DataFusionError::Configuration(message) => {
+            error(sqlstate::INVALID_PARAMETER_VALUE, strip_prefix(message))
+        }
+        DataFusionError::ResourcesExhausted(message) => {
+            error(sqlstate::OUT_OF_MEMORY, format!("out of memory: {message}"))
+        }
+        DataFusionError::External(inner) => match inner.downcast_ref::<ExecError>() {
+            Some(exec) => exec_error(exec, catalogs),
+            None => execution_error(&inner.to_string()),
+        },
+        other => error(
+            sqlstate::INTERNAL_ERROR,
+            strip_prefix(&other.strip_backtrace()),
+        ),
+    }
+}
+
+/// The innermost error: through contexts, diagnostics, shared and collected errors.
+fn root_cause(err: &DataFusionError) -> &DataFusionError {
+    match err {
+        DataFusionError::Collection(errors) if !errors.is_empty() => root_cause(&errors[0]),
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            root_cause(inner)
+        }
+        DataFusionError::Shared(inner) => root_cause(inner),
+        DataFusionError::ArrowError(arrow_error, _) => match arrow_error.as_ref() {
+            ArrowError::ExternalError(inner) => match inner.downcast_ref::<DataFusionError>() {
+                Some(inner) => root_cause(inner),
+                None => err,
+            },
+            _ => err,
+        },
+        _ => err,
+    }
+}
+
+fn arrow_error_info(err: &ArrowError) -> ErrorInfo {
+    match err {
+        ArrowError::DivideByZero => error(sqlstate::DIVISION_BY_ZERO, "division by zero"),
+        ArrowError::ArithmeticOverflow(message) => {
+            error(sqlstate::NUMERIC_VALUE_OUT_OF_RANGE, message.clone())
+        }
+        ArrowError::CastError(message) | ArrowError::ParseError(message) => {
+            error(sqlstate::INVALID_TEXT_REPRESENTATION, message.clone())
+        }
+        ArrowError::ExternalError(inner) => execution_error(&inner.to_string()),
+        other => error(sqlstate::INTERNAL_ERROR, other.to_string()),
+    }
+}
+
+fn plan_error(message: &str, catalogs: Option<&dyn CatalogProviderList>) -> ErrorInfo {
+    if let Some(name) = between(message, "table '", "' not found") {
+        return undefined_table(name, catalogs);
+    }
+    if let Some(schema) = message.strip_prefix("failed to resolve schema: ") {
+        return error(
+            sqlstate::UNDEFINED_SCHEMA,
+            format!("schema \"{schema}\" does not exist"),
+        );
+    }
+    if let Some(catalog) = message.strip_prefix("failed to resolve catalog: ") {
+        return error(
+            sqlstate::INVALID_CATALOG_NAME,
+            format!("catalog \"{catalog}\" does not exist"),
+        );
+    }
+    if let Some(column) = between(message, "column '", "' not found") {
+        return error(
+            sqlstate::UNDEFINED_COLUMN,
+            format!("column \"{column}\" does not exist"),
+        );
+    }
+    if message.starts_with("Invalid function")
+        || message.contains("function '") && message.contains("not found")
+    {
+        return error(sqlstate::UNDEFINED_FUNCTION, message);
+    }
+    if message.contains("Placeholder type could not be resolved") {
+        return error(
+            sqlstate::INDETERMINATE_DATATYPE,
+            format!("could not determine data type of parameter: {message}"),
+        );
+    }
+    error(sqlstate::INTERNAL_ERROR, message)
+}
+
+/// `relation "x" does not exist`, or the schema / catalog of `x` when that is what is missing.
+fn undefined_table(name: &str, catalogs: Option<&dyn CatalogProviderList>) -> ErrorInfo {
+    let parts: Vec<&str> = name.split('.').collect();
+    if let (Some(catalogs), [catalog, schema, _table]) = (catalogs, parts.as_slice()) {
+        match catalogs.catalog(catalog) {
+            None => {
+                return error(
+                    sqlstate::INVALID_CATALOG_NAME,
+                    format!("catalog \"{catalog}\" does not exist"),
+                );
+            }
+            Some(provider)
+                if *schema != "information_schema" && provider.schema(schema).is_none() =>
+            {
+                return error(
+                    sqlstate::UNDEFINED_SCHEMA,
+                    format!("schema \"{schema}\" does not exist"),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    error(
+        sqlstate::UNDEFINED_TABLE,
+        format!("relation \"{name}\" does not exist"),
+    )
+}
+
+fn execution_error(message: &str) -> ErrorInfo {
+    let message = strip_prefix(message);
+    if message == CANCELED_MESSAGE {
+        error(sqlstate::QUERY_CANCELED, CANCELED_MESSAGE)
+    } else if message.contains("Divide by zero") || message.contains("division by zero") {
+        error(sqlstate::DIVISION_BY_ZERO, "division by zero")
+    } else {
+        error(sqlstate::INTERNAL_ERROR, message)
+    }
+}
+
+/// `"...before" + X + "after..."` -> X.
+fn between<'a>(text: &'a str, before: &str, after: &str) -> Option<&'a str> {
+    let start = text.find(before)? + before.len();
+    let end = start + text[start..].find(after)?;
+    Some(&text[start..end])
+}
+
+/// Drops DataFusion's category prefixes ("Error during planning: ", "sql parser error: ", ...), which
+/// mean nothing to a PostgreSQL client.
+fn strip_prefix(message: &str) -> String {
+    const PREFIXES: &[&str] = &[
+        "Error during planning: ",
+        "Execution error: ",
+        "sql parser error: ",
+        "SQL error: ",
+        "ParserError(\"",
+        "This feature is not implemented: ",
+        "Invalid or Unsupported Configuration: ",
+        "Internal error: ",
+        "Arrow error: ",
+        "External error: ",
+    ];
+    let mut message = message.trim();
+    while let Some(rest) = PREFIXES.iter().find_map(|p| message.strip_prefix(p)) {
+        message = rest;
+    }
+    message.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::catalog::CatalogProvider;
+    use datafusion::catalog::{
+        MemoryCatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider,
+    };
+    use datafusion::common::{Column, DataFusionError};
+    use datafusion::prelude::SessionContext;
+    use datafusion::sql::sqlparser::parser::ParserError;
+
+    use super::*;
+
+    fn code(err: DataFusionError) -> String {
+        datafusion_error(&err, None).code
+    }
+
+    #[test]
+    fn maps_error_variants() {
+        assert_eq!(
+            code(DataFusionError::SQL(
+                Box::new(ParserError::ParserError("Expected: an expression".into())),
+                None
+            )),
+            "42601"
+        );
+        assert_eq!(
+            code(DataFusionError::Plan(
+                "table 'tpch.tiny.nope' not found".into()
+            )),
+            "42P01"
+        );
+        let missing = DataFusionError::SchemaError(
+            Box::new(SchemaError::FieldNotFound {
+                field: Box::new(Column::from_name("nope")),
+                valid_fields: vec![],
+            }),
+            Box::new(None),
+        );
+        let info = datafusion_error(&missing, None);
+        assert_eq!(info.code, "42703");
+        assert_eq!(info.message, "column \"nope\" does not exist");
+        assert_eq!(
+            code(DataFusionError::ArrowError(
+                Box::new(ArrowError::DivideByZero),
+                None
+            )),
+            "22012"
+        );
+        assert_eq!(
+            code(DataFusionError::Execution(CANCELED_MESSAGE.into())),
+            "57014"
+        );
+        assert_eq!(code(DataFusionError::NotImplemented("x".into())), "0A000");
+        assert_eq!(code(DataFusionError::Configuration("x".into())), "22023");
+        assert_eq!(code(DataFusionError::Internal("x".into())), "XX000");
+        assert_eq!(
+            code(DataFusionError::Plan(
+                "failed to resolve schema: nope".into()
+            )),
+            "3F000"
+        );
+        assert_eq!(exec_error(&ExecError::Canceled, None).code, "57014");
+    }
+
+    #[test]
+    fn looks_through_wrappers() {
+        let inner = DataFusionError::ArrowError(Box::new(ArrowError::DivideByZero), None);
+        let wrapped = DataFusionError::Context(
+            "Optimizer rule 'simplify_expressions' failed".into(),
+            Box::new(DataFusionError::Shared(Arc::new(inner))),
+        );
+        assert_eq!(code(wrapped), "22012");
+        let external = DataFusionError::ArrowError(
+            Box::new(ArrowError::ExternalError(Box::new(
+                DataFusionError::Execution(CANCELED_MESSAGE.into()),
+            ))),
+            None,
+        );
+        assert_eq!(code(external), "57014");
+    }
+
+    #[test]
+    fn refines_missing_schema_and_catalog() {
+        let list = MemoryCatalogProviderList::new();
+        let catalog = MemoryCatalogProvider::new();
+        catalog
+            .register_schema("tiny", Arc::new(MemorySchemaProvider::new()))
+            .unwrap();
+        list.register_catalog("tpch".into(), Arc::new(catalog));
+        let err = |name: &str| DataFusionError::Plan(format!("table '{name}' not found"));
+        let info = datafusion_error(&err("tpch.tiny.nope"), Some(&list));
+        assert_eq!(
+            (info.code.as_str(), info.message.as_str()),
+            ("42P01", "relation \"tpch.tiny.nope\" does not exist")
+        );
+        let info = datafusion_error(&err("tpch.nope.t"), Some(&list));
+        assert_eq!(
+            (info.code.as_str(), info.message.as_str()),
+            ("3F000", "schema \"nope\" does not exist")
+        );
+        assert_eq!(
+            datafusion_error(&err("nope.a.t"), Some(&list)).code,
+            "3D000"
+        );
+    }
+
+    #[tokio::test]
+    async fn maps_what_datafusion_really_produces() {
+        let ctx = SessionContext::new();
+        let plan_error = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move {
+                match ctx.sql(sql).await {
+                    Ok(df) => df.collect().await.map(|_| ()).unwrap_err(),
+                    Err(e) => e,
+                }
+            }
+        };
+        assert_eq!(code(plan_error("selec 1").await), "42601");
+        assert_eq!(code(plan_error("select * from nope").await), "42P01");
+        assert_eq!(
+            code(plan_error("select nope from (values (1)) t(a)").await),
+            "42703"
+        );
+        assert_eq!(code(plan_error("select 1/0").await), "22012");
+        assert_eq!(
+            code(plan_error("select 1/a from (values (0)) t(a)").await),
+            "22012"
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! The PostgreSQL wire front end: a thin layer on the `pgwire` crate. Protocol messages come in, statements
+//! go to the [`Engine`], Arrow batches come back and are encoded as rows.
+//!
+//! - [`startup`]: trust authentication, ParameterStatus burst, database (catalog) check, BackendKeyData;
+//! - [`session`]: per-connection state, `SET` / `SHOW` / `RESET` and transaction statements;
+//! - [`statement`]: SQL text to statements, and statements to DataFusion plans;
+//! - [`simple`] and [`extended`]: the two query sub-protocols;
+//! - [`encoding`]: Arrow schemas and batches to pgwire fields and rows, bind parameters to values;
+//! - [`errors`]: every error to an SQLSTATE, in one place;
+//! - [`cancel`]: CancelRequest to the running query of a session.
+
+pub mod cancel;
+pub mod encoding;
+pub mod errors;
+pub mod extended;
+pub mod run;
+pub mod session;
+pub mod simple;
+pub mod startup;
+pub mod statement;
+
+use std::sync::Arc;
+
+use pgwire::api::PgWireServerHandlers;
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::cancel::CancelHandler;
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use tokio::net::TcpListener;
+use tributary_exec::Engine;
+
+use self::cancel::CancelRegistry;
+
+/// The handlers of every connection: shared, stateless apart from the engine and the cancel registry.
+/// Per-connection state lives in [`session::Session`], stored in the connection's session extensions.
+#[derive(Debug)]
+pub struct Frontend {
+    engine: Arc<Engine>,
+    cancels: Arc<CancelRegistry>,
+    parser: Arc<extended::StatementParser>,
+}
+
+impl Frontend {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self {
+            engine,
+            cancels: Arc::new(CancelRegistry::default()),
+            parser: Arc::new(extended::StatementParser),
+        }
+    }
+}
+
+/// `pgwire` asks for one handler per concern; [`Frontend`] implements them all.
+#[derive(Debug, Clone)]
+struct Handlers(Arc<Frontend>);
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.0.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.0.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.0.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.0.clone()
+    }
+}
+
+/// Accepts connections forever, one task per connection. TLS is not offered (SSLRequest gets `N`).
+pub async fn serve(listener: TcpListener, engine: Arc<Engine>) {
+    let handlers = Handlers(Arc::new(Frontend::new(engine)));
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        if let Err(e) = socket.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let handlers = handlers.clone();
+        tokio::spawn(async move {
+            tracing::debug!(%peer, "connection");
+            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

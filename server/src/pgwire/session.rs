@@ -1,0 +1,584 @@
+//! Per-connection state: the default catalog and schema (the DataFusion context built on them), the
+//! run-time parameters of `SET` / `SHOW` / `RESET`, and the session's slot in the cancel registry.
+//!
+//! Parameters behave like PostgreSQL's: names are case-insensitive, unknown names are `42704` unless
+//! dotted (custom parameters), read-only ones are `55P02`, and those PostgreSQL reports
+//! (`application_name`, `DateStyle`, ...) send a ParameterStatus when they change.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::prelude::SessionContext;
+use parking_lot::Mutex;
+use pgwire::api::ClientInfo;
+use pgwire::error::{ErrorInfo, PgWireResult};
+use pgwire::types::format::FormatOptions;
+use tributary_exec::Engine;
+
+use super::cancel::{Registration, RunningQuery};
+use super::errors::{self, sqlstate};
+
+/// `server_version` as clients see it: a PostgreSQL 15 they can talk to.
+pub const SERVER_VERSION: &str = concat!("15.0 (Tributary ", env!("CARGO_PKG_VERSION"), ")");
+
+/// How a parameter behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Settable; a change is reported to the client with ParameterStatus.
+    Reported,
+    /// Settable, not reported.
+    Plain,
+    /// `SHOW` only.
+    ReadOnly,
+}
+
+/// The parameters the server knows, with display name, kind and default (`None`: set per session).
+const PARAMETERS: &[(&str, Kind, Option<&str>)] = &[
+    ("application_name", Kind::Reported, Some("")),
+    ("client_encoding", Kind::Reported, Some("UTF8")),
+    ("DateStyle", Kind::Reported, Some("ISO, MDY")),
+    ("TimeZone", Kind::Reported, Some("UTC")),
+    ("IntervalStyle", Kind::Reported, Some("postgres")),
+    ("standard_conforming_strings", Kind::Reported, Some("on")),
+    ("default_transaction_read_only", Kind::Reported, Some("off")),
+    ("server_version", Kind::ReadOnly, Some(SERVER_VERSION)),
+    ("server_version_num", Kind::ReadOnly, Some("150000")),
+    ("server_encoding", Kind::ReadOnly, Some("UTF8")),
+    ("integer_datetimes", Kind::ReadOnly, Some("on")),
+    ("in_hot_standby", Kind::ReadOnly, Some("off")),
+    ("is_superuser", Kind::ReadOnly, Some("on")),
+    ("max_identifier_length", Kind::ReadOnly, Some("63")),
+    ("session_authorization", Kind::ReadOnly, None),
+    ("search_path", Kind::Plain, None),
+    ("extra_float_digits", Kind::Plain, Some("1")),
+    ("statement_timeout", Kind::Plain, Some("0")),
+    ("bytea_output", Kind::Plain, Some("hex")),
+    ("transaction_isolation", Kind::Plain, Some("read committed")),
+    (
+        "default_transaction_isolation",
+        Kind::Plain,
+        Some("read committed"),
+    ),
+    ("transaction_read_only", Kind::Plain, Some("off")),
+    ("lock_timeout", Kind::Plain, Some("0")),
+    (
+        "idle_in_transaction_session_timeout",
+        Kind::Plain,
+        Some("0"),
+    ),
+    ("client_min_messages", Kind::Plain, Some("notice")),
+    ("lc_messages", Kind::Plain, Some("C")),
+    ("lc_monetary", Kind::Plain, Some("C")),
+    ("lc_numeric", Kind::Plain, Some("C")),
+    ("lc_time", Kind::Plain, Some("C")),
+    ("jit", Kind::Plain, Some("off")),
+    ("work_mem", Kind::Plain, Some("4MB")),
+    ("row_security", Kind::Plain, Some("on")),
+    ("synchronous_commit", Kind::Plain, Some("on")),
+    ("timezone_abbreviations", Kind::Plain, Some("Default")),
+    ("xmloption", Kind::Plain, Some("content")),
+];
+
+fn known(name: &str) -> Option<(&'static str, Kind, Option<&'static str>)> {
+    PARAMETERS
+        .iter()
+        .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
+        .copied()
+}
+
+/// One client connection's state, kept in the connection's session extensions.
+pub struct Session {
+    pub engine: Arc<Engine>,
+    pub user: String,
+    /// The startup message's database: the default catalog.
+    pub catalog: String,
+    state: Mutex<State>,
+    registration: Registration,
+}
+
+struct State {
+    ctx: SessionContext,
+    schema: String,
+    /// Lower-case name -> (display name, value).
+    settings: BTreeMap<String, (String, String)>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("user", &self.user)
+            .field("catalog", &self.catalog)
+            .field("schema", &self.state.lock().schema)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a session statement produced, beyond its command tag.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Reported parameters that changed: send each as ParameterStatus.
+    pub reports: Vec<(String, String)>,
+}
+
+impl Session {
+    pub fn new(
+        engine: Arc<Engine>,
+        user: String,
+        catalog: String,
+        search_path: Option<&str>,
+        application_name: Option<&str>,
+        registration: Registration,
+    ) -> Self {
+        let mut settings = BTreeMap::new();
+        for (name, _, default) in PARAMETERS {
+            if let Some(default) = default {
+                settings.insert(name.to_lowercase(), (name.to_string(), default.to_string()));
+            }
+        }
+        let put = |settings: &mut BTreeMap<_, _>, name: &str, value: &str| {
+            settings.insert(name.to_lowercase(), (name.to_string(), value.to_string()));
+        };
+        put(&mut settings, "session_authorization", &user);
+        if let Some(app) = application_name {
+            put(&mut settings, "application_name", app);
+        }
+        let schema = resolve_search_path(&engine, &catalog, &user, search_path.unwrap_or(""))
+            .unwrap_or_else(|| default_schema(&engine, &catalog));
+        put(&mut settings, "search_path", search_path.unwrap_or(&schema));
+        let ctx = engine.new_session_context(&catalog, &schema);
+        apply_time_zone(&ctx, "UTC");
+        Self {
+            engine,
+            user,
+            catalog,
+            state: Mutex::new(State {
+                ctx,
+                schema,
+                settings,
+            }),
+            registration,
+        }
+    }
+
+    /// The session stored in a connection's extensions by the startup handler.
+    pub fn of<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Session>> {
+        client.session_extensions().get::<Session>().ok_or_else(|| {
+            errors::user_error(errors::boxed(
+                sqlstate::INTERNAL_ERROR,
+                "no session for this connection",
+            ))
+        })
+    }
+
+    /// The DataFusion context to plan and run this session's next statement in.
+    pub fn context(&self) -> SessionContext {
+        self.state.lock().ctx.clone()
+    }
+
+    pub fn schema(&self) -> String {
+        self.state.lock().schema.clone()
+    }
+
+    pub fn running(&self) -> &Arc<RunningQuery> {
+        self.registration.slot()
+    }
+
+    /// The current value of a parameter, by any spelling of its name.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.state
+            .lock()
+            .settings
+            .get(&name.to_lowercase())
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Every parameter PostgreSQL reports at startup, with its value.
+    pub fn startup_reports(&self) -> Vec<(String, String)> {
+        let state = self.state.lock();
+        state
+            .settings
+            .values()
+            .filter(|(name, _)| {
+                known(name).is_some_and(|(_, kind, _)| kind != Kind::Plain)
+                    && name != "server_version_num"
+                    && name != "max_identifier_length"
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// `statement_timeout`, when set.
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        let value = self.get("statement_timeout")?;
+        parse_duration_ms(&value)
+            .ok()
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
+    }
+
+    /// How result values are rendered in text (DateStyle, IntervalStyle, ...).
+    pub fn format_options(&self) -> Arc<FormatOptions> {
+        let mut options = FormatOptions::default();
+        if let Some(v) = self.get("DateStyle") {
+            options.date_style = v;
+        }
+        if let Some(v) = self.get("IntervalStyle") {
+            options.interval_style = v;
+        }
+        if let Some(v) = self.get("TimeZone") {
+            options.time_zone = v;
+        }
+        if let Some(v) = self.get("extra_float_digits").and_then(|v| v.parse().ok()) {
+            options.extra_float_digits = v;
+        }
+        Arc::new(options)
+    }
+
+    /// `SHOW name`: the display name and value, or `42704`.
+    pub fn show(&self, name: &str) -> Result<(String, String), Box<ErrorInfo>> {
+        let name = canonical_name(name);
+        self.state
+            .lock()
+            .settings
+            .get(&name.to_lowercase())
+            .cloned()
+            .ok_or_else(|| unrecognized(&name))
+    }
+
+    /// `SHOW ALL`: (name, value) of every parameter.
+    pub fn show_all(&self) -> Vec<(String, String)> {
+        self.state.lock().settings.values().cloned().collect()
+    }
+
+    /// `SET name = value` (`None`: `DEFAULT`, the same as `RESET name`).
+    pub fn set(&self, name: &str, value: Option<&str>) -> Result<Changes, Box<ErrorInfo>> {
+        let name = canonical_name(name);
+        let Some(value) = value else {
+            return self.reset(Some(&name));
+        };
+        let (display, kind) = match known(&name) {
+            Some((_, Kind::ReadOnly, _)) => {
+                return Err(errors::boxed(
+                    sqlstate::CANT_CHANGE_RUNTIME_PARAM,
+                    format!("parameter \"{name}\" cannot be changed"),
+                ));
+            }
+            Some((display, kind, _)) => (display.to_string(), kind),
+            None if name.contains('.') => (name.to_lowercase(), Kind::Plain),
+            None => return Err(unrecognized(&name)),
+        };
+        let value = validate(&display, value)?;
+        let mut state = self.state.lock();
+        if display == "search_path"
+            && let Some(schema) =
+                resolve_search_path(&self.engine, &self.catalog, &self.user, &value)
+            && schema != state.schema
+        {
+            state.ctx = self.engine.new_session_context(&self.catalog, &schema);
+            state.schema = schema;
+            let tz = state
+                .settings
+                .get("timezone")
+                .map_or("UTC".into(), |(_, v)| v.clone());
+            apply_time_zone(&state.ctx, &tz);
+        }
+        if display == "TimeZone" {
+            apply_time_zone(&state.ctx, &value);
+        }
+        let changed = state.settings.get(&display.to_lowercase()).map(|(_, v)| v) != Some(&value);
+        state
+            .settings
+            .insert(display.to_lowercase(), (display.clone(), value.clone()));
+        let mut changes = Changes::default();
+        if changed && kind == Kind::Reported {
+            changes.reports.push((display, value));
+        }
+        Ok(changes)
+    }
+
+    /// `RESET name` or `RESET ALL` (`None`).
+    pub fn reset(&self, name: Option<&str>) -> Result<Changes, Box<ErrorInfo>> {
+        let names: Vec<String> = match name {
+            Some(name) => vec![canonical_name(name)],
+            None => PARAMETERS
+                .iter()
+                .filter(|(_, kind, _)| *kind != Kind::ReadOnly)
+                .map(|(n, _, _)| n.to_string())
+                .collect(),
+        };
+        let mut changes = Changes::default();
+        for name in names {
+            let default = match known(&name) {
+                Some((_, Kind::ReadOnly, _)) => {
+                    return Err(errors::boxed(
+                        sqlstate::CANT_CHANGE_RUNTIME_PARAM,
+                        format!("parameter \"{name}\" cannot be changed"),
+                    ));
+                }
+                Some((_, _, Some(default))) => default.to_string(),
+                Some((_, _, None)) => default_schema(&self.engine, &self.catalog),
+                None if name.contains('.') => {
+                    self.state.lock().settings.remove(&name.to_lowercase());
+                    continue;
+                }
+                None => return Err(unrecognized(&name)),
+            };
+            changes
+                .reports
+                .extend(self.set(&name, Some(&default))?.reports);
+        }
+        Ok(changes)
+    }
+}
+
+/// Makes `timestamptz` values and `now()` use the session's time zone. Offsets and `UTC` are passed
+/// to DataFusion; a named zone leaves DataFusion on UTC (only `SHOW TimeZone` reflects it).
+fn apply_time_zone(ctx: &SessionContext, tz: &str) {
+    let tz = if tz.eq_ignore_ascii_case("utc") || tz.eq_ignore_ascii_case("gmt") || tz == "Z" {
+        "+00:00".to_string()
+    } else if tz.starts_with(['+', '-']) && tz.len() == 6 && tz.as_bytes()[3] == b':' {
+        tz.to_string()
+    } else {
+        "+00:00".to_string()
+    };
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .options_mut()
+        .execution
+        .time_zone = Some(tz);
+}
+
+fn unrecognized(name: &str) -> Box<ErrorInfo> {
+    errors::boxed(
+        sqlstate::UNDEFINED_OBJECT,
+        format!("unrecognized configuration parameter \"{name}\""),
+    )
+}
+
+/// Aliases PostgreSQL accepts for parameter names (`SHOW time zone`, `SET SCHEMA`, ...).
+fn canonical_name(name: &str) -> String {
+    let lower = name.trim().to_lowercase();
+    match lower.as_str() {
+        "time zone" | "time_zone" => "TimeZone".into(),
+        "schema" => "search_path".into(),
+        "transaction isolation level" => "transaction_isolation".into(),
+        "session authorization" => "session_authorization".into(),
+        "names" => "client_encoding".into(),
+        _ => known(&lower).map_or(lower, |(display, _, _)| display.to_string()),
+    }
+}
+
+/// Checks and normalizes a value for `name`.
+fn validate(name: &str, value: &str) -> Result<String, Box<ErrorInfo>> {
+    let invalid = || {
+        errors::boxed(
+            sqlstate::INVALID_PARAMETER_VALUE,
+            format!("invalid value for parameter \"{name}\": \"{value}\""),
+        )
+    };
+    let unsupported = |what: &str| {
+        errors::boxed(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            format!("{name} \"{value}\" is not supported; only {what} is"),
+        )
+    };
+    match name {
+        "client_encoding" => match value.to_uppercase().replace('-', "").as_str() {
+            "UTF8" | "UNICODE" => Ok("UTF8".into()),
+            "SQL_ASCII" => Ok("SQL_ASCII".into()),
+            _ => Err(invalid()),
+        },
+        "DateStyle" => {
+            let (mut display, mut order) = ("ISO", "MDY");
+            for token in value.split(',').map(|t| t.trim().to_lowercase()) {
+                match token.as_str() {
+                    "iso" => display = "ISO",
+                    "sql" => display = "SQL",
+                    "german" => display = "German",
+                    "postgres" => display = "Postgres",
+                    "mdy" | "us" | "noneuropean" | "non-european" => order = "MDY",
+                    "dmy" | "european" | "euro" => order = "DMY",
+                    "ymd" => order = "YMD",
+                    "" | "default" => {}
+                    _ => return Err(invalid()),
+                }
+            }
+            Ok(format!("{display}, {order}"))
+        }
+        "TimeZone" if value.trim().is_empty() => Err(invalid()),
+        "TimeZone" if value.eq_ignore_ascii_case("utc") => Ok("UTC".into()),
+        "IntervalStyle" => match value.to_lowercase().as_str() {
+            v @ ("postgres" | "postgres_verbose" | "sql_standard" | "iso_8601") => Ok(v.into()),
+            _ => Err(invalid()),
+        },
+        "extra_float_digits" => match value.trim().parse::<i32>() {
+            Ok(n) if (-15..=3).contains(&n) => Ok(n.to_string()),
+            _ => Err(invalid()),
+        },
+        "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => {
+            parse_duration_ms(value).map_err(|_| invalid())?;
+            Ok(value.trim().to_string())
+        }
+        "standard_conforming_strings" => match value.to_lowercase().as_str() {
+            "on" | "true" | "1" => Ok("on".into()),
+            "off" | "false" | "0" => Err(unsupported("on")),
+            _ => Err(invalid()),
+        },
+        "bytea_output" => match value.to_lowercase().as_str() {
+            "hex" => Ok("hex".into()),
+            "escape" => Err(unsupported("hex")),
+            _ => Err(invalid()),
+        },
+        _ => Ok(value.to_string()),
+    }
+}
+
+/// A PostgreSQL time value in milliseconds: `5000`, `'5s'`, `'100ms'`, `'1min'`, `'2h'`.
+fn parse_duration_ms(value: &str) -> Result<u64, ()> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number.parse().map_err(|_| ())?;
+    let factor = match unit.trim() {
+        "" | "ms" => 1.0,
+        "s" => 1000.0,
+        "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        "d" => 86_400_000.0,
+        _ => return Err(()),
+    };
+    Ok((number * factor) as u64)
+}
+
+/// The schema used when the client names none: the first of `public`, `tiny`, `runtime` the catalog
+/// has, else its first schema.
+pub fn default_schema(engine: &Engine, catalog: &str) -> String {
+    let schemas = schema_names(engine, catalog);
+    ["public", "tiny", "runtime"]
+        .iter()
+        .find(|s| schemas.iter().any(|n| n == *s))
+        .map(|s| s.to_string())
+        .or_else(|| schemas.first().cloned())
+        .unwrap_or_else(|| "public".to_string())
+}
+
+fn schema_names(engine: &Engine, catalog: &str) -> Vec<String> {
+    let mut names = engine
+        .registry()
+        .get(catalog)
+        .map(|c| c.catalog().schema_names())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The default schema for a `search_path` value: the first listed schema that exists in the catalog,
+/// else the first listed one (PostgreSQL does not check); `None` for an empty list.
+pub fn resolve_search_path(
+    engine: &Engine,
+    catalog: &str,
+    user: &str,
+    value: &str,
+) -> Option<String> {
+    let listed = search_path_elements(value, user);
+    let existing = schema_names(engine, catalog);
+    listed
+        .iter()
+        .find(|s| *s == "information_schema" || existing.contains(s))
+        .or_else(|| listed.iter().find(|s| *s != "pg_catalog"))
+        .cloned()
+}
+
+/// `"$user", public, "MixedCase"` -> `[user, public, MixedCase]`; unquoted names are lower-cased.
+fn search_path_elements(value: &str, user: &str) -> Vec<String> {
+    let mut elements = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut was_quoted = false;
+    for c in value.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                was_quoted = true;
+            }
+            ',' if !quoted => {
+                push_element(&mut elements, &current, was_quoted, user);
+                current.clear();
+                was_quoted = false;
+            }
+            c => current.push(c),
+        }
+    }
+    push_element(&mut elements, &current, was_quoted, user);
+    elements
+}
+
+fn push_element(elements: &mut Vec<String>, raw: &str, quoted: bool, user: &str) {
+    let name = if quoted {
+        raw.to_string()
+    } else {
+        raw.trim().to_lowercase()
+    };
+    let name = if quoted {
+        name
+    } else {
+        name.trim_matches('\'').to_string()
+    };
+    match name.as_str() {
+        "" => {}
+        "$user" => elements.push(user.to_string()),
+        _ => elements.push(name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_search_path_lists() {
+        assert_eq!(
+            search_path_elements("\"$user\", public", "alice"),
+            vec!["alice", "public"]
+        );
+        assert_eq!(
+            search_path_elements("Tiny,\"Mixed Case\"", "u"),
+            vec!["tiny", "Mixed Case"]
+        );
+        assert!(search_path_elements("", "u").is_empty());
+    }
+
+    #[test]
+    fn validates_values() {
+        assert_eq!(validate("DateStyle", "iso, dmy").unwrap(), "ISO, DMY");
+        assert_eq!(validate("DateStyle", "ISO").unwrap(), "ISO, MDY");
+        assert_eq!(validate("extra_float_digits", "3").unwrap(), "3");
+        assert_eq!(
+            validate("extra_float_digits", "9").unwrap_err().code,
+            "22023"
+        );
+        assert_eq!(validate("statement_timeout", "5s").unwrap(), "5s");
+        assert_eq!(
+            validate("statement_timeout", "soon").unwrap_err().code,
+            "22023"
+        );
+        assert_eq!(parse_duration_ms("1min"), Ok(60_000));
+        assert_eq!(parse_duration_ms("250"), Ok(250));
+    }
+
+    #[test]
+    fn canonical_names() {
+        assert_eq!(canonical_name("TIMEZONE"), "TimeZone");
+        assert_eq!(canonical_name("time zone"), "TimeZone");
+        assert_eq!(canonical_name("datestyle"), "DateStyle");
+        assert_eq!(canonical_name("Search_Path"), "search_path");
+        assert_eq!(
+            canonical_name("transaction isolation level"),
+            "transaction_isolation"
+        );
+    }
+}
