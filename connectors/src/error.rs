@@ -5,7 +5,12 @@
 pub enum ConnectorError {
     /// A key of the catalog file is missing or invalid.
     #[error("catalog config key `{key}`: {reason}")]
-    Config { key: String, reason: String },
+    Config {
+        /// The key as written in the file (`location`, `connector`, ...).
+        key: String,
+        /// Why the value is missing or invalid, without any secret it may hold.
+        reason: String,
+    },
     /// The source failed (cannot be reached, listed or read). The message never holds a password.
     #[error("{0}")]
     Source(String),

@@ -10,6 +10,8 @@
 //! (a tpch generator part, a lake file or row-group range), so re-running partition `i` of a scan yields
 //! the same rows. The scheduler turns those partitions into tasks.
 
+#![warn(missing_docs)]
+
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ use object_store::ObjectStore;
 
 pub mod error;
 pub mod lake;
+pub mod postgres;
 pub mod system;
 pub mod tpch;
 
@@ -64,10 +67,14 @@ pub async fn build_connector(
         })?;
     match kind {
         "tpch" => Ok(Arc::new(tpch::TpchConnector::new())),
-        "lake" => Ok(Arc::new(lake::LakeConnector::from_config(name, config).await?)),
+        "lake" => Ok(Arc::new(
+            lake::LakeConnector::from_config(name, config).await?,
+        )),
         other => Err(ConnectorError::Config {
             key: "connector".into(),
-            reason: format!("unknown connector kind \"{other}\"; expected one of \"tpch\", \"lake\""),
+            reason: format!(
+                "unknown connector kind \"{other}\"; expected one of \"tpch\", \"lake\""
+            ),
         }),
     }
 }

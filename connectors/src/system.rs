@@ -1,7 +1,21 @@
 //! The built-in `system` catalog: `system.runtime.nodes` and `system.runtime.queries`, read live from the
 //! engine through [`RuntimeInfo`] (implemented in `exec`, which this crate must not depend on).
+//!
+//! As in Trino, the tables are snapshots taken when a scan runs: each scan asks [`RuntimeInfo`] once and
+//! returns the rows as a single partition.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::datasource::MemTable;
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_plan::ExecutionPlan;
 
 /// One node of the cluster, as `system.runtime.nodes` shows it (Trino's columns, plus `role`).
 #[derive(Debug, Clone)]
@@ -21,10 +35,13 @@ pub struct NodeInfo {
 /// One query the server ran or runs, as `system.runtime.queries` shows it.
 #[derive(Debug, Clone)]
 pub struct QueryInfo {
+    /// Query id, unique in this server's lifetime.
     pub query_id: String,
     /// `RUNNING`, `FINISHED`, `FAILED`, `CANCELED` (Trino's names).
     pub state: String,
+    /// The session user who submitted the query.
     pub user: String,
+    /// The SQL text.
     pub query: String,
     /// Creation time, microseconds since the Unix epoch (UTC).
     pub created_us: i64,
@@ -38,25 +55,221 @@ pub struct QueryInfo {
 
 /// Live view of the engine that the `system` catalog reads on every scan.
 pub trait RuntimeInfo: Send + Sync + std::fmt::Debug {
+    /// The cluster's nodes as of now.
     fn nodes(&self) -> Vec<NodeInfo>;
+    /// The queries the server runs or remembers, as of now.
     fn queries(&self) -> Vec<QueryInfo>;
 }
+
+/// Name of the only schema of the `system` catalog.
+pub const RUNTIME_SCHEMA: &str = "runtime";
 
 /// The `system` catalog connector (kind `system`), always mounted.
 #[derive(Debug)]
 pub struct SystemConnector {
-    info: Arc<dyn RuntimeInfo>,
+    catalog: Arc<SystemCatalog>,
 }
 
 impl SystemConnector {
+    /// The `system` catalog over `info`, which every scan of its tables reads.
     pub fn new(info: Arc<dyn RuntimeInfo>) -> Self {
-        Self { info }
+        Self {
+            catalog: Arc::new(SystemCatalog {
+                runtime: Arc::new(RuntimeSchema { info }),
+            }),
+        }
     }
 }
+
 impl crate::Connector for SystemConnector {
-    fn kind(&self) -> &'static str { "system" }
-    fn catalog(&self) -> std::sync::Arc<dyn datafusion::catalog::CatalogProvider> {
-        let _ = &self.info;
-        std::sync::Arc::new(datafusion::catalog::MemoryCatalogProvider::new())
+    fn kind(&self) -> &'static str {
+        "system"
+    }
+
+    fn catalog(&self) -> Arc<dyn CatalogProvider> {
+        Arc::clone(&self.catalog) as Arc<dyn CatalogProvider>
+    }
+}
+
+/// The `system` catalog: the one schema `runtime`.
+#[derive(Debug)]
+pub struct SystemCatalog {
+    runtime: Arc<RuntimeSchema>,
+}
+
+impl CatalogProvider for SystemCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        vec![RUNTIME_SCHEMA.to_string()]
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        (name == RUNTIME_SCHEMA).then(|| Arc::clone(&self.runtime) as Arc<dyn SchemaProvider>)
+    }
+}
+
+/// `system.runtime`: the tables `nodes` and `queries`.
+#[derive(Debug)]
+pub struct RuntimeSchema {
+    info: Arc<dyn RuntimeInfo>,
+}
+
+#[async_trait]
+impl SchemaProvider for RuntimeSchema {
+    fn table_names(&self) -> Vec<String> {
+        SystemTableKind::ALL
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        Ok(SystemTableKind::ALL
+            .into_iter()
+            .find(|t| t.name() == name)
+            .map(|kind| {
+                Arc::new(SystemTable {
+                    kind,
+                    info: Arc::clone(&self.info),
+                }) as Arc<dyn TableProvider>
+            }))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        SystemTableKind::ALL.iter().any(|t| t.name() == name)
+    }
+}
+
+/// The tables of `system.runtime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SystemTableKind {
+    /// `nodes(node_id, address, role, state, last_heartbeat timestamptz)`.
+    Nodes,
+    /// `queries(query_id, state, user, query, created timestamptz, elapsed_ms bigint, rows bigint,
+    /// error text NULL)`.
+    Queries,
+}
+
+impl SystemTableKind {
+    /// Both tables.
+    pub const ALL: [SystemTableKind; 2] = [SystemTableKind::Nodes, SystemTableKind::Queries];
+
+    /// The table's SQL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SystemTableKind::Nodes => "nodes",
+            SystemTableKind::Queries => "queries",
+        }
+    }
+
+    /// The table's Arrow schema; timestamps are microseconds with time zone `UTC`.
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            SystemTableKind::Nodes => Arc::clone(&NODES_SCHEMA),
+            SystemTableKind::Queries => Arc::clone(&QUERIES_SCHEMA),
+        }
+    }
+}
+
+fn timestamptz() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+static NODES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("node_id", DataType::Utf8, false),
+        Field::new("address", DataType::Utf8, false),
+        Field::new("role", DataType::Utf8, false),
+        Field::new("state", DataType::Utf8, false),
+        Field::new("last_heartbeat", timestamptz(), false),
+    ]))
+});
+
+static QUERIES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("query_id", DataType::Utf8, false),
+        Field::new("state", DataType::Utf8, false),
+        Field::new("user", DataType::Utf8, false),
+        Field::new("query", DataType::Utf8, false),
+        Field::new("created", timestamptz(), false),
+        Field::new("elapsed_ms", DataType::Int64, false),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("error", DataType::Utf8, true),
+    ]))
+});
+
+/// One `system.runtime` table; a scan snapshots [`RuntimeInfo`] into a single in-memory partition.
+#[derive(Debug)]
+pub struct SystemTable {
+    kind: SystemTableKind,
+    info: Arc<dyn RuntimeInfo>,
+}
+
+impl SystemTable {
+    /// The table's rows as of now, as one batch.
+    pub fn snapshot(&self) -> Result<RecordBatch> {
+        let columns: Vec<ArrayRef> = match self.kind {
+            SystemTableKind::Nodes => {
+                let nodes = self.info.nodes();
+                vec![
+                    strings(nodes.iter().map(|n| n.node_id.as_str())),
+                    strings(nodes.iter().map(|n| n.address.as_str())),
+                    strings(nodes.iter().map(|n| n.role.as_str())),
+                    strings(nodes.iter().map(|n| n.state.as_str())),
+                    timestamps(nodes.iter().map(|n| n.last_heartbeat_us)),
+                ]
+            }
+            SystemTableKind::Queries => {
+                let queries = self.info.queries();
+                vec![
+                    strings(queries.iter().map(|q| q.query_id.as_str())),
+                    strings(queries.iter().map(|q| q.state.as_str())),
+                    strings(queries.iter().map(|q| q.user.as_str())),
+                    strings(queries.iter().map(|q| q.query.as_str())),
+                    timestamps(queries.iter().map(|q| q.created_us)),
+                    Arc::new(Int64Array::from_iter_values(
+                        queries.iter().map(|q| q.elapsed_ms),
+                    )),
+                    Arc::new(Int64Array::from_iter_values(queries.iter().map(|q| q.rows))),
+                    Arc::new(
+                        queries
+                            .iter()
+                            .map(|q| q.error.as_deref())
+                            .collect::<StringArray>(),
+                    ),
+                ]
+            }
+        };
+        Ok(RecordBatch::try_new(self.kind.schema(), columns)?)
+    }
+}
+
+fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(values))
+}
+
+fn timestamps(values: impl Iterator<Item = i64>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from_iter_values(values).with_timezone("UTC"))
+}
+
+#[async_trait]
+impl TableProvider for SystemTable {
+    fn schema(&self) -> SchemaRef {
+        self.kind.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let batch = self.snapshot()?;
+        let table = MemTable::try_new(self.kind.schema(), vec![vec![batch]])?;
+        table.scan(state, projection, filters, limit).await
     }
 }

@@ -1,0 +1,282 @@
+//! `lake` connector: Parquet, CSV and JSON files on a local directory or S3, read through OpenDAL.
+//!
+//! Catalog file keys: `connector = "lake"`, `location = "file:///abs/path"` or `"s3://bucket/prefix"`, and
+//! for S3 `endpoint`, `region` (default `us-east-1`), `access_key_id`, `secret_access_key`,
+//! `allow_anonymous` (see [`LakeConfig`]).
+//!
+//! Layout (like Trino's Hive connector over a warehouse directory): each directory directly under the
+//! location is a schema; each file in a schema (`.parquet`, `.csv` with a header, `.json` / `.jsonl` /
+//! `.ndjson` newline-delimited) is a table named after its stem, and each directory is a table of files
+//! of one format, possibly nested in Hive-style `key=value` directories that become Utf8 partition
+//! columns (`sales/year=2024/part-0.parquet` gives column `year`).
+//!
+//! Tables are DataFusion [`ListingTable`]s reading through the lake's object store, which
+//! [`Connector::object_stores`](crate::Connector::object_stores) returns under the URL `lake://NAME/`
+//! (see [`LakeConnector::store_url`]); the engine registers it in its `RuntimeEnv`. DataFusion then
+//! makes the splits (file groups, with byte ranges of big files), and pushes projection, limit and
+//! filters down (Parquet row-group and page pruning, partition pruning).
+
+mod config;
+mod discover;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::common::DataFusionError;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use object_store::ObjectStore;
+use object_store_opendal::OpendalStore;
+use opendal::Operator;
+use parking_lot::RwLock;
+
+pub use config::{LakeConfig, LakeLocation, Secret};
+pub use discover::{LakeFormat, LakeTableEntry};
+
+use crate::ConnectorError;
+
+/// URL scheme of the object stores lake catalogs register (`lake://NAME/`).
+pub const STORE_SCHEME: &str = "lake";
+
+/// A `lake` catalog: schemas and tables discovered under one location.
+#[derive(Debug)]
+pub struct LakeConnector {
+    catalog: Arc<LakeCatalog>,
+}
+
+impl LakeConnector {
+    /// Builds the connector for catalog `name` from its catalog file and lists the location's schemas
+    /// and tables.
+    ///
+    /// Errors: [`ConnectorError::Config`] naming the key for a missing or bad key (see
+    /// [`LakeConfig::from_toml`]); [`ConnectorError::Source`] naming the catalog and location when the
+    /// location cannot be opened or listed. No message contains the secret key.
+    pub async fn from_config(name: &str, config: &toml::Table) -> Result<Self, ConnectorError> {
+        let config = LakeConfig::from_toml(config)?;
+        Self::open(name, config).await
+    }
+
+    /// Opens catalog `name` over the location `config` describes, listing its schemas and tables.
+    /// Errors as [`LakeConnector::from_config`].
+    pub async fn open(name: &str, config: LakeConfig) -> Result<Self, ConnectorError> {
+        let operator = config.operator(name)?;
+        let store_url = Self::store_url(name)?;
+        let store: Arc<dyn ObjectStore> = Arc::new(OpendalStore::new(operator.clone()));
+        let runtime = Arc::new(RuntimeEnv::default());
+        runtime.register_object_store(&store_url, Arc::clone(&store));
+        let lake = Arc::new(Lake {
+            catalog: name.to_string(),
+            config,
+            operator,
+            store_url,
+            store,
+            state: SessionStateBuilder::new().with_runtime_env(runtime).build(),
+        });
+        let schema_names = discover::list_schemas(&lake.operator)
+            .await
+            .map_err(|e| lake.source_error("cannot list the location", &e))?;
+        let mut schemas = BTreeMap::new();
+        for schema in schema_names {
+            let tables = discover::list_tables(&lake.operator, &schema)
+                .await
+                .map_err(|e| lake.source_error(&format!("cannot list schema `{schema}`"), &e))?;
+            let provider = LakeSchema {
+                lake: Arc::clone(&lake),
+                name: schema.clone(),
+                tables: RwLock::new(tables),
+                providers: RwLock::new(HashMap::new()),
+            };
+            schemas.insert(schema, Arc::new(provider));
+        }
+        tracing::info!(
+            catalog = name,
+            location = lake.config.display_location(),
+            schemas = schemas.len(),
+            "lake catalog opened"
+        );
+        Ok(Self {
+            catalog: Arc::new(LakeCatalog { lake, schemas }),
+        })
+    }
+
+    /// The URL under which catalog `name`'s object store is registered: `lake://NAME/`, or, when the
+    /// name is not a plain lower-case host name (`[a-z0-9_-]`), `lake://x<hex of the name>/`, so that
+    /// two catalogs never share a URL. Errors: [`ConnectorError::Config`] if no URL can be formed.
+    pub fn store_url(name: &str) -> Result<url::Url, ConnectorError> {
+        let plain = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        let host = if plain {
+            name.to_string()
+        } else {
+            let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+            format!("x{hex}")
+        };
+        url::Url::parse(&format!("{STORE_SCHEME}://{host}/")).map_err(|e| ConnectorError::Config {
+            key: "connector".into(),
+            reason: format!("catalog name `{name}` gives no object store URL: {e}"),
+        })
+    }
+
+    /// The parsed catalog configuration.
+    pub fn config(&self) -> &LakeConfig {
+        &self.catalog.lake.config
+    }
+}
+
+impl crate::Connector for LakeConnector {
+    fn kind(&self) -> &'static str {
+        "lake"
+    }
+
+    fn catalog(&self) -> Arc<dyn CatalogProvider> {
+        Arc::clone(&self.catalog) as Arc<dyn CatalogProvider>
+    }
+
+    fn object_stores(&self) -> Vec<(url::Url, Arc<dyn ObjectStore>)> {
+        let lake = &self.catalog.lake;
+        vec![(lake.store_url.clone(), Arc::clone(&lake.store))]
+    }
+}
+
+/// What every schema of one lake catalog shares.
+#[derive(Debug)]
+struct Lake {
+    catalog: String,
+    config: LakeConfig,
+    operator: Operator,
+    store_url: url::Url,
+    store: Arc<dyn ObjectStore>,
+    /// A private session whose runtime has the store registered, to infer table schemas with.
+    state: SessionState,
+}
+
+impl Lake {
+    fn message(&self, what: &str, error: &dyn std::fmt::Display) -> String {
+        self.config.redact(format!(
+            "lake catalog `{}` at {}: {what}: {error}",
+            self.catalog,
+            self.config.display_location()
+        ))
+    }
+
+    fn source_error(&self, what: &str, error: &dyn std::fmt::Display) -> ConnectorError {
+        ConnectorError::Source(self.message(what, error))
+    }
+
+    /// Builds the DataFusion table for `entry`, inferring its schema from its files.
+    async fn listing_table(
+        &self,
+        entry: &LakeTableEntry,
+    ) -> Result<Arc<dyn TableProvider>, DataFusionError> {
+        let url = ListingTableUrl::parse(format!("{}{}", self.store_url, entry.path))?;
+        let options = ListingOptions::new(entry.format.file_format())
+            .with_file_extension(entry.extension)
+            .with_table_partition_cols(
+                entry
+                    .partition_columns
+                    .iter()
+                    .map(|c| (c.clone(), DataType::Utf8))
+                    .collect(),
+            );
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .infer_schema(&self.state)
+            .await?;
+        Ok(Arc::new(ListingTable::try_new(config)?))
+    }
+}
+
+/// The lake catalog: one schema per directory under the location, found when the catalog opened.
+#[derive(Debug)]
+pub struct LakeCatalog {
+    lake: Arc<Lake>,
+    schemas: BTreeMap<String, Arc<LakeSchema>>,
+}
+
+impl CatalogProvider for LakeCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        self.schemas.keys().cloned().collect()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        self.schemas
+            .get(name)
+            .map(|s| Arc::clone(s) as Arc<dyn SchemaProvider>)
+    }
+}
+
+/// One schema directory of a lake. Its table list is refreshed when a lookup misses, so files added
+/// after startup appear; a table's column list is inferred on its first lookup and then kept.
+#[derive(Debug)]
+pub struct LakeSchema {
+    lake: Arc<Lake>,
+    name: String,
+    tables: RwLock<BTreeMap<String, LakeTableEntry>>,
+    providers: RwLock<HashMap<String, Arc<dyn TableProvider>>>,
+}
+
+impl LakeSchema {
+    /// Re-lists the schema directory, replacing the table list and dropping cached tables whose
+    /// description changed.
+    async fn refresh(&self) -> Result<(), DataFusionError> {
+        let tables = discover::list_tables(&self.lake.operator, &self.name)
+            .await
+            .map_err(|e| {
+                DataFusionError::External(Box::new(
+                    self.lake
+                        .source_error(&format!("cannot list schema `{}`", self.name), &e),
+                ))
+            })?;
+        let mut providers = self.providers.write();
+        let mut current = self.tables.write();
+        providers.retain(|name, _| current.get(name) == tables.get(name));
+        *current = tables;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for LakeSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.tables.read().keys().cloned().collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        if let Some(provider) = self.providers.read().get(name) {
+            return Ok(Some(Arc::clone(provider)));
+        }
+        let known = self.tables.read().get(name).cloned();
+        let entry = match known {
+            Some(entry) => entry,
+            None => {
+                self.refresh().await?;
+                match self.tables.read().get(name).cloned() {
+                    Some(entry) => entry,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let provider = self.lake.listing_table(&entry).await.map_err(|e| {
+            DataFusionError::External(Box::new(self.lake.source_error(
+                &format!("cannot read table `{}.{}`", self.name, entry.name),
+                &e,
+            )))
+        })?;
+        self.providers
+            .write()
+            .insert(name.to_string(), Arc::clone(&provider));
+        Ok(Some(provider))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.tables.read().contains_key(name)
+    }
+}
