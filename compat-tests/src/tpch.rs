@@ -1,0 +1,127 @@
+//! TPC-H data in PostgreSQL, from the same `tpchgen` generator the server's `tpch` catalog uses.
+
+use std::fmt::Display;
+use std::io::Cursor;
+
+use futures::SinkExt;
+use tokio_postgres::Client;
+use tpchgen::generators::{
+    CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator,
+    PartSuppGenerator, RegionGenerator, SupplierGenerator,
+};
+
+/// The eight TPC-H tables.
+pub const TABLES: [&str; 8] = [
+    "nation", "region", "part", "supplier", "partsupp", "customer", "orders", "lineitem",
+];
+
+/// TPC-H DDL (specification types: integer keys, bigint order keys so larger scales fit,
+/// decimal(15,2), date, char/varchar).
+pub const DDL: &str = "
+CREATE TABLE nation (n_nationkey integer NOT NULL, n_name char(25) NOT NULL,
+  n_regionkey integer NOT NULL, n_comment varchar(152));
+CREATE TABLE region (r_regionkey integer NOT NULL, r_name char(25) NOT NULL, r_comment varchar(152));
+CREATE TABLE part (p_partkey integer NOT NULL, p_name varchar(55) NOT NULL, p_mfgr char(25) NOT NULL,
+  p_brand char(10) NOT NULL, p_type varchar(25) NOT NULL, p_size integer NOT NULL,
+  p_container char(10) NOT NULL, p_retailprice decimal(15,2) NOT NULL, p_comment varchar(23) NOT NULL);
+CREATE TABLE supplier (s_suppkey integer NOT NULL, s_name char(25) NOT NULL, s_address varchar(40) NOT NULL,
+  s_nationkey integer NOT NULL, s_phone char(15) NOT NULL, s_acctbal decimal(15,2) NOT NULL,
+  s_comment varchar(101) NOT NULL);
+CREATE TABLE partsupp (ps_partkey integer NOT NULL, ps_suppkey integer NOT NULL, ps_availqty integer NOT NULL,
+  ps_supplycost decimal(15,2) NOT NULL, ps_comment varchar(199) NOT NULL);
+CREATE TABLE customer (c_custkey integer NOT NULL, c_name varchar(25) NOT NULL, c_address varchar(40) NOT NULL,
+  c_nationkey integer NOT NULL, c_phone char(15) NOT NULL, c_acctbal decimal(15,2) NOT NULL,
+  c_mktsegment char(10) NOT NULL, c_comment varchar(117) NOT NULL);
+CREATE TABLE orders (o_orderkey bigint NOT NULL, o_custkey integer NOT NULL, o_orderstatus char(1) NOT NULL,
+  o_totalprice decimal(15,2) NOT NULL, o_orderdate date NOT NULL, o_orderpriority char(15) NOT NULL,
+  o_clerk char(15) NOT NULL, o_shippriority integer NOT NULL, o_comment varchar(79) NOT NULL);
+CREATE TABLE lineitem (l_orderkey bigint NOT NULL, l_partkey integer NOT NULL, l_suppkey integer NOT NULL,
+  l_linenumber integer NOT NULL, l_quantity decimal(15,2) NOT NULL, l_extendedprice decimal(15,2) NOT NULL,
+  l_discount decimal(15,2) NOT NULL, l_tax decimal(15,2) NOT NULL, l_returnflag char(1) NOT NULL,
+  l_linestatus char(1) NOT NULL, l_shipdate date NOT NULL, l_commitdate date NOT NULL,
+  l_receiptdate date NOT NULL, l_shipinstruct char(25) NOT NULL, l_shipmode char(10) NOT NULL,
+  l_comment varchar(44) NOT NULL);
+";
+
+/// Keys and indexes, created after the load so PostgreSQL plans the correlated subqueries
+/// (Q2, Q17, Q20, Q21, Q22) sensibly.
+pub const INDEXES: &str = "
+ALTER TABLE nation ADD PRIMARY KEY (n_nationkey);
+ALTER TABLE region ADD PRIMARY KEY (r_regionkey);
+ALTER TABLE part ADD PRIMARY KEY (p_partkey);
+ALTER TABLE supplier ADD PRIMARY KEY (s_suppkey);
+ALTER TABLE partsupp ADD PRIMARY KEY (ps_partkey, ps_suppkey);
+ALTER TABLE customer ADD PRIMARY KEY (c_custkey);
+ALTER TABLE orders ADD PRIMARY KEY (o_orderkey);
+ALTER TABLE lineitem ADD PRIMARY KEY (l_orderkey, l_linenumber);
+CREATE INDEX ON orders (o_custkey);
+CREATE INDEX ON lineitem (l_partkey, l_suppkey);
+CREATE INDEX ON lineitem (l_suppkey);
+";
+
+/// (Re)creates schema `schema` on `client` and loads TPC-H at `scale_factor` into it
+/// (scale 0.01 = the server's `tpch.tiny`: ~60k lineitem rows, about a second).
+pub async fn load_into_postgres(client: &Client, schema: &str, scale_factor: f64) {
+    let q = format!("\"{}\"", schema.replace('"', "\"\""));
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {q} CASCADE; CREATE SCHEMA {q}; SET search_path TO {q};\n{DDL}"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("create TPC-H tables in schema {schema}: {e}"));
+    let sf = scale_factor;
+    copy_rows(client, schema, "nation", NationGenerator::new(sf, 1, 1)).await;
+    copy_rows(client, schema, "region", RegionGenerator::new(sf, 1, 1)).await;
+    copy_rows(client, schema, "part", PartGenerator::new(sf, 1, 1)).await;
+    copy_rows(client, schema, "supplier", SupplierGenerator::new(sf, 1, 1)).await;
+    copy_rows(client, schema, "partsupp", PartSuppGenerator::new(sf, 1, 1)).await;
+    copy_rows(client, schema, "customer", CustomerGenerator::new(sf, 1, 1)).await;
+    copy_rows(client, schema, "orders", OrderGenerator::new(sf, 1, 1)).await;
+    copy_rows(client, schema, "lineitem", LineItemGenerator::new(sf, 1, 1)).await;
+    client
+        .batch_execute(&format!("SET search_path TO {q};\n{INDEXES}\nANALYZE;"))
+        .await
+        .unwrap_or_else(|e| panic!("index/analyze TPC-H tables in schema {schema}: {e}"));
+}
+
+/// Streams a generator's rows (TPC-H `.tbl` lines: `a|b|c|`) into `schema.table` with COPY.
+async fn copy_rows<I>(client: &Client, schema: &str, table: &str, rows: I)
+where
+    I: IntoIterator,
+    I::Item: Display,
+{
+    use std::fmt::Write as _;
+    let statement = format!(
+        "COPY \"{}\".{table} FROM STDIN WITH (FORMAT text, DELIMITER '|', NULL '\\N')",
+        schema.replace('"', "\"\"")
+    );
+    let sink = client
+        .copy_in::<_, Cursor<Vec<u8>>>(&statement)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    futures::pin_mut!(sink);
+    let mut chunk = String::with_capacity(1 << 20);
+    let mut line = String::new();
+    for row in rows {
+        line.clear();
+        write!(line, "{row}").expect("format row");
+        // Drop the .tbl format's trailing delimiter.
+        chunk.push_str(line.strip_suffix('|').unwrap_or(&line));
+        chunk.push('\n');
+        if chunk.len() >= 1 << 20 {
+            let data = std::mem::replace(&mut chunk, String::with_capacity(1 << 20));
+            sink.send(Cursor::new(data.into_bytes()))
+                .await
+                .unwrap_or_else(|e| panic!("COPY {table}: {e}"));
+        }
+    }
+    if !chunk.is_empty() {
+        sink.send(Cursor::new(chunk.into_bytes()))
+            .await
+            .unwrap_or_else(|e| panic!("COPY {table}: {e}"));
+    }
+    sink.as_mut()
+        .finish()
+        .await
+        .unwrap_or_else(|e| panic!("COPY {table}: {e}"));
+}

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# TPC-H benchmark: Tributary (release build) over a lake catalog of TPC-H Parquet, optionally
+# beside DuckDB on the same files, with the bench kit's tpch_bench.py (per-query medians, ratios).
+#
+#   scripts/bench.sh                      # scale 1, 3 runs, with DuckDB, --check
+#   SF=10 RUNS=5 scripts/bench.sh --only q01,q06
+#   DUCKDB=0 scripts/bench.sh             # Tributary alone
+#
+# Environment:
+#   SF          scale factor (default 1); the schema is named sf$SF (sf1, sf10, ...)
+#   RUNS        timed runs per query after one warm-up (default 3)
+#   DUCKDB      1 (default) to run DuckDB beside Tributary, 0 not to
+#   BENCH_DATA  where the Parquet files go (default target/bench-data); kept between runs
+#   BENCH_PY    the bench kit script (default ../shared/bench/tpch_bench.py next to the repo)
+#   PORT        Tributary's port (default: a free one)
+# Extra arguments go to tpch_bench.py (e.g. --only q01,q06). Takes ~20 min the first time
+# (release build); the data generation takes seconds.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+SF="${SF:-1}"
+RUNS="${RUNS:-3}"
+DUCKDB="${DUCKDB:-1}"
+DATA="${BENCH_DATA:-$ROOT/target/bench-data}"
+BENCH_PY="${BENCH_PY:-$ROOT/../shared/bench/tpch_bench.py}"
+QUERIES="$ROOT/compat-tests/queries"
+SCHEMA="sf${SF//./_}"
+VENV="$ROOT/target/test-tools/bench-venv"
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf 'scripts/bench.sh: %s\n' "$*" >&2; exit 1; }
+
+[ -f "$BENCH_PY" ] || die "bench script not found at $BENCH_PY (set BENCH_PY)"
+[ -d "$QUERIES" ] || die "queries not found at $QUERIES"
+command -v python3 >/dev/null 2>&1 || die "python3 not found"
+
+# ---- tools: tpchgen-cli, psycopg, duckdb ---------------------------------------------------
+if ! command -v tpchgen-cli >/dev/null 2>&1; then
+  log "cargo install --locked tpchgen-cli"
+  cargo install --locked tpchgen-cli
+  export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+fi
+
+PY=python3
+py_has() { "$PY" -c "import $1" >/dev/null 2>&1; }
+PKGS=("psycopg[binary]")
+[ "$DUCKDB" = "1" ] && PKGS+=("duckdb")
+if ! py_has psycopg || { [ "$DUCKDB" = "1" ] && ! py_has duckdb; }; then
+  # Try the current Python first; fall back to a virtualenv (Debian refuses system-wide pip).
+  if ! "$PY" -m pip install --quiet "${PKGS[@]}" 2>/dev/null; then
+    log "pip install ${PKGS[*]} into $VENV"
+    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet "${PKGS[@]}"
+    PY="$VENV/bin/python"
+  fi
+fi
+py_has psycopg || die "python module psycopg missing (pip install 'psycopg[binary]')"
+
+# ---- data: a lake catalog location with one schema directory, one Parquet file per table ----
+TABLE_DIR="$DATA/$SCHEMA"
+if [ ! -f "$TABLE_DIR/lineitem.parquet" ]; then
+  log "generating TPC-H scale $SF Parquet into $TABLE_DIR"
+  rm -rf "$TABLE_DIR.tmp"
+  mkdir -p "$TABLE_DIR.tmp"
+  # tpchgen-cli >= 4 has format subcommands (`tpchgen-cli parquet ...`); older ones use --format.
+  HELP="$(tpchgen-cli --help 2>&1 || true)"
+  if grep -qE '^\s+parquet\b' <<<"$HELP"; then
+    tpchgen-cli parquet -s "$SF" --output-dir "$TABLE_DIR.tmp"
+  else
+    tpchgen-cli -s "$SF" --format parquet --output-dir "$TABLE_DIR.tmp"
+  fi
+  for t in nation region part supplier partsupp customer orders lineitem; do
+    [ -e "$TABLE_DIR.tmp/$t.parquet" ] || die "tpchgen-cli did not write $t.parquet into $TABLE_DIR.tmp"
+  done
+  rm -rf "$TABLE_DIR"
+  mv "$TABLE_DIR.tmp" "$TABLE_DIR"
+fi
+
+# ---- server: release build, config dir with catalog `lake` on $DATA -------------------------
+log "cargo build --release --bin tributary"
+cargo build --release --bin tributary
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tributary"
+[ -x "$BIN" ] || die "release binary not found at $BIN"
+
+CONFIG="$ROOT/target/bench-config"
+rm -rf "$CONFIG"
+mkdir -p "$CONFIG/catalog"
+cat > "$CONFIG/catalog/lake.toml" <<TOML
+connector = "lake"
+location = "file://$DATA"
+TOML
+
+if [ -z "${PORT:-}" ]; then
+  PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+fi
+SERVER_LOG="$ROOT/target/bench-tributary.log"
+log "starting $BIN on 127.0.0.1:$PORT (log: $SERVER_LOG)"
+"$BIN" --config "$CONFIG" --listen "127.0.0.1:$PORT" >"$SERVER_LOG" 2>&1 &
+SERVER_PID=$!
+cleanup() { kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+for _ in $(seq 1 300); do
+  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    cat "$SERVER_LOG" >&2
+    die "tributary exited during startup"
+  fi
+  if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $PORT), 0.5)" 2>/dev/null; then
+    break
+  fi
+  sleep 0.1
+done
+python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 0.5)" 2>/dev/null \
+  || { cat "$SERVER_LOG" >&2; die "tributary did not accept connections on port $PORT within 30 s"; }
+
+# ---- run ------------------------------------------------------------------------------------
+ENGINES=(--engine "pg:127.0.0.1:$PORT:lake:SET search_path TO $SCHEMA")
+CHECK=()
+if [ "$DUCKDB" = "1" ]; then
+  ENGINES+=(--engine "duckdb:$TABLE_DIR")
+  CHECK=(--check)
+fi
+log "TPC-H scale $SF: $PY $BENCH_PY --runs $RUNS ${ENGINES[*]} ${CHECK[*]} $*"
+PGUSER="${PGUSER:-bench}" "$PY" "$BENCH_PY" --queries "$QUERIES" --runs "$RUNS" "${ENGINES[@]}" "${CHECK[@]}" "$@"
