@@ -21,6 +21,7 @@ use tributary_planner::config::ConfigError;
 
 use crate::ExecError;
 use crate::scheduler::{self, QueryExecution};
+use crate::subquery::{StagedRunner, resolve_scalar_subqueries};
 use crate::tracker::QueryTracker;
 use crate::worker::WorkerPool;
 
@@ -134,7 +135,12 @@ impl Engine {
     ) -> Result<QueryStream, ExecError> {
         let query_id = new_query_id();
         let cancel = self.tracker.begin(&query_id, user, sql);
-        match self.start_query(ctx, plan, &query_id).await {
+        let started = tokio::select! {
+            started = self.start_query(ctx, plan, &query_id) => started,
+            // Scalar subqueries run before the result stream exists; cancel reaches them here.
+            _ = cancel.cancelled() => Err(DataFusionError::Execution(CANCELED_MESSAGE.to_string())),
+        };
+        match started {
             Ok((execution, inner)) => {
                 let schema = inner.schema();
                 let stream = Box::pin(TrackedStream {
@@ -183,6 +189,8 @@ impl Engine {
             }
             LogicalPlan::Analyze(analyze) => {
                 let physical = state.create_physical_plan(&analyze.input).await?;
+                let runner = SessionRunner { engine: self, state: &state };
+                let physical = resolve_scalar_subqueries(&runner, physical, query_id).await?;
                 let staged = fragment(physical)?;
                 let (execution, mut stream) = self.schedule(&state, &staged, query_id)?;
                 let started = std::time::Instant::now();
@@ -211,6 +219,8 @@ impl Engine {
             ))),
             plan => {
                 let physical = state.create_physical_plan(&plan).await?;
+                let runner = SessionRunner { engine: self, state: &state };
+                let physical = resolve_scalar_subqueries(&runner, physical, query_id).await?;
                 let staged = fragment(physical)?;
                 let (execution, stream) = self.schedule(&state, &staged, query_id)?;
                 Ok((Some(execution), stream))
@@ -234,6 +244,24 @@ impl Engine {
     /// Cancels a running query (CancelRequest). Returns whether it was running.
     pub fn cancel(&self, query_id: &str) -> bool {
         self.tracker.cancel(query_id)
+    }
+}
+
+/// Schedules sub-plans (scalar subqueries) of a query with the session's settings.
+struct SessionRunner<'a> {
+    engine: &'a Engine,
+    state: &'a datafusion::execution::SessionState,
+}
+
+impl StagedRunner for SessionRunner<'_> {
+    fn run(
+        &self,
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        key: String,
+    ) -> DfResult<(Box<dyn std::any::Any + Send>, SendableRecordBatchStream)> {
+        let staged = fragment(plan)?;
+        let (execution, stream) = self.engine.schedule(self.state, &staged, &key)?;
+        Ok((Box::new(execution), stream))
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod engine;
 pub mod error;
 pub mod scheduler;
+pub mod subquery;
 pub mod tracker;
 pub mod worker;
 
