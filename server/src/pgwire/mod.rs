@@ -10,6 +10,7 @@
 //! - [`cancel`]: CancelRequest to the running query of a session.
 
 pub mod cancel;
+pub mod catalog;
 pub mod encoding;
 pub mod errors;
 pub mod extended;
@@ -37,11 +38,16 @@ pub struct Frontend {
     engine: Arc<Engine>,
     cancels: Arc<CancelRegistry>,
     parser: Arc<extended::StatementParser>,
+    pg_catalog: Arc<catalog::PgCatalog>,
 }
 
 impl Frontend {
     pub fn new(engine: Arc<Engine>) -> Self {
+        // The library's static catalog rows are compiled in: failing to read them is a build defect.
+        let pg_catalog = catalog::PgCatalog::new(engine.registry().catalog_list())
+            .expect("the embedded pg_catalog data is readable");
         Self {
+            pg_catalog,
             engine,
             cancels: Arc::new(CancelRegistry::default()),
             parser: Arc::new(extended::StatementParser),

@@ -17,6 +17,7 @@ use pgwire::types::format::FormatOptions;
 use tributary_exec::Engine;
 
 use super::cancel::{Registration, RunningQuery};
+use super::catalog::PgCatalog;
 use super::errors::{self, sqlstate};
 
 /// `server_version` as clients see it: a PostgreSQL 15 they can talk to.
@@ -90,6 +91,7 @@ fn known(name: &str) -> Option<(&'static str, Kind, Option<&'static str>)> {
 /// One client connection's state, kept in the connection's session extensions.
 pub struct Session {
     pub engine: Arc<Engine>,
+    pg_catalog: Arc<PgCatalog>,
     pub user: String,
     /// The startup message's database: the default catalog.
     pub catalog: String,
@@ -124,6 +126,7 @@ pub struct Changes {
 impl Session {
     pub fn new(
         engine: Arc<Engine>,
+        pg_catalog: Arc<PgCatalog>,
         user: String,
         catalog: String,
         search_path: Option<&str>,
@@ -147,9 +150,11 @@ impl Session {
             .unwrap_or_else(|| default_schema(&engine, &catalog));
         put(&mut settings, "search_path", search_path.unwrap_or(&schema));
         let ctx = engine.new_session_context(&catalog, &schema);
+        pg_catalog.install(&ctx, &catalog, &schema, &user);
         apply_time_zone(&ctx, "UTC");
         Self {
             engine,
+            pg_catalog,
             user,
             catalog,
             state: Mutex::new(State {
@@ -276,6 +281,8 @@ impl Session {
             && schema != state.schema
         {
             state.ctx = self.engine.new_session_context(&self.catalog, &schema);
+            self.pg_catalog
+                .install(&state.ctx, &self.catalog, &schema, &self.user);
             state.schema = schema;
             let tz = state
                 .settings

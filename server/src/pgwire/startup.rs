@@ -73,6 +73,7 @@ impl StartupHandler for Frontend {
         let registration = self.cancels.register(pid, &secret);
         let session = Session::new(
             self.engine.clone(),
+            self.pg_catalog.clone(),
             user.clone(),
             database.clone(),
             search_path.as_deref(),

@@ -51,6 +51,10 @@ pub fn parse(sql: &str) -> Result<VecDeque<DfStatement>, Box<ErrorInfo>> {
         .with_dialect(&dialect)
         .build()
         .and_then(|mut parser| parser.parse_statements())
+        .map(|mut statements| {
+            super::catalog::rewrite(sql, &mut statements);
+            statements
+        })
         .map_err(|e| Box::new(errors::datafusion_error(&e, None)))
 }
 

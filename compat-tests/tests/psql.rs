@@ -1,0 +1,242 @@
+//! psql 15 against the built `tributary` binary: the backslash commands people use every day work,
+//! print what they should, and log no ERROR. Also `pg_catalog` and the catalog functions over plain
+//! SQL (tokio-postgres), since psql's own queries only cover part of them.
+
+use std::process::Command;
+
+use compat_tests::Tributary;
+use tokio_postgres::SimpleQueryMessage;
+
+/// Runs psql with each command as a `-c` (in one session, in order); returns (stdout, stderr) and
+/// checks that it succeeded without an ERROR.
+fn psql(tributary: &Tributary, db: &str, commands: &[&str]) -> (String, String) {
+    let (success, stdout, stderr) = run_psql(tributary, db, commands);
+    assert!(
+        success && !stderr.contains("ERROR"),
+        "psql {commands:?} failed:\nstdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{}",
+        compat_tests::tail(&tributary.log(), 40)
+    );
+    (stdout, stderr)
+}
+
+/// Runs psql; returns (exit success, stdout, stderr).
+fn run_psql(tributary: &Tributary, db: &str, commands: &[&str]) -> (bool, String, String) {
+    let psql = compat_tests::which("psql").expect("psql (PostgreSQL 15 client) on PATH");
+    let mut command = Command::new(psql);
+    command
+        .args(["-X", "-h", "127.0.0.1", "-U", "tester", "-d", db, "-p"])
+        .arg(tributary.port().to_string())
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env_remove("PGPASSWORD");
+    for c in commands {
+        command.args(["-c", c]);
+    }
+    let output = command.output().expect("psql runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.success(), stdout, stderr)
+}
+
+fn assert_contains(output: &str, expected: &[&str], what: &str) {
+    for e in expected {
+        assert!(output.contains(e), "{what}: {e:?} missing from:\n{output}");
+    }
+}
+
+const TPCH_TABLES: &[&str] = &[
+    "customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier",
+];
+
+#[test]
+fn list_relations_schemas_databases() {
+    let tributary = Tributary::start(None);
+
+    let (out, _) = psql(&tributary, "tpch", &["\\dt"]);
+    assert_contains(&out, TPCH_TABLES, "\\dt");
+    assert_contains(&out, &["tiny", "table"], "\\dt");
+    // Only the session's schema is visible, as with search_path in PostgreSQL.
+    assert!(!out.contains("sf1 "), "\\dt lists another schema:\n{out}");
+
+    let (out, _) = psql(&tributary, "tpch", &["\\dt sf1.*"]);
+    assert_contains(&out, &["sf1", "lineitem", "(8 rows)"], "\\dt sf1.*");
+
+    let (out, _) = psql(&tributary, "tpch", &["\\d"]);
+    assert_contains(&out, TPCH_TABLES, "\\d");
+
+    let (out, _) = psql(&tributary, "tpch", &["\\dn"]);
+    assert_contains(&out, &["tiny", "sf1", "List of schemas"], "\\dn");
+    assert!(!out.contains("pg_catalog"), "\\dn shows pg_catalog:\n{out}");
+
+    let (out, _) = psql(&tributary, "tpch", &["\\l"]);
+    assert_contains(&out, &["tpch", "system", "UTF"], "\\l");
+
+    let (_, stderr) = psql(&tributary, "tpch", &["\\dv"]);
+    assert_contains(&stderr, &["Did not find any relations"], "\\dv");
+
+    let (out, _) = psql(&tributary, "tpch", &["\\df"]);
+    assert_contains(&out, &["List of functions"], "\\df");
+
+    let (out, _) = psql(&tributary, "tpch", &["\\conninfo"]);
+    assert_contains(
+        &out,
+        &["database \"tpch\"", "user \"tester\""],
+        "\\conninfo",
+    );
+
+    let (out, _) = psql(&tributary, "system", &["\\dt runtime.*"]);
+    assert_contains(&out, &["runtime", "nodes", "queries"], "\\dt in system");
+    assert!(
+        !out.contains("lineitem"),
+        "system lists tpch's tables:\n{out}"
+    );
+}
+
+#[test]
+fn describe_tables() {
+    let tributary = Tributary::start(None);
+    let lineitem_columns = [
+        "l_orderkey",
+        "bigint",
+        "l_linenumber",
+        "integer",
+        "l_quantity",
+        "numeric(15,2)",
+        "l_shipdate",
+        "date",
+        "l_comment",
+        "text",
+        "not null",
+    ];
+
+    let (out, _) = psql(&tributary, "tpch", &["\\d tiny.lineitem"]);
+    assert_contains(&out, &["Table \"tiny.lineitem\""], "\\d tiny.lineitem");
+    assert_contains(&out, &lineitem_columns, "\\d tiny.lineitem");
+
+    // Unqualified, after moving the search path; the same in one psql session.
+    let (out, _) = psql(
+        &tributary,
+        "tpch",
+        &["SET search_path TO sf1", "\\d lineitem", "\\dt"],
+    );
+    assert_contains(&out, &["Table \"sf1.lineitem\""], "\\d after SET");
+    assert_contains(&out, &lineitem_columns, "\\d after SET");
+    assert_contains(&out, &["sf1    | orders"], "\\dt after SET");
+
+    // A missing table is psql's own message, not a server error.
+    let (_, _, stderr) = run_psql(&tributary, "tpch", &["\\d no_such_table"]);
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+    assert_contains(
+        &stderr,
+        &["Did not find any relation named \"no_such_table\""],
+        "\\d no_such_table",
+    );
+
+    let (out, _) = psql(
+        &tributary,
+        "tpch",
+        &["\\x", "select 1 as a, 'x' as b", "\\x"],
+    );
+    assert_contains(
+        &out,
+        &["Expanded display is on.", "-[ RECORD 1 ]", "a | 1", "b | x"],
+        "\\x",
+    );
+}
+
+async fn values(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(String::from))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pg_catalog_and_functions() {
+    let tributary = Tributary::start(None);
+    let client = tributary.connect("tpch").await;
+
+    let row = &values(
+        &client,
+        "SELECT version(), current_schema(), current_database(), current_user",
+    )
+    .await[0];
+    assert!(
+        row[0].as_deref().unwrap().starts_with("PostgreSQL 15"),
+        "{row:?}"
+    );
+    assert_eq!(row[1].as_deref(), Some("tiny"));
+    assert_eq!(row[2].as_deref(), Some("tpch"));
+
+    // The same relation by every spelling, and the same OID from another session.
+    let qualified = values(
+        &client,
+        "SELECT c.oid FROM tpch.pg_catalog.pg_class c JOIN tpch.pg_catalog.pg_namespace n \
+         ON n.oid = c.relnamespace WHERE c.relname = 'lineitem' AND n.nspname = 'tiny'",
+    )
+    .await;
+    assert_eq!(qualified.len(), 1, "{qualified:?}");
+    for sql in [
+        "SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n \
+         ON n.oid = c.relnamespace WHERE c.relname = 'lineitem' AND n.nspname = 'tiny'",
+        "SELECT c.oid FROM pg_class c JOIN pg_namespace n \
+         ON n.oid = c.relnamespace WHERE c.relname = 'lineitem' AND n.nspname = 'tiny'",
+    ] {
+        assert_eq!(values(&client, sql).await, qualified, "{sql}");
+    }
+    let other = tributary.connect("tpch").await;
+    let again = values(
+        &other,
+        "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relname = 'lineitem' AND n.nspname = 'tiny'",
+    )
+    .await;
+    assert_eq!(again, qualified, "OIDs differ between sessions");
+
+    let columns = values(
+        &client,
+        &format!(
+            "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+             WHERE a.attrelid = '{}' AND a.attnum > 0 ORDER BY a.attnum",
+            qualified[0][0].as_deref().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(columns.len(), 16, "{columns:?}");
+    assert_eq!(columns[0][0].as_deref(), Some("l_orderkey"));
+    assert_eq!(columns[0][1].as_deref(), Some("bigint"));
+
+    // Rewritten client syntax reaches DataFusion in a form it plans.
+    let rows = values(
+        &client,
+        "SELECT c.relname FROM pg_catalog.pg_class c \
+         WHERE c.relname OPERATOR(pg_catalog.~) '^(nation)$' COLLATE pg_catalog.default \
+         AND pg_catalog.pg_table_is_visible(c.oid)",
+    )
+    .await;
+    assert_eq!(rows, vec![vec![Some("nation".to_string())]]);
+
+    // Other catalogs have their own pg_catalog.
+    let system = values(
+        &client,
+        "SELECT count(*) FROM system.pg_catalog.pg_class WHERE relname = 'nodes'",
+    )
+    .await;
+    assert_eq!(system[0][0].as_deref(), Some("1"));
+
+    // Errors stay clean SQLSTATE errors.
+    let err = client
+        .simple_query("SELECT * FROM pg_catalog.pg_no_such_table")
+        .await
+        .expect_err("unknown pg_catalog table");
+    assert_eq!(err.code().map(|c| c.code()), Some("42P01"), "{err:?}");
+}
