@@ -518,9 +518,7 @@ fn bad_config_fails_startup_naming_the_file() {
     ];
     for (name, toml) in cases {
         let dir = ConfigDir::new().catalog(name, toml);
-        let failure = Tributary::try_start(Some(dir.path()))
-            .err()
-            .expect("startup should fail");
+        let failure = Tributary::try_start(Some(dir.path())).expect_err("startup should fail");
         let status = failure.status.expect("the process should exit");
         assert!(!status.success());
         assert!(
@@ -530,9 +528,7 @@ fn bad_config_fails_startup_naming_the_file() {
         );
     }
     let dir = ConfigDir::new().config("[server]\nlisten = \"127.0.0.1:1\"\nlistn = 2\n");
-    let failure = Tributary::try_start(Some(dir.path()))
-        .err()
-        .expect("startup should fail");
+    let failure = Tributary::try_start(Some(dir.path())).expect_err("startup should fail");
     assert!(failure.log.contains("config.toml"), "{}", failure.log);
     assert!(failure.log.contains("server.listn"), "{}", failure.log);
 }

@@ -14,4 +14,14 @@ pub enum ConnectorError {
     /// The source failed (cannot be reached, listed or read). The message never holds a password.
     #[error("{0}")]
     Source(String),
+    /// The source failed with a known SQLSTATE for the client: `08001` cannot connect, `08006` connection
+    /// lost, `28P01` authentication failed, or the source's own code for a remote SQL error. The
+    /// message names the catalog and never holds a password.
+    #[error("{message}")]
+    Remote {
+        /// Five-character SQLSTATE the front end reports.
+        sqlstate: String,
+        /// The message, naming the catalog.
+        message: String,
+    },
 }

@@ -63,17 +63,20 @@ pub async fn build_connector(
         .and_then(|v| v.as_str())
         .ok_or_else(|| ConnectorError::Config {
             key: "connector".into(),
-            reason: "missing; expected one of \"tpch\", \"lake\"".into(),
+            reason: "missing; expected one of \"tpch\", \"lake\", \"postgres\"".into(),
         })?;
     match kind {
         "tpch" => Ok(Arc::new(tpch::TpchConnector::new())),
         "lake" => Ok(Arc::new(
             lake::LakeConnector::from_config(name, config).await?,
         )),
+        "postgres" => Ok(Arc::new(
+            postgres::PostgresConnector::from_config(name, config).await?,
+        )),
         other => Err(ConnectorError::Config {
             key: "connector".into(),
             reason: format!(
-                "unknown connector kind \"{other}\"; expected one of \"tpch\", \"lake\""
+                "unknown connector kind \"{other}\"; expected one of \"tpch\", \"lake\", \"postgres\""
             ),
         }),
     }

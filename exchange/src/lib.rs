@@ -70,8 +70,11 @@ pub trait ExchangeSource: Send + Sync + Debug {
 /// An exchange implementation: creates sinks and serves reads, and frees a query's data at its end.
 pub trait Exchange: ExchangeSource {
     /// Opens the sink of `output` with `partitions` output partitions.
-    fn create_sink(&self, output: &TaskOutputId, partitions: usize)
-    -> Result<Box<dyn ExchangeSink>>;
+    fn create_sink(
+        &self,
+        output: &TaskOutputId,
+        partitions: usize,
+    ) -> Result<Box<dyn ExchangeSink>>;
     /// Drops everything held for `query` (called when the query ends, however it ends).
     fn release_query(&self, query: &str);
 }

@@ -191,7 +191,9 @@ impl Drop for MemorySink {
     fn drop(&mut self) {
         if !self.closed {
             for b in &self.buffers {
-                b.close(State::Failed("task ended without finishing its output".into()));
+                b.close(State::Failed(
+                    "task ended without finishing its output".into(),
+                ));
             }
         }
     }

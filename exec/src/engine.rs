@@ -16,8 +16,8 @@ use datafusion::prelude::SessionContext;
 use futures::{Stream, StreamExt};
 use tributary_exchange::Exchange;
 use tributary_exchange::memory::MemoryExchange;
-use tributary_planner::{CatalogRegistry, StagePlan, explain, fragment};
 use tributary_planner::config::ConfigError;
+use tributary_planner::{CatalogRegistry, StagePlan, explain, fragment};
 
 use crate::ExecError;
 use crate::scheduler::{self, QueryExecution};
@@ -80,7 +80,8 @@ impl Engine {
     /// Loads the catalogs and starts the engine. Errors name the bad config file, key and reason.
     pub async fn start(config: EngineConfig) -> Result<Arc<Self>, ConfigError> {
         let tracker = QueryTracker::new();
-        let registry = CatalogRegistry::load(config.catalog_dir.as_deref(), tracker.clone()).await?;
+        let registry =
+            CatalogRegistry::load(config.catalog_dir.as_deref(), tracker.clone()).await?;
         let runtime = Arc::new(RuntimeEnv::default());
         for (_, connector) in registry.connectors() {
             for (url, store) in connector.object_stores() {
@@ -182,14 +183,23 @@ impl Engine {
                 if explain.verbose {
                     lines.push("Optimized logical plan:".to_string());
                     let optimized = state.optimize(&explain.plan)?;
-                    lines.extend(optimized.display_indent().to_string().lines().map(|l| format!("  {l}")));
+                    lines.extend(
+                        optimized
+                            .display_indent()
+                            .to_string()
+                            .lines()
+                            .map(|l| format!("  {l}")),
+                    );
                 }
                 lines.extend(explain::render(&staged, false));
                 Ok((None, plan_lines_stream(lines)?))
             }
             LogicalPlan::Analyze(analyze) => {
                 let physical = state.create_physical_plan(&analyze.input).await?;
-                let runner = SessionRunner { engine: self, state: &state };
+                let runner = SessionRunner {
+                    engine: self,
+                    state: &state,
+                };
                 let physical = resolve_scalar_subqueries(&runner, physical, query_id).await?;
                 let staged = fragment(physical)?;
                 let (execution, mut stream) = self.schedule(&state, &staged, query_id)?;
@@ -219,7 +229,10 @@ impl Engine {
             ))),
             plan => {
                 let physical = state.create_physical_plan(&plan).await?;
-                let runner = SessionRunner { engine: self, state: &state };
+                let runner = SessionRunner {
+                    engine: self,
+                    state: &state,
+                };
                 let physical = resolve_scalar_subqueries(&runner, physical, query_id).await?;
                 let staged = fragment(physical)?;
                 let (execution, stream) = self.schedule(&state, &staged, query_id)?;
@@ -349,13 +362,16 @@ impl Drop for TrackedStream {
     }
 }
 
-
 /// A one-column (`QUERY PLAN`, text) result with one row per line, as Postgres returns EXPLAIN.
 fn plan_lines_stream(lines: Vec<String>) -> DfResult<SendableRecordBatchStream> {
     use datafusion::arrow::array::StringArray;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::physical_plan::memory::MemoryStream;
-    let schema = Arc::new(Schema::new(vec![Field::new("QUERY PLAN", DataType::Utf8, false)]));
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "QUERY PLAN",
+        DataType::Utf8,
+        false,
+    )]));
     let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(lines))])?;
     Ok(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?))
 }

@@ -1,6 +1,7 @@
 //! Errors of query execution. The front end maps them to SQLSTATE in one place.
 
 use datafusion::error::DataFusionError;
+pub use tributary_connectors::ConnectorError;
 
 /// Why a query could not run or stopped.
 #[derive(Debug, thiserror::Error)]

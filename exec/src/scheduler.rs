@@ -104,7 +104,8 @@ pub fn start(
             };
             let sink = exchange.create_sink(&output, stage.output.partitions())?;
             let worker = workers.place(stage.id, task);
-            let span = info_span!("task", query = %query, stage = stage.id, task, worker = %worker.id);
+            let span =
+                info_span!("task", query = %query, stage = stage.id, task, worker = %worker.id);
             let fut = run_task(stage.clone(), task, ctx.clone(), sink, first_error.clone());
             execution.tasks.push(worker.spawn(fut.instrument(span)));
         }
@@ -167,4 +168,3 @@ async fn run_task(
         }
     }
 }
-

@@ -24,7 +24,10 @@ pub trait StagedRunner: Send + Sync {
         &self,
         plan: Arc<dyn ExecutionPlan>,
         key: String,
-    ) -> Result<(Box<dyn std::any::Any + Send>, datafusion::execution::SendableRecordBatchStream)>;
+    ) -> Result<(
+        Box<dyn std::any::Any + Send>,
+        datafusion::execution::SendableRecordBatchStream,
+    )>;
 }
 
 /// Executes every `ScalarSubqueryExec` of `plan` (innermost first), publishes the values, and returns the

@@ -27,7 +27,10 @@ async fn staged_results_match_and_explain_shows_stages() {
     )
     .await;
     assert_eq!(got.len(), 8, "{got:#?}"); // 4 groups + header/borders
-    assert!(got[3].contains("| A            | F            | 14876 | 380456.00 |"), "{got:#?}");
+    assert!(
+        got[3].contains("| A            | F            | 14876 | 380456.00 |"),
+        "{got:#?}"
+    );
 
     let joined = run(
         &engine,
@@ -37,7 +40,11 @@ async fn staged_results_match_and_explain_shows_stages() {
     .await;
     assert_eq!(joined.len(), 7, "{joined:#?}");
 
-    let explain = run(&engine, "explain select l_returnflag, count(*) from lineitem group by 1").await;
+    let explain = run(
+        &engine,
+        "explain select l_returnflag, count(*) from lineitem group by 1",
+    )
+    .await;
     let text = explain.join("\n");
     println!("{text}");
     assert!(text.contains("Stage 0 [coordinator"), "{text}");

@@ -24,8 +24,8 @@ pub fn substitute_env(text: &str) -> Result<String, String> {
             .find('}')
             .ok_or_else(|| "unterminated `${` in value".to_string())?;
         let name = &after[..end];
-        let value = std::env::var(name)
-            .map_err(|_| format!("environment variable `{name}` is not set"))?;
+        let value =
+            std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))?;
         out.push_str(&value);
         rest = &after[end + 1..];
     }

@@ -17,7 +17,11 @@ pub fn render(plan: &StagePlan, metrics: bool) -> Vec<String> {
             let ids: Vec<String> = stage.inputs.iter().map(|i| format!("stage {i}")).collect();
             ids.join(", ")
         };
-        let place = if stage.id == 0 { "coordinator" } else { "workers" };
+        let place = if stage.id == 0 {
+            "coordinator"
+        } else {
+            "workers"
+        };
         lines.push(format!(
             "Stage {} [{place}, tasks: {}, output: {}, input: {inputs}]",
             stage.id, stage.tasks, stage.output

@@ -134,7 +134,10 @@ struct Fragmenter {
 impl Fragmenter {
     /// Rewrites `node` for the stage it belongs to, creating producer stages below each boundary.
     /// Returns the rewritten node and the ids of the stages it reads.
-    fn cut(&mut self, node: Arc<dyn ExecutionPlan>) -> Result<(Arc<dyn ExecutionPlan>, Vec<usize>)> {
+    fn cut(
+        &mut self,
+        node: Arc<dyn ExecutionPlan>,
+    ) -> Result<(Arc<dyn ExecutionPlan>, Vec<usize>)> {
         if let Some(repartition) = node.downcast_ref::<RepartitionExec>() {
             let output = match repartition.partitioning() {
                 Partitioning::Hash(exprs, n) => StageOutput::Hash(exprs.clone(), *n),
@@ -167,7 +170,8 @@ impl Fragmenter {
             let (child, child_inputs) = self.cut(child)?;
             let tasks = child.output_partitioning().partition_count();
             self.push_stage(id, child.clone(), tasks, StageOutput::PerTask, child_inputs);
-            let reader = ExchangeReadExec::new(id, tasks, ReadMode::PerTask, child.properties().clone());
+            let reader =
+                ExchangeReadExec::new(id, tasks, ReadMode::PerTask, child.properties().clone());
             let node = replace_children_if_necessary(node, vec![Arc::new(reader)])?;
             return Ok((node, vec![id]));
         }
@@ -187,7 +191,11 @@ impl Fragmenter {
     }
 
     /// Makes `input` (after cutting it in turn) a producer stage. Returns its id and task count.
-    fn new_stage(&mut self, input: Arc<dyn ExecutionPlan>, output: StageOutput) -> Result<(usize, usize)> {
+    fn new_stage(
+        &mut self,
+        input: Arc<dyn ExecutionPlan>,
+        output: StageOutput,
+    ) -> Result<(usize, usize)> {
         let id = self.alloc();
         let (plan, inputs) = self.cut(input)?;
         let tasks = plan.output_partitioning().partition_count();

@@ -28,9 +28,15 @@ pub fn new_session_context(
         .with_create_default_catalog_and_schema(false)
         .with_default_catalog_and_schema(catalog, schema)
         .with_target_partitions(target_partitions.max(1))
-        .set_str("datafusion.optimizer.enable_dynamic_filter_pushdown", "false")
+        .set_str(
+            "datafusion.optimizer.enable_dynamic_filter_pushdown",
+            "false",
+        )
         // Splits are the unit of source parallelism, as in Trino: no round-robin exchange above scans.
-        .set_str("datafusion.optimizer.enable_round_robin_repartition", "false")
+        .set_str(
+            "datafusion.optimizer.enable_round_robin_repartition",
+            "false",
+        )
         .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
         .set_str("datafusion.sql_parser.enable_ident_normalization", "true");
     let state = SessionStateBuilder::new()

@@ -55,7 +55,15 @@ static COMPAT: LazyLock<PostgresCompatibilityParser> =
 /// statements. When the whole string is plain SQL statements, the library's parser also replaces the
 /// few client queries it knows DataFusion cannot plan (psql's policy, statistics and publication
 /// lookups of `\d TABLE`) with empty results of the same shape.
+///
+/// Only statements that look like client catalog queries are rewritten: some rules change the meaning
+/// of ordinary SQL (one replaces correlated subqueries in a SELECT list with NULL, another adds
+/// `LIMIT 1` to scalar subqueries, hiding Postgres's "more than one row" error), which must never reach
+/// a user's query.
 pub fn rewrite(sql: &str, statements: &mut std::collections::VecDeque<DfStatement>) {
+    if !looks_like_catalog_query(sql) {
+        return;
+    }
     if statements
         .iter()
         .all(|s| matches!(s, DfStatement::Statement(_)))
@@ -73,6 +81,23 @@ pub fn rewrite(sql: &str, statements: &mut std::collections::VecDeque<DfStatemen
             **inner = rewritten;
         }
     }
+}
+
+/// Whether `sql` mentions something only client catalog queries use (pg_catalog objects, reg* casts,
+/// `OPERATOR(...)`, `COLLATE`, the SQL-standard user functions).
+fn looks_like_catalog_query(sql: &str) -> bool {
+    const MARKERS: &[&str] = &[
+        "pg_",
+        "information_schema",
+        "::reg",
+        "operator(",
+        "collate",
+        "current_user",
+        "session_user",
+        "version()",
+    ];
+    let lower = sql.to_ascii_lowercase();
+    MARKERS.iter().any(|m| lower.contains(m))
 }
 
 /// Server-wide catalog emulation state: OIDs and the library's static tables.

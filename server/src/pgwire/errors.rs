@@ -11,6 +11,7 @@ use datafusion::error::DataFusionError;
 use pgwire::error::{ErrorInfo, PgWireError};
 use tributary_exec::ExecError;
 use tributary_exec::engine::CANCELED_MESSAGE;
+use tributary_exec::error::ConnectorError;
 
 /// SQLSTATE codes the front end produces.
 pub mod sqlstate {
@@ -95,10 +96,17 @@ pub fn datafusion_error(
         DataFusionError::ResourcesExhausted(message) => {
             error(sqlstate::OUT_OF_MEMORY, format!("out of memory: {message}"))
         }
-        DataFusionError::External(inner) => match inner.downcast_ref::<ExecError>() {
-            Some(exec) => exec_error(exec, catalogs),
-            None => execution_error(&inner.to_string()),
-        },
+        DataFusionError::External(inner) => {
+            if let Some(exec) = inner.downcast_ref::<ExecError>() {
+                exec_error(exec, catalogs)
+            } else if let Some(ConnectorError::Remote { sqlstate, message }) =
+                inner.downcast_ref::<ConnectorError>()
+            {
+                error(sqlstate, message.clone())
+            } else {
+                execution_error(&inner.to_string())
+            }
+        }
         other => error(
             sqlstate::INTERNAL_ERROR,
             strip_prefix(&other.strip_backtrace()),

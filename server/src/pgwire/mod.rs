@@ -11,6 +11,7 @@
 
 pub mod cancel;
 pub mod catalog;
+pub mod column_names;
 pub mod encoding;
 pub mod errors;
 pub mod extended;

@@ -64,6 +64,12 @@ pub async fn plan(session: &Session, statement: DfStatement) -> Result<Statement
         return Ok(Statement::Command(command));
     }
     let sql = statement.to_string();
+    let mut statement = statement;
+    if let DfStatement::Statement(inner) = &mut statement
+        && let ast::Statement::Query(query) = inner.as_mut()
+    {
+        super::column_names::apply(query);
+    }
     let ctx = session.context();
     let state = ctx.state();
     let plan = state.statement_to_plan(statement).await.map_err(|e| {

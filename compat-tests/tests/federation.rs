@@ -1,0 +1,106 @@
+//! A `postgres` catalog over a real PostgreSQL, through the built server and a real client: reading,
+//! filter pushdown visible in EXPLAIN, a federated join with `tpch`, and a source that is down.
+
+use compat_tests::results::query_text;
+use compat_tests::{ConfigDir, Postgres, Tributary, free_port};
+
+async fn shop_catalog() -> ConfigDir {
+    let pg = Postgres::shared();
+    pg.create_database("shop").await;
+    let client = pg.connect("shop").await;
+    client
+        .batch_execute(
+            "create table if not exists orders (id int primary key, nationkey int, total numeric(10,2), note text);
+             truncate orders;
+             insert into orders select i, i % 25, i * 1.5, 'order ' || i from generate_series(1, 100) i;",
+        )
+        .await
+        .unwrap();
+    ConfigDir::new().catalog(
+        "pg",
+        &format!(
+            "connector = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"shop\"\nuser = \"postgres\"\n",
+            pg.port()
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_catalog_reads_pushes_filters_and_joins_tpch() {
+    let config = shop_catalog().await;
+    let server = Tributary::start(Some(config.path()));
+    let client = server.connect("pg").await;
+
+    let rows = query_text(&client, "select count(*), sum(total) from public.orders")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.rows,
+        vec![vec![Some("100".into()), Some("7575.00".into())]]
+    );
+
+    let plan = query_text(
+        &client,
+        "explain select id from public.orders where id > 95",
+    )
+    .await
+    .unwrap();
+    let plan: Vec<String> = plan
+        .rows
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("PostgresScan") && plan.contains("WHERE"),
+        "{plan}"
+    );
+
+    let joined = query_text(
+        &client,
+        "select n.n_name, count(*) as c from public.orders o \
+         join tpch.tiny.nation n on o.nationkey = n.n_nationkey \
+         where n.n_name in ('ALGERIA', 'BRAZIL') group by n.n_name order by n.n_name",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        joined.rows,
+        vec![
+            vec![Some("ALGERIA".into()), Some("4".into())],
+            vec![Some("BRAZIL".into()), Some("4".into())],
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_is_down_fails_its_query_not_the_server() {
+    let port = free_port(); // nothing listens here
+    let config = ConfigDir::new().catalog(
+        "down",
+        &format!(
+            "connector = \"postgres\"\nhost = \"127.0.0.1\"\nport = {port}\ndatabase = \"x\"\nuser = \"u\"\npassword = \"hunter2-secret\"\n"
+        ),
+    );
+    let server = Tributary::start(Some(config.path()));
+    let client = server.connect("tpch").await;
+    let err = client
+        .simple_query("select * from down.public.t")
+        .await
+        .unwrap_err();
+    let db = err.as_db_error().expect("an ErrorResponse");
+    assert_eq!(db.code().code(), "08001", "{}", db.message());
+    assert!(
+        db.message().contains("catalog \"down\""),
+        "{}",
+        db.message()
+    );
+    let message = db.message().to_string();
+    assert!(!message.contains("hunter2-secret"), "{message}");
+    assert!(!server.log().contains("hunter2-secret"));
+    // The server keeps serving other catalogs.
+    let rows = query_text(&client, "select count(*) from tpch.tiny.region")
+        .await
+        .unwrap();
+    assert_eq!(rows.rows, vec![vec![Some("5".into())]]);
+}

@@ -1,0 +1,264 @@
+//! Translation of DataFusion filters into PostgreSQL SQL, for the filters whose meaning is the same at
+//! the source.
+//!
+//! Pushed (and reported `Exact`):
+//! - `column <op> literal` (either order) with `=`, `<>`, `<`, `<=`, `>`, `>=` on int2/int4/int8 and
+//!   numeric(p, s) columns against integer or decimal literals, on date, timestamp and timestamptz
+//!   columns against literals of the same kind (years 1 to 9999, whole microseconds);
+//! - `=` / `<>` on bool columns, and a bool column alone as a predicate;
+//! - `=` / `<>` on text, varchar and name columns under a deterministic collation against a string
+//!   literal (never `<`, `>`: collations may order strings differently; never char(n), whose
+//!   comparisons ignore trailing blanks);
+//! - `[NOT] BETWEEN` and `[NOT] IN (list)` with the same column / literal rules;
+//! - `IS [NOT] NULL` on any column; `AND`, `OR`, `NOT` of pushed filters.
+//!
+//! Not pushed: float columns (NaN and -0 compare differently), columns cast to text at the source
+//! (uuid, json, enums: their own comparison rules), string ranges, anything with a function or a cast.
+
+use chrono::{DateTime, Datelike, NaiveDate};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::expr::{Between, InList};
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
+
+use super::quote_ident;
+use super::table::{ColumnMeta, TableMeta};
+use super::types::PgType;
+
+/// The PostgreSQL SQL of `expr`, if it can be evaluated at the source with the same result.
+pub(crate) fn filter_to_sql(expr: &Expr, table: &TableMeta) -> Option<String> {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::And | Operator::Or => {
+                let l = filter_to_sql(left, table)?;
+                let r = filter_to_sql(right, table)?;
+                let word = if *op == Operator::And { "AND" } else { "OR" };
+                Some(format!("({l} {word} {r})"))
+            }
+            Operator::Eq
+            | Operator::NotEq
+            | Operator::Lt
+            | Operator::LtEq
+            | Operator::Gt
+            | Operator::GtEq => {
+                let (column, value, op) = match (left.as_ref(), right.as_ref()) {
+                    (Expr::Column(c), Expr::Literal(v, _)) => (c, v, *op),
+                    (Expr::Literal(v, _), Expr::Column(c)) => (c, v, op.swap()?),
+                    _ => return None,
+                };
+                let column = table.column(&column.name)?;
+                let ordered = !matches!(op, Operator::Eq | Operator::NotEq);
+                let literal = literal_sql(column, value, ordered)?;
+                let symbol = match op {
+                    Operator::Eq => "=",
+                    Operator::NotEq => "<>",
+                    Operator::Lt => "<",
+                    Operator::LtEq => "<=",
+                    Operator::Gt => ">",
+                    _ => ">=",
+                };
+                Some(format!(
+                    "({} {symbol} {literal})",
+                    quote_ident(&column.name)
+                ))
+            }
+            _ => None,
+        },
+        Expr::Not(inner) => Some(format!("(NOT {})", filter_to_sql(inner, table)?)),
+        Expr::IsNull(inner) => Some(format!("({} IS NULL)", column_sql(inner, table)?)),
+        Expr::IsNotNull(inner) => Some(format!("({} IS NOT NULL)", column_sql(inner, table)?)),
+        Expr::Column(c) => {
+            let column = table.column(&c.name)?;
+            (column.ty == PgType::Bool).then(|| quote_ident(&column.name))
+        }
+        Expr::Between(Between {
+            expr,
+            negated,
+            low,
+            high,
+        }) => {
+            let Expr::Column(c) = expr.as_ref() else {
+                return None;
+            };
+            let column = table.column(&c.name)?;
+            let (Expr::Literal(low, _), Expr::Literal(high, _)) = (low.as_ref(), high.as_ref())
+            else {
+                return None;
+            };
+            let low = literal_sql(column, low, true)?;
+            let high = literal_sql(column, high, true)?;
+            let not = if *negated { "NOT " } else { "" };
+            Some(format!(
+                "({} {not}BETWEEN {low} AND {high})",
+                quote_ident(&column.name)
+            ))
+        }
+        Expr::InList(InList {
+            expr,
+            list,
+            negated,
+        }) => {
+            let Expr::Column(c) = expr.as_ref() else {
+                return None;
+            };
+            let column = table.column(&c.name)?;
+            if list.is_empty() {
+                return None;
+            }
+            let items = list
+                .iter()
+                .map(|e| match e {
+                    Expr::Literal(v, _) => literal_sql(column, v, false),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()?;
+            let not = if *negated { "NOT " } else { "" };
+            Some(format!(
+                "({} {not}IN ({}))",
+                quote_ident(&column.name),
+                items.join(", ")
+            ))
+        }
+        _ => None,
+    }
+}
+
+fn column_sql(expr: &Expr, table: &TableMeta) -> Option<String> {
+    match expr {
+        Expr::Column(c) => table.column(&c.name).map(|c| quote_ident(&c.name)),
+        _ => None,
+    }
+}
+
+/// The SQL literal of `value` compared with `column`, if the comparison (ordered: `<`, `>`, BETWEEN;
+/// else `=`, `<>`, IN) means the same at the source. NULL literals are never pushed.
+fn literal_sql(column: &ColumnMeta, value: &ScalarValue, ordered: bool) -> Option<String> {
+    match &column.ty {
+        PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric { .. } => number_sql(value),
+        PgType::Bool if !ordered => match value {
+            ScalarValue::Boolean(Some(b)) => Some(if *b { "TRUE" } else { "FALSE" }.to_string()),
+            _ => None,
+        },
+        PgType::Text { eq_pushable: true } if !ordered => match value {
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::LargeUtf8(Some(s))
+            | ScalarValue::Utf8View(Some(s)) => string_literal(s),
+            _ => None,
+        },
+        PgType::Date => match value {
+            ScalarValue::Date32(Some(days)) => {
+                let date = NaiveDate::from_ymd_opt(1970, 1, 1)?
+                    .checked_add_signed(chrono::Duration::days(i64::from(*days)))?;
+                (1..=9999)
+                    .contains(&date.year())
+                    .then(|| format!("DATE '{}'", date.format("%Y-%m-%d")))
+            }
+            _ => None,
+        },
+        PgType::Timestamp => match value {
+            v if timestamp_tz(v) == Some(None) => {
+                timestamp_micros(v).and_then(|m| timestamp_sql(m, false))
+            }
+            _ => None,
+        },
+        PgType::Timestamptz => match value {
+            v if matches!(timestamp_tz(v), Some(Some(_))) => {
+                timestamp_micros(v).and_then(|m| timestamp_sql(m, true))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn number_sql(value: &ScalarValue) -> Option<String> {
+    Some(match value {
+        ScalarValue::Int8(Some(v)) => v.to_string(),
+        ScalarValue::Int16(Some(v)) => v.to_string(),
+        ScalarValue::Int32(Some(v)) => v.to_string(),
+        ScalarValue::Int64(Some(v)) => v.to_string(),
+        ScalarValue::UInt8(Some(v)) => v.to_string(),
+        ScalarValue::UInt16(Some(v)) => v.to_string(),
+        ScalarValue::UInt32(Some(v)) => v.to_string(),
+        ScalarValue::UInt64(Some(v)) => v.to_string(),
+        ScalarValue::Decimal128(Some(v), _, scale) => decimal_sql(*v, *scale),
+        _ => return None,
+    })
+}
+
+/// `v * 10^-scale` written out exactly (`-12.340`).
+fn decimal_sql(v: i128, scale: i8) -> String {
+    let digits = v.unsigned_abs().to_string();
+    let sign = if v < 0 { "-" } else { "" };
+    if scale <= 0 {
+        let zeros = "0".repeat(usize::from(scale.unsigned_abs()));
+        return format!("{sign}{digits}{zeros}");
+    }
+    let scale = usize::from(scale.unsigned_abs());
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    format!("{sign}{int}.{frac}")
+}
+
+/// A PostgreSQL string literal (standard_conforming_strings, the default since 9.1); none for
+/// strings PostgreSQL cannot hold (NUL).
+fn string_literal(s: &str) -> Option<String> {
+    if s.contains('\0') {
+        return None;
+    }
+    Some(format!("'{}'", s.replace('\'', "''")))
+}
+
+/// The time zone of a timestamp literal: `Some(None)` for a naive timestamp, `None` if not one.
+fn timestamp_tz(value: &ScalarValue) -> Option<Option<&str>> {
+    match value {
+        ScalarValue::TimestampSecond(Some(_), tz)
+        | ScalarValue::TimestampMillisecond(Some(_), tz)
+        | ScalarValue::TimestampMicrosecond(Some(_), tz)
+        | ScalarValue::TimestampNanosecond(Some(_), tz) => Some(tz.as_deref()),
+        _ => None,
+    }
+}
+
+/// The literal in whole microseconds since the epoch; none when it has a sub-microsecond part
+/// (PostgreSQL would compare a truncated value).
+fn timestamp_micros(value: &ScalarValue) -> Option<i64> {
+    match value {
+        ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => Some(*v),
+        ScalarValue::TimestampNanosecond(Some(v), _) => (v % 1_000 == 0).then_some(v / 1_000),
+        _ => None,
+    }
+}
+
+fn timestamp_sql(micros: i64, with_tz: bool) -> Option<String> {
+    let t = DateTime::from_timestamp_micros(micros)?.naive_utc();
+    if !(1..=9999).contains(&t.year()) {
+        return None;
+    }
+    let text = t.format("%Y-%m-%d %H:%M:%S%.6f");
+    Some(if with_tz {
+        format!("TIMESTAMPTZ '{text}+00'")
+    } else {
+        format!("TIMESTAMP '{text}'")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals() {
+        assert_eq!(decimal_sql(12340, 3), "12.340");
+        assert_eq!(decimal_sql(-5, 2), "-0.05");
+        assert_eq!(decimal_sql(7, 0), "7");
+        assert_eq!(decimal_sql(7, -2), "700");
+    }
+
+    #[test]
+    fn strings() {
+        assert_eq!(string_literal("it's").as_deref(), Some("'it''s'"));
+        assert_eq!(string_literal("a\0b"), None);
+    }
+}

@@ -1,0 +1,101 @@
+//! Postgres's names for unaliased output columns, applied to a query's top-level SELECT list before
+//! DataFusion plans it (DataFusion would name `count(*)` "count(*)" and `1` "Int64(1)").
+//!
+//! Postgres's rule (`FigureColname` in parse_target.c): a column reference is named after the column,
+//! a function call after the function, a cast after its operand (or the type if the operand has no
+//! name), `CASE` is `case`, and anything else is `?column?`. Names already taken in the list are left
+//! to DataFusion, which refuses duplicate output names that Postgres allows.
+
+use std::collections::HashSet;
+
+use datafusion::sql::sqlparser::ast::{Expr, Ident, ObjectNamePart, Query, SelectItem, SetExpr};
+
+/// Gives each unaliased expression of `query`'s top-level SELECT list the name Postgres would.
+pub fn apply(query: &mut Query) {
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return;
+    };
+    let mut taken: HashSet<String> = select
+        .projection
+        .iter()
+        .filter_map(|item| match item {
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
+            SelectItem::UnnamedExpr(e) => column_name(e),
+            _ => None,
+        })
+        .collect();
+    for item in select.projection.iter_mut() {
+        let SelectItem::UnnamedExpr(expr) = item else {
+            continue;
+        };
+        if column_name(expr).is_some() {
+            continue; // DataFusion already names plain column references after the column.
+        }
+        let name = figure_name(expr);
+        if taken.insert(name.clone()) {
+            *item = SelectItem::ExprWithAlias {
+                expr: expr.clone(),
+                alias: Ident::with_quote('"', name),
+            };
+        }
+    }
+}
+
+/// The column's name if `expr` is a plain (possibly qualified) column reference.
+fn column_name(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Identifier(id) => Some(id.value.to_lowercase()),
+        Expr::CompoundIdentifier(ids) => ids.last().map(|id| id.value.to_lowercase()),
+        _ => None,
+    }
+}
+
+fn figure_name(expr: &Expr) -> String {
+    match expr {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
+            column_name(expr).unwrap_or_else(|| "?column?".into())
+        }
+        Expr::Function(f) => match f.name.0.last() {
+            Some(ObjectNamePart::Identifier(id)) => id.value.to_lowercase(),
+            _ => "?column?".into(),
+        },
+        Expr::Cast {
+            expr, data_type, ..
+        } => match figure_name(expr).as_str() {
+            "?column?" => data_type.to_string().to_lowercase(),
+            name => name.to_string(),
+        },
+        Expr::Nested(inner) => figure_name(inner),
+        Expr::Case { .. } => "case".into(),
+        _ => "?column?".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::sql::sqlparser::ast::Statement;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn named(sql: &str) -> String {
+        let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap();
+        let Statement::Query(query) = &mut statements[0] else {
+            panic!("not a query")
+        };
+        super::apply(query);
+        statements[0].to_string()
+    }
+
+    #[test]
+    fn follows_postgres_figure_colname() {
+        assert_eq!(
+            named(
+                "SELECT count(*), a, t.b, 1 + 1, CASE WHEN a THEN 1 END, c::TEXT, sum(x) AS s FROM t"
+            ),
+            "SELECT count(*) AS \"count\", a, t.b, 1 + 1 AS \"?column?\", \
+             CASE WHEN a THEN 1 END AS \"case\", c::TEXT AS \"c\", sum(x) AS s FROM t"
+        );
+        // A second `?column?` is left to DataFusion rather than duplicated.
+        assert_eq!(named("SELECT 1, 2"), "SELECT 1 AS \"?column?\", 2");
+    }
+}
