@@ -15,7 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
 
 pub mod memory;
@@ -43,22 +43,31 @@ impl std::fmt::Display for TaskOutputId {
 /// Where one task writes its output partitions.
 ///
 /// Implementors guarantee: batches written to a partition are read back in the order written; readers see
-/// end-of-stream only after [`ExchangeSink::finish`], and an error after [`ExchangeSink::abort`] (or if the
-/// sink is dropped unfinished).
+/// end-of-stream only after [`ExchangeSink::finish`], and the task's own error after
+/// [`ExchangeSink::abort`] (a generic error if the sink is dropped unfinished). `write` may wait for
+/// readers to make room (back-pressure).
 #[async_trait]
 pub trait ExchangeSink: Send {
-    /// Appends `batch` to output partition `partition` (`0..partitions` as given at creation).
+    /// Appends `batch` to output partition `partition` (`0..partitions` as given at creation), waiting
+    /// while that partition's buffer is full.
     async fn write(&mut self, partition: usize, batch: RecordBatch) -> Result<()>;
+    /// Whether no reader will ever read any more of this sink's output (every reader ended early, e.g.
+    /// after a LIMIT): the task may stop producing.
+    fn is_abandoned(&self) -> bool {
+        false
+    }
     /// Marks every output partition complete.
     async fn finish(self: Box<Self>) -> Result<()>;
-    /// Marks every output partition failed with `error`; readers receive it as an execution error.
-    fn abort(self: Box<Self>, error: &str);
+    /// Marks every output partition failed; readers receive `error` itself (as
+    /// `DataFusionError::Shared`), so its kind and SQLSTATE survive the exchange.
+    fn abort(self: Box<Self>, error: Arc<DataFusionError>);
 }
 
 /// Where consumer tasks read producer tasks' output partitions from.
 pub trait ExchangeSource: Send + Sync + Debug {
     /// Streams output partition `partition` of `output`, waiting for batches as they are written.
-    /// `schema` is the producer stage's output schema. Several readers may read the same partition.
+    /// `schema` is the producer stage's output schema. Errors if the partition does not exist (its sink
+    /// was never created, or the query was released) or was already consumed by an earlier reader.
     fn read(
         &self,
         output: &TaskOutputId,
@@ -69,7 +78,8 @@ pub trait ExchangeSource: Send + Sync + Debug {
 
 /// An exchange implementation: creates sinks and serves reads, and frees a query's data at its end.
 pub trait Exchange: ExchangeSource {
-    /// Opens the sink of `output` with `partitions` output partitions.
+    /// Opens the sink of `output` with `partitions` output partitions. Sinks must be created before any
+    /// reader of them is opened.
     fn create_sink(
         &self,
         output: &TaskOutputId,

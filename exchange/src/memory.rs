@@ -1,11 +1,18 @@
-//! In-process streaming exchange: output partitions are shared in-memory buffers that readers follow as
+//! In-process streaming exchange: output partitions are in-memory queues that readers follow as
 //! producers append to them. Used between in-process workers of `single` mode.
 //!
-//! Buffers are kept until the query ends ([`Exchange::release_query`]), so several consumers (a broadcast
-//! build side) can read the same partition. There is no back-pressure: a producer never waits for its
-//! readers. That bounds nothing but keeps scheduling deadlock-free; the network exchange adds flow control.
+//! Flow control: each partition buffers at most [`PARTITION_BUFFER_BYTES`] not yet read by all of its
+//! readers; a producer writing to a full partition waits (Trino's output buffer with back-pressure). A batch
+//! is dropped once every registered reader is past it, so memory stays bounded by the buffers, not the data.
+//! A reader that arrives after batches were dropped gets an error rather than silently missing rows. Once
+//! every reader of a partition has ended early (a LIMIT was satisfied) the partition is abandoned: writes to
+//! it are discarded, and a sink whose partitions are all abandoned reports it so its task can stop.
+//!
+//! Scheduling is all-at-once, so every consumer task exists while its producers run: waiting for room
+//! cannot deadlock unless a consumer waits on one input before reading another that depends on it, which
+//! stage plans never do (a join's build and probe sides come from different stages).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -19,50 +26,143 @@ use tokio::sync::Notify;
 
 use crate::{Exchange, ExchangeSink, ExchangeSource, TaskOutputId};
 
+/// Bytes of unread batches one output partition holds before its producer waits (at least one batch is
+/// always accepted).
+pub const PARTITION_BUFFER_BYTES: usize = 4 << 20;
+
 #[derive(Debug, Default)]
 enum State {
     #[default]
     Open,
     Finished,
-    Failed(String),
+    Failed(Arc<DataFusionError>),
 }
 
-/// One output partition of one task: batches so far, and whether more will come.
+#[derive(Debug, Default)]
+struct Inner {
+    /// Batches not yet read by every registered reader; `batches[0]` has absolute index `base`.
+    batches: VecDeque<RecordBatch>,
+    base: usize,
+    /// Memory held by `batches`.
+    bytes: usize,
+    /// Registered readers: id -> absolute index of the next batch each reads.
+    readers: HashMap<u64, usize>,
+    next_reader: u64,
+    /// Some reader registered at some point (so no readers now means they all ended).
+    had_readers: bool,
+    state: State,
+}
+
+impl Inner {
+    fn abandoned(&self) -> bool {
+        self.had_readers && self.readers.is_empty()
+    }
+
+    /// Drops batches every reader is past (all of them once the partition is abandoned).
+    fn trim(&mut self) {
+        let keep_from = if self.abandoned() {
+            self.base + self.batches.len()
+        } else {
+            match self.readers.values().min() {
+                Some(min) => *min,
+                None => self.base,
+            }
+        };
+        while self.base < keep_from {
+            match self.batches.pop_front() {
+                Some(b) => self.bytes -= b.get_array_memory_size(),
+                None => break,
+            }
+            self.base += 1;
+        }
+    }
+}
+
+/// One output partition of one task.
 #[derive(Debug, Default)]
 struct PartitionBuffer {
-    inner: Mutex<(Vec<RecordBatch>, State)>,
+    inner: Mutex<Inner>,
+    /// Woken on every push, read, reader change and close.
     changed: Notify,
 }
 
-/// What a reader at position `next` does now.
+/// What a reader does now.
 enum Step {
     Batch(RecordBatch),
     Wait,
     End,
-    Failed(String),
+    Failed(Arc<DataFusionError>),
 }
 
 impl PartitionBuffer {
-    fn step(&self, next: usize) -> Step {
-        let inner = self.inner.lock();
-        match (inner.0.get(next), &inner.1) {
-            (Some(batch), _) => Step::Batch(batch.clone()),
-            (None, State::Open) => Step::Wait,
-            (None, State::Finished) => Step::End,
-            (None, State::Failed(e)) => Step::Failed(e.clone()),
+    fn register(&self) -> Option<u64> {
+        let mut inner = self.inner.lock();
+        if inner.base > 0 {
+            return None;
         }
+        let id = inner.next_reader;
+        inner.next_reader += 1;
+        inner.had_readers = true;
+        inner.readers.insert(id, 0);
+        Some(id)
     }
 
-    fn push(&self, batch: RecordBatch) {
-        self.inner.lock().0.push(batch);
+    fn unregister(&self, reader: u64) {
+        let mut inner = self.inner.lock();
+        inner.readers.remove(&reader);
+        inner.trim();
+        drop(inner);
         self.changed.notify_waiters();
+    }
+
+    fn step(&self, reader: u64) -> Step {
+        let mut inner = self.inner.lock();
+        let next = inner.readers.get(&reader).copied().unwrap_or(usize::MAX);
+        let step = match inner.batches.get(next.wrapping_sub(inner.base)) {
+            Some(batch) => Step::Batch(batch.clone()),
+            None => match &inner.state {
+                State::Open => Step::Wait,
+                State::Finished => Step::End,
+                State::Failed(e) => Step::Failed(e.clone()),
+            },
+        };
+        if let Step::Batch(_) = step {
+            inner.readers.insert(reader, next + 1);
+            inner.trim();
+            drop(inner);
+            self.changed.notify_waiters();
+        }
+        step
+    }
+
+    /// Appends `batch`, waiting while the buffer is full. Returns false if the partition is abandoned
+    /// (the batch is discarded).
+    async fn push(&self, batch: RecordBatch) -> bool {
+        let size = batch.get_array_memory_size();
+        loop {
+            let notified = self.changed.notified();
+            {
+                let mut inner = self.inner.lock();
+                if inner.abandoned() {
+                    return false;
+                }
+                if inner.batches.is_empty() || inner.bytes + size <= PARTITION_BUFFER_BYTES {
+                    inner.bytes += size;
+                    inner.batches.push_back(batch);
+                    drop(inner);
+                    self.changed.notify_waiters();
+                    return true;
+                }
+            }
+            notified.await;
+        }
     }
 
     fn close(&self, state: State) {
         {
             let mut inner = self.inner.lock();
-            if matches!(inner.1, State::Open) {
-                inner.1 = state;
+            if matches!(inner.state, State::Open) {
+                inner.state = state;
             }
         }
         self.changed.notify_waiters();
@@ -78,21 +178,26 @@ pub struct MemoryExchange {
 }
 
 impl MemoryExchange {
+    /// An empty exchange.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
-    }
-
-    fn buffer(&self, output: &TaskOutputId, partition: usize) -> Arc<PartitionBuffer> {
-        self.buffers
-            .lock()
-            .entry((output.clone(), partition))
-            .or_default()
-            .clone()
     }
 
     /// Number of partition buffers held (for tests and metrics).
     pub fn buffer_count(&self) -> usize {
         self.buffers.lock().len()
+    }
+}
+
+/// Unregisters its reader when the reader's stream is dropped, finished or not.
+struct ReaderGuard {
+    buffer: Arc<PartitionBuffer>,
+    reader: u64,
+}
+
+impl Drop for ReaderGuard {
+    fn drop(&mut self) {
+        self.buffer.unregister(self.reader);
     }
 }
 
@@ -103,32 +208,34 @@ impl ExchangeSource for MemoryExchange {
         partition: usize,
         schema: SchemaRef,
     ) -> Result<SendableRecordBatchStream> {
-        let buffer = self.buffer(output, partition);
-        let name = output.to_string();
-        let stream = futures::stream::unfold(Some((buffer, 0usize)), move |cursor| {
-            let name = name.clone();
-            async move {
-                let (buffer, next) = cursor?;
-                loop {
-                    // Created before looking, so a push between the look and the wait still wakes us
-                    // (a `Notified` receives `notify_waiters` from its creation on).
-                    let notified = buffer.changed.notified();
-                    let step = buffer.step(next);
-                    if let Step::Wait = step {
-                        notified.await;
-                        continue;
-                    }
-                    drop(notified);
-                    match step {
-                        Step::Wait => {}
-                        Step::Batch(batch) => return Some((Ok(batch), Some((buffer, next + 1)))),
-                        Step::End => return None,
-                        // Report the failure once, then end.
-                        Step::Failed(e) => {
-                            let e = DataFusionError::Execution(format!("task {name} failed: {e}"));
-                            return Some((Err(e), None));
-                        }
-                    }
+        let name = format!("{output}/{partition}");
+        let buffer = self
+            .buffers
+            .lock()
+            .get(&(output.clone(), partition))
+            .cloned()
+            .ok_or_else(|| {
+                DataFusionError::Internal(format!("exchange partition {name} does not exist"))
+            })?;
+        let reader = buffer.register().ok_or_else(|| {
+            DataFusionError::Internal(format!(
+                "exchange partition {name} was already consumed by another reader"
+            ))
+        })?;
+        let guard = ReaderGuard { buffer, reader };
+        let stream = futures::stream::unfold(Some(guard), |guard| async move {
+            let guard = guard?;
+            loop {
+                // Created before looking, so a push between the look and the wait still wakes us
+                // (a `Notified` receives `notify_waiters` from its creation on).
+                let buffer = guard.buffer.clone();
+                let notified = buffer.changed.notified();
+                match buffer.step(guard.reader) {
+                    Step::Wait => notified.await,
+                    Step::Batch(batch) => return Some((Ok(batch), Some(guard))),
+                    Step::End => return None,
+                    // The producing task's own error, once; then the stream ends.
+                    Step::Failed(e) => return Some((Err(DataFusionError::Shared(e)), None)),
                 }
             }
         });
@@ -142,7 +249,10 @@ impl Exchange for MemoryExchange {
         output: &TaskOutputId,
         partitions: usize,
     ) -> Result<Box<dyn ExchangeSink>> {
-        let buffers = (0..partitions).map(|p| self.buffer(output, p)).collect();
+        let mut map = self.buffers.lock();
+        let buffers = (0..partitions)
+            .map(|p| map.entry((output.clone(), p)).or_default().clone())
+            .collect();
         Ok(Box::new(MemorySink {
             buffers,
             closed: false,
@@ -167,8 +277,12 @@ impl ExchangeSink for MemorySink {
         let buffer = self.buffers.get(partition).ok_or_else(|| {
             DataFusionError::Internal(format!("exchange partition {partition} out of range"))
         })?;
-        buffer.push(batch);
+        buffer.push(batch).await;
         Ok(())
+    }
+
+    fn is_abandoned(&self) -> bool {
+        self.buffers.iter().all(|b| b.inner.lock().abandoned())
     }
 
     async fn finish(mut self: Box<Self>) -> Result<()> {
@@ -179,10 +293,10 @@ impl ExchangeSink for MemorySink {
         Ok(())
     }
 
-    fn abort(mut self: Box<Self>, error: &str) {
+    fn abort(mut self: Box<Self>, error: Arc<DataFusionError>) {
         self.closed = true;
         for b in &self.buffers {
-            b.close(State::Failed(error.to_string()));
+            b.close(State::Failed(error.clone()));
         }
     }
 }
@@ -190,10 +304,11 @@ impl ExchangeSink for MemorySink {
 impl Drop for MemorySink {
     fn drop(&mut self) {
         if !self.closed {
+            let error = Arc::new(DataFusionError::Execution(
+                "task ended without finishing its output".into(),
+            ));
             for b in &self.buffers {
-                b.close(State::Failed(
-                    "task ended without finishing its output".into(),
-                ));
+                b.close(State::Failed(error.clone()));
             }
         }
     }
@@ -206,45 +321,82 @@ mod tests {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use futures::StreamExt;
 
-    fn batch(v: i32) -> RecordBatch {
+    fn batch(v: i32, rows: usize) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, false)]));
-        RecordBatch::try_new(schema, vec![Arc::new(Int32Array::from(vec![v]))]).unwrap()
+        RecordBatch::try_new(schema, vec![Arc::new(Int32Array::from(vec![v; rows]))]).unwrap()
     }
 
-    fn out() -> TaskOutputId {
+    fn out(task: usize) -> TaskOutputId {
         TaskOutputId {
             query: "q".into(),
             stage: 1,
-            task: 0,
+            task,
         }
     }
 
     #[tokio::test]
-    async fn readers_follow_writes_and_see_end_or_error() {
+    async fn readers_follow_writes_and_see_end_or_the_task_error() {
         let ex = MemoryExchange::new();
-        let schema = batch(0).schema();
-        let mut r1 = ex.read(&out(), 0, schema.clone()).unwrap();
-        let mut sink = ex.create_sink(&out(), 2).unwrap();
-        sink.write(0, batch(1)).await.unwrap();
-        assert_eq!(r1.next().await.unwrap().unwrap(), batch(1));
+        let schema = batch(0, 1).schema();
+        let mut sink = ex.create_sink(&out(0), 2).unwrap();
+        let mut r1 = ex.read(&out(0), 0, schema.clone()).unwrap();
+        sink.write(0, batch(1, 1)).await.unwrap();
+        assert_eq!(r1.next().await.unwrap().unwrap(), batch(1, 1));
         let reader = tokio::spawn(async move { r1.next().await.map(|r| r.unwrap()) });
-        sink.write(0, batch(2)).await.unwrap();
-        assert_eq!(reader.await.unwrap(), Some(batch(2)));
+        sink.write(0, batch(2, 1)).await.unwrap();
+        assert_eq!(reader.await.unwrap(), Some(batch(2, 1)));
+        let empty = ex.read(&out(0), 1, schema.clone()).unwrap();
         sink.finish().await.unwrap();
-        // A late reader sees everything, then the end.
-        let all: Vec<_> = ex.read(&out(), 0, schema.clone()).unwrap().collect().await;
-        assert_eq!(all.len(), 2);
-        let empty: Vec<_> = ex.read(&out(), 1, schema.clone()).unwrap().collect().await;
-        assert!(empty.is_empty());
+        assert!(empty.collect::<Vec<_>>().await.is_empty());
+        // Batches already read by every reader are gone: a late reader is refused, loudly.
+        assert!(ex.read(&out(0), 0, schema.clone()).is_err());
+        // Unknown partitions are refused too.
+        assert!(ex.read(&out(7), 0, schema.clone()).is_err());
 
-        let failed = TaskOutputId { task: 1, ..out() };
-        let sink = ex.create_sink(&failed, 1).unwrap();
-        sink.abort("boom");
-        let got: Vec<_> = ex.read(&failed, 0, schema).unwrap().collect().await;
+        let sink = ex.create_sink(&out(1), 1).unwrap();
+        let failed = ex.read(&out(1), 0, schema).unwrap();
+        sink.abort(Arc::new(DataFusionError::ResourcesExhausted("boom".into())));
+        let got: Vec<_> = failed.collect().await;
         assert_eq!(got.len(), 1);
-        assert!(got[0].as_ref().unwrap_err().to_string().contains("boom"));
+        let err = got.into_iter().next().unwrap().unwrap_err();
+        assert!(
+            matches!(err.find_root(), DataFusionError::ResourcesExhausted(_)),
+            "{err}"
+        );
 
         ex.release_query("q");
         assert_eq!(ex.buffer_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_partition_makes_its_producer_wait_and_early_readers_abandon_it() {
+        let ex = MemoryExchange::new();
+        let big = batch(1, PARTITION_BUFFER_BYTES / 4); // each about the whole budget
+        let mut sink = ex.create_sink(&out(0), 1).unwrap();
+        let mut reader = ex.read(&out(0), 0, big.schema()).unwrap();
+        sink.write(0, big.clone()).await.unwrap();
+        let mut sink = tokio::spawn(async move {
+            sink.write(0, big.clone()).await.unwrap();
+            sink
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(1), &mut sink)
+                .await
+                .is_err(),
+            "the second write must wait for the reader"
+        );
+        reader.next().await.unwrap().unwrap();
+        let mut sink = sink.await.unwrap();
+        assert!(!sink.is_abandoned());
+        drop(reader);
+        assert!(sink.is_abandoned());
+        // Writes after abandonment are discarded without waiting.
+        sink.write(0, batch(3, PARTITION_BUFFER_BYTES / 4))
+            .await
+            .unwrap();
+        sink.write(0, batch(3, PARTITION_BUFFER_BYTES / 4))
+            .await
+            .unwrap();
     }
 }

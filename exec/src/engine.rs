@@ -125,8 +125,8 @@ impl Engine {
     ///
     /// The plan is optimized, cut into stages and scheduled on the workers; the root stage's output is
     /// the returned stream. `sql` and `user` are recorded for `system.runtime.queries`. Errors: planning
-    /// errors as [`ExecError::DataFusion`]; execution errors arrive in the stream (the first task error,
-    /// unwrapped).
+    /// errors as [`ExecError::DataFusion`]; execution errors arrive in the stream (a failing task's own
+    /// error, as `DataFusionError::Shared`).
     pub async fn execute(
         &self,
         ctx: &SessionContext,
@@ -202,13 +202,13 @@ impl Engine {
                 };
                 let physical = resolve_scalar_subqueries(&runner, physical, query_id).await?;
                 let staged = fragment(physical)?;
-                let (execution, mut stream) = self.schedule(&state, &staged, query_id)?;
+                let (_execution, mut stream) = self.schedule(&state, &staged, query_id)?;
                 let started = std::time::Instant::now();
                 let mut rows = 0usize;
                 while let Some(batch) = stream.next().await {
                     match batch {
                         Ok(b) => rows += b.num_rows(),
-                        Err(e) => return Err(execution.first_error.take().unwrap_or(e)),
+                        Err(e) => return Err(e),
                     }
                 }
                 let mut lines = explain::render(&staged, true);
@@ -322,13 +322,7 @@ impl Stream for TrackedStream {
                 CANCELED_MESSAGE.to_string(),
             ))));
         }
-        let mut polled = self.inner.poll_next_unpin(cx);
-        if let Poll::Ready(Some(Err(_))) = &polled {
-            // Prefer the failing task's own error (and SQLSTATE) over the exchange's wrapper.
-            if let Some(first) = self.execution.as_ref().and_then(|e| e.first_error.take()) {
-                polled = Poll::Ready(Some(Err(first)));
-            }
-        }
+        let polled = self.inner.poll_next_unpin(cx);
         match &polled {
             Poll::Ready(Some(Ok(batch))) => self.tracker.add_rows(&self.query_id, batch.num_rows()),
             Poll::Ready(Some(Err(e))) => {

@@ -17,7 +17,6 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::metrics;
 use datafusion::physical_plan::repartition::BatchPartitioner;
 use futures::StreamExt;
-use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info_span};
 use tributary_exchange::{Exchange, ExchangeContext, ExchangeSink, TaskOutputId};
@@ -25,32 +24,11 @@ use tributary_planner::{Stage, StagePlan};
 
 use crate::worker::WorkerPool;
 
-/// The first error any task of a query hit, kept whole so the client sees the original error (and its
-/// SQLSTATE) rather than the exchange's "task failed" wrapper.
-#[derive(Debug, Default)]
-pub struct FirstError(Mutex<Option<DataFusionError>>);
-
-impl FirstError {
-    fn record(&self, e: DataFusionError) {
-        let mut slot = self.0.lock();
-        if slot.is_none() {
-            *slot = Some(e);
-        }
-    }
-
-    /// Takes the recorded error, if any.
-    pub fn take(&self) -> Option<DataFusionError> {
-        self.0.lock().take()
-    }
-}
-
 /// The running tasks of one query. Dropping it aborts them and releases the query's exchange data.
 pub struct QueryExecution {
     query: Arc<str>,
     exchange: Arc<dyn Exchange>,
     tasks: Vec<JoinHandle<()>>,
-    /// The first task failure, if any.
-    pub first_error: Arc<FirstError>,
 }
 
 impl Drop for QueryExecution {
@@ -88,13 +66,13 @@ pub fn start(
     exchange: Arc<dyn Exchange>,
     workers: &WorkerPool,
 ) -> Result<(QueryExecution, SendableRecordBatchStream)> {
-    let first_error = Arc::new(FirstError::default());
     let mut execution = QueryExecution {
         query: query.clone(),
         exchange: exchange.clone(),
         tasks: Vec::new(),
-        first_error: first_error.clone(),
     };
+    // Every sink exists before any task (or the root) opens a reader of it.
+    let mut tasks = Vec::new();
     for stage in plan.stages.iter().filter(|s| s.id != 0) {
         for task in 0..stage.tasks {
             let output = TaskOutputId {
@@ -102,27 +80,31 @@ pub fn start(
                 stage: stage.id,
                 task,
             };
-            let sink = exchange.create_sink(&output, stage.output.partitions())?;
-            let worker = workers.place(stage.id, task);
-            let span =
-                info_span!("task", query = %query, stage = stage.id, task, worker = %worker.id);
-            let fut = run_task(stage.clone(), task, ctx.clone(), sink, first_error.clone());
-            execution.tasks.push(worker.spawn(fut.instrument(span)));
+            tasks.push((
+                stage,
+                task,
+                exchange.create_sink(&output, stage.output.partitions())?,
+            ));
         }
+    }
+    for (stage, task, sink) in tasks {
+        let worker = workers.place(stage.id, task);
+        let span = info_span!("task", query = %query, stage = stage.id, task, worker = %worker.id);
+        let fut = run_task(stage.clone(), task, ctx.clone(), sink);
+        execution.tasks.push(worker.spawn(fut.instrument(span)));
     }
     let root = plan.root().plan.execute(0, ctx)?;
     Ok((execution, root))
 }
 
 /// Runs task `task` of `stage`: executes partition `task` of the stage's plan and writes its batches to
-/// `sink`, split into output partitions as the stage's output says. Any error aborts the sink (readers see
-/// it) and is recorded in `first_error`.
+/// `sink`, split into output partitions as the stage's output says. Any error aborts the sink, and readers
+/// receive that error itself. The task stops early when no reader wants its output any more.
 async fn run_task(
     stage: Stage,
     task: usize,
     ctx: Arc<TaskContext>,
     mut sink: Box<dyn ExchangeSink>,
-    first_error: Arc<FirstError>,
 ) {
     debug!("task started");
     let result = async {
@@ -138,6 +120,8 @@ async fn run_task(
         };
         while let Some(batch) = stream.next().await {
             let batch: RecordBatch = batch?;
+            // Yield to the runtime between batches so sessions, accepts and cancels keep being served.
+            tokio::task::consume_budget().await;
             match partitioner.as_mut() {
                 None => sink.write(0, batch).await?,
                 Some(partitioner) => {
@@ -150,6 +134,10 @@ async fn run_task(
                     }
                 }
             }
+            if sink.is_abandoned() {
+                debug!("every reader has ended; stopping early");
+                break;
+            }
         }
         Ok::<_, DataFusionError>(())
     }
@@ -157,14 +145,13 @@ async fn run_task(
     match result {
         Ok(()) => {
             if let Err(e) = sink.finish().await {
-                first_error.record(e);
+                debug!("task could not finish its output: {e}");
             }
             debug!("task finished");
         }
         Err(e) => {
             debug!("task failed: {e}");
-            sink.abort(&e.to_string());
-            first_error.record(e);
+            sink.abort(Arc::new(e));
         }
     }
 }

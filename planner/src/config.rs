@@ -33,16 +33,41 @@ pub fn substitute_env(text: &str) -> Result<String, String> {
     Ok(out)
 }
 
-/// Reads `path` as TOML after `${ENV}` substitution. Errors name the file and, for TOML errors,
-/// the line and key as the `toml` crate reports them.
+/// Reads `path` as TOML, then replaces `${ENV}` in its string values (never in keys or the raw text,
+/// so a secret can hold any character and a TOML error never quotes one).
+///
+/// Errors name the file and, for TOML errors, the line and the `toml` crate's reason; for a missing
+/// variable, the key path and the variable's name.
 pub fn read_toml(path: &Path) -> Result<toml::Table, ConfigError> {
     let err = |reason: String| ConfigError {
         file: path.to_path_buf(),
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let text = substitute_env(&text).map_err(err)?;
-    text.parse::<toml::Table>().map_err(|e| err(e.to_string()))
+    let mut table = text.parse::<toml::Table>().map_err(|e| {
+        let line = e
+            .span()
+            .map(|span| format!("line {}: ", text[..span.start].lines().count().max(1)))
+            .unwrap_or_default();
+        err(format!("{line}{}", e.message()))
+    })?;
+    for (key, value) in table.iter_mut() {
+        substitute_value(value).map_err(|reason| err(format!("key `{key}`: {reason}")))?;
+    }
+    Ok(table)
+}
+
+/// Applies [`substitute_env`] to every string inside `value`.
+fn substitute_value(value: &mut toml::Value) -> Result<(), String> {
+    match value {
+        toml::Value::String(s) => *s = substitute_env(s)?,
+        toml::Value::Array(items) => items.iter_mut().try_for_each(substitute_value)?,
+        toml::Value::Table(table) => table
+            .iter_mut()
+            .try_for_each(|(_, v)| substitute_value(v))?,
+        _ => {}
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -63,5 +88,24 @@ mod tests {
                 .contains("TRIBUTARY_NOT_SET_ANYWHERE")
         );
         assert!(substitute_env("${OPEN").is_err());
+    }
+
+    #[test]
+    fn secrets_are_substituted_after_parsing_and_never_quoted_in_errors() {
+        // SAFETY: single-threaded test setting a variable only it reads.
+        unsafe { std::env::set_var("TRIBUTARY_TEST_QUOTED", "p\"w\\d") };
+        let dir = std::env::temp_dir().join(format!("tributary-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(&good, "[auth]\npassword = \"${TRIBUTARY_TEST_QUOTED}\"\n").unwrap();
+        let table = read_toml(&good).unwrap();
+        assert_eq!(table["auth"]["password"].as_str(), Some("p\"w\\d"));
+
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "password = \"${TRIBUTARY_TEST_QUOTED}\"\nport = \n").unwrap();
+        let e = read_toml(&bad).unwrap_err().to_string();
+        assert!(e.contains("bad.toml") && e.contains("line 2"), "{e}");
+        assert!(!e.contains("p\"w"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::recursive_query::RecursiveQueryExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::{
@@ -100,10 +101,11 @@ impl StagePlan {
     }
 }
 
-/// Cuts `plan` into stages. Errors (`NotImplemented`) on an order-preserving repartition, whose merge
+/// Cuts `plan` into stages (a root with zero or several partitions gets a coalesce on top, so the root
+/// stage has exactly one). Errors (`NotImplemented`) on an order-preserving repartition, whose merge
 /// order the exchange cannot reproduce.
 pub fn fragment(plan: Arc<dyn ExecutionPlan>) -> Result<StagePlan> {
-    let plan = if plan.output_partitioning().partition_count() > 1 {
+    let plan = if plan.output_partitioning().partition_count() != 1 {
         Arc::new(CoalescePartitionsExec::new(plan)) as Arc<dyn ExecutionPlan>
     } else {
         plan
@@ -138,6 +140,11 @@ impl Fragmenter {
         &mut self,
         node: Arc<dyn ExecutionPlan>,
     ) -> Result<(Arc<dyn ExecutionPlan>, Vec<usize>)> {
+        if node.downcast_ref::<RecursiveQueryExec>().is_some() {
+            // The recursive term is re-executed every iteration against a work table the node owns, so
+            // the whole recursion stays inside one task.
+            return Ok((node, Vec::new()));
+        }
         if let Some(repartition) = node.downcast_ref::<RepartitionExec>() {
             let output = match repartition.partitioning() {
                 Partitioning::Hash(exprs, n) => StageOutput::Hash(exprs.clone(), *n),
