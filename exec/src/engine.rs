@@ -57,6 +57,14 @@ pub struct Engine {
     exchange: Arc<dyn Exchange>,
 }
 
+/// A registered query that has not started: its id (for CancelRequest) and cancellation token.
+#[derive(Debug)]
+pub struct QueryTicket {
+    /// Server-wide query id (Trino-style `YYYYMMDD_HHMMSS_NNNNN_xxxxx`).
+    pub query_id: String,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
 /// A running query's result: its schema and a stream of Arrow batches.
 ///
 /// Dropping the stream stops the query (its tasks are canceled) and records it as canceled if it had not
@@ -121,12 +129,8 @@ impl Engine {
         )
     }
 
-    /// Runs a planned statement (a query, or `EXPLAIN [ANALYZE]` of one) and streams its result.
-    ///
-    /// The plan is optimized, cut into stages and scheduled on the workers; the root stage's output is
-    /// the returned stream. `sql` and `user` are recorded for `system.runtime.queries`. Errors: planning
-    /// errors as [`ExecError::DataFusion`]; execution errors arrive in the stream (a failing task's own
-    /// error, as `DataFusionError::Shared`).
+    /// Runs a planned statement (a query, or `EXPLAIN [ANALYZE]` of one) and streams its result:
+    /// [`Engine::begin`] then [`Engine::run`].
     pub async fn execute(
         &self,
         ctx: &SessionContext,
@@ -134,12 +138,37 @@ impl Engine {
         sql: &str,
         user: &str,
     ) -> Result<QueryStream, ExecError> {
+        let ticket = self.begin(sql, user);
+        self.run(ticket, ctx, plan).await
+    }
+
+    /// Registers a new query (RUNNING in `system.runtime.queries`) and returns its id. From here on
+    /// [`Engine::cancel`] with that id cancels it, including while [`Engine::run`] is still planning,
+    /// running scalar subqueries or executing an `EXPLAIN ANALYZE`: a front end stores the id for its
+    /// CancelRequest before awaiting `run`. `sql` and `user` are recorded as given.
+    pub fn begin(&self, sql: &str, user: &str) -> QueryTicket {
         let query_id = new_query_id();
         let cancel = self.tracker.begin(&query_id, user, sql);
+        QueryTicket { query_id, cancel }
+    }
+
+    /// Runs the statement registered by `ticket` and streams its result.
+    ///
+    /// The plan is optimized, cut into stages and scheduled on the workers; the root stage's output is
+    /// the returned stream. Errors: planning errors and cancellation before the stream exists as
+    /// [`ExecError`]; execution errors arrive in the stream (a failing task's own error, as
+    /// `DataFusionError::Shared`), and a cancel ends the stream with a [`CANCELED_MESSAGE`] error.
+    pub async fn run(
+        &self,
+        ticket: QueryTicket,
+        ctx: &SessionContext,
+        plan: LogicalPlan,
+    ) -> Result<QueryStream, ExecError> {
+        let QueryTicket { query_id, cancel } = ticket;
         let started = tokio::select! {
-            started = self.start_query(ctx, plan, &query_id) => started,
-            // Scalar subqueries run before the result stream exists; cancel reaches them here.
-            _ = cancel.cancelled() => Err(DataFusionError::Execution(CANCELED_MESSAGE.to_string())),
+            started = self.start_query(ctx, plan, &query_id) => started.map_err(ExecError::from),
+            // Planning, scalar subqueries and EXPLAIN ANALYZE run before the result stream exists.
+            _ = cancel.cancelled() => Err(ExecError::Canceled),
         };
         match started {
             Ok((execution, inner)) => {
@@ -159,10 +188,14 @@ impl Engine {
                     stream,
                 })
             }
+            Err(ExecError::Canceled) => {
+                self.tracker.finish(&query_id, "CANCELED", None);
+                Err(ExecError::Canceled)
+            }
             Err(e) => {
                 self.tracker
                     .finish(&query_id, "FAILED", Some(e.to_string()));
-                Err(e.into())
+                Err(e)
             }
         }
     }

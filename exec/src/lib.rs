@@ -11,5 +11,5 @@ pub mod subquery;
 pub mod tracker;
 pub mod worker;
 
-pub use engine::{Engine, EngineConfig, QueryStream};
+pub use engine::{Engine, EngineConfig, QueryStream, QueryTicket};
 pub use error::ExecError;
