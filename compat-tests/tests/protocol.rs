@@ -413,6 +413,20 @@ async fn cancel_request_stops_the_running_query() {
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_alive(&client).await;
 
+    // Cancel reaches a query before its result stream exists (EXPLAIN ANALYZE runs it whole first).
+    let token = client.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel_query(NoTls).await.unwrap();
+    });
+    let err = client
+        .simple_query("explain analyze select count(*) from generate_series(1, 100000000000) t(a)")
+        .await
+        .expect_err("the EXPLAIN ANALYZE should be canceled");
+    canceller.await.unwrap();
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err:?}");
+    assert_alive(&client).await;
+
     // statement_timeout cancels too.
     client
         .batch_execute("set statement_timeout = '200ms'")

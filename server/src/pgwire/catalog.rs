@@ -471,7 +471,7 @@ fn pretty_size(bytes: i64) -> String {
     format!("{size} PB")
 }
 
-fn simple_udf(
+pub(crate) fn simple_udf(
     name: &str,
     signature: datafusion::logical_expr::Signature,
     returns: DataType,

@@ -33,6 +33,8 @@ pub mod sqlstate {
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     pub const CANT_CHANGE_RUNTIME_PARAM: &str = "55P02";
     pub const IN_FAILED_TRANSACTION: &str = "25P02";
+    pub const INVALID_CURSOR_NAME: &str = "34000";
+    pub const DUPLICATE_CURSOR: &str = "42P03";
     pub const OUT_OF_MEMORY: &str = "53200";
     pub const INTERNAL_ERROR: &str = "XX000";
 }
@@ -148,6 +150,9 @@ fn arrow_error_info(err: &ArrowError) -> ErrorInfo {
 }
 
 fn plan_error(message: &str, catalogs: Option<&dyn CatalogProviderList>) -> ErrorInfo {
+    if message.starts_with("unrecognized configuration parameter") {
+        return error(sqlstate::UNDEFINED_OBJECT, message);
+    }
     if let Some(name) = between(message, "table '", "' not found") {
         return undefined_table(name, catalogs);
     }

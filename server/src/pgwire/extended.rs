@@ -63,11 +63,11 @@ impl QueryParser for StatementParser {
     }
 
     fn get_parameter_types(&self, statement: &Statement) -> PgWireResult<Vec<Type>> {
-        match statement {
-            Statement::Query { plan, .. } => Ok(encoding::pg_parameter_types(
-                &encoding::parameter_types(plan)?,
-            )),
-            Statement::Command(_) => Ok(vec![]),
+        match statement.plan() {
+            Some(plan) => Ok(encoding::pg_parameter_types(&encoding::parameter_types(
+                plan,
+            )?)),
+            None => Ok(vec![]),
         }
     }
 
@@ -102,7 +102,25 @@ fn result_fields(
                 .map_or_else(|| name.clone(), |(display, _)| display);
             Ok(encoding::text_fields(&[&column], format))
         }
-        Statement::Command(_) => Ok(vec![]),
+        Statement::Command(Command::Fetch { name, .. }) => Ok(session
+            .and_then(|s| s.cursor_fields(name))
+            .map(|fields| {
+                fields
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| {
+                        FieldInfo::new(
+                            f.name().to_string(),
+                            f.table_id(),
+                            f.column_id(),
+                            f.datatype().clone(),
+                            format.format_for(i),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()),
+        Statement::Command(_) | Statement::Copy { .. } | Statement::Declare { .. } => Ok(vec![]),
     }
 }
 
@@ -180,9 +198,9 @@ impl ExtendedQueryHandler for Frontend {
     {
         let session = Session::of(client)?;
         let statement = &portal.statement.statement;
-        let bound = match statement {
-            Statement::Query { plan, .. } => Some(encoding::bind(portal, plan)?),
-            Statement::Command(_) => None,
+        let bound = match statement.plan() {
+            Some(plan) => Some(encoding::bind(portal, plan)?),
+            None => None,
         };
         let outcome = run(
             &session,
@@ -192,6 +210,19 @@ impl ExtendedQueryHandler for Frontend {
             client.transaction_status(),
         )
         .await?;
+        if let Statement::Declare { name, .. } = statement {
+            // In PostgreSQL a cursor is a portal: clients Describe it by name before `FETCH`.
+            let fetch = Statement::Command(Command::Fetch {
+                name: name.clone(),
+                count: None,
+            });
+            client
+                .portal_store()
+                .put_portal(Arc::new(Portal::new_cursor(
+                    name.clone(),
+                    Arc::new(StoredStatement::new(String::new(), fetch, vec![])),
+                )));
+        }
         for (name, value) in outcome.changes.reports {
             client
                 .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(

@@ -12,6 +12,8 @@
 pub mod cancel;
 pub mod catalog;
 pub mod column_names;
+pub mod compat;
+pub mod copy;
 pub mod encoding;
 pub mod errors;
 pub mod extended;

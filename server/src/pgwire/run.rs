@@ -11,7 +11,9 @@ use pgwire::messages::response::TransactionStatus;
 
 use super::encoding;
 use super::errors::{self, sqlstate};
-use super::session::{Changes, Session};
+use futures::StreamExt;
+
+use super::session::{Changes, Cursor, Session};
 use super::statement::{Command, Statement};
 
 /// What running a statement produced: the response and the parameters to report.
@@ -50,6 +52,20 @@ pub async fn run(
         )));
     }
     match statement {
+        Statement::Command(Command::Fetch { name, count }) => {
+            fetch(session, name, *count).await.map(Into::into)
+        }
+        Statement::Command(Command::CloseCursor { name }) => {
+            session
+                .close_cursor(name.as_deref())
+                .map_err(errors::user_error)?;
+            Ok(Response::Execution(Tag::new(if name.is_some() {
+                "CLOSE CURSOR"
+            } else {
+                "CLOSE CURSOR ALL"
+            }))
+            .into())
+        }
         Statement::Command(command) => command_outcome(session, command, format, transaction),
         Statement::Query { sql, plan: unbound } => {
             let plan = plan.unwrap_or_else(|| unbound.clone());
@@ -57,7 +73,62 @@ pub async fn run(
                 .await
                 .map(|rows| Response::Query(rows).into())
         }
+        Statement::Copy {
+            sql,
+            plan: unbound,
+            options,
+        } => {
+            let plan = plan.unwrap_or_else(|| unbound.clone());
+            super::copy::copy_out(session, sql, plan, options)
+                .await
+                .map(|copy| Response::CopyOut(copy).into())
+        }
+        Statement::Declare {
+            name,
+            sql,
+            plan: unbound,
+        } => {
+            let plan = plan.unwrap_or_else(|| unbound.clone());
+            let rows = query(session, sql, plan, &Format::UnifiedText).await?;
+            let fields = rows.row_schema();
+            session
+                .open_cursor(
+                    name,
+                    Cursor {
+                        fields,
+                        rows: rows.data_rows,
+                    },
+                )
+                .map_err(errors::user_error)?;
+            Ok(Response::Execution(Tag::new("DECLARE CURSOR")).into())
+        }
     }
+}
+
+/// `FETCH`: up to `count` (or all) of the cursor's remaining rows, tagged `FETCH n`.
+async fn fetch(session: &Session, name: &str, count: Option<usize>) -> PgWireResult<Response> {
+    let mut cursor = session.take_cursor(name).map_err(errors::user_error)?;
+    let mut rows = Vec::new();
+    let mut failed = None;
+    while count.is_none_or(|n| rows.len() < n) {
+        match cursor.rows.next().await {
+            Some(Ok(row)) => rows.push(Ok(row)),
+            Some(Err(e)) => {
+                failed = Some(e);
+                break;
+            }
+            None => break,
+        }
+    }
+    let fields = cursor.fields.clone();
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    session.return_cursor(name, cursor);
+    let mut response =
+        pgwire::api::results::QueryResponse::new(fields, futures::stream::iter(rows));
+    response.set_command_tag("FETCH");
+    Ok(Response::Query(response))
 }
 
 fn command_outcome(
@@ -103,7 +174,41 @@ fn command_outcome(
         Command::Commit => Ok(Response::TransactionEnd(Tag::new("COMMIT")).into()),
         Command::Rollback => Ok(Response::TransactionEnd(Tag::new("ROLLBACK")).into()),
         Command::Ignored(tag) => Ok(Response::Execution(Tag::new(tag)).into()),
+        // Answered by `run` (they need the cursor, or await its rows).
+        Command::Fetch { .. } | Command::CloseCursor { .. } => Err(errors::user_error(
+            errors::error(sqlstate::INTERNAL_ERROR, "cursor command out of place"),
+        )),
     }
+}
+
+/// Starts a query on the engine: its schema and batches, registered for cancel and
+/// `statement_timeout` until the returned guard is dropped.
+pub async fn start(
+    session: &Session,
+    sql: &str,
+    plan: LogicalPlan,
+) -> PgWireResult<(
+    datafusion::arrow::datatypes::SchemaRef,
+    datafusion::execution::SendableRecordBatchStream,
+    super::cancel::RunningGuard,
+)> {
+    let ctx = session.context();
+    // Registered for CancelRequest and statement_timeout before it starts: planning, scalar subqueries
+    // and EXPLAIN ANALYZE all run inside `run`.
+    let ticket = session.engine.begin(sql, &session.user);
+    let guard = session.running().begin(
+        &session.engine,
+        &ticket.query_id,
+        session.statement_timeout(),
+    );
+    let started = session.engine.run(ticket, &ctx, plan).await.map_err(|e| {
+        errors::user_error(errors::exec_error(
+            &e,
+            Some(ctx.state().catalog_list().as_ref()),
+        ))
+    })?;
+    tracing::debug!(query_id = %started.query_id, %sql, "query started");
+    Ok((started.schema, started.stream, guard))
 }
 
 /// Starts a query on the engine and returns its rows as a stream; the query stays cancelable (and
@@ -115,33 +220,17 @@ async fn query(
     format: &Format,
 ) -> PgWireResult<pgwire::api::results::QueryResponse> {
     let explain = encoding::is_explain(&plan);
-    let ctx = session.context();
-    let started = session
-        .engine
-        .execute(&ctx, plan, sql, &session.user)
-        .await
-        .map_err(|e| {
-            errors::user_error(errors::exec_error(
-                &e,
-                Some(ctx.state().catalog_list().as_ref()),
-            ))
-        })?;
-    let guard = session.running().begin(
-        &session.engine,
-        &started.query_id,
-        session.statement_timeout(),
-    );
-    tracing::debug!(query_id = %started.query_id, %sql, "query started");
+    let (schema, stream, guard) = start(session, sql, plan).await?;
     let options = session.format_options();
     let fields = if explain {
         encoding::text_fields(&[encoding::EXPLAIN_COLUMN], format)
     } else {
-        encoding::fields(&started.schema, format, options)?
+        encoding::fields(&schema, format, options)?
     };
     let fields = Arc::new(fields);
     let mut response = pgwire::api::results::QueryResponse::new(
         fields.clone(),
-        encoding::rows(fields, started.stream, guard, explain),
+        encoding::rows(fields, stream, guard, explain),
     );
     if explain {
         response.set_command_tag("EXPLAIN");

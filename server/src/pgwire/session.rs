@@ -5,13 +5,14 @@
 //! dotted (custom parameters), read-only ones are `55P02`, and those PostgreSQL reports
 //! (`application_name`, `DateStyle`, ...) send a ParameterStatus when they change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::prelude::SessionContext;
 use parking_lot::Mutex;
 use pgwire::api::ClientInfo;
+use pgwire::api::results::{FieldInfo, SendableRowStream};
 use pgwire::error::{ErrorInfo, PgWireResult};
 use pgwire::types::format::FormatOptions;
 use tributary_exec::Engine;
@@ -97,14 +98,25 @@ pub struct Session {
     pub catalog: String,
     state: Mutex<State>,
     registration: Registration,
+    /// Open cursors (`DECLARE`), by name. A cursor being read by `FETCH` is taken out meanwhile.
+    cursors: Mutex<HashMap<String, Cursor>>,
+}
+
+/// An open cursor: its columns (text format) and the rows not fetched yet.
+pub struct Cursor {
+    pub fields: Arc<Vec<FieldInfo>>,
+    pub rows: SendableRowStream,
 }
 
 struct State {
     ctx: SessionContext,
     schema: String,
     /// Lower-case name -> (display name, value).
-    settings: BTreeMap<String, (String, String)>,
+    settings: Settings,
 }
+
+/// A session's parameters: lower-case name -> (display name, value). Shared with `current_setting()`.
+pub type Settings = Arc<Mutex<BTreeMap<String, (String, String)>>>;
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -149,8 +161,10 @@ impl Session {
         let schema = resolve_search_path(&engine, &catalog, &user, search_path.unwrap_or(""))
             .unwrap_or_else(|| default_schema(&engine, &catalog));
         put(&mut settings, "search_path", search_path.unwrap_or(&schema));
+        let settings: Settings = Arc::new(Mutex::new(settings));
         let ctx = engine.new_session_context(&catalog, &schema);
         pg_catalog.install(&ctx, &catalog, &schema, &user);
+        super::compat::install(&ctx, &settings);
         apply_time_zone(&ctx, "UTC");
         Self {
             engine,
@@ -163,6 +177,7 @@ impl Session {
                 settings,
             }),
             registration,
+            cursors: Mutex::new(HashMap::new()),
         }
     }
 
@@ -189,11 +204,54 @@ impl Session {
         self.registration.slot()
     }
 
+    /// Opens (or replaces, as PostgreSQL refuses) cursor `name`.
+    pub fn open_cursor(&self, name: &str, cursor: Cursor) -> Result<(), Box<ErrorInfo>> {
+        let mut cursors = self.cursors.lock();
+        if cursors.contains_key(name) {
+            return Err(errors::boxed(
+                sqlstate::DUPLICATE_CURSOR,
+                format!("cursor \"{name}\" already exists"),
+            ));
+        }
+        cursors.insert(name.to_string(), cursor);
+        Ok(())
+    }
+
+    /// Takes cursor `name` out for a `FETCH` (put it back with [`Session::return_cursor`]).
+    pub fn take_cursor(&self, name: &str) -> Result<Cursor, Box<ErrorInfo>> {
+        self.cursors
+            .lock()
+            .remove(name)
+            .ok_or_else(|| missing_cursor(name))
+    }
+
+    pub fn return_cursor(&self, name: &str, cursor: Cursor) {
+        self.cursors.lock().insert(name.to_string(), cursor);
+    }
+
+    /// The columns of cursor `name` (for Describe of a `FETCH`).
+    pub fn cursor_fields(&self, name: &str) -> Option<Arc<Vec<FieldInfo>>> {
+        self.cursors.lock().get(name).map(|c| c.fields.clone())
+    }
+
+    /// `CLOSE name` or `CLOSE ALL` (`None`).
+    pub fn close_cursor(&self, name: Option<&str>) -> Result<(), Box<ErrorInfo>> {
+        let mut cursors = self.cursors.lock();
+        match name {
+            None => cursors.clear(),
+            Some(name) => {
+                cursors.remove(name).ok_or_else(|| missing_cursor(name))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The current value of a parameter, by any spelling of its name.
     pub fn get(&self, name: &str) -> Option<String> {
         self.state
             .lock()
             .settings
+            .lock()
             .get(&name.to_lowercase())
             .map(|(_, v)| v.clone())
     }
@@ -201,8 +259,8 @@ impl Session {
     /// Every parameter PostgreSQL reports at startup, with its value.
     pub fn startup_reports(&self) -> Vec<(String, String)> {
         let state = self.state.lock();
-        state
-            .settings
+        let settings = state.settings.lock();
+        settings
             .values()
             .filter(|(name, _)| {
                 known(name).is_some_and(|(_, kind, _)| kind != Kind::Plain)
@@ -246,6 +304,7 @@ impl Session {
         self.state
             .lock()
             .settings
+            .lock()
             .get(&name.to_lowercase())
             .cloned()
             .ok_or_else(|| unrecognized(&name))
@@ -253,7 +312,13 @@ impl Session {
 
     /// `SHOW ALL`: (name, value) of every parameter.
     pub fn show_all(&self) -> Vec<(String, String)> {
-        self.state.lock().settings.values().cloned().collect()
+        self.state
+            .lock()
+            .settings
+            .lock()
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// `SET name = value` (`None`: `DEFAULT`, the same as `RESET name`).
@@ -283,9 +348,11 @@ impl Session {
             state.ctx = self.engine.new_session_context(&self.catalog, &schema);
             self.pg_catalog
                 .install(&state.ctx, &self.catalog, &schema, &self.user);
+            super::compat::install(&state.ctx, &state.settings);
             state.schema = schema;
             let tz = state
                 .settings
+                .lock()
                 .get("timezone")
                 .map_or("UTC".into(), |(_, v)| v.clone());
             apply_time_zone(&state.ctx, &tz);
@@ -293,9 +360,15 @@ impl Session {
         if display == "TimeZone" {
             apply_time_zone(&state.ctx, &value);
         }
-        let changed = state.settings.get(&display.to_lowercase()).map(|(_, v)| v) != Some(&value);
+        let changed = state
+            .settings
+            .lock()
+            .get(&display.to_lowercase())
+            .map(|(_, v)| v)
+            != Some(&value);
         state
             .settings
+            .lock()
             .insert(display.to_lowercase(), (display.clone(), value.clone()));
         let mut changes = Changes::default();
         if changed && kind == Kind::Reported {
@@ -326,7 +399,11 @@ impl Session {
                 Some((_, _, Some(default))) => default.to_string(),
                 Some((_, _, None)) => default_schema(&self.engine, &self.catalog),
                 None if name.contains('.') => {
-                    self.state.lock().settings.remove(&name.to_lowercase());
+                    self.state
+                        .lock()
+                        .settings
+                        .lock()
+                        .remove(&name.to_lowercase());
                     continue;
                 }
                 None => return Err(unrecognized(&name)),
@@ -355,6 +432,13 @@ fn apply_time_zone(ctx: &SessionContext, tz: &str) {
         .options_mut()
         .execution
         .time_zone = Some(tz);
+}
+
+fn missing_cursor(name: &str) -> Box<ErrorInfo> {
+    errors::boxed(
+        sqlstate::INVALID_CURSOR_NAME,
+        format!("cursor \"{name}\" does not exist"),
+    )
 }
 
 fn unrecognized(name: &str) -> Box<ErrorInfo> {

@@ -8,6 +8,7 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 use futures::{Sink, SinkExt, StreamExt};
+use pgwire::api::copy::send_copy_out_response;
 use pgwire::api::portal::Format;
 use pgwire::api::query::{SimpleQueryHandler, send_execution_response, send_ready_for_query};
 use pgwire::api::results::{QueryResponse, Response, Tag};
@@ -98,6 +99,7 @@ where
                 client.set_transaction_status(status.to_idle_state());
             }
             Response::Execution(tag) => send_execution_response(client, tag).await?,
+            Response::CopyOut(copy) => send_copy_out_response(client, copy).await?,
             Response::EmptyQuery => {
                 client
                     .feed(PgWireBackendMessage::EmptyQueryResponse(
@@ -137,7 +139,7 @@ where
         count += 1;
     }
     let tag = match response.command_tag() {
-        "SELECT" => Tag::new("SELECT").with_rows(count),
+        "SELECT" | "FETCH" => Tag::new(response.command_tag()).with_rows(count),
         other => Tag::new(other),
     };
     client

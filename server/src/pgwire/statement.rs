@@ -7,6 +7,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::{DFParserBuilder, ResetStatement, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{self, Expr, Set, Value};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
 use pgwire::error::ErrorInfo;
 
 use super::errors::{self, sqlstate};
@@ -19,6 +20,49 @@ pub enum Statement {
     Command(Command),
     /// Run by the engine. `plan` may hold placeholders (`$1`) until bound.
     Query { sql: String, plan: LogicalPlan },
+    /// `COPY (query) TO STDOUT` (or `COPY table TO STDOUT`): the query's rows as CopyData.
+    Copy {
+        sql: String,
+        plan: LogicalPlan,
+        options: CopyOptions,
+    },
+    /// `DECLARE name CURSOR FOR query`: the query starts, `FETCH` reads its rows.
+    Declare {
+        name: String,
+        sql: String,
+        plan: LogicalPlan,
+    },
+}
+
+impl Statement {
+    /// The DataFusion plan the statement runs, if any (what Bind fills in).
+    pub fn plan(&self) -> Option<&LogicalPlan> {
+        match self {
+            Statement::Query { plan, .. }
+            | Statement::Copy { plan, .. }
+            | Statement::Declare { plan, .. } => Some(plan),
+            Statement::Command(_) => None,
+        }
+    }
+}
+
+/// The format of a `COPY ... TO STDOUT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyFormat {
+    Text,
+    Csv,
+    Binary,
+}
+
+/// `COPY` options, with PostgreSQL's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyOptions {
+    pub format: CopyFormat,
+    pub delimiter: Option<char>,
+    pub null: Option<String>,
+    pub header: bool,
+    pub quote: Option<char>,
+    pub escape: Option<char>,
 }
 
 /// Session statements.
@@ -40,28 +84,110 @@ pub enum Command {
     Begin,
     Commit,
     Rollback,
-    /// Accepted and ignored (`SET TRANSACTION ...`, `SET SESSION CHARACTERISTICS ...`); the tag to answer.
+    /// `FETCH [FORWARD] n | ALL | NEXT FROM name`; `count` `None` is all remaining rows.
+    Fetch {
+        name: String,
+        count: Option<usize>,
+    },
+    /// `CLOSE name`, or `CLOSE ALL` (`None`).
+    CloseCursor {
+        name: Option<String>,
+    },
+    /// Accepted and ignored (`SET TRANSACTION ...`, `SET SESSION CHARACTERISTICS ...`, `SAVEPOINT`,
+    /// `RELEASE`, `DISCARD ALL`, `DEALLOCATE`, `UNLISTEN`); the tag to answer.
     Ignored(&'static str),
 }
 
 /// Splits a query string into parsed statements (none for an empty or comment-only string).
+///
+/// DataFusion's parser handles its own `COPY ... TO 'file'` syntax; when it refuses a string, sqlparser's
+/// PostgreSQL grammar gets a second chance (`COPY (query) TO STDOUT`, `DECLARE ... CURSOR`).
 pub fn parse(sql: &str) -> Result<VecDeque<DfStatement>, Box<ErrorInfo>> {
     let dialect = PostgreSqlDialect {};
-    DFParserBuilder::new(sql)
+    let parsed = DFParserBuilder::new(sql)
         .with_dialect(&dialect)
         .build()
-        .and_then(|mut parser| parser.parse_statements())
-        .map(|mut statements| {
-            super::catalog::rewrite(sql, &mut statements);
-            statements
-        })
-        .map_err(|e| Box::new(errors::datafusion_error(&e, None)))
+        .and_then(|mut parser| parser.parse_statements());
+    let mut statements = match parsed {
+        Ok(statements) => statements,
+        Err(e) => match Parser::parse_sql(&dialect, sql) {
+            Ok(statements) => statements
+                .into_iter()
+                .map(|s| DfStatement::Statement(Box::new(s)))
+                .collect(),
+            Err(_) => return Err(Box::new(errors::datafusion_error(&e, None))),
+        },
+    };
+    super::catalog::rewrite(sql, &mut statements);
+    super::compat::rewrite(&mut statements);
+    Ok(statements)
 }
 
 /// Turns one parsed statement into a session command or a DataFusion plan, in the session's context.
 pub async fn plan(session: &Session, statement: DfStatement) -> Result<Statement, Box<ErrorInfo>> {
     if let Some(command) = command(&statement)? {
         return Ok(Statement::Command(command));
+    }
+    if let DfStatement::Statement(inner) = &statement {
+        match inner.as_ref() {
+            ast::Statement::Copy {
+                source,
+                to,
+                target,
+                options,
+                legacy_options,
+                ..
+            } => {
+                if !*to || *target != ast::CopyTarget::Stdout {
+                    return Err(errors::boxed(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        "only COPY ... TO STDOUT is supported: catalogs are read-only",
+                    ));
+                }
+                let options = copy_options(options, legacy_options)?;
+                let query = match source {
+                    ast::CopySource::Query(query) => query.to_string(),
+                    ast::CopySource::Table {
+                        table_name,
+                        columns,
+                    } if columns.is_empty() => format!("SELECT * FROM {table_name}"),
+                    ast::CopySource::Table {
+                        table_name,
+                        columns,
+                    } => format!(
+                        "SELECT {} FROM {table_name}",
+                        columns
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                let (sql, plan) = plan_query(session, &query).await?;
+                return Ok(Statement::Copy { sql, plan, options });
+            }
+            ast::Statement::Declare { stmts } => {
+                let [declare] = stmts.as_slice() else {
+                    return Err(errors::boxed(
+                        sqlstate::SYNTAX_ERROR,
+                        "DECLARE takes one cursor",
+                    ));
+                };
+                let (Some(name), Some(query)) = (declare.names.first(), &declare.for_query) else {
+                    return Err(errors::boxed(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        "only DECLARE name CURSOR FOR query is supported",
+                    ));
+                };
+                let (sql, plan) = plan_query(session, &query.to_string()).await?;
+                return Ok(Statement::Declare {
+                    name: name.value.clone(),
+                    sql,
+                    plan,
+                });
+            }
+            _ => {}
+        }
     }
     let sql = statement.to_string();
     let mut statement = statement;
@@ -80,6 +206,91 @@ pub async fn plan(session: &Session, statement: DfStatement) -> Result<Statement
     })?;
     check_read_only(&plan)?;
     Ok(Statement::Query { sql, plan })
+}
+
+/// Parses and plans the text of a query nested in another statement (`COPY`, `DECLARE`).
+async fn plan_query(
+    session: &Session,
+    query: &str,
+) -> Result<(String, LogicalPlan), Box<ErrorInfo>> {
+    let mut parsed = parse(query)?;
+    let (Some(statement), None) = (parsed.pop_front(), parsed.pop_front()) else {
+        return Err(errors::boxed(sqlstate::SYNTAX_ERROR, "expected one query"));
+    };
+    match Box::pin(plan(session, statement)).await? {
+        Statement::Query { sql, plan } => Ok((sql, plan)),
+        _ => Err(errors::boxed(sqlstate::SYNTAX_ERROR, "expected a query")),
+    }
+}
+
+/// `COPY` options, both the `WITH (FORMAT csv, ...)` and the older `WITH CSV HEADER` spellings.
+fn copy_options(
+    options: &[ast::CopyOption],
+    legacy: &[ast::CopyLegacyOption],
+) -> Result<CopyOptions, Box<ErrorInfo>> {
+    let mut out = CopyOptions {
+        format: CopyFormat::Text,
+        delimiter: None,
+        null: None,
+        header: false,
+        quote: None,
+        escape: None,
+    };
+    for option in options {
+        match option {
+            ast::CopyOption::Format(f) => {
+                out.format = match f.value.to_lowercase().as_str() {
+                    "text" => CopyFormat::Text,
+                    "csv" => CopyFormat::Csv,
+                    "binary" => CopyFormat::Binary,
+                    other => {
+                        return Err(errors::boxed(
+                            sqlstate::INVALID_PARAMETER_VALUE,
+                            format!("COPY format \"{other}\" not recognized"),
+                        ));
+                    }
+                }
+            }
+            ast::CopyOption::Delimiter(c) => out.delimiter = Some(*c),
+            ast::CopyOption::Null(n) => out.null = Some(n.clone()),
+            ast::CopyOption::Header(h) => out.header = *h,
+            ast::CopyOption::Quote(c) => out.quote = Some(*c),
+            ast::CopyOption::Escape(c) => out.escape = Some(*c),
+            ast::CopyOption::Encoding(_) | ast::CopyOption::Freeze(_) => {}
+            other => {
+                return Err(errors::boxed(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    format!("COPY option {other} is not supported"),
+                ));
+            }
+        }
+    }
+    for option in legacy {
+        match option {
+            ast::CopyLegacyOption::Binary => out.format = CopyFormat::Binary,
+            ast::CopyLegacyOption::Csv(csv) => {
+                out.format = CopyFormat::Csv;
+                for o in csv {
+                    match o {
+                        ast::CopyLegacyCsvOption::Header => out.header = true,
+                        ast::CopyLegacyCsvOption::Quote(c) => out.quote = Some(*c),
+                        ast::CopyLegacyCsvOption::Escape(c) => out.escape = Some(*c),
+                        _ => {}
+                    }
+                }
+            }
+            ast::CopyLegacyOption::Header => out.header = true,
+            ast::CopyLegacyOption::Delimiter(c) => out.delimiter = Some(*c),
+            ast::CopyLegacyOption::Null(n) => out.null = Some(n.clone()),
+            other => {
+                return Err(errors::boxed(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    format!("COPY option {other} is not supported"),
+                ));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Catalogs are read-only: DDL, DML and DataFusion's own session statements are refused with `0A000`.
@@ -115,6 +326,31 @@ fn command(statement: &DfStatement) -> Result<Option<Command>, Box<ErrorInfo>> {
         ast::Statement::Rollback {
             savepoint: None, ..
         } => Command::Rollback,
+        ast::Statement::Rollback {
+            savepoint: Some(_), ..
+        } => Command::Ignored("ROLLBACK"),
+        ast::Statement::Savepoint { .. } => Command::Ignored("SAVEPOINT"),
+        ast::Statement::ReleaseSavepoint { .. } => Command::Ignored("RELEASE"),
+        ast::Statement::Discard { object_type } => match object_type {
+            ast::DiscardObject::ALL => Command::Ignored("DISCARD ALL"),
+            ast::DiscardObject::PLANS => Command::Ignored("DISCARD PLANS"),
+            ast::DiscardObject::SEQUENCES => Command::Ignored("DISCARD SEQUENCES"),
+            ast::DiscardObject::TEMP => Command::Ignored("DISCARD TEMP"),
+        },
+        ast::Statement::Deallocate { .. } => Command::Ignored("DEALLOCATE"),
+        ast::Statement::UNLISTEN { .. } => Command::Ignored("UNLISTEN"),
+        ast::Statement::Fetch {
+            name, direction, ..
+        } => Command::Fetch {
+            name: name.value.clone(),
+            count: fetch_count(direction)?,
+        },
+        ast::Statement::Close { cursor } => Command::CloseCursor {
+            name: match cursor {
+                ast::CloseCursor::All => None,
+                ast::CloseCursor::Specific { name } => Some(name.value.clone()),
+            },
+        },
         ast::Statement::ShowVariable { variable } => {
             let words: Vec<String> = variable.iter().map(|i| i.value.clone()).collect();
             // `SHOW time zone` and friends are words; `SHOW myapp.flag` arrives as words too.
@@ -155,6 +391,29 @@ fn command(statement: &DfStatement) -> Result<Option<Command>, Box<ErrorInfo>> {
         _ => return Ok(None),
     };
     Ok(Some(command))
+}
+
+/// How many rows a forward `FETCH` reads (`None`: all); backward and absolute moves are refused
+/// (cursors are forward-only here, as `NO SCROLL` cursors are in PostgreSQL).
+fn fetch_count(direction: &ast::FetchDirection) -> Result<Option<usize>, Box<ErrorInfo>> {
+    use ast::FetchDirection as D;
+    let number = |v: &ast::ValueWithSpan| -> Result<usize, Box<ErrorInfo>> {
+        v.value.to_string().parse().map_err(|_| {
+            errors::boxed(
+                sqlstate::SYNTAX_ERROR,
+                format!("invalid FETCH count {}", v.value),
+            )
+        })
+    };
+    match direction {
+        D::Count { limit } | D::Forward { limit: Some(limit) } => number(limit).map(Some),
+        D::Next | D::Forward { limit: None } => Ok(Some(1)),
+        D::All | D::ForwardAll => Ok(None),
+        _ => Err(errors::boxed(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            "cursor can only scan forward",
+        )),
+    }
 }
 
 /// A `SET` value as PostgreSQL keeps it: string literals unquoted, lists joined with `, `;

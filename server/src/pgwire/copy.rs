@@ -1,0 +1,154 @@
+//! `COPY (query) TO STDOUT` (and `COPY table TO STDOUT`): the query's rows as CopyData in PostgreSQL's
+//! text, CSV or binary format, encoded by `arrow-pg` through `pgwire`'s [`CopyEncoder`]. Rows stream
+//! batch by batch; the query stays cancelable meanwhile.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arrow_pg::encoder::encode_value;
+use bytes::{BufMut, BytesMut};
+use datafusion::logical_expr::LogicalPlan;
+use futures::{StreamExt, stream};
+use pgwire::api::portal::Format;
+use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOptions, FieldInfo};
+use pgwire::error::PgWireResult;
+use pgwire::messages::copy::CopyData;
+
+use super::encoding;
+use super::errors;
+use super::run::start;
+use super::session::Session;
+use super::statement::{CopyFormat, CopyOptions};
+
+/// PGCOPY binary header: signature, flags, header extension length.
+const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
+/// Starts the query and returns the CopyOut response streaming its rows.
+pub async fn copy_out(
+    session: &Session,
+    sql: &str,
+    plan: LogicalPlan,
+    options: &CopyOptions,
+) -> PgWireResult<CopyResponse> {
+    let (schema, batches, guard) = start(session, sql, plan).await?;
+    let binary = options.format == CopyFormat::Binary;
+    let format = if binary {
+        Format::UnifiedBinary
+    } else {
+        Format::UnifiedText
+    };
+    let fields = Arc::new(encoding::fields(
+        &schema,
+        &format,
+        session.format_options(),
+    )?);
+    let mut encoder = new_encoder(fields.clone(), options);
+    let mut prefix = Vec::new();
+    if options.header && options.format != CopyFormat::Binary {
+        prefix.push(Ok(header_line(&fields, options)));
+    }
+    let columns = fields.len();
+    let rows = batches
+        .map(move |batch| {
+            let _registered = &guard;
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(e) => {
+                    return stream::iter(vec![Err(errors::user_error(errors::datafusion_error(
+                        &e, None,
+                    )))]);
+                }
+            };
+            let mut out = Vec::with_capacity(batch.num_rows());
+            let arrow_schema = batch.schema();
+            'rows: for row in 0..batch.num_rows() {
+                for (col, field) in fields.iter().enumerate() {
+                    if let Err(e) = encode_value(
+                        &mut encoder,
+                        batch.column(col),
+                        row,
+                        arrow_schema.field(col),
+                        field,
+                    ) {
+                        out.push(Err(e));
+                        break 'rows;
+                    }
+                }
+                out.push(Ok(encoder.take_copy()));
+            }
+            stream::iter(out)
+        })
+        .flatten();
+    let data: std::pin::Pin<Box<dyn futures::Stream<Item = PgWireResult<CopyData>> + Send>> =
+        if binary {
+            // The encoder writes the header before the first row; an empty result still needs one
+            // (`CopyResponse` appends the trailer).
+            let saw_row = Arc::new(AtomicBool::new(false));
+            let seen = saw_row.clone();
+            Box::pin(
+                rows.inspect(move |item| {
+                    if item.is_ok() {
+                        seen.store(true, Ordering::Relaxed);
+                    }
+                })
+                .chain(stream::once(async move {
+                    let mut end = BytesMut::new();
+                    if !saw_row.load(Ordering::Relaxed) {
+                        end.put_slice(BINARY_HEADER);
+                    }
+                    Ok(CopyData::new(end.freeze()))
+                })),
+            )
+        } else {
+            Box::pin(stream::iter(prefix).chain(rows))
+        };
+    Ok(CopyResponse::new(i8::from(binary), columns, data))
+}
+
+fn new_encoder(fields: Arc<Vec<FieldInfo>>, options: &CopyOptions) -> CopyEncoder {
+    match options.format {
+        CopyFormat::Binary => CopyEncoder::new_binary(fields),
+        CopyFormat::Text => CopyEncoder::new_text(
+            fields,
+            CopyTextOptions {
+                delimiter: options.delimiter.unwrap_or('\t').to_string().into(),
+                null_string: options.null.clone().unwrap_or_else(|| "\\N".into()).into(),
+            },
+        ),
+        CopyFormat::Csv => CopyEncoder::new_csv(
+            fields,
+            CopyCsvOptions {
+                delimiter: options.delimiter.unwrap_or(',').to_string().into(),
+                quote: options.quote.unwrap_or('"').to_string().into(),
+                escape: options
+                    .escape
+                    .or(options.quote)
+                    .unwrap_or('"')
+                    .to_string()
+                    .into(),
+                null_string: options.null.clone().unwrap_or_default().into(),
+                force_quote: vec![],
+            },
+        ),
+    }
+}
+
+/// The `HEADER` line: column names, delimited (and quoted in CSV when needed).
+fn header_line(fields: &[FieldInfo], options: &CopyOptions) -> CopyData {
+    let csv = options.format == CopyFormat::Csv;
+    let delimiter = options.delimiter.unwrap_or(if csv { ',' } else { '\t' });
+    let quote = options.quote.unwrap_or('"');
+    let names: Vec<String> = fields
+        .iter()
+        .map(|f| {
+            let name = f.name();
+            if csv && (name.contains(delimiter) || name.contains(quote) || name.contains('\n')) {
+                let doubled = name.replace(quote, &format!("{quote}{quote}"));
+                format!("{quote}{doubled}{quote}")
+            } else {
+                name.to_string()
+            }
+        })
+        .collect();
+    CopyData::new(format!("{}\n", names.join(&delimiter.to_string())).into())
+}
