@@ -9,7 +9,7 @@
 //! `pg_table_is_visible` follows the session's schema, as `search_path` does in PostgreSQL.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, StringArray};
@@ -26,12 +26,10 @@ use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf}
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::parser::Statement as DfStatement;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::{
     self as pgc, PgCatalogSchemaProvider, PgCatalogStaticTables,
 };
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use parking_lot::Mutex;
 
 use super::session::SERVER_VERSION;
@@ -45,60 +43,6 @@ const PG_CATALOG: &str = "pg_catalog";
 const INFORMATION_SCHEMA: &str = "information_schema";
 /// Tables whose rows come from our catalogs; every other `pg_catalog` table is the library's.
 const DYNAMIC_TABLES: &[&str] = &["pg_namespace", "pg_class", "pg_attribute", "pg_tables"];
-
-/// Client-compatibility rewrites, built once (the library pre-parses its patterns).
-static COMPAT: LazyLock<PostgresCompatibilityParser> =
-    LazyLock::new(PostgresCompatibilityParser::new);
-
-/// Applies the client-compatibility rewrites (`OPERATOR(pg_catalog.~)`, `COLLATE`, `::regclass`,
-/// `= ANY(...)`, `pg_catalog.`-qualified functions, unqualified `pg_*` tables, ...) to parsed
-/// statements. When the whole string is plain SQL statements, the library's parser also replaces the
-/// few client queries it knows DataFusion cannot plan (psql's policy, statistics and publication
-/// lookups of `\d TABLE`) with empty results of the same shape.
-///
-/// Only statements that look like client catalog queries are rewritten: some rules change the meaning
-/// of ordinary SQL (one replaces correlated subqueries in a SELECT list with NULL, another adds
-/// `LIMIT 1` to scalar subqueries, hiding Postgres's "more than one row" error), which must never reach
-/// a user's query.
-pub fn rewrite(sql: &str, statements: &mut std::collections::VecDeque<DfStatement>) {
-    if !looks_like_catalog_query(sql) {
-        return;
-    }
-    if statements
-        .iter()
-        .all(|s| matches!(s, DfStatement::Statement(_)))
-        && let Ok(parsed) = COMPAT.parse(sql)
-        && parsed.len() == statements.len()
-    {
-        for (slot, statement) in statements.iter_mut().zip(parsed) {
-            *slot = DfStatement::Statement(Box::new(statement));
-        }
-        return;
-    }
-    for statement in statements.iter_mut() {
-        if let DfStatement::Statement(inner) = statement {
-            let rewritten = COMPAT.rewrite(inner.as_ref().clone());
-            **inner = rewritten;
-        }
-    }
-}
-
-/// Whether `sql` mentions something only client catalog queries use (pg_catalog objects, reg* casts,
-/// `OPERATOR(...)`, `COLLATE`, the SQL-standard user functions).
-fn looks_like_catalog_query(sql: &str) -> bool {
-    const MARKERS: &[&str] = &[
-        "pg_",
-        "information_schema",
-        "::reg",
-        "operator(",
-        "collate",
-        "current_user",
-        "session_user",
-        "version()",
-    ];
-    let lower = sql.to_ascii_lowercase();
-    MARKERS.iter().any(|m| lower.contains(m))
-}
 
 /// Server-wide catalog emulation state: OIDs and the library's static tables.
 #[derive(Debug)]

@@ -17,6 +17,7 @@ pub mod copy;
 pub mod encoding;
 pub mod errors;
 pub mod extended;
+pub mod rewrite;
 pub mod run;
 pub mod session;
 pub mod simple;

@@ -118,7 +118,7 @@ pub fn parse(sql: &str) -> Result<VecDeque<DfStatement>, Box<ErrorInfo>> {
             Err(_) => return Err(Box::new(errors::datafusion_error(&e, None))),
         },
     };
-    super::catalog::rewrite(sql, &mut statements);
+    super::rewrite::rewrite(sql, &mut statements);
     super::compat::rewrite(&mut statements);
     Ok(statements)
 }
