@@ -4,6 +4,7 @@
 //! - [`Tributary`]: the built `tributary` binary on a free port (killed on drop), with its log.
 //! - [`Postgres::shared`]: one real PostgreSQL 15 per test process (stopped at process exit).
 //! - [`Moto::shared`]: one moto S3 server per test process, with bucket creation and uploads.
+//! - [`Mariadb::shared`]: one real MariaDB per test process (SQL through the `mariadb` client).
 //! - [`TempDir`] / [`ConfigDir`]: scratch directories and `config.toml` / `catalog/NAME.toml` files.
 //! - [`results`]: run a query with the simple protocol (every value as text) and compare result
 //!   sets with stated tolerances.
@@ -14,15 +15,19 @@
 
 mod cleanup;
 mod fsutil;
+mod mariadb;
 mod moto;
 mod postgres;
 pub mod results;
+mod tansu;
 pub mod tpch;
 mod tributary;
 
 pub use fsutil::{ConfigDir, TempDir, toml_string};
+pub use mariadb::Mariadb;
 pub use moto::Moto;
 pub use postgres::Postgres;
+pub use tansu::Tansu;
 pub use tributary::{StartFailure, Tributary};
 
 use std::collections::HashSet;

@@ -19,8 +19,11 @@ use datafusion::catalog::CatalogProvider;
 use object_store::ObjectStore;
 
 pub mod error;
+pub mod kafka;
 pub mod lake;
+pub mod mysql;
 pub mod postgres;
+pub mod sql_source;
 pub mod system;
 pub mod tpch;
 
@@ -63,7 +66,7 @@ pub async fn build_connector(
         .and_then(|v| v.as_str())
         .ok_or_else(|| ConnectorError::Config {
             key: "connector".into(),
-            reason: "missing; expected one of \"tpch\", \"lake\", \"postgres\"".into(),
+            reason: "missing; expected one of \"tpch\", \"lake\", \"postgres\", \"mysql\"".into(),
         })?;
     match kind {
         "tpch" => Ok(Arc::new(tpch::TpchConnector::new())),
@@ -73,10 +76,16 @@ pub async fn build_connector(
         "postgres" => Ok(Arc::new(
             postgres::PostgresConnector::from_config(name, config).await?,
         )),
+        "mysql" => Ok(Arc::new(
+            mysql::MySqlConnector::from_config(name, config).await?,
+        )),
+        "kafka" => Ok(Arc::new(
+            kafka::KafkaConnector::from_config(name, config).await?,
+        )),
         other => Err(ConnectorError::Config {
             key: "connector".into(),
             reason: format!(
-                "unknown connector kind \"{other}\"; expected one of \"tpch\", \"lake\", \"postgres\""
+                "unknown connector kind \"{other}\"; expected one of \"tpch\", \"lake\", \"postgres\", \"mysql\""
             ),
         }),
     }

@@ -399,7 +399,8 @@ async fn check_types(ctx: &SessionContext) {
     assert_eq!(text("t", 0), "héllo 'quoted'");
     assert_eq!(text("t", 2), "");
     assert_eq!(text("vc", 0), "abc");
-    assert_eq!(text("c", 0), "ab   ");
+    // char(n) is read without its blank padding (as PostgreSQL compares it).
+    assert_eq!(text("c", 0), "ab");
     assert_eq!(text("nm", 0), "nm");
     assert_eq!(text("u", 0), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
     assert_eq!(text("j", 0), "{\"a\": 1}");

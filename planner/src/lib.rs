@@ -7,6 +7,7 @@
 pub mod config;
 pub mod explain;
 pub mod fragment;
+pub mod pushdown;
 pub mod registry;
 pub mod session;
 

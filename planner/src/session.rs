@@ -44,6 +44,8 @@ pub fn new_session_context(
         .with_runtime_env(runtime)
         .with_catalog_list(registry.catalog_list())
         .with_default_features()
+        // Whole single-source subplans into SQL sources, after DataFusion's own rules.
+        .with_optimizer_rule(Arc::new(crate::pushdown::SqlSourcePushdown))
         .build();
     SessionContext::new_with_state(state)
 }

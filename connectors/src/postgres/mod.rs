@@ -29,9 +29,12 @@
 //! unconstrained numeric as its exact text. Pushdown: projection, the filters listed in the pushdown
 //! module docs (reported `Exact`, everything else `Unsupported`), and LIMIT.
 //!
-//! Not supported yet: TLS (connections are plain TCP), aggregate / join / top-N pushdown, statement
-//! timeouts.
+//! Whole subplans (aggregates, joins, top-N) are pushed by the planner's rule through
+//! [`crate::sql_source`] ([`PostgresDialect`], one split per pushed statement).
+//!
+//! Not supported yet: TLS (connections are plain TCP), statement timeouts.
 
+mod dialect;
 mod pool;
 mod pushdown;
 mod scan;
@@ -47,11 +50,13 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::common::DataFusionError;
 
+pub use dialect::PostgresDialect;
 pub use scan::PostgresScanExec;
+pub(crate) use table::PostgresTable;
 
 use crate::ConnectorError;
 use pool::{Pool, PoolOptions};
-use table::{ColumnMeta, PostgresTable, TableMeta};
+use table::{ColumnMeta, TableMeta};
 use types::PgType;
 
 /// Default schemas left out when no `schemas` include list is given; `*` at the end matches a prefix.

@@ -138,7 +138,9 @@ fn literal_sql(column: &ColumnMeta, value: &ScalarValue, ordered: bool) -> Optio
             ScalarValue::Boolean(Some(b)) => Some(if *b { "TRUE" } else { "FALSE" }.to_string()),
             _ => None,
         },
-        PgType::Text { eq_pushable: true } if !ordered => match value {
+        PgType::Text {
+            eq_pushable: true, ..
+        } if !ordered => match value {
             ScalarValue::Utf8(Some(s))
             | ScalarValue::LargeUtf8(Some(s))
             | ScalarValue::Utf8View(Some(s)) => string_literal(s),
@@ -170,7 +172,7 @@ fn literal_sql(column: &ColumnMeta, value: &ScalarValue, ordered: bool) -> Optio
     }
 }
 
-fn number_sql(value: &ScalarValue) -> Option<String> {
+pub(super) fn number_sql(value: &ScalarValue) -> Option<String> {
     Some(match value {
         ScalarValue::Int8(Some(v)) => v.to_string(),
         ScalarValue::Int16(Some(v)) => v.to_string(),
@@ -201,7 +203,7 @@ fn decimal_sql(v: i128, scale: i8) -> String {
 
 /// A PostgreSQL string literal (standard_conforming_strings, the default since 9.1); none for
 /// strings PostgreSQL cannot hold (NUL).
-fn string_literal(s: &str) -> Option<String> {
+pub(super) fn string_literal(s: &str) -> Option<String> {
     if s.contains('\0') {
         return None;
     }
@@ -209,7 +211,7 @@ fn string_literal(s: &str) -> Option<String> {
 }
 
 /// The time zone of a timestamp literal: `Some(None)` for a naive timestamp, `None` if not one.
-fn timestamp_tz(value: &ScalarValue) -> Option<Option<&str>> {
+pub(super) fn timestamp_tz(value: &ScalarValue) -> Option<Option<&str>> {
     match value {
         ScalarValue::TimestampSecond(Some(_), tz)
         | ScalarValue::TimestampMillisecond(Some(_), tz)
@@ -221,7 +223,7 @@ fn timestamp_tz(value: &ScalarValue) -> Option<Option<&str>> {
 
 /// The literal in whole microseconds since the epoch; none when it has a sub-microsecond part
 /// (PostgreSQL would compare a truncated value).
-fn timestamp_micros(value: &ScalarValue) -> Option<i64> {
+pub(super) fn timestamp_micros(value: &ScalarValue) -> Option<i64> {
     match value {
         ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000),
         ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000),
@@ -231,7 +233,7 @@ fn timestamp_micros(value: &ScalarValue) -> Option<i64> {
     }
 }
 
-fn timestamp_sql(micros: i64, with_tz: bool) -> Option<String> {
+pub(super) fn timestamp_sql(micros: i64, with_tz: bool) -> Option<String> {
     let t = DateTime::from_timestamp_micros(micros)?.naive_utc();
     if !(1..=9999).contains(&t.year()) {
         return None;

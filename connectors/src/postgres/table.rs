@@ -195,3 +195,27 @@ impl TableProvider for PostgresTable {
         )
     }
 }
+
+impl crate::sql_source::SqlTable for PostgresTable {
+    fn sql_source(&self) -> Arc<dyn crate::sql_source::SqlSource> {
+        Arc::new(super::dialect::PostgresSource {
+            shared: Arc::clone(&self.shared),
+        })
+    }
+
+    fn relation(&self) -> String {
+        self.meta.quoted_name()
+    }
+
+    fn column(&self, index: usize) -> Option<(String, crate::sql_source::SqlKind)> {
+        let column = self.meta.columns.get(index)?;
+        Some((
+            column.ty.select_expr(&quote_ident(&column.name)),
+            super::dialect::kind_of(&column.ty),
+        ))
+    }
+
+    fn filter_sql(&self, filter: &Expr) -> Option<String> {
+        filter_to_sql(filter, &self.meta)
+    }
+}

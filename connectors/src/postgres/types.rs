@@ -10,7 +10,8 @@
 //! | float4 / float8 | Float32 / Float64 |
 //! | numeric(p, s) with 1 <= p <= 38 and 0 <= s <= p | Decimal128(p, s) |
 //! | numeric without typmod, or p > 38, or a negative scale | Utf8 (the exact text, never rounded) |
-//! | text, varchar, char(n) / bpchar, name | Utf8 |
+//! | text, varchar, name | Utf8 |
+//! | char(n) / bpchar | Utf8 without the blank padding (read through `::text`, as PostgreSQL compares it) |
 //! | bytea | Binary |
 //! | date | Date32 |
 //! | time | Time64(µs) |
@@ -65,6 +66,13 @@ pub(crate) enum PgType {
         /// DataFusion: text/varchar/name under a deterministic (default, C, POSIX) collation. Not
         /// bpchar, whose comparisons ignore trailing blanks.
         eq_pushable: bool,
+        /// Whether two values are equal at the source exactly when their bytes are (a deterministic
+        /// collation; bpchar too, since every value is padded to the same length).
+        deterministic: bool,
+        /// char(n) / bpchar: read through `::text`, which drops the blank padding, so that
+        /// equality, grouping and ordering of the values read agree with PostgreSQL's (which
+        /// ignore trailing blanks).
+        padded: bool,
     },
     /// Any other type, cast to `text` in the remote SQL.
     AsText,
@@ -124,8 +132,14 @@ impl PgType {
                 .unwrap_or(PgType::AsText),
             TEXT | VARCHAR | NAME => PgType::Text {
                 eq_pushable: deterministic,
+                deterministic,
+                padded: false,
             },
-            BPCHAR => PgType::Text { eq_pushable: false },
+            BPCHAR => PgType::Text {
+                eq_pushable: false,
+                deterministic,
+                padded: true,
+            },
             BYTEA => PgType::Bytea,
             DATE => PgType::Date,
             TIME => PgType::Time,
@@ -168,10 +182,68 @@ impl PgType {
         }
     }
 
+    /// The type read for a pushed statement's column of Arrow type `ty` (the statement casts the
+    /// column to [`PgType::cast_name`]), if there is one.
+    pub(crate) fn from_arrow(ty: &DataType) -> Option<Self> {
+        Some(match ty {
+            DataType::Boolean => PgType::Bool,
+            DataType::Int16 => PgType::Int2,
+            DataType::Int32 => PgType::Int4,
+            DataType::Int64 => PgType::Int8,
+            DataType::Float32 => PgType::Float4,
+            DataType::Float64 => PgType::Float8,
+            DataType::Decimal128(precision, scale)
+                if (1..=38).contains(precision) && (0..=*precision as i8).contains(scale) =>
+            {
+                PgType::Numeric {
+                    precision: *precision,
+                    scale: *scale,
+                }
+            }
+            DataType::Utf8 => PgType::Text {
+                eq_pushable: false,
+                deterministic: false,
+                padded: false,
+            },
+            DataType::Binary => PgType::Bytea,
+            DataType::Date32 => PgType::Date,
+            DataType::Time64(TimeUnit::Microsecond) => PgType::Time,
+            DataType::Timestamp(TimeUnit::Microsecond, None) => PgType::Timestamp,
+            DataType::Timestamp(TimeUnit::Microsecond, Some(tz))
+                if matches!(tz.as_ref(), "UTC" | "+00:00") =>
+            {
+                PgType::Timestamptz
+            }
+            DataType::Interval(IntervalUnit::MonthDayNano) => PgType::Interval,
+            _ => return None,
+        })
+    }
+
+    /// The PostgreSQL type name of a [`PgType::from_arrow`] type.
+    pub(crate) fn cast_name(&self) -> Option<String> {
+        Some(match self {
+            PgType::Bool => "bool".into(),
+            PgType::Int2 => "int2".into(),
+            PgType::Int4 => "int4".into(),
+            PgType::Int8 => "int8".into(),
+            PgType::Float4 => "float4".into(),
+            PgType::Float8 => "float8".into(),
+            PgType::Numeric { precision, scale } => format!("numeric({precision},{scale})"),
+            PgType::Text { .. } => "text".into(),
+            PgType::Bytea => "bytea".into(),
+            PgType::Date => "date".into(),
+            PgType::Time => "time".into(),
+            PgType::Timestamp => "timestamp".into(),
+            PgType::Timestamptz => "timestamptz".into(),
+            PgType::Interval => "interval".into(),
+            PgType::AsText | PgType::List(_) => return None,
+        })
+    }
+
     /// The expression of the remote SELECT list reading the column `quoted` (already quoted).
     pub(crate) fn select_expr(&self, quoted: &str) -> String {
         match self {
-            PgType::AsText => format!("{quoted}::text"),
+            PgType::AsText | PgType::Text { padded: true, .. } => format!("{quoted}::text"),
             PgType::List(e) if **e == PgType::AsText => format!("{quoted}::text[]"),
             _ => quoted.to_string(),
         }

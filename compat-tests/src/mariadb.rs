@@ -1,0 +1,242 @@
+//! One real MariaDB (MySQL protocol) per test process.
+//!
+//! SQL is run through the `mariadb` command-line client over the server's Unix socket, so the
+//! harness needs no MySQL client library of its own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::cleanup::{self, shell_quote};
+
+/// Directory name prefix of MariaDB scratch dirs under `/tmp` (`{prefix}{pid}-{nanos}`).
+const DIR_PREFIX: &str = "tributary-mariadb-";
+
+/// A MariaDB server started by this harness: user `root` without a password on 127.0.0.1 and a
+/// free port (`--skip-name-resolve`), stopped (and its directory removed) at process exit.
+#[derive(Debug)]
+pub struct Mariadb {
+    port: u16,
+    base: PathBuf,
+    client: PathBuf,
+    _child: Mutex<Child>,
+    _watchdog: Mutex<Child>,
+}
+
+/// `program` on PATH or in the usual sbin/bin directories (Debian puts mariadbd in /usr/sbin).
+fn find(program: &str) -> Option<PathBuf> {
+    crate::which(program).or_else(|| {
+        ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+fn need(program: &str) -> PathBuf {
+    find(program).unwrap_or_else(|| {
+        panic!(
+            "{program} not found: install MariaDB (Debian: `apt-get install mariadb-server \
+             mariadb-client`), or run scripts/test.sh, which installs it"
+        )
+    })
+}
+
+impl Mariadb {
+    /// The process-wide server, started on first use (install-db + start take a few seconds).
+    /// Panics with what to install when MariaDB cannot be found.
+    pub fn shared() -> &'static Mariadb {
+        static SHARED: OnceLock<Mariadb> = OnceLock::new();
+        SHARED.get_or_init(Mariadb::start)
+    }
+
+    fn start() -> Mariadb {
+        let mariadbd = need("mariadbd");
+        let install = need("mariadb-install-db");
+        let client = need("mariadb");
+        remove_stale_dirs();
+        let base = std::env::temp_dir().join(format!(
+            "{DIR_PREFIX}{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        std::fs::create_dir_all(&base).unwrap_or_else(|e| panic!("create {}: {e}", base.display()));
+        let data = base.join("data");
+        let socket = base.join("mysqld.sock");
+        let log = base.join("err.log");
+        let port = crate::free_port();
+
+        let mut cmd = Command::new(&install);
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
+        if cleanup::is_root() {
+            cmd.arg("--user=root");
+        }
+        run_checked(&mut cmd, "mariadb-install-db");
+
+        let mut cmd = Command::new(&mariadbd);
+        cmd.arg("--no-defaults");
+        if cleanup::is_root() {
+            cmd.arg("--user=root");
+        }
+        cmd.arg(format!("--datadir={}", data.display()))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--port={port}"))
+            .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--pid-file={}", base.join("mysqld.pid").display()))
+            .arg(format!("--log-error={}", log.display()))
+            .args([
+                "--skip-name-resolve",
+                "--innodb-buffer-pool-size=64M",
+                "--innodb-flush-log-at-trx-commit=0",
+                "--skip-log-bin",
+                "--max-connections=200",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", mariadbd.display()));
+        let watchdog = cleanup::on_exit(&format!(
+            "kill {pid} 2>/dev/null; sleep 1; kill -9 {pid} 2>/dev/null; rm -rf {base}",
+            pid = child.id(),
+            base = shell_quote(&base.to_string_lossy())
+        ));
+        let server = Mariadb {
+            port,
+            base,
+            client,
+            _child: Mutex::new(child),
+            _watchdog: Mutex::new(watchdog),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !server.run_sql("SELECT 1").status.success() {
+            if Instant::now() > deadline {
+                panic!(
+                    "mariadbd did not accept connections within 60 s; err.log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn host(&self) -> &'static str {
+        "127.0.0.1"
+    }
+
+    /// The server's error log.
+    pub fn log_path(&self) -> PathBuf {
+        self.base.join("err.log")
+    }
+
+    /// The catalog file of a `mysql` catalog on this server (user root, no password), plus `extra`
+    /// lines.
+    pub fn catalog_toml(&self, extra: &str) -> String {
+        format!(
+            "connector = \"mysql\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"root\"\n{extra}",
+            self.port
+        )
+    }
+
+    fn run_sql(&self, sql: &str) -> Output {
+        Command::new(&self.client)
+            .arg("--no-defaults")
+            .arg("-uroot")
+            .arg(format!(
+                "--socket={}",
+                self.base.join("mysqld.sock").display()
+            ))
+            .args(["--batch", "--skip-column-names", "--raw", "-e", sql])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", self.client.display()))
+    }
+
+    /// Runs `sql` (one or more statements) as root; panics with the server's message on error.
+    pub fn execute(&self, sql: &str) {
+        let out = self.run_sql(sql);
+        if !out.status.success() {
+            panic!(
+                "MariaDB: {sql}\n{}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+
+    /// The rows of `sql`, every value as text (`None` for NULL), tab-separated by the client.
+    pub fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let out = self.run_sql(sql);
+        if !out.status.success() {
+            panic!(
+                "MariaDB: {sql}\n{}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|line| {
+                line.split('\t')
+                    .map(|v| (v != "NULL").then(|| v.to_string()))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+fn run_checked(command: &mut Command, what: &str) {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: could not run {command:?}: {e}"));
+    if !output.status.success() {
+        panic!(
+            "{what} failed ({}): {command:?}\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// Removes MariaDB dirs left behind by test processes that no longer exist (their servers were
+/// killed by the watchdog, or are killed here through the pid file).
+fn remove_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(DIR_PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() || cleanup::pid_alive(pid) {
+            continue;
+        }
+        if let Ok(server) = std::fs::read_to_string(entry.path().join("mysqld.pid"))
+            && let Ok(server) = server.trim().parse::<u32>()
+            && cleanup::pid_alive(server)
+        {
+            // Only a mariadbd whose command line names this directory.
+            let cmdline = std::fs::read(format!("/proc/{server}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&*entry.path().to_string_lossy()) {
+                let _ = Command::new("kill").arg(server.to_string()).status();
+            }
+        }
+        let _ = std::fs::remove_dir_all(entry.path());
+    }
+}

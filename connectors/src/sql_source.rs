@@ -1,0 +1,148 @@
+//! What a SQL source (PostgreSQL, MySQL, ...) offers the planner so it can push whole single-source
+//! subplans (filters, projections, aggregates, top-N, joins) as one remote statement.
+//!
+//! The planner's pushdown rule (`tributary_planner::pushdown`) finds a table scan's [`SqlTable`] with
+//! [`as_sql_table`], checks that every table of a subplan has the same [`SqlSource::id`], writes the
+//! statement with the source's [`SqlDialect`] and asks [`SqlSource::query_scan`] for a scan of it.
+//! A connector plugs in by implementing these traits and adding its table type to [`as_sql_table`].
+//!
+//! The dialect only renders; deciding what keeps its meaning is shared: a column's [`SqlKind`] says
+//! which operations on it are the same at the source as in DataFusion.
+
+use std::any::Any;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::TableProvider;
+use datafusion::common::{Result, ScalarValue};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+
+/// What operations on a value mean the same at the source as in DataFusion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlKind {
+    /// Integers: equality, ordering, grouping, min/max, sum, avg.
+    Integer,
+    /// Exact decimals: as integers, plus `+ - *` (exact on both sides).
+    Decimal,
+    /// Floats: only carried, summed and averaged (NaN and -0 compare and group differently).
+    Float,
+    /// Booleans: equality, grouping, ordering.
+    Bool,
+    /// Strings. Never ordered (collations differ from DataFusion's byte order).
+    Text {
+        /// `=` / `<>` / `IN` / `LIKE` against literals and other such strings mean byte equality
+        /// (a deterministic collation and no blank-padding).
+        eq: bool,
+        /// Two values of the column are equal at the source exactly when they are byte-equal, so
+        /// grouping and `count(distinct)` agree (deterministic collation; blank-padded char(n) too).
+        group: bool,
+    },
+    /// Dates and timestamps: equality, ordering, grouping, min/max.
+    Temporal,
+    /// Anything else: only carried through.
+    Other,
+}
+
+impl SqlKind {
+    /// Whether `a = b` between two such values is byte/value equality on both sides.
+    pub fn eq_safe(self) -> bool {
+        matches!(
+            self,
+            SqlKind::Integer
+                | SqlKind::Decimal
+                | SqlKind::Bool
+                | SqlKind::Temporal
+                | SqlKind::Text { eq: true, .. }
+        )
+    }
+
+    /// Whether grouping / `count(distinct)` on it agrees.
+    pub fn group_safe(self) -> bool {
+        self.eq_safe() || matches!(self, SqlKind::Text { group: true, .. })
+    }
+
+    /// Whether `<`, `>`, ORDER BY, min and max agree (never strings or floats).
+    pub fn order_safe(self) -> bool {
+        matches!(
+            self,
+            SqlKind::Integer | SqlKind::Decimal | SqlKind::Bool | SqlKind::Temporal
+        )
+    }
+}
+
+/// How a source writes SQL. Only rendering: the planner decides what may be pushed.
+pub trait SqlDialect: Send + Sync + Debug {
+    /// A quoted identifier.
+    fn quote_ident(&self, name: &str) -> String;
+
+    /// The SQL literal of `value` with exactly that value at the source, if there is one.
+    fn literal(&self, value: &ScalarValue) -> Option<String>;
+
+    /// The source's type that reads back as Arrow type `ty` (used in casts), if any.
+    fn type_name(&self, ty: &DataType) -> Option<String>;
+
+    /// `CAST(expr AS ty)` in this dialect, if the source has such a type.
+    fn cast(&self, expr: &str, ty: &DataType) -> Option<String> {
+        Some(format!("CAST({expr} AS {})", self.type_name(ty)?))
+    }
+
+    /// The source's name of DataFusion aggregate `name` (`count`, `sum`, `min`, `max`, `avg`,
+    /// `stddev`, `stddev_pop`, `var_samp`, `var_pop`), if the source has it with the same meaning.
+    fn aggregate(&self, name: &str) -> Option<&'static str>;
+
+    /// One ORDER BY item with explicit null placement.
+    fn order_item(&self, expr: &str, asc: bool, nulls_first: bool) -> String;
+
+    /// `LIMIT` / `OFFSET` clause (with a leading space), empty when neither is set.
+    fn limit(&self, fetch: Option<usize>, skip: usize) -> String;
+
+    /// Whether FULL OUTER JOIN exists.
+    fn full_join(&self) -> bool;
+
+    /// Whether `SELECT FROM t` (no columns) is valid.
+    fn empty_select(&self) -> bool;
+
+    /// Truncating integer division of two exact numbers (`div(a, b)` on PostgreSQL).
+    fn int_div(&self, a: &str, b: &str) -> Option<String>;
+}
+
+/// One remote database: the unit within which subplans (joins included) can be pushed.
+pub trait SqlSource: Send + Sync + Debug {
+    /// Identifies the remote database: tables with the same id can be joined in one statement.
+    fn id(&self) -> String;
+
+    /// The dialect of the source.
+    fn dialect(&self) -> &dyn SqlDialect;
+
+    /// A scan running `sql` at the source as ONE split (one output partition), reading its columns
+    /// as `schema` (the statement's columns have exactly the types `schema` maps to, see
+    /// [`SqlDialect::type_name`]). Executing the partition twice runs the statement twice.
+    fn query_scan(&self, sql: String, schema: SchemaRef) -> Result<Arc<dyn ExecutionPlan>>;
+}
+
+/// A table of a [`SqlSource`].
+pub trait SqlTable: Send + Sync + Debug {
+    /// The source holding the table.
+    fn sql_source(&self) -> Arc<dyn SqlSource>;
+
+    /// The table's quoted name at the source (`"schema"."table"`).
+    fn relation(&self) -> String;
+
+    /// The SELECT-list expression reading column `index` as its Arrow type (e.g. with a cast to
+    /// text), and what operations on the value keep their meaning.
+    fn column(&self, index: usize) -> Option<(String, SqlKind)>;
+
+    /// The SQL of a filter that the table's provider accepted as `Exact` (so the same rows).
+    fn filter_sql(&self, filter: &Expr) -> Option<String>;
+}
+
+/// The [`SqlTable`] behind a table provider, for the SQL sources this crate knows.
+pub fn as_sql_table(provider: &dyn TableProvider) -> Option<&dyn SqlTable> {
+    let any = provider as &dyn Any;
+    if let Some(t) = any.downcast_ref::<crate::postgres::PostgresTable>() {
+        return Some(t);
+    }
+    None
+}

@@ -1,0 +1,835 @@
+//! Whole-subplan pushdown into SQL sources (PostgreSQL today, MySQL through the same traits).
+//!
+//! [`SqlSourcePushdown`] is a logical optimizer rule appended after DataFusion's own (so filters,
+//! projections and limits already sit in the table scans). Walking the plan top-down, it takes the
+//! largest subtree that reads only tables of one [`SqlSource`] and whose every operator and
+//! expression keeps its meaning at the source, and replaces it, when it holds an aggregate, a join,
+//! a top-N or a limit, with a scan of ONE remote statement (one split): `TableScan(__remote)` under a
+//! projection that restores the subtree's column names and qualifiers.
+//!
+//! The statement nests one derived table per operator, each naming its columns `c0..cn`; every
+//! computed column is cast to the Arrow type DataFusion gives it, so the source returns exactly the
+//! values Tributary would compute. What is pushed (see [`SqlKind`] for per-type rules):
+//! - scans with their pushed filters, projections of columns, literals, decimal `+ - *`, widening
+//!   numeric casts, comparisons (ordered ones never on strings or floats), AND/OR/NOT, IS NULL,
+//!   BETWEEN, IN lists, LIKE without escapes on byte-comparable strings, CASE;
+//! - aggregates count, count(distinct), sum, min, max, avg, stddev/variance with GROUP BY;
+//!   avg of decimals truncates like DataFusion (`div(sum * 10^s, count)`), avg and stddev of
+//!   integers are computed on float8 like DataFusion;
+//! - ORDER BY ... LIMIT (explicit NULLS FIRST/LAST; keys never strings or floats), LIMIT/OFFSET;
+//! - inner, left, right, full, semi and anti joins on byte-comparable keys (not null-aware anti).
+//!
+//! Scalar functions are never pushed (the source may lack them or differ).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, NullEquality, Result, ScalarValue};
+use datafusion::datasource::{provider_as_source, source_as_provider};
+use datafusion::logical_expr::expr::{AggregateFunction, Alias, Between, Case, Cast, InList, Like};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, ExprSchemable, FetchType, JoinType, LogicalPlan, LogicalPlanBuilder,
+    Operator, Projection, SkipType, Sort, SortExpr, TableType,
+};
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+use datafusion::physical_plan::ExecutionPlan;
+use tributary_connectors::sql_source::{SqlDialect, SqlKind, SqlSource, as_sql_table};
+
+/// The optimizer rule; see the module docs.
+#[derive(Debug, Default)]
+pub struct SqlSourcePushdown;
+
+impl OptimizerRule for SqlSourcePushdown {
+    fn name(&self) -> &str {
+        "sql_source_pushdown"
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        rewrite(plan)
+    }
+}
+
+fn rewrite(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    if let Some(rel) = translate(&plan).filter(|r| r.worth)
+        && let Some(replaced) = replace(&plan, rel)
+    {
+        return Ok(Transformed::yes(replaced));
+    }
+    plan.map_children(rewrite)?
+        .transform_data(|p| p.map_subqueries(rewrite))
+}
+
+/// A subplan written as one SELECT whose columns are named `c0..cn` (the subplan's output order).
+struct Rel {
+    source: Arc<dyn SqlSource>,
+    id: String,
+    sql: String,
+    kinds: Vec<SqlKind>,
+    /// Holds an aggregate, join, top-N or limit: worth a single-split remote statement.
+    worth: bool,
+    /// The rows come out in this order (a top-N at the top); nothing may be put above but a limit.
+    order: Option<Vec<SortExpr>>,
+}
+
+fn cname(i: usize) -> String {
+    format!("\"c{i}\"")
+}
+
+/// `alias.cI` for each column of a relation.
+fn col_ref(alias: &str, i: usize) -> String {
+    format!("{alias}.{}", cname(i))
+}
+
+fn translate(plan: &LogicalPlan) -> Option<Rel> {
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            let provider = source_as_provider(&scan.source).ok()?;
+            let table = as_sql_table(provider.as_ref())?;
+            let source = table.sql_source();
+            let d = source.dialect();
+            let indices: Vec<usize> = match &scan.projection {
+                Some(p) => p.clone(),
+                None => (0..provider.schema().fields().len()).collect(),
+            };
+            let mut items = Vec::with_capacity(indices.len());
+            let mut kinds = Vec::with_capacity(indices.len());
+            for (k, &i) in indices.iter().enumerate() {
+                let (e, kind) = table.column(i)?;
+                items.push(format!("{e} AS {}", cname(k)));
+                kinds.push(kind);
+            }
+            if items.is_empty() && !d.empty_select() {
+                items.push("1 AS \"c_\"".into());
+            }
+            let mut sql = format!("SELECT {} FROM {}", items.join(", "), table.relation());
+            let conditions = scan
+                .filters
+                .iter()
+                .map(|f| table.filter_sql(f))
+                .collect::<Option<Vec<_>>>()?;
+            if !conditions.is_empty() {
+                write!(sql, " WHERE {}", conditions.join(" AND ")).ok()?;
+            }
+            sql.push_str(&d.limit(scan.fetch, 0));
+            Some(Rel {
+                id: source.id(),
+                source,
+                sql,
+                kinds,
+                worth: false,
+                order: None,
+            })
+        }
+        LogicalPlan::SubqueryAlias(a) => {
+            let rel = translate(&a.input)?;
+            rel.order.is_none().then_some(rel)
+        }
+        LogicalPlan::Projection(p) => {
+            let input = unordered(translate(&p.input)?)?;
+            let d = input.source.dialect();
+            let schema = p.input.schema();
+            let cols = |i: usize| Some((col_ref("t", i), *input.kinds.get(i)?));
+            let mut items = Vec::new();
+            let mut kinds = Vec::new();
+            for (i, e) in p.expr.iter().enumerate() {
+                let (sql, kind) = expr_sql(d, e, schema, &cols)?;
+                let sql = if matches!(unalias(e), Expr::Column(_)) {
+                    sql
+                } else {
+                    d.cast(&sql, p.schema.field(i).data_type())?
+                };
+                items.push(format!("{sql} AS {}", cname(i)));
+                kinds.push(kind);
+            }
+            if items.is_empty() && !d.empty_select() {
+                items.push("1 AS \"c_\"".into());
+            }
+            let sql = format!("SELECT {} FROM ({}) AS t", items.join(", "), input.sql);
+            Some(Rel {
+                sql,
+                kinds,
+                ..input
+            })
+        }
+        LogicalPlan::Filter(f) => {
+            let input = unordered(translate(&f.input)?)?;
+            let d = input.source.dialect();
+            let cols = |i: usize| Some((col_ref("t", i), *input.kinds.get(i)?));
+            let (pred, _) = expr_sql(d, &f.predicate, f.input.schema(), &cols)?;
+            let sql = format!("SELECT * FROM ({}) AS t WHERE {pred}", input.sql);
+            Some(Rel { sql, ..input })
+        }
+        LogicalPlan::Aggregate(a) => {
+            let input = translate(&a.input)?;
+            let d = input.source.dialect();
+            let schema = a.input.schema();
+            let cols = |i: usize| Some((col_ref("t", i), *input.kinds.get(i)?));
+            let mut items = Vec::new();
+            let mut kinds = Vec::new();
+            let mut groups = Vec::new();
+            for (i, e) in a.group_expr.iter().enumerate() {
+                let (sql, kind) = expr_sql(d, e, schema, &cols)?;
+                if !kind.group_safe() {
+                    return None;
+                }
+                let out = if matches!(unalias(e), Expr::Column(_)) {
+                    sql.clone()
+                } else {
+                    d.cast(&sql, a.schema.field(i).data_type())?
+                };
+                items.push(format!("{out} AS {}", cname(i)));
+                kinds.push(kind);
+                groups.push(sql);
+            }
+            let n = a.group_expr.len();
+            for (j, e) in a.aggr_expr.iter().enumerate() {
+                let out = a.schema.field(n + j).data_type();
+                let (sql, kind) = aggregate_sql(d, unalias(e), schema, &cols, out)?;
+                items.push(format!("{sql} AS {}", cname(n + j)));
+                kinds.push(kind);
+            }
+            if items.is_empty() && !d.empty_select() {
+                items.push("1 AS \"c_\"".into());
+            }
+            let mut sql = format!("SELECT {} FROM ({}) AS t", items.join(", "), input.sql);
+            if !groups.is_empty() {
+                write!(sql, " GROUP BY {}", groups.join(", ")).ok()?;
+            }
+            Some(Rel {
+                sql,
+                kinds,
+                worth: true,
+                order: None,
+                ..input
+            })
+        }
+        LogicalPlan::Sort(s) => {
+            let fetch = s.fetch?;
+            top_n(&s.input, &s.expr, Some(fetch), 0)
+        }
+        LogicalPlan::Limit(l) => {
+            let SkipType::Literal(skip) = l.get_skip_type().ok()? else {
+                return None;
+            };
+            let FetchType::Literal(fetch) = l.get_fetch_type().ok()? else {
+                return None;
+            };
+            if let LogicalPlan::Sort(s) = l.input.as_ref() {
+                // Rows [skip, skip + fetch) of the sort's first `s.fetch` rows.
+                let fetch = match (fetch, s.fetch) {
+                    (Some(f), Some(sf)) => Some(f.min(sf.saturating_sub(skip))),
+                    (Some(f), None) => Some(f),
+                    (None, Some(sf)) => Some(sf.saturating_sub(skip)),
+                    (None, None) => None,
+                };
+                return top_n(&s.input, &s.expr, fetch, skip);
+            }
+            let input = unordered(translate(&l.input)?)?;
+            let d = input.source.dialect();
+            let sql = format!("SELECT * FROM ({}) AS t{}", input.sql, d.limit(fetch, skip));
+            Some(Rel {
+                sql,
+                worth: true,
+                ..input
+            })
+        }
+        LogicalPlan::Join(j) => join(j),
+        _ => None,
+    }
+}
+
+fn unordered(rel: Rel) -> Option<Rel> {
+    rel.order.is_none().then_some(rel)
+}
+
+fn top_n(
+    input: &LogicalPlan,
+    order: &[SortExpr],
+    fetch: Option<usize>,
+    skip: usize,
+) -> Option<Rel> {
+    let rel = unordered(translate(input)?)?;
+    let d = rel.source.dialect();
+    let cols = |i: usize| Some((col_ref("t", i), *rel.kinds.get(i)?));
+    let mut items = Vec::new();
+    for s in order {
+        let (sql, kind) = expr_sql(d, &s.expr, input.schema(), &cols)?;
+        if !kind.order_safe() {
+            return None;
+        }
+        items.push(d.order_item(&sql, s.asc, s.nulls_first));
+    }
+    let sql = format!(
+        "SELECT * FROM ({}) AS t ORDER BY {}{}",
+        rel.sql,
+        items.join(", "),
+        d.limit(fetch, skip)
+    );
+    Some(Rel {
+        sql,
+        worth: true,
+        order: Some(order.to_vec()),
+        ..rel
+    })
+}
+
+fn join(j: &datafusion::logical_expr::Join) -> Option<Rel> {
+    if j.null_aware || j.null_equality != NullEquality::NullEqualsNothing {
+        return None;
+    }
+    let left = unordered(translate(&j.left)?)?;
+    let right = unordered(translate(&j.right)?)?;
+    if left.id != right.id {
+        return None;
+    }
+    let d = left.source.dialect();
+    let (ls, rs) = (j.left.schema(), j.right.schema());
+    let lcols = |i: usize| Some((col_ref("l", i), *left.kinds.get(i)?));
+    let rcols = |i: usize| Some((col_ref("r", i), *right.kinds.get(i)?));
+    let mut conditions = Vec::new();
+    for (le, re) in &j.on {
+        let (lsql, lk) = expr_sql(d, le, ls, &lcols)?;
+        let (rsql, rk) = expr_sql(d, re, rs, &rcols)?;
+        if !lk.eq_safe() || !rk.eq_safe() || le.get_type(ls).ok()? != re.get_type(rs).ok()? {
+            return None;
+        }
+        conditions.push(format!("{lsql} = {rsql}"));
+    }
+    if let Some(filter) = &j.filter {
+        let both = ls.join(rs).ok()?;
+        let nl = left.kinds.len();
+        let cols = |i: usize| {
+            if i < nl { lcols(i) } else { rcols(i - nl) }
+        };
+        conditions.push(expr_sql(d, filter, &both, &cols)?.0);
+    }
+    let on = if conditions.is_empty() {
+        "TRUE".to_string()
+    } else {
+        conditions.join(" AND ")
+    };
+    let (sql, kinds) = match j.join_type {
+        JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full => {
+            let word = match j.join_type {
+                JoinType::Inner => "INNER",
+                JoinType::Left => "LEFT",
+                JoinType::Right => "RIGHT",
+                _ if d.full_join() => "FULL",
+                _ => return None,
+            };
+            let nl = left.kinds.len();
+            let mut items: Vec<String> = (0..nl)
+                .map(|i| format!("{} AS {}", col_ref("l", i), cname(i)))
+                .collect();
+            items.extend(
+                (0..right.kinds.len()).map(|i| format!("{} AS {}", col_ref("r", i), cname(nl + i))),
+            );
+            if items.is_empty() && !d.empty_select() {
+                items.push("1 AS \"c_\"".into());
+            }
+            let mut kinds = left.kinds.clone();
+            kinds.extend(right.kinds.iter().copied());
+            (
+                format!(
+                    "SELECT {} FROM ({}) AS l {word} JOIN ({}) AS r ON {on}",
+                    items.join(", "),
+                    left.sql,
+                    right.sql
+                ),
+                kinds,
+            )
+        }
+        JoinType::LeftSemi | JoinType::LeftAnti => {
+            let not = if j.join_type == JoinType::LeftAnti {
+                "NOT "
+            } else {
+                ""
+            };
+            (
+                format!(
+                    "SELECT l.* FROM ({}) AS l WHERE {not}EXISTS (SELECT 1 FROM ({}) AS r WHERE {on})",
+                    left.sql, right.sql
+                ),
+                left.kinds.clone(),
+            )
+        }
+        JoinType::RightSemi | JoinType::RightAnti => {
+            let not = if j.join_type == JoinType::RightAnti {
+                "NOT "
+            } else {
+                ""
+            };
+            (
+                format!(
+                    "SELECT r.* FROM ({}) AS r WHERE {not}EXISTS (SELECT 1 FROM ({}) AS l WHERE {on})",
+                    right.sql, left.sql
+                ),
+                right.kinds.clone(),
+            )
+        }
+        _ => return None,
+    };
+    Some(Rel {
+        source: left.source,
+        id: left.id,
+        sql,
+        kinds,
+        worth: true,
+        order: None,
+    })
+}
+
+fn unalias(e: &Expr) -> &Expr {
+    match e {
+        Expr::Alias(Alias { expr, .. }) => unalias(expr),
+        e => e,
+    }
+}
+
+fn kind_of_type(ty: &DataType) -> SqlKind {
+    match ty {
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => SqlKind::Integer,
+        DataType::Decimal128(..) => SqlKind::Decimal,
+        DataType::Float32 | DataType::Float64 => SqlKind::Float,
+        DataType::Boolean => SqlKind::Bool,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => SqlKind::Text {
+            eq: true,
+            group: true,
+        },
+        DataType::Date32 | DataType::Timestamp(..) => SqlKind::Temporal,
+        _ => SqlKind::Other,
+    }
+}
+
+type Cols<'a> = dyn Fn(usize) -> Option<(String, SqlKind)> + 'a;
+
+/// The SQL of `e` (over a relation of `schema` whose column `i` is `cols(i)`), if it has the same
+/// value at the source, and what may be done with that value.
+fn expr_sql(
+    d: &dyn SqlDialect,
+    e: &Expr,
+    schema: &DFSchema,
+    cols: &Cols<'_>,
+) -> Option<(String, SqlKind)> {
+    let ty = |e: &Expr| e.get_type(schema).ok();
+    match e {
+        Expr::Column(c) => cols(schema.index_of_column(c).ok()?),
+        Expr::Alias(Alias { expr, .. }) => expr_sql(d, expr, schema, cols),
+        Expr::Literal(v, _) => {
+            if v.is_null() {
+                return None;
+            }
+            Some((d.literal(v)?, kind_of_type(&v.data_type())))
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let (l, lk) = expr_sql(d, left, schema, cols)?;
+            let (r, rk) = expr_sql(d, right, schema, cols)?;
+            let same_type = ty(left)? == ty(right)?;
+            let word = match op {
+                Operator::And => "AND",
+                Operator::Or => "OR",
+                Operator::Eq | Operator::NotEq => {
+                    if !(lk.eq_safe() && rk.eq_safe() && same_type) {
+                        return None;
+                    }
+                    if *op == Operator::Eq { "=" } else { "<>" }
+                }
+                Operator::IsDistinctFrom | Operator::IsNotDistinctFrom => {
+                    if !(lk.eq_safe() && rk.eq_safe() && same_type) {
+                        return None;
+                    }
+                    if *op == Operator::IsDistinctFrom {
+                        "IS DISTINCT FROM"
+                    } else {
+                        "IS NOT DISTINCT FROM"
+                    }
+                }
+                Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => {
+                    if !(lk.order_safe() && rk.order_safe() && same_type) {
+                        return None;
+                    }
+                    match op {
+                        Operator::Lt => "<",
+                        Operator::LtEq => "<=",
+                        Operator::Gt => ">",
+                        _ => ">=",
+                    }
+                }
+                // Exact on both sides for decimals; the result is cast to DataFusion's type.
+                Operator::Plus | Operator::Minus | Operator::Multiply => {
+                    if !(lk == SqlKind::Decimal && rk == SqlKind::Decimal) {
+                        return None;
+                    }
+                    match op {
+                        Operator::Plus => "+",
+                        Operator::Minus => "-",
+                        _ => "*",
+                    }
+                }
+                _ => return None,
+            };
+            let kind = match op {
+                Operator::Plus | Operator::Minus | Operator::Multiply => {
+                    let out = ty(e)?;
+                    if !matches!(out, DataType::Decimal128(..)) {
+                        return None;
+                    }
+                    return Some((
+                        d.cast(&format!("({l} {word} {r})"), &out)?,
+                        SqlKind::Decimal,
+                    ));
+                }
+                _ => SqlKind::Bool,
+            };
+            Some((format!("({l} {word} {r})"), kind))
+        }
+        Expr::Not(inner) => Some((
+            format!("(NOT {})", expr_sql(d, inner, schema, cols)?.0),
+            SqlKind::Bool,
+        )),
+        Expr::IsNull(inner) => Some((
+            format!("({} IS NULL)", expr_sql(d, inner, schema, cols)?.0),
+            SqlKind::Bool,
+        )),
+        Expr::IsNotNull(inner) => Some((
+            format!("({} IS NOT NULL)", expr_sql(d, inner, schema, cols)?.0),
+            SqlKind::Bool,
+        )),
+        Expr::Between(Between {
+            expr,
+            negated,
+            low,
+            high,
+        }) => {
+            let (x, xk) = expr_sql(d, expr, schema, cols)?;
+            let (lo, lk) = expr_sql(d, low, schema, cols)?;
+            let (hi, hk) = expr_sql(d, high, schema, cols)?;
+            let t = ty(expr)?;
+            if !(xk.order_safe() && lk.order_safe() && hk.order_safe())
+                || ty(low)? != t
+                || ty(high)? != t
+            {
+                return None;
+            }
+            let not = if *negated { "NOT " } else { "" };
+            Some((format!("({x} {not}BETWEEN {lo} AND {hi})"), SqlKind::Bool))
+        }
+        Expr::InList(InList {
+            expr,
+            list,
+            negated,
+        }) => {
+            let (x, xk) = expr_sql(d, expr, schema, cols)?;
+            let t = ty(expr)?;
+            if !xk.eq_safe() || list.is_empty() {
+                return None;
+            }
+            let mut items = Vec::new();
+            for item in list {
+                let (s, k) = expr_sql(d, item, schema, cols)?;
+                if !k.eq_safe() || ty(item)? != t {
+                    return None;
+                }
+                items.push(s);
+            }
+            let not = if *negated { "NOT " } else { "" };
+            Some((
+                format!("({x} {not}IN ({}))", items.join(", ")),
+                SqlKind::Bool,
+            ))
+        }
+        Expr::Like(Like {
+            negated,
+            expr,
+            pattern,
+            escape_char: None,
+            case_insensitive: false,
+        }) => {
+            let (x, xk) = expr_sql(d, expr, schema, cols)?;
+            let Expr::Literal(
+                ScalarValue::Utf8(Some(p))
+                | ScalarValue::LargeUtf8(Some(p))
+                | ScalarValue::Utf8View(Some(p)),
+                _,
+            ) = pattern.as_ref()
+            else {
+                return None;
+            };
+            // A backslash is an escape at the source; keep those patterns local.
+            if !matches!(xk, SqlKind::Text { eq: true, .. }) || p.contains('\\') {
+                return None;
+            }
+            let (p, _) = expr_sql(d, pattern, schema, cols)?;
+            let not = if *negated { "NOT " } else { "" };
+            Some((format!("({x} {not}LIKE {p})"), SqlKind::Bool))
+        }
+        Expr::Case(Case {
+            expr,
+            when_then_expr,
+            else_expr,
+        }) => {
+            let mut sql = String::from("(CASE");
+            if let Some(x) = expr {
+                let (x, xk) = expr_sql(d, x, schema, cols)?;
+                if !xk.eq_safe() {
+                    return None;
+                }
+                write!(sql, " {x}").ok()?;
+            }
+            let out = ty(e)?;
+            for (w, t) in when_then_expr {
+                let (w, _) = expr_sql(d, w, schema, cols)?;
+                let (t, _) = expr_sql(d, t, schema, cols)?;
+                write!(sql, " WHEN {w} THEN {}", d.cast(&t, &out)?).ok()?;
+            }
+            if let Some(x) = else_expr {
+                let (x, _) = expr_sql(d, x, schema, cols)?;
+                write!(sql, " ELSE {}", d.cast(&x, &out)?).ok()?;
+            }
+            sql.push_str(" END)");
+            Some((sql, kind_of_type(&out)))
+        }
+        Expr::Cast(Cast { expr, field }) => {
+            let to = field.data_type();
+            let from = ty(expr)?;
+            let (x, _) = expr_sql(d, expr, schema, cols)?;
+            if &from == to {
+                return expr_sql(d, expr, schema, cols);
+            }
+            let int_width = |t: &DataType| match t {
+                DataType::Int8 => Some(1),
+                DataType::Int16 => Some(2),
+                DataType::Int32 => Some(4),
+                DataType::Int64 => Some(8),
+                _ => None,
+            };
+            let exact = match (&from, to) {
+                (a, b) if int_width(a).is_some() && int_width(b).is_some() => {
+                    int_width(a) <= int_width(b)
+                }
+                (a, DataType::Decimal128(..)) if int_width(a).is_some() => true,
+                // Round to nearest on both sides.
+                (DataType::Int16 | DataType::Int32 | DataType::Int64, DataType::Float64) => true,
+                (DataType::Decimal128(_, s1), DataType::Decimal128(_, s2)) => s2 >= s1,
+                // At most one ulp apart (PostgreSQL rounds correctly, arrow divides by 10^s).
+                (DataType::Decimal128(..), DataType::Float64) => true,
+                _ => false,
+            };
+            if !exact {
+                return None;
+            }
+            Some((d.cast(&x, to)?, kind_of_type(to)))
+        }
+        _ => None,
+    }
+}
+
+/// The SQL of one aggregate, cast to DataFusion's result type `out`.
+fn aggregate_sql(
+    d: &dyn SqlDialect,
+    e: &Expr,
+    schema: &DFSchema,
+    cols: &Cols<'_>,
+    out: &DataType,
+) -> Option<(String, SqlKind)> {
+    let Expr::AggregateFunction(AggregateFunction { func, params }) = e else {
+        return None;
+    };
+    if params.filter.is_some() || !params.order_by.is_empty() || params.null_treatment.is_some() {
+        return None;
+    }
+    let name = d.aggregate(func.name())?;
+    let [arg] = params.args.as_slice() else {
+        return None;
+    };
+    let out_kind = kind_of_type(out);
+    if func.name() == "count" {
+        if let Expr::Literal(v, _) = arg
+            && !v.is_null()
+            && !params.distinct
+        {
+            return Some((d.cast("count(*)", out)?, out_kind));
+        }
+        let (x, k) = expr_sql(d, arg, schema, cols)?;
+        if params.distinct && !k.group_safe() {
+            return None;
+        }
+        let distinct = if params.distinct { "DISTINCT " } else { "" };
+        return Some((d.cast(&format!("{name}({distinct}{x})"), out)?, out_kind));
+    }
+    if params.distinct {
+        return None;
+    }
+    let (x, k) = expr_sql(d, arg, schema, cols)?;
+    let float8 = DataType::Float64;
+    let sql = match func.name() {
+        "sum" => match k {
+            SqlKind::Integer | SqlKind::Decimal => format!("{name}({x})"),
+            SqlKind::Float => format!("{name}({})", d.cast(&x, &float8)?),
+            _ => return None,
+        },
+        "min" | "max" => {
+            if !k.order_safe() {
+                return None;
+            }
+            format!("{name}({x})")
+        }
+        "avg" => match (k, out) {
+            (SqlKind::Integer | SqlKind::Float, DataType::Float64) => {
+                format!("{name}({})", d.cast(&x, &float8)?)
+            }
+            // DataFusion: sum scaled to the result's scale, divided by the count, truncated.
+            (SqlKind::Decimal, DataType::Decimal128(_, s2)) => {
+                let DataType::Decimal128(_, s1) = ty_of(arg, schema)? else {
+                    return None;
+                };
+                if s2 < &s1 || *s2 < 0 {
+                    return None;
+                }
+                let scale = usize::from(s2.unsigned_abs());
+                let up = format!("1{}", "0".repeat(scale));
+                let down = if scale == 0 {
+                    "1".to_string()
+                } else {
+                    format!("0.{}1", "0".repeat(scale - 1))
+                };
+                let q = d.int_div(
+                    &format!("sum({x}) * {up}"),
+                    &format!("NULLIF(count({x}), 0)"),
+                )?;
+                format!("({q} * {down})")
+            }
+            _ => return None,
+        },
+        "stddev" | "stddev_pop" | "var" | "var_pop" => match k {
+            SqlKind::Integer | SqlKind::Decimal | SqlKind::Float => {
+                format!("{name}({})", d.cast(&x, &float8)?)
+            }
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let kind = if matches!(func.name(), "min" | "max") {
+        k
+    } else {
+        out_kind
+    };
+    Some((d.cast(&sql, out)?, kind))
+}
+
+fn ty_of(e: &Expr, schema: &DFSchema) -> Option<DataType> {
+    e.get_type(schema).ok()
+}
+
+/// Table name of the replacement scans.
+const REMOTE: &str = "__remote";
+
+/// `plan` replaced by a scan of `rel`'s statement, under a projection giving back its columns'
+/// names and qualifiers (and, for a top-N, a local sort of those few rows to restore the order).
+fn replace(plan: &LogicalPlan, rel: Rel) -> Option<LogicalPlan> {
+    let d = rel.source.dialect();
+    let schema = plan.schema();
+    let mut items = Vec::new();
+    let mut fields = Vec::new();
+    for (i, (_, field)) in schema.iter().enumerate() {
+        items.push(format!(
+            "{} AS {}",
+            d.cast(&col_ref("t", i), field.data_type())?,
+            cname(i)
+        ));
+        fields.push(Field::new(
+            format!("c{i}"),
+            field.data_type().clone(),
+            field.is_nullable(),
+        ));
+    }
+    let sql = format!("SELECT {} FROM ({}) AS t", items.join(", "), rel.sql);
+    let table = RemoteQueryTable {
+        source: Arc::clone(&rel.source),
+        sql,
+        schema: Arc::new(Schema::new(fields)),
+    };
+    let scan = LogicalPlanBuilder::scan(REMOTE, provider_as_source(Arc::new(table)), None)
+        .ok()?
+        .build()
+        .ok()?;
+    let exprs = schema
+        .iter()
+        .enumerate()
+        .map(|(i, (q, f))| {
+            Expr::Column(Column::new(Some(REMOTE), format!("c{i}")))
+                .alias_qualified(q.cloned(), f.name())
+        })
+        .collect();
+    let projection = LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(scan)).ok()?);
+    Some(match rel.order {
+        Some(expr) => LogicalPlan::Sort(Sort {
+            expr,
+            input: Arc::new(projection),
+            fetch: None,
+        }),
+        None => projection,
+    })
+}
+
+/// A statement pushed to a SQL source, as a table: its scan is one split running the statement.
+#[derive(Debug)]
+pub struct RemoteQueryTable {
+    source: Arc<dyn SqlSource>,
+    sql: String,
+    schema: SchemaRef,
+}
+
+impl RemoteQueryTable {
+    /// The statement sent to the source.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+}
+
+#[async_trait]
+impl TableProvider for RemoteQueryTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let d = self.source.dialect();
+        let all: Vec<usize> = (0..self.schema.fields().len()).collect();
+        let (mut sql, schema) = match projection {
+            Some(p) if *p != all => {
+                let mut items: Vec<String> = p.iter().map(|&i| cname(i)).collect();
+                if items.is_empty() && !d.empty_select() {
+                    items.push("1 AS \"c_\"".into());
+                }
+                (
+                    format!("SELECT {} FROM ({}) AS q", items.join(", "), self.sql),
+                    Arc::new(self.schema.project(p)?),
+                )
+            }
+            _ => (self.sql.clone(), Arc::clone(&self.schema)),
+        };
+        if limit.is_some() {
+            sql = format!("SELECT * FROM ({sql}) AS q{}", d.limit(limit, 0));
+        }
+        self.source.query_scan(sql, schema)
+    }
+}
