@@ -1,4 +1,5 @@
-//! One real MariaDB (MySQL protocol) per test process.
+//! One real MariaDB (MySQL protocol) per test process ([`Mariadb::shared`]), or a dedicated one a
+//! test may stop and start again ([`Mariadb::dedicated`]).
 //!
 //! SQL is run through the `mariadb` command-line client over the server's Unix socket, so the
 //! harness needs no MySQL client library of its own.
@@ -51,8 +52,56 @@ impl Mariadb {
         SHARED.get_or_init(Mariadb::start)
     }
 
+    /// A server of its own (for tests that stop it): killed and removed on drop or at process
+    /// exit.
+    pub fn dedicated() -> Mariadb {
+        Mariadb::start()
+    }
+
+    /// Stops the server (SIGTERM: connections are cut, committed data survives; the server runs
+    /// with `innodb-flush-log-at-trx-commit=0`, so SIGKILL would lose recent commits) and waits
+    /// until it is gone (SIGKILL after 30 s).
+    pub fn stop(&self) {
+        let mut child = self._child.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts the stopped server again on the same port and data directory and waits until it
+    /// accepts connections.
+    pub fn restart(&self) {
+        let child = launch(&self.base, self.port);
+        *self._child.lock().unwrap_or_else(|e| e.into_inner()) = child;
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.run_sql("SELECT 1").status.success() {
+            if Instant::now() > deadline {
+                panic!(
+                    "mariadbd did not accept connections within 60 s; err.log:\n{}",
+                    std::fs::read_to_string(self.log_path()).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn start() -> Mariadb {
-        let mariadbd = need("mariadbd");
         let install = need("mariadb-install-db");
         let client = need("mariadb");
         remove_stale_dirs();
@@ -66,8 +115,6 @@ impl Mariadb {
         ));
         std::fs::create_dir_all(&base).unwrap_or_else(|e| panic!("create {}: {e}", base.display()));
         let data = base.join("data");
-        let socket = base.join("mysqld.sock");
-        let log = base.join("err.log");
         let port = crate::free_port();
 
         let mut cmd = Command::new(&install);
@@ -79,35 +126,15 @@ impl Mariadb {
         }
         run_checked(&mut cmd, "mariadb-install-db");
 
-        let mut cmd = Command::new(&mariadbd);
-        cmd.arg("--no-defaults");
-        if cleanup::is_root() {
-            cmd.arg("--user=root");
-        }
-        cmd.arg(format!("--datadir={}", data.display()))
-            .arg("--bind-address=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .arg(format!("--socket={}", socket.display()))
-            .arg(format!("--pid-file={}", base.join("mysqld.pid").display()))
-            .arg(format!("--log-error={}", log.display()))
-            .args([
-                "--skip-name-resolve",
-                "--innodb-buffer-pool-size=64M",
-                "--innodb-flush-log-at-trx-commit=0",
-                "--skip-log-bin",
-                "--max-connections=200",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", mariadbd.display()));
+        // Killed through the pid file, so a restarted server is stopped too.
         let watchdog = cleanup::on_exit(&format!(
-            "kill {pid} 2>/dev/null; sleep 1; kill -9 {pid} 2>/dev/null; rm -rf {base}",
-            pid = child.id(),
+            "pid=$(cat {pidfile} 2>/dev/null); \
+             if [ -n \"$pid\" ] && grep -qF {base} /proc/$pid/cmdline 2>/dev/null; then \
+             kill $pid; sleep 1; kill -9 $pid 2>/dev/null; fi; rm -rf {base}",
+            pidfile = shell_quote(&base.join("mysqld.pid").to_string_lossy()),
             base = shell_quote(&base.to_string_lossy())
         ));
+        let child = launch(&base, port);
         let server = Mariadb {
             port,
             base,
@@ -115,16 +142,7 @@ impl Mariadb {
             _child: Mutex::new(child),
             _watchdog: Mutex::new(watchdog),
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !server.run_sql("SELECT 1").status.success() {
-            if Instant::now() > deadline {
-                panic!(
-                    "mariadbd did not accept connections within 60 s; err.log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        server.wait_ready();
         server
     }
 
@@ -192,6 +210,41 @@ impl Mariadb {
                     .collect()
             })
             .collect()
+    }
+}
+
+/// Starts mariadbd on `base`'s data directory and `port`.
+fn launch(base: &Path, port: u16) -> Child {
+    let mariadbd = need("mariadbd");
+    let mut cmd = Command::new(&mariadbd);
+    cmd.arg("--no-defaults");
+    if cleanup::is_root() {
+        cmd.arg("--user=root");
+    }
+    cmd.arg(format!("--datadir={}", base.join("data").display()))
+        .arg("--bind-address=127.0.0.1")
+        .arg(format!("--port={port}"))
+        .arg(format!("--socket={}", base.join("mysqld.sock").display()))
+        .arg(format!("--pid-file={}", base.join("mysqld.pid").display()))
+        .arg(format!("--log-error={}", base.join("err.log").display()))
+        .args([
+            "--skip-name-resolve",
+            "--innodb-buffer-pool-size=64M",
+            "--innodb-flush-log-at-trx-commit=0",
+            "--skip-log-bin",
+            "--max-connections=200",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", mariadbd.display()))
+}
+
+impl Drop for Mariadb {
+    /// Only dedicated servers are ever dropped (the shared one is a static).
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

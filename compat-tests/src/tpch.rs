@@ -125,3 +125,96 @@ where
         .await
         .unwrap_or_else(|e| panic!("COPY {table}: {e}"));
 }
+
+/// Keys and indexes for MariaDB (named, as MySQL requires), created before the load (InnoDB
+/// clusters rows by primary key).
+pub const MYSQL_INDEXES: &str = "
+ALTER TABLE nation ADD PRIMARY KEY (n_nationkey);
+ALTER TABLE region ADD PRIMARY KEY (r_regionkey);
+ALTER TABLE part ADD PRIMARY KEY (p_partkey);
+ALTER TABLE supplier ADD PRIMARY KEY (s_suppkey);
+ALTER TABLE partsupp ADD PRIMARY KEY (ps_partkey, ps_suppkey);
+ALTER TABLE customer ADD PRIMARY KEY (c_custkey);
+ALTER TABLE orders ADD PRIMARY KEY (o_orderkey);
+ALTER TABLE lineitem ADD PRIMARY KEY (l_orderkey, l_linenumber);
+CREATE INDEX orders_custkey ON orders (o_custkey);
+CREATE INDEX lineitem_part_supp ON lineitem (l_partkey, l_suppkey);
+CREATE INDEX lineitem_suppkey ON lineitem (l_suppkey);
+";
+
+/// (Re)creates database `database` on `server` and loads TPC-H at `scale_factor` into it, with the
+/// same generator and the same specification types ([`DDL`] is valid MySQL) as
+/// [`load_into_postgres`]. Rows go through `.tbl` files and `LOAD DATA INFILE` (the server runs
+/// locally, started by the tests).
+pub fn load_into_mariadb(server: &crate::Mariadb, database: &str, scale_factor: f64) {
+    let q = format!("`{}`", database.replace('`', "``"));
+    let dir = crate::TempDir::new("tpch-mariadb");
+    let sf = scale_factor;
+    let mut loads = String::new();
+    let mut file = |table: &str, rows: &mut dyn Iterator<Item = String>| {
+        use std::io::Write as _;
+        let path = dir.path().join(format!("{table}.tbl"));
+        let mut out = std::io::BufWriter::new(
+            std::fs::File::create(&path)
+                .unwrap_or_else(|e| panic!("create {}: {e}", path.display())),
+        );
+        for line in rows {
+            // Drop the .tbl format's trailing delimiter.
+            writeln!(out, "{}", line.strip_suffix('|').unwrap_or(&line))
+                .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        }
+        out.flush()
+            .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        loads.push_str(&format!(
+            "LOAD DATA INFILE '{}' INTO TABLE {table} CHARACTER SET utf8mb4 \
+             FIELDS TERMINATED BY '|' LINES TERMINATED BY '\\n';\n",
+            path.display().to_string().replace('\'', "''")
+        ));
+    };
+    let text = |r: &dyn Display| r.to_string();
+    file(
+        "nation",
+        &mut NationGenerator::new(sf, 1, 1).into_iter().map(|r| text(&r)),
+    );
+    file(
+        "region",
+        &mut RegionGenerator::new(sf, 1, 1).into_iter().map(|r| text(&r)),
+    );
+    file(
+        "part",
+        &mut PartGenerator::new(sf, 1, 1).into_iter().map(|r| text(&r)),
+    );
+    file(
+        "supplier",
+        &mut SupplierGenerator::new(sf, 1, 1)
+            .into_iter()
+            .map(|r| text(&r)),
+    );
+    file(
+        "partsupp",
+        &mut PartSuppGenerator::new(sf, 1, 1)
+            .into_iter()
+            .map(|r| text(&r)),
+    );
+    file(
+        "customer",
+        &mut CustomerGenerator::new(sf, 1, 1)
+            .into_iter()
+            .map(|r| text(&r)),
+    );
+    file(
+        "orders",
+        &mut OrderGenerator::new(sf, 1, 1).into_iter().map(|r| text(&r)),
+    );
+    file(
+        "lineitem",
+        &mut LineItemGenerator::new(sf, 1, 1)
+            .into_iter()
+            .map(|r| text(&r)),
+    );
+    server.execute(&format!(
+        "DROP DATABASE IF EXISTS {q}; CREATE DATABASE {q} CHARACTER SET utf8mb4; USE {q};\n\
+         {DDL}\n{MYSQL_INDEXES}\n{loads}\nANALYZE TABLE {};",
+        TABLES.join(", ")
+    ));
+}

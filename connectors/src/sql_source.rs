@@ -106,6 +106,12 @@ pub trait SqlDialect: Send + Sync + Debug {
 
     /// Truncating integer division of two exact numbers (`div(a, b)` on PostgreSQL).
     fn int_div(&self, a: &str, b: &str) -> Option<String>;
+
+    /// `a IS [NOT] DISTINCT FROM b` (`distinct`: whether it is `IS DISTINCT FROM`).
+    fn distinct_from(&self, a: &str, b: &str, distinct: bool) -> String {
+        let not = if distinct { "" } else { "NOT " };
+        format!("({a} IS {not}DISTINCT FROM {b})")
+    }
 }
 
 /// One remote database: the unit within which subplans (joins included) can be pushed.
@@ -127,7 +133,7 @@ pub trait SqlTable: Send + Sync + Debug {
     /// The source holding the table.
     fn sql_source(&self) -> Arc<dyn SqlSource>;
 
-    /// The table's quoted name at the source (`"schema"."table"`).
+    /// The table's quoted name at the source (`"schema"."table"`, `` `db`.`table` ``).
     fn relation(&self) -> String;
 
     /// The SELECT-list expression reading column `index` as its Arrow type (e.g. with a cast to
@@ -142,6 +148,9 @@ pub trait SqlTable: Send + Sync + Debug {
 pub fn as_sql_table(provider: &dyn TableProvider) -> Option<&dyn SqlTable> {
     let any = provider as &dyn Any;
     if let Some(t) = any.downcast_ref::<crate::postgres::PostgresTable>() {
+        return Some(t);
+    }
+    if let Some(t) = any.downcast_ref::<crate::mysql::MySqlTable>() {
         return Some(t);
     }
     None

@@ -1,4 +1,5 @@
-//! Whole-subplan pushdown into SQL sources (PostgreSQL today, MySQL through the same traits).
+//! Whole-subplan pushdown into SQL sources (PostgreSQL and MySQL / MariaDB, through the same
+//! traits).
 //!
 //! [`SqlSourcePushdown`] is a logical optimizer rule appended after DataFusion's own (so filters,
 //! projections and limits already sit in the table scans). Walking the plan top-down, it takes the
@@ -16,7 +17,8 @@
 //! - aggregates count, count(distinct), sum, min, max, avg, stddev/variance with GROUP BY;
 //!   avg of decimals truncates like DataFusion (`div(sum * 10^s, count)`), avg and stddev of
 //!   integers are computed on float8 like DataFusion;
-//! - ORDER BY ... LIMIT (explicit NULLS FIRST/LAST; keys never strings or floats), LIMIT/OFFSET;
+//! - ORDER BY ... LIMIT (explicit null placement, in the dialect's syntax; keys never strings or
+//!   floats), LIMIT/OFFSET;
 //! - inner, left, right, full, semi and anti joins on byte-comparable keys (not null-aware anti).
 //!
 //! Scalar functions are never pushed (the source may lack them or differ).
@@ -79,13 +81,13 @@ struct Rel {
     order: Option<Vec<SortExpr>>,
 }
 
-fn cname(i: usize) -> String {
-    format!("\"c{i}\"")
+fn cname(d: &dyn SqlDialect, i: usize) -> String {
+    d.quote_ident(&format!("c{i}"))
 }
 
 /// `alias.cI` for each column of a relation.
-fn col_ref(alias: &str, i: usize) -> String {
-    format!("{alias}.{}", cname(i))
+fn col_ref(d: &dyn SqlDialect, alias: &str, i: usize) -> String {
+    format!("{alias}.{}", cname(d, i))
 }
 
 fn translate(plan: &LogicalPlan) -> Option<Rel> {
@@ -103,11 +105,11 @@ fn translate(plan: &LogicalPlan) -> Option<Rel> {
             let mut kinds = Vec::with_capacity(indices.len());
             for (k, &i) in indices.iter().enumerate() {
                 let (e, kind) = table.column(i)?;
-                items.push(format!("{e} AS {}", cname(k)));
+                items.push(format!("{e} AS {}", cname(d, k)));
                 kinds.push(kind);
             }
             if items.is_empty() && !d.empty_select() {
-                items.push("1 AS \"c_\"".into());
+                items.push(format!("1 AS {}", d.quote_ident("c_")));
             }
             let mut sql = format!("SELECT {} FROM {}", items.join(", "), table.relation());
             let conditions = scan
@@ -136,7 +138,7 @@ fn translate(plan: &LogicalPlan) -> Option<Rel> {
             let input = unordered(translate(&p.input)?)?;
             let d = input.source.dialect();
             let schema = p.input.schema();
-            let cols = |i: usize| Some((col_ref("t", i), *input.kinds.get(i)?));
+            let cols = |i: usize| Some((col_ref(d, "t", i), *input.kinds.get(i)?));
             let mut items = Vec::new();
             let mut kinds = Vec::new();
             for (i, e) in p.expr.iter().enumerate() {
@@ -146,11 +148,11 @@ fn translate(plan: &LogicalPlan) -> Option<Rel> {
                 } else {
                     d.cast(&sql, p.schema.field(i).data_type())?
                 };
-                items.push(format!("{sql} AS {}", cname(i)));
+                items.push(format!("{sql} AS {}", cname(d, i)));
                 kinds.push(kind);
             }
             if items.is_empty() && !d.empty_select() {
-                items.push("1 AS \"c_\"".into());
+                items.push(format!("1 AS {}", d.quote_ident("c_")));
             }
             let sql = format!("SELECT {} FROM ({}) AS t", items.join(", "), input.sql);
             Some(Rel {
@@ -162,7 +164,7 @@ fn translate(plan: &LogicalPlan) -> Option<Rel> {
         LogicalPlan::Filter(f) => {
             let input = unordered(translate(&f.input)?)?;
             let d = input.source.dialect();
-            let cols = |i: usize| Some((col_ref("t", i), *input.kinds.get(i)?));
+            let cols = |i: usize| Some((col_ref(d, "t", i), *input.kinds.get(i)?));
             let (pred, _) = expr_sql(d, &f.predicate, f.input.schema(), &cols)?;
             let sql = format!("SELECT * FROM ({}) AS t WHERE {pred}", input.sql);
             Some(Rel { sql, ..input })
@@ -171,7 +173,7 @@ fn translate(plan: &LogicalPlan) -> Option<Rel> {
             let input = translate(&a.input)?;
             let d = input.source.dialect();
             let schema = a.input.schema();
-            let cols = |i: usize| Some((col_ref("t", i), *input.kinds.get(i)?));
+            let cols = |i: usize| Some((col_ref(d, "t", i), *input.kinds.get(i)?));
             let mut items = Vec::new();
             let mut kinds = Vec::new();
             let mut groups = Vec::new();
@@ -185,7 +187,7 @@ fn translate(plan: &LogicalPlan) -> Option<Rel> {
                 } else {
                     d.cast(&sql, a.schema.field(i).data_type())?
                 };
-                items.push(format!("{out} AS {}", cname(i)));
+                items.push(format!("{out} AS {}", cname(d, i)));
                 kinds.push(kind);
                 groups.push(sql);
             }
@@ -193,11 +195,11 @@ fn translate(plan: &LogicalPlan) -> Option<Rel> {
             for (j, e) in a.aggr_expr.iter().enumerate() {
                 let out = a.schema.field(n + j).data_type();
                 let (sql, kind) = aggregate_sql(d, unalias(e), schema, &cols, out)?;
-                items.push(format!("{sql} AS {}", cname(n + j)));
+                items.push(format!("{sql} AS {}", cname(d, n + j)));
                 kinds.push(kind);
             }
             if items.is_empty() && !d.empty_select() {
-                items.push("1 AS \"c_\"".into());
+                items.push(format!("1 AS {}", d.quote_ident("c_")));
             }
             let mut sql = format!("SELECT {} FROM ({}) AS t", items.join(", "), input.sql);
             if !groups.is_empty() {
@@ -258,7 +260,7 @@ fn top_n(
 ) -> Option<Rel> {
     let rel = unordered(translate(input)?)?;
     let d = rel.source.dialect();
-    let cols = |i: usize| Some((col_ref("t", i), *rel.kinds.get(i)?));
+    let cols = |i: usize| Some((col_ref(d, "t", i), *rel.kinds.get(i)?));
     let mut items = Vec::new();
     for s in order {
         let (sql, kind) = expr_sql(d, &s.expr, input.schema(), &cols)?;
@@ -292,8 +294,8 @@ fn join(j: &datafusion::logical_expr::Join) -> Option<Rel> {
     }
     let d = left.source.dialect();
     let (ls, rs) = (j.left.schema(), j.right.schema());
-    let lcols = |i: usize| Some((col_ref("l", i), *left.kinds.get(i)?));
-    let rcols = |i: usize| Some((col_ref("r", i), *right.kinds.get(i)?));
+    let lcols = |i: usize| Some((col_ref(d, "l", i), *left.kinds.get(i)?));
+    let rcols = |i: usize| Some((col_ref(d, "r", i), *right.kinds.get(i)?));
     let mut conditions = Vec::new();
     for (le, re) in &j.on {
         let (lsql, lk) = expr_sql(d, le, ls, &lcols)?;
@@ -327,13 +329,14 @@ fn join(j: &datafusion::logical_expr::Join) -> Option<Rel> {
             };
             let nl = left.kinds.len();
             let mut items: Vec<String> = (0..nl)
-                .map(|i| format!("{} AS {}", col_ref("l", i), cname(i)))
+                .map(|i| format!("{} AS {}", col_ref(d, "l", i), cname(d, i)))
                 .collect();
             items.extend(
-                (0..right.kinds.len()).map(|i| format!("{} AS {}", col_ref("r", i), cname(nl + i))),
+                (0..right.kinds.len())
+                    .map(|i| format!("{} AS {}", col_ref(d, "r", i), cname(d, nl + i))),
             );
             if items.is_empty() && !d.empty_select() {
-                items.push("1 AS \"c_\"".into());
+                items.push(format!("1 AS {}", d.quote_ident("c_")));
             }
             let mut kinds = left.kinds.clone();
             kinds.extend(right.kinds.iter().copied());
@@ -446,11 +449,10 @@ fn expr_sql(
                     if !(lk.eq_safe() && rk.eq_safe() && same_type) {
                         return None;
                     }
-                    if *op == Operator::IsDistinctFrom {
-                        "IS DISTINCT FROM"
-                    } else {
-                        "IS NOT DISTINCT FROM"
-                    }
+                    return Some((
+                        d.distinct_from(&l, &r, *op == Operator::IsDistinctFrom),
+                        SqlKind::Bool,
+                    ));
                 }
                 Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => {
                     if !(lk.order_safe() && rk.order_safe() && same_type) {
@@ -742,8 +744,8 @@ fn replace(plan: &LogicalPlan, rel: Rel) -> Option<LogicalPlan> {
     for (i, (_, field)) in schema.iter().enumerate() {
         items.push(format!(
             "{} AS {}",
-            d.cast(&col_ref("t", i), field.data_type())?,
-            cname(i)
+            d.cast(&col_ref(d, "t", i), field.data_type())?,
+            cname(d, i)
         ));
         fields.push(Field::new(
             format!("c{i}"),
@@ -816,9 +818,9 @@ impl TableProvider for RemoteQueryTable {
         let all: Vec<usize> = (0..self.schema.fields().len()).collect();
         let (mut sql, schema) = match projection {
             Some(p) if *p != all => {
-                let mut items: Vec<String> = p.iter().map(|&i| cname(i)).collect();
+                let mut items: Vec<String> = p.iter().map(|&i| cname(d, i)).collect();
                 if items.is_empty() && !d.empty_select() {
-                    items.push("1 AS \"c_\"".into());
+                    items.push(format!("1 AS {}", d.quote_ident("c_")));
                 }
                 (
                     format!("SELECT {} FROM ({}) AS q", items.join(", "), self.sql),

@@ -42,6 +42,7 @@
 //! Not supported yet: TLS (connections are plain TCP), aggregate / join / top-N pushdown, statement
 //! timeouts.
 
+mod dialect;
 mod pool;
 mod pushdown;
 mod scan;
@@ -59,11 +60,13 @@ use datafusion::common::DataFusionError;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Value};
 
+pub use dialect::MySqlDialect;
 pub use scan::MySqlScanExec;
 
 use crate::ConnectorError;
 use pool::{Pool, PoolOptions};
-use table::{ColumnMeta, MySqlTable, TableMeta};
+pub(crate) use table::MySqlTable;
+use table::{ColumnMeta, TableMeta};
 use types::MyType;
 
 /// Default schemas left out when no `schemas` include list is given; `*` at the end matches a prefix.

@@ -154,7 +154,7 @@ fn literal_sql(column: &ColumnMeta, value: &ScalarValue) -> Option<String> {
     }
 }
 
-fn number_sql(value: &ScalarValue) -> Option<String> {
+pub(super) fn number_sql(value: &ScalarValue) -> Option<String> {
     Some(match value {
         ScalarValue::Int8(Some(v)) => v.to_string(),
         ScalarValue::Int16(Some(v)) => v.to_string(),
@@ -170,7 +170,7 @@ fn number_sql(value: &ScalarValue) -> Option<String> {
 }
 
 /// `v * 10^-scale` written out exactly (`-12.340`): an exact-value (DECIMAL) literal in MySQL.
-fn decimal_sql(v: i128, scale: i8) -> String {
+pub(super) fn decimal_sql(v: i128, scale: i8) -> String {
     let digits = v.unsigned_abs().to_string();
     let sign = if v < 0 { "-" } else { "" };
     if scale <= 0 {
@@ -184,7 +184,7 @@ fn decimal_sql(v: i128, scale: i8) -> String {
 }
 
 /// The time zone of a timestamp literal: `Some(None)` for a naive timestamp, `None` if not one.
-fn timestamp_tz(value: &ScalarValue) -> Option<Option<&str>> {
+pub(super) fn timestamp_tz(value: &ScalarValue) -> Option<Option<&str>> {
     match value {
         ScalarValue::TimestampSecond(Some(_), tz)
         | ScalarValue::TimestampMillisecond(Some(_), tz)
@@ -195,7 +195,7 @@ fn timestamp_tz(value: &ScalarValue) -> Option<Option<&str>> {
 }
 
 /// The literal in whole microseconds since the epoch; none when it has a sub-microsecond part.
-fn timestamp_micros(value: &ScalarValue) -> Option<i64> {
+pub(super) fn timestamp_micros(value: &ScalarValue) -> Option<i64> {
     match value {
         ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000),
         ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000),
@@ -207,7 +207,7 @@ fn timestamp_micros(value: &ScalarValue) -> Option<i64> {
 
 /// `TIMESTAMP 'YYYY-MM-DD HH:MM:SS.ffffff'` (a DATETIME literal in MySQL; UTC for timestamps,
 /// the sessions' time zone).
-fn timestamp_sql(micros: i64) -> Option<String> {
+pub(super) fn timestamp_sql(micros: i64) -> Option<String> {
     let t = DateTime::from_timestamp_micros(micros)?.naive_utc();
     if !(1000..=9999).contains(&t.year()) {
         return None;

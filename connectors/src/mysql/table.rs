@@ -83,8 +83,8 @@ impl TableMeta {
 /// per split.
 #[derive(Debug)]
 pub(crate) struct MySqlTable {
-    shared: Arc<Shared>,
-    meta: Arc<TableMeta>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) meta: Arc<TableMeta>,
 }
 
 impl MySqlTable {
