@@ -1,4 +1,5 @@
-//! `DIR/config.toml`: the server's own settings (listen address, node role, engine sizing).
+//! `DIR/config.toml`: the server's own settings (listen address, node role, engine sizing,
+//! authentication and TLS).
 //!
 //! Catalog files (`DIR/catalog/NAME.toml`) are read by the engine, not here. Every error names the file,
 //! the key and the reason; unknown keys are errors so a typo never silently falls back to a default.
@@ -31,6 +32,55 @@ pub struct ServerConfig {
     pub hash_partitions: usize,
     /// `DIR/catalog`, when a config directory is used.
     pub catalog_dir: Option<PathBuf>,
+    /// `[auth]`: how clients authenticate.
+    pub auth: AuthConfig,
+    /// `[tls]`: the server certificate, when TLS is offered.
+    pub tls: TlsConfig,
+}
+
+/// How clients prove who they are (`[auth] method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// Anyone connects as any user without a password.
+    Trust,
+    /// SCRAM-SHA-256 (SASL) against the users file's verifiers.
+    ScramSha256,
+    /// PostgreSQL's `md5` challenge against the users file's `md5…` hashes.
+    Md5,
+    /// The cleartext password, compared with the users file's `password` (development only).
+    Password,
+}
+
+impl AuthMethod {
+    /// The name used in `config.toml` (and in PostgreSQL's `pg_hba.conf`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMethod::Trust => "trust",
+            AuthMethod::ScramSha256 => "scram-sha-256",
+            AuthMethod::Md5 => "md5",
+            AuthMethod::Password => "password",
+        }
+    }
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuthConfig {
+    /// `[auth] method`; `None` when the file does not say (trust, allowed on a loopback listener only).
+    pub method: Option<AuthMethod>,
+    /// `[auth] users_file`, relative paths resolved against the config directory.
+    pub users_file: Option<PathBuf>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsConfig {
+    /// `[tls] cert_file`: PEM certificate chain, server certificate first.
+    pub cert_file: Option<PathBuf>,
+    /// `[tls] key_file`: PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// `[tls] required`: refuse connections that did not negotiate TLS.
+    pub required: bool,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +91,8 @@ impl Default for ServerConfig {
             workers: 2,
             hash_partitions: 4,
             catalog_dir: None,
+            auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -62,10 +114,23 @@ impl ServerConfig {
             Self::default()
         };
         config.catalog_dir = Some(dir.join("catalog"));
+        for path in [
+            &mut config.auth.users_file,
+            &mut config.tls.cert_file,
+            &mut config.tls.key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if path.is_relative() {
+                *path = dir.join(&*path);
+            }
+        }
         Ok(config)
     }
 
-    /// Interprets a parsed `config.toml`; `file` is only used in error messages.
+    /// Interprets a parsed `config.toml`; `file` is only used in error messages. Relative file
+    /// paths are returned as written ([`ServerConfig::load`] resolves them against the directory).
     pub fn from_table(file: &Path, table: &toml::Table) -> Result<Self, ConfigError> {
         let err = |key: &str, reason: String| ConfigError {
             file: file.to_path_buf(),
@@ -104,11 +169,77 @@ impl ServerConfig {
                     ("engine", "hash_partitions") => {
                         config.hash_partitions = positive(value).map_err(|r| err(&full, r))?
                     }
+                    ("auth", "method") => {
+                        config.auth.method = Some(match value.as_str() {
+                            Some("trust") => AuthMethod::Trust,
+                            Some("scram-sha-256") => AuthMethod::ScramSha256,
+                            Some("md5") => AuthMethod::Md5,
+                            Some("password") => AuthMethod::Password,
+                            _ => {
+                                return Err(err(
+                                    &full,
+                                    "expected \"trust\", \"scram-sha-256\", \"md5\" or \"password\""
+                                        .into(),
+                                ));
+                            }
+                        })
+                    }
+                    ("auth", "users_file") => {
+                        config.auth.users_file = Some(path(value).map_err(|r| err(&full, r))?)
+                    }
+                    ("tls", "cert_file") => {
+                        config.tls.cert_file = Some(path(value).map_err(|r| err(&full, r))?)
+                    }
+                    ("tls", "key_file") => {
+                        config.tls.key_file = Some(path(value).map_err(|r| err(&full, r))?)
+                    }
+                    ("tls", "required") => {
+                        config.tls.required = value
+                            .as_bool()
+                            .ok_or_else(|| err(&full, "expected true or false".into()))?
+                    }
                     _ => return Err(err(&full, "unknown key".into())),
                 }
             }
         }
+        match (config.auth.method, &config.auth.users_file) {
+            (Some(m), None) if m != AuthMethod::Trust => {
+                return Err(err(
+                    "auth.users_file",
+                    format!("required with method \"{}\"", m.name()),
+                ));
+            }
+            (Some(AuthMethod::Trust) | None, Some(_)) => {
+                return Err(err(
+                    "auth.users_file",
+                    "only used with a password method; set `[auth] method`".into(),
+                ));
+            }
+            _ => {}
+        }
+        match (&config.tls.cert_file, &config.tls.key_file) {
+            (Some(_), None) => {
+                return Err(err("tls.key_file", "required with tls.cert_file".into()));
+            }
+            (None, Some(_)) => {
+                return Err(err("tls.cert_file", "required with tls.key_file".into()));
+            }
+            (None, None) if config.tls.required => {
+                return Err(err(
+                    "tls.required",
+                    "needs tls.cert_file and tls.key_file".into(),
+                ));
+            }
+            _ => {}
+        }
         Ok(config)
+    }
+}
+
+fn path(value: &toml::Value) -> Result<PathBuf, String> {
+    match value.as_str() {
+        Some(s) if !s.is_empty() => Ok(PathBuf::from(s)),
+        _ => Err("expected a file path string".into()),
     }
 }
 
@@ -149,6 +280,29 @@ mod tests {
         assert_eq!(config.listen, "0.0.0.0:9000");
         assert_eq!(config.workers, 3);
         assert_eq!(config.hash_partitions, 8);
+    }
+
+    #[test]
+    fn reads_auth_and_tls() {
+        let config = parse(
+            "[auth]\nmethod = \"scram-sha-256\"\nusers_file = \"users.toml\"\n[tls]\ncert_file = \"a.pem\"\nkey_file = \"k.pem\"\nrequired = true\n",
+        )
+        .unwrap();
+        assert_eq!(config.auth.method, Some(AuthMethod::ScramSha256));
+        assert_eq!(config.auth.users_file, Some(PathBuf::from("users.toml")));
+        assert_eq!(config.tls.cert_file, Some(PathBuf::from("a.pem")));
+        assert!(config.tls.required);
+        for (text, key) in [
+            ("[auth]\nmethod = \"md5\"\n", "auth.users_file"),
+            ("[auth]\nmethod = \"ldap\"\n", "auth.method"),
+            ("[auth]\nusers = \"x\"\n", "auth.users"),
+            ("[tls]\ncert_file = \"a.pem\"\n", "tls.key_file"),
+            ("[tls]\nrequired = true\n", "tls.required"),
+            ("[tls]\nrequire = true\n", "tls.require"),
+        ] {
+            let msg = parse(text).unwrap_err().to_string();
+            assert!(msg.contains(key), "{text}: {msg}");
+        }
     }
 
     #[test]

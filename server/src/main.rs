@@ -4,9 +4,11 @@
 //! protocol messages into calls on [`tributary_exec::Engine`] and Arrow batches back into rows; it does
 //! not plan distributed execution or touch sources itself.
 
+mod auth;
 mod config;
 mod pgwire;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -14,7 +16,8 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tributary_exec::{Engine, EngineConfig};
 
-use crate::config::{Role, ServerConfig};
+use crate::auth::Security;
+use crate::config::{AuthMethod, Role, ServerConfig};
 
 /// Tributary: a PostgreSQL-wire-compatible federated query server.
 ///
@@ -37,10 +40,50 @@ struct Cli {
     /// workers in this one process.
     #[arg(long, value_enum)]
     role: Option<Role>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Reads a password from the first line of stdin and prints the `password_hash` value for a
+    /// `[[user]]` of the users file (`[auth] users_file`).
+    ///
+    /// Example: `printf '%s\n' "$PW" | tributary hash-password` prints
+    /// `SCRAM-SHA-256-SALTED$4096:<salt>$<salted password>`.
+    HashPassword {
+        /// The `[auth] method` the hash is for.
+        #[arg(long, value_enum, default_value = "scram-sha-256")]
+        method: HashMethod,
+        /// The user name (required for md5, whose hash includes it).
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum HashMethod {
+    #[value(name = "scram-sha-256")]
+    ScramSha256,
+    Md5,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::HashPassword { method, user }) = &cli.command {
+        let method = match method {
+            HashMethod::ScramSha256 => AuthMethod::ScramSha256,
+            HashMethod::Md5 => AuthMethod::Md5,
+        };
+        return match auth::hash_password_command(method, user.as_deref()) {
+            Ok(hash) => {
+                println!("{hash}");
+                ExitCode::SUCCESS
+            }
+            Err(message) => fail(&message),
+        };
+    }
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -92,6 +135,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         "starting"
     );
 
+    let security = Security::load(&config).map_err(|e| e.to_string())?;
+
     let engine = Engine::start(EngineConfig {
         catalog_dir: config.catalog_dir.clone(),
         workers: config.workers,
@@ -117,15 +162,65 @@ async fn run(cli: Cli) -> Result<(), String> {
     } else {
         addr.ip().to_string()
     };
+    check_trust(&config, addr)?;
+    log_security(&security);
     tracing::info!(%addr, catalogs = %catalogs.join(", "), "listening (PostgreSQL wire protocol)");
     println!("tributary ready on {addr}; connect with:");
     println!("  psql -h {host} -p {} -U $USER -d {database}", addr.port());
 
     tokio::select! {
-        () = pgwire::serve(listener, engine) => Ok(()),
+        () = pgwire::serve(listener, engine, security) => Ok(()),
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("shutting down");
             Ok(())
         }
+    }
+}
+
+/// Trust without `[auth] method = "trust"` is only for a listener on a loopback address.
+fn check_trust(config: &ServerConfig, addr: SocketAddr) -> Result<(), String> {
+    if config.auth.method.is_none() && !addr.ip().is_loopback() {
+        return Err(format!(
+            "listening on {addr} (not a loopback address) without `[auth]` in config.toml: configure \
+             `[auth] method` and `users_file`, or set `[auth] method = \"trust\"` to let anyone connect \
+             as any user"
+        ));
+    }
+    Ok(())
+}
+
+fn log_security(security: &Security) {
+    match (&security.users, security.method) {
+        (Some(users), method) => tracing::info!(
+            method = method.name(),
+            users = users.len(),
+            "password authentication"
+        ),
+        (None, _) => tracing::warn!(
+            "authentication: trust (any user connects without a password); configure `[auth]` in \
+             config.toml to require passwords"
+        ),
+    }
+    match (&security.tls, security.tls_required) {
+        (Some(_), true) => tracing::info!("TLS: on, required"),
+        (Some(_), false) => tracing::info!("TLS: on (clients may connect without it)"),
+        (None, _) => tracing::info!("TLS: off (SSLRequest answered N)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trust_by_default_only_on_loopback() {
+        let config = ServerConfig::default();
+        assert!(check_trust(&config, "127.0.0.1:7432".parse().unwrap()).is_ok());
+        assert!(check_trust(&config, "[::1]:7432".parse().unwrap()).is_ok());
+        let msg = check_trust(&config, "0.0.0.0:7432".parse().unwrap()).unwrap_err();
+        assert!(msg.contains("[auth]"), "{msg}");
+        let mut config = ServerConfig::default();
+        config.auth.method = Some(AuthMethod::Trust);
+        assert!(check_trust(&config, "0.0.0.0:7432".parse().unwrap()).is_ok());
     }
 }

@@ -34,6 +34,10 @@ use parking_lot::Mutex;
 
 use super::session::SERVER_VERSION;
 
+mod functions;
+mod settings;
+mod shapes;
+
 /// The `pg_catalog` namespace OID every PostgreSQL cluster uses (the static rows reference it).
 const PG_CATALOG_OID: u32 = 11;
 const INFORMATION_SCHEMA_OID: u32 = 13_000;
@@ -42,7 +46,13 @@ const OWNER_OID: i32 = 10;
 const PG_CATALOG: &str = "pg_catalog";
 const INFORMATION_SCHEMA: &str = "information_schema";
 /// Tables whose rows come from our catalogs; every other `pg_catalog` table is the library's.
-const DYNAMIC_TABLES: &[&str] = &["pg_namespace", "pg_class", "pg_attribute", "pg_tables"];
+const DYNAMIC_TABLES: &[&str] = &[
+    "pg_namespace",
+    "pg_class",
+    "pg_attribute",
+    "pg_tables",
+    "pg_settings",
+];
 
 /// Server-wide catalog emulation state: OIDs and the library's static tables.
 #[derive(Debug)]
@@ -53,6 +63,8 @@ pub struct PgCatalog {
     /// The library's provider per catalog (static tables, `pg_settings`, `pg_roles`, `pg_database`...).
     library: Mutex<HashMap<String, Arc<dyn SchemaProvider>>>,
     static_tables: Arc<PgCatalogStaticTables>,
+    /// Static tables rebuilt in PostgreSQL's shapes (vector columns as arrays), by name.
+    reshaped: HashMap<&'static str, Arc<dyn TableProvider>>,
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +78,16 @@ struct Oids {
 
 impl PgCatalog {
     pub fn new(catalogs: Arc<dyn CatalogProviderList>) -> Result<Arc<Self>> {
+        let static_tables = Arc::new(PgCatalogStaticTables::try_new()?);
+        let mut reshaped = HashMap::new();
+        for (name, table) in [
+            ("pg_index", &static_tables.pg_index),
+            ("pg_constraint", &static_tables.pg_constraint),
+        ] {
+            if let Some(provider) = shapes::reshape_static(name, table.schema(), table.data())? {
+                reshaped.insert(name, provider);
+            }
+        }
         Ok(Arc::new(Self {
             catalogs,
             oids: Mutex::new(Oids {
@@ -73,7 +95,8 @@ impl PgCatalog {
                 ..Default::default()
             }),
             library: Mutex::new(HashMap::new()),
-            static_tables: Arc::new(PgCatalogStaticTables::try_new()?),
+            static_tables,
+            reshaped,
         }))
     }
 
@@ -157,6 +180,9 @@ impl PgCatalog {
         );
         pgc::generate_series_arg_coercion::CoerceIntArgsToBigInt::widen(ctx);
         for udf in self.session_udfs(schema, user) {
+            ctx.register_udf(udf);
+        }
+        for udf in functions::udfs(self.static_tables.pg_type.data()) {
             ctx.register_udf(udf);
         }
     }
@@ -337,17 +363,28 @@ fn oid_predicate(name: &str, f: impl Fn(u32) -> bool + Send + Sync + 'static) ->
     )
 }
 
+/// A text function of an oid, with the optional arguments PostgreSQL's variants take
+/// (`pg_get_viewdef(oid, pretty)`, `pg_get_indexdef(oid, column, pretty)`), which do not change ours.
 fn oid_text(name: &str, f: impl Fn(u32) -> Option<String> + Send + Sync + 'static) -> ScalarUDF {
-    create_udf(
-        name,
+    use datafusion::logical_expr::{Signature, TypeSignature};
+    let variants = [
         vec![DataType::Int64],
+        vec![DataType::Int64, DataType::Boolean],
+        vec![DataType::Int64, DataType::Int64],
+        vec![DataType::Int64, DataType::Int64, DataType::Boolean],
+    ];
+    simple_udf(
+        name,
+        Signature::one_of(
+            variants.into_iter().map(TypeSignature::Exact).collect(),
+            Volatility::Stable,
+        ),
         DataType::Utf8,
-        Volatility::Stable,
-        Arc::new(move |args: &[ColumnarValue]| {
+        move |args: &[ColumnarValue]| {
             let (oids, scalar) = oids_of(args)?;
             let array: StringArray = oids.iter().map(|o| o.and_then(&f)).collect();
             finish(Arc::new(array), scalar)
-        }),
+        },
     )
 }
 
@@ -559,13 +596,16 @@ impl SchemaProvider for PgCatalogSchema {
                 return Ok(None);
             };
             let stream = Arc::new(DynamicTable {
-                schema: shape.schema(),
+                schema: shapes::complete_shape(&lower, shape.schema()),
                 table: lower,
                 catalog: self.catalog.clone(),
                 pg: self.pg.clone(),
             });
             let table = StreamingTable::try_new(stream.schema.clone(), vec![stream])?;
             return Ok(Some(Arc::new(table)));
+        }
+        if let Some(table) = self.pg.reshaped.get(lower.as_str()) {
+            return Ok(Some(table.clone()));
         }
         library.table(&lower).await
     }
@@ -732,6 +772,22 @@ async fn rows(pg: &Arc<PgCatalog>, catalog: &str, table: &str) -> Result<Vec<Row
                     ("tablename", text(&name)),
                     ("tableowner", text("tributary")),
                     ("tablespace", ScalarValue::Utf8(None)),
+                ]));
+            }
+        }
+        "pg_settings" => {
+            for row in settings::settings(SERVER_VERSION) {
+                let [name, setting, unit, vartype, source] = row.map(ScalarValue::Utf8);
+                rows.push(Row::from([
+                    ("name", name),
+                    ("setting", setting.clone()),
+                    ("unit", unit),
+                    ("vartype", vartype),
+                    ("source", source),
+                    ("boot_val", setting.clone()),
+                    ("reset_val", setting),
+                    ("context", text("user")),
+                    ("pending_restart", ScalarValue::Boolean(Some(false))),
                 ]));
             }
         }

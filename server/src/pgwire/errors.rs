@@ -37,6 +37,10 @@ pub mod sqlstate {
     pub const DUPLICATE_CURSOR: &str = "42P03";
     pub const OUT_OF_MEMORY: &str = "53200";
     pub const INTERNAL_ERROR: &str = "XX000";
+    pub const SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION: &str = "42000";
+    pub const DATATYPE_MISMATCH: &str = "42804";
+    pub const GROUPING_ERROR: &str = "42803";
+    pub const CARDINALITY_VIOLATION: &str = "21000";
 }
 
 /// An `ERROR`-severity response.
@@ -185,7 +189,16 @@ fn plan_error(message: &str, catalogs: Option<&dyn CatalogProviderList>) -> Erro
             format!("could not determine data type of parameter: {message}"),
         );
     }
-    error(sqlstate::INTERNAL_ERROR, message)
+    if message.contains("must appear in the GROUP BY clause")
+        || message.contains("non-aggregate values")
+    {
+        return error(sqlstate::GROUPING_ERROR, message);
+    }
+    if message.contains("oerce") || message.contains("No function matches") {
+        return error(sqlstate::DATATYPE_MISMATCH, message);
+    }
+    // A planning error is about the statement the client wrote, not a server fault.
+    error(sqlstate::SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION, message)
 }
 
 /// `relation "x" does not exist`, or the schema / catalog of `x` when that is what is missing.
@@ -222,6 +235,8 @@ fn execution_error(message: &str) -> ErrorInfo {
         error(sqlstate::QUERY_CANCELED, CANCELED_MESSAGE)
     } else if message.contains("Divide by zero") || message.contains("division by zero") {
         error(sqlstate::DIVISION_BY_ZERO, "division by zero")
+    } else if message.contains("more than one row returned by a subquery") {
+        error(sqlstate::CARDINALITY_VIOLATION, message)
     } else {
         error(sqlstate::INTERNAL_ERROR, message)
     }
@@ -320,6 +335,28 @@ mod tests {
             "3F000"
         );
         assert_eq!(exec_error(&ExecError::Canceled, None).code, "57014");
+    }
+
+    #[tokio::test]
+    async fn planning_errors_datafusion_really_produces() {
+        let ctx = datafusion::prelude::SessionContext::new();
+        let plan_code = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move {
+                let e = ctx.sql(sql).await.expect_err(sql);
+                datafusion_error(&e, None).code
+            }
+        };
+        assert_eq!(
+            plan_code("select a, count(*) from (values (1, 2)) t(a, b) group by b").await,
+            "42803"
+        );
+        assert_eq!(
+            code(DataFusionError::Execution(
+                "more than one row returned by a subquery used as an expression".into()
+            )),
+            "21000"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The PostgreSQL wire front end: a thin layer on the `pgwire` crate. Protocol messages come in, statements
 //! go to the [`Engine`], Arrow batches come back and are encoded as rows.
 //!
-//! - [`startup`]: trust authentication, ParameterStatus burst, database (catalog) check, BackendKeyData;
+//! - [`startup`]: TLS policy, authentication (pgwire's handlers), ParameterStatus burst, database
+//!   (catalog) check, BackendKeyData;
 //! - [`session`]: per-connection state, `SET` / `SHOW` / `RESET` and transaction statements;
 //! - [`statement`]: SQL text to statements, and statements to DataFusion plans;
 //! - [`simple`] and [`extended`]: the two query sub-protocols;
@@ -34,6 +35,7 @@ use tokio::net::TcpListener;
 use tributary_exec::Engine;
 
 use self::cancel::CancelRegistry;
+use crate::auth::Security;
 
 /// The handlers of every connection: shared, stateless apart from the engine and the cancel registry.
 /// Per-connection state lives in [`session::Session`], stored in the connection's session extensions.
@@ -43,10 +45,11 @@ pub struct Frontend {
     cancels: Arc<CancelRegistry>,
     parser: Arc<extended::StatementParser>,
     pg_catalog: Arc<catalog::PgCatalog>,
+    security: Arc<Security>,
 }
 
 impl Frontend {
-    pub fn new(engine: Arc<Engine>) -> Self {
+    pub fn new(engine: Arc<Engine>, security: Arc<Security>) -> Self {
         // The library's static catalog rows are compiled in: failing to read them is a build defect.
         let pg_catalog = catalog::PgCatalog::new(engine.registry().catalog_list())
             .expect("the embedded pg_catalog data is readable");
@@ -55,6 +58,7 @@ impl Frontend {
             engine,
             cancels: Arc::new(CancelRegistry::default()),
             parser: Arc::new(extended::StatementParser),
+            security,
         }
     }
 }
@@ -72,8 +76,9 @@ impl PgWireServerHandlers for Handlers {
         self.0.clone()
     }
 
+    /// Called once per connection: the password handlers keep per-connection state.
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        self.0.clone()
+        Arc::new(startup::ConnectionStartup::new(self.0.clone()))
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
@@ -81,9 +86,11 @@ impl PgWireServerHandlers for Handlers {
     }
 }
 
-/// Accepts connections forever, one task per connection. TLS is not offered (SSLRequest gets `N`).
-pub async fn serve(listener: TcpListener, engine: Arc<Engine>) {
-    let handlers = Handlers(Arc::new(Frontend::new(engine)));
+/// Accepts connections forever, one task per connection. SSLRequest gets `S` and a TLS handshake
+/// when `[tls]` has a certificate, `N` otherwise.
+pub async fn serve(listener: TcpListener, engine: Arc<Engine>, security: Security) {
+    let tls = security.tls.as_ref().map(|tls| tls.acceptor.clone());
+    let handlers = Handlers(Arc::new(Frontend::new(engine, Arc::new(security))));
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -96,9 +103,10 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
         let handlers = handlers.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             tracing::debug!(%peer, "connection");
-            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+            if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

@@ -11,6 +11,8 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
+mod planning;
+
 /// Client-compatibility rewrites, built once (the library pre-parses its patterns).
 static COMPAT: LazyLock<PostgresCompatibilityParser> =
     LazyLock::new(PostgresCompatibilityParser::new);
@@ -29,20 +31,30 @@ pub fn rewrite(sql: &str, statements: &mut VecDeque<DfStatement>) {
     if !statements.iter().any(is_catalog_query) {
         return;
     }
-    if statements
+    // The library's parser replaces whole queries it knows DataFusion cannot plan; any other statement
+    // gets our rewrites around the library's rules.
+    let replaced: Option<Vec<_>> = if statements
         .iter()
         .all(|s| matches!(s, DfStatement::Statement(_)))
         && let Ok(parsed) = COMPAT.parse(sql)
         && parsed.len() == statements.len()
     {
-        for (slot, statement) in statements.iter_mut().zip(parsed) {
-            *slot = DfStatement::Statement(Box::new(statement));
-        }
-        return;
-    }
-    for statement in statements.iter_mut() {
+        Some(parsed.into_iter().map(Some).collect())
+    } else {
+        None
+    };
+    for (i, statement) in statements.iter_mut().enumerate() {
         if let DfStatement::Statement(inner) = statement {
-            let rewritten = COMPAT.rewrite(inner.as_ref().clone());
+            let library_only = COMPAT.rewrite(inner.as_ref().clone());
+            let mut ours = inner.as_ref().clone();
+            planning::before_library(&mut ours);
+            let mut rewritten = COMPAT.rewrite(ours);
+            if let Some(Some(parsed)) = replaced.as_ref().and_then(|r| r.get(i))
+                && *parsed != library_only
+            {
+                rewritten = parsed.clone();
+            }
+            planning::rewrite(&mut rewritten);
             **inner = rewritten;
         }
     }
@@ -69,6 +81,7 @@ const CATALOG_FUNCTIONS: &[&str] = &[
     "to_regclass",
     "quote_ident",
     "array_to_string",
+    "_pg_expandarray",
 ];
 
 /// Whether `statement` reads a Postgres catalog or uses what only catalog queries use: a relation in

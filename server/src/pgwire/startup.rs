@@ -1,32 +1,132 @@
-//! Connection startup: trust authentication (any user, no password, for now), the startup database as
-//! the default catalog (`3D000` with the list of catalogs when there is no such catalog), the
+//! Connection startup: TLS policy (`[tls] required`), authentication, the startup database as the
+//! default catalog (`3D000` with the list of catalogs when there is no such catalog), the
 //! ParameterStatus burst PostgreSQL 15 sends, and BackendKeyData for CancelRequest.
+//!
+//! Authentication is pgwire's: its SASL (SCRAM-SHA-256, with -PLUS channel binding over TLS), md5
+//! and cleartext handlers run the exchange against [`UsersSource`]. They end by sending
+//! AuthenticationOk and their own ParameterStatus / BackendKeyData / ReadyForQuery; the
+//! [`Authenticating`] wrapper the handler writes through drops those, and [`Frontend::begin_session`]
+//! sends Tributary's instead once the login succeeded. Failed logins are `28P01`, logged with user
+//! and address (never the password).
 
 use std::fmt::Debug;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use futures::{Sink, SinkExt};
+use pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
+use pgwire::api::auth::md5pass::Md5PasswordAuthStartupHandler;
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::sasl::scram::ScramAuth;
 use pgwire::api::auth::{
-    StartupHandler, protocol_negotiation, save_startup_parameters_to_metadata,
+    ServerParameterProvider, StartupHandler, protocol_negotiation,
+    save_startup_parameters_to_metadata,
 };
 use pgwire::api::{
     ClientInfo, METADATA_APPLICATION_NAME, METADATA_DATABASE, METADATA_USER, PgWireConnectionState,
-    PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
+    PidSecretKeyGenerator, RandomPidSecretKeyGenerator, SessionExtensions,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
-use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus};
-use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage, ProtocolVersion};
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::LazyLock;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 
 use super::Frontend;
 use super::errors::sqlstate;
 use super::session::Session;
+use crate::auth::UsersSource;
+use crate::config::AuthMethod;
+
+/// SQLSTATE of a connection refused by policy (PostgreSQL's "no pg_hba.conf entry").
+const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
+
+/// SQLSTATE of a failed login.
+const INVALID_PASSWORD: &str = "28P01";
 
 static PIDS: LazyLock<RandomPidSecretKeyGenerator> = LazyLock::new(Default::default);
 
+/// The startup handler of one connection (pgwire asks for one per connection, and its password
+/// handlers keep per-connection state).
+#[derive(Debug)]
+pub struct ConnectionStartup {
+    frontend: Arc<Frontend>,
+    /// pgwire's handler for the configured method, made on the Startup message (when it is known
+    /// whether the connection is TLS, which decides whether SCRAM offers channel binding).
+    authenticator: OnceLock<Authenticator>,
+}
+
+impl ConnectionStartup {
+    pub fn new(frontend: Arc<Frontend>) -> Self {
+        Self {
+            frontend,
+            authenticator: OnceLock::new(),
+        }
+    }
+
+    fn authenticator(&self, secure: bool) -> Option<&Authenticator> {
+        let security = &self.frontend.security;
+        let users = security.users.as_ref()?;
+        let params = Arc::new(NoParameters);
+        Some(self.authenticator.get_or_init(|| {
+            let source = UsersSource(users.clone());
+            match security.method {
+                AuthMethod::Md5 => {
+                    Authenticator::Md5(Md5PasswordAuthStartupHandler::new(Arc::new(source), params))
+                }
+                AuthMethod::Password => Authenticator::Cleartext(
+                    CleartextPasswordAuthStartupHandler::new(source, NoParameters),
+                ),
+                AuthMethod::ScramSha256 | AuthMethod::Trust => {
+                    let mut scram = ScramAuth::new(Arc::new(source));
+                    scram.set_iterations(users.scram_iterations());
+                    if secure
+                        && let Some(tls) = &security.tls
+                        && let Err(e) = scram.configure_certificate(&tls.cert_pem)
+                    {
+                        tracing::debug!(error = %e, "SCRAM channel binding unavailable");
+                    }
+                    Authenticator::Scram(SASLAuthStartupHandler::new(params).with_scram(scram))
+                }
+            }
+        }))
+    }
+}
+
+/// pgwire's authentication handler for the configured method.
+enum Authenticator {
+    Scram(SASLAuthStartupHandler<NoParameters>),
+    Md5(Md5PasswordAuthStartupHandler<UsersSource, NoParameters>),
+    Cleartext(CleartextPasswordAuthStartupHandler<UsersSource, NoParameters>),
+}
+
+impl Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Authenticator::Scram(_) => "Authenticator::Scram",
+            Authenticator::Md5(_) => "Authenticator::Md5",
+            Authenticator::Cleartext(_) => "Authenticator::Cleartext",
+        })
+    }
+}
+
+/// The handlers' own ParameterStatus burst is dropped anyway ([`Authenticating`]).
+#[derive(Debug)]
+struct NoParameters;
+
+impl ServerParameterProvider for NoParameters {
+    fn server_parameters<C: ClientInfo>(&self, _client: &C) -> Option<HashMap<String, String>> {
+        None
+    }
+}
+
 #[async_trait]
-impl StartupHandler for Frontend {
+impl StartupHandler for ConnectionStartup {
     async fn on_startup<C>(
         &self,
         client: &mut C,
@@ -37,11 +137,104 @@ impl StartupHandler for Frontend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let PgWireFrontendMessage::Startup(ref startup) = message else {
+        if let PgWireFrontendMessage::Startup(ref startup) = message
+            && self.frontend.security.tls_required
+            && !client.is_secure()
+        {
+            let user = startup
+                .parameters
+                .get(METADATA_USER)
+                .cloned()
+                .unwrap_or_default();
+            tracing::warn!(
+                peer = %client.socket_addr(),
+                %user,
+                "refused a connection without TLS ([tls] required)"
+            );
+            let info = ErrorInfo::new(
+                "FATAL".into(),
+                INVALID_AUTHORIZATION_SPECIFICATION.into(),
+                "this server requires TLS (connect with sslmode=require or stronger)".into(),
+            );
+            client
+                .send(PgWireBackendMessage::ErrorResponse(info.into()))
+                .await?;
+            client.close().await?;
             return Ok(());
+        }
+        let Some(authenticator) = self.authenticator(client.is_secure()) else {
+            // trust
+            let PgWireFrontendMessage::Startup(ref startup) = message else {
+                return Ok(());
+            };
+            protocol_negotiation(client, startup).await?;
+            save_startup_parameters_to_metadata(client, startup);
+            return self.frontend.begin_session(client).await;
         };
-        protocol_negotiation(client, startup).await?;
-        save_startup_parameters_to_metadata(client, startup);
+        let mut wrapped = Authenticating {
+            client,
+            authenticated: false,
+        };
+        let result = match authenticator {
+            Authenticator::Scram(h) => h.on_startup(&mut wrapped, message).await,
+            Authenticator::Md5(h) => h.on_startup(&mut wrapped, message).await,
+            Authenticator::Cleartext(h) => h.on_startup(&mut wrapped, message).await,
+        };
+        let authenticated = wrapped.authenticated;
+        match result {
+            Ok(()) if authenticated => self.frontend.begin_session(client).await,
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let user = client
+                    .metadata()
+                    .get(METADATA_USER)
+                    .cloned()
+                    .unwrap_or_default();
+                let known = self
+                    .frontend
+                    .security
+                    .users
+                    .as_ref()
+                    .is_some_and(|u| u.contains(&user));
+                tracing::warn!(
+                    peer = %client.socket_addr(),
+                    %user,
+                    method = self.frontend.security.method.name(),
+                    reason = if !matches!(e, PgWireError::InvalidPassword(_)) {
+                        "protocol error"
+                    } else if known {
+                        "wrong password"
+                    } else {
+                        "no such user"
+                    },
+                    "authentication failed"
+                );
+                Err(match e {
+                    // PostgreSQL's wording; pgwire's SCRAM names the user of the client-first
+                    // message, which libpq leaves empty.
+                    PgWireError::InvalidPassword(_) => {
+                        PgWireError::UserError(Box::new(ErrorInfo::new(
+                            "FATAL".into(),
+                            INVALID_PASSWORD.into(),
+                            format!("password authentication failed for user \"{user}\""),
+                        )))
+                    }
+                    e => e,
+                })
+            }
+        }
+    }
+}
+
+impl Frontend {
+    /// After authentication (or with trust): checks the database, makes the [`Session`] and sends
+    /// AuthenticationOk, ParameterStatus, BackendKeyData and ReadyForQuery.
+    async fn begin_session<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
         let metadata = client.metadata();
         let user = metadata.get(METADATA_USER).cloned().unwrap_or_default();
         let database = metadata
@@ -67,7 +260,6 @@ impl StartupHandler for Frontend {
             client.close().await?;
             return Ok(());
         }
-
         let (pid, secret) = PIDS.generate(client);
         client.set_pid_and_secret_key(pid, secret.clone());
         let registration = self.cancels.register(pid, &secret);
@@ -113,6 +305,106 @@ impl StartupHandler for Frontend {
             .await?;
         client.set_state(PgWireConnectionState::ReadyForQuery);
         Ok(())
+    }
+}
+
+/// The client as pgwire's authentication handler sees it: everything passes through until the
+/// handler sends AuthenticationOk, which (with the handler's ParameterStatus, BackendKeyData and
+/// ReadyForQuery after it) is held back for [`Frontend::begin_session`] to send.
+struct Authenticating<'a, C> {
+    client: &'a mut C,
+    authenticated: bool,
+}
+
+impl<C: Sink<PgWireBackendMessage> + Unpin> Sink<PgWireBackendMessage> for Authenticating<'_, C> {
+    type Error = C::Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut *self.get_mut().client).poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: PgWireBackendMessage) -> Result<(), Self::Error> {
+        let this = self.get_mut();
+        if matches!(
+            item,
+            PgWireBackendMessage::Authentication(Authentication::Ok)
+        ) {
+            this.authenticated = true;
+        }
+        if this.authenticated {
+            return Ok(());
+        }
+        Pin::new(&mut *this.client).start_send(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut *self.get_mut().client).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut *self.get_mut().client).poll_close(cx)
+    }
+}
+
+impl<C: ClientInfo> ClientInfo for Authenticating<'_, C> {
+    fn socket_addr(&self) -> SocketAddr {
+        self.client.socket_addr()
+    }
+
+    fn is_secure(&self) -> bool {
+        self.client.is_secure()
+    }
+
+    fn protocol_version(&self) -> ProtocolVersion {
+        self.client.protocol_version()
+    }
+
+    fn set_protocol_version(&mut self, version: ProtocolVersion) {
+        self.client.set_protocol_version(version)
+    }
+
+    fn pid_and_secret_key(&self) -> (i32, SecretKey) {
+        self.client.pid_and_secret_key()
+    }
+
+    fn set_pid_and_secret_key(&mut self, pid: i32, secret_key: SecretKey) {
+        self.client.set_pid_and_secret_key(pid, secret_key)
+    }
+
+    fn state(&self) -> PgWireConnectionState {
+        self.client.state()
+    }
+
+    fn set_state(&mut self, new_state: PgWireConnectionState) {
+        self.client.set_state(new_state)
+    }
+
+    fn transaction_status(&self) -> TransactionStatus {
+        self.client.transaction_status()
+    }
+
+    fn set_transaction_status(&mut self, new_status: TransactionStatus) {
+        self.client.set_transaction_status(new_status)
+    }
+
+    fn metadata(&self) -> &HashMap<String, String> {
+        self.client.metadata()
+    }
+
+    fn metadata_mut(&mut self) -> &mut HashMap<String, String> {
+        self.client.metadata_mut()
+    }
+
+    fn session_extensions(&self) -> &SessionExtensions {
+        self.client.session_extensions()
+    }
+
+    fn sni_server_name(&self) -> Option<&str> {
+        self.client.sni_server_name()
+    }
+
+    fn client_certificates<'a>(&self) -> Option<&[CertificateDer<'a>]> {
+        self.client.client_certificates()
     }
 }
 

@@ -1,0 +1,225 @@
+//! The `.slt` files in compat-tests/slt, run with the `sqllogictest` library against the built
+//! `tributary` binary under both the simple and the extended query protocol (what
+//! `sqllogictest --engine postgres` and `--engine postgres-extended` do; the library instead of
+//! `sqllogictest-bin` keeps the build short). Values are compared as PostgreSQL's text output:
+//! NULL as `NULL`, the empty string as `(empty)`, booleans as `true`/`false`.
+
+use std::path::PathBuf;
+
+use compat_tests::Tributary;
+use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, Runner};
+use tokio_postgres::types::{FromSql, Type};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+struct Db {
+    client: Client,
+    extended: bool,
+}
+
+#[derive(Debug)]
+struct Error(String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Error(format!("{e:?}"))
+    }
+}
+
+fn text(value: Option<&str>) -> String {
+    match value {
+        None => "NULL".into(),
+        Some("") => "(empty)".into(),
+        Some("t") => "true".into(),
+        Some("f") => "false".into(),
+        Some(s) => s.into(),
+    }
+}
+
+/// A binary value rendered as PostgreSQL's text output.
+struct Text(String);
+
+impl<'a> FromSql<'a> for Text {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let s = match *ty {
+            Type::BOOL => bool::from_sql(ty, raw)?.to_string(),
+            Type::INT2 => i16::from_sql(ty, raw)?.to_string(),
+            Type::INT4 => i32::from_sql(ty, raw)?.to_string(),
+            Type::INT8 => i64::from_sql(ty, raw)?.to_string(),
+            Type::OID => u32::from_sql(ty, raw)?.to_string(),
+            Type::FLOAT4 => f32::from_sql(ty, raw)?.to_string(),
+            Type::FLOAT8 => f64::from_sql(ty, raw)?.to_string(),
+            Type::DATE => chrono::NaiveDate::from_sql(ty, raw)?.to_string(),
+            Type::TIMESTAMP => chrono::NaiveDateTime::from_sql(ty, raw)?.to_string(),
+            Type::NUMERIC => numeric(raw),
+            _ => String::from_utf8_lossy(raw).into_owned(),
+        };
+        Ok(Text(s))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// PostgreSQL's binary numeric (ndigits, weight, sign, dscale, base-10000 digits) as text.
+fn numeric(raw: &[u8]) -> String {
+    let word = |i: usize| i16::from_be_bytes([raw[2 * i], raw[2 * i + 1]]);
+    let (ndigits, weight, sign, dscale) = (word(0) as usize, word(1), word(2) as u16, word(3));
+    if sign == 0xC000 {
+        return "NaN".into();
+    }
+    let digits: Vec<i16> = (0..ndigits).map(|i| word(4 + i)).collect();
+    let mut int = String::new();
+    for w in 0..=weight.max(0) {
+        let d = if w <= weight {
+            digits.get(w as usize).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        if int.is_empty() {
+            if weight >= 0 {
+                int = d.to_string();
+            }
+        } else {
+            int.push_str(&format!("{d:04}"));
+        }
+    }
+    if int.is_empty() {
+        int = "0".into();
+    }
+    let mut frac = String::new();
+    let mut i = weight + 1;
+    while (frac.len() as i16) < dscale {
+        let d = if i < 0 {
+            0
+        } else {
+            digits.get(i as usize).copied().unwrap_or(0)
+        };
+        frac.push_str(&format!("{d:04}"));
+        i += 1;
+    }
+    frac.truncate(dscale.max(0) as usize);
+    let sign = if sign == 0x4000 { "-" } else { "" };
+    if frac.is_empty() {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{frac}")
+    }
+}
+
+#[async_trait::async_trait]
+impl AsyncDB for Db {
+    type Error = Error;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, Error> {
+        if self.extended {
+            let statement = self.client.prepare(sql).await?;
+            if statement.columns().is_empty() {
+                let n = self.client.execute(&statement, &[]).await?;
+                return Ok(DBOutput::StatementComplete(n));
+            }
+            let rows = self.client.query(&statement, &[]).await?;
+            let types = vec![DefaultColumnType::Any; statement.columns().len()];
+            let rows = rows
+                .iter()
+                .map(|row| {
+                    (0..row.len())
+                        .map(|i| text(row.get::<_, Option<Text>>(i).as_ref().map(|t| t.0.as_str())))
+                        .collect()
+                })
+                .collect();
+            return Ok(DBOutput::Rows { types, rows });
+        }
+        let messages = self.client.simple_query(sql).await?;
+        let mut rows = Vec::new();
+        let mut columns = None;
+        let mut count = 0;
+        for message in messages {
+            match message {
+                SimpleQueryMessage::RowDescription(desc) => columns = Some(desc.len()),
+                SimpleQueryMessage::Row(row) => {
+                    columns = Some(row.len());
+                    rows.push((0..row.len()).map(|i| text(row.get(i))).collect());
+                }
+                SimpleQueryMessage::CommandComplete(n) => count = n,
+                _ => {}
+            }
+        }
+        Ok(match columns {
+            Some(n) => DBOutput::Rows {
+                types: vec![DefaultColumnType::Any; n],
+                rows,
+            },
+            None => DBOutput::StatementComplete(count),
+        })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        if self.extended {
+            "postgres-extended"
+        } else {
+            "postgres"
+        }
+    }
+}
+
+fn slt_files() -> Vec<PathBuf> {
+    let dir = compat_tests::workspace_root().join("compat-tests/slt");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .slt files in {}", dir.display());
+    files
+}
+
+async fn run_all(extended: bool) {
+    let tributary = Tributary::start(None);
+    let config = tributary.config("tpch");
+    for file in slt_files() {
+        let config = config.clone();
+        let mut runner = Runner::new(move || {
+            let config = config.clone();
+            async move {
+                let (client, connection) = config.connect(NoTls).await?;
+                tokio::spawn(connection);
+                Ok(Db { client, extended })
+            }
+        });
+        runner.with_column_validator(|_, _| true);
+        if let Err(e) = runner.run_file_async(&file).await {
+            panic!(
+                "{} ({}):\n{e}\nserver log:\n{}",
+                file.display(),
+                if extended { "extended" } else { "simple" },
+                compat_tests::tail(&tributary.log(), 20)
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn slt_simple_protocol() {
+    run_all(false).await;
+}
+
+#[tokio::test]
+async fn slt_extended_protocol() {
+    run_all(true).await;
+}

@@ -1,0 +1,183 @@
+//! PostgreSQL's shapes for catalog columns the library stores differently: `int2vector`/`oidvector`
+//! and array columns (`pg_index.indkey`, `pg_constraint.conkey`, ...) that the library keeps as text
+//! become real arrays, so `unnest()`, subscripts and `_pg_expandarray()` work on them; columns the
+//! library lacks (`pg_class.relacl`, `pg_class.reloptions`) are added, NULL as in a fresh cluster.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, AsArray, Int16Builder, Int32Builder, ListBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::MemTable;
+use datafusion::datasource::TableProvider;
+use datafusion::error::Result;
+
+/// Element type of a vector or array column stored as text.
+#[derive(Clone, Copy)]
+enum Elem {
+    /// `int2vector`, `int2[]`.
+    Int2,
+    /// `oidvector`, `oid[]` (the library's oids are Int32).
+    Oid,
+}
+
+/// (table, column, element type) of the text columns that are arrays in PostgreSQL.
+const VECTOR_COLUMNS: &[(&str, &str, Elem)] = &[
+    ("pg_index", "indkey", Elem::Int2),
+    ("pg_index", "indoption", Elem::Int2),
+    ("pg_index", "indclass", Elem::Oid),
+    ("pg_index", "indcollation", Elem::Oid),
+    ("pg_constraint", "conkey", Elem::Int2),
+    ("pg_constraint", "confkey", Elem::Int2),
+    ("pg_constraint", "conpfeqop", Elem::Oid),
+    ("pg_constraint", "conppeqop", Elem::Oid),
+    ("pg_constraint", "conffeqop", Elem::Oid),
+    ("pg_constraint", "conexclop", Elem::Oid),
+    ("pg_constraint", "confdelsetcols", Elem::Int2),
+];
+
+/// Columns PostgreSQL has that the library's tables lack, added as NULL.
+const MISSING_COLUMNS: &[(&str, &str)] = &[("pg_class", "relacl"), ("pg_class", "reloptions")];
+
+/// The static tables with vector columns, rebuilt with real arrays (`None` for other tables).
+pub fn reshape_static(
+    name: &str,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<Option<Arc<dyn TableProvider>>> {
+    let columns: Vec<_> = VECTOR_COLUMNS.iter().filter(|(t, ..)| *t == name).collect();
+    if columns.is_empty() {
+        return Ok(None);
+    }
+    let elem_of = |field: &Field| {
+        columns
+            .iter()
+            .find(|(_, c, _)| *c == field.name())
+            .filter(|_| {
+                field.data_type() == &DataType::Utf8 || field.data_type() == &DataType::Utf8View
+            })
+            .map(|(.., e)| *e)
+    };
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match elem_of(f) {
+            Some(elem) => {
+                Field::new(f.name(), list_type(elem), true).with_metadata(f.metadata().clone())
+            }
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    let new_schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let arrays = batch
+            .columns()
+            .iter()
+            .zip(schema.fields())
+            .map(|(array, field)| match elem_of(field) {
+                Some(elem) => parse_vectors(array, elem),
+                None => Ok(array.clone()),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.push(RecordBatch::try_new(new_schema.clone(), arrays)?);
+    }
+    Ok(Some(Arc::new(MemTable::try_new(new_schema, vec![out])?)))
+}
+
+/// `schema` of a dynamic table with the columns PostgreSQL has and the library lacks.
+pub fn complete_shape(name: &str, schema: SchemaRef) -> SchemaRef {
+    let missing: Vec<Field> = MISSING_COLUMNS
+        .iter()
+        .filter(|(t, c)| *t == name && schema.field_with_name(c).is_err())
+        .map(|(_, c)| Field::new(*c, text_array(), true))
+        .collect();
+    if missing.is_empty() {
+        return schema;
+    }
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.extend(missing);
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+fn text_array() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
+}
+
+fn list_type(elem: Elem) -> DataType {
+    let inner = match elem {
+        Elem::Int2 => DataType::Int16,
+        Elem::Oid => DataType::Int32,
+    };
+    DataType::List(Arc::new(Field::new_list_field(inner, true)))
+}
+
+/// Parses `"1 2"` (vector output), `"{1,2}"` (array output) or `"[1, 2]"` into a list array.
+fn parse_vectors(array: &ArrayRef, elem: Elem) -> Result<ArrayRef> {
+    let array = datafusion::arrow::compute::cast(array, &DataType::Utf8)?;
+    let text = array.as_string::<i32>();
+    let numbers = |s: &str| -> Vec<i64> {
+        s.split([' ', ',', '{', '}', '[', ']'])
+            .filter_map(|p| p.trim().parse().ok())
+            .collect()
+    };
+    Ok(match elem {
+        Elem::Int2 => {
+            let mut builder = ListBuilder::new(Int16Builder::new());
+            for value in text.iter() {
+                match value {
+                    Some(s) => {
+                        for n in numbers(s) {
+                            builder.values().append_value(n as i16);
+                        }
+                        builder.append(true);
+                    }
+                    None => builder.append(false),
+                }
+            }
+            Arc::new(builder.finish())
+        }
+        Elem::Oid => {
+            let mut builder = ListBuilder::new(Int32Builder::new());
+            for value in text.iter() {
+                match value {
+                    Some(s) => {
+                        for n in numbers(s) {
+                            builder.values().append_value(n as i32);
+                        }
+                        builder.append(true);
+                    }
+                    None => builder.append(false),
+                }
+            }
+            Arc::new(builder.finish())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, StringArray};
+
+    #[test]
+    fn vectors_become_arrays() {
+        let text: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("1 2"),
+            Some("{3,4}"),
+            None,
+            Some(""),
+        ]));
+        let list = parse_vectors(&text, Elem::Int2).unwrap();
+        let list = list.as_list::<i32>();
+        assert_eq!(list.value(0).len(), 2);
+        assert_eq!(
+            list.value(1)
+                .as_primitive::<datafusion::arrow::datatypes::Int16Type>()
+                .value(1),
+            4
+        );
+        assert!(list.is_null(2));
+        assert_eq!(list.value(3).len(), 0);
+    }
+}
