@@ -21,6 +21,7 @@ mod postgres;
 pub mod results;
 mod tansu;
 pub mod tpch;
+pub mod tpch_compare;
 mod tributary;
 
 pub use fsutil::{ConfigDir, TempDir, toml_string};

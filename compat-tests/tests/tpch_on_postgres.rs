@@ -8,17 +8,15 @@
 //! Tributary server.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
-use compat_tests::results::{self, TextRows};
+use compat_tests::results;
+use compat_tests::tpch_compare::{self, query_text, run_side};
 use compat_tests::{ConfigDir, Postgres, Tributary, tpch};
 
 /// Database and schema of the PostgreSQL copy, named like the server's catalog and schema.
 const PG_DATABASE: &str = "tpch_on_pg";
 const SCHEMA: &str = "tiny";
 const SCALE_FACTOR: f64 = 0.01;
-/// Per-query limit on each side (debug build of the server).
-const QUERY_TIMEOUT: Duration = Duration::from_secs(180);
 
 async fn postgres_loaded() -> &'static Postgres {
     static LOADED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
@@ -50,92 +48,15 @@ fn tributary(pg: &Postgres) -> &'static Tributary {
     server
 }
 
-fn query_text(name: &str) -> String {
-    let path = compat_tests::workspace_root()
-        .join("compat-tests/queries")
-        .join(format!("{name}.sql"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-async fn run_side(
-    what: &str,
-    client: &tokio_postgres::Client,
-    sql: &str,
-) -> Result<TextRows, String> {
-    match tokio::time::timeout(QUERY_TIMEOUT, results::query_text(client, sql)).await {
-        Err(_) => Err(format!("{what}: no answer within {QUERY_TIMEOUT:?}")),
-        Ok(Err(e)) => Err(format!("{what}: {e}{}", db_error_detail(&e))),
-        Ok(Ok(rows)) => Ok(rows),
-    }
-}
-
-fn db_error_detail(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!(" [SQLSTATE {}] {}", db.code().code(), db.message()),
-        None => format!(" ({e:?})"),
-    }
-}
-
 async fn check_query(name: &str) {
-    let sql = query_text(name);
-    let sql = sql.trim().trim_end_matches(';');
-
     let pg = postgres_loaded().await;
     let pg_client = pg.connect(PG_DATABASE).await;
     pg_client
         .batch_execute(&format!("SET search_path TO {SCHEMA}"))
         .await
         .expect("SET search_path on PostgreSQL");
-    let kinds = results::kinds_from_postgres(&pg_client, sql)
-        .await
-        .unwrap_or_else(|e| panic!("{name}: PostgreSQL could not prepare the query: {e}"));
-    let expected = run_side("PostgreSQL", &pg_client, sql)
-        .await
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    assert!(
-        !expected.rows.is_empty(),
-        "{name}: PostgreSQL returned no rows; the loaded data is wrong"
-    );
-
     let server = tributary(pg);
-    let client = server.connect("postgres").await;
-    if let Err(e) = client
-        .batch_execute(&format!("SET search_path TO {SCHEMA}"))
-        .await
-    {
-        panic!(
-            "{name}: tributary rejected `SET search_path TO {SCHEMA}`: {e}{}",
-            db_error_detail(&e)
-        );
-    }
-    let actual = run_side("tributary", &client, sql)
-        .await
-        .unwrap_or_else(|e| {
-            // The server is shared by all queries and never dropped, so quote its log here.
-            panic!(
-                "{name}: {e}\nquery:\n{sql}\ntributary log tail:\n{}",
-                compat_tests::tail(&server.log(), 30)
-            )
-        });
-
-    let ordered = results::has_top_level_order_by(sql);
-    if let Err(diff) = results::compare(&expected, &actual, &kinds, ordered, 10) {
-        panic!("{name}: tributary's result differs from PostgreSQL's\n{diff}\nquery:\n{sql}");
-    }
-    // Names of aliased columns (`... as name`) must match too; unaliased expressions are named
-    // differently by every engine and are not checked.
-    let lower = sql.to_ascii_lowercase();
-    for (i, expected_name) in expected.columns.iter().enumerate() {
-        if lower.contains(&format!(" as {expected_name}")) {
-            assert_eq!(
-                actual.columns.get(i),
-                Some(expected_name),
-                "{name}: column {i} name differs (PostgreSQL: {:?}, tributary: {:?})",
-                expected.columns,
-                actual.columns
-            );
-        }
-    }
+    tpch_compare::compare_with_postgres(name, &pg_client, server, "postgres", SCHEMA).await;
 }
 
 macro_rules! tpch_queries {
