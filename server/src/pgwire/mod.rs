@@ -96,6 +96,8 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>, security: Securit
             Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
+                // Out of file descriptors and the like: back off instead of spinning on the error.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
         };
