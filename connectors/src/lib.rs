@@ -23,6 +23,7 @@ pub mod kafka;
 pub mod lake;
 pub mod mysql;
 pub mod postgres;
+mod remote_catalog;
 pub mod sql_source;
 pub mod system;
 pub mod tpch;

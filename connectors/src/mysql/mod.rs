@@ -54,9 +54,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
-use datafusion::common::DataFusionError;
+use datafusion::catalog::{CatalogProvider, TableProvider};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Value};
 
@@ -64,6 +62,7 @@ pub use dialect::MySqlDialect;
 pub use scan::MySqlScanExec;
 
 use crate::ConnectorError;
+use crate::remote_catalog::{MetadataSource, RemoteCatalog, Snapshot};
 use pool::{Pool, PoolOptions};
 pub(crate) use table::MySqlTable;
 use table::{ColumnMeta, TableMeta};
@@ -81,7 +80,7 @@ pub(crate) fn quote_ident(name: &str) -> String {
 
 /// A MySQL / MariaDB server mounted as a catalog. See the module docs for the configuration.
 pub struct MySqlConnector {
-    catalog: Arc<MySqlCatalog>,
+    catalog: Arc<RemoteCatalog<Shared>>,
     shared: Arc<Shared>,
 }
 
@@ -120,10 +119,7 @@ impl fmt::Debug for Shared {
 }
 
 /// A snapshot of the source's schemas and tables.
-#[derive(Debug, Default)]
-struct Metadata {
-    schemas: BTreeMap<String, BTreeMap<String, Arc<TableMeta>>>,
-}
+type Metadata = Snapshot<TableMeta>;
 
 fn config_error(key: &str, reason: impl Into<String>) -> ConnectorError {
     ConnectorError::Config {
@@ -265,9 +261,7 @@ impl MySqlConnector {
         });
         shared.prefetch();
         Ok(MySqlConnector {
-            catalog: Arc::new(MySqlCatalog {
-                shared: Arc::clone(&shared),
-            }),
+            catalog: Arc::new(RemoteCatalog::new(Arc::clone(&shared))),
             shared,
         })
     }
@@ -340,6 +334,31 @@ fn key_ranges(key: &str, min: i128, max: i128, n: usize) -> Vec<Option<String>> 
         splits.push(Some(condition));
     }
     splits
+}
+
+#[async_trait::async_trait]
+impl MetadataSource for Shared {
+    type Table = TableMeta;
+
+    fn schema_included(&self, schema: &str) -> bool {
+        Shared::schema_included(self, schema)
+    }
+
+    fn cached(&self) -> Option<Arc<Metadata>> {
+        Shared::cached(self)
+    }
+
+    fn prefetch(self: &Arc<Self>) {
+        Shared::prefetch(self)
+    }
+
+    async fn load(&self, force: bool) -> Result<Arc<Metadata>, ConnectorError> {
+        Shared::load(self, force).await
+    }
+
+    fn table_provider(self: &Arc<Self>, table: Arc<TableMeta>) -> Arc<dyn TableProvider> {
+        Arc::new(MySqlTable::new(Arc::clone(self), table))
+    }
 }
 
 impl Shared {
@@ -543,91 +562,6 @@ impl Shared {
             return Ok(vec![None]);
         }
         Ok(key_ranges(key, min, max, self.splits))
-    }
-}
-
-fn to_df(e: ConnectorError) -> DataFusionError {
-    DataFusionError::External(Box::new(e))
-}
-
-/// The catalog of one MySQL server.
-#[derive(Debug)]
-pub struct MySqlCatalog {
-    shared: Arc<Shared>,
-}
-
-impl CatalogProvider for MySqlCatalog {
-    /// The cached schema names; empty (and a fetch started) until metadata was first loaded.
-    fn schema_names(&self) -> Vec<String> {
-        match self.shared.cached() {
-            Some(meta) => meta.schemas.keys().cloned().collect(),
-            None => {
-                self.shared.prefetch();
-                Vec::new()
-            }
-        }
-    }
-
-    /// Any included schema name before metadata is loaded (tables are checked when looked up), else
-    /// the schemas of the snapshot.
-    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        if !self.shared.schema_included(name) {
-            return None;
-        }
-        Some(Arc::new(MySqlSchema {
-            shared: Arc::clone(&self.shared),
-            name: name.to_string(),
-        }))
-    }
-}
-
-/// One schema (database) of the source.
-#[derive(Debug)]
-struct MySqlSchema {
-    shared: Arc<Shared>,
-    name: String,
-}
-
-#[async_trait]
-impl SchemaProvider for MySqlSchema {
-    fn table_names(&self) -> Vec<String> {
-        match self.shared.cached() {
-            Some(meta) => meta
-                .schemas
-                .get(&self.name)
-                .map(|t| t.keys().cloned().collect())
-                .unwrap_or_default(),
-            None => {
-                self.shared.prefetch();
-                Vec::new()
-            }
-        }
-    }
-
-    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        let lookup = |meta: &Metadata| {
-            meta.schemas
-                .get(&self.name)
-                .and_then(|t| t.get(name))
-                .cloned()
-        };
-        let meta = self.shared.load(false).await.map_err(to_df)?;
-        let found = match lookup(&meta) {
-            Some(t) => Some(t),
-            // Unknown table: maybe created since the snapshot.
-            None => lookup(&*self.shared.load(true).await.map_err(to_df)?),
-        };
-        Ok(found.map(|t| {
-            Arc::new(MySqlTable::new(Arc::clone(&self.shared), t)) as Arc<dyn TableProvider>
-        }))
-    }
-
-    fn table_exist(&self, name: &str) -> bool {
-        self.shared.cached().is_some_and(|meta| {
-            meta.schemas
-                .get(&self.name)
-                .is_some_and(|t| t.contains_key(name))
-        })
     }
 }
 

@@ -46,15 +46,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
-use datafusion::common::DataFusionError;
+use datafusion::catalog::{CatalogProvider, TableProvider};
 
 pub use dialect::PostgresDialect;
 pub use scan::PostgresScanExec;
 pub(crate) use table::PostgresTable;
 
 use crate::ConnectorError;
+use crate::remote_catalog::{MetadataSource, RemoteCatalog, Snapshot};
 use pool::{Pool, PoolOptions};
 use table::{ColumnMeta, TableMeta};
 use types::PgType;
@@ -71,7 +70,7 @@ pub(crate) fn quote_ident(name: &str) -> String {
 
 /// A PostgreSQL database mounted as a catalog. See the module docs for the configuration.
 pub struct PostgresConnector {
-    catalog: Arc<PostgresCatalog>,
+    catalog: Arc<RemoteCatalog<Shared>>,
     shared: Arc<Shared>,
 }
 
@@ -107,10 +106,7 @@ impl fmt::Debug for Shared {
 }
 
 /// A snapshot of the source's schemas and tables.
-#[derive(Debug, Default)]
-struct Metadata {
-    schemas: BTreeMap<String, BTreeMap<String, Arc<TableMeta>>>,
-}
+type Metadata = Snapshot<TableMeta>;
 
 fn config_error(key: &str, reason: impl Into<String>) -> ConnectorError {
     ConnectorError::Config {
@@ -236,9 +232,7 @@ impl PostgresConnector {
         });
         shared.prefetch();
         Ok(PostgresConnector {
-            catalog: Arc::new(PostgresCatalog {
-                shared: Arc::clone(&shared),
-            }),
+            catalog: Arc::new(RemoteCatalog::new(Arc::clone(&shared))),
             shared,
         })
     }
@@ -257,6 +251,31 @@ impl crate::Connector for PostgresConnector {
 
     fn catalog(&self) -> Arc<dyn CatalogProvider> {
         Arc::clone(&self.catalog) as Arc<dyn CatalogProvider>
+    }
+}
+
+#[async_trait::async_trait]
+impl MetadataSource for Shared {
+    type Table = TableMeta;
+
+    fn schema_included(&self, schema: &str) -> bool {
+        Shared::schema_included(self, schema)
+    }
+
+    fn cached(&self) -> Option<Arc<Metadata>> {
+        Shared::cached(self)
+    }
+
+    fn prefetch(self: &Arc<Self>) {
+        Shared::prefetch(self)
+    }
+
+    async fn load(&self, force: bool) -> Result<Arc<Metadata>, ConnectorError> {
+        Shared::load(self, force).await
+    }
+
+    fn table_provider(self: &Arc<Self>, table: Arc<TableMeta>) -> Arc<dyn TableProvider> {
+        Arc::new(PostgresTable::new(Arc::clone(self), table))
     }
 }
 
@@ -436,90 +455,5 @@ impl Shared {
             splits.push(Some(condition));
         }
         Ok(splits)
-    }
-}
-
-fn to_df(e: ConnectorError) -> DataFusionError {
-    DataFusionError::External(Box::new(e))
-}
-
-/// The catalog of one PostgreSQL database.
-#[derive(Debug)]
-pub struct PostgresCatalog {
-    shared: Arc<Shared>,
-}
-
-impl CatalogProvider for PostgresCatalog {
-    /// The cached schema names; empty (and a fetch started) until metadata was first loaded.
-    fn schema_names(&self) -> Vec<String> {
-        match self.shared.cached() {
-            Some(meta) => meta.schemas.keys().cloned().collect(),
-            None => {
-                self.shared.prefetch();
-                Vec::new()
-            }
-        }
-    }
-
-    /// Any included schema name before metadata is loaded (tables are checked when looked up), else
-    /// the schemas of the snapshot.
-    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        if !self.shared.schema_included(name) {
-            return None;
-        }
-        Some(Arc::new(PostgresSchema {
-            shared: Arc::clone(&self.shared),
-            name: name.to_string(),
-        }))
-    }
-}
-
-/// One schema of the source.
-#[derive(Debug)]
-struct PostgresSchema {
-    shared: Arc<Shared>,
-    name: String,
-}
-
-#[async_trait]
-impl SchemaProvider for PostgresSchema {
-    fn table_names(&self) -> Vec<String> {
-        match self.shared.cached() {
-            Some(meta) => meta
-                .schemas
-                .get(&self.name)
-                .map(|t| t.keys().cloned().collect())
-                .unwrap_or_default(),
-            None => {
-                self.shared.prefetch();
-                Vec::new()
-            }
-        }
-    }
-
-    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        let lookup = |meta: &Metadata| {
-            meta.schemas
-                .get(&self.name)
-                .and_then(|t| t.get(name))
-                .cloned()
-        };
-        let meta = self.shared.load(false).await.map_err(to_df)?;
-        let found = match lookup(&meta) {
-            Some(t) => Some(t),
-            // Unknown table: maybe created since the snapshot.
-            None => lookup(&*self.shared.load(true).await.map_err(to_df)?),
-        };
-        Ok(found.map(|t| {
-            Arc::new(PostgresTable::new(Arc::clone(&self.shared), t)) as Arc<dyn TableProvider>
-        }))
-    }
-
-    fn table_exist(&self, name: &str) -> bool {
-        self.shared.cached().is_some_and(|meta| {
-            meta.schemas
-                .get(&self.name)
-                .is_some_and(|t| t.contains_key(name))
-        })
     }
 }
