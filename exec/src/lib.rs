@@ -4,6 +4,7 @@
 //!
 //! `exec` runs what the planner decided; it never changes a plan's meaning.
 
+pub mod codec;
 pub mod engine;
 pub mod error;
 pub mod scheduler;

@@ -1,0 +1,1 @@
+//! Plan fragments on the wire: `datafusion-proto` plus an extension codec for Tributary's own operators.
