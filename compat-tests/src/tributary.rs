@@ -86,16 +86,45 @@ impl Tributary {
         config_dir: Option<&Path>,
         extra_args: &[&str],
     ) -> Result<Tributary, StartFailure> {
-        let binary = Self::binary();
         let port = crate::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec!["--listen", listen.as_str()];
+        args.extend_from_slice(extra_args);
+        Self::spawn(config_dir, &args, port)
+    }
+
+    /// Starts a worker process (`--role worker`) announcing itself to the coordinator whose node RPC
+    /// address is `coordinator`, with node id `node_id`, and waits until its own RPC port accepts
+    /// connections. [`Tributary::port`] is then that RPC port (a worker serves no clients).
+    pub fn start_worker(config_dir: Option<&Path>, coordinator: &str, node_id: &str) -> Tributary {
+        let port = crate::free_port();
+        let rpc = format!("127.0.0.1:{port}");
+        let args = [
+            "--role",
+            "worker",
+            "--rpc-listen",
+            rpc.as_str(),
+            "--coordinator",
+            coordinator,
+            "--node-id",
+            node_id,
+        ];
+        Self::spawn(config_dir, &args, port).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Spawns the binary with `args` and waits until `port` accepts connections.
+    fn spawn(
+        config_dir: Option<&Path>,
+        args: &[&str],
+        port: u16,
+    ) -> Result<Tributary, StartFailure> {
+        let binary = Self::binary();
         let mut command = Command::new(&binary);
         if let Some(dir) = config_dir {
             command.arg("--config").arg(dir);
         }
         command
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .args(extra_args)
+            .args(args)
             .env("RUST_BACKTRACE", "1")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

@@ -30,6 +30,8 @@ pub struct NodeInfo {
     pub state: String,
     /// Last heartbeat, microseconds since the Unix epoch (UTC).
     pub last_heartbeat_us: i64,
+    /// Tasks running on the node, as of its last heartbeat.
+    pub running_tasks: i64,
 }
 
 /// One query the server ran or runs, as `system.runtime.queries` shows it.
@@ -53,12 +55,40 @@ pub struct QueryInfo {
     pub error: Option<String>,
 }
 
+/// One task of a query's stage, as `system.runtime.tasks` shows it (Trino's `system.runtime.tasks`,
+/// reduced to what Tributary tracks).
+#[derive(Debug, Clone)]
+pub struct TaskInfo {
+    /// The query the task belongs to.
+    pub query_id: String,
+    /// Stage number within the query (0 is the root stage, on the coordinator).
+    pub stage: i64,
+    /// Task number within the stage.
+    pub task: i64,
+    /// Node id of the worker that runs or ran it.
+    pub worker: String,
+    /// `RUNNING`, `FINISHED`, `FAILED`, `CANCELED`.
+    pub state: String,
+    /// Rows the task wrote to its output so far or in total.
+    pub rows: i64,
+    /// Bytes (Arrow in-memory size) the task wrote to its output.
+    pub bytes: i64,
+    /// Elapsed wall time so far or in total, milliseconds.
+    pub elapsed_ms: i64,
+    /// Error message if the task failed.
+    pub error: Option<String>,
+}
+
 /// Live view of the engine that the `system` catalog reads on every scan.
 pub trait RuntimeInfo: Send + Sync + std::fmt::Debug {
     /// The cluster's nodes as of now.
     fn nodes(&self) -> Vec<NodeInfo>;
     /// The queries the server runs or remembers, as of now.
     fn queries(&self) -> Vec<QueryInfo>;
+    /// The tasks of running and recent queries, as of now.
+    fn tasks(&self) -> Vec<TaskInfo> {
+        Vec::new()
+    }
 }
 
 /// Name of the only schema of the `system` catalog.
@@ -142,22 +172,30 @@ impl SchemaProvider for RuntimeSchema {
 /// The tables of `system.runtime`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SystemTableKind {
-    /// `nodes(node_id, address, role, state, last_heartbeat timestamptz)`.
+    /// `nodes(node_id, address, role, state, last_heartbeat timestamptz, running_tasks bigint)`.
     Nodes,
     /// `queries(query_id, state, user, query, created timestamptz, elapsed_ms bigint, rows bigint,
     /// error text NULL)`.
     Queries,
+    /// `tasks(query_id, stage bigint, task bigint, worker, state, rows bigint, bytes bigint,
+    /// elapsed_ms bigint, error text NULL)`.
+    Tasks,
 }
 
 impl SystemTableKind {
-    /// Both tables.
-    pub const ALL: [SystemTableKind; 2] = [SystemTableKind::Nodes, SystemTableKind::Queries];
+    /// Every table.
+    pub const ALL: [SystemTableKind; 3] = [
+        SystemTableKind::Nodes,
+        SystemTableKind::Queries,
+        SystemTableKind::Tasks,
+    ];
 
     /// The table's SQL name.
     pub fn name(self) -> &'static str {
         match self {
             SystemTableKind::Nodes => "nodes",
             SystemTableKind::Queries => "queries",
+            SystemTableKind::Tasks => "tasks",
         }
     }
 
@@ -166,6 +204,7 @@ impl SystemTableKind {
         match self {
             SystemTableKind::Nodes => Arc::clone(&NODES_SCHEMA),
             SystemTableKind::Queries => Arc::clone(&QUERIES_SCHEMA),
+            SystemTableKind::Tasks => Arc::clone(&TASKS_SCHEMA),
         }
     }
 }
@@ -181,6 +220,7 @@ static NODES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("role", DataType::Utf8, false),
         Field::new("state", DataType::Utf8, false),
         Field::new("last_heartbeat", timestamptz(), false),
+        Field::new("running_tasks", DataType::Int64, false),
     ]))
 });
 
@@ -193,6 +233,20 @@ static QUERIES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("created", timestamptz(), false),
         Field::new("elapsed_ms", DataType::Int64, false),
         Field::new("rows", DataType::Int64, false),
+        Field::new("error", DataType::Utf8, true),
+    ]))
+});
+
+static TASKS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("query_id", DataType::Utf8, false),
+        Field::new("stage", DataType::Int64, false),
+        Field::new("task", DataType::Int64, false),
+        Field::new("worker", DataType::Utf8, false),
+        Field::new("state", DataType::Utf8, false),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("bytes", DataType::Int64, false),
+        Field::new("elapsed_ms", DataType::Int64, false),
         Field::new("error", DataType::Utf8, true),
     ]))
 });
@@ -216,6 +270,9 @@ impl SystemTable {
                     strings(nodes.iter().map(|n| n.role.as_str())),
                     strings(nodes.iter().map(|n| n.state.as_str())),
                     timestamps(nodes.iter().map(|n| n.last_heartbeat_us)),
+                    Arc::new(Int64Array::from_iter_values(
+                        nodes.iter().map(|n| n.running_tasks),
+                    )),
                 ]
             }
             SystemTableKind::Queries => {
@@ -234,6 +291,28 @@ impl SystemTable {
                         queries
                             .iter()
                             .map(|q| q.error.as_deref())
+                            .collect::<StringArray>(),
+                    ),
+                ]
+            }
+            SystemTableKind::Tasks => {
+                let tasks = self.info.tasks();
+                let ints = |f: fn(&TaskInfo) -> i64| -> ArrayRef {
+                    Arc::new(Int64Array::from_iter_values(tasks.iter().map(f)))
+                };
+                vec![
+                    strings(tasks.iter().map(|t| t.query_id.as_str())),
+                    ints(|t| t.stage),
+                    ints(|t| t.task),
+                    strings(tasks.iter().map(|t| t.worker.as_str())),
+                    strings(tasks.iter().map(|t| t.state.as_str())),
+                    ints(|t| t.rows),
+                    ints(|t| t.bytes),
+                    ints(|t| t.elapsed_ms),
+                    Arc::new(
+                        tasks
+                            .iter()
+                            .map(|t| t.error.as_deref())
                             .collect::<StringArray>(),
                     ),
                 ]

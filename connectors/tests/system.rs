@@ -23,6 +23,7 @@ impl RuntimeInfo for Runtime {
             role: "single".into(),
             state: "active".into(),
             last_heartbeat_us: 1_700_000_000_000_000,
+            running_tasks: 0,
         }]
     }
 

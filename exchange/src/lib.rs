@@ -18,6 +18,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
 
+pub mod flight;
 pub mod memory;
 pub mod read;
 
@@ -78,12 +79,14 @@ pub trait ExchangeSource: Send + Sync + Debug {
 
 /// An exchange implementation: creates sinks and serves reads, and frees a query's data at its end.
 pub trait Exchange: ExchangeSource {
-    /// Opens the sink of `output` with `partitions` output partitions. Sinks must be created before any
-    /// reader of them is opened.
+    /// Opens the sink of `output` with `partitions` output partitions, each read by `readers` readers
+    /// (1, or the number of consumer plan instances when the output is broadcast). Sinks must be created
+    /// before any reader of them is opened.
     fn create_sink(
         &self,
         output: &TaskOutputId,
         partitions: usize,
+        readers: usize,
     ) -> Result<Box<dyn ExchangeSink>>;
     /// Drops everything held for `query` (called when the query ends, however it ends).
     fn release_query(&self, query: &str);

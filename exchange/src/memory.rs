@@ -48,20 +48,25 @@ struct Inner {
     /// Registered readers: id -> absolute index of the next batch each reads.
     readers: HashMap<u64, usize>,
     next_reader: u64,
-    /// Some reader registered at some point (so no readers now means they all ended).
-    had_readers: bool,
+    /// Readers that registered so far, and how many are expected (more than one when a stage's output
+    /// is broadcast to several consumer plan instances). Nothing is dropped before all expected readers
+    /// registered, so a late one still sees every batch.
+    registered: usize,
+    expected: usize,
     state: State,
 }
 
 impl Inner {
     fn abandoned(&self) -> bool {
-        self.had_readers && self.readers.is_empty()
+        self.registered >= self.expected.max(1) && self.readers.is_empty()
     }
 
     /// Drops batches every reader is past (all of them once the partition is abandoned).
     fn trim(&mut self) {
         let keep_from = if self.abandoned() {
             self.base + self.batches.len()
+        } else if self.registered < self.expected {
+            self.base
         } else {
             match self.readers.values().min() {
                 Some(min) => *min,
@@ -95,6 +100,12 @@ enum Step {
 }
 
 impl PartitionBuffer {
+    fn new(expected_readers: usize) -> Self {
+        let buffer = Self::default();
+        buffer.inner.lock().expected = expected_readers.max(1);
+        buffer
+    }
+
     fn register(&self) -> Option<u64> {
         let mut inner = self.inner.lock();
         if inner.base > 0 {
@@ -102,7 +113,7 @@ impl PartitionBuffer {
         }
         let id = inner.next_reader;
         inner.next_reader += 1;
-        inner.had_readers = true;
+        inner.registered += 1;
         inner.readers.insert(id, 0);
         Some(id)
     }
@@ -248,10 +259,15 @@ impl Exchange for MemoryExchange {
         &self,
         output: &TaskOutputId,
         partitions: usize,
+        readers: usize,
     ) -> Result<Box<dyn ExchangeSink>> {
         let mut map = self.buffers.lock();
         let buffers = (0..partitions)
-            .map(|p| map.entry((output.clone(), p)).or_default().clone())
+            .map(|p| {
+                map.entry((output.clone(), p))
+                    .or_insert_with(|| Arc::new(PartitionBuffer::new(readers)))
+                    .clone()
+            })
             .collect();
         Ok(Box::new(MemorySink {
             buffers,
@@ -338,7 +354,7 @@ mod tests {
     async fn readers_follow_writes_and_see_end_or_the_task_error() {
         let ex = MemoryExchange::new();
         let schema = batch(0, 1).schema();
-        let mut sink = ex.create_sink(&out(0), 2).unwrap();
+        let mut sink = ex.create_sink(&out(0), 2, 1).unwrap();
         let mut r1 = ex.read(&out(0), 0, schema.clone()).unwrap();
         sink.write(0, batch(1, 1)).await.unwrap();
         assert_eq!(r1.next().await.unwrap().unwrap(), batch(1, 1));
@@ -353,7 +369,7 @@ mod tests {
         // Unknown partitions are refused too.
         assert!(ex.read(&out(7), 0, schema.clone()).is_err());
 
-        let sink = ex.create_sink(&out(1), 1).unwrap();
+        let sink = ex.create_sink(&out(1), 1, 1).unwrap();
         let failed = ex.read(&out(1), 0, schema).unwrap();
         sink.abort(Arc::new(DataFusionError::ResourcesExhausted("boom".into())));
         let got: Vec<_> = failed.collect().await;
@@ -372,7 +388,7 @@ mod tests {
     async fn a_full_partition_makes_its_producer_wait_and_early_readers_abandon_it() {
         let ex = MemoryExchange::new();
         let big = batch(1, PARTITION_BUFFER_BYTES / 4); // each about the whole budget
-        let mut sink = ex.create_sink(&out(0), 1).unwrap();
+        let mut sink = ex.create_sink(&out(0), 1, 1).unwrap();
         let mut reader = ex.read(&out(0), 0, big.schema()).unwrap();
         sink.write(0, big.clone()).await.unwrap();
         let mut sink = tokio::spawn(async move {

@@ -73,6 +73,7 @@ impl ExchangeReadExec {
         self.producer_tasks
     }
 
+    /// How the reader's partitions map onto the producer's task outputs.
     pub fn mode(&self) -> ReadMode {
         self.mode
     }

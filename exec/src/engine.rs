@@ -13,17 +13,61 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
+use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
-use tributary_exchange::Exchange;
-use tributary_exchange::memory::MemoryExchange;
+use tributary_exchange::flight::{ErrorClassifier, RemoteError};
 use tributary_planner::config::ConfigError;
 use tributary_planner::{CatalogRegistry, StagePlan, explain, fragment};
 
 use crate::ExecError;
-use crate::scheduler::{self, QueryExecution};
+use crate::codec::PlanCodec;
+use crate::rpc::{NodeService, spawn_heartbeats};
+use crate::scheduler::{QueryExecution, Scheduler};
 use crate::subquery::{StagedRunner, resolve_scalar_subqueries};
+use crate::task::TaskRuntime;
 use crate::tracker::QueryTracker;
-use crate::worker::WorkerPool;
+use crate::worker::{Heartbeats, WorkerPool};
+
+/// What this process does in a cluster (`[node] role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NodeRole {
+    /// Coordinator and in-process workers in one process (the default).
+    #[default]
+    Single,
+    /// Plans and schedules; tasks run on the workers that announced themselves.
+    Coordinator,
+    /// Runs tasks the coordinator sends; no client front end.
+    Worker,
+}
+
+/// Cluster settings of a node (`[node]` of `config.toml`).
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub role: NodeRole,
+    /// This node's id (`[node] id`); defaults to `coordinator`, or `worker-PORT` for a worker.
+    pub node_id: Option<String>,
+    /// Address the node's RPC (Arrow Flight) service listens on, `HOST:PORT` (port 0: any free port).
+    /// Other nodes reach it at the bound address. Not used in `single` mode.
+    pub rpc_listen: String,
+    /// A worker's coordinator, as the coordinator's `rpc_listen` address.
+    pub coordinator: Option<String>,
+    /// Whether a coordinator also runs tasks (Trino's `node-scheduler.include-coordinator`).
+    pub include_coordinator: bool,
+    pub heartbeats: Heartbeats,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            role: NodeRole::Single,
+            node_id: None,
+            rpc_listen: "127.0.0.1:0".into(),
+            coordinator: None,
+            include_coordinator: false,
+            heartbeats: Heartbeats::default(),
+        }
+    }
+}
 
 /// Settings of the engine, from `config.toml` and the CLI.
 #[derive(Debug, Clone)]
@@ -34,6 +78,8 @@ pub struct EngineConfig {
     pub workers: usize,
     /// Hash partitions of a repartitioned stage (Trino's `hash_partition_count`).
     pub hash_partitions: usize,
+    /// Role and membership settings.
+    pub cluster: ClusterConfig,
 }
 
 impl Default for EngineConfig {
@@ -42,8 +88,26 @@ impl Default for EngineConfig {
             catalog_dir: None,
             workers: 2,
             hash_partitions: 4,
+            cluster: ClusterConfig::default(),
         }
     }
+}
+
+/// The classifier used when the front end gives none: the SQLSTATE of an error that already crossed
+/// a node boundary, `XX000` otherwise.
+pub fn default_classifier() -> ErrorClassifier {
+    Arc::new(|e: &DataFusionError| {
+        let mut current: &dyn std::error::Error = e;
+        loop {
+            if let Some(r) = current.downcast_ref::<RemoteError>() {
+                return (r.sqlstate.clone(), r.message.clone());
+            }
+            match current.source() {
+                Some(next) => current = next,
+                None => return ("XX000".to_string(), e.to_string()),
+            }
+        }
+    })
 }
 
 /// The query engine of one server process. Cheap to share (`Arc<Engine>`), one per process.
@@ -53,8 +117,9 @@ pub struct Engine {
     registry: CatalogRegistry,
     runtime: Arc<RuntimeEnv>,
     tracker: Arc<QueryTracker>,
-    workers: WorkerPool,
-    exchange: Arc<dyn Exchange>,
+    workers: Arc<WorkerPool>,
+    /// This node's task runtime (root stages, local tasks, and the RPC service's tasks).
+    tasks: Arc<TaskRuntime>,
 }
 
 /// A registered query that has not started: its id (for CancelRequest) and cancellation token.
@@ -85,8 +150,20 @@ impl std::fmt::Debug for QueryStream {
 }
 
 impl Engine {
-    /// Loads the catalogs and starts the engine. Errors name the bad config file, key and reason.
+    /// Loads the catalogs and starts the engine with [`default_classifier`]: [`Engine::start_with`].
     pub async fn start(config: EngineConfig) -> Result<Arc<Self>, ConfigError> {
+        Self::start_with(config, default_classifier()).await
+    }
+
+    /// Loads the catalogs and starts the engine in its role: `single` builds in-process workers;
+    /// `coordinator` and `worker` also serve node RPC on `cluster.rpc_listen`, and a worker announces
+    /// itself to its coordinator every heartbeat interval. `classify` gives errors the SQLSTATE they
+    /// carry to other nodes. Errors name the bad config file, key and reason (or the RPC address that
+    /// could not be bound).
+    pub async fn start_with(
+        config: EngineConfig,
+        classify: ErrorClassifier,
+    ) -> Result<Arc<Self>, ConfigError> {
         let tracker = QueryTracker::new();
         let registry =
             CatalogRegistry::load(config.catalog_dir.as_deref(), tracker.clone()).await?;
@@ -96,16 +173,114 @@ impl Engine {
                 runtime.register_object_store(&url, store);
             }
         }
-        let workers = WorkerPool::in_process(config.workers);
-        tracker.set_nodes(workers.nodes());
+        let cluster = &config.cluster;
+        let session = tributary_planner::session::new_session_context(
+            &registry,
+            runtime.clone(),
+            "tpch",
+            "tiny",
+            config.hash_partitions,
+        );
+        let codec = Arc::new(PlanCodec::new(registry.clone()));
+        let config_error = |reason: String| ConfigError {
+            file: config
+                .catalog_dir
+                .as_ref()
+                .and_then(|d| d.parent())
+                .map(|d| d.join("config.toml"))
+                .unwrap_or_else(|| "config.toml".into()),
+            reason,
+        };
+        let listener = match cluster.role {
+            NodeRole::Single => None,
+            NodeRole::Coordinator | NodeRole::Worker => Some(
+                tokio::net::TcpListener::bind(&cluster.rpc_listen)
+                    .await
+                    .map_err(|e| {
+                        config_error(format!(
+                            "[node] rpc_listen: cannot listen on {}: {e}",
+                            cluster.rpc_listen
+                        ))
+                    })?,
+            ),
+        };
+        let address = match &listener {
+            Some(l) => l
+                .local_addr()
+                .map_err(|e| config_error(e.to_string()))?
+                .to_string(),
+            None => "in-process".to_string(),
+        };
+        let node_id = cluster.node_id.clone().unwrap_or_else(|| match cluster.role {
+            NodeRole::Worker => format!(
+                "worker-{}",
+                address.rsplit(':').next().unwrap_or_default()
+            ),
+            _ => "coordinator".to_string(),
+        });
+        let tasks = TaskRuntime::new(node_id, address.clone(), codec, session, classify);
+        let workers = Arc::new(match cluster.role {
+            NodeRole::Single => WorkerPool::in_process(config.workers).with_tracker(tracker.clone()),
+            NodeRole::Coordinator | NodeRole::Worker => WorkerPool::cluster(
+                &address,
+                cluster.include_coordinator,
+                cluster.heartbeats,
+                tracker.clone(),
+            ),
+        });
+        if let Some(listener) = listener {
+            let membership = (cluster.role == NodeRole::Coordinator).then(|| workers.clone());
+            let service = NodeService::new(tasks.clone(), membership);
+            tokio::spawn(async move {
+                if let Err(e) = service.serve(listener).await {
+                    tracing::error!("node RPC service stopped: {e}");
+                }
+            });
+            tracing::info!(address, role = ?cluster.role, "node RPC listening");
+        }
+        match cluster.role {
+            NodeRole::Coordinator => {
+                let pool = workers.clone();
+                let interval = cluster.heartbeats.interval.min(std::time::Duration::from_secs(1));
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(interval).await;
+                        pool.expire();
+                    }
+                });
+            }
+            NodeRole::Worker => {
+                let coordinator = cluster.coordinator.clone().ok_or_else(|| {
+                    config_error("[node] coordinator: a worker needs its coordinator's address".into())
+                })?;
+                spawn_heartbeats(tasks.clone(), coordinator, cluster.heartbeats.interval)
+                    .map_err(|e| config_error(format!("cannot start heartbeats: {e}")))?;
+            }
+            NodeRole::Single => {}
+        }
         Ok(Arc::new(Self {
             config,
             registry,
             runtime,
             tracker,
             workers,
-            exchange: MemoryExchange::new(),
+            tasks,
         }))
+    }
+
+    /// This node's id (`coordinator`, or a worker's id).
+    pub fn node_id(&self) -> &str {
+        &self.tasks.node_id
+    }
+
+    /// This node's RPC address (`host:port`), or `in-process` in `single` mode.
+    pub fn rpc_address(&self) -> &str {
+        &self.tasks.address
+    }
+
+    /// The workers tasks are placed on.
+    pub fn workers(&self) -> &Arc<WorkerPool> {
+        &self.workers
     }
 
     /// The mounted catalogs.
@@ -235,7 +410,8 @@ impl Engine {
                 };
                 let physical = resolve_scalar_subqueries(&runner, physical, query_id).await?;
                 let staged = fragment(physical)?;
-                let (_execution, mut stream) = self.schedule(&state, &staged, query_id)?;
+                let (mut execution, mut stream) =
+                    self.schedule(&state, &staged, query_id).await?;
                 let started = std::time::Instant::now();
                 let mut rows = 0usize;
                 while let Some(batch) = stream.next().await {
@@ -244,7 +420,9 @@ impl Engine {
                         Err(e) => return Err(e),
                     }
                 }
+                execution.wait_reports().await;
                 let mut lines = explain::render(&staged, true);
+                lines.extend(self.task_lines(query_id));
                 lines.push(format!(
                     "Execution: {rows} rows in {:.3} ms",
                     started.elapsed().as_secs_f64() * 1000.0
@@ -268,14 +446,14 @@ impl Engine {
                 };
                 let physical = resolve_scalar_subqueries(&runner, physical, query_id).await?;
                 let staged = fragment(physical)?;
-                let (execution, stream) = self.schedule(&state, &staged, query_id)?;
+                let (execution, stream) = self.schedule(&state, &staged, query_id).await?;
                 Ok((Some(execution), stream))
             }
         }
     }
 
     /// Starts the tasks of `staged` on the workers; returns the guard and the root stream.
-    fn schedule(
+    async fn schedule(
         &self,
         state: &datafusion::execution::SessionState,
         staged: &StagePlan,
@@ -283,8 +461,47 @@ impl Engine {
     ) -> DfResult<(QueryExecution, SendableRecordBatchStream)> {
         let query: Arc<str> = Arc::from(query_id);
         let base = TaskContext::from(state);
-        let ctx = scheduler::task_context(base, &query, self.exchange.clone());
-        scheduler::start(query, staged, ctx, self.exchange.clone(), &self.workers)
+        Scheduler {
+            runtime: &self.tasks,
+            workers: &self.workers,
+            tracker: &self.tracker,
+        }
+        .start(query, staged, base)
+        .await
+    }
+
+    /// EXPLAIN ANALYZE lines for the tasks of `query_id`: per stage, each task's worker, rows, bytes
+    /// and time.
+    fn task_lines(&self, query_id: &str) -> Vec<String> {
+        let tasks = self.tracker.tasks_of(query_id);
+        if tasks.is_empty() {
+            return Vec::new();
+        }
+        let mut lines = vec!["Tasks:".to_string()];
+        let mut stages: Vec<i64> = tasks.iter().map(|t| t.stage).collect();
+        stages.sort_unstable();
+        stages.dedup();
+        for stage in stages {
+            let of: Vec<_> = tasks.iter().filter(|t| t.stage == stage).collect();
+            let rows: i64 = of.iter().map(|t| t.rows).sum();
+            let bytes: i64 = of.iter().map(|t| t.bytes).sum();
+            lines.push(format!(
+                "  Stage {stage}: {} tasks, {rows} rows, {bytes} bytes",
+                of.len()
+            ));
+            for t in of {
+                lines.push(format!(
+                    "    task {} on {}: {} rows, {} bytes, {} ms, {}",
+                    t.task,
+                    t.worker,
+                    t.rows,
+                    t.bytes,
+                    t.elapsed_ms,
+                    t.state.to_lowercase()
+                ));
+            }
+        }
+        lines
     }
 
     /// Cancels a running query (CancelRequest). Returns whether it was running.
@@ -304,10 +521,12 @@ impl StagedRunner for SessionRunner<'_> {
         &self,
         plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
         key: String,
-    ) -> DfResult<(Box<dyn std::any::Any + Send>, SendableRecordBatchStream)> {
-        let staged = fragment(plan)?;
-        let (execution, stream) = self.engine.schedule(self.state, &staged, &key)?;
-        Ok((Box::new(execution), stream))
+    ) -> BoxFuture<'_, DfResult<(Box<dyn std::any::Any + Send>, SendableRecordBatchStream)>> {
+        Box::pin(async move {
+            let staged = fragment(plan)?;
+            let (execution, stream) = self.engine.schedule(self.state, &staged, &key).await?;
+            Ok((Box::new(execution) as Box<dyn std::any::Any + Send>, stream))
+        })
     }
 }
 
@@ -366,7 +585,9 @@ impl Stream for TrackedStream {
             }
             Poll::Ready(None) => {
                 self.done = true;
-                self.execution = None;
+                if let Some(execution) = self.execution.take() {
+                    execution.finish();
+                }
                 self.tracker.finish(&self.query_id, "FINISHED", None);
             }
             Poll::Pending => {}

@@ -2,6 +2,7 @@
 
 use datafusion::error::DataFusionError;
 pub use tributary_connectors::ConnectorError;
+pub use tributary_exchange::flight::{ErrorClassifier, RemoteError};
 
 /// Why a query could not run or stopped.
 #[derive(Debug, thiserror::Error)]

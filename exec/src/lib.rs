@@ -7,10 +7,12 @@
 pub mod codec;
 pub mod engine;
 pub mod error;
+pub mod rpc;
 pub mod scheduler;
 pub mod subquery;
+pub mod task;
 pub mod tracker;
 pub mod worker;
 
-pub use engine::{Engine, EngineConfig, QueryStream, QueryTicket};
+pub use engine::{ClusterConfig, Engine, EngineConfig, NodeRole, QueryStream, QueryTicket};
 pub use error::ExecError;

@@ -1,157 +1,447 @@
-//! The scheduler: runs a [`StagePlan`] as tasks on workers, wires their outputs through the exchange, and
-//! hands the root stage's stream to the session.
+//! The scheduler: places a [`StagePlan`]'s tasks on workers, starts them, wires their outputs through
+//! the exchange, and hands the root stage's stream to the session.
 //!
 //! Scheduling is all-at-once (Trino's policy for `retry_policy = NONE` with streaming exchanges): every
-//! task of every stage starts immediately and blocks on its inputs, so no stage waits for a slot held by
-//! its own consumer. Task `i` of a stage runs partition `i` of the stage's plan on the worker the task is
-//! placed on; its output goes to an [`ExchangeSink`] partitioned as the stage's [`StageOutput`] says.
+//! task of every stage starts before the root is read and blocks on its inputs, so no stage waits for a
+//! slot held by its own consumer. Stages start producers first (highest id first), and each start
+//! returns once the stage's output sinks exist, so a consumer never opens a partition that does not
+//! exist yet. Task `i` of a stage runs partition `i` of the stage's plan; its output goes to the
+//! exchange of the node it runs on, partitioned as the stage's [`StageOutput`] says.
+//!
+//! Placement: tasks of a stage are dealt round-robin over the active workers, each stage starting at a
+//! different worker. A stage whose fragment cannot leave the coordinator (it uses something only the
+//! coordinator has, see [`crate::codec`]) runs on the coordinator. The tasks of one stage on one worker
+//! share one plan instance; a broadcast stage's output is read once per consumer instance.
 //!
 //! Lifecycle: a [`QueryExecution`] owns the tasks of one query; dropping it (query finished, failed,
-//! canceled, or the client went away) aborts every task still running and frees the query's exchange data.
+//! canceled, or the client went away) aborts every task still running, on every worker, and frees the
+//! query's exchange data there. A task failure, or a worker lost while running a task, ends the root
+//! stream with that error (`retry_policy = NONE`).
 
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_plan::metrics;
-use datafusion::physical_plan::repartition::BatchPartitioner;
-use futures::StreamExt;
+use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{Instrument, debug, info_span};
-use tributary_exchange::{Exchange, ExchangeContext, ExchangeSink, TaskOutputId};
+use tributary_exchange::flight::{Location, RemoteError};
 use tributary_planner::{Stage, StagePlan};
 
-use crate::worker::WorkerPool;
+use crate::rpc::{encode_run_tasks, release_remote, run_remote_tasks};
+use crate::task::{TaskReport, TaskRuntime, TaskSpec};
+use crate::tracker::QueryTracker;
+use crate::worker::{Worker, WorkerKind, WorkerPool};
 
-/// The running tasks of one query. Dropping it aborts them and releases the query's exchange data.
+/// The running tasks of one query. Dropping it aborts them and releases the query's exchange data on
+/// every node involved.
 pub struct QueryExecution {
     query: Arc<str>,
-    exchange: Arc<dyn Exchange>,
-    tasks: Vec<JoinHandle<()>>,
+    runtime: Arc<TaskRuntime>,
+    tracker: Arc<QueryTracker>,
+    /// Remote nodes holding tasks or data of the query.
+    remote: Vec<String>,
+    /// Tasks following the reports of the query's tasks (local and remote).
+    watchers: Vec<JoinHandle<()>>,
+}
+
+impl QueryExecution {
+    /// Ends a query whose root stream was read to the end: lets the task reports still on their way
+    /// arrive (up to a few seconds) so `system.runtime.tasks` shows them finished, then releases the
+    /// query like a drop does.
+    pub fn finish(self) {
+        tokio::spawn(async move {
+            let mut this = self;
+            this.wait_reports().await;
+        });
+    }
+
+    /// Waits (up to a few seconds) for the reports of tasks that have not reported yet.
+    pub async fn wait_reports(&mut self) {
+        let watchers = std::mem::take(&mut self.watchers);
+        let wait = futures::future::join_all(watchers);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), wait).await;
+    }
 }
 
 impl Drop for QueryExecution {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
+        for w in &self.watchers {
+            w.abort();
         }
-        self.exchange.release_query(&self.query);
+        for address in &self.remote {
+            release_remote(&self.runtime, address, &self.query);
+        }
+        self.runtime.release_query(&self.query);
+        self.tracker.tasks_canceled(&self.query);
     }
 }
 
-/// A [`TaskContext`] for the tasks of `query`: the session's settings and functions plus the exchange
-/// the readers of its stages read from.
-pub fn task_context(
-    base: TaskContext,
-    query: &Arc<str>,
-    exchange: Arc<dyn Exchange>,
-) -> Arc<TaskContext> {
-    let config = base
-        .session_config()
-        .clone()
-        .with_extension(Arc::new(ExchangeContext {
+/// Everything the scheduler needs from the engine.
+pub struct Scheduler<'a> {
+    /// This node's task runtime (runs local tasks and the root stage).
+    pub runtime: &'a Arc<TaskRuntime>,
+    pub workers: &'a Arc<WorkerPool>,
+    pub tracker: &'a Arc<QueryTracker>,
+}
+
+/// Where the tasks of one stage run.
+struct Placement {
+    /// Worker per task.
+    workers: Vec<Arc<Worker>>,
+    /// The encoded fragment when the stage may run on remote workers (with whether it carries its
+    /// output partitioning).
+    fragment: Option<bytes::Bytes>,
+}
+
+impl Scheduler<'_> {
+    /// Places and starts every non-root stage's tasks and returns the execution guard plus the root
+    /// stage's output stream (which ends with the first task failure). `base` carries the session's
+    /// settings and functions. The stream must be polled with the guard alive.
+    pub async fn start(
+        &self,
+        query: Arc<str>,
+        plan: &StagePlan,
+        base: TaskContext,
+    ) -> Result<(QueryExecution, SendableRecordBatchStream)> {
+        let config: Vec<(String, String)> = base
+            .session_config()
+            .options()
+            .entries()
+            .into_iter()
+            .filter_map(|e| e.value.map(|v| (e.key, v)))
+            .collect();
+        let active = self.workers.active();
+        let placements = self.place(plan, &active)?;
+        let locations: HashMap<(usize, usize), Location> = placements
+            .iter()
+            .flat_map(|(stage, p)| {
+                p.workers
+                    .iter()
+                    .enumerate()
+                    .map(|(task, w)| ((*stage, task), self.location(w)))
+            })
+            .collect();
+        let ctx = self
+            .runtime
+            .task_context(base, &query, locations.clone());
+        let (fail_tx, fail_rx) = mpsc::unbounded_channel();
+        let mut execution = QueryExecution {
             query: query.clone(),
-            source: exchange,
-        }));
-    Arc::new(base.with_session_config(config))
-}
-
-/// Starts every non-root stage's tasks on `workers` and returns the execution guard plus the root stage's
-/// output stream. The stream must be polled with the guard alive.
-pub fn start(
-    query: Arc<str>,
-    plan: &StagePlan,
-    ctx: Arc<TaskContext>,
-    exchange: Arc<dyn Exchange>,
-    workers: &WorkerPool,
-) -> Result<(QueryExecution, SendableRecordBatchStream)> {
-    let mut execution = QueryExecution {
-        query: query.clone(),
-        exchange: exchange.clone(),
-        tasks: Vec::new(),
-    };
-    // Every sink exists before any task (or the root) opens a reader of it.
-    let mut tasks = Vec::new();
-    for stage in plan.stages.iter().filter(|s| s.id != 0) {
-        for task in 0..stage.tasks {
-            let output = TaskOutputId {
-                query: query.clone(),
-                stage: stage.id,
-                task,
-            };
-            tasks.push((
-                stage,
-                task,
-                exchange.create_sink(&output, stage.output.partitions())?,
-            ));
-        }
-    }
-    for (stage, task, sink) in tasks {
-        let worker = workers.place(stage.id, task);
-        let span = info_span!("task", query = %query, stage = stage.id, task, worker = %worker.id);
-        let fut = run_task(stage.clone(), task, ctx.clone(), sink);
-        execution.tasks.push(worker.spawn(fut.instrument(span)));
-    }
-    let root = plan.root().plan.execute(0, ctx)?;
-    Ok((execution, root))
-}
-
-/// Runs task `task` of `stage`: executes partition `task` of the stage's plan and writes its batches to
-/// `sink`, split into output partitions as the stage's output says. Any error aborts the sink, and readers
-/// receive that error itself. The task stops early when no reader wants its output any more.
-async fn run_task(
-    stage: Stage,
-    task: usize,
-    ctx: Arc<TaskContext>,
-    mut sink: Box<dyn ExchangeSink>,
-) {
-    debug!("task started");
-    let result = async {
-        let mut stream = stage.plan.execute(task, ctx)?;
-        let mut partitioner = match stage.output.partitioning() {
-            Some(p) => Some(BatchPartitioner::try_new(
-                p,
-                metrics::Time::new(),
-                task,
-                stage.tasks,
-            )?),
-            None => None,
+            runtime: self.runtime.clone(),
+            tracker: self.tracker.clone(),
+            remote: Vec::new(),
+            watchers: Vec::new(),
         };
-        while let Some(batch) = stream.next().await {
-            let batch: RecordBatch = batch?;
-            // Yield to the runtime between batches so sessions, accepts and cancels keep being served.
-            tokio::task::consume_budget().await;
-            match partitioner.as_mut() {
-                None => sink.write(0, batch).await?,
-                Some(partitioner) => {
-                    let parts: Vec<(usize, RecordBatch)> =
-                        partitioner.partition_iter(batch)?.collect::<Result<_>>()?;
-                    for (p, b) in parts {
-                        if b.num_rows() > 0 {
-                            sink.write(p, b).await?;
-                        }
+        // Producers first: a stage's sinks exist before any consumer task opens a reader.
+        for stage in plan.stages.iter().rev().filter(|s| s.id != 0) {
+            let placement = &placements[&stage.id];
+            let readers = if stage.broadcast {
+                consumer_instances(plan, stage.id, &placements)
+            } else {
+                1
+            };
+            // Group the stage's tasks by worker: one plan instance per worker (all in-process workers
+            // share this process's instance).
+            let mut local = Vec::new();
+            let mut remote: BTreeMap<String, (Arc<Worker>, Vec<usize>)> = BTreeMap::new();
+            for (task, w) in placement.workers.iter().enumerate() {
+                w.add_tasks(1);
+                self.tracker.task_started(&query, stage.id, task, &w.id);
+                match &w.kind {
+                    WorkerKind::Local => local.push(task),
+                    WorkerKind::Remote { address } => {
+                        remote
+                            .entry(address.clone())
+                            .or_insert_with(|| (w.clone(), Vec::new()))
+                            .1
+                            .push(task)
                     }
                 }
             }
-            if sink.is_abandoned() {
-                debug!("every reader has ended; stopping early");
-                break;
+            if !local.is_empty() {
+                let (tx, rx) = mpsc::unbounded_channel();
+                self.runtime.start_tasks(
+                    &query,
+                    stage.id,
+                    &local,
+                    stage.tasks,
+                    stage.plan.clone(),
+                    stage.output.partitioning(),
+                    stage.output.partitions(),
+                    readers,
+                    ctx.clone(),
+                    tx,
+                )?;
+                let reports = tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
+                    .take(local.len())
+                    .map(Ok)
+                    .boxed();
+                execution.watchers.push(self.watch(
+                    query.clone(),
+                    stage.id,
+                    None,
+                    reports,
+                    fail_tx.clone(),
+                ));
+            }
+            let starts = remote.into_iter().map(|(address, (worker, tasks))| {
+                let spec = TaskSpec {
+                    query: query.to_string(),
+                    stage: stage.id,
+                    tasks,
+                    stage_tasks: stage.tasks,
+                    output_partitions: stage.output.partitions(),
+                    readers,
+                    locations: stage_input_locations(stage, &locations),
+                    config: config.clone(),
+                };
+                let fragment = placement.fragment.clone().unwrap_or_default();
+                let partitioned = stage.output.partitioning().is_some();
+                let body = encode_run_tasks(&spec, partitioned, &fragment);
+                async move {
+                    let started =
+                        run_remote_tasks(self.runtime, &worker.id, &address, body).await;
+                    (worker, address, started)
+                }
+            });
+            for (worker, address, started) in futures::future::join_all(starts).await {
+                execution.remote.push(address.clone());
+                match started {
+                    Ok(reports) => execution.watchers.push(self.watch(
+                        query.clone(),
+                        stage.id,
+                        Some(worker),
+                        reports,
+                        fail_tx.clone(),
+                    )),
+                    Err(e) => {
+                        if is_node_lost(&e) {
+                            self.workers.mark_dead(&worker.id, &e.to_string());
+                            self.runtime.channels.forget(&address);
+                        }
+                        return Err(e);
+                    }
+                }
             }
         }
-        Ok::<_, DataFusionError>(())
+        let root = plan.root().plan.execute(0, ctx)?;
+        let stream = FailFast {
+            schema: root.schema(),
+            inner: root,
+            failures: fail_rx,
+            done: false,
+        };
+        Ok((execution, Box::pin(stream)))
     }
-    .await;
-    match result {
-        Ok(()) => {
-            if let Err(e) = sink.finish().await {
-                debug!("task could not finish its output: {e}");
+
+    /// Decides where every task of every non-root stage runs.
+    fn place(
+        &self,
+        plan: &StagePlan,
+        active: &[Arc<Worker>],
+    ) -> Result<BTreeMap<usize, Placement>> {
+        let coordinator = Worker::local(&self.runtime.node_id);
+        let any_remote = active
+            .iter()
+            .any(|w| matches!(w.kind, WorkerKind::Remote { .. }));
+        let mut placements = BTreeMap::new();
+        for stage in plan.stages.iter().filter(|s| s.id != 0) {
+            let fragment = if any_remote {
+                match self.encode(stage) {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        tracing::debug!(stage = stage.id, "stage stays on the coordinator: {e}");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            let workers: Vec<Arc<Worker>> = match (&fragment, active.is_empty()) {
+                (Some(_), false) if stage.single_instance => {
+                    vec![active[stage.id % active.len()].clone(); stage.tasks]
+                }
+                (Some(_), false) => (0..stage.tasks)
+                    .map(|t| active[(stage.id + t) % active.len()].clone())
+                    .collect(),
+                _ => {
+                    // In-process workers only (or a stage that must stay on the coordinator).
+                    let local: Vec<_> = active
+                        .iter()
+                        .filter(|w| w.kind == WorkerKind::Local)
+                        .cloned()
+                        .collect();
+                    if local.is_empty() && any_remote && fragment.is_none() {
+                        vec![coordinator.clone(); stage.tasks]
+                    } else if local.is_empty() {
+                        return Err(DataFusionError::ResourcesExhausted(
+                            "no active workers to run the query on".into(),
+                        ));
+                    } else {
+                        (0..stage.tasks)
+                            .map(|t| local[(stage.id + t) % local.len()].clone())
+                            .collect()
+                    }
+                }
+            };
+            placements.insert(stage.id, Placement { workers, fragment });
+        }
+        Ok(placements)
+    }
+
+    /// Encodes a stage's fragment for remote workers, wrapped in the repartitioning of its output.
+    fn encode(&self, stage: &Stage) -> Result<bytes::Bytes> {
+        let plan: Arc<dyn ExecutionPlan> = match stage.output.partitioning() {
+            Some(p) => Arc::new(RepartitionExec::try_new(stage.plan.clone(), p)?),
+            None => stage.plan.clone(),
+        };
+        self.runtime.codec.encode(&plan)
+    }
+
+    fn location(&self, worker: &Worker) -> Location {
+        match &worker.kind {
+            WorkerKind::Local => Location {
+                node: self.runtime.node_id.clone(),
+                address: self.runtime.address.clone(),
+            },
+            WorkerKind::Remote { address } => Location {
+                node: worker.id.clone(),
+                address: address.clone(),
+            },
+        }
+    }
+
+    /// Follows the reports of one group of tasks: records them, and turns a failed task or a lost
+    /// worker into the query's failure.
+    fn watch(
+        &self,
+        query: Arc<str>,
+        stage: usize,
+        worker: Option<Arc<Worker>>,
+        mut reports: BoxStream<'static, Result<TaskReport>>,
+        failures: mpsc::UnboundedSender<DataFusionError>,
+    ) -> JoinHandle<()> {
+        let tracker = self.tracker.clone();
+        let runtime = self.runtime.clone();
+        let pool = self.workers.clone();
+        tokio::spawn(async move {
+            while let Some(report) = reports.next().await {
+                match report {
+                    Ok(r) => {
+                        let error = r.error.clone();
+                        tracker.task_finished(
+                            &query,
+                            stage,
+                            r.task,
+                            r.rows,
+                            r.bytes,
+                            r.elapsed_ms,
+                            error.as_ref().map(|(_, m)| m.clone()),
+                        );
+                        if let Some((sqlstate, message)) = error {
+                            let _ = failures.send(
+                                RemoteError { sqlstate, message }.into_datafusion(),
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(w) = &worker {
+                            pool.mark_dead(&w.id, &e.to_string());
+                            runtime.channels.forget(w.address());
+                        }
+                        let _ = failures.send(e);
+                        return;
+                    }
+                }
             }
-            debug!("task finished");
+        })
+    }
+}
+
+/// Whether `e` says a node was lost (rather than a task failing on it).
+fn is_node_lost(e: &DataFusionError) -> bool {
+    matches!(e, DataFusionError::External(inner)
+        if inner.downcast_ref::<RemoteError>().is_some_and(|r| r.sqlstate == tributary_exchange::flight::NODE_LOST_SQLSTATE))
+}
+
+/// The locations of the tasks of the stages `stage` reads.
+fn stage_input_locations(
+    stage: &Stage,
+    locations: &HashMap<(usize, usize), Location>,
+) -> Vec<((usize, usize), Location)> {
+    locations
+        .iter()
+        .filter(|((s, _), _)| stage.inputs.contains(s))
+        .map(|(k, v)| (*k, v.clone()))
+        .collect()
+}
+
+/// How many plan instances of the stage consuming `producer` read it: one per remote worker running
+/// consumer tasks, plus one for this process if any run here (the root stage is one instance).
+fn consumer_instances(
+    plan: &StagePlan,
+    producer: usize,
+    placements: &BTreeMap<usize, Placement>,
+) -> usize {
+    let Some(consumer) = plan.stages.iter().find(|s| s.inputs.contains(&producer)) else {
+        return 1;
+    };
+    let Some(placement) = placements.get(&consumer.id) else {
+        return 1;
+    };
+    let mut remote: Vec<&str> = Vec::new();
+    let mut local = false;
+    for w in &placement.workers {
+        match &w.kind {
+            WorkerKind::Local => local = true,
+            WorkerKind::Remote { address } => {
+                if !remote.contains(&address.as_str()) {
+                    remote.push(address);
+                }
+            }
         }
-        Err(e) => {
-            debug!("task failed: {e}");
-            sink.abort(Arc::new(e));
+    }
+    remote.len() + usize::from(local)
+}
+
+/// The root stream, ended early by the first failure any task of the query reports.
+struct FailFast {
+    schema: SchemaRef,
+    inner: SendableRecordBatchStream,
+    failures: mpsc::UnboundedReceiver<DataFusionError>,
+    done: bool,
+}
+
+impl Stream for FailFast {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
         }
+        if let Poll::Ready(Some(e)) = self.failures.poll_recv(cx) {
+            self.done = true;
+            return Poll::Ready(Some(Err(e)));
+        }
+        let polled = self.inner.poll_next_unpin(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            self.done = true;
+        }
+        polled
+    }
+}
+
+impl RecordBatchStream for FailFast {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
     }
 }

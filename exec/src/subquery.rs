@@ -20,14 +20,18 @@ use futures::future::BoxFuture;
 pub trait StagedRunner: Send + Sync {
     /// Fragments and schedules `plan` under the exchange key `key`, returning the root stream together
     /// with whatever must stay alive while it is read.
+    #[allow(clippy::type_complexity)]
     fn run(
         &self,
         plan: Arc<dyn ExecutionPlan>,
         key: String,
-    ) -> Result<(
-        Box<dyn std::any::Any + Send>,
-        datafusion::execution::SendableRecordBatchStream,
-    )>;
+    ) -> BoxFuture<
+        '_,
+        Result<(
+            Box<dyn std::any::Any + Send>,
+            datafusion::execution::SendableRecordBatchStream,
+        )>,
+    >;
 }
 
 /// Executes every `ScalarSubqueryExec` of `plan` (innermost first), publishes the values, and returns the
@@ -75,7 +79,7 @@ async fn run_scalar(
             schema.fields().len()
         )));
     }
-    let (_guard, mut stream) = runner.run(plan, key)?;
+    let (_guard, mut stream) = runner.run(plan, key).await?;
     let mut value = None;
     while let Some(batch) = stream.next().await {
         let batch = batch?;

@@ -7,7 +7,16 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
-use tributary_connectors::system::{NodeInfo, QueryInfo, RuntimeInfo};
+use tributary_connectors::system::{NodeInfo, QueryInfo, RuntimeInfo, TaskInfo};
+
+/// How many task entries `system.runtime.tasks` keeps (oldest finished ones are dropped first).
+const MAX_TASK_HISTORY: usize = 10_000;
+
+#[derive(Debug)]
+struct TaskEntry {
+    info: TaskInfo,
+    started: Instant,
+}
 
 /// How many finished queries `system.runtime.queries` keeps (Trino: `query.max-history`).
 const MAX_HISTORY: usize = 1000;
@@ -24,6 +33,7 @@ struct Entry {
 pub struct QueryTracker {
     queries: Mutex<VecDeque<Entry>>,
     nodes: Mutex<Vec<NodeInfo>>,
+    tasks: Mutex<VecDeque<TaskEntry>>,
 }
 
 /// Microseconds since the Unix epoch, now.
@@ -99,6 +109,78 @@ impl QueryTracker {
         }
     }
 
+    /// Records a RUNNING task of `query_id` (or of one of its sub-plans: `QUERY.sqN` keys count as
+    /// the query) placed on `worker`.
+    pub fn task_started(&self, query_id: &str, stage: usize, task: usize, worker: &str) {
+        let mut t = self.tasks.lock();
+        while t.len() >= MAX_TASK_HISTORY {
+            match t.iter().position(|e| e.info.state != "RUNNING") {
+                Some(i) => {
+                    t.remove(i);
+                }
+                None => break,
+            }
+        }
+        t.push_back(TaskEntry {
+            info: TaskInfo {
+                query_id: query_id.to_string(),
+                stage: stage as i64,
+                task: task as i64,
+                worker: worker.to_string(),
+                state: "RUNNING".into(),
+                rows: 0,
+                bytes: 0,
+                elapsed_ms: 0,
+                error: None,
+            },
+            started: Instant::now(),
+        });
+    }
+
+    /// Records the end of a task: FINISHED, or FAILED with `error`.
+    pub fn task_finished(
+        &self,
+        query_id: &str,
+        stage: usize,
+        task: usize,
+        rows: u64,
+        bytes: u64,
+        elapsed_ms: u64,
+        error: Option<String>,
+    ) {
+        let mut t = self.tasks.lock();
+        if let Some(e) = t.iter_mut().rev().find(|e| {
+            e.info.query_id == query_id && e.info.stage == stage as i64 && e.info.task == task as i64
+        }) && e.info.state == "RUNNING"
+        {
+            e.info.state = if error.is_some() { "FAILED" } else { "FINISHED" }.into();
+            e.info.rows = rows as i64;
+            e.info.bytes = bytes as i64;
+            e.info.elapsed_ms = elapsed_ms as i64;
+            e.info.error = error;
+        }
+    }
+
+    /// Marks every still-running task of `query_id` CANCELED (the query ended before they did).
+    pub fn tasks_canceled(&self, query_id: &str) {
+        for e in self.tasks.lock().iter_mut() {
+            if e.info.query_id == query_id && e.info.state == "RUNNING" {
+                e.info.state = "CANCELED".into();
+                e.info.elapsed_ms = e.started.elapsed().as_millis() as i64;
+            }
+        }
+    }
+
+    /// The tasks recorded for `query_id`, in start order.
+    pub fn tasks_of(&self, query_id: &str) -> Vec<TaskInfo> {
+        self.tasks
+            .lock()
+            .iter()
+            .filter(|e| e.info.query_id == query_id)
+            .map(|e| e.info.clone())
+            .collect()
+    }
+
     fn update(&self, query_id: &str, f: impl FnOnce(&mut Entry)) {
         let mut q = self.queries.lock();
         if let Some(e) = q.iter_mut().rev().find(|e| e.info.query_id == query_id) {
@@ -114,6 +196,20 @@ impl RuntimeInfo for QueryTracker {
 
     fn queries(&self) -> Vec<QueryInfo> {
         self.queries
+            .lock()
+            .iter()
+            .map(|e| {
+                let mut info = e.info.clone();
+                if info.state == "RUNNING" {
+                    info.elapsed_ms = e.started.elapsed().as_millis() as i64;
+                }
+                info
+            })
+            .collect()
+    }
+
+    fn tasks(&self) -> Vec<TaskInfo> {
+        self.tasks
             .lock()
             .iter()
             .map(|e| {

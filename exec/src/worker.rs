@@ -1,32 +1,86 @@
-//! Workers that run tasks. In `single` mode they are in-process: each is a named slot on this process's
-//! Tokio runtime, and tasks placed on it run as Tokio tasks. The placement and the task boundary are the
-//! same ones remote workers will use; only [`Worker::spawn`] changes.
+//! Workers that run tasks, and cluster membership.
+//!
+//! A worker is either in-process (`single` mode, or the coordinator itself when it is configured to run
+//! tasks: Trino's `node-scheduler.include-coordinator`) or a remote worker process that announced itself
+//! to the coordinator. Remote workers heartbeat every `heartbeat_interval`; the coordinator marks one
+//! `dead` when no heartbeat arrived for `heartbeat_timeout`, or at once when an RPC to it fails, and stops
+//! placing tasks on it. A dead or new worker that announces itself becomes `active` again and gets tasks
+//! from the next query on (Trino's failure detector and node manager behave the same way).
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use tokio::task::JoinHandle;
+use parking_lot::{Mutex, RwLock};
 use tributary_connectors::system::NodeInfo;
 
-use crate::tracker::now_us;
+use crate::tracker::{QueryTracker, now_us};
+
+/// Where a worker runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerKind {
+    /// In this process: tasks placed on it run on this process's task runtime.
+    Local,
+    /// Another process, reached over RPC at `address` (`host:port`).
+    Remote { address: String },
+}
+
+#[derive(Debug)]
+struct Liveness {
+    active: bool,
+    last_heartbeat: Instant,
+    last_heartbeat_us: i64,
+    running_tasks: usize,
+}
 
 /// One worker: where tasks placed on it run.
 #[derive(Debug)]
 pub struct Worker {
     /// Node id shown in `system.runtime.nodes`, e.g. `worker-1`.
     pub id: String,
+    /// In-process or remote.
+    pub kind: WorkerKind,
+    liveness: Mutex<Liveness>,
     tasks_started: AtomicU64,
 }
 
 impl Worker {
-    /// Runs a task on this worker.
-    pub fn spawn<F>(&self, task: F) -> JoinHandle<()>
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        self.tasks_started.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(task)
+    fn new(id: String, kind: WorkerKind) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            kind,
+            liveness: Mutex::new(Liveness {
+                active: true,
+                last_heartbeat: Instant::now(),
+                last_heartbeat_us: now_us(),
+                running_tasks: 0,
+            }),
+            tasks_started: AtomicU64::new(0),
+        })
+    }
+
+    /// An in-process worker named `id` (outside any pool: the coordinator running a stage that must
+    /// stay on it).
+    pub fn local(id: &str) -> Arc<Self> {
+        Self::new(id.to_string(), WorkerKind::Local)
+    }
+
+    /// The worker's RPC address, or `in-process`.
+    pub fn address(&self) -> &str {
+        match &self.kind {
+            WorkerKind::Local => "in-process",
+            WorkerKind::Remote { address } => address,
+        }
+    }
+
+    /// Whether tasks may be placed on it.
+    pub fn is_active(&self) -> bool {
+        self.liveness.lock().active
+    }
+
+    /// Counts `n` tasks placed on this worker.
+    pub fn add_tasks(&self, n: usize) {
+        self.tasks_started.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Tasks started on this worker since the server started.
@@ -35,53 +89,219 @@ impl Worker {
     }
 }
 
-/// The workers tasks are placed on.
+/// Heartbeat settings of a cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct Heartbeats {
+    /// How often a worker announces itself.
+    pub interval: Duration,
+    /// Silence after which the coordinator marks a worker dead.
+    pub timeout: Duration,
+}
+
+impl Default for Heartbeats {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_millis(1000),
+            timeout: Duration::from_millis(5000),
+        }
+    }
+}
+
+/// The workers tasks are placed on, and the node list of `system.runtime.nodes`.
 #[derive(Debug)]
 pub struct WorkerPool {
-    workers: Vec<Arc<Worker>>,
+    workers: RwLock<Vec<Arc<Worker>>>,
+    /// This process's node (the coordinator) as the nodes table shows it.
+    coordinator: NodeInfo,
+    heartbeats: Heartbeats,
+    tracker: Option<Arc<QueryTracker>>,
 }
 
 impl WorkerPool {
-    /// `n` in-process workers (at least one), named `worker-1` .. `worker-n`.
+    /// `n` in-process workers (at least one), named `worker-1` .. `worker-n`: `single` mode.
     pub fn in_process(n: usize) -> Self {
         let workers = (1..=n.max(1))
-            .map(|i| {
-                Arc::new(Worker {
-                    id: format!("worker-{i}"),
-                    tasks_started: AtomicU64::new(0),
-                })
-            })
+            .map(|i| Worker::new(format!("worker-{i}"), WorkerKind::Local))
             .collect();
-        Self { workers }
+        Self {
+            workers: RwLock::new(workers),
+            coordinator: NodeInfo {
+                node_id: "coordinator".into(),
+                address: "in-process".into(),
+                role: "coordinator".into(),
+                state: "active".into(),
+                last_heartbeat_us: now_us(),
+                running_tasks: 0,
+            },
+            heartbeats: Heartbeats::default(),
+            tracker: None,
+        }
     }
 
-    /// The worker task `task` of stage `stage` runs on: tasks of a stage are dealt round-robin, each
-    /// stage starting at a different worker so single-task stages spread too.
-    pub fn place(&self, stage: usize, task: usize) -> &Arc<Worker> {
-        &self.workers[(stage + task) % self.workers.len()]
+    /// The pool of a coordinator at `address`: remote workers join by announcing themselves; with
+    /// `include_coordinator` the coordinator itself is also a worker (named `coordinator`).
+    pub fn cluster(
+        address: &str,
+        include_coordinator: bool,
+        heartbeats: Heartbeats,
+        tracker: Arc<QueryTracker>,
+    ) -> Self {
+        let workers = if include_coordinator {
+            vec![Worker::new("coordinator".into(), WorkerKind::Local)]
+        } else {
+            Vec::new()
+        };
+        let pool = Self {
+            workers: RwLock::new(workers),
+            coordinator: NodeInfo {
+                node_id: "coordinator".into(),
+                address: address.to_string(),
+                role: "coordinator".into(),
+                state: "active".into(),
+                last_heartbeat_us: now_us(),
+                running_tasks: 0,
+            },
+            heartbeats,
+            tracker: Some(tracker),
+        };
+        pool.publish();
+        pool
     }
 
-    pub fn workers(&self) -> &[Arc<Worker>] {
-        &self.workers
+    /// Attaches the tracker whose node list this pool keeps current.
+    pub fn with_tracker(mut self, tracker: Arc<QueryTracker>) -> Self {
+        self.tracker = Some(tracker);
+        self.publish();
+        self
     }
 
-    /// The nodes of a `single`-mode server: the coordinator and the in-process workers.
+    /// The heartbeat settings.
+    pub fn heartbeats(&self) -> Heartbeats {
+        self.heartbeats
+    }
+
+    /// Records a heartbeat (or first announcement) of remote worker `id` at `address`, running
+    /// `running_tasks` tasks.
+    pub fn heartbeat(&self, id: &str, address: &str, running_tasks: usize) {
+        let changed;
+        {
+            let mut workers = self.workers.write();
+            match workers.iter().position(|w| w.id == id) {
+                Some(i) if workers[i].address() == address => {
+                    let mut l = workers[i].liveness.lock();
+                    changed = !l.active;
+                    l.active = true;
+                    l.last_heartbeat = Instant::now();
+                    l.last_heartbeat_us = now_us();
+                    l.running_tasks = running_tasks;
+                }
+                Some(i) => {
+                    // Same id, new address: a restarted worker.
+                    workers[i] = Worker::new(id.into(), remote(address));
+                    changed = true;
+                }
+                None => {
+                    tracing::info!(worker = id, address, "worker joined");
+                    workers.push(Worker::new(id.into(), remote(address)));
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            tracing::info!(worker = id, address, "worker active");
+        }
+        self.publish();
+    }
+
+    /// Marks worker `id` dead (an RPC to it failed, or its heartbeats stopped).
+    pub fn mark_dead(&self, id: &str, reason: &str) {
+        let mut changed = false;
+        for w in self.workers.read().iter().filter(|w| w.id == id) {
+            let mut l = w.liveness.lock();
+            if l.active {
+                l.active = false;
+                changed = true;
+            }
+        }
+        if changed {
+            tracing::warn!(worker = id, reason, "worker marked dead");
+            self.publish();
+        }
+    }
+
+    /// Marks remote workers whose last heartbeat is older than the timeout dead.
+    pub fn expire(&self) {
+        let timeout = self.heartbeats.timeout;
+        let stale: Vec<String> = self
+            .workers
+            .read()
+            .iter()
+            .filter(|w| matches!(w.kind, WorkerKind::Remote { .. }))
+            .filter(|w| {
+                let l = w.liveness.lock();
+                l.active && l.last_heartbeat.elapsed() > timeout
+            })
+            .map(|w| w.id.clone())
+            .collect();
+        for id in stale {
+            self.mark_dead(&id, "no heartbeat within the timeout");
+        }
+        self.publish();
+    }
+
+    /// The workers tasks may be placed on now, in a stable order (in-process first, then by id).
+    pub fn active(&self) -> Vec<Arc<Worker>> {
+        let mut active: Vec<_> = self
+            .workers
+            .read()
+            .iter()
+            .filter(|w| w.is_active())
+            .cloned()
+            .collect();
+        active.sort_by(|a, b| {
+            (a.kind != WorkerKind::Local, &a.id).cmp(&(b.kind != WorkerKind::Local, &b.id))
+        });
+        active
+    }
+
+    /// Every worker known, active or dead.
+    pub fn workers(&self) -> Vec<Arc<Worker>> {
+        self.workers.read().clone()
+    }
+
+    /// The nodes as `system.runtime.nodes` shows them: the coordinator, then every worker.
     pub fn nodes(&self) -> Vec<NodeInfo> {
-        let now = now_us();
         let mut nodes = vec![NodeInfo {
-            node_id: "coordinator".into(),
-            address: "in-process".into(),
-            role: "coordinator".into(),
-            state: "active".into(),
-            last_heartbeat_us: now,
+            last_heartbeat_us: now_us(),
+            ..self.coordinator.clone()
         }];
-        nodes.extend(self.workers.iter().map(|w| NodeInfo {
-            node_id: w.id.clone(),
-            address: "in-process".into(),
-            role: "worker".into(),
-            state: "active".into(),
-            last_heartbeat_us: now,
-        }));
+        for w in self.workers.read().iter() {
+            if w.kind == WorkerKind::Local && w.id == "coordinator" {
+                continue;
+            }
+            let l = w.liveness.lock();
+            let local = w.kind == WorkerKind::Local;
+            nodes.push(NodeInfo {
+                node_id: w.id.clone(),
+                address: w.address().to_string(),
+                role: "worker".into(),
+                state: if l.active { "active" } else { "dead" }.into(),
+                last_heartbeat_us: if local { now_us() } else { l.last_heartbeat_us },
+                running_tasks: l.running_tasks as i64,
+            });
+        }
         nodes
+    }
+
+    fn publish(&self) {
+        if let Some(t) = &self.tracker {
+            t.set_nodes(self.nodes());
+        }
+    }
+}
+
+fn remote(address: &str) -> WorkerKind {
+    WorkerKind::Remote {
+        address: address.to_string(),
     }
 }

@@ -22,8 +22,9 @@ pub fn render(plan: &StagePlan, metrics: bool) -> Vec<String> {
         } else {
             "workers"
         };
+        let broadcast = if stage.broadcast { ", broadcast" } else { "" };
         lines.push(format!(
-            "Stage {} [{place}, tasks: {}, output: {}, input: {inputs}]",
+            "Stage {} [{place}, tasks: {}, output: {}{broadcast}, input: {inputs}]",
             stage.id, stage.tasks, stage.output
         ));
         let shown = if metrics {

@@ -19,6 +19,10 @@ use std::sync::Arc;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::common::JoinType;
+use datafusion::physical_plan::joins::{
+    CrossJoinExec, HashJoinExec, NestedLoopJoinExec, PartitionMode,
+};
 use datafusion::physical_plan::recursive_query::RecursiveQueryExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
@@ -86,6 +90,15 @@ pub struct Stage {
     pub output: StageOutput,
     /// Stages this one reads from.
     pub inputs: Vec<usize>,
+    /// Whether every plan instance of the consumer stage reads this stage's whole output (the build
+    /// side of a `CollectLeft` hash join, or the left side of a nested-loop or cross join, is collected
+    /// once per instance): a broadcast exchange, whose partitions have one reader per consumer instance.
+    pub broadcast: bool,
+    /// Whether all tasks must share one plan instance (one worker): the stage holds a join that
+    /// collects its left side once and emits left rows only after every partition has probed
+    /// (`CollectLeft` or nested-loop `Left`/`LeftSemi`/`LeftAnti`/`LeftMark`/`Full` joins keep a shared
+    /// bitmap of matched left rows in the instance).
+    pub single_instance: bool,
 }
 
 /// A query cut into stages, root first.
@@ -113,6 +126,7 @@ pub fn fragment(plan: Arc<dyn ExecutionPlan>) -> Result<StagePlan> {
     let mut f = Fragmenter {
         stages: Vec::new(),
         next_id: 1,
+        broadcast: Vec::new(),
     };
     let (root, inputs) = f.cut(plan)?;
     f.stages.push(Stage {
@@ -121,8 +135,15 @@ pub fn fragment(plan: Arc<dyn ExecutionPlan>) -> Result<StagePlan> {
         plan: root,
         output: StageOutput::Client,
         inputs,
+        broadcast: false,
+        single_instance: true,
     });
     let mut stages = f.stages;
+    for id in f.broadcast {
+        if let Some(stage) = stages.iter_mut().find(|s| s.id == id) {
+            stage.broadcast = true;
+        }
+    }
     stages.sort_by_key(|s| s.id);
     Ok(StagePlan { stages })
 }
@@ -131,6 +152,8 @@ struct Fragmenter {
     stages: Vec<Stage>,
     /// Ids are given top-down (a consumer's id is smaller than its producers'), root = 0, as Trino does.
     next_id: usize,
+    /// Stages read whole by every instance of their consumer (see [`Stage::broadcast`]).
+    broadcast: Vec<usize>,
 }
 
 impl Fragmenter {
@@ -182,10 +205,14 @@ impl Fragmenter {
             let node = replace_children_if_necessary(node, vec![Arc::new(reader)])?;
             return Ok((node, vec![id]));
         }
+        let collects_left = collects_left_once(&node);
         let mut inputs = Vec::new();
         let mut children = Vec::new();
-        for child in node.children() {
+        for (i, child) in node.children().into_iter().enumerate() {
             let (child, child_inputs) = self.cut(child.clone())?;
+            if i == 0 && collects_left {
+                self.broadcast.extend(child_inputs.iter().copied());
+            }
             inputs.extend(child_inputs);
             children.push(child);
         }
@@ -225,10 +252,52 @@ impl Fragmenter {
     ) {
         self.stages.push(Stage {
             id,
+            single_instance: needs_single_instance(&plan),
             plan,
             tasks,
             output,
             inputs,
+            broadcast: false,
         });
     }
+}
+
+/// Whether some join in `plan` (within this stage) emits build-side rows only once every partition
+/// of its plan instance has probed (see [`Stage::single_instance`]).
+pub fn needs_single_instance(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    let emits_left_at_end = |t: &JoinType| {
+        matches!(
+            t,
+            JoinType::Left
+                | JoinType::LeftSemi
+                | JoinType::LeftAnti
+                | JoinType::LeftMark
+                | JoinType::Full
+        )
+    };
+    if let Some(join) = plan.downcast_ref::<HashJoinExec>()
+        && *join.partition_mode() == PartitionMode::CollectLeft
+        && emits_left_at_end(join.join_type())
+    {
+        return true;
+    }
+    if let Some(join) = plan.downcast_ref::<NestedLoopJoinExec>()
+        && emits_left_at_end(join.join_type())
+    {
+        return true;
+    }
+    if plan.downcast_ref::<ExchangeReadExec>().is_some() {
+        return false;
+    }
+    plan.children().into_iter().any(needs_single_instance)
+}
+
+/// Whether `node` executes its first (left) child once per plan instance and shares the result
+/// between its partitions: a hash join in `CollectLeft` mode, a nested-loop join, a cross join.
+fn collects_left_once(node: &Arc<dyn ExecutionPlan>) -> bool {
+    if let Some(join) = node.downcast_ref::<HashJoinExec>() {
+        return *join.partition_mode() == PartitionMode::CollectLeft;
+    }
+    node.downcast_ref::<NestedLoopJoinExec>().is_some()
+        || node.downcast_ref::<CrossJoinExec>().is_some()
 }

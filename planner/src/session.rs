@@ -14,7 +14,7 @@ use crate::CatalogRegistry;
 ///
 /// `target_partitions` is the number of hash partitions the planner gives a repartitioned stage
 /// (Trino's `hash_partition_count`). Dynamic filter pushdown is off: its shared state spans partitions of
-/// one plan instance, which tasks on other workers do not share. Round-robin repartitioning is off:
+/// one plan instance, which tasks on other workers do not share; so is file work stealing. Round-robin repartitioning is off:
 /// a source stage has one task per split, and an extra exchange would only copy data.
 pub fn new_session_context(
     registry: &CatalogRegistry,
@@ -35,6 +35,13 @@ pub fn new_session_context(
         // Splits are the unit of source parallelism, as in Trino: no round-robin exchange above scans.
         .set_str(
             "datafusion.optimizer.enable_round_robin_repartition",
+            "false",
+        )
+        // A split belongs to its task: sibling file streams of one plan instance must not steal each
+        // other's files, since the other tasks of the stage run in other instances (other workers),
+        // and a re-run task must read the same files.
+        .set_str(
+            "datafusion.execution.enable_file_stream_work_stealing",
             "false",
         )
         .set_str("datafusion.sql_parser.dialect", "PostgreSQL")

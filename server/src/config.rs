@@ -12,12 +12,54 @@ use tributary_planner::config::{ConfigError, read_toml};
 /// local PostgreSQL keeps its port).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7432";
 
-/// What this process does in a cluster. Only `single` (coordinator and workers in one process) exists so far.
+/// What this process does in a cluster (`[node] role`, or `--role`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Role {
     /// Coordinator and in-process workers in one process.
     Single,
+    /// Serves clients, plans and schedules; tasks run on workers that announce themselves.
+    Coordinator,
+    /// Runs tasks for the coordinator named by `[node] coordinator`; serves no clients.
+    Worker,
 }
+
+/// `[node]`: cluster membership of this process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// `[node] id`: the node id shown in `system.runtime.nodes` (default `coordinator`, or
+    /// `worker-PORT` for a worker).
+    pub id: Option<String>,
+    /// `[node] rpc_listen`: the node RPC (Arrow Flight) address, `HOST:PORT` (default
+    /// `127.0.0.1:0`, any free port; a coordinator's workers need a fixed one).
+    pub rpc_listen: String,
+    /// `[node] coordinator`: a worker's coordinator, as the coordinator's `rpc_listen`.
+    pub coordinator: Option<String>,
+    /// `[node] include_coordinator`: whether a coordinator runs tasks too (Trino's
+    /// `node-scheduler.include-coordinator`; default false).
+    pub include_coordinator: bool,
+    /// `[node] heartbeat_interval_ms`: how often a worker announces itself (default 1000).
+    pub heartbeat_interval_ms: u64,
+    /// `[node] heartbeat_timeout_ms`: silence after which the coordinator marks a worker dead
+    /// (default 5000).
+    pub heartbeat_timeout_ms: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            id: None,
+            rpc_listen: "127.0.0.1:0".into(),
+            coordinator: None,
+            include_coordinator: false,
+            heartbeat_interval_ms: 1000,
+            heartbeat_timeout_ms: 5000,
+        }
+    }
+}
+
+/// Most in-process workers or hash partitions `config.toml` accepts (beyond it, per-task overhead
+/// dominates on any machine).
+pub const MAX_PARALLELISM: usize = 256;
 
 /// The settings of `config.toml`, with defaults for what the file leaves out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +68,8 @@ pub struct ServerConfig {
     pub listen: String,
     /// `[node] role`.
     pub role: Role,
+    /// `[node]`: the rest of the node's cluster settings.
+    pub node: NodeConfig,
     /// `[engine] workers`: in-process workers in `single` mode.
     pub workers: usize,
     /// `[engine] hash_partitions`: partitions of a repartitioned stage.
@@ -88,6 +132,7 @@ impl Default for ServerConfig {
         Self {
             listen: DEFAULT_LISTEN.to_string(),
             role: Role::Single,
+            node: NodeConfig::default(),
             workers: 2,
             hash_partitions: 4,
             catalog_dir: None,
@@ -154,20 +199,58 @@ impl ServerConfig {
                     ("node", "role") => {
                         config.role = match value.as_str() {
                             Some("single") => Role::Single,
+                            Some("coordinator") => Role::Coordinator,
+                            Some("worker") => Role::Worker,
                             Some(other) => {
                                 return Err(err(
                                     &full,
-                                    format!("unsupported role \"{other}\"; expected \"single\""),
+                                    format!(
+                                        "unsupported role \"{other}\"; expected \"single\", \
+                                         \"coordinator\" or \"worker\""
+                                    ),
                                 ));
                             }
                             None => return Err(err(&full, "expected a string".into())),
                         };
                     }
+                    ("node", "id") => {
+                        config.node.id = Some(
+                            value
+                                .as_str()
+                                .filter(|s| !s.is_empty())
+                                .ok_or_else(|| err(&full, "expected a non-empty string".into()))?
+                                .to_string(),
+                        )
+                    }
+                    ("node", "rpc_listen") | ("node", "coordinator") => {
+                        let address = value
+                            .as_str()
+                            .ok_or_else(|| err(&full, "expected a string \"HOST:PORT\"".into()))?;
+                        validate_listen(address).map_err(|reason| err(&full, reason))?;
+                        if key == "rpc_listen" {
+                            config.node.rpc_listen = address.to_string();
+                        } else {
+                            config.node.coordinator = Some(address.to_string());
+                        }
+                    }
+                    ("node", "include_coordinator") => {
+                        config.node.include_coordinator = value
+                            .as_bool()
+                            .ok_or_else(|| err(&full, "expected true or false".into()))?
+                    }
+                    ("node", "heartbeat_interval_ms") => {
+                        config.node.heartbeat_interval_ms =
+                            positive(value).map_err(|r| err(&full, r))? as u64
+                    }
+                    ("node", "heartbeat_timeout_ms") => {
+                        config.node.heartbeat_timeout_ms =
+                            positive(value).map_err(|r| err(&full, r))? as u64
+                    }
                     ("engine", "workers") => {
-                        config.workers = positive(value).map_err(|r| err(&full, r))?
+                        config.workers = bounded(value).map_err(|r| err(&full, r))?
                     }
                     ("engine", "hash_partitions") => {
-                        config.hash_partitions = positive(value).map_err(|r| err(&full, r))?
+                        config.hash_partitions = bounded(value).map_err(|r| err(&full, r))?
                     }
                     ("auth", "method") => {
                         config.auth.method = Some(match value.as_str() {
@@ -256,6 +339,14 @@ pub fn validate_listen(listen: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An integer in `1..=MAX_PARALLELISM`.
+fn bounded(value: &toml::Value) -> Result<usize, String> {
+    match value.as_integer() {
+        Some(n) if (1..=MAX_PARALLELISM as i64).contains(&n) => Ok(n as usize),
+        _ => Err(format!("expected an integer from 1 to {MAX_PARALLELISM}")),
+    }
+}
+
 fn positive(value: &toml::Value) -> Result<usize, String> {
     match value.as_integer() {
         Some(n) if n >= 1 => Ok(n as usize),
@@ -280,6 +371,17 @@ mod tests {
         assert_eq!(config.listen, "0.0.0.0:9000");
         assert_eq!(config.workers, 3);
         assert_eq!(config.hash_partitions, 8);
+        let config = parse(
+            "[node]\nrole = \"worker\"\nid = \"w1\"\nrpc_listen = \"127.0.0.1:7500\"\ncoordinator = \"127.0.0.1:7400\"\ninclude_coordinator = true\nheartbeat_interval_ms = 200\nheartbeat_timeout_ms = 900\n",
+        )
+        .unwrap();
+        assert_eq!(config.role, Role::Worker);
+        assert_eq!(config.node.id.as_deref(), Some("w1"));
+        assert_eq!(config.node.rpc_listen, "127.0.0.1:7500");
+        assert_eq!(config.node.coordinator.as_deref(), Some("127.0.0.1:7400"));
+        assert!(config.node.include_coordinator);
+        assert_eq!(config.node.heartbeat_interval_ms, 200);
+        assert_eq!(config.node.heartbeat_timeout_ms, 900);
     }
 
     #[test]
@@ -319,10 +421,18 @@ mod tests {
         assert!(msg.contains("server.listn"), "{msg}");
         let msg = parse("[engine]\nworkers = 0\n").unwrap_err().to_string();
         assert!(msg.contains("engine.workers"), "{msg}");
-        let msg = parse("[node]\nrole = \"worker\"\n")
+        let msg = parse("[node]\nrole = \"leader\"\n")
             .unwrap_err()
             .to_string();
         assert!(msg.contains("node.role"), "{msg}");
+        let msg = parse("[engine]\nworkers = 100000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("engine.workers"), "{msg}");
+        let msg = parse("[node]\ncoordinator = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("node.coordinator"), "{msg}");
         let msg = parse("[server]\nlisten = \"nope\"\n")
             .unwrap_err()
             .to_string();

@@ -14,7 +14,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tokio::net::TcpListener;
-use tributary_exec::{Engine, EngineConfig};
+use std::time::Duration;
+
+use tributary_exec::worker::Heartbeats;
+use tributary_exec::{ClusterConfig, Engine, EngineConfig, NodeRole};
 
 use crate::auth::Security;
 use crate::config::{AuthMethod, Role, ServerConfig};
@@ -40,6 +43,18 @@ struct Cli {
     /// workers in this one process.
     #[arg(long, value_enum)]
     role: Option<Role>,
+
+    /// Node RPC (Arrow Flight) address of a coordinator or worker, overriding `[node] rpc_listen`.
+    #[arg(long, value_name = "HOST:PORT")]
+    rpc_listen: Option<String>,
+
+    /// A worker's coordinator (its RPC address), overriding `[node] coordinator`.
+    #[arg(long, value_name = "HOST:PORT")]
+    coordinator: Option<String>,
+
+    /// This node's id, overriding `[node] id`.
+    #[arg(long, value_name = "ID")]
+    node_id: Option<String>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -129,6 +144,23 @@ async fn run(cli: Cli) -> Result<(), String> {
     if let Some(role) = cli.role {
         config.role = role;
     }
+    if let Some(rpc) = cli.rpc_listen {
+        config::validate_listen(&rpc).map_err(|reason| format!("--rpc-listen: {reason}"))?;
+        config.node.rpc_listen = rpc;
+    }
+    if let Some(coordinator) = cli.coordinator {
+        config::validate_listen(&coordinator)
+            .map_err(|reason| format!("--coordinator: {reason}"))?;
+        config.node.coordinator = Some(coordinator);
+    }
+    if let Some(id) = cli.node_id {
+        config.node.id = Some(id);
+    }
+    if config.role == Role::Worker && config.node.coordinator.is_none() {
+        return Err(
+            "a worker needs its coordinator: set `[node] coordinator` or --coordinator".into(),
+        );
+    }
     tracing::info!(
         config_dir = %dir.as_deref().map_or("(none: built-in catalogs)".into(), |d| d.display().to_string()),
         role = ?config.role,
@@ -137,13 +169,53 @@ async fn run(cli: Cli) -> Result<(), String> {
 
     let security = Security::load(&config).map_err(|e| e.to_string())?;
 
-    let engine = Engine::start(EngineConfig {
-        catalog_dir: config.catalog_dir.clone(),
-        workers: config.workers,
-        hash_partitions: config.hash_partitions,
-    })
+    let node = &config.node;
+    let engine = Engine::start_with(
+        EngineConfig {
+            catalog_dir: config.catalog_dir.clone(),
+            workers: config.workers,
+            hash_partitions: config.hash_partitions,
+            cluster: ClusterConfig {
+                role: match config.role {
+                    Role::Single => NodeRole::Single,
+                    Role::Coordinator => NodeRole::Coordinator,
+                    Role::Worker => NodeRole::Worker,
+                },
+                node_id: node.id.clone(),
+                rpc_listen: node.rpc_listen.clone(),
+                coordinator: node.coordinator.clone(),
+                include_coordinator: node.include_coordinator,
+                heartbeats: Heartbeats {
+                    interval: Duration::from_millis(node.heartbeat_interval_ms),
+                    timeout: Duration::from_millis(node.heartbeat_timeout_ms),
+                },
+            },
+        },
+        pgwire::errors::classifier(),
+    )
     .await
     .map_err(|e| e.to_string())?;
+
+    if config.role == Role::Worker {
+        tracing::info!(
+            node = engine.node_id(),
+            rpc = engine.rpc_address(),
+            "worker running; announcing to the coordinator"
+        );
+        println!(
+            "tributary worker {} ready on {}",
+            engine.node_id(),
+            engine.rpc_address()
+        );
+        tokio::signal::ctrl_c()
+            .await
+            .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
+        tracing::info!("shutting down");
+        return Ok(());
+    }
+    if config.role == Role::Coordinator {
+        println!("tributary coordinator RPC on {}", engine.rpc_address());
+    }
 
     let listener = TcpListener::bind(&config.listen)
         .await

@@ -25,10 +25,10 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::Shared;
 use super::decode::{Builder, Value, decode};
 use super::description::TableDescription;
-use crate::ConnectorError;
+use super::{KafkaConnector, Shared};
+use crate::{ConnectorError, ScanSpec};
 
 /// Partitions listed in the scan's display before it says "... N more".
 const DISPLAY_PARTITIONS: usize = 16;
@@ -45,7 +45,7 @@ pub struct KafkaSplit {
 }
 
 /// Where an output column comes from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Output {
     /// Index into the key codec's columns.
     Key(usize),
@@ -71,6 +71,25 @@ impl ReadPlan {
             .iter()
             .any(|o| matches!(o, Output::Internal(i) if *i == internal))
     }
+}
+
+/// The [`ScanSpec`] payload of a [`KafkaScanExec`].
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct KafkaScanPayload {
+    /// `schema.table` as displayed.
+    label: String,
+    /// The table's description key, and its topic.
+    schema: String,
+    table: String,
+    topic: String,
+    /// Whether a description file defines the table (otherwise it is an undescribed topic).
+    described: bool,
+    outputs: Vec<Output>,
+    plan: Vec<(i32, Vec<(i64, i64)>)>,
+    /// (partition, start, end) per split.
+    splits: Vec<(i32, i64, i64)>,
+    timestamp_from: Option<i64>,
+    limit: Option<usize>,
 }
 
 /// Physical scan of a Kafka table. Output partition `i` reads split `i`: one offset range of one
@@ -134,6 +153,106 @@ impl KafkaScanExec {
     /// The splits, in output partition order.
     pub fn splits(&self) -> &[KafkaSplit] {
         &self.splits
+    }
+
+    /// The scan as plain data: the catalog, the table (its description is looked up again by
+    /// name on the receiving side), what each column reads, the offset ranges and splits.
+    pub(crate) fn to_spec(&self) -> ScanSpec {
+        let shared = &self.read.shared;
+        let d = &self.read.description;
+        let payload = KafkaScanPayload {
+            label: self.read.table.clone(),
+            schema: d.schema.clone(),
+            table: d.table.clone(),
+            topic: d.topic.clone(),
+            described: shared
+                .descriptions
+                .contains_key(&(d.schema.clone(), d.table.clone())),
+            outputs: self.read.outputs.clone(),
+            plan: self.plan.clone(),
+            splits: self
+                .splits
+                .iter()
+                .map(|s| (s.partition, s.start, s.end))
+                .collect(),
+            timestamp_from: self.timestamp_from,
+            limit: self.limit,
+        };
+        ScanSpec {
+            kind: "kafka".into(),
+            catalog: Some(shared.name.clone()),
+            payload: serde_json::to_value(payload).unwrap_or_default(),
+        }
+    }
+
+    /// Rebuilds the scan of [`KafkaScanExec::to_spec`] on `connector`. Errors: a bad payload, or a
+    /// described table this catalog does not describe (or describes with another topic).
+    pub(crate) fn from_spec(
+        connector: &KafkaConnector,
+        spec: &ScanSpec,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        let p: KafkaScanPayload = crate::spec_payload(spec)?;
+        let shared = &connector.catalog.shared;
+        let description = if p.described {
+            match shared
+                .descriptions
+                .get(&(p.schema.clone(), p.table.clone()))
+            {
+                Some(Ok(d)) if d.topic == p.topic => Arc::clone(d),
+                Some(Err(reason)) => {
+                    return Err(DataFusionError::Plan(format!(
+                        "catalog \"{}\": table {}.{}: {reason}",
+                        shared.name, p.schema, p.table
+                    )));
+                }
+                _ => {
+                    return Err(DataFusionError::Plan(format!(
+                        "catalog \"{}\": table {}.{} (topic \"{}\") is not described here",
+                        shared.name, p.schema, p.table, p.topic
+                    )));
+                }
+            }
+        } else {
+            Arc::new(TableDescription {
+                table: p.table,
+                schema: p.schema,
+                topic: p.topic,
+                key: None,
+                message: None,
+                file: String::new(),
+            })
+        };
+        if p.outputs.len() != schema.fields().len() {
+            return Err(DataFusionError::Plan(format!(
+                "bad kafka scan payload: {} outputs for {} columns",
+                p.outputs.len(),
+                schema.fields().len()
+            )));
+        }
+        let read = ReadPlan {
+            shared: Arc::clone(shared),
+            table: p.label,
+            description,
+            outputs: p.outputs,
+        };
+        let splits = p
+            .splits
+            .into_iter()
+            .map(|(partition, start, end)| KafkaSplit {
+                partition,
+                start,
+                end,
+            })
+            .collect();
+        Ok(Self::new(
+            Arc::new(read),
+            schema,
+            p.plan,
+            splits,
+            p.timestamp_from,
+            p.limit,
+        ))
     }
 
     fn offsets_text(&self) -> String {

@@ -21,9 +21,84 @@ use futures::StreamExt;
 use mysql_async::prelude::Queryable;
 use tokio::sync::mpsc;
 
+use super::MySqlConnector;
 use super::pool::Pool;
 use super::types::{ColumnBuilder, MyType};
-use crate::ConnectorError;
+use crate::{ConnectorError, ScanSpec};
+
+/// The [`ScanSpec`] payload of a [`MySqlScanExec`]: how each column is read, and each split's SQL.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct MySqlScanPayload {
+    types: Vec<MyTypeSpec>,
+    sqls: Vec<String>,
+}
+
+/// [`MyType`] as plain data (several reader types share an Arrow type: year, bit, bigint unsigned).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+enum MyTypeSpec {
+    Int { bits: u8, unsigned: bool },
+    UBigint,
+    Decimal { precision: u8, scale: i8 },
+    Float,
+    Double,
+    Text,
+    AsText { geometry: bool },
+    Binary,
+    Date,
+    Datetime,
+    Timestamp,
+    Time,
+    TimeInterval,
+    Year,
+    Bits,
+    Bits64,
+}
+
+impl From<&MyType> for MyTypeSpec {
+    fn from(t: &MyType) -> Self {
+        match *t {
+            MyType::Int { bits, unsigned } => Self::Int { bits, unsigned },
+            MyType::UBigint => Self::UBigint,
+            MyType::Decimal { precision, scale } => Self::Decimal { precision, scale },
+            MyType::Float => Self::Float,
+            MyType::Double => Self::Double,
+            MyType::Text => Self::Text,
+            MyType::AsText { geometry } => Self::AsText { geometry },
+            MyType::Binary => Self::Binary,
+            MyType::Date => Self::Date,
+            MyType::Datetime => Self::Datetime,
+            MyType::Timestamp => Self::Timestamp,
+            MyType::Time => Self::Time,
+            MyType::TimeInterval => Self::TimeInterval,
+            MyType::Year => Self::Year,
+            MyType::Bits => Self::Bits,
+            MyType::Bits64 => Self::Bits64,
+        }
+    }
+}
+
+impl From<MyTypeSpec> for MyType {
+    fn from(t: MyTypeSpec) -> Self {
+        match t {
+            MyTypeSpec::Int { bits, unsigned } => Self::Int { bits, unsigned },
+            MyTypeSpec::UBigint => Self::UBigint,
+            MyTypeSpec::Decimal { precision, scale } => Self::Decimal { precision, scale },
+            MyTypeSpec::Float => Self::Float,
+            MyTypeSpec::Double => Self::Double,
+            MyTypeSpec::Text => Self::Text,
+            MyTypeSpec::AsText { geometry } => Self::AsText { geometry },
+            MyTypeSpec::Binary => Self::Binary,
+            MyTypeSpec::Date => Self::Date,
+            MyTypeSpec::Datetime => Self::Datetime,
+            MyTypeSpec::Timestamp => Self::Timestamp,
+            MyTypeSpec::Time => Self::Time,
+            MyTypeSpec::TimeInterval => Self::TimeInterval,
+            MyTypeSpec::Year => Self::Year,
+            MyTypeSpec::Bits => Self::Bits,
+            MyTypeSpec::Bits64 => Self::Bits64,
+        }
+    }
+}
 
 /// Physical scan of a MySQL table: output partition `i` runs the remote SQL of split `i` (a primary
 /// key range of the table, or the whole table / view) and streams its rows.
@@ -75,6 +150,45 @@ impl MySqlScanExec {
     /// The remote SQL of each split, in partition order.
     pub fn split_sqls(&self) -> &[String] {
         &self.sqls
+    }
+
+    /// The scan as plain data: the catalog, each column's reader type and each split's SQL.
+    pub(crate) fn to_spec(&self) -> ScanSpec {
+        let payload = MySqlScanPayload {
+            types: self.types.iter().map(MyTypeSpec::from).collect(),
+            sqls: self.sqls.clone(),
+        };
+        ScanSpec {
+            kind: "mysql".into(),
+            catalog: Some(self.pool.catalog().to_string()),
+            payload: serde_json::to_value(payload).unwrap_or_default(),
+        }
+    }
+
+    /// Rebuilds the scan of [`MySqlScanExec::to_spec`] on `connector`'s pool. Errors: a bad
+    /// payload, or column types that are not `schema`'s.
+    pub(crate) fn from_spec(
+        connector: &MySqlConnector,
+        spec: &ScanSpec,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        let p: MySqlScanPayload = crate::spec_payload(spec)?;
+        let types: Vec<MyType> = p.types.into_iter().map(MyType::from).collect();
+        crate::check_scan_schema(
+            "mysql",
+            &schema,
+            types
+                .iter()
+                .map(MyType::arrow_type)
+                .collect::<Vec<_>>()
+                .into_iter(),
+        )?;
+        Ok(Self::new(
+            Arc::clone(&connector.shared.pool),
+            schema,
+            types,
+            p.sqls,
+        ))
     }
 }
 

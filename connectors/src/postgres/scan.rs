@@ -21,9 +21,110 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 use tokio_postgres::RowStream;
 
+use super::PostgresConnector;
 use super::pool::{Pool, PooledClient};
 use super::types::{ColumnBuilder, PgType, RawValue};
-use crate::ConnectorError;
+use crate::{ConnectorError, ScanSpec};
+
+/// The [`ScanSpec`] payload of a [`PostgresScanExec`]: how each column is read, and each split's SQL.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct PostgresScanPayload {
+    types: Vec<PgTypeSpec>,
+    sqls: Vec<String>,
+}
+
+/// [`PgType`] as plain data (the reader's decoding depends on more than the Arrow type).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+enum PgTypeSpec {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    Numeric {
+        precision: u8,
+        scale: i8,
+    },
+    Text {
+        eq_pushable: bool,
+        deterministic: bool,
+        padded: bool,
+    },
+    AsText,
+    Bytea,
+    Date,
+    Time,
+    Timestamp,
+    Timestamptz,
+    Interval,
+    List(Box<PgTypeSpec>),
+}
+
+impl From<&PgType> for PgTypeSpec {
+    fn from(t: &PgType) -> Self {
+        match t {
+            PgType::Bool => Self::Bool,
+            PgType::Int2 => Self::Int2,
+            PgType::Int4 => Self::Int4,
+            PgType::Int8 => Self::Int8,
+            PgType::Float4 => Self::Float4,
+            PgType::Float8 => Self::Float8,
+            PgType::Numeric { precision, scale } => Self::Numeric {
+                precision: *precision,
+                scale: *scale,
+            },
+            PgType::Text {
+                eq_pushable,
+                deterministic,
+                padded,
+            } => Self::Text {
+                eq_pushable: *eq_pushable,
+                deterministic: *deterministic,
+                padded: *padded,
+            },
+            PgType::AsText => Self::AsText,
+            PgType::Bytea => Self::Bytea,
+            PgType::Date => Self::Date,
+            PgType::Time => Self::Time,
+            PgType::Timestamp => Self::Timestamp,
+            PgType::Timestamptz => Self::Timestamptz,
+            PgType::Interval => Self::Interval,
+            PgType::List(e) => Self::List(Box::new(e.as_ref().into())),
+        }
+    }
+}
+
+impl From<PgTypeSpec> for PgType {
+    fn from(t: PgTypeSpec) -> Self {
+        match t {
+            PgTypeSpec::Bool => Self::Bool,
+            PgTypeSpec::Int2 => Self::Int2,
+            PgTypeSpec::Int4 => Self::Int4,
+            PgTypeSpec::Int8 => Self::Int8,
+            PgTypeSpec::Float4 => Self::Float4,
+            PgTypeSpec::Float8 => Self::Float8,
+            PgTypeSpec::Numeric { precision, scale } => Self::Numeric { precision, scale },
+            PgTypeSpec::Text {
+                eq_pushable,
+                deterministic,
+                padded,
+            } => Self::Text {
+                eq_pushable,
+                deterministic,
+                padded,
+            },
+            PgTypeSpec::AsText => Self::AsText,
+            PgTypeSpec::Bytea => Self::Bytea,
+            PgTypeSpec::Date => Self::Date,
+            PgTypeSpec::Time => Self::Time,
+            PgTypeSpec::Timestamp => Self::Timestamp,
+            PgTypeSpec::Timestamptz => Self::Timestamptz,
+            PgTypeSpec::Interval => Self::Interval,
+            PgTypeSpec::List(e) => Self::List(Box::new((*e).into())),
+        }
+    }
+}
 
 /// Physical scan of a PostgreSQL table: output partition `i` runs the remote SQL of split `i` (a ctid
 /// page range of the table, or the whole table / view) and streams its rows.
@@ -74,6 +175,45 @@ impl PostgresScanExec {
     /// The remote SQL of each split, in partition order.
     pub fn split_sqls(&self) -> &[String] {
         &self.sqls
+    }
+
+    /// The scan as plain data: the catalog, each column's reader type and each split's SQL.
+    pub(crate) fn to_spec(&self) -> ScanSpec {
+        let payload = PostgresScanPayload {
+            types: self.types.iter().map(PgTypeSpec::from).collect(),
+            sqls: self.sqls.clone(),
+        };
+        ScanSpec {
+            kind: "postgres".into(),
+            catalog: Some(self.pool.catalog().to_string()),
+            payload: serde_json::to_value(payload).unwrap_or_default(),
+        }
+    }
+
+    /// Rebuilds the scan of [`PostgresScanExec::to_spec`] on `connector`'s pool. Errors: a bad
+    /// payload, or column types that are not `schema`'s.
+    pub(crate) fn from_spec(
+        connector: &PostgresConnector,
+        spec: &ScanSpec,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        let p: PostgresScanPayload = crate::spec_payload(spec)?;
+        let types: Vec<PgType> = p.types.into_iter().map(PgType::from).collect();
+        crate::check_scan_schema(
+            "postgres",
+            &schema,
+            types
+                .iter()
+                .map(PgType::arrow_type)
+                .collect::<Vec<_>>()
+                .into_iter(),
+        )?;
+        Ok(Self::new(
+            Arc::clone(&connector.shared.pool),
+            schema,
+            types,
+            p.sqls,
+        ))
     }
 }
 

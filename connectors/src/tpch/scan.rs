@@ -7,7 +7,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{Result, Statistics, internal_err};
+use datafusion::common::{DataFusionError, Result, Statistics, internal_err};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -19,6 +19,18 @@ use datafusion::physical_plan::{
 };
 
 use super::table::{BatchIter, TpchTable, projected_schema};
+use crate::ScanSpec;
+
+/// The [`ScanSpec`] payload of a [`TpchScanExec`]: everything `try_new` takes.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct TpchScanPayload {
+    schema: String,
+    table: String,
+    scale_factor: f64,
+    splits: usize,
+    projection: Option<Vec<usize>>,
+    limit: Option<usize>,
+}
 
 /// One split of a tpch table: generator part `part` (1-based) of `part_count`.
 ///
@@ -134,6 +146,54 @@ impl TpchScanExec {
     /// The per-split row limit, if any.
     pub fn limit(&self) -> Option<usize> {
         self.limit
+    }
+
+    /// The scan as plain data (no catalog: the rows are generated from the spec alone).
+    pub(crate) fn to_spec(&self) -> ScanSpec {
+        let payload = TpchScanPayload {
+            schema: self.schema_name.clone(),
+            table: self.table.name().to_string(),
+            scale_factor: self.scale_factor,
+            splits: self.split_count,
+            projection: self.projection.clone(),
+            limit: self.limit,
+        };
+        ScanSpec {
+            kind: "tpch".into(),
+            catalog: None,
+            payload: serde_json::to_value(payload).unwrap_or_default(),
+        }
+    }
+
+    /// Rebuilds the scan of [`TpchScanExec::to_spec`]. Errors: a bad payload, or one whose
+    /// projected schema is not `schema`'s.
+    pub(crate) fn from_spec(spec: &ScanSpec, schema: &SchemaRef) -> Result<Self> {
+        let p: TpchScanPayload = crate::spec_payload(spec)?;
+        let Some(table) = TpchTable::from_name(&p.table) else {
+            return Err(DataFusionError::Plan(format!(
+                "bad tpch scan payload: no table \"{}\"",
+                p.table
+            )));
+        };
+        let scan = Self::try_new(
+            p.schema,
+            table,
+            p.scale_factor,
+            p.splits,
+            p.projection,
+            p.limit,
+        )?;
+        crate::check_scan_schema(
+            "tpch",
+            schema,
+            scan.projected_schema
+                .fields()
+                .iter()
+                .map(|f| f.data_type().clone())
+                .collect::<Vec<_>>()
+                .into_iter(),
+        )?;
+        Ok(scan)
     }
 
     /// Row count of one split (`Some(partition)`) or of the whole scan (`None`), after the limit.

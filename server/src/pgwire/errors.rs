@@ -11,7 +11,7 @@ use datafusion::error::DataFusionError;
 use pgwire::error::{ErrorInfo, PgWireError};
 use tributary_exec::ExecError;
 use tributary_exec::engine::CANCELED_MESSAGE;
-use tributary_exec::error::ConnectorError;
+use tributary_exec::error::{ConnectorError, ErrorClassifier, RemoteError};
 
 /// SQLSTATE codes the front end produces.
 pub mod sqlstate {
@@ -105,6 +105,9 @@ pub fn datafusion_error(
         DataFusionError::External(inner) => {
             if let Some(exec) = inner.downcast_ref::<ExecError>() {
                 exec_error(exec, catalogs)
+            } else if let Some(remote) = inner.downcast_ref::<RemoteError>() {
+                // Already mapped on the node where it happened.
+                error(&remote.sqlstate, remote.message.clone())
             } else if let Some(ConnectorError::Remote { sqlstate, message }) =
                 inner.downcast_ref::<ConnectorError>()
             {
@@ -118,6 +121,15 @@ pub fn datafusion_error(
             strip_prefix(&other.strip_backtrace()),
         ),
     }
+}
+
+/// The classifier the engine uses to send an error to another node with the SQLSTATE and message a
+/// client would see here ([`datafusion_error`] without session catalogs).
+pub fn classifier() -> ErrorClassifier {
+    std::sync::Arc::new(|e: &DataFusionError| {
+        let info = datafusion_error(e, None);
+        (info.code, info.message)
+    })
 }
 
 /// The innermost error: through contexts, diagnostics, shared and collected errors.

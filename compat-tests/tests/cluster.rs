@@ -1,0 +1,384 @@
+//! Distributed execution: a coordinator and worker processes on 127.0.0.1, talking Arrow Flight.
+//!
+//! - The 22 TPC-H queries on `tpch.tiny` and on the same data as lake Parquet files give the answers
+//!   of a `single`-mode server over the same config, with tasks seen on both workers
+//!   (`system.runtime.tasks`) and in `EXPLAIN ANALYZE`.
+//! - A worker started after the coordinator joins and gets tasks.
+//! - `kill -9` of a worker during a long query fails that query with SQLSTATE 58000 naming the worker;
+//!   the next query runs on the survivor; `system.runtime.nodes` shows the dead worker.
+//! - A canceled distributed query leaves no running task.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use compat_tests::results::{self, Kind, TextRows};
+use compat_tests::tpch_compare::{db_error_detail, query_text};
+use compat_tests::{ConfigDir, TempDir, Tributary, free_port, toml_string};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use tokio_postgres::Client;
+
+const QUERIES: [&str; 22] = [
+    "q01", "q02", "q03", "q04", "q05", "q06", "q07", "q08", "q09", "q10", "q11", "q12", "q13",
+    "q14", "q15", "q16", "q17", "q18", "q19", "q20", "q21", "q22",
+];
+
+/// A long query for the failure tests: seconds of work on every worker in a debug build.
+const LONG_QUERY: &str = "SELECT l_suppkey, count(*), sum(l_extendedprice * (1 - l_discount)) \
+     FROM tpch.sf1.lineitem GROUP BY l_suppkey ORDER BY 3 DESC LIMIT 3";
+
+/// TPC-H scale 0.01 as Parquet, two files per table (so scans have several splits): `tpch/TABLE/`.
+fn lake_dir() -> &'static Path {
+    static DIR: OnceLock<TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        use tpchgen::generators::*;
+        use tpchgen_arrow::*;
+        let dir = TempDir::new("cluster-lake").remove_at_exit();
+        let sf = 0.01;
+        type Gen = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>>>;
+        let tables: Vec<(&str, fn(f64, i32, i32) -> Gen)> = vec![
+            ("nation", |sf, _, _| {
+                Box::new(NationArrow::new(NationGenerator::new(sf, 1, 1)))
+            }),
+            ("region", |sf, _, _| {
+                Box::new(RegionArrow::new(RegionGenerator::new(sf, 1, 1)))
+            }),
+            ("part", |sf, p, n| {
+                Box::new(PartArrow::new(PartGenerator::new(sf, p, n)))
+            }),
+            ("supplier", |sf, p, n| {
+                Box::new(SupplierArrow::new(SupplierGenerator::new(sf, p, n)))
+            }),
+            ("partsupp", |sf, p, n| {
+                Box::new(PartSuppArrow::new(PartSuppGenerator::new(sf, p, n)))
+            }),
+            ("customer", |sf, p, n| {
+                Box::new(CustomerArrow::new(CustomerGenerator::new(sf, p, n)))
+            }),
+            ("orders", |sf, p, n| {
+                Box::new(OrderArrow::new(OrderGenerator::new(sf, p, n)))
+            }),
+            ("lineitem", |sf, p, n| {
+                Box::new(LineItemArrow::new(LineItemGenerator::new(sf, p, n)))
+            }),
+        ];
+        for (name, generate) in tables {
+            let parts = if matches!(name, "nation" | "region") {
+                1
+            } else {
+                2
+            };
+            for part in 1..=parts {
+                let path = dir.path().join(format!("tpch/{name}/part-{part}.parquet"));
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                let mut batches = generate(sf, part, parts).peekable();
+                let schema = match batches.peek().expect("generator yields a batch") {
+                    Ok(b) => b.schema(),
+                    Err(e) => panic!("generate {name}: {e}"),
+                };
+                let file = std::fs::File::create(&path).unwrap();
+                let mut writer = ArrowWriter::try_new(file, schema, None).unwrap();
+                for batch in batches {
+                    writer.write(&batch.unwrap()).unwrap();
+                }
+                writer.close().unwrap();
+            }
+        }
+        dir
+    })
+    .path()
+}
+
+/// A config directory with the lake catalog, fast heartbeats, and the built-in catalogs.
+fn config_dir() -> ConfigDir {
+    ConfigDir::new()
+        .config("[node]\nheartbeat_interval_ms = 200\nheartbeat_timeout_ms = 3000\n")
+        .catalog(
+            "lake",
+            &format!(
+                "connector = \"lake\"\nlocation = {}\n",
+                toml_string(&format!("file://{}", lake_dir().display()))
+            ),
+        )
+}
+
+/// A coordinator plus worker processes over one config directory.
+struct Cluster {
+    coordinator: Tributary,
+    rpc: String,
+    config: ConfigDir,
+    workers: std::sync::Mutex<Vec<(String, Arc<Tributary>)>>,
+}
+
+impl Cluster {
+    async fn start(worker_ids: &[&str]) -> Cluster {
+        let config = config_dir();
+        let rpc = format!("127.0.0.1:{}", free_port());
+        let coordinator = Tributary::start_with_args(
+            Some(config.path()),
+            &["--role", "coordinator", "--rpc-listen", &rpc],
+        );
+        let cluster = Cluster {
+            coordinator,
+            rpc,
+            config,
+            workers: std::sync::Mutex::new(Vec::new()),
+        };
+        for id in worker_ids {
+            cluster.add_worker(id).await;
+        }
+        cluster
+    }
+
+    /// Starts worker `id` and waits until the coordinator lists it active.
+    async fn add_worker(&self, id: &str) {
+        let worker = Tributary::start_worker(Some(self.config.path()), &self.rpc, id);
+        self.workers
+            .lock()
+            .unwrap()
+            .push((id.to_string(), Arc::new(worker)));
+        self.wait_node_state(id, "active").await;
+    }
+
+    fn kill_worker(&self, id: &str) {
+        let workers = self.workers.lock().unwrap();
+        let (_, w) = workers.iter().find(|(w, _)| w == id).expect("known worker");
+        w.kill();
+    }
+
+    async fn wait_node_state(&self, id: &str, state: &str) {
+        let client = self.coordinator.connect("tpch").await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let rows = client
+                .query(
+                    "SELECT state FROM system.runtime.nodes WHERE node_id = $1",
+                    &[&id],
+                )
+                .await
+                .expect("nodes table");
+            if rows.first().map(|r| r.get::<_, String>(0)).as_deref() == Some(state) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker {id} not {state} within 30 s; coordinator log:\n{}",
+                compat_tests::tail(&self.coordinator.log(), 40)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The cluster the comparison tests share (w1, w2) and a single-mode server over the same catalogs.
+async fn shared() -> &'static (Cluster, Tributary) {
+    static SHARED: tokio::sync::OnceCell<(Cluster, Tributary)> = tokio::sync::OnceCell::const_new();
+    SHARED
+        .get_or_init(|| async {
+            let cluster = Cluster::start(&["w1", "w2"]).await;
+            let single = Tributary::start(Some(cluster.config.path()));
+            (cluster, single)
+        })
+        .await
+}
+
+async fn run(client: &Client, sql: &str, what: &str) -> TextRows {
+    results::query_text(client, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}{}", db_error_detail(&e)))
+}
+
+/// Runs every TPC-H query in `db`.`schema` on the cluster and on the single-mode server; the answers
+/// must agree (float sums within tolerance: partial aggregates are added in a different order).
+async fn compare_all(db: &str, schema: &str) {
+    let (cluster, single) = shared().await;
+    let c = cluster.coordinator.connect(db).await;
+    let s = single.connect(db).await;
+    for client in [&c, &s] {
+        client
+            .batch_execute(&format!("SET search_path TO {schema}"))
+            .await
+            .unwrap();
+    }
+    for name in QUERIES {
+        let sql = query_text(name);
+        let kinds: Vec<Kind> = results::kinds_from_postgres(&s, &sql)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: prepare on single: {e}"));
+        let expected = run(&s, &sql, &format!("{name} on single")).await;
+        let actual = run(&c, &sql, &format!("{name} on the cluster")).await;
+        let ordered = results::has_top_level_order_by(&sql);
+        if let Err(diff) = results::compare(&expected, &actual, &kinds, ordered, 10) {
+            panic!("{name} in {db}.{schema}: cluster and single mode differ:\n{diff}");
+        }
+    }
+    let workers = run(
+        &c,
+        "SELECT DISTINCT worker FROM system.runtime.tasks WHERE state = 'FINISHED' ORDER BY 1",
+        "tasks",
+    )
+    .await;
+    let workers: Vec<String> = workers
+        .strings()
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert!(
+        workers.contains(&"w1".to_string()) && workers.contains(&"w2".to_string()),
+        "tasks should have run on both workers, saw {workers:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tpch_tiny_on_a_cluster_matches_single_mode() {
+    compare_all("tpch", "tiny").await;
+    let (cluster, _) = shared().await;
+    let c = cluster.coordinator.connect("tpch").await;
+    let plan = run(
+        &c,
+        "EXPLAIN ANALYZE SELECT o_orderpriority, count(*) FROM tpch.tiny.orders GROUP BY 1",
+        "explain analyze",
+    )
+    .await;
+    let text: Vec<String> = plan.strings().into_iter().map(|r| r[0].clone()).collect();
+    let text = text.join("\n");
+    assert!(
+        text.contains("on w1") && text.contains("on w2") && text.contains("Stage 1"),
+        "EXPLAIN ANALYZE should show tasks per stage and worker:\n{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lake_parquet_on_a_cluster_matches_single_mode() {
+    compare_all("lake", "tpch").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_later_joins_and_gets_tasks() {
+    let cluster = Cluster::start(&["w1"]).await;
+    let c = cluster.coordinator.connect("tpch").await;
+    run(&c, "SELECT count(*) FROM tpch.tiny.lineitem", "before").await;
+    cluster.add_worker("w3").await;
+    let rows = run(
+        &c,
+        "SELECT l_returnflag, count(*) FROM tpch.tiny.lineitem GROUP BY 1 ORDER BY 1",
+        "after",
+    )
+    .await;
+    assert_eq!(rows.rows.len(), 3);
+    let on_w3 = run(
+        &c,
+        "SELECT count(*) FROM system.runtime.tasks WHERE worker = 'w3'",
+        "tasks",
+    )
+    .await;
+    assert_ne!(on_w3.strings()[0][0], "0", "the new worker got no tasks");
+}
+
+/// Waits until some query has a RUNNING task on `worker`.
+async fn wait_running_task(client: &Client, worker: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = client
+            .query(
+                "SELECT count(*) FROM system.runtime.tasks WHERE state = 'RUNNING' AND worker = $1",
+                &[&worker],
+            )
+            .await
+            .unwrap();
+        if rows[0].get::<_, i64>(0) > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no task ever ran on {worker}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_worker_fails_its_query_and_the_next_runs_on_the_survivor() {
+    let cluster = Cluster::start(&["w1", "w2"]).await;
+    let c = Arc::new(cluster.coordinator.connect("tpch").await);
+    let long = {
+        let c = c.clone();
+        tokio::spawn(async move { c.simple_query(LONG_QUERY).await })
+    };
+    let watcher = cluster.coordinator.connect("tpch").await;
+    wait_running_task(&watcher, "w2").await;
+    cluster.kill_worker("w2");
+    let err = tokio::time::timeout(Duration::from_secs(60), long)
+        .await
+        .expect("the query must fail promptly once a worker is gone")
+        .unwrap()
+        .expect_err("a query that lost a worker must fail");
+    let db = err
+        .as_db_error()
+        .unwrap_or_else(|| panic!("not a server error: {err:?}"));
+    assert_eq!(db.code().code(), "58000", "{}", db.message());
+    assert!(
+        db.message().contains("w2"),
+        "the lost worker must be named: {}",
+        db.message()
+    );
+
+    let rows = run(&c, "SELECT count(*) FROM tpch.tiny.lineitem", "next query").await;
+    assert_eq!(rows.strings(), vec![vec!["60175".to_string()]]);
+    let nodes = run(
+        &c,
+        "SELECT node_id, state FROM system.runtime.nodes WHERE role = 'worker' ORDER BY 1",
+        "nodes",
+    )
+    .await;
+    assert_eq!(
+        nodes.strings(),
+        vec![
+            vec!["w1".to_string(), "active".to_string()],
+            vec!["w2".to_string(), "dead".to_string()]
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canceled_distributed_query_leaves_no_running_tasks() {
+    let cluster = Cluster::start(&["w1", "w2"]).await;
+    let c = Arc::new(cluster.coordinator.connect("tpch").await);
+    let cancel = c.cancel_token();
+    let long = {
+        let c = c.clone();
+        tokio::spawn(async move { c.simple_query(LONG_QUERY).await })
+    };
+    let watcher = cluster.coordinator.connect("tpch").await;
+    wait_running_task(&watcher, "w1").await;
+    cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let err = long.await.unwrap().expect_err("canceled");
+    assert_eq!(
+        err.as_db_error().map(|d| d.code().code()),
+        Some("57014"),
+        "{err:?}"
+    );
+    // The coordinator's view, then the workers' own (reported with their heartbeats).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let running = run(
+            &watcher,
+            "SELECT (SELECT count(*) FROM system.runtime.tasks WHERE state = 'RUNNING' \
+             AND query_id NOT IN (SELECT query_id FROM system.runtime.queries WHERE state = 'RUNNING')) \
+             + (SELECT sum(running_tasks) FROM system.runtime.nodes WHERE role = 'worker')",
+            "tasks",
+        )
+        .await;
+        if running.strings()[0][0] == "0" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tasks still running 10 s after the cancel: {:?}",
+            running.strings()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The cluster still serves.
+    let rows = run(&c, "SELECT count(*) FROM tpch.tiny.nation", "after cancel").await;
+    assert_eq!(rows.strings(), vec![vec!["25".to_string()]]);
+}

@@ -1,0 +1,270 @@
+//! The streaming exchange between processes: a consumer task reads a producer task's output partition
+//! from the node that ran the producer, with an Arrow Flight `do_get` (ticket = query, stage, task,
+//! partition). The producer's node serves the read from its in-memory exchange, so buffering and
+//! back-pressure are the [`crate::memory`] ones, extended over the network by HTTP/2 flow control: a
+//! reader that stops reading stops the producer once its partition buffer is full.
+//!
+//! Errors cross the network whole: a producer's error travels as a gRPC status carrying its SQLSTATE in
+//! the `x-tributary-sqlstate` metadata key and arrives as a [`RemoteError`]; a node that cannot be
+//! reached (killed, network gone) arrives as a [`RemoteError`] with SQLSTATE [`NODE_LOST_SQLSTATE`]
+//! naming the node.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
+use arrow_flight::error::FlightError;
+use arrow_flight::{FlightClient, FlightData, Ticket};
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::{ExchangeSource, TaskOutputId};
+
+/// gRPC metadata key holding the SQLSTATE of an error that crossed a process boundary.
+pub const SQLSTATE_METADATA: &str = "x-tributary-sqlstate";
+
+/// SQLSTATE of a query that lost a node it depended on (PostgreSQL's `system_error` class 58: an error
+/// external to the database proper; Trino reports `REMOTE_HOST_GONE`).
+pub const NODE_LOST_SQLSTATE: &str = "58000";
+
+/// Largest gRPC message either side accepts (plan fragments can be large; Flight data is split into
+/// messages of at most 2 MiB by the encoder).
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+/// Maps an error to the `(SQLSTATE, message)` a client would see, so the error keeps its code when it
+/// crosses to another node. Provided by the front end, which owns the SQLSTATE mapping.
+pub type ErrorClassifier = Arc<dyn Fn(&DataFusionError) -> (String, String) + Send + Sync>;
+
+/// An error raised on another node: its SQLSTATE and message, as that node's front end would have
+/// reported them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteError {
+    /// Five-character SQLSTATE.
+    pub sqlstate: String,
+    /// The message, without any "External error:" prefixes.
+    pub message: String,
+}
+
+impl std::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
+impl RemoteError {
+    /// The error of a node that could not be reached or stopped answering.
+    pub fn node_lost(node: &str, address: &str, detail: &str) -> Self {
+        Self {
+            sqlstate: NODE_LOST_SQLSTATE.into(),
+            message: format!("worker {node} ({address}) is unreachable or was lost: {detail}"),
+        }
+    }
+
+    /// Wraps the error as a DataFusion error.
+    pub fn into_datafusion(self) -> DataFusionError {
+        DataFusionError::External(Box::new(self))
+    }
+}
+
+/// The `do_get` ticket of one output partition of one task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadTicket {
+    pub query: String,
+    pub stage: usize,
+    pub task: usize,
+    pub partition: usize,
+}
+
+impl ReadTicket {
+    /// The ticket as JSON bytes.
+    pub fn encode(&self) -> Ticket {
+        Ticket::new(serde_json::to_vec(self).expect("ticket serializes"))
+    }
+
+    /// Parses a ticket made by [`ReadTicket::encode`].
+    pub fn decode(ticket: &Ticket) -> std::result::Result<Self, tonic::Status> {
+        serde_json::from_slice(&ticket.ticket)
+            .map_err(|e| tonic::Status::invalid_argument(format!("bad exchange ticket: {e}")))
+    }
+
+    fn output(&self) -> TaskOutputId {
+        TaskOutputId {
+            query: self.query.as_str().into(),
+            stage: self.stage,
+            task: self.task,
+        }
+    }
+}
+
+/// A gRPC status carrying `err`'s SQLSTATE and message (see [`status_to_error`]).
+pub fn error_to_status(err: &DataFusionError, classify: &ErrorClassifier) -> tonic::Status {
+    let (sqlstate, message) = classify(err);
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    if let Ok(value) = sqlstate.parse() {
+        metadata.insert(SQLSTATE_METADATA, value);
+    }
+    tonic::Status::with_metadata(tonic::Code::Internal, message, metadata)
+}
+
+/// The error a status from `node` at `address` stands for: the remote error with its SQLSTATE when the
+/// node sent one, otherwise the node is treated as lost.
+pub fn status_to_error(status: &tonic::Status, node: &str, address: &str) -> RemoteError {
+    match status
+        .metadata()
+        .get(SQLSTATE_METADATA)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(sqlstate) => RemoteError {
+            sqlstate: sqlstate.to_string(),
+            message: status.message().to_string(),
+        },
+        None => RemoteError::node_lost(node, address, status.message()),
+    }
+}
+
+/// Converts a Flight client error from `node` into a DataFusion error.
+pub fn flight_error(err: FlightError, node: &str, address: &str) -> DataFusionError {
+    match err {
+        FlightError::Tonic(status) => status_to_error(&status, node, address).into_datafusion(),
+        other => RemoteError::node_lost(node, address, &other.to_string()).into_datafusion(),
+    }
+}
+
+/// Serves a `do_get`: streams the ticket's partition from `source` (this node's exchange) as Flight
+/// data. Dictionaries are sent as dictionaries so the reader's schema matches the plan's.
+pub fn serve_read(
+    source: &dyn ExchangeSource,
+    ticket: &ReadTicket,
+    classify: ErrorClassifier,
+) -> std::result::Result<BoxStream<'static, std::result::Result<FlightData, tonic::Status>>, tonic::Status>
+{
+    let stream = source
+        .read(
+            &ticket.output(),
+            ticket.partition,
+            Arc::new(Schema::empty()),
+        )
+        .map_err(|e| error_to_status(&e, &classify))?;
+    let batches = stream.map_err(move |e| FlightError::Tonic(Box::new(error_to_status(&e, &classify))));
+    let data = FlightDataEncoderBuilder::new()
+        .with_dictionary_handling(DictionaryHandling::Resend)
+        .build(batches)
+        .map_err(|e| match e {
+            FlightError::Tonic(status) => *status,
+            other => tonic::Status::internal(other.to_string()),
+        });
+    Ok(data.boxed())
+}
+
+/// gRPC channels to other nodes by address, created lazily and shared by every read and RPC.
+#[derive(Debug, Default)]
+pub struct Channels {
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Channels {
+    /// An empty cache.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The channel to `address` (`host:port`); connects on first use. Errors on an unparsable address.
+    pub fn get(&self, address: &str) -> Result<Channel> {
+        if let Some(c) = self.channels.lock().get(address) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| DataFusionError::Configuration(format!("bad node address {address}: {e}")))?
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(std::time::Duration::from_secs(5))
+            .keep_alive_timeout(std::time::Duration::from_secs(10));
+        let channel = endpoint.connect_lazy();
+        self.channels
+            .lock()
+            .insert(address.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// A Flight client over the channel to `address`, accepting messages up to [`MAX_MESSAGE_BYTES`].
+    pub fn client(&self, address: &str) -> Result<FlightClient> {
+        let inner = arrow_flight::flight_service_client::FlightServiceClient::new(self.get(address)?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Ok(FlightClient::new_from_inner(inner))
+    }
+
+    /// Forgets the channel to `address` (after the node was found dead), so a restarted node at the
+    /// same address gets a fresh connection.
+    pub fn forget(&self, address: &str) {
+        self.channels.lock().remove(address);
+    }
+}
+
+/// Where a task's output lives: the node that runs the task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    /// Node id, e.g. `worker-1`.
+    pub node: String,
+    /// The node's RPC (Flight) address, `host:port`.
+    pub address: String,
+}
+
+/// An [`ExchangeSource`] for one query that reads each producer task's output from the node running it:
+/// this node's own exchange when the task runs here, a Flight `do_get` otherwise.
+#[derive(Debug)]
+pub struct RoutedSource {
+    /// This node's RPC address (locations at it are read locally).
+    pub local_address: String,
+    /// This node's exchange.
+    pub local: Arc<dyn ExchangeSource>,
+    /// `(stage, task)` -> the node running that task.
+    pub locations: HashMap<(usize, usize), Location>,
+    pub channels: Arc<Channels>,
+}
+
+impl ExchangeSource for RoutedSource {
+    fn read(
+        &self,
+        output: &TaskOutputId,
+        partition: usize,
+        schema: SchemaRef,
+    ) -> Result<SendableRecordBatchStream> {
+        let Some(location) = self.locations.get(&(output.stage, output.task)) else {
+            return self.local.read(output, partition, schema);
+        };
+        if location.address == self.local_address {
+            return self.local.read(output, partition, schema);
+        }
+        let ticket = ReadTicket {
+            query: output.query.to_string(),
+            stage: output.stage,
+            task: output.task,
+            partition,
+        };
+        let mut client = self.channels.client(&location.address)?;
+        let location = location.clone();
+        let read = async move {
+            let node = location.node.clone();
+            let address = location.address.clone();
+            let stream = client
+                .do_get(ticket.encode())
+                .await
+                .map_err(|e| flight_error(e, &node, &address))?;
+            Ok::<_, DataFusionError>(
+                stream.map_err(move |e| flight_error(e, &location.node, &location.address)),
+            )
+        };
+        let stream = futures::stream::once(read).try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+}

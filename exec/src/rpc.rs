@@ -1,0 +1,444 @@
+//! Node RPC over Arrow Flight (gRPC, tonic): every node serves one Flight service.
+//!
+//! - `do_get(ticket)`: an exchange read of one output partition of a task that ran on this node
+//!   ([`tributary_exchange::flight`]).
+//! - `do_action("run_tasks", header + fragment)`: decode a stage fragment and start some of its tasks
+//!   here. The response is a stream: one `started` message once the tasks' output sinks exist, then one
+//!   [`TaskReport`] per task as it ends. The tasks live as long as that stream: a coordinator that drops
+//!   it (query canceled or failed) aborts them, and a coordinator that sees it break knows the worker is
+//!   lost.
+//! - `do_action("release", query)`: abort the query's tasks on this node and free its exchange data.
+//! - `do_action("announce", {node_id, address})`: a worker's heartbeat (served by the coordinator).
+//!
+//! Action bodies are JSON; `run_tasks` is a 4-byte big-endian header length, the JSON [`TaskSpec`], then
+//! the `datafusion-proto` fragment.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
+    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+};
+use bytes::Bytes;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::{ExecutionPlan, Partitioning};
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use tonic::{Request, Response, Status, Streaming};
+use tributary_exchange::flight::{
+    MAX_MESSAGE_BYTES, ReadTicket, RemoteError, error_to_status, flight_error, serve_read,
+};
+
+use crate::task::{TaskReport, TaskRuntime, TaskSpec};
+use crate::worker::WorkerPool;
+
+/// Action that starts tasks.
+pub const RUN_TASKS: &str = "run_tasks";
+/// Action that ends a query on a node.
+pub const RELEASE: &str = "release";
+/// Action of a worker's heartbeat.
+pub const ANNOUNCE: &str = "announce";
+
+/// A worker's announcement / heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Announce {
+    pub node_id: String,
+    pub address: String,
+    /// Tasks running on the worker now.
+    #[serde(default)]
+    pub running_tasks: usize,
+}
+
+/// The Flight service of one node.
+#[derive(Debug, Clone)]
+pub struct NodeService {
+    runtime: Arc<TaskRuntime>,
+    /// The coordinator's membership (None on workers).
+    membership: Option<Arc<WorkerPool>>,
+}
+
+impl NodeService {
+    /// The service of a node running tasks on `runtime`; a coordinator passes its worker pool so
+    /// announcements reach it.
+    pub fn new(runtime: Arc<TaskRuntime>, membership: Option<Arc<WorkerPool>>) -> Self {
+        Self {
+            runtime,
+            membership,
+        }
+    }
+
+    /// Serves this service on `listener` until the process ends.
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> Result<()> {
+        let server = FlightServiceServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(server)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))
+    }
+
+    fn run_tasks(&self, body: &[u8]) -> Result<BoxStream<'static, Result<arrow_flight::Result, Status>>, Status> {
+        let (spec, partitioned, fragment) = decode_run_tasks(body)?;
+        let rt = &self.runtime;
+        let ctx = rt.remote_task_context(&spec);
+        let plan = rt
+            .codec
+            .decode(fragment, &ctx)
+            .map_err(|e| error_to_status(&e, &rt.classify))?;
+        let (plan, partitioning) = if partitioned {
+            unwrap_partitioning(plan).map_err(|e| error_to_status(&e, &rt.classify))?
+        } else {
+            (plan, None)
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        rt.start_tasks(
+            &spec.query,
+            spec.stage,
+            &spec.tasks,
+            spec.stage_tasks,
+            plan,
+            partitioning,
+            spec.output_partitions,
+            spec.readers,
+            ctx,
+            tx,
+        )
+        .map_err(|e| error_to_status(&e, &rt.classify))?;
+        let expected = spec.tasks.len();
+        let started = futures::stream::once(async { Ok(message(b"started".to_vec())) });
+        let reports = tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
+            .take(expected)
+            .map(|r| Ok(message(serde_json::to_vec(&r).expect("report serializes"))));
+        // Dropping the response (the coordinator went away or canceled) aborts the tasks.
+        let guard = AbortOnDrop {
+            runtime: rt.clone(),
+            query: spec.query.clone(),
+            done: false,
+        };
+        Ok(GuardedStream {
+            inner: started.chain(reports).boxed(),
+            guard,
+        }
+        .boxed())
+    }
+}
+
+fn message(body: Vec<u8>) -> arrow_flight::Result {
+    arrow_flight::Result { body: body.into() }
+}
+
+/// Splits a `run_tasks` body into its spec, whether the fragment carries the output partitioning, and
+/// the fragment bytes.
+fn decode_run_tasks(body: &[u8]) -> Result<(TaskSpec, bool, &[u8]), Status> {
+    let bad = |m: &str| Status::invalid_argument(format!("bad run_tasks request: {m}"));
+    if body.len() < 4 {
+        return Err(bad("too short"));
+    }
+    let len = u32::from_be_bytes(body[..4].try_into().expect("4 bytes")) as usize;
+    let header = body.get(4..4 + len).ok_or_else(|| bad("header length"))?;
+    let (spec, partitioned): (TaskSpec, bool) =
+        serde_json::from_slice(header).map_err(|e| bad(&e.to_string()))?;
+    Ok((spec, partitioned, &body[4 + len..]))
+}
+
+/// Builds a `run_tasks` body.
+pub fn encode_run_tasks(spec: &TaskSpec, partitioned: bool, fragment: &[u8]) -> Bytes {
+    let header = serde_json::to_vec(&(spec, partitioned)).expect("spec serializes");
+    let mut body = Vec::with_capacity(4 + header.len() + fragment.len());
+    body.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    body.extend_from_slice(&header);
+    body.extend_from_slice(fragment);
+    body.into()
+}
+
+/// A stage fragment whose tasks split their output travels wrapped in the `RepartitionExec` that says
+/// how (so its expressions are encoded with the plan); this takes the wrapper off again.
+pub fn unwrap_partitioning(
+    plan: Arc<dyn ExecutionPlan>,
+) -> Result<(Arc<dyn ExecutionPlan>, Option<Partitioning>)> {
+    let repartition = plan.downcast_ref::<RepartitionExec>().ok_or_else(|| {
+        DataFusionError::Internal("partitioned fragment without its RepartitionExec".into())
+    })?;
+    Ok((
+        repartition.input().clone(),
+        Some(repartition.partitioning().clone()),
+    ))
+}
+
+struct AbortOnDrop {
+    runtime: Arc<TaskRuntime>,
+    query: String,
+    done: bool,
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if !self.done {
+            self.runtime.release_query(&self.query);
+        }
+    }
+}
+
+struct GuardedStream {
+    inner: BoxStream<'static, Result<arrow_flight::Result, Status>>,
+    guard: AbortOnDrop,
+}
+
+impl Stream for GuardedStream {
+    type Item = Result<arrow_flight::Result, Status>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let polled = self.inner.poll_next_unpin(cx);
+        if let std::task::Poll::Ready(None) = polled {
+            // Every task reported: their output stays until read or released.
+            self.guard.done = true;
+        }
+        polled
+    }
+}
+
+type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl FlightService for NodeService {
+    type HandshakeStream = Boxed<HandshakeResponse>;
+    type ListFlightsStream = Boxed<FlightInfo>;
+    type DoGetStream = Boxed<FlightData>;
+    type DoPutStream = Boxed<PutResult>;
+    type DoExchangeStream = Boxed<FlightData>;
+    type DoActionStream = Boxed<arrow_flight::Result>;
+    type ListActionsStream = Boxed<ActionType>;
+
+    async fn handshake(
+        &self,
+        _request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        Err(Status::unimplemented("handshake"))
+    }
+
+    async fn list_flights(
+        &self,
+        _request: Request<Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        Err(Status::unimplemented("list_flights"))
+    }
+
+    async fn get_flight_info(
+        &self,
+        _request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        Err(Status::unimplemented("get_flight_info"))
+    }
+
+    async fn poll_flight_info(
+        &self,
+        _request: Request<FlightDescriptor>,
+    ) -> Result<Response<PollInfo>, Status> {
+        Err(Status::unimplemented("poll_flight_info"))
+    }
+
+    async fn get_schema(
+        &self,
+        _request: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
+        Err(Status::unimplemented("get_schema"))
+    }
+
+    async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        let ticket = ReadTicket::decode(request.get_ref())?;
+        let stream = serve_read(
+            self.runtime.exchange.as_ref(),
+            &ticket,
+            self.runtime.classify.clone(),
+        )?;
+        Ok(Response::new(stream))
+    }
+
+    async fn do_put(
+        &self,
+        _request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
+        Err(Status::unimplemented("do_put"))
+    }
+
+    async fn do_exchange(
+        &self,
+        _request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        Err(Status::unimplemented("do_exchange"))
+    }
+
+    async fn do_action(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
+        let action = request.into_inner();
+        match action.r#type.as_str() {
+            RUN_TASKS => Ok(Response::new(self.run_tasks(&action.body)?)),
+            RELEASE => {
+                let query = String::from_utf8_lossy(&action.body).to_string();
+                self.runtime.release_query(&query);
+                Ok(Response::new(futures::stream::empty().boxed()))
+            }
+            ANNOUNCE => {
+                let Some(pool) = &self.membership else {
+                    return Err(Status::failed_precondition("not a coordinator"));
+                };
+                let a: Announce = serde_json::from_slice(&action.body)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                pool.heartbeat(&a.node_id, &a.address, a.running_tasks);
+                Ok(Response::new(futures::stream::empty().boxed()))
+            }
+            other => Err(Status::unimplemented(format!("action {other}"))),
+        }
+    }
+
+    async fn list_actions(
+        &self,
+        _request: Request<Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
+        let actions = [RUN_TASKS, RELEASE, ANNOUNCE].map(|a| {
+            Ok(ActionType {
+                r#type: a.into(),
+                description: String::new(),
+            })
+        });
+        Ok(Response::new(futures::stream::iter(actions).boxed()))
+    }
+}
+
+/// Starts tasks on the remote node `node` at `address` and waits until their sinks exist. Returns the
+/// stream of their reports (ending after the last one); an `Err` item means the node was lost or
+/// refused.
+pub async fn run_remote_tasks(
+    runtime: &TaskRuntime,
+    node: &str,
+    address: &str,
+    body: Bytes,
+) -> Result<BoxStream<'static, Result<TaskReport>>> {
+    let mut client = runtime.channels.client(address)?;
+    let mut stream = client
+        .do_action(Action {
+            r#type: RUN_TASKS.into(),
+            body,
+        })
+        .await
+        .map_err(|e| flight_error(e, node, address))?;
+    match stream.next().await {
+        Some(Ok(first)) if first.as_ref() == b"started" => {}
+        Some(Ok(_)) => {
+            return Err(DataFusionError::Internal(format!(
+                "unexpected first message from {node}"
+            )));
+        }
+        Some(Err(e)) => return Err(flight_error(e, node, address)),
+        None => {
+            return Err(RemoteError::node_lost(node, address, "no answer to run_tasks")
+                .into_datafusion());
+        }
+    }
+    let node = node.to_string();
+    let address = address.to_string();
+    Ok(stream
+        .map(move |m| match m {
+            Ok(body) => serde_json::from_slice::<TaskReport>(&body)
+                .map_err(|e| DataFusionError::Internal(format!("bad task report: {e}"))),
+            Err(e) => Err(flight_error(e, &node, &address)),
+        })
+        .boxed())
+}
+
+/// Tells `address` to drop what it holds of `query` (best effort, in the background).
+pub fn release_remote(runtime: &TaskRuntime, address: &str, query: &str) {
+    let Ok(mut client) = runtime.channels.client(address) else {
+        return;
+    };
+    let body = Bytes::from(query.to_string());
+    tokio::spawn(async move {
+        let _ = client
+            .do_action(Action {
+                r#type: RELEASE.into(),
+                body,
+            })
+            .await;
+    });
+}
+
+/// A worker's heartbeat loop: announces `runtime`'s node to the coordinator every `interval`, forever.
+/// Failures are logged and retried (the coordinator may start later or restart).
+///
+/// Meant to run on its own thread and runtime ([`spawn_heartbeats`]): a worker busy with many tasks
+/// must still be heard, or the coordinator would declare it dead.
+pub async fn heartbeat_loop(
+    runtime: Arc<TaskRuntime>,
+    coordinator: String,
+    interval: std::time::Duration,
+) {
+    // Own channels: their connection tasks live on this loop's runtime.
+    let channels = tributary_exchange::flight::Channels::new();
+    let mut announced = false;
+    loop {
+        let body = Bytes::from(
+            serde_json::to_vec(&Announce {
+                node_id: runtime.node_id.clone(),
+                address: runtime.address.clone(),
+                running_tasks: runtime.running_tasks(),
+            })
+            .expect("announce serializes"),
+        );
+        let result = async {
+            let mut client = channels.client(&coordinator)?;
+            let mut s = client
+                .do_action(Action {
+                    r#type: ANNOUNCE.into(),
+                    body,
+                })
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            while s.next().await.is_some() {}
+            Ok::<_, DataFusionError>(())
+        }
+        .await;
+        match result {
+            Ok(()) if !announced => {
+                tracing::info!(coordinator, "announced to the coordinator");
+                announced = true;
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if announced {
+                    tracing::warn!(coordinator, "heartbeat failed: {e}");
+                }
+                announced = false;
+                channels.forget(&coordinator);
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Runs [`heartbeat_loop`] on a dedicated thread with its own single-threaded runtime, so heartbeats
+/// go out on time however busy the task runtime is.
+pub fn spawn_heartbeats(
+    runtime: Arc<TaskRuntime>,
+    coordinator: String,
+    interval: std::time::Duration,
+) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("heartbeat".into())
+        .spawn(move || rt.block_on(heartbeat_loop(runtime, coordinator, interval)))?;
+    Ok(())
+}

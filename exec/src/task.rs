@@ -1,0 +1,339 @@
+//! The task runtime of one node: runs tasks of stage fragments and writes their output partitions to
+//! this node's exchange, whether the task was placed here by this process's own scheduler (`single`
+//! mode, or a stage that must stay on the coordinator) or arrived from the coordinator over RPC.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::metrics;
+use datafusion::physical_plan::repartition::BatchPartitioner;
+use datafusion::physical_plan::{ExecutionPlan, Partitioning};
+use datafusion::prelude::SessionContext;
+use futures::StreamExt;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::task::AbortHandle;
+use tracing::debug;
+use tributary_exchange::flight::{Channels, ErrorClassifier, Location, RoutedSource};
+use tributary_exchange::memory::MemoryExchange;
+use tributary_exchange::{Exchange, ExchangeContext, ExchangeSink};
+
+use crate::codec::PlanCodec;
+
+/// What one task did: sent back to the scheduler when the task ends and shown in
+/// `system.runtime.tasks` and `EXPLAIN ANALYZE`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TaskReport {
+    /// Task number within its stage.
+    pub task: usize,
+    /// Rows written to the task's output partitions.
+    pub rows: u64,
+    /// Arrow in-memory bytes of those rows.
+    pub bytes: u64,
+    /// Wall time from start to end, milliseconds.
+    pub elapsed_ms: u64,
+    /// `(SQLSTATE, message)` if the task failed.
+    pub error: Option<(String, String)>,
+}
+
+/// This node's task runtime: its exchange (which holds the output of the tasks it runs), the codec that
+/// decodes fragments sent to it, and the tasks it runs, by query.
+pub struct TaskRuntime {
+    /// This node's id, e.g. `worker-1` or `coordinator`.
+    pub node_id: String,
+    /// This node's RPC address (`host:port`), or `in-process` when it serves no RPC.
+    pub address: String,
+    /// The exchange holding the output partitions of tasks run here.
+    pub exchange: Arc<MemoryExchange>,
+    /// gRPC channels to the other nodes.
+    pub channels: Arc<Channels>,
+    /// Encodes/decodes plan fragments.
+    pub codec: Arc<PlanCodec>,
+    /// A plain session with this node's catalogs and functions: the base of remote tasks' contexts.
+    pub session: SessionContext,
+    /// Maps errors to `(SQLSTATE, message)` for other nodes.
+    pub classify: ErrorClassifier,
+    running: Mutex<HashMap<String, Vec<AbortHandle>>>,
+    /// The runtime tasks run on, apart from the one serving sessions and RPC, so that a node busy
+    /// with many tasks still answers heartbeats, reads, cancels and new sessions promptly.
+    executor: Executor,
+}
+
+/// Owns the task runtime; shuts it down without blocking when the node's runtime is dropped (which
+/// may happen inside another runtime, in tests).
+struct Executor {
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Executor {
+    fn new() -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("task")
+            .enable_all()
+            .build()
+            .expect("cannot start the task runtime");
+        Self {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        }
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl std::fmt::Debug for TaskRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskRuntime")
+            .field("node_id", &self.node_id)
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the tasks of one stage placed on this node run: everything but the plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// Query id.
+    pub query: String,
+    /// Stage id.
+    pub stage: usize,
+    /// The tasks to run here (partitions of the stage plan).
+    pub tasks: Vec<usize>,
+    /// Tasks of the whole stage.
+    pub stage_tasks: usize,
+    /// Output partitions each task writes.
+    pub output_partitions: usize,
+    /// Readers of each output partition (more than 1 for a broadcast output).
+    pub readers: usize,
+    /// Where the tasks of the stages this one reads run, as `((stage, task), location)`.
+    pub locations: Vec<((usize, usize), Location)>,
+    /// The session's settings (`datafusion.*` options) as key/value pairs.
+    pub config: Vec<(String, String)>,
+}
+
+impl TaskRuntime {
+    /// A runtime for this node. `session` is a plain session over the node's catalogs.
+    pub fn new(
+        node_id: String,
+        address: String,
+        codec: Arc<PlanCodec>,
+        session: SessionContext,
+        classify: ErrorClassifier,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            node_id,
+            address,
+            exchange: MemoryExchange::new(),
+            channels: Channels::new(),
+            codec,
+            session,
+            classify,
+            running: Mutex::new(HashMap::new()),
+            executor: Executor::new(),
+        })
+    }
+
+    /// The task context of a query's tasks on this node: `base` (the session's settings and functions)
+    /// plus an exchange source that reads each input task's output where it runs.
+    pub fn task_context(
+        &self,
+        base: TaskContext,
+        query: &str,
+        locations: HashMap<(usize, usize), Location>,
+    ) -> Arc<TaskContext> {
+        let source = Arc::new(RoutedSource {
+            local_address: self.address.clone(),
+            local: self.exchange.clone(),
+            locations,
+            channels: self.channels.clone(),
+        });
+        let config = base
+            .session_config()
+            .clone()
+            .with_extension(Arc::new(ExchangeContext {
+                query: query.into(),
+                source,
+            }));
+        Arc::new(base.with_session_config(config))
+    }
+
+    /// The context of a task that arrived over RPC: this node's session with the query's settings.
+    pub fn remote_task_context(&self, spec: &TaskSpec) -> Arc<TaskContext> {
+        let state = self.session.state();
+        let mut config = state.config().clone();
+        for (key, value) in &spec.config {
+            // Settings this node does not know (another version's, or extensions) are skipped.
+            let _ = config.options_mut().set(key, value);
+        }
+        let base = TaskContext::from(&state).with_session_config(config);
+        self.task_context(base, &spec.query, spec.locations.iter().cloned().collect())
+    }
+
+    /// Creates the sinks of `tasks` of a stage, then starts them; each task's report goes to `report`.
+    /// `plan` is the stage fragment, `partitioning` how each task splits its output. Sinks exist when
+    /// this returns, so readers may open them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_tasks(
+        &self,
+        query: &str,
+        stage: usize,
+        tasks: &[usize],
+        stage_tasks: usize,
+        plan: Arc<dyn ExecutionPlan>,
+        partitioning: Option<Partitioning>,
+        output_partitions: usize,
+        readers: usize,
+        ctx: Arc<TaskContext>,
+        report: tokio::sync::mpsc::UnboundedSender<TaskReport>,
+    ) -> Result<()> {
+        let mut sinks = Vec::new();
+        for &task in tasks {
+            let output = tributary_exchange::TaskOutputId {
+                query: query.into(),
+                stage,
+                task,
+            };
+            sinks.push((
+                task,
+                self.exchange
+                    .create_sink(&output, output_partitions, readers)?,
+            ));
+        }
+        let mut handles = Vec::new();
+        for (task, sink) in sinks {
+            let span = tracing::info_span!("task", query, stage, task, node = %self.node_id);
+            let run = run_task(
+                plan.clone(),
+                task,
+                stage_tasks,
+                partitioning.clone(),
+                ctx.clone(),
+                sink,
+                self.classify.clone(),
+            );
+            let report = report.clone();
+            let handle = self.executor.handle.spawn(tracing::Instrument::instrument(
+                async move {
+                    let _ = report.send(run.await);
+                },
+                span,
+            ));
+            handles.push(handle.abort_handle());
+        }
+        self.running
+            .lock()
+            .entry(query.to_string())
+            .or_default()
+            .extend(handles);
+        Ok(())
+    }
+
+    /// Aborts every task of `query` on this node and frees its exchange data.
+    pub fn release_query(&self, query: &str) {
+        if let Some(handles) = self.running.lock().remove(query) {
+            for h in handles {
+                h.abort();
+            }
+        }
+        self.exchange.release_query(query);
+    }
+
+    /// Tasks started here that have not ended, over all queries.
+    pub fn running_tasks(&self) -> usize {
+        self.running
+            .lock()
+            .values()
+            .map(|hs| hs.iter().filter(|h| !h.is_finished()).count())
+            .sum()
+    }
+}
+
+/// Runs task `task` of a stage: executes partition `task` of `plan` and writes its batches to `sink`,
+/// split into output partitions by `partitioning`. Any error aborts the sink, and readers receive that
+/// error itself. The task stops early when no reader wants its output any more.
+async fn run_task(
+    plan: Arc<dyn ExecutionPlan>,
+    task: usize,
+    stage_tasks: usize,
+    partitioning: Option<Partitioning>,
+    ctx: Arc<TaskContext>,
+    mut sink: Box<dyn ExchangeSink>,
+    classify: ErrorClassifier,
+) -> TaskReport {
+    debug!("task started");
+    let started = Instant::now();
+    let mut rows = 0u64;
+    let mut bytes = 0u64;
+    let result = async {
+        let mut stream = plan.execute(task, ctx)?;
+        let mut partitioner = match partitioning {
+            Some(p) => Some(BatchPartitioner::try_new(
+                p,
+                metrics::Time::new(),
+                task,
+                stage_tasks,
+            )?),
+            None => None,
+        };
+        while let Some(batch) = stream.next().await {
+            let batch: RecordBatch = batch?;
+            rows += batch.num_rows() as u64;
+            bytes += batch.get_array_memory_size() as u64;
+            // Yield to the runtime between batches so sessions, accepts and cancels keep being served.
+            tokio::task::consume_budget().await;
+            match partitioner.as_mut() {
+                None => sink.write(0, batch).await?,
+                Some(partitioner) => {
+                    let parts: Vec<(usize, RecordBatch)> =
+                        partitioner.partition_iter(batch)?.collect::<Result<_>>()?;
+                    for (p, b) in parts {
+                        if b.num_rows() > 0 {
+                            sink.write(p, b).await?;
+                        }
+                    }
+                }
+            }
+            if sink.is_abandoned() {
+                debug!("every reader has ended; stopping early");
+                break;
+            }
+        }
+        Ok::<_, DataFusionError>(())
+    }
+    .await;
+    let error = match result {
+        Ok(()) => {
+            if let Err(e) = sink.finish().await {
+                debug!("task could not finish its output: {e}");
+            }
+            debug!("task finished");
+            None
+        }
+        Err(e) => {
+            debug!("task failed: {e}");
+            let classified = classify(&e);
+            sink.abort(Arc::new(e));
+            Some(classified)
+        }
+    };
+    TaskReport {
+        task,
+        rows,
+        bytes,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        error,
+    }
+}
