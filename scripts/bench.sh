@@ -13,6 +13,7 @@
 #   BENCH_DATA  where the Parquet files go (default target/bench-data); kept between runs
 #   BENCH_PY    the bench kit script (default ../shared/bench/tpch_bench.py next to the repo)
 #   PORT        Tributary's port (default: a free one)
+#   DATA_ONLY   1 to generate the Parquet data (and install tools) and stop
 # Extra arguments go to tpch_bench.py (e.g. --only q01,q06). Takes ~20 min the first time
 # (release build); the data generation takes seconds.
 set -euo pipefail
@@ -77,6 +78,8 @@ if [ ! -f "$TABLE_DIR/lineitem.parquet" ]; then
   rm -rf "$TABLE_DIR"
   mv "$TABLE_DIR.tmp" "$TABLE_DIR"
 fi
+
+[ "${DATA_ONLY:-0}" = "1" ] && exit 0
 
 # ---- server: release build, config dir with catalog `lake` on $DATA -------------------------
 log "cargo build --release --bin tributary"

@@ -91,10 +91,13 @@ fn lake_dir() -> &'static Path {
     .path()
 }
 
-/// A config directory with the lake catalog, fast heartbeats, and the built-in catalogs.
-fn config_dir() -> ConfigDir {
+/// A config directory with the lake catalog, fast heartbeats, and the built-in catalogs; `extra` is
+/// appended to `config.toml`.
+fn config_dir(extra: &str) -> ConfigDir {
     ConfigDir::new()
-        .config("[node]\nheartbeat_interval_ms = 200\nheartbeat_timeout_ms = 3000\n")
+        .config(&format!(
+            "{extra}\n[node]\nheartbeat_interval_ms = 200\nheartbeat_timeout_ms = 3000\n"
+        ))
         .catalog(
             "lake",
             &format!(
@@ -114,7 +117,10 @@ struct Cluster {
 
 impl Cluster {
     async fn start(worker_ids: &[&str]) -> Cluster {
-        let config = config_dir();
+        Self::start_with(config_dir(""), worker_ids).await
+    }
+
+    async fn start_with(config: ConfigDir, worker_ids: &[&str]) -> Cluster {
         let rpc = format!("127.0.0.1:{}", free_port());
         let coordinator = Tributary::start_with_args(
             Some(config.path()),
@@ -380,5 +386,29 @@ async fn a_canceled_distributed_query_leaves_no_running_tasks() {
     }
     // The cluster still serves.
     let rows = run(&c, "SELECT count(*) FROM tpch.tiny.nation", "after cancel").await;
+    assert_eq!(rows.strings(), vec![vec!["25".to_string()]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_past_its_memory_limit_fails_with_53200_and_the_cluster_serves_on() {
+    let config = config_dir("[engine]\nquery_max_memory_per_node_mb = 1\n");
+    let cluster = Cluster::start_with(config, &["w1", "w2"]).await;
+    let c = cluster.coordinator.connect("tpch").await;
+    // The build side of this join (all of lineitem's comments) needs far more than 1 MB.
+    let err = c
+        .simple_query(
+            "SELECT count(*) FROM tpch.tiny.lineitem a JOIN tpch.tiny.lineitem b \
+             ON a.l_comment = b.l_comment AND a.l_orderkey = b.l_orderkey",
+        )
+        .await
+        .expect_err("over the memory limit");
+    let db = err.as_db_error().unwrap_or_else(|| panic!("{err:?}"));
+    assert_eq!(db.code().code(), "53200", "{}", db.message());
+    assert!(
+        db.message().contains("memory limit"),
+        "the message should say which limit: {}",
+        db.message()
+    );
+    let rows = run(&c, "SELECT count(*) FROM tpch.tiny.nation", "after").await;
     assert_eq!(rows.strings(), vec![vec!["25".to_string()]]);
 }

@@ -415,4 +415,23 @@ mod tests {
             .await
             .unwrap();
     }
+
+    #[tokio::test]
+    async fn a_broadcast_partition_keeps_its_batches_until_every_reader_registered() {
+        let ex = MemoryExchange::new();
+        let schema = batch(0, 1).schema();
+        let mut sink = ex.create_sink(&out(0), 1, 2).unwrap();
+        let first = ex.read(&out(0), 0, schema.clone()).unwrap();
+        sink.write(0, batch(1, 1)).await.unwrap();
+        sink.write(0, batch(2, 1)).await.unwrap();
+        sink.finish().await.unwrap();
+        let got: Vec<_> = first.map(|b| b.unwrap()).collect().await;
+        assert_eq!(got, vec![batch(1, 1), batch(2, 1)]);
+        // The second consumer instance arrives after the first read everything: nothing was dropped.
+        let second = ex.read(&out(0), 0, schema.clone()).unwrap();
+        let got: Vec<_> = second.map(|b| b.unwrap()).collect().await;
+        assert_eq!(got, vec![batch(1, 1), batch(2, 1)]);
+        // Both expected readers came: a third is refused.
+        assert!(ex.read(&out(0), 0, schema).is_err());
+    }
 }

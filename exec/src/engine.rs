@@ -21,6 +21,7 @@ use tributary_planner::{CatalogRegistry, StagePlan, explain, fragment};
 
 use crate::ExecError;
 use crate::codec::PlanCodec;
+use crate::memory::{MemoryConfig, node_runtime};
 use crate::rpc::{NodeService, spawn_heartbeats};
 use crate::scheduler::{QueryExecution, Scheduler};
 use crate::subquery::{StagedRunner, resolve_scalar_subqueries};
@@ -80,6 +81,8 @@ pub struct EngineConfig {
     pub hash_partitions: usize,
     /// Role and membership settings.
     pub cluster: ClusterConfig,
+    /// Memory limits of this node.
+    pub memory: MemoryConfig,
 }
 
 impl Default for EngineConfig {
@@ -89,6 +92,7 @@ impl Default for EngineConfig {
             workers: 2,
             hash_partitions: 4,
             cluster: ClusterConfig::default(),
+            memory: MemoryConfig::default(),
         }
     }
 }
@@ -173,6 +177,10 @@ impl Engine {
                 runtime.register_object_store(&url, store);
             }
         }
+        let runtime = node_runtime(runtime, config.memory.node_limit).map_err(|e| ConfigError {
+            file: "config.toml".into(),
+            reason: format!("[engine] max_memory_mb: {e}"),
+        })?;
         let cluster = &config.cluster;
         let session = tributary_planner::session::new_session_context(
             &registry,
@@ -218,7 +226,14 @@ impl Engine {
             ),
             _ => "coordinator".to_string(),
         });
-        let tasks = TaskRuntime::new(node_id, address.clone(), codec, session, classify);
+        let tasks = TaskRuntime::new(
+            node_id,
+            address.clone(),
+            codec,
+            session,
+            classify,
+            config.memory.query_limit,
+        );
         let workers = Arc::new(match cluster.role {
             NodeRole::Single => WorkerPool::in_process(config.workers).with_tracker(tracker.clone()),
             NodeRole::Coordinator | NodeRole::Worker => WorkerPool::cluster(

@@ -7,6 +7,7 @@
 pub mod codec;
 pub mod engine;
 pub mod error;
+pub mod memory;
 pub mod rpc;
 pub mod scheduler;
 pub mod subquery;

@@ -87,7 +87,9 @@ impl NodeService {
     fn run_tasks(&self, body: &[u8]) -> Result<BoxStream<'static, Result<arrow_flight::Result, Status>>, Status> {
         let (spec, partitioned, fragment) = decode_run_tasks(body)?;
         let rt = &self.runtime;
-        let ctx = rt.remote_task_context(&spec);
+        let ctx = rt
+            .remote_task_context(&spec)
+            .map_err(|e| error_to_status(&e, &rt.classify))?;
         let plan = rt
             .codec
             .decode(fragment, &ctx)

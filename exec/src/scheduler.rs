@@ -132,7 +132,7 @@ impl Scheduler<'_> {
             .collect();
         let ctx = self
             .runtime
-            .task_context(base, &query, locations.clone());
+            .task_context(base, &query, locations.clone())?;
         let (fail_tx, fail_rx) = mpsc::unbounded_channel();
         let mut execution = QueryExecution {
             query: query.clone(),

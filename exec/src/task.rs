@@ -58,6 +58,8 @@ pub struct TaskRuntime {
     /// Maps errors to `(SQLSTATE, message)` for other nodes.
     pub classify: ErrorClassifier,
     running: Mutex<HashMap<String, Vec<AbortHandle>>>,
+    /// Memory one query may use on this node (bytes).
+    query_memory: Option<usize>,
     /// The runtime tasks run on, apart from the one serving sessions and RPC, so that a node busy
     /// with many tasks still answers heartbeats, reads, cancels and new sessions promptly.
     executor: Executor,
@@ -125,13 +127,15 @@ pub struct TaskSpec {
 }
 
 impl TaskRuntime {
-    /// A runtime for this node. `session` is a plain session over the node's catalogs.
+    /// A runtime for this node. `session` is a plain session over the node's catalogs (its runtime
+    /// environment holds the node's memory pool); `query_memory` bounds each query's memory here.
     pub fn new(
         node_id: String,
         address: String,
         codec: Arc<PlanCodec>,
         session: SessionContext,
         classify: ErrorClassifier,
+        query_memory: Option<usize>,
     ) -> Arc<Self> {
         Arc::new(Self {
             node_id,
@@ -142,18 +146,22 @@ impl TaskRuntime {
             session,
             classify,
             running: Mutex::new(HashMap::new()),
+            query_memory,
             executor: Executor::new(),
         })
     }
 
     /// The task context of a query's tasks on this node: `base` (the session's settings and functions)
-    /// plus an exchange source that reads each input task's output where it runs.
+    /// plus an exchange source that reads each input task's output where it runs, and the query's
+    /// memory pool on this node.
     pub fn task_context(
         &self,
         base: TaskContext,
         query: &str,
         locations: HashMap<(usize, usize), Location>,
-    ) -> Arc<TaskContext> {
+    ) -> Result<Arc<TaskContext>> {
+        let runtime = crate::memory::query_runtime(&base.runtime_env(), query, self.query_memory)?;
+        let base = base.with_runtime(runtime);
         let source = Arc::new(RoutedSource {
             local_address: self.address.clone(),
             local: self.exchange.clone(),
@@ -167,11 +175,11 @@ impl TaskRuntime {
                 query: query.into(),
                 source,
             }));
-        Arc::new(base.with_session_config(config))
+        Ok(Arc::new(base.with_session_config(config)))
     }
 
     /// The context of a task that arrived over RPC: this node's session with the query's settings.
-    pub fn remote_task_context(&self, spec: &TaskSpec) -> Arc<TaskContext> {
+    pub fn remote_task_context(&self, spec: &TaskSpec) -> Result<Arc<TaskContext>> {
         let state = self.session.state();
         let mut config = state.config().clone();
         for (key, value) in &spec.config {

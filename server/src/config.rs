@@ -74,6 +74,12 @@ pub struct ServerConfig {
     pub workers: usize,
     /// `[engine] hash_partitions`: partitions of a repartitioned stage.
     pub hash_partitions: usize,
+    /// `[engine] max_memory_mb`: memory all queries on this node may use together (unbounded when
+    /// absent); operators that can spill do so past it.
+    pub max_memory_mb: Option<usize>,
+    /// `[engine] query_max_memory_per_node_mb`: memory one query may use on this node (Trino's
+    /// `query.max-memory-per-node`; unbounded when absent).
+    pub query_max_memory_per_node_mb: Option<usize>,
     /// `DIR/catalog`, when a config directory is used.
     pub catalog_dir: Option<PathBuf>,
     /// `[auth]`: how clients authenticate.
@@ -135,6 +141,8 @@ impl Default for ServerConfig {
             node: NodeConfig::default(),
             workers: 2,
             hash_partitions: 4,
+            max_memory_mb: None,
+            query_max_memory_per_node_mb: None,
             catalog_dir: None,
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
@@ -251,6 +259,13 @@ impl ServerConfig {
                     }
                     ("engine", "hash_partitions") => {
                         config.hash_partitions = bounded(value).map_err(|r| err(&full, r))?
+                    }
+                    ("engine", "max_memory_mb") => {
+                        config.max_memory_mb = Some(positive(value).map_err(|r| err(&full, r))?)
+                    }
+                    ("engine", "query_max_memory_per_node_mb") => {
+                        config.query_max_memory_per_node_mb =
+                            Some(positive(value).map_err(|r| err(&full, r))?)
                     }
                     ("auth", "method") => {
                         config.auth.method = Some(match value.as_str() {

@@ -16,6 +16,7 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use std::time::Duration;
 
+use tributary_exec::memory::MemoryConfig;
 use tributary_exec::worker::Heartbeats;
 use tributary_exec::{ClusterConfig, Engine, EngineConfig, NodeRole};
 
@@ -189,6 +190,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                     interval: Duration::from_millis(node.heartbeat_interval_ms),
                     timeout: Duration::from_millis(node.heartbeat_timeout_ms),
                 },
+            },
+            memory: MemoryConfig {
+                node_limit: config.max_memory_mb.map(|mb| mb << 20),
+                query_limit: config.query_max_memory_per_node_mb.map(|mb| mb << 20),
             },
         },
         pgwire::errors::classifier(),
