@@ -38,7 +38,8 @@ fn lake_dir() -> &'static Path {
         let dir = TempDir::new("cluster-lake").remove_at_exit();
         let sf = 0.01;
         type Gen = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>>>;
-        let tables: Vec<(&str, fn(f64, i32, i32) -> Gen)> = vec![
+        type Table = (&'static str, fn(f64, i32, i32) -> Gen);
+        let tables: Vec<Table> = vec![
             ("nation", |sf, _, _| {
                 Box::new(NationArrow::new(NationGenerator::new(sf, 1, 1)))
             }),

@@ -145,8 +145,10 @@ pub fn serve_read(
     source: &dyn ExchangeSource,
     ticket: &ReadTicket,
     classify: ErrorClassifier,
-) -> std::result::Result<BoxStream<'static, std::result::Result<FlightData, tonic::Status>>, tonic::Status>
-{
+) -> std::result::Result<
+    BoxStream<'static, std::result::Result<FlightData, tonic::Status>>,
+    tonic::Status,
+> {
     let stream = source
         .read(
             &ticket.output(),
@@ -154,7 +156,8 @@ pub fn serve_read(
             Arc::new(Schema::empty()),
         )
         .map_err(|e| error_to_status(&e, &classify))?;
-    let batches = stream.map_err(move |e| FlightError::Tonic(Box::new(error_to_status(&e, &classify))));
+    let batches =
+        stream.map_err(move |e| FlightError::Tonic(Box::new(error_to_status(&e, &classify))));
     let data = FlightDataEncoderBuilder::new()
         .with_dictionary_handling(DictionaryHandling::Resend)
         .build(batches)
@@ -183,7 +186,9 @@ impl Channels {
             return Ok(c.clone());
         }
         let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| DataFusionError::Configuration(format!("bad node address {address}: {e}")))?
+            .map_err(|e| {
+                DataFusionError::Configuration(format!("bad node address {address}: {e}"))
+            })?
             .connect_timeout(std::time::Duration::from_secs(5))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(std::time::Duration::from_secs(5))
@@ -197,9 +202,10 @@ impl Channels {
 
     /// A Flight client over the channel to `address`, accepting messages up to [`MAX_MESSAGE_BYTES`].
     pub fn client(&self, address: &str) -> Result<FlightClient> {
-        let inner = arrow_flight::flight_service_client::FlightServiceClient::new(self.get(address)?)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let inner =
+            arrow_flight::flight_service_client::FlightServiceClient::new(self.get(address)?)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES);
         Ok(FlightClient::new_from_inner(inner))
     }
 

@@ -219,13 +219,15 @@ impl Engine {
                 .to_string(),
             None => "in-process".to_string(),
         };
-        let node_id = cluster.node_id.clone().unwrap_or_else(|| match cluster.role {
-            NodeRole::Worker => format!(
-                "worker-{}",
-                address.rsplit(':').next().unwrap_or_default()
-            ),
-            _ => "coordinator".to_string(),
-        });
+        let node_id = cluster
+            .node_id
+            .clone()
+            .unwrap_or_else(|| match cluster.role {
+                NodeRole::Worker => {
+                    format!("worker-{}", address.rsplit(':').next().unwrap_or_default())
+                }
+                _ => "coordinator".to_string(),
+            });
         let tasks = TaskRuntime::new(
             node_id,
             address.clone(),
@@ -235,7 +237,9 @@ impl Engine {
             config.memory.query_limit,
         );
         let workers = Arc::new(match cluster.role {
-            NodeRole::Single => WorkerPool::in_process(config.workers).with_tracker(tracker.clone()),
+            NodeRole::Single => {
+                WorkerPool::in_process(config.workers).with_tracker(tracker.clone())
+            }
             NodeRole::Coordinator | NodeRole::Worker => WorkerPool::cluster(
                 &address,
                 cluster.include_coordinator,
@@ -256,7 +260,10 @@ impl Engine {
         match cluster.role {
             NodeRole::Coordinator => {
                 let pool = workers.clone();
-                let interval = cluster.heartbeats.interval.min(std::time::Duration::from_secs(1));
+                let interval = cluster
+                    .heartbeats
+                    .interval
+                    .min(std::time::Duration::from_secs(1));
                 tokio::spawn(async move {
                     loop {
                         tokio::time::sleep(interval).await;
@@ -266,7 +273,9 @@ impl Engine {
             }
             NodeRole::Worker => {
                 let coordinator = cluster.coordinator.clone().ok_or_else(|| {
-                    config_error("[node] coordinator: a worker needs its coordinator's address".into())
+                    config_error(
+                        "[node] coordinator: a worker needs its coordinator's address".into(),
+                    )
                 })?;
                 spawn_heartbeats(tasks.clone(), coordinator, cluster.heartbeats.interval)
                     .map_err(|e| config_error(format!("cannot start heartbeats: {e}")))?;
@@ -425,8 +434,7 @@ impl Engine {
                 };
                 let physical = resolve_scalar_subqueries(&runner, physical, query_id).await?;
                 let staged = fragment(physical)?;
-                let (mut execution, mut stream) =
-                    self.schedule(&state, &staged, query_id).await?;
+                let (mut execution, mut stream) = self.schedule(&state, &staged, query_id).await?;
                 let started = std::time::Instant::now();
                 let mut rows = 0usize;
                 while let Some(batch) = stream.next().await {

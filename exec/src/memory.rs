@@ -140,7 +140,7 @@ mod tests {
     fn a_query_pool_refuses_past_its_limit_and_gives_back_to_the_node() {
         let node = node_runtime(Arc::new(RuntimeEnv::default()), Some(10 << 20)).unwrap();
         let q = query_runtime(&node, "q1", Some(1 << 20)).unwrap();
-        let mut r = MemoryConsumer::new("HashJoin").register(&q.memory_pool);
+        let r = MemoryConsumer::new("HashJoin").register(&q.memory_pool);
         r.try_grow(512 << 10).unwrap();
         assert_eq!(node.memory_pool.reserved(), 512 << 10);
         let err = r.try_grow(1 << 20).unwrap_err().to_string();

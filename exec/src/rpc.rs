@@ -84,7 +84,10 @@ impl NodeService {
             .map_err(|e| DataFusionError::External(Box::new(e)))
     }
 
-    fn run_tasks(&self, body: &[u8]) -> Result<BoxStream<'static, Result<arrow_flight::Result, Status>>, Status> {
+    fn run_tasks(
+        &self,
+        body: &[u8],
+    ) -> Result<BoxStream<'static, Result<arrow_flight::Result, Status>>, Status> {
         let (spec, partitioned, fragment) = decode_run_tasks(body)?;
         let rt = &self.runtime;
         let ctx = rt
@@ -256,7 +259,10 @@ impl FlightService for NodeService {
         Err(Status::unimplemented("get_schema"))
     }
 
-    async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+    async fn do_get(
+        &self,
+        request: Request<Ticket>,
+    ) -> Result<Response<Self::DoGetStream>, Status> {
         let ticket = ReadTicket::decode(request.get_ref())?;
         let stream = serve_read(
             self.runtime.exchange.as_ref(),
@@ -345,8 +351,9 @@ pub async fn run_remote_tasks(
         }
         Some(Err(e)) => return Err(flight_error(e, node, address)),
         None => {
-            return Err(RemoteError::node_lost(node, address, "no answer to run_tasks")
-                .into_datafusion());
+            return Err(
+                RemoteError::node_lost(node, address, "no answer to run_tasks").into_datafusion(),
+            );
         }
     }
     let node = node.to_string();

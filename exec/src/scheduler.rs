@@ -130,9 +130,7 @@ impl Scheduler<'_> {
                     .map(|(task, w)| ((*stage, task), self.location(w)))
             })
             .collect();
-        let ctx = self
-            .runtime
-            .task_context(base, &query, locations.clone())?;
+        let ctx = self.runtime.task_context(base, &query, locations.clone())?;
         let (fail_tx, fail_rx) = mpsc::unbounded_channel();
         let mut execution = QueryExecution {
             query: query.clone(),
@@ -158,13 +156,11 @@ impl Scheduler<'_> {
                 self.tracker.task_started(&query, stage.id, task, &w.id);
                 match &w.kind {
                     WorkerKind::Local => local.push(task),
-                    WorkerKind::Remote { address } => {
-                        remote
-                            .entry(address.clone())
-                            .or_insert_with(|| (w.clone(), Vec::new()))
-                            .1
-                            .push(task)
-                    }
+                    WorkerKind::Remote { address } => remote
+                        .entry(address.clone())
+                        .or_insert_with(|| (w.clone(), Vec::new()))
+                        .1
+                        .push(task),
                 }
             }
             if !local.is_empty() {
@@ -208,8 +204,7 @@ impl Scheduler<'_> {
                 let partitioned = stage.output.partitioning().is_some();
                 let body = encode_run_tasks(&spec, partitioned, &fragment);
                 async move {
-                    let started =
-                        run_remote_tasks(self.runtime, &worker.id, &address, body).await;
+                    let started = run_remote_tasks(self.runtime, &worker.id, &address, body).await;
                     (worker, address, started)
                 }
             });
@@ -337,20 +332,10 @@ impl Scheduler<'_> {
             while let Some(report) = reports.next().await {
                 match report {
                     Ok(r) => {
-                        let error = r.error.clone();
-                        tracker.task_finished(
-                            &query,
-                            stage,
-                            r.task,
-                            r.rows,
-                            r.bytes,
-                            r.elapsed_ms,
-                            error.as_ref().map(|(_, m)| m.clone()),
-                        );
-                        if let Some((sqlstate, message)) = error {
-                            let _ = failures.send(
-                                RemoteError { sqlstate, message }.into_datafusion(),
-                            );
+                        tracker.task_finished(&query, stage, &r);
+                        if let Some((sqlstate, message)) = r.error {
+                            let _ =
+                                failures.send(RemoteError { sqlstate, message }.into_datafusion());
                         }
                     }
                     Err(e) => {

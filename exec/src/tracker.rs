@@ -137,27 +137,25 @@ impl QueryTracker {
         });
     }
 
-    /// Records the end of a task: FINISHED, or FAILED with `error`.
-    pub fn task_finished(
-        &self,
-        query_id: &str,
-        stage: usize,
-        task: usize,
-        rows: u64,
-        bytes: u64,
-        elapsed_ms: u64,
-        error: Option<String>,
-    ) {
+    /// Records the end of a task of `stage`: FINISHED, or FAILED with the report's error.
+    pub fn task_finished(&self, query_id: &str, stage: usize, report: &crate::task::TaskReport) {
         let mut t = self.tasks.lock();
         if let Some(e) = t.iter_mut().rev().find(|e| {
-            e.info.query_id == query_id && e.info.stage == stage as i64 && e.info.task == task as i64
+            e.info.query_id == query_id
+                && e.info.stage == stage as i64
+                && e.info.task == report.task as i64
         }) && e.info.state == "RUNNING"
         {
-            e.info.state = if error.is_some() { "FAILED" } else { "FINISHED" }.into();
-            e.info.rows = rows as i64;
-            e.info.bytes = bytes as i64;
-            e.info.elapsed_ms = elapsed_ms as i64;
-            e.info.error = error;
+            e.info.state = if report.error.is_some() {
+                "FAILED"
+            } else {
+                "FINISHED"
+            }
+            .into();
+            e.info.rows = report.rows as i64;
+            e.info.bytes = report.bytes as i64;
+            e.info.elapsed_ms = report.elapsed_ms as i64;
+            e.info.error = report.error.as_ref().map(|(_, m)| m.clone());
         }
     }
 

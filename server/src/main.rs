@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tokio::net::TcpListener;
 use std::time::Duration;
+use tokio::net::TcpListener;
 
 use tributary_exec::memory::MemoryConfig;
 use tributary_exec::worker::Heartbeats;
