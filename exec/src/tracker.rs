@@ -55,15 +55,7 @@ impl QueryTracker {
     pub fn begin(&self, query_id: &str, user: &str, sql: &str) -> CancellationToken {
         let cancel = CancellationToken::new();
         let mut q = self.queries.lock();
-        // Drop the oldest finished entries past the history bound; running ones always stay.
-        while q.len() >= MAX_HISTORY {
-            match q.iter().position(|e| e.info.state != "RUNNING") {
-                Some(i) => {
-                    q.remove(i);
-                }
-                None => break,
-            }
-        }
+        trim(&mut q, MAX_HISTORY);
         q.push_back(Entry {
             info: QueryInfo {
                 query_id: query_id.to_string(),
@@ -113,14 +105,7 @@ impl QueryTracker {
     /// the query) placed on `worker`.
     pub fn task_started(&self, query_id: &str, stage: usize, task: usize, worker: &str) {
         let mut t = self.tasks.lock();
-        while t.len() >= MAX_TASK_HISTORY {
-            match t.iter().position(|e| e.info.state != "RUNNING") {
-                Some(i) => {
-                    t.remove(i);
-                }
-                None => break,
-            }
-        }
+        trim(&mut t, MAX_TASK_HISTORY);
         t.push_back(TaskEntry {
             info: TaskInfo {
                 query_id: query_id.to_string(),
@@ -193,30 +178,78 @@ impl RuntimeInfo for QueryTracker {
     }
 
     fn queries(&self) -> Vec<QueryInfo> {
-        self.queries
-            .lock()
-            .iter()
-            .map(|e| {
-                let mut info = e.info.clone();
-                if info.state == "RUNNING" {
-                    info.elapsed_ms = e.started.elapsed().as_millis() as i64;
-                }
-                info
-            })
-            .collect()
+        snapshot(&self.queries.lock())
     }
 
     fn tasks(&self) -> Vec<TaskInfo> {
-        self.tasks
-            .lock()
-            .iter()
-            .map(|e| {
-                let mut info = e.info.clone();
-                if info.state == "RUNNING" {
-                    info.elapsed_ms = e.started.elapsed().as_millis() as i64;
-                }
-                info
-            })
-            .collect()
+        snapshot(&self.tasks.lock())
     }
+}
+
+/// A tracked query or task: its row, whether it still runs, and since when.
+trait Tracked {
+    type Info: Clone;
+    fn info(&self) -> &Self::Info;
+    fn running(&self) -> bool;
+    fn started(&self) -> Instant;
+    fn set_elapsed(info: &mut Self::Info, ms: i64);
+}
+
+impl Tracked for Entry {
+    type Info = QueryInfo;
+    fn info(&self) -> &QueryInfo {
+        &self.info
+    }
+    fn running(&self) -> bool {
+        self.info.state == "RUNNING"
+    }
+    fn started(&self) -> Instant {
+        self.started
+    }
+    fn set_elapsed(info: &mut QueryInfo, ms: i64) {
+        info.elapsed_ms = ms;
+    }
+}
+
+impl Tracked for TaskEntry {
+    type Info = TaskInfo;
+    fn info(&self) -> &TaskInfo {
+        &self.info
+    }
+    fn running(&self) -> bool {
+        self.info.state == "RUNNING"
+    }
+    fn started(&self) -> Instant {
+        self.started
+    }
+    fn set_elapsed(info: &mut TaskInfo, ms: i64) {
+        info.elapsed_ms = ms;
+    }
+}
+
+/// Drops the oldest entries that no longer run until there is room for one more under `max`; running
+/// ones always stay.
+fn trim<E: Tracked>(entries: &mut VecDeque<E>, max: usize) {
+    while entries.len() >= max {
+        match entries.iter().position(|e| !e.running()) {
+            Some(i) => {
+                entries.remove(i);
+            }
+            None => break,
+        }
+    }
+}
+
+/// The rows of `entries`, running ones with their elapsed time as of now.
+fn snapshot<E: Tracked>(entries: &VecDeque<E>) -> Vec<E::Info> {
+    entries
+        .iter()
+        .map(|e| {
+            let mut info = e.info().clone();
+            if e.running() {
+                E::set_elapsed(&mut info, e.started().elapsed().as_millis() as i64);
+            }
+            info
+        })
+        .collect()
 }
