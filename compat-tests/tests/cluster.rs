@@ -329,6 +329,8 @@ async fn killing_a_worker_fails_its_query_and_the_next_runs_on_the_survivor() {
         db.message()
     );
 
+    // The query's own error marked the worker dead (the heartbeat timeout would, at the latest).
+    cluster.wait_node_state("w2", "dead").await;
     let rows = run(&c, "SELECT count(*) FROM tpch.tiny.lineitem", "next query").await;
     assert_eq!(rows.strings(), vec![vec!["60175".to_string()]]);
     let nodes = run(

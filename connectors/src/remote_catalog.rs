@@ -1,17 +1,102 @@
 //! The catalog and schema providers shared by connectors whose metadata lives in a remote database
 //! (`postgres`, `mysql`): a lazily fetched, cached [`Snapshot`] of schemas and tables, so a catalog whose
 //! source is down still loads and its queries fail clearly until the source is back.
+//!
+//! Also the Arrow metadata their tables' schemas carry for the front end and `pg_catalog`:
+//! - field metadata [`COMMENT_KEY`] (`comment`): the column's comment at the source; schema metadata
+//!   `comment`: the table's comment (absent when there is none);
+//! - field metadata [`PG_TYPE_KEY`] (`tributary.pg_type`): for string columns that hold another
+//!   PostgreSQL type's text, that type's name (`uuid`, `json`, `jsonb`, `numeric`, `varchar(20)`,
+//!   `bpchar(5)`, `name`), so the front end reports (and encodes) the column as that type.
+//!
+//! Primary keys are reported through [`TableProvider::constraints`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::{CatalogProvider, SchemaProvider};
+use datafusion::common::{Constraint, Constraints};
 use datafusion::datasource::TableProvider;
 use datafusion::error::DataFusionError;
 
 use crate::ConnectorError;
+
+/// Field / schema metadata key of a column's / table's comment at the source.
+pub(crate) const COMMENT_KEY: &str = "comment";
+/// Field metadata key of the PostgreSQL type a string column is reported as at the front end (the
+/// server's `pgwire::encoding::PG_TYPE_KEY`, same value).
+pub(crate) const PG_TYPE_KEY: &str = "tributary.pg_type";
+
+/// How a connector reads one column: its name and Arrow type.
+pub(crate) trait ReadColumn {
+    fn name(&self) -> &str;
+    fn arrow_type(&self) -> DataType;
+}
+
+/// What a metadata query says about one column: how it is read, and what clients see of it.
+#[derive(Debug)]
+pub(crate) struct SourceColumn<C> {
+    pub(crate) column: C,
+    pub(crate) nullable: bool,
+    /// The PostgreSQL type clients see when not the one of its Arrow type ([`PG_TYPE_KEY`]).
+    pub(crate) pg_type: Option<String>,
+    pub(crate) comment: Option<String>,
+}
+
+/// A table's Arrow schema (column comments and front-end types as field metadata, the table comment
+/// as schema metadata) and its primary-key constraint (`key`: column names in key order; none when
+/// empty or naming an unknown column).
+pub(crate) fn table_schema<C: ReadColumn>(
+    columns: &[SourceColumn<C>],
+    comment: Option<String>,
+    key: &[String],
+) -> (Schema, Option<Constraints>) {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|c| {
+            let mut metadata = HashMap::new();
+            if let Some(ty) = &c.pg_type {
+                metadata.insert(PG_TYPE_KEY.to_string(), ty.clone());
+            }
+            if let Some(comment) = c.comment.as_ref().filter(|c| !c.is_empty()) {
+                metadata.insert(COMMENT_KEY.to_string(), comment.clone());
+            }
+            Field::new(c.column.name(), c.column.arrow_type(), c.nullable).with_metadata(metadata)
+        })
+        .collect();
+    let mut metadata = HashMap::new();
+    if let Some(comment) = comment.filter(|c| !c.is_empty()) {
+        metadata.insert(COMMENT_KEY.to_string(), comment);
+    }
+    let indices = key
+        .iter()
+        .map(|k| columns.iter().position(|c| c.column.name() == k))
+        .collect::<Option<Vec<usize>>>()
+        .filter(|indices| !indices.is_empty());
+    let constraints =
+        indices.map(|indices| Constraints::new_unverified(vec![Constraint::PrimaryKey(indices)]));
+    (Schema::new_with_metadata(fields, metadata), constraints)
+}
+
+/// The columns of a catalog reported as read as text: each is logged once per process, however
+/// often the metadata is reloaded.
+#[derive(Debug, Default)]
+pub(crate) struct TextColumns(parking_lot::Mutex<HashSet<String>>);
+
+impl TextColumns {
+    /// Logs that `column` (`schema.table.column`) of source type `declared` is read as text, the
+    /// first time only.
+    pub(crate) fn report(&self, catalog: &str, column: String, declared: &str) {
+        if self.0.lock().insert(column.clone()) {
+            tracing::info!(
+                "catalog \"{catalog}\": column {column} of type {declared} is read as text"
+            );
+        }
+    }
+}
 
 /// A snapshot of a source's schemas and, per schema, its tables' metadata `T`.
 #[derive(Debug)]
@@ -130,5 +215,79 @@ impl<S: MetadataSource> SchemaProvider for RemoteSchema<S> {
                 .get(&self.name)
                 .is_some_and(|t| t.contains_key(name))
         })
+    }
+}
+
+/// How a connection to the source uses TLS (`ssl_mode` in the catalog file), as libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SslMode {
+    /// Plain TCP only.
+    Disable,
+    /// TLS when the server offers it, else plain TCP; the certificate is not checked.
+    Prefer,
+    /// TLS or fail; the certificate is not checked.
+    Require,
+    /// TLS with a certificate signed by `ssl_root_cert`, for any host name.
+    VerifyCa,
+    /// TLS with a certificate signed by `ssl_root_cert` and issued for the configured host.
+    VerifyFull,
+}
+
+/// TLS settings of a catalog: `ssl_mode` and, for the verifying modes, the PEM file of the
+/// certificate authorities to trust (`ssl_root_cert`).
+#[derive(Debug, Clone)]
+pub(crate) struct TlsSettings {
+    pub(crate) mode: SslMode,
+    pub(crate) root_cert: Option<std::path::PathBuf>,
+}
+
+impl TlsSettings {
+    /// Reads `ssl_mode` (default `default_mode`) and `ssl_root_cert` from a catalog file. The
+    /// verifying modes need `ssl_root_cert`; the file must exist.
+    pub(crate) fn from_config(
+        config: &toml::Table,
+        default_mode: SslMode,
+    ) -> Result<TlsSettings, ConnectorError> {
+        let error = |key: &str, reason: &str| ConnectorError::Config {
+            key: key.to_string(),
+            reason: reason.to_string(),
+        };
+        let mode = match config.get("ssl_mode") {
+            None => default_mode,
+            Some(toml::Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+                "disable" | "disabled" => SslMode::Disable,
+                "prefer" | "preferred" => SslMode::Prefer,
+                "require" | "required" => SslMode::Require,
+                "verify-ca" | "verify_ca" => SslMode::VerifyCa,
+                "verify-full" | "verify_full" | "verify_identity" => SslMode::VerifyFull,
+                _ => {
+                    return Err(error(
+                        "ssl_mode",
+                        "must be one of \"disable\", \"prefer\", \"require\", \"verify-ca\", \
+                         \"verify-full\"",
+                    ));
+                }
+            },
+            Some(_) => return Err(error("ssl_mode", "must be a string")),
+        };
+        let root_cert = match config.get("ssl_root_cert") {
+            None => None,
+            Some(toml::Value::String(s)) => {
+                let path = std::path::PathBuf::from(s);
+                if !path.is_file() {
+                    return Err(error("ssl_root_cert", &format!("no such file: {s}")));
+                }
+                Some(path)
+            }
+            Some(_) => return Err(error("ssl_root_cert", "must be a string (a PEM file)")),
+        };
+        if matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull) && root_cert.is_none() {
+            return Err(error(
+                "ssl_root_cert",
+                "required with ssl_mode \"verify-ca\" or \"verify-full\" (the PEM file of the \
+                 certificate authorities to trust)",
+            ));
+        }
+        Ok(TlsSettings { mode, root_cert })
     }
 }

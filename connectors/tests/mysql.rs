@@ -22,6 +22,9 @@ use mysql_async::prelude::Queryable;
 use tributary_connectors::mysql::MySqlConnector;
 use tributary_connectors::{Connector, ConnectorError};
 
+mod common;
+use common::{KEYED_COLUMNS, TestCerts, check_keyed};
+
 const PASSWORD: &str = "My-Secret-7z!q";
 
 fn free_port() -> u16 {
@@ -72,6 +75,11 @@ struct TestMariadb {
 
 impl TestMariadb {
     fn start() -> TestMariadb {
+        Self::start_with(None)
+    }
+
+    /// With `tls`, the server takes only TLS connections over TCP (`require_secure_transport`).
+    fn start_with(tls: Option<&TestCerts>) -> TestMariadb {
         let mariadbd = need("mariadbd");
         let install = need("mariadb-install-db");
         let client = need("mariadb");
@@ -81,9 +89,13 @@ impl TestMariadb {
             .expect("temp dir");
         let base = dir.path().to_path_buf();
         let data = base.join("data");
+        // Its own temporary directory: concurrent installs in /tmp trip over each other.
+        let tmp = base.join("tmp");
+        std::fs::create_dir_all(&tmp).expect("tmp dir");
         let mut cmd = Command::new(&install);
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
         if is_root() {
             cmd.arg("--user=root");
@@ -103,6 +115,7 @@ impl TestMariadb {
             cmd.arg("--user=root");
         }
         cmd.arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--port={port}"))
             .arg(format!("--socket={}", socket.display()))
@@ -113,8 +126,13 @@ impl TestMariadb {
                 "--innodb-buffer-pool-size=64M",
                 "--innodb-flush-log-at-trx-commit=0",
                 "--skip-log-bin",
-            ])
-            .stdin(Stdio::null())
+            ]);
+        if let Some(certs) = tls {
+            cmd.arg(format!("--ssl-cert={}", certs.server_cert.display()))
+                .arg(format!("--ssl-key={}", certs.server_key.display()))
+                .arg("--require-secure-transport=ON");
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let child = cmd.spawn().expect("spawn mariadbd");
@@ -882,4 +900,148 @@ async fn bad_config_names_the_key() {
             .to_string();
         assert!(err.contains(key), "{err}");
     }
+}
+
+/// The provider of `my.SCHEMA.NAME`.
+async fn provider(
+    connector: &MySqlConnector,
+    schema: &str,
+    name: &str,
+) -> Arc<dyn datafusion::catalog::TableProvider> {
+    connector
+        .catalog()
+        .schema(schema)
+        .expect("schema")
+        .table(name)
+        .await
+        .expect("lookup")
+        .unwrap_or_else(|| panic!("table {name}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_keys_comments_and_front_end_types() {
+    let my = TestMariadb::start();
+    let mut conn = my.conn().await;
+    for sql in [
+        "CREATE DATABASE k".to_string(),
+        format!("CREATE TABLE k.keyed ({KEYED_COLUMNS}, j json) COMMENT 'a keyed table'"),
+        "ALTER TABLE k.keyed MODIFY b varchar(10) COMMENT 'the b column'".to_string(),
+        "INSERT INTO k.keyed VALUES (1, 'x', 10, NULL, '[]'), (2, 'y', 10, NULL, NULL)".to_string(),
+        "CREATE VIEW k.keyed_v AS SELECT * FROM k.keyed".to_string(),
+        "CREATE TABLE k.unkeyed (a int NOT NULL, UNIQUE KEY (a))".to_string(),
+    ] {
+        conn.query_drop(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let config = my.catalog_config(PASSWORD, "database = \"k\"\n");
+    let connector = MySqlConnector::from_config("my", &config)
+        .await
+        .expect("connector");
+    let keyed = provider(&connector, "k", "keyed").await;
+    check_keyed(
+        &keyed,
+        &provider(&connector, "k", "keyed_v").await,
+        &provider(&connector, "k", "unkeyed").await,
+    );
+    // MariaDB's json is a checked longtext; clients see json.
+    let schema = keyed.schema();
+    let j = schema.field_with_name("j").expect("j");
+    assert_eq!(
+        j.metadata().get("tributary.pg_type").map(String::as_str),
+        Some("json")
+    );
+
+    // DataFusion sees the key: columns determined by it may be selected when grouping by it.
+    let ctx = SessionContext::new();
+    ctx.register_catalog("my", connector.catalog());
+    let ran = run_df(
+        &ctx,
+        "SELECT c, a, b FROM my.k.keyed GROUP BY c, a ORDER BY a",
+    )
+    .await;
+    assert_eq!(ids(&ran.batches), vec![10, 10]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_modes_against_a_tls_only_mariadb() {
+    let dir = tempfile::Builder::new()
+        .prefix("tributary-mycerts-")
+        .tempdir()
+        .expect("temp dir");
+    let certs = TestCerts::make(dir.path());
+    let my = TestMariadb::start_with(Some(&certs));
+
+    /// Counts the rows of `mysql.db` through a catalog with `extra` settings, or the error.
+    async fn attempt(my: &TestMariadb, name: &str, extra: &str) -> Result<usize, String> {
+        let config = my.catalog_config(
+            PASSWORD,
+            &format!("database = \"mysql\"\nconnect_timeout_secs = 5\n{extra}"),
+        );
+        let connector = MySqlConnector::from_config(name, &config)
+            .await
+            .map_err(|e| e.to_string())?;
+        let ctx = SessionContext::new();
+        ctx.register_catalog(name, connector.catalog());
+        let df = ctx
+            .sql(&format!("SELECT 1 FROM {name}.mysql.db"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let batches = df.collect().await.map_err(|e| e.to_string())?;
+        Ok(batches.iter().map(RecordBatch::num_rows).sum())
+    }
+
+    let ca = certs.ca.display().to_string();
+    let other = certs.other_ca.display().to_string();
+    // The server rejects plain connections: `disable` fails, every TLS mode gets through.
+    let err = attempt(&my, "plain", "ssl_mode = \"disable\"\n")
+        .await
+        .expect_err("plain TCP is rejected");
+    // (MariaDB answers an insecure connection with "access denied".)
+    assert!(err.contains("catalog \"plain\": cannot connect"), "{err}");
+    assert!(
+        attempt(&my, "dflt", "").await.is_ok(),
+        "prefer is the default"
+    );
+    assert!(
+        attempt(&my, "req", "ssl_mode = \"require\"\n")
+            .await
+            .is_ok()
+    );
+    // verify-full checks the host name: the certificate is for db.example, not 127.0.0.1.
+    let err = attempt(
+        &my,
+        "full",
+        &format!("ssl_mode = \"verify-full\"\nssl_root_cert = \"{ca}\"\n"),
+    )
+    .await
+    .expect_err("wrong host name");
+    assert!(err.contains("catalog \"full\""), "{err}");
+    assert!(err.contains("not valid for name"), "{err}");
+    // A certificate from another authority is refused.
+    let err = attempt(
+        &my,
+        "other",
+        &format!("ssl_mode = \"verify-full\"\nssl_root_cert = \"{other}\"\n"),
+    )
+    .await
+    .expect_err("unknown issuer");
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    // verify-ca cannot be had from the MySQL client library: refused, naming the key.
+    let err = attempt(
+        &my,
+        "ca",
+        &format!("ssl_mode = \"verify-ca\"\nssl_root_cert = \"{ca}\"\n"),
+    )
+    .await
+    .expect_err("verify-ca is refused");
+    assert!(err.contains("ssl_mode"), "{err}");
+
+    // Against a server without TLS, `prefer` connects plainly and `require` fails.
+    let plain = TestMariadb::start();
+    assert!(attempt(&plain, "dflt", "").await.is_ok());
+    let err = attempt(&plain, "req", "ssl_mode = \"require\"\n")
+        .await
+        .expect_err("no TLS at the server");
+    assert!(err.contains("catalog \"req\""), "{err}");
 }

@@ -1,5 +1,6 @@
 //! The postgres connector against a real PostgreSQL 15 started by the test (initdb into a temp dir,
-//! random port, fsync off; as the `postgres` OS user when running as root).
+//! random port, fsync off; as the `postgres` OS user when running as root). The TLS test gives it a
+//! certificate made with the `openssl` command line tool.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,9 @@ use datafusion::prelude::SessionContext;
 use tributary_connectors::Connector;
 use tributary_connectors::postgres::PostgresConnector;
 
+mod common;
+use common::{KEYED_COLUMNS, TestCerts, check_keyed};
+
 const PASSWORD: &str = "Pg-Secret-9x7!";
 
 /// A throwaway PostgreSQL server, stopped (immediate mode) when dropped.
@@ -25,7 +29,7 @@ struct TestPostgres {
     bin: PathBuf,
     data: PathBuf,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn is_root() -> bool {
@@ -91,6 +95,11 @@ fn run(mut c: Command, what: &str) {
 
 impl TestPostgres {
     fn start() -> TestPostgres {
+        Self::start_with(None)
+    }
+
+    /// With `tls`, the server takes only TLS connections over TCP (`hostnossl ... reject`).
+    fn start_with(tls: Option<&TestCerts>) -> TestPostgres {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("tributary-pgconn-")
@@ -121,6 +130,36 @@ impl TestPostgres {
             ])
             .arg(format!("--pwfile={}", pwfile.display()));
         run(initdb, "initdb");
+        let mut tls_options = String::new();
+        if let Some(certs) = tls {
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\n\
+                 hostssl all all 127.0.0.1/32 scram-sha-256\n\
+                 hostnossl all all 127.0.0.1/32 reject\n",
+            )
+            .expect("write pg_hba.conf");
+            for (file, name) in [
+                (&certs.server_cert, "server.crt"),
+                (&certs.server_key, "server.key"),
+            ] {
+                std::fs::copy(file, data.join(name)).expect("copy certificate");
+            }
+            let key = data.join("server.key");
+            let mut chmod = Command::new("chmod");
+            chmod.arg("600").arg(&key);
+            run(chmod, "chmod server.key");
+            if is_root() {
+                let mut chown = Command::new("chown");
+                chown
+                    .arg("postgres:postgres")
+                    .arg(&key)
+                    .arg(data.join("server.crt"))
+                    .arg(data.join("pg_hba.conf"));
+                run(chown, "chown certificates");
+            }
+            tls_options = " -c ssl=on".to_string();
+        }
         let port = free_port();
         let mut pg_ctl = pg_command(&bin, "pg_ctl");
         pg_ctl
@@ -131,7 +170,7 @@ impl TestPostgres {
             .args(["-w", "-t", "60", "-o"])
             .arg(format!(
                 "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off \
-                 -c synchronous_commit=off -c full_page_writes=off",
+                 -c synchronous_commit=off -c full_page_writes=off{tls_options}",
                 base.display()
             ))
             .arg("start");
@@ -140,8 +179,22 @@ impl TestPostgres {
             bin,
             data,
             port,
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// A superuser connection over the Unix socket (trusted, no TLS needed).
+    async fn socket_client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::Config::new()
+            .host_path(self.dir.path())
+            .port(self.port)
+            .user("postgres")
+            .dbname("postgres")
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect to test PostgreSQL over its socket");
+        tokio::spawn(connection);
+        client
     }
 
     async fn client(&self) -> tokio_postgres::Client {
@@ -803,4 +856,146 @@ async fn bad_config_names_the_key() {
         .expect_err("pool_size 0")
         .to_string();
     assert!(err.contains("pool_size"), "{err}");
+}
+
+/// The provider of `pg.public.NAME`.
+async fn provider(
+    connector: &PostgresConnector,
+    name: &str,
+) -> Arc<dyn datafusion::catalog::TableProvider> {
+    connector
+        .catalog()
+        .schema("public")
+        .expect("public")
+        .table(name)
+        .await
+        .expect("lookup")
+        .unwrap_or_else(|| panic!("table {name}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_keys_comments_and_front_end_types() {
+    let pg = TestPostgres::start();
+    let client = pg.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE keyed ({KEYED_COLUMNS});
+             COMMENT ON TABLE keyed IS 'a keyed table';
+             COMMENT ON COLUMN keyed.b IS 'the b column';
+             INSERT INTO keyed VALUES (1, 'x', 10, NULL), (2, 'y', 10, NULL);
+             CREATE VIEW keyed_v AS SELECT * FROM keyed;
+             CREATE TABLE unkeyed (a int4 NOT NULL UNIQUE);"
+        ))
+        .await
+        .expect("setup");
+    let connector = PostgresConnector::from_config("pg", &pg.catalog_config(PASSWORD))
+        .await
+        .expect("connector");
+    check_keyed(
+        &provider(&connector, "keyed").await,
+        &provider(&connector, "keyed_v").await,
+        &provider(&connector, "unkeyed").await,
+    );
+
+    // DataFusion sees the key: columns determined by it may be selected when grouping by it.
+    let ctx = SessionContext::new();
+    ctx.register_catalog("pg", connector.catalog());
+    let ran = run_df(
+        &ctx,
+        "SELECT c, a, b FROM pg.public.keyed GROUP BY c, a ORDER BY a",
+    )
+    .await;
+    assert_eq!(ids(&ran.batches), vec![10, 10]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_modes_against_a_tls_only_postgres() {
+    let dir = tempfile::Builder::new()
+        .prefix("tributary-pgcerts-")
+        .tempdir()
+        .expect("temp dir");
+    let certs = TestCerts::make(dir.path());
+    let pg = TestPostgres::start_with(Some(&certs));
+    pg.socket_client()
+        .await
+        .batch_execute(
+            "CREATE VIEW my_ssl AS \
+             SELECT ssl::int4 AS ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        )
+        .await
+        .expect("setup");
+
+    /// What reading `my_ssl` through a catalog with `extra` settings gives: whether the
+    /// connection was TLS, or the error.
+    async fn attempt(pg: &TestPostgres, name: &str, extra: &str) -> Result<i64, String> {
+        let config: toml::Table = toml::from_str(&format!(
+            "connector = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"postgres\"\n\
+             user = \"postgres\"\npassword = \"{PASSWORD}\"\nconnect_timeout_secs = 5\n{extra}",
+            pg.port
+        ))
+        .map_err(|e| e.to_string())?;
+        let connector = PostgresConnector::from_config(name, &config)
+            .await
+            .map_err(|e| e.to_string())?;
+        let ctx = SessionContext::new();
+        ctx.register_catalog(name, connector.catalog());
+        let df = ctx
+            .sql(&format!("SELECT ssl FROM {name}.public.my_ssl"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let batches = df.collect().await.map_err(|e| e.to_string())?;
+        Ok(ids(&batches).first().copied().unwrap_or(-1))
+    }
+
+    let ca = certs.ca.display().to_string();
+    let other = certs.other_ca.display().to_string();
+    // The server rejects plain connections: `disable` fails, every TLS mode gets through.
+    let err = attempt(&pg, "plain", "ssl_mode = \"disable\"\n")
+        .await
+        .expect_err("plain TCP is rejected");
+    assert!(err.contains("catalog \"plain\""), "{err}");
+    assert!(err.contains("no encryption"), "{err}");
+    assert_eq!(
+        attempt(&pg, "dflt", "").await,
+        Ok(1),
+        "prefer is the default"
+    );
+    assert_eq!(attempt(&pg, "req", "ssl_mode = \"require\"\n").await, Ok(1));
+    assert_eq!(
+        attempt(
+            &pg,
+            "ca",
+            &format!("ssl_mode = \"verify-ca\"\nssl_root_cert = \"{ca}\"\n")
+        )
+        .await,
+        Ok(1)
+    );
+    // verify-full checks the host name: the certificate is for db.example, not 127.0.0.1.
+    let err = attempt(
+        &pg,
+        "full",
+        &format!("ssl_mode = \"verify-full\"\nssl_root_cert = \"{ca}\"\n"),
+    )
+    .await
+    .expect_err("wrong host name");
+    assert!(err.contains("catalog \"full\""), "{err}");
+    assert!(err.contains("not valid for name"), "{err}");
+    // A certificate from another authority is refused.
+    let err = attempt(
+        &pg,
+        "other",
+        &format!("ssl_mode = \"verify-ca\"\nssl_root_cert = \"{other}\"\n"),
+    )
+    .await
+    .expect_err("unknown issuer");
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    // Bad settings are configuration errors naming the key.
+    let err = attempt(&pg, "bad", "ssl_mode = \"verify-full\"\n")
+        .await
+        .expect_err("no root certificate");
+    assert!(err.contains("ssl_root_cert"), "{err}");
+    let err = attempt(&pg, "bad", "ssl_mode = \"sometimes\"\n")
+        .await
+        .expect_err("bad mode");
+    assert!(err.contains("ssl_mode"), "{err}");
 }

@@ -50,6 +50,8 @@ pub struct RemoteError {
     pub sqlstate: String,
     /// The message, without any "External error:" prefixes.
     pub message: String,
+    /// The node id when the error says that node was lost (set on the node that saw it go).
+    pub lost_node: Option<String>,
 }
 
 impl std::fmt::Display for RemoteError {
@@ -66,6 +68,7 @@ impl RemoteError {
         Self {
             sqlstate: NODE_LOST_SQLSTATE.into(),
             message: format!("worker {node} ({address}) is unreachable or was lost: {detail}"),
+            lost_node: Some(node.to_string()),
         }
     }
 
@@ -126,6 +129,7 @@ pub fn status_to_error(status: &tonic::Status, node: &str, address: &str) -> Rem
         Some(sqlstate) => RemoteError {
             sqlstate: sqlstate.to_string(),
             message: status.message().to_string(),
+            lost_node: None,
         },
         None => RemoteError::node_lost(node, address, status.message()),
     }

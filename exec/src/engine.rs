@@ -378,6 +378,7 @@ impl Engine {
                     inner,
                     execution,
                     tracker: self.tracker.clone(),
+                    workers: self.workers.clone(),
                     cancel: Box::pin(cancel.cancelled_owned()),
                     done: false,
                 });
@@ -483,14 +484,26 @@ impl Engine {
         query_id: &str,
     ) -> DfResult<(QueryExecution, SendableRecordBatchStream)> {
         let query: Arc<str> = Arc::from(query_id);
-        let base = TaskContext::from(state);
-        Scheduler {
+        let scheduler = Scheduler {
             runtime: &self.tasks,
             workers: &self.workers,
             tracker: &self.tracker,
+        };
+        // A worker found lost while the tasks are being placed is marked dead; nothing has reached
+        // the client yet, so the query is placed again on the workers that remain.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match scheduler
+                .start(query.clone(), staged, TaskContext::from(state))
+                .await
+            {
+                Err(e) if attempts < 3 && crate::scheduler::is_node_lost(&e) => {
+                    tracing::info!(query = %query, "placing the query again: {e}");
+                }
+                other => return other,
+            }
         }
-        .start(query, staged, base)
-        .await
     }
 
     /// EXPLAIN ANALYZE lines for the tasks of `query_id`: per stage, each task's worker, rows, bytes
@@ -578,6 +591,8 @@ struct TrackedStream {
     /// The query's running tasks; dropped (aborting them) when the stream ends or is dropped.
     execution: Option<QueryExecution>,
     tracker: Arc<QueryTracker>,
+    /// Marks a worker dead when the query's error says it was lost.
+    workers: Arc<WorkerPool>,
     cancel: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
     done: bool,
 }
@@ -601,6 +616,9 @@ impl Stream for TrackedStream {
         match &polled {
             Poll::Ready(Some(Ok(batch))) => self.tracker.add_rows(&self.query_id, batch.num_rows()),
             Poll::Ready(Some(Err(e))) => {
+                if let Some(node) = crate::scheduler::lost_node(e) {
+                    self.workers.mark_dead(&node, &e.to_string());
+                }
                 let error = e.to_string();
                 self.done = true;
                 self.execution = None;

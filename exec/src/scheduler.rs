@@ -334,8 +334,14 @@ impl Scheduler<'_> {
                     Ok(r) => {
                         tracker.task_finished(&query, stage, &r);
                         if let Some((sqlstate, message)) = r.error {
-                            let _ =
-                                failures.send(RemoteError { sqlstate, message }.into_datafusion());
+                            let _ = failures.send(
+                                RemoteError {
+                                    sqlstate,
+                                    message,
+                                    lost_node: None,
+                                }
+                                .into_datafusion(),
+                            );
                         }
                     }
                     Err(e) => {
@@ -353,9 +359,23 @@ impl Scheduler<'_> {
 }
 
 /// Whether `e` says a node was lost (rather than a task failing on it).
-fn is_node_lost(e: &DataFusionError) -> bool {
-    matches!(e, DataFusionError::External(inner)
-        if inner.downcast_ref::<RemoteError>().is_some_and(|r| r.sqlstate == tributary_exchange::flight::NODE_LOST_SQLSTATE))
+pub fn is_node_lost(e: &DataFusionError) -> bool {
+    lost_node(e).is_some()
+}
+
+/// The node `e` (or the error it wraps) says was lost, if any.
+pub fn lost_node(e: &DataFusionError) -> Option<String> {
+    let mut current: &dyn std::error::Error = e;
+    loop {
+        if let Some(r) = current.downcast_ref::<RemoteError>() {
+            return r.lost_node.clone();
+        }
+        if let Some(DataFusionError::Shared(inner)) = current.downcast_ref::<DataFusionError>() {
+            current = inner.as_ref();
+            continue;
+        }
+        current = current.source()?;
+    }
 }
 
 /// The locations of the tasks of the stages `stage` reads.

@@ -19,10 +19,16 @@
 //! pool_timeout_secs = 60      # wait for a free connection, default 60
 //! time_type = "time"          # "time" (default): `time` columns are Time64, values outside 0..24h
 //!                             # fail the query; "interval": `time` columns are intervals (any value)
+//! ssl_mode = "prefer"         # disable | prefer (default) | require | verify-full
+//! ssl_root_cert = "/etc/tributary/my-ca.pem"  # CA certificates (PEM), needed by verify-full
 //! ```
 //!
+//! TLS (see the `pool` module): `prefer` and `require` encrypt without checking the certificate,
+//! `verify-full` checks it was signed by `ssl_root_cert` and issued for `host`; `verify-ca` is
+//! refused (mysql_async cannot skip only the host name check). rustls on the ring provider.
+//!
 //! Building the connector never connects synchronously, so a source that is down at startup still
-//! loads. Metadata (schemas, tables, views, columns, primary keys) is read from `information_schema`
+//! loads. Metadata (schemas, tables, views, columns, primary keys, comments) is read from `information_schema`
 //! on first use and cached (a background fetch is started when the connector is built, so synchronous
 //! listings such as `SHOW TABLES` see the tables soon after startup); a lookup of an unknown table
 //! refreshes it, at most every few seconds. Queries against an unreachable source fail with SQLSTATE
@@ -30,7 +36,7 @@
 //! error 1045) with 28P01; a remote SQL error with the source's message and a mapped SQLSTATE. No
 //! message ever shows the password.
 //!
-//! Types: see the `types` module docs — unmapped types (uuid, inet6, geometry, ...) are read as text
+//! Types: see the `types` module docs — unmapped types (inet6, geometry, ...) are read as text
 //! and logged once per column. Reading uses the binary protocol (prepared statements), streamed into
 //! Arrow batches. Splits: a base table with a single-column integer primary key and at least
 //! `split_min_rows` rows is cut into `splits` key ranges from the key's MIN and MAX read at planning
@@ -39,8 +45,10 @@
 //! everything else `Unsupported`; no string comparison is pushed, MySQL collations differ), and
 //! LIMIT. `EXPLAIN` shows the remote SQL of the first split (`` `backtick` `` quoted identifiers).
 //!
-//! Not supported yet: TLS (connections are plain TCP), aggregate / join / top-N pushdown, statement
-//! timeouts.
+//! Primary keys are the tables' DataFusion constraints; column and table comments are Arrow metadata
+//! `comment` on the fields and the schema (see `remote_catalog`).
+//!
+//! Not supported yet: statement timeouts.
 
 mod dialect;
 mod pool;
@@ -49,7 +57,7 @@ mod scan;
 mod table;
 mod types;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,7 +70,9 @@ pub use dialect::MySqlDialect;
 pub use scan::MySqlScanExec;
 
 use crate::ConnectorError;
-use crate::remote_catalog::{MetadataSource, RemoteCatalog, Snapshot};
+use crate::remote_catalog::{
+    MetadataSource, RemoteCatalog, Snapshot, SourceColumn, SslMode, TextColumns, TlsSettings,
+};
 use pool::{Pool, PoolOptions};
 pub(crate) use table::MySqlTable;
 use table::{ColumnMeta, TableMeta};
@@ -105,8 +115,8 @@ pub(crate) struct Shared {
     metadata: parking_lot::RwLock<Option<Arc<Metadata>>>,
     /// Serializes metadata loads, and remembers when the last attempt ended.
     loading: tokio::sync::Mutex<Option<Instant>>,
-    /// Columns already reported as read-as-text (each is logged once per process).
-    reported: parking_lot::Mutex<HashSet<String>>,
+    /// Columns already reported as read as text.
+    reported: TextColumns,
 }
 
 impl fmt::Debug for Shared {
@@ -173,7 +183,7 @@ fn get_list(config: &toml::Table, key: &str) -> Result<Option<Vec<String>>, Conn
     }
 }
 
-const KNOWN_KEYS: [&str; 15] = [
+const KNOWN_KEYS: [&str; 17] = [
     "connector",
     "host",
     "port",
@@ -188,6 +198,8 @@ const KNOWN_KEYS: [&str; 15] = [
     "connect_timeout_secs",
     "pool_timeout_secs",
     "time_type",
+    "ssl_mode",
+    "ssl_root_cert",
     "name",
 ];
 
@@ -231,6 +243,16 @@ impl MySqlConnector {
         };
         let exclude = get_list(config, "exclude_schemas")?
             .unwrap_or_else(|| DEFAULT_EXCLUDED.iter().map(|s| s.to_string()).collect());
+        let tls = TlsSettings::from_config(config, SslMode::Prefer)?;
+        if tls.mode == SslMode::VerifyCa {
+            // mysql_async skips the host name check by matching an error text rustls no longer
+            // prints, so it would check the name anyway.
+            return Err(config_error(
+                "ssl_mode",
+                "\"verify-ca\" is not available for mysql catalogs (the MySQL client library \
+                 cannot skip only the host name check); use \"verify-full\" or \"require\"",
+            ));
+        }
 
         // The ranges were checked above, so the conversions cannot fail.
         let as_usize = |v: i64| usize::try_from(v).unwrap_or(1);
@@ -245,6 +267,7 @@ impl MySqlConnector {
                 size: as_usize(pool_size),
                 connect_timeout: Duration::from_secs(connect_timeout.unsigned_abs()),
                 acquire_timeout: Duration::from_secs(pool_timeout.unsigned_abs()),
+                tls,
             },
         );
         let shared = Arc::new(Shared {
@@ -257,7 +280,7 @@ impl MySqlConnector {
             time_as_interval,
             metadata: parking_lot::RwLock::new(None),
             loading: tokio::sync::Mutex::new(None),
-            reported: parking_lot::Mutex::new(HashSet::new()),
+            reported: TextColumns::default(),
         });
         shared.prefetch();
         Ok(MySqlConnector {
@@ -438,10 +461,20 @@ impl Shared {
                 meta.schemas.insert(schema, BTreeMap::new());
             }
         }
+        let key_sql = "\
+            SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
+            WHERE INDEX_NAME = 'PRIMARY' \
+            ORDER BY TABLE_SCHEMA, TABLE_NAME, SEQ_IN_INDEX";
+        let mut keys: HashMap<(String, String), Vec<String>> = HashMap::new();
+        for row in self.query(key_sql).await? {
+            let get = |i: usize| row.get(i).and_then(text).unwrap_or_default();
+            keys.entry((get(0), get(1))).or_default().push(get(2));
+        }
+        let json_columns = self.json_checked_columns().await;
         let column_sql = "\
             SELECT c.TABLE_SCHEMA, c.TABLE_NAME, t.TABLE_TYPE, t.TABLE_ROWS, c.COLUMN_NAME, \
                    c.IS_NULLABLE, c.DATA_TYPE, c.COLUMN_TYPE, c.NUMERIC_PRECISION, c.NUMERIC_SCALE, \
-                   c.COLUMN_KEY \
+                   c.CHARACTER_MAXIMUM_LENGTH, c.COLUMN_COMMENT, t.TABLE_COMMENT \
             FROM information_schema.COLUMNS c \
             JOIN information_schema.TABLES t \
               ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
@@ -451,13 +484,24 @@ impl Shared {
             table: String,
             view: bool,
             rows: Option<u64>,
-            columns: Vec<(ColumnMeta, bool)>,
-            key: Vec<String>,
+            comment: Option<String>,
+            columns: Vec<SourceColumn<ColumnMeta>>,
         }
         let finish = |meta: &mut Metadata, p: Pending| {
             if let Some(tables) = meta.schemas.get_mut(&p.schema) {
-                let table =
-                    TableMeta::new(p.schema, p.table.clone(), p.view, p.rows, p.columns, p.key);
+                let key = keys
+                    .get(&(p.schema.clone(), p.table.clone()))
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let table = TableMeta::new(
+                    p.schema,
+                    p.table.clone(),
+                    p.view,
+                    p.rows,
+                    p.columns,
+                    p.comment,
+                    key,
+                );
                 tables.insert(p.table, Arc::new(table));
             }
         };
@@ -481,7 +525,10 @@ impl Shared {
             let column_type = get(7);
             let precision = row.get(8).and_then(number);
             let scale = row.get(9).and_then(number);
-            let primary = get(10).eq_ignore_ascii_case("PRI");
+            let char_length = row.get(10).and_then(number);
+            let comment = Some(get(11)).filter(|c| !c.is_empty());
+            // A view's TABLE_COMMENT is the word VIEW.
+            let table_comment = Some(get(12)).filter(|c| !c.is_empty() && !view);
             let ty = MyType::from_mysql(
                 &data_type,
                 &column_type,
@@ -489,14 +536,12 @@ impl Shared {
                 scale,
                 self.time_as_interval,
             );
+            let json_checked =
+                json_columns.contains(&(schema.clone(), table.clone(), column.clone()));
+            let pg_type = types::front_end_type(&data_type, &ty, char_length, json_checked);
             if ty.is_text_cast() {
                 let full = format!("{schema}.{table}.{column}");
-                if self.reported.lock().insert(full.clone()) {
-                    tracing::info!(
-                        "catalog \"{}\": column {full} of type {column_type} is read as text",
-                        self.name
-                    );
-                }
+                self.reported.report(&self.name, full, &column_type);
             }
             let same = current
                 .as_ref()
@@ -509,22 +554,49 @@ impl Shared {
                 table,
                 view,
                 rows,
+                comment: table_comment,
                 columns: Vec::new(),
-                key: Vec::new(),
             });
-            if primary {
-                entry.key.push(column.clone());
-            }
             // A view's columns may be nullable whatever information_schema says.
             let nullable = nullable || view;
-            entry
-                .columns
-                .push((ColumnMeta { name: column, ty }, nullable));
+            entry.columns.push(SourceColumn {
+                column: ColumnMeta { name: column, ty },
+                nullable,
+                pg_type,
+                comment,
+            });
         }
         if let Some(p) = current.take() {
             finish(&mut meta, p);
         }
         Ok(meta)
+    }
+
+    /// MariaDB's json columns: (schema, table, column) of each `json_valid(col)` check (MariaDB
+    /// stores json as longtext with that check). Empty where the server has no such view (MySQL's
+    /// json is its own type).
+    async fn json_checked_columns(&self) -> HashSet<(String, String, String)> {
+        let sql = "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CHECK_CLAUSE \
+                   FROM information_schema.CHECK_CONSTRAINTS \
+                   WHERE CHECK_CLAUSE LIKE 'json\\_valid(%'";
+        let rows = match self.query(sql).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::debug!("catalog \"{}\": no json_valid checks read: {e}", self.name);
+                return HashSet::new();
+            }
+        };
+        rows.iter()
+            .filter_map(|row| {
+                let get = |i: usize| row.get(i).and_then(text);
+                let clause = get(2)?;
+                let column = clause
+                    .strip_prefix("json_valid(`")?
+                    .strip_suffix("`)")?
+                    .replace("``", "`");
+                Some((get(0)?, get(1)?, column))
+            })
+            .collect()
     }
 
     /// The key-range condition of each split of a scan of `table` (`None`: one split, no

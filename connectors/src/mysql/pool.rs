@@ -4,17 +4,24 @@
 //! result was not read to the end (a cancelled scan, a LIMIT satisfied early) is not reused: its
 //! running query is killed at the source (`KILL QUERY id` from another connection) and the connection
 //! closed, so nobody waits for rows nobody reads.
+//!
+//! TLS follows the catalog's `ssl_mode` (rustls on the ring provider, through mysql_async):
+//! `prefer` uses TLS when the server offers it (and remembers a server that does not), `require`
+//! insists on it, neither checks the certificate; `verify-full` checks the chain against
+//! `ssl_root_cert` and the host name (`verify-ca` is refused when the catalog is built).
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder};
+use mysql_async::{Conn, DriverError, Opts, OptsBuilder, SslOpts};
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::ConnectorError;
+use crate::remote_catalog::{SslMode, TlsSettings};
 
 /// Statements run on every new connection, so values do not depend on the server's defaults:
 /// results in UTF-8, `timestamp` columns in UTC, and `col IS NULL` never matching the last
@@ -30,8 +37,13 @@ pub(crate) struct Pool {
     catalog: String,
     address: String,
     password: Option<String>,
-    /// Holds the password: never printed (mysql_async's Debug of it would show it).
+    /// Holds the password: never printed (mysql_async's Debug of it would show it). With TLS
+    /// when `ssl_mode` is not `disable`.
     opts: Opts,
+    /// The same without TLS, for `prefer` when the server offers none.
+    plain_opts: Option<Opts>,
+    /// `prefer` found a server without TLS: connect plainly from now on.
+    server_without_tls: AtomicBool,
     idle: Mutex<Vec<Conn>>,
     permits: Arc<Semaphore>,
     size: usize,
@@ -59,10 +71,40 @@ pub(crate) struct PoolOptions {
     pub size: usize,
     pub connect_timeout: Duration,
     pub acquire_timeout: Duration,
+    pub tls: TlsSettings,
+}
+
+/// mysql_async's TLS options for `settings` (`None`: plain TCP).
+fn ssl_opts(settings: &TlsSettings) -> Option<SslOpts> {
+    let roots = || {
+        settings
+            .root_cert
+            .iter()
+            .map(|p| p.clone().into())
+            .collect::<Vec<_>>()
+    };
+    match settings.mode {
+        SslMode::Disable => None,
+        SslMode::Prefer | SslMode::Require => Some(
+            SslOpts::default()
+                .with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true),
+        ),
+        // Refused in `from_config` (mysql_async cannot skip only the name check); if it ever gets
+        // here, it is at least as strict as verify-full.
+        SslMode::VerifyCa | SslMode::VerifyFull => Some(
+            SslOpts::default()
+                .with_root_certs(roots())
+                .with_disable_built_in_roots(true),
+        ),
+    }
 }
 
 impl Pool {
     pub(crate) fn new(catalog: &str, options: PoolOptions) -> Self {
+        // mysql_async builds its rustls client on the process default provider: ring, as the
+        // rest of the workspace (an already installed default is kept).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let opts = OptsBuilder::default()
             .ip_or_hostname(options.host.clone())
             .tcp_port(options.port)
@@ -73,12 +115,17 @@ impl Pool {
             .prefer_socket(false)
             .init(SESSION_INIT.to_vec())
             .stmt_cache_size(32usize);
+        let plain_opts =
+            (options.tls.mode == SslMode::Prefer).then(|| Opts::from(opts.clone().ssl_opts(None)));
+        let opts = opts.ssl_opts(ssl_opts(&options.tls));
         let size = options.size.max(1);
         Pool {
             catalog: catalog.to_string(),
             address: format!("{}:{}", options.host, options.port),
             password: options.password.filter(|p| !p.is_empty()),
             opts: Opts::from(opts),
+            plain_opts,
+            server_without_tls: AtomicBool::new(false),
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(size)),
             size,
@@ -134,9 +181,26 @@ impl Pool {
         })
     }
 
-    /// A new connection, within the connect timeout.
+    /// A new connection, within the connect timeout (TLS as `ssl_mode` says).
     async fn connect(&self) -> Result<Conn, ConnectorError> {
-        match tokio::time::timeout(self.connect_timeout, Conn::new(self.opts.clone())).await {
+        let plain = self
+            .plain_opts
+            .as_ref()
+            .filter(|_| self.server_without_tls.load(Ordering::Relaxed));
+        let opts = plain.unwrap_or(&self.opts).clone();
+        let connect = async {
+            match (Conn::new(opts).await, &self.plain_opts) {
+                (
+                    Err(mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer)),
+                    Some(plain),
+                ) => {
+                    self.server_without_tls.store(true, Ordering::Relaxed);
+                    Conn::new(plain.clone()).await
+                }
+                (result, _) => result,
+            }
+        };
+        match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(self.connect_error(&e)),
             Err(_) => Err(ConnectorError::Remote {

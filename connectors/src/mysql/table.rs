@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::stats::Precision;
-use datafusion::common::{DataFusionError, Result, Statistics};
+use datafusion::common::{Constraints, DataFusionError, Result, Statistics};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
@@ -14,12 +14,23 @@ use super::pushdown::filter_to_sql;
 use super::scan::MySqlScanExec;
 use super::types::MyType;
 use super::{Shared, quote_ident};
+use crate::remote_catalog::{ReadColumn, SourceColumn, table_schema};
 
 /// One column of a source table.
 #[derive(Debug, Clone)]
 pub(crate) struct ColumnMeta {
     pub name: String,
     pub ty: MyType,
+}
+
+impl ReadColumn for ColumnMeta {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn arrow_type(&self) -> DataType {
+        self.ty.arrow_type()
+    }
 }
 
 /// One table or view of the source.
@@ -34,7 +45,10 @@ pub(crate) struct TableMeta {
     /// The single-column integer primary key that splits range over, if any.
     pub split_key: Option<String>,
     pub columns: Vec<ColumnMeta>,
+    /// Column comments and front-end types as field metadata, the table comment as schema metadata.
     pub arrow_schema: SchemaRef,
+    /// The primary key, if the table has one.
+    pub constraints: Option<Constraints>,
 }
 
 impl TableMeta {
@@ -43,15 +57,14 @@ impl TableMeta {
         name: String,
         view: bool,
         rows: Option<u64>,
-        columns: Vec<(ColumnMeta, bool)>,
-        primary_key: Vec<String>,
+        columns: Vec<SourceColumn<ColumnMeta>>,
+        comment: Option<String>,
+        key: &[String],
     ) -> Self {
-        let fields: Vec<Field> = columns
-            .iter()
-            .map(|(c, nullable)| Field::new(&c.name, c.ty.arrow_type(), *nullable))
-            .collect();
-        let columns: Vec<ColumnMeta> = columns.into_iter().map(|(c, _)| c).collect();
-        let split_key = match primary_key.as_slice() {
+        let key = if view { &[] } else { key };
+        let (arrow_schema, constraints) = table_schema(&columns, comment, key);
+        let columns: Vec<ColumnMeta> = columns.into_iter().map(|c| c.column).collect();
+        let split_key = match key {
             [key] if !view && columns.iter().any(|c| c.name == *key && c.ty.is_integer()) => {
                 Some(key.clone())
             }
@@ -64,7 +77,8 @@ impl TableMeta {
             rows,
             split_key,
             columns,
-            arrow_schema: Arc::new(Schema::new(fields)),
+            arrow_schema: Arc::new(arrow_schema),
+            constraints,
         }
     }
 
@@ -105,6 +119,10 @@ impl TableProvider for MySqlTable {
         } else {
             TableType::Base
         }
+    }
+
+    fn constraints(&self) -> Option<&Constraints> {
+        self.meta.constraints.as_ref()
     }
 
     fn supports_filters_pushdown(

@@ -21,6 +21,11 @@
 //! | bit(64) | Binary (8 bytes, big-endian) |
 //! | every other type (uuid, inet4, inet6, MySQL's binary json, geometry, ...) | Utf8: `CAST(col AS CHAR)` in the remote SQL (geometries: `ST_AsText(col)`), logged once per column |
 //!
+//! Clients see json (MySQL's json, and MariaDB's longtext checked by `json_valid`) as `json`,
+//! MariaDB's uuid as `uuid`,
+//! char(n) / varchar(n) as `varchar(n)` and decimals read as text as `numeric`: those string columns
+//! carry the type in their field metadata ([`front_end_type`]); enum and set are `text`.
+//!
 //! So no column is ever dropped and nothing is silently rounded. Values Arrow cannot hold fail the
 //! query with an error naming the column: zero dates (`0000-00-00`, or a zero month/day, only
 //! storable under a non-strict `sql_mode`), and — with the default `time_type = "time"` — a `time`
@@ -234,6 +239,30 @@ impl MyType {
             }
         })
     }
+}
+
+/// The PostgreSQL type a column read as `ty` from `DATA_TYPE` `data_type` is reported as to clients,
+/// when it is not what its Arrow type says (the `tributary.pg_type` field metadata);
+/// `char_length` is `CHARACTER_MAXIMUM_LENGTH`, `json_checked` whether a `json_valid(col)` check
+/// makes the column MariaDB's json.
+pub(crate) fn front_end_type(
+    data_type: &str,
+    ty: &MyType,
+    char_length: Option<u64>,
+    json_checked: bool,
+) -> Option<String> {
+    let data_type = data_type.to_ascii_lowercase();
+    Some(match (data_type.as_str(), ty) {
+        ("json", _) => "json".into(),
+        (_, MyType::Text) if json_checked => "json".into(),
+        ("uuid", MyType::AsText { .. }) => "uuid".into(),
+        ("decimal" | "numeric" | "fixed", MyType::Text) => "numeric".into(),
+        ("char" | "varchar", MyType::Text) => match char_length {
+            Some(n) if (1..=10_485_760).contains(&n) => format!("varchar({n})"),
+            _ => "varchar".into(),
+        },
+        _ => return None,
+    })
 }
 
 /// Accumulates one column's values into an Arrow array.
@@ -543,6 +572,25 @@ mod tests {
         assert_eq!(
             MyType::from_mysql("time", "time(6)", None, None, true).arrow_type(),
             DataType::Interval(IntervalUnit::MonthDayNano)
+        );
+    }
+
+    #[test]
+    fn front_end_types() {
+        let text = MyType::from_mysql("varchar", "varchar(20)", None, None, false);
+        assert_eq!(
+            front_end_type("varchar", &text, Some(20), false).as_deref(),
+            Some("varchar(20)")
+        );
+        assert_eq!(
+            front_end_type("longtext", &text, Some(4_294_967_295), true).as_deref(),
+            Some("json")
+        );
+        assert_eq!(front_end_type("longtext", &text, None, false), None);
+        let wide = MyType::from_mysql("decimal", "decimal(65,30)", Some(65), Some(30), false);
+        assert_eq!(
+            front_end_type("decimal", &wide, None, false).as_deref(),
+            Some("numeric")
         );
     }
 

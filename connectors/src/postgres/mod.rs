@@ -16,7 +16,13 @@
 //! split_min_pages = 1000      # tables with fewer pages are one split, default 1000
 //! connect_timeout_secs = 10   # default 10
 //! pool_timeout_secs = 60      # wait for a free connection, default 60
+//! ssl_mode = "prefer"         # disable | prefer (default) | require | verify-ca | verify-full
+//! ssl_root_cert = "/etc/tributary/pg-ca.pem"  # CA certificates (PEM), needed by verify-ca / verify-full
 //! ```
+//!
+//! TLS (see the `tls` module): `prefer` and `require` encrypt without checking the certificate,
+//! `verify-ca` checks it was signed by `ssl_root_cert`, `verify-full` also that it was issued for
+//! `host`; rustls on the ring provider.
 //!
 //! Building the connector never connects synchronously, so a source that is down at startup still
 //! loads. Metadata (schemas, tables, views, columns) is fetched on first use and cached (a background
@@ -25,23 +31,28 @@
 //! Queries against an unreachable source fail with
 //! `catalog "NAME": cannot connect to PostgreSQL at host:port: ...`, never showing the password.
 //!
-//! Types: see [`types`](self) module docs — unmapped types (uuid, json, enums, ...) are read as text,
-//! unconstrained numeric as its exact text. Pushdown: projection, the filters listed in the pushdown
-//! module docs (reported `Exact`, everything else `Unsupported`), and LIMIT.
+//! Metadata also gives each table's primary key (as its DataFusion constraint) and comments (Arrow
+//! metadata `comment` on the fields and the schema), see `remote_catalog`.
+//!
+//! Types: see the `types` module docs — unmapped types (enums, timetz, ranges, ...) are read as
+//! text and logged once per column; uuid, json, jsonb and unconstrained numeric are carried as text
+//! and reported to clients as their own type. Pushdown: projection, the filters listed in the
+//! pushdown module docs (reported `Exact`, everything else `Unsupported`), and LIMIT.
 //!
 //! Whole subplans (aggregates, joins, top-N) are pushed by the planner's rule through
 //! [`crate::sql_source`] ([`PostgresDialect`], one split per pushed statement).
 //!
-//! Not supported yet: TLS (connections are plain TCP), statement timeouts.
+//! Not supported yet: statement timeouts.
 
 mod dialect;
 mod pool;
 mod pushdown;
 mod scan;
 mod table;
+mod tls;
 mod types;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,7 +64,9 @@ pub use scan::PostgresScanExec;
 pub(crate) use table::PostgresTable;
 
 use crate::ConnectorError;
-use crate::remote_catalog::{MetadataSource, RemoteCatalog, Snapshot};
+use crate::remote_catalog::{
+    MetadataSource, RemoteCatalog, Snapshot, SourceColumn, SslMode, TextColumns, TlsSettings,
+};
 use pool::{Pool, PoolOptions};
 use table::{ColumnMeta, TableMeta};
 use types::PgType;
@@ -94,6 +107,8 @@ pub(crate) struct Shared {
     metadata: parking_lot::RwLock<Option<Arc<Metadata>>>,
     /// Serializes metadata loads, and remembers when the last attempt ended.
     loading: tokio::sync::Mutex<Option<Instant>>,
+    /// Columns already reported as read as text.
+    reported: TextColumns,
 }
 
 impl fmt::Debug for Shared {
@@ -160,7 +175,7 @@ fn get_list(config: &toml::Table, key: &str) -> Result<Option<Vec<String>>, Conn
     }
 }
 
-const KNOWN_KEYS: [&str; 14] = [
+const KNOWN_KEYS: [&str; 16] = [
     "connector",
     "host",
     "port",
@@ -174,6 +189,8 @@ const KNOWN_KEYS: [&str; 14] = [
     "split_min_pages",
     "connect_timeout_secs",
     "pool_timeout_secs",
+    "ssl_mode",
+    "ssl_root_cert",
     "name",
 ];
 
@@ -204,12 +221,14 @@ impl PostgresConnector {
         let include = get_list(config, "schemas")?;
         let exclude = get_list(config, "exclude_schemas")?
             .unwrap_or_else(|| DEFAULT_EXCLUDED.iter().map(|s| s.to_string()).collect());
+        let tls = tls::connector(&TlsSettings::from_config(config, SslMode::Prefer)?)?;
 
         // The ranges were checked above, so the conversions cannot fail.
         let as_usize = |v: i64| usize::try_from(v).unwrap_or(1);
         let pool = Pool::new(
             name,
             PoolOptions {
+                tls,
                 host,
                 port: u16::try_from(port).unwrap_or(5432),
                 database,
@@ -229,6 +248,7 @@ impl PostgresConnector {
             split_min_pages,
             metadata: parking_lot::RwLock::new(None),
             loading: tokio::sync::Mutex::new(None),
+            reported: TextColumns::default(),
         });
         shared.prefetch();
         Ok(PostgresConnector {
@@ -345,12 +365,33 @@ impl Shared {
                 meta.schemas.insert(schema, BTreeMap::new());
             }
         }
+        let key_sql = "\
+            SELECT n.nspname::text, c.relname::text, a.attname::text \
+            FROM pg_catalog.pg_constraint con \
+            JOIN pg_catalog.pg_class c ON c.oid = con.conrelid \
+            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+            CROSS JOIN LATERAL unnest(con.conkey) WITH ORDINALITY AS k(attnum, pos) \
+            JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
+            WHERE con.contype = 'p' \
+            ORDER BY 1, 2, k.pos";
+        let rows = client
+            .client()
+            .query(key_sql, &[])
+            .await
+            .map_err(|e| self.pool.query_error(&e, key_sql))?;
+        let mut keys: HashMap<(String, String), Vec<String>> = HashMap::new();
+        for row in rows {
+            keys.entry((row.get(0), row.get(1)))
+                .or_default()
+                .push(row.get(2));
+        }
         let column_sql = "\
             SELECT n.nspname::text, c.relname::text, c.relkind::text, c.reltuples::float8, \
                    a.attname::text, a.attnotnull, bt.oid::int8, \
                    CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END, \
                    CASE WHEN bt.typcategory = 'A' THEN bt.typelem::int8 END, \
-                   a.attcollation::int8, format_type(a.atttypid, a.atttypmod) \
+                   a.attcollation::int8, format_type(a.atttypid, a.atttypmod), \
+                   col_description(c.oid, a.attnum), obj_description(c.oid, 'pg_class') \
             FROM pg_catalog.pg_class c \
             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
@@ -363,15 +404,33 @@ impl Shared {
             .query(column_sql, &[])
             .await
             .map_err(|e| self.pool.query_error(&e, column_sql))?;
-        type Pending = (String, String, char, f64, Vec<(ColumnMeta, bool)>);
-        let mut current: Option<Pending> = None;
+        struct Pending {
+            schema: String,
+            table: String,
+            relkind: char,
+            reltuples: f64,
+            comment: Option<String>,
+            columns: Vec<SourceColumn<ColumnMeta>>,
+        }
         let finish = |meta: &mut Metadata, p: Pending| {
-            let (schema, name, relkind, reltuples, columns) = p;
-            if let Some(tables) = meta.schemas.get_mut(&schema) {
-                let table = TableMeta::new(schema, name.clone(), relkind, reltuples, columns);
-                tables.insert(name, Arc::new(table));
+            if let Some(tables) = meta.schemas.get_mut(&p.schema) {
+                let key = keys
+                    .get(&(p.schema.clone(), p.table.clone()))
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let table = TableMeta::new(
+                    p.schema,
+                    p.table.clone(),
+                    p.relkind,
+                    p.reltuples,
+                    p.columns,
+                    p.comment,
+                    key,
+                );
+                tables.insert(p.table, Arc::new(table));
             }
         };
+        let mut current: Option<Pending> = None;
         for row in rows {
             let schema: String = row.get(0);
             if !self.schema_included(&schema) {
@@ -388,29 +447,42 @@ impl Shared {
             let elem: Option<i64> = row.get(8);
             let collation: i64 = row.get(9);
             let declared: String = row.get(10);
+            let comment: Option<String> = row.get(11);
+            let table_comment: Option<String> = row.get(12);
+            let oid = u32::try_from(oid).unwrap_or(0);
             let ty = PgType::from_pg(
-                u32::try_from(oid).unwrap_or(0),
+                oid,
                 typmod,
                 elem.and_then(|e| u32::try_from(e).ok()).filter(|e| *e != 0),
                 u32::try_from(collation).unwrap_or(0),
             );
+            let pg_type = types::front_end_type(oid, typmod, &ty);
             if ty.is_text_cast() {
-                tracing::info!(
-                    "catalog \"{}\": column {schema}.{table}.{column} of type {declared} is read as text",
-                    self.name
-                );
+                let full = format!("{schema}.{table}.{column}");
+                self.reported.report(&self.name, full, &declared);
             }
             // Only base tables promise NOT NULL; a view's columns are always nullable.
             let nullable = !(not_null && relkind != 'v');
             let same = current
                 .as_ref()
-                .is_some_and(|(s, t, ..)| *s == schema && *t == table);
+                .is_some_and(|p| p.schema == schema && p.table == table);
             if !same && let Some(p) = current.take() {
                 finish(&mut meta, p);
             }
-            let entry =
-                current.get_or_insert_with(|| (schema, table, relkind, reltuples, Vec::new()));
-            entry.4.push((ColumnMeta { name: column, ty }, nullable));
+            let entry = current.get_or_insert_with(|| Pending {
+                schema,
+                table,
+                relkind,
+                reltuples,
+                comment: table_comment,
+                columns: Vec::new(),
+            });
+            entry.columns.push(SourceColumn {
+                column: ColumnMeta { name: column, ty },
+                nullable,
+                pg_type,
+                comment,
+            });
         }
         if let Some(p) = current.take() {
             finish(&mut meta, p);

@@ -3,7 +3,7 @@
 //! At most `pool_size` connections are open at once; idle ones are kept for reuse. A connection whose
 //! query was not read to the end (a cancelled scan, a LIMIT satisfied early) is not reused: the running
 //! query is cancelled at the source and the connection closed, so the next user never waits for rows
-//! nobody reads.
+//! nobody reads. Connections use TLS as the catalog's `ssl_mode` says (see [`super::tls`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::ConnectorError;
 
@@ -26,6 +28,7 @@ pub(crate) struct Pool {
     address: String,
     password: Option<String>,
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     idle: Mutex<Vec<Client>>,
     permits: Arc<Semaphore>,
     size: usize,
@@ -54,10 +57,13 @@ pub(crate) struct PoolOptions {
     pub size: usize,
     pub connect_timeout: Duration,
     pub acquire_timeout: Duration,
+    /// The TLS connector and the `sslmode` negotiated with it.
+    pub tls: (MakeRustlsConnect, SslMode),
 }
 
 impl Pool {
     pub(crate) fn new(catalog: &str, options: PoolOptions) -> Self {
+        let (tls, ssl_mode) = options.tls;
         let mut config = tokio_postgres::Config::new();
         config
             .host(&options.host)
@@ -66,6 +72,7 @@ impl Pool {
             .user(&options.user)
             .application_name("tributary")
             .options(SESSION_OPTIONS)
+            .ssl_mode(ssl_mode)
             .connect_timeout(options.connect_timeout);
         if let Some(password) = &options.password {
             config.password(password);
@@ -76,6 +83,7 @@ impl Pool {
             address: format!("{}:{}", options.host, options.port),
             password: options.password.filter(|p| !p.is_empty()),
             config,
+            tls,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(size)),
             size,
@@ -118,7 +126,7 @@ impl Pool {
         }
         let (client, connection) = self
             .config
-            .connect(NoTls)
+            .connect(self.tls.clone())
             .await
             .map_err(|e| self.connect_error(&e))?;
         tokio::spawn(async move {
@@ -254,8 +262,9 @@ impl Drop for PooledClient {
         // A query may still be running: cancel it at the source, then drop the connection.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let token = client.cancel_token();
+            let tls = self.pool.tls.clone();
             handle.spawn(async move {
-                let _ = token.cancel_query(NoTls).await;
+                let _ = token.cancel_query(tls).await;
             });
         }
     }

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::stats::Precision;
-use datafusion::common::{DataFusionError, Result, Statistics};
+use datafusion::common::{Constraints, DataFusionError, Result, Statistics};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
@@ -14,12 +14,23 @@ use super::pushdown::filter_to_sql;
 use super::scan::PostgresScanExec;
 use super::types::PgType;
 use super::{Shared, quote_ident};
+use crate::remote_catalog::{ReadColumn, SourceColumn, table_schema};
 
 /// One column of a source table.
 #[derive(Debug, Clone)]
 pub(crate) struct ColumnMeta {
     pub name: String,
     pub ty: PgType,
+}
+
+impl ReadColumn for ColumnMeta {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn arrow_type(&self) -> DataType {
+        self.ty.arrow_type()
+    }
 }
 
 /// One table, view, materialized view, partitioned or foreign table of the source.
@@ -32,7 +43,10 @@ pub(crate) struct TableMeta {
     /// `pg_class.reltuples` (-1 when never analyzed).
     pub reltuples: f64,
     pub columns: Vec<ColumnMeta>,
+    /// Column comments and front-end types as field metadata, the table comment as schema metadata.
     pub arrow_schema: SchemaRef,
+    /// The primary key, if the table has one.
+    pub constraints: Option<Constraints>,
 }
 
 impl TableMeta {
@@ -41,19 +55,19 @@ impl TableMeta {
         name: String,
         relkind: char,
         reltuples: f64,
-        columns: Vec<(ColumnMeta, bool)>,
+        columns: Vec<SourceColumn<ColumnMeta>>,
+        comment: Option<String>,
+        key: &[String],
     ) -> Self {
-        let fields: Vec<Field> = columns
-            .iter()
-            .map(|(c, nullable)| Field::new(&c.name, c.ty.arrow_type(), *nullable))
-            .collect();
+        let (arrow_schema, constraints) = table_schema(&columns, comment, key);
         TableMeta {
             schema,
             name,
             relkind,
             reltuples,
-            columns: columns.into_iter().map(|(c, _)| c).collect(),
-            arrow_schema: Arc::new(Schema::new(fields)),
+            columns: columns.into_iter().map(|c| c.column).collect(),
+            arrow_schema: Arc::new(arrow_schema),
+            constraints,
         }
     }
 
@@ -98,6 +112,10 @@ impl TableProvider for PostgresTable {
             'v' => TableType::View,
             _ => TableType::Base,
         }
+    }
+
+    fn constraints(&self) -> Option<&Constraints> {
+        self.meta.constraints.as_ref()
     }
 
     fn supports_filters_pushdown(

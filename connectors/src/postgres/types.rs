@@ -22,9 +22,16 @@
 //! | every other type (uuid, json, jsonb, enums, "char", timetz, inet, ranges, composites, ...) | Utf8: cast to `text` in the remote SQL |
 //! | array of such a type | List(Utf8): cast to `text[]` in the remote SQL |
 //!
-//! So no column is ever dropped and nothing is silently rounded. Values arrow cannot hold fail the
-//! query with an error naming the column: `NaN` in a numeric(p, s) column, `infinity` dates and
-//! timestamps, arrays with more than one dimension.
+//! So no column is ever dropped and nothing is silently rounded; each column read as text is logged
+//! once. Values arrow cannot hold fail the query with an error naming the column: `NaN` or
+//! `Infinity` in a numeric(p, s) column, `infinity` dates and timestamps, timestamps after year
+//! 294246, intervals of more than about 292 years in their time part, arrays with more than one
+//! dimension.
+//!
+//! Clients see the PostgreSQL type of the source for uuid, json, jsonb, unconstrained numeric,
+//! varchar(n), char(n) (values blank-padded again) and name: those string columns carry the type in
+//! their field metadata ([`front_end_type`]). Enums and the other types read as text are `text`;
+//! arrays of types read as text, and arrays of strings, are `text[]`.
 
 use std::sync::Arc;
 
@@ -104,6 +111,9 @@ const TIMESTAMP: u32 = 1114;
 const TIMESTAMPTZ: u32 = 1184;
 const INTERVAL: u32 = 1186;
 const NUMERIC: u32 = 1700;
+const JSON: u32 = 114;
+const UUID: u32 = 2950;
+const JSONB: u32 = 3802;
 /// Collations under which string equality is plain byte equality: 0 (none), default, C, POSIX.
 const DETERMINISTIC_COLLATIONS: [u32; 4] = [0, 100, 950, 951];
 
@@ -290,6 +300,29 @@ impl PgType {
             }
         })
     }
+}
+
+/// The PostgreSQL type a column read as `ty` from a column of (base) type `oid` with modifier
+/// `typmod` is reported as to clients, when it is not what its Arrow type says (see the module docs):
+/// the value of the `tributary.pg_type` field metadata.
+pub(crate) fn front_end_type(oid: u32, typmod: i32, ty: &PgType) -> Option<String> {
+    let length = |base: &str| {
+        if typmod >= 4 {
+            format!("{base}({})", typmod - 4)
+        } else {
+            base.to_string()
+        }
+    };
+    Some(match (oid, ty) {
+        (UUID, PgType::AsText) => "uuid".into(),
+        (JSON, PgType::AsText) => "json".into(),
+        (JSONB, PgType::AsText) => "jsonb".into(),
+        (NUMERIC, PgType::AsText) => "numeric".into(),
+        (VARCHAR, PgType::Text { .. }) => length("varchar"),
+        (BPCHAR, PgType::Text { .. }) => length("bpchar"),
+        (NAME, PgType::Text { .. }) => "name".into(),
+        _ => return None,
+    })
 }
 
 /// Precision and scale of a numeric typmod, when Decimal128 can hold every value exactly.
@@ -570,6 +603,29 @@ mod tests {
         assert_eq!(numeric_typmod((38 << 16 | 10) + 4), Some((38, 10)));
         assert_eq!(numeric_typmod((39 << 16) + 4), None);
         assert_eq!(numeric_typmod(-1), None);
+    }
+
+    #[test]
+    fn front_end_types() {
+        let text = PgType::from_pg(VARCHAR, 24, None, 100);
+        assert_eq!(
+            front_end_type(VARCHAR, 24, &text).as_deref(),
+            Some("varchar(20)")
+        );
+        assert_eq!(
+            front_end_type(VARCHAR, -1, &text).as_deref(),
+            Some("varchar")
+        );
+        let uuid = PgType::from_pg(UUID, -1, None, 0);
+        assert_eq!(front_end_type(UUID, -1, &uuid).as_deref(), Some("uuid"));
+        let numeric = PgType::from_pg(NUMERIC, -1, None, 0);
+        assert_eq!(
+            front_end_type(NUMERIC, -1, &numeric).as_deref(),
+            Some("numeric")
+        );
+        let exact = PgType::from_pg(NUMERIC, (10 << 16 | 2) + 4, None, 0);
+        assert_eq!(front_end_type(NUMERIC, (10 << 16 | 2) + 4, &exact), None);
+        assert_eq!(front_end_type(TEXT, -1, &text), None);
     }
 
     #[test]

@@ -1,13 +1,26 @@
-//! Type encoding glue, all through `arrow-pg`: Arrow schemas to pgwire fields, record batches to
+//! Type encoding, in one place: Arrow schemas to pgwire fields (type OIDs), record batches to
 //! DataRows (text or binary per column), and bind parameters to DataFusion values.
+//!
+//! Result values are written in PostgreSQL's own formats by the [`column`] encoders (numbers, exact
+//! numerics of any size, dates and times of any year, intervals, uuid, json/jsonb, char(n), arrays
+//! of those), with `arrow-pg` for the rest. A string column whose Arrow field carries the metadata
+//! [`PG_TYPE_KEY`] (set by the postgres and mysql connectors) is reported as that PostgreSQL type:
+//! `uuid`, `json`, `jsonb`, `numeric` (exact text of an unconstrained or very wide numeric),
+//! `varchar[(n)]`, `bpchar[(n)]` (values blank-padded to n again) or `name`; any other value, or
+//! metadata on a non-string field, is ignored.
+
+mod column;
+mod datetime;
+mod number;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_pg::datatypes::df::deserialize_parameters;
-use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
+use arrow_pg::datatypes::{field_into_pg_type, into_pg_type};
+use arrow_pg::encoder::Encoder;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::SendableRecordBatchStream;
@@ -15,13 +28,18 @@ use datafusion::logical_expr::{Cast, Expr, LogicalPlan, TryCast};
 use futures::{Stream, StreamExt, stream};
 use pgwire::api::Type;
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::results::{DataRowEncoder, FieldInfo, QueryResponse};
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 use pgwire::types::format::FormatOptions;
 
+use self::column::{TextSettings, ValueEncoder};
 use super::cancel::RunningGuard;
 use super::errors;
+
+/// Arrow field metadata naming the PostgreSQL type a string column is reported as (see the module
+/// docs). Written by the connectors (`tributary_connectors`, same key), read only here.
+pub const PG_TYPE_KEY: &str = "tributary.pg_type";
 
 /// The column name of `EXPLAIN` output, as PostgreSQL names it.
 pub const EXPLAIN_COLUMN: &str = "QUERY PLAN";
@@ -32,7 +50,58 @@ pub fn fields(
     format: &Format,
     options: Arc<FormatOptions>,
 ) -> PgWireResult<Vec<FieldInfo>> {
-    arrow_schema_to_pg_fields(schema, format, Some(options))
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            let (ty, typmod) = pg_type(field)?;
+            Ok(
+                FieldInfo::new(field.name().clone(), None, None, ty, format.format_for(i))
+                    .with_format_options(Arc::clone(&options))
+                    .with_type_modifier(typmod),
+            )
+        })
+        .collect()
+}
+
+/// The PostgreSQL type (and type modifier, -1 for none) a result column is reported as.
+fn pg_type(field: &FieldRef) -> PgWireResult<(Type, i32)> {
+    let tagged = field
+        .metadata()
+        .get(PG_TYPE_KEY)
+        .filter(|_| field.data_type() == &DataType::Utf8)
+        .and_then(|name| tagged_type(name));
+    match tagged {
+        Some(found) => Ok(found),
+        None => Ok((field_into_pg_type(field)?, -1)),
+    }
+}
+
+/// The type named by a [`PG_TYPE_KEY`] value: `uuid`, `varchar(20)`, ...
+fn tagged_type(name: &str) -> Option<(Type, i32)> {
+    let (base, length) = match name.split_once('(') {
+        Some((base, rest)) => {
+            let n: i32 = rest.strip_suffix(')')?.trim().parse().ok()?;
+            (base.trim(), Some(n))
+        }
+        None => (name.trim(), None),
+    };
+    let ty = match base {
+        "uuid" => Type::UUID,
+        "json" => Type::JSON,
+        "jsonb" => Type::JSONB,
+        "numeric" => Type::NUMERIC,
+        "varchar" => Type::VARCHAR,
+        "bpchar" => Type::BPCHAR,
+        "name" => Type::NAME,
+        _ => return None,
+    };
+    let typmod = match (&ty, length) {
+        (t, Some(n)) if (*t == Type::VARCHAR || *t == Type::BPCHAR) && n > 0 => n.checked_add(4)?,
+        _ => -1,
+    };
+    Some((ty, typmod))
 }
 
 /// The result fields of a planned statement: `QUERY PLAN` for `EXPLAIN`, the plan's schema otherwise.
@@ -71,10 +140,10 @@ pub fn rows(
             let _registered = &guard;
             let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
                 Ok(batch) if explain => match explain_lines(&batch) {
-                    Ok(batch) => encode_recordbatch(fields.clone(), batch),
+                    Ok(batch) => Box::new(data_rows(fields.clone(), batch)),
                     Err(e) => Box::new(std::iter::once(Err(e))),
                 },
-                Ok(batch) => encode_recordbatch(fields.clone(), batch),
+                Ok(batch) => Box::new(data_rows(fields.clone(), batch)),
                 Err(e) => Box::new(std::iter::once(Err(errors::user_error(
                     errors::datafusion_error(&e, None),
                 )))),
@@ -82,6 +151,126 @@ pub fn rows(
             stream::iter(rows)
         })
         .flatten()
+}
+
+/// The DataRows of one batch.
+fn data_rows(
+    fields: Arc<Vec<FieldInfo>>,
+    batch: RecordBatch,
+) -> impl Iterator<Item = PgWireResult<DataRow>> + Send + Sync {
+    let mut writer = RowWriter::new(Arc::clone(&fields), &batch);
+    let mut encoder = DataRowEncoder::new(fields);
+    (0..batch.num_rows()).map(move |row| {
+        writer.write_row(&mut encoder, &batch, row)?;
+        Ok(encoder.take_row())
+    })
+}
+
+/// Writes rows of a batch, column by column, in the types and formats of `fields` (the fields
+/// [`fields`] computed for the batch's schema), into DataRows.
+///
+/// Text values are handed to the encoder as `text` fields so that they pass through unchanged;
+/// pgwire's COPY encoder ignores that field and would quote the text of an array column as a whole,
+/// so COPY in text format must leave array columns to arrow-pg.
+pub struct RowWriter {
+    fields: Arc<Vec<FieldInfo>>,
+    /// Per column: the encoder written here, or `None` for arrow-pg.
+    encoders: Vec<Option<ValueEncoder>>,
+    /// Per column: the field text values are handed over with (type `text`, so the values written
+    /// here are passed through as they are).
+    text_fields: Vec<FieldInfo>,
+    text: TextSettings,
+    scratch: Vec<u8>,
+}
+
+impl RowWriter {
+    /// The writer of DataRows for batches with `batch`'s schema.
+    pub fn new(fields: Arc<Vec<FieldInfo>>, batch: &RecordBatch) -> Self {
+        let options = fields
+            .first()
+            .map(|f| Arc::clone(f.format_options()))
+            .unwrap_or_default();
+        let text = TextSettings::new(&options);
+        let schema = batch.schema();
+        let encoders = fields
+            .iter()
+            .zip(schema.fields().iter())
+            .map(|(pg, arrow)| {
+                ValueEncoder::choose(
+                    arrow.data_type(),
+                    pg.datatype(),
+                    pg.type_modifier(),
+                    pg.format(),
+                    &text,
+                )
+            })
+            .collect();
+        let text_fields = fields
+            .iter()
+            .map(|f| {
+                FieldInfo::new(
+                    f.name().to_string(),
+                    None,
+                    None,
+                    Type::TEXT,
+                    FieldFormat::Text,
+                )
+                .with_format_options(Arc::clone(f.format_options()))
+            })
+            .collect();
+        RowWriter {
+            fields,
+            encoders,
+            text_fields,
+            text,
+            scratch: Vec::with_capacity(64),
+        }
+    }
+
+    /// Writes row `row` of `batch` into `encoder` (one field per column; the row is not taken).
+    pub fn write_row<E: Encoder>(
+        &mut self,
+        encoder: &mut E,
+        batch: &RecordBatch,
+        row: usize,
+    ) -> PgWireResult<()> {
+        let schema = batch.schema();
+        for (col, pg_field) in self.fields.iter().enumerate() {
+            let array = batch.column(col);
+            let value_encoder = self.encoders.get(col).and_then(Option::as_ref);
+            let Some(value_encoder) = value_encoder else {
+                arrow_pg::encoder::encode_value(encoder, array, row, schema.field(col), pg_field)?;
+                continue;
+            };
+            let binary = pg_field.format() == FieldFormat::Binary;
+            if array.is_null(row) {
+                encoder.encode_field(&None::<&str>, pg_field)?;
+                continue;
+            }
+            self.scratch.clear();
+            let written = if binary {
+                value_encoder.binary(array.as_ref(), row, &mut self.scratch)
+            } else {
+                value_encoder.text(array.as_ref(), row, &self.text, &mut self.scratch)
+            };
+            let failed = |reason: String| {
+                errors::user_error(errors::error(
+                    errors::sqlstate::INVALID_TEXT_REPRESENTATION,
+                    format!("cannot send column \"{}\": {reason}", pg_field.name()),
+                ))
+            };
+            written.map_err(failed)?;
+            if binary {
+                // `&[u8]` is written as its bytes in binary format, whatever the type.
+                encoder.encode_field(&self.scratch.as_slice(), pg_field)?;
+            } else {
+                let text = std::str::from_utf8(&self.scratch)
+                    .map_err(|e| failed(format!("invalid UTF-8: {e}")))?;
+                encoder.encode_field(&text, &self.text_fields[col])?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// An explain batch as one text column, one row per line of the last text column (DataFusion's
@@ -239,6 +428,44 @@ mod tests {
         assert_eq!(
             pg_parameter_types(&types),
             vec![Type::INT4, Type::TEXT, Type::UNKNOWN]
+        );
+    }
+
+    #[test]
+    fn tagged_strings_are_reported_as_their_source_type() {
+        let tagged = |name: &str, ty: &str| {
+            Field::new(name, DataType::Utf8, true)
+                .with_metadata(HashMap::from([(PG_TYPE_KEY.to_string(), ty.to_string())]))
+        };
+        let schema = Schema::new(vec![
+            tagged("u", "uuid"),
+            tagged("v", "varchar(20)"),
+            tagged("c", "bpchar(5)"),
+            tagged("x", "no such type"),
+            Field::new("n", DataType::Int64, true).with_metadata(HashMap::from([(
+                PG_TYPE_KEY.to_string(),
+                "uuid".to_string(),
+            )])),
+        ]);
+        let fields = fields(
+            &schema,
+            &Format::UnifiedBinary,
+            Arc::new(FormatOptions::default()),
+        )
+        .unwrap();
+        let types: Vec<(Type, i32)> = fields
+            .iter()
+            .map(|f| (f.datatype().clone(), f.type_modifier()))
+            .collect();
+        assert_eq!(
+            types,
+            vec![
+                (Type::UUID, -1),
+                (Type::VARCHAR, 24),
+                (Type::BPCHAR, 9),
+                (Type::TEXT, -1),
+                (Type::INT8, -1),
+            ]
         );
     }
 
