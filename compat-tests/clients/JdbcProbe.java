@@ -1,7 +1,9 @@
 // pgjdbc against Tributary: DatabaseMetaData (what Metabase and DBeaver call on connect and sync), a
 // PreparedStatement executed past pgjdbc's prepareThreshold (server-prepared, binary results), and
 // setFetchSize streaming of a large result (Execute with a row limit, PortalSuspended, resume).
-// Usage: java -cp postgresql.jar:DIR JdbcProbe PORT
+// With KEYED_DB, also the primary keys, indexes and comments of that database's `public.orders`
+// (key `id`, comments) and `public.lines` (key `order_id, line`).
+// Usage: java -cp postgresql.jar:DIR JdbcProbe PORT [KEYED_DB]
 import java.sql.Connection;
 import java.sql.DatabaseMetaData;
 import java.sql.DriverManager;
@@ -56,6 +58,12 @@ public class JdbcProbe {
             prepared(conn);
             streaming(conn);
         }
+        if (args.length > 1) {
+            String keyed = "jdbc:postgresql://127.0.0.1:" + args[0] + "/" + args[1];
+            try (Connection conn = DriverManager.getConnection(keyed, props)) {
+                keys(conn);
+            }
+        }
         System.out.println("jdbc ok");
     }
 
@@ -101,6 +109,35 @@ public class JdbcProbe {
         rows(md.getFunctions(null, "tiny", "%"));
         rows(md.getUDTs(null, null, null, null));
         System.out.println("metadata ok: " + tables.size() + " tables, " + types.size() + " types");
+    }
+
+    static void keys(Connection conn) throws Exception {
+        DatabaseMetaData md = conn.getMetaData();
+        List<String> pks = new ArrayList<>();
+        try (ResultSet rs = md.getPrimaryKeys(null, "public", "lines")) {
+            while (rs.next()) {
+                pks.add(rs.getString("COLUMN_NAME") + ":" + rs.getInt("KEY_SEQ") + ":" + rs.getString("PK_NAME"));
+            }
+        }
+        check(pks.equals(List.of("order_id:1:lines_pkey", "line:2:lines_pkey")), "getPrimaryKeys(lines) " + pks);
+        List<String> indexes = new ArrayList<>();
+        try (ResultSet rs = md.getIndexInfo(null, "public", "orders", true, true)) {
+            while (rs.next()) {
+                indexes.add(rs.getString("INDEX_NAME") + ":" + rs.getString("COLUMN_NAME") + ":" + rs.getBoolean("NON_UNIQUE"));
+            }
+        }
+        check(indexes.equals(List.of("orders_pkey:id:false")), "getIndexInfo(orders) " + indexes);
+        List<String> remarks = column(md.getTables(null, "public", "orders", null), "REMARKS");
+        check(remarks.equals(List.of("Customer orders")), "getTables(orders) REMARKS " + remarks);
+        List<String> columns = new ArrayList<>();
+        try (ResultSet rs = md.getColumns(null, "public", "orders", "%")) {
+            while (rs.next()) {
+                columns.add(rs.getString("COLUMN_NAME") + ":" + rs.getString("TYPE_NAME") + ":" + rs.getString("REMARKS"));
+            }
+        }
+        check(columns.equals(List.of("id:int4:null", "code:varchar:null", "total:numeric:Total in EUR", "note:text:null")),
+            "getColumns(orders) " + columns);
+        System.out.println("keys ok");
     }
 
     static void prepared(Connection conn) throws Exception {

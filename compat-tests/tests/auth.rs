@@ -1,7 +1,13 @@
 //! Authentication and TLS against the built binary: `[auth]` with SCRAM-SHA-256, md5 and cleartext
 //! users files (hashes printed by `tributary hash-password`), wrong passwords as `28P01` and never
 //! in the server log, `[tls]` with a throwaway CA and server certificate made by the `openssl` CLI
-//! (psql `sslmode=require` and `verify-full`), `[tls] required`, and config errors naming the key.
+//! (psql, pgjdbc, psycopg 3 and psycopg2 with `sslmode=require` and `verify-full`), `[tls] required`,
+//! and config errors naming the key.
+
+#[path = "support/java.rs"]
+mod java;
+#[path = "support/python.rs"]
+mod python;
 
 use std::io::Write;
 use std::path::Path;
@@ -211,36 +217,40 @@ async fn cleartext_password_mode() {
     assert_log_clean(&server);
 }
 
-/// A throwaway CA and a server certificate for localhost / 127.0.0.1 signed by it, in `dir`.
-fn make_certificates(dir: &Path) {
+/// Runs the `openssl` CLI in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
     let openssl = compat_tests::which("openssl").expect("openssl CLI on PATH");
-    let run = |args: &[&str]| {
-        let output = Command::new(&openssl)
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Tributary test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-    ]);
+    let output = Command::new(&openssl)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A self-signed CA `{name}.crt` / `{name}.key` in `dir`.
+fn make_ca(dir: &Path, name: &str) {
+    let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
+    let subject = format!("/CN=Tributary test {name}");
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &subject,
+            "-keyout", &key, "-out", &crt,
+        ],
+    );
+}
+
+/// A throwaway CA and a server certificate for localhost / 127.0.0.1 signed by it, in `dir`; and
+/// `other-ca.crt`, a CA that signed nothing.
+fn make_certificates(dir: &Path) {
+    let run = |args: &[&str]| openssl(dir, args);
+    make_ca(dir, "ca");
+    make_ca(dir, "other-ca");
     run(&[
         "req",
         "-newkey",
@@ -346,6 +356,39 @@ async fn tls_require_and_verify_full() {
         &["select 1"],
     );
     assert!(!ok, "wrong password accepted over TLS");
+    assert_log_clean(&server);
+}
+
+/// pgjdbc and libpq-based Python drivers with `sslmode=require` and `verify-full`, against a server
+/// that refuses connections without TLS (so every successful query went over TLS).
+#[test]
+fn tls_pgjdbc_and_psycopg() {
+    let (certs, dir) = tls_dir(true);
+    let server = Tributary::start(Some(dir.path()));
+    let port = server.port().to_string();
+    let ca = certs.path().join("ca.crt").display().to_string();
+    let other_ca = certs.path().join("other-ca.crt").display().to_string();
+    let args = [port.as_str(), PASSWORD, ca.as_str(), other_ca.as_str()];
+    for (what, output, done) in [
+        (
+            "TlsProbe (pgjdbc)",
+            java::run("TlsProbe", &args),
+            "jdbc tls ok",
+        ),
+        (
+            "tls_probe.py",
+            python::run("tls_probe.py", &args),
+            "psycopg2 tls ok",
+        ),
+    ] {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains(done),
+            "{what} failed:\nstdout:\n{stdout}\nstderr:\n{}\nserver log:\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            compat_tests::tail(&server.log(), 30)
+        );
+    }
     assert_log_clean(&server);
 }
 

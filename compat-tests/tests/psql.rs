@@ -1,6 +1,10 @@
 //! psql 15 against the built `tributary` binary: the backslash commands people use every day work,
-//! print what they should, and log no ERROR. Also `pg_catalog` and the catalog functions over plain
-//! SQL (tokio-postgres), since psql's own queries only cover part of them.
+//! print what they should, and log no ERROR; on a `postgres` catalog they show the source's keys
+//! and comments. Also `pg_catalog`, `information_schema` and the catalog functions over plain SQL
+//! (tokio-postgres), since psql's own queries only cover part of them.
+
+#[path = "support/keyed.rs"]
+mod keyed;
 
 use std::process::Command;
 
@@ -76,6 +80,32 @@ fn list_relations_schemas_databases() {
     let (out, _) = psql(&tributary, "tpch", &["\\df"]);
     assert_contains(&out, &["List of functions"], "\\df");
 
+    let (out, _) = psql(&tributary, "tpch", &["\\d+"]);
+    assert_contains(&out, TPCH_TABLES, "\\d+");
+    assert_contains(&out, &["permanent", "Size", "Description"], "\\d+");
+
+    let (out, _) = psql(&tributary, "tpch", &["\\dt+"]);
+    assert_contains(&out, &["lineitem", "Access method"], "\\dt+");
+
+    // Roles (with `ARRAY(SELECT ...)` of memberships), indexes, sequences, types, access lists,
+    // sizes, settings: valid answers.
+    for command in [
+        "\\du",
+        "\\di",
+        "\\ds",
+        "\\dT",
+        "\\dm",
+        "\\dx",
+        "\\l+",
+        "\\dn+",
+        "\\df+",
+        "\\db+",
+        "\\do",
+        "\\dconfig",
+    ] {
+        psql(&tributary, "tpch", &[command]);
+    }
+
     let (out, _) = psql(&tributary, "tpch", &["\\conninfo"]);
     assert_contains(
         &out,
@@ -131,6 +161,16 @@ fn describe_tables() {
         "\\d no_such_table",
     );
 
+    // `\d+ TABLE` lists the table's options with `ARRAY(SELECT ... FROM unnest(...))`.
+    let (out, _) = psql(&tributary, "tpch", &["\\d+ tiny.lineitem"]);
+    assert_contains(&out, &["Table \"tiny.lineitem\""], "\\d+ tiny.lineitem");
+    assert_contains(&out, &lineitem_columns, "\\d+ tiny.lineitem");
+    assert_contains(
+        &out,
+        &["Storage", "Description", "Access method: heap"],
+        "\\d+ tiny.lineitem",
+    );
+
     let (out, _) = psql(
         &tributary,
         "tpch",
@@ -140,6 +180,115 @@ fn describe_tables() {
         &out,
         &["Expanded display is on.", "-[ RECORD 1 ]", "a | 1", "b | x"],
         "\\x",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_comments_of_a_postgres_catalog() {
+    let config = keyed::catalog().await;
+    let tributary = Tributary::start(Some(config.path()));
+    let db = keyed::CATALOG;
+
+    let (out, _) = psql(&tributary, db, &["\\d public.orders"]);
+    assert_contains(
+        &out,
+        &[
+            "character varying(20)",
+            "numeric(10,2)",
+            "Indexes:",
+            "\"orders_pkey\" PRIMARY KEY, btree (id)",
+        ],
+        "\\d public.orders",
+    );
+    let (out, _) = psql(&tributary, db, &["\\d+ public.orders"]);
+    assert_contains(&out, &["Total in EUR"], "\\d+ public.orders");
+    let (out, _) = psql(&tributary, db, &["\\d public.lines"]);
+    assert_contains(
+        &out,
+        &["\"lines_pkey\" PRIMARY KEY, btree (order_id, line)"],
+        "\\d public.lines",
+    );
+    let (out, _) = psql(&tributary, db, &["\\dt+ public.*"]);
+    assert_contains(&out, &["Customer orders"], "\\dt+ public.*");
+    let (out, _) = psql(&tributary, db, &["\\di public.*"]);
+    assert_contains(
+        &out,
+        &["orders_pkey", "lines_pkey", "index"],
+        "\\di public.*",
+    );
+
+    let client = tributary.connect(db).await;
+    let constraints = values(
+        &client,
+        "SELECT tc.table_name, tc.constraint_name, tc.constraint_type, k.column_name, k.ordinal_position \
+         FROM information_schema.table_constraints tc JOIN information_schema.key_column_usage k \
+         ON k.constraint_name = tc.constraint_name AND k.table_schema = tc.table_schema \
+         WHERE tc.table_schema = 'public' ORDER BY 1, 5",
+    )
+    .await;
+    let row = |t: &str, c: &str, column: &str, n: &str| {
+        [t, c, "PRIMARY KEY", column, n]
+            .map(|v| Some(v.to_string()))
+            .to_vec()
+    };
+    assert_eq!(
+        constraints,
+        vec![
+            row("lines", "lines_pkey", "order_id", "1"),
+            row("lines", "lines_pkey", "line", "2"),
+            row("orders", "orders_pkey", "id", "1"),
+        ]
+    );
+    let comments = values(
+        &client,
+        "SELECT obj_description('public.orders'::regclass, 'pg_class'), \
+         col_description('public.orders'::regclass, 3), col_description('public.orders'::regclass, 1)",
+    )
+    .await;
+    assert_eq!(
+        comments,
+        vec![vec![
+            Some("Customer orders".to_string()),
+            Some("Total in EUR".to_string()),
+            None
+        ]]
+    );
+    let columns = values(
+        &client,
+        "SELECT column_name, data_type, character_maximum_length, numeric_precision, numeric_scale, \
+         is_nullable FROM information_schema.columns WHERE table_name = 'orders' ORDER BY ordinal_position",
+    )
+    .await;
+    let strings = |row: [Option<&str>; 6]| row.map(|v| v.map(String::from)).to_vec();
+    assert_eq!(
+        columns,
+        vec![
+            strings([
+                Some("id"),
+                Some("integer"),
+                None,
+                Some("32"),
+                Some("0"),
+                Some("NO")
+            ]),
+            strings([
+                Some("code"),
+                Some("character varying"),
+                Some("20"),
+                None,
+                None,
+                Some("YES")
+            ]),
+            strings([
+                Some("total"),
+                Some("numeric"),
+                None,
+                Some("10"),
+                Some("2"),
+                Some("YES")
+            ]),
+            strings([Some("note"), Some("text"), None, None, None, Some("YES")]),
+        ]
     );
 }
 
@@ -224,6 +373,21 @@ async fn pg_catalog_and_functions() {
     )
     .await;
     assert_eq!(rows, vec![vec![Some("nation".to_string())]]);
+
+    // EXPLAIN of a catalog query explains it as rewritten.
+    let plan = values(
+        &client,
+        "EXPLAIN SELECT c.relname FROM pg_catalog.pg_class c \
+         WHERE c.relname OPERATOR(pg_catalog.~) '^(nation)$' AND pg_catalog.pg_table_is_visible(c.oid)",
+    )
+    .await;
+    assert!(
+        plan.iter()
+            .flatten()
+            .flatten()
+            .any(|l| l.contains("Stage 0")),
+        "{plan:?}"
+    );
 
     // Other catalogs have their own pg_catalog.
     let system = values(

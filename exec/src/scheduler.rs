@@ -333,7 +333,9 @@ impl Scheduler<'_> {
                 match report {
                     Ok(r) => {
                         tracker.task_finished(&query, stage, &r);
-                        if let Some((sqlstate, message)) = r.error {
+                        // A local task's own error reaches the root through the exchange, whole;
+                        // a remote one arrives here already mapped to its SQLSTATE.
+                        if let (Some((sqlstate, message)), Some(_)) = (r.error, &worker) {
                             let _ = failures.send(
                                 RemoteError {
                                     sqlstate,

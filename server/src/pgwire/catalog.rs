@@ -3,10 +3,12 @@
 //!
 //! Built on `datafusion-pg-catalog` (static PostgreSQL 17 rows for `pg_type`, `pg_proc`, `pg_am`, ...,
 //! most UDFs, the oid type planner and the rewrite rules). What depends on our catalogs is ours:
-//! `pg_namespace`, `pg_class`, `pg_attribute` and `pg_tables` list the schemas, tables and columns of
+//! `pg_namespace`, `pg_class`, `pg_attribute`, `pg_tables`, `pg_index`, `pg_constraint`,
+//! `pg_description` and `information_schema` list the schemas, tables, columns, keys and comments of
 //! the session's catalog only (a PostgreSQL database shows its own objects), with OIDs from one
-//! server-wide registry so they stay the same for the server's lifetime and across sessions.
-//! `pg_table_is_visible` follows the session's schema, as `search_path` does in PostgreSQL.
+//! server-wide registry so they stay the same for the server's lifetime and across sessions (see
+//! [`relations`] for what a connector's tables tell). `pg_table_is_visible` follows the session's
+//! schema, as `search_path` does in PostgreSQL.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,17 +16,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, StringArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider};
 use datafusion::common::ScalarValue;
-use datafusion::datasource::{TableProvider, TableType};
+use datafusion::datasource::TableProvider;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, TaskContext};
+use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::{
@@ -35,12 +35,36 @@ use parking_lot::Mutex;
 use super::session::SERVER_VERSION;
 
 mod functions;
+mod information_schema;
+mod relations;
 mod settings;
 mod shapes;
+mod tables;
+mod types;
 
 /// The `pg_catalog` namespace OID every PostgreSQL cluster uses (the static rows reference it).
 const PG_CATALOG_OID: u32 = 11;
 const INFORMATION_SCHEMA_OID: u32 = 13_000;
+/// `pg_catalog` tables clients name by OID (`'pg_class'::regclass` as a `pg_description.classoid`):
+/// their OIDs in every PostgreSQL cluster.
+const WELL_KNOWN_TABLES: &[(&str, u32)] = &[
+    ("pg_type", 1247),
+    ("pg_attribute", 1249),
+    ("pg_proc", 1255),
+    ("pg_class", 1259),
+    ("pg_authid", 1260),
+    ("pg_database", 1262),
+    ("pg_namespace", 2615),
+    ("pg_constraint", 2606),
+    ("pg_description", 2609),
+    ("pg_index", 2610),
+    ("pg_trigger", 2620),
+    ("pg_am", 2601),
+    ("pg_attrdef", 2604),
+    ("pg_operator", 2617),
+    ("pg_rewrite", 2618),
+    ("pg_collation", 3456),
+];
 /// The bootstrap superuser's OID, owner of everything.
 const OWNER_OID: i32 = 10;
 const PG_CATALOG: &str = "pg_catalog";
@@ -52,6 +76,9 @@ const DYNAMIC_TABLES: &[&str] = &[
     "pg_attribute",
     "pg_tables",
     "pg_settings",
+    "pg_index",
+    "pg_constraint",
+    "pg_description",
 ];
 
 /// Server-wide catalog emulation state: OIDs and the library's static tables.
@@ -63,8 +90,11 @@ pub struct PgCatalog {
     /// The library's provider per catalog (static tables, `pg_settings`, `pg_roles`, `pg_database`...).
     library: Mutex<HashMap<String, Arc<dyn SchemaProvider>>>,
     static_tables: Arc<PgCatalogStaticTables>,
-    /// Static tables rebuilt in PostgreSQL's shapes (vector columns as arrays), by name.
-    reshaped: HashMap<&'static str, Arc<dyn TableProvider>>,
+    /// The library's rows of [`DYNAMIC_TABLES`] that have some, in PostgreSQL's shapes (vector
+    /// columns as arrays), by name: ours are added to them.
+    static_rows: HashMap<&'static str, (SchemaRef, Vec<RecordBatch>)>,
+    /// Comments and keys by OID, for the functions taking an OID.
+    known: Mutex<relations::Known>,
 }
 
 #[derive(Debug, Default)]
@@ -79,14 +109,16 @@ struct Oids {
 impl PgCatalog {
     pub fn new(catalogs: Arc<dyn CatalogProviderList>) -> Result<Arc<Self>> {
         let static_tables = Arc::new(PgCatalogStaticTables::try_new()?);
-        let mut reshaped = HashMap::new();
+        let mut static_rows = HashMap::new();
         for (name, table) in [
             ("pg_index", &static_tables.pg_index),
             ("pg_constraint", &static_tables.pg_constraint),
+            ("pg_description", &static_tables.pg_description),
         ] {
-            if let Some(provider) = shapes::reshape_static(name, table.schema(), table.data())? {
-                reshaped.insert(name, provider);
-            }
+            static_rows.insert(
+                name,
+                shapes::reshape_static(name, table.schema(), table.data())?,
+            );
         }
         Ok(Arc::new(Self {
             catalogs,
@@ -96,7 +128,8 @@ impl PgCatalog {
             }),
             library: Mutex::new(HashMap::new()),
             static_tables,
-            reshaped,
+            static_rows,
+            known: Mutex::new(relations::Known::default()),
         }))
     }
 
@@ -109,6 +142,11 @@ impl PgCatalog {
                 INFORMATION_SCHEMA => return INFORMATION_SCHEMA_OID,
                 _ => {}
             }
+        }
+        if schema == PG_CATALOG
+            && let Some((_, oid)) = WELL_KNOWN_TABLES.iter().find(|(name, _)| *name == table)
+        {
+            return *oid;
         }
         let mut oids = self.oids.lock();
         let key = (catalog.to_string(), schema.to_string(), table.to_string());
@@ -123,11 +161,25 @@ impl PgCatalog {
         oid
     }
 
+    /// The OID of a relation, if it exists.
+    fn relation_oid(&self, catalog: &str, schema: &str, table: &str) -> Option<u32> {
+        let exists = if schema == PG_CATALOG {
+            pgc::PG_CATALOG_TABLES.contains(&table)
+        } else {
+            self.catalogs
+                .catalog(catalog)
+                .and_then(|c| c.schema(schema))
+                .is_some_and(|s| s.table_exist(table))
+        };
+        exists.then(|| self.oid(catalog, schema, table))
+    }
+
     /// The schema of a table or namespace OID, if it is one of ours.
     fn schema_of(&self, oid: u32) -> Option<String> {
         match oid {
             PG_CATALOG_OID => Some(PG_CATALOG.into()),
             INFORMATION_SCHEMA_OID => Some(INFORMATION_SCHEMA.into()),
+            _ if WELL_KNOWN_TABLES.iter().any(|(_, o)| *o == oid) => Some(PG_CATALOG.into()),
             _ => self
                 .oids
                 .lock()
@@ -165,7 +217,12 @@ impl PgCatalog {
             inner: state.catalog_list().clone(),
             pg: self.clone(),
         });
+        // Our `information_schema` (in every catalog, PostgreSQL's shapes) replaces DataFusion's,
+        // which the session state would otherwise answer before asking the catalog.
+        let mut config = state.config().clone();
+        config.options_mut().catalog.information_schema = false;
         let new_state = SessionStateBuilder::new_from_existing(state)
+            .with_config(config)
             .with_catalog_list(list)
             .with_type_planner(Arc::new(pgc::oid_type_planner::PgOidTypePlanner))
             .build();
@@ -179,7 +236,7 @@ impl PgCatalog {
             self.static_tables.pg_get_keywords.clone(),
         );
         pgc::generate_series_arg_coercion::CoerceIntArgsToBigInt::widen(ctx);
-        for udf in self.session_udfs(schema, user) {
+        for udf in self.session_udfs(catalog, schema, user) {
             ctx.register_udf(udf);
         }
         for udf in functions::udfs(self.static_tables.pg_type.data()) {
@@ -187,7 +244,7 @@ impl PgCatalog {
         }
     }
 
-    fn session_udfs(self: &Arc<Self>, schema: &str, user: &str) -> Vec<ScalarUDF> {
+    fn session_udfs(self: &Arc<Self>, catalog: &str, schema: &str, user: &str) -> Vec<ScalarUDF> {
         let mut udfs = vec![
             constant_text("version", postgres_version()),
             constant_text("current_schema", schema.to_string()),
@@ -215,22 +272,45 @@ impl PgCatalog {
             udfs.push(oid_predicate(name, |_| true));
         }
         let owner = user.to_string();
-        udfs.push(oid_text("pg_get_userbyid", move |_| Some(owner.clone())));
+        udfs.push(oid_text("pg_get_userbyid", move |_, _| Some(owner.clone())));
         for name in [
             "pg_get_function_result",
             "pg_get_function_arguments",
             "pg_get_function_identity_arguments",
             "pg_get_viewdef",
             "pg_get_triggerdef",
-            "pg_get_indexdef",
             "pg_get_ruledef",
+            "pg_get_function_sqlbody",
+            "pg_tablespace_location",
         ] {
-            udfs.push(oid_text(name, |_| Some(String::new())));
+            udfs.push(oid_text(name, |_, _| Some(String::new())));
         }
-        udfs.push(description("obj_description"));
-        udfs.push(description("col_description"));
-        udfs.push(description("shobj_description"));
+        let pg = self.clone();
+        udfs.push(oid_text("pg_get_indexdef", move |oid, column| {
+            let key = pg.known.lock().key(oid);
+            Some(
+                key.and_then(|k| k.indexdef(column.unwrap_or(0)))
+                    .unwrap_or_default(),
+            )
+        }));
+        let pg = self.clone();
+        udfs.push(oid_text("pg_get_constraintdef", move |oid, _| {
+            pg.known.lock().key(oid).map(|k| k.constraintdef())
+        }));
+        let pg = self.clone();
+        udfs.push(oid_text("obj_description", move |oid, _| {
+            pg.known.lock().comment(oid, 0)
+        }));
+        let pg = self.clone();
+        udfs.push(oid_text("col_description", move |oid, column| {
+            let column = i32::try_from(column?).ok()?;
+            pg.known.lock().comment(oid, column).filter(|_| column > 0)
+        }));
+        udfs.push(oid_text("shobj_description", |_, _| None));
+        udfs.push(to_regclass(self.clone(), catalog, schema));
         udfs.push(size_udf("pg_table_size"));
+        udfs.push(size_udf("pg_database_size"));
+        udfs.push(size_udf("pg_tablespace_size"));
         udfs.push(size_udf("pg_indexes_size"));
         udfs.push(size_udf("pg_relation_size"));
         udfs.push(size_udf("pg_total_relation_size"));
@@ -241,7 +321,7 @@ impl PgCatalog {
 
 /// The library's UDFs we keep as they are.
 fn library_udfs(catalog: &str) -> Vec<ScalarUDF> {
-    use pgc::{array_bounds_udf, format_type, has_privilege_udf, pg_get_expr_udf, quote_ident_udf};
+    use pgc::{array_bounds_udf, format_type, has_privilege_udf, quote_ident_udf};
     let mut udfs = vec![
         pgc::create_current_database_udf(catalog),
         pgc::create_pg_get_partkeydef_udf(),
@@ -249,10 +329,8 @@ fn library_udfs(catalog: &str) -> Vec<ScalarUDF> {
         pgc::create_pg_get_statisticsobjdef_columns_udf(),
         pgc::create_pg_encoding_to_char_udf(),
         pgc::create_pg_stat_get_numscans(),
-        pgc::create_pg_get_constraintdef(),
         pgc::create_pg_get_partition_ancestors_udf(),
         format_type::create_format_type_udf(),
-        pg_get_expr_udf::create_pg_get_expr_udf(),
         quote_ident_udf::create_quote_ident_udf(),
         quote_ident_udf::create_parse_ident_udf(),
         array_bounds_udf::create_array_upper_udf(),
@@ -324,8 +402,9 @@ fn current_schemas(schemas: Vec<String>) -> ScalarUDF {
 
 /// The first argument as OIDs (any integer type, or text holding a number).
 fn oids_of(args: &[ColumnarValue]) -> Result<(Vec<Option<u32>>, bool)> {
-    let scalar = matches!(args[0], ColumnarValue::Scalar(_));
-    let array = args[0].to_array(1)?;
+    let scalar = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+    let rows = rows_of(args);
+    let array = args[0].to_array(rows)?;
     let array = cast(&array, &DataType::Int64)?;
     let ints = array
         .as_any()
@@ -363,61 +442,147 @@ fn oid_predicate(name: &str, f: impl Fn(u32) -> bool + Send + Sync + 'static) ->
     )
 }
 
-/// A text function of an oid, with the optional arguments PostgreSQL's variants take
-/// (`pg_get_viewdef(oid, pretty)`, `pg_get_indexdef(oid, column, pretty)`), which do not change ours.
-fn oid_text(name: &str, f: impl Fn(u32) -> Option<String> + Send + Sync + 'static) -> ScalarUDF {
+/// The second argument of an oid function as integers (a column number), when it is one.
+fn second_ints(args: &[ColumnarValue], rows: usize) -> Result<Vec<Option<i64>>> {
+    let Some(arg) = args.get(1) else {
+        return Ok(vec![None; rows]);
+    };
+    let array = arg.to_array(rows)?;
+    if !array.data_type().is_integer() {
+        return Ok(vec![None; rows]);
+    }
+    let ints = cast(&array, &DataType::Int64)?;
+    let ints = ints
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        .ok_or_else(|| DataFusionError::Internal("integer argument".into()))?;
+    Ok(ints.iter().collect())
+}
+
+/// A text function of an oid and an optional second argument (a column number, or a `pretty` flag
+/// or catalog name, which change nothing here): `pg_get_indexdef(oid [, column, pretty])`,
+/// `pg_get_viewdef(oid, pretty)`, `obj_description(oid [, catalog])`, `col_description(oid, column)`
+/// (comments are the ones the catalog's connector reported, else NULL).
+fn oid_text(
+    name: &str,
+    f: impl Fn(u32, Option<i64>) -> Option<String> + Send + Sync + 'static,
+) -> ScalarUDF {
     use datafusion::logical_expr::{Signature, TypeSignature};
-    let variants = [
-        vec![DataType::Int64],
-        vec![DataType::Int64, DataType::Boolean],
-        vec![DataType::Int64, DataType::Int64],
-        vec![DataType::Int64, DataType::Int64, DataType::Boolean],
-    ];
+    let signature = Signature::one_of(
+        vec![
+            TypeSignature::Any(1),
+            TypeSignature::Any(2),
+            TypeSignature::Any(3),
+        ],
+        Volatility::Stable,
+    );
     simple_udf(
         name,
-        Signature::one_of(
-            variants.into_iter().map(TypeSignature::Exact).collect(),
-            Volatility::Stable,
-        ),
+        signature,
         DataType::Utf8,
         move |args: &[ColumnarValue]| {
             let (oids, scalar) = oids_of(args)?;
-            let array: StringArray = oids.iter().map(|o| o.and_then(&f)).collect();
+            let seconds = second_ints(args, oids.len())?;
+            let array: StringArray = oids
+                .iter()
+                .zip(seconds)
+                .map(|(o, second)| o.and_then(|o| f(o, second)))
+                .collect();
             finish(Arc::new(array), scalar)
         },
     )
 }
 
-/// `obj_description(oid [, catalog])`, `col_description(oid, column)`: no comments are kept, NULL.
-fn description(name: &str) -> ScalarUDF {
-    use datafusion::logical_expr::{Signature, TypeSignature};
-    let signature = Signature::one_of(
-        vec![
-            TypeSignature::Exact(vec![DataType::Int64]),
-            TypeSignature::Exact(vec![DataType::Int64, DataType::Utf8]),
-            TypeSignature::Exact(vec![DataType::Int64, DataType::Int64]),
-        ],
-        Volatility::Stable,
-    );
-    simple_udf(name, signature, DataType::Utf8, |args| {
-        let (oids, scalar) = oids_of(args)?;
-        let array: StringArray = oids.iter().map(|_| None::<&str>).collect();
-        finish(Arc::new(array), scalar)
-    })
+/// `to_regclass(text)`: the OID of the relation named `[catalog.][schema.]table` (unqualified: in
+/// `pg_catalog`, else the session's schema, as PostgreSQL's search path finds it), NULL when there
+/// is none. The catalog rewrite turns casts of text to `regclass` into calls of it.
+fn to_regclass(pg: Arc<PgCatalog>, catalog: &str, schema: &str) -> ScalarUDF {
+    let (catalog, schema) = (catalog.to_string(), schema.to_string());
+    simple_udf(
+        "to_regclass",
+        datafusion::logical_expr::Signature::exact(vec![DataType::Utf8], Volatility::Stable),
+        DataType::Int32,
+        move |args| {
+            let rows = match &args[0] {
+                ColumnarValue::Array(a) => a.len(),
+                ColumnarValue::Scalar(_) => 1,
+            };
+            let names = cast(&args[0].to_array(rows)?, &DataType::Utf8)?;
+            let names = names
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| DataFusionError::Internal("to_regclass argument".into()))?;
+            let out: datafusion::arrow::array::Int32Array = names
+                .iter()
+                .map(|name| {
+                    let parts = parse_identifier(name?)?;
+                    let oid = match parts.as_slice() {
+                        [t] => pg
+                            .relation_oid(&catalog, PG_CATALOG, t)
+                            .or_else(|| pg.relation_oid(&catalog, &schema, t)),
+                        [s, t] => pg.relation_oid(&catalog, s, t),
+                        [c, s, t] => pg.relation_oid(c, s, t),
+                        _ => None,
+                    }?;
+                    i32::try_from(oid).ok()
+                })
+                .collect();
+            finish(Arc::new(out), matches!(args[0], ColumnarValue::Scalar(_)))
+        },
+    )
 }
 
+/// A possibly qualified name as PostgreSQL reads it: parts split on dots, double-quoted parts kept
+/// as written, others lower-cased. `None` when malformed.
+fn parse_identifier(name: &str) -> Option<Vec<String>> {
+    let mut parts = Vec::new();
+    let mut chars = name.trim().chars().peekable();
+    loop {
+        let mut part = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        part.push('"');
+                    }
+                    '"' => break,
+                    c => part.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.peek().copied().filter(|c| *c != '.') {
+                part.push(c.to_ascii_lowercase());
+                chars.next();
+            }
+        }
+        if part.is_empty() {
+            return None;
+        }
+        parts.push(part);
+        match chars.next() {
+            None => return Some(parts),
+            Some('.') => continue,
+            Some(_) => return None,
+        }
+    }
+}
+
+/// `pg_table_size(oid)`, `pg_database_size(name or oid)`, ...: sources keep their sizes, 0.
 fn size_udf(name: &str) -> ScalarUDF {
-    create_udf(
+    simple_udf(
         name,
-        vec![DataType::Int64],
+        datafusion::logical_expr::Signature::any(1, Volatility::Stable),
         DataType::Int64,
-        Volatility::Stable,
-        Arc::new(move |args: &[ColumnarValue]| {
-            let (oids, scalar) = oids_of(args)?;
-            let array: datafusion::arrow::array::Int64Array =
-                oids.iter().map(|o| o.map(|_| 0)).collect();
-            finish(Arc::new(array), scalar)
-        }),
+        |args| {
+            let scalar = matches!(args[0], ColumnarValue::Scalar(_));
+            let input = args[0].to_array(1)?;
+            let sizes: datafusion::arrow::array::Int64Array = (0..input.len())
+                .map(|i| input.is_valid(i).then_some(0))
+                .collect();
+            finish(Arc::new(sizes), scalar)
+        },
     )
 }
 
@@ -450,6 +615,16 @@ fn pretty_size(bytes: i64) -> String {
         size = (size + 512) / 1024;
     }
     format!("{size} PB")
+}
+
+/// The number of rows a function call's arguments describe (1 when all are scalars).
+pub(crate) fn rows_of(args: &[ColumnarValue]) -> usize {
+    args.iter()
+        .find_map(|a| match a {
+            ColumnarValue::Array(a) => Some(a.len()),
+            ColumnarValue::Scalar(_) => None,
+        })
+        .unwrap_or(1)
 }
 
 pub(crate) fn simple_udf(
@@ -532,6 +707,7 @@ impl CatalogProviderList for WithPgCatalogList {
             name: name.to_string(),
             inner,
             pg: self.pg.clone(),
+            catalogs: self.inner.clone(),
         }))
     }
 }
@@ -541,25 +717,34 @@ struct WithPgCatalog {
     name: String,
     inner: Arc<dyn CatalogProvider>,
     pg: Arc<PgCatalog>,
+    /// The session's catalogs (for DataFusion's `information_schema` tables).
+    catalogs: Arc<dyn CatalogProviderList>,
 }
 
 impl CatalogProvider for WithPgCatalog {
     fn schema_names(&self) -> Vec<String> {
         let mut names = self.inner.schema_names();
-        if !names.iter().any(|n| n == PG_CATALOG) {
-            names.push(PG_CATALOG.to_string());
+        for own in [PG_CATALOG, INFORMATION_SCHEMA] {
+            if !names.iter().any(|n| n == own) {
+                names.push(own.to_string());
+            }
         }
         names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        if name == PG_CATALOG {
-            return Some(Arc::new(PgCatalogSchema {
+        match name {
+            PG_CATALOG => Some(Arc::new(PgCatalogSchema {
                 catalog: self.name.clone(),
                 pg: self.pg.clone(),
-            }));
+            })),
+            INFORMATION_SCHEMA => Some(Arc::new(information_schema::InformationSchema {
+                catalog: self.name.clone(),
+                pg: self.pg.clone(),
+                catalogs: self.catalogs.clone(),
+            })),
+            _ => self.inner.schema(name),
         }
-        self.inner.schema(name)
     }
 
     fn register_schema(
@@ -590,24 +775,30 @@ impl SchemaProvider for PgCatalogSchema {
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let library = self.pg.library(&self.catalog)?;
         let lower = name.to_ascii_lowercase();
-        if DYNAMIC_TABLES.contains(&lower.as_str()) {
-            // The library's table gives the shape (and oid column metadata); the rows are ours.
-            let Some(shape) = library.table(&lower).await? else {
-                return Ok(None);
-            };
-            let stream = Arc::new(DynamicTable {
-                schema: shapes::complete_shape(&lower, shape.schema()),
-                table: lower,
-                catalog: self.catalog.clone(),
-                pg: self.pg.clone(),
-            });
-            let table = StreamingTable::try_new(stream.schema.clone(), vec![stream])?;
-            return Ok(Some(Arc::new(table)));
+        if !DYNAMIC_TABLES.contains(&lower.as_str()) {
+            return library.table(&lower).await;
         }
-        if let Some(table) = self.pg.reshaped.get(lower.as_str()) {
-            return Ok(Some(table.clone()));
-        }
-        library.table(&lower).await
+        // The library's table (or its rows reshaped) gives the shape, with the oid columns'
+        // metadata; the rows are ours, then the library's static ones.
+        let (schema, static_rows) = match self.pg.static_rows.get(lower.as_str()) {
+            Some((schema, rows)) => (schema.clone(), rows.clone()),
+            None => match library.table(&lower).await? {
+                Some(shape) => (shapes::complete_shape(&lower, shape.schema()), vec![]),
+                None => return Ok(None),
+            },
+        };
+        let stream = Arc::new(tables::DynamicTable {
+            schema: schema.clone(),
+            namespace: tables::Namespace::PgCatalog,
+            table: lower,
+            catalog: self.catalog.clone(),
+            pg: self.pg.clone(),
+            static_rows,
+        });
+        Ok(Some(Arc::new(StreamingTable::try_new(
+            schema,
+            vec![stream],
+        )?)))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -615,312 +806,22 @@ impl SchemaProvider for PgCatalogSchema {
     }
 }
 
-/// One of [`DYNAMIC_TABLES`], computed from the catalog when scanned.
-#[derive(Debug)]
-struct DynamicTable {
-    schema: SchemaRef,
-    table: String,
-    catalog: String,
-    pg: Arc<PgCatalog>,
-}
-
-type Row = HashMap<&'static str, ScalarValue>;
-
-fn text(s: &str) -> ScalarValue {
-    ScalarValue::Utf8(Some(s.to_string()))
-}
-
-fn int(v: i64) -> ScalarValue {
-    ScalarValue::Int64(Some(v))
-}
-
-impl PartitionStream for DynamicTable {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let schema = self.schema.clone();
-        let table = self.table.clone();
-        let catalog = self.catalog.clone();
-        let pg = self.pg.clone();
-        let out = schema.clone();
-        Box::pin(RecordBatchStreamAdapter::new(
-            out,
-            futures::stream::once(async move {
-                let rows = rows(&pg, &catalog, &table).await?;
-                build_batch(&schema, &rows)
-            }),
-        ))
-    }
-}
-
-/// The relations of one catalog: (schema, table, provider), `pg_catalog`'s own tables included.
-async fn relations(
-    pg: &Arc<PgCatalog>,
-    catalog: &str,
-) -> Result<Vec<(String, String, Arc<dyn TableProvider>)>> {
-    let Some(cat) = pg.catalogs.catalog(catalog) else {
-        return Ok(vec![]);
-    };
-    let mut schemas = cat.schema_names();
-    schemas.sort();
-    let mut out = Vec::new();
-    for schema in schemas.iter().filter(|s| *s != PG_CATALOG) {
-        let Some(provider) = cat.schema(schema) else {
-            continue;
-        };
-        let mut names = provider.table_names();
-        names.sort();
-        for name in names {
-            if let Some(table) = provider.table(&name).await? {
-                out.push((schema.clone(), name, table));
-            }
-        }
-    }
-    let own = PgCatalogSchema {
-        catalog: catalog.to_string(),
-        pg: pg.clone(),
-    };
-    let library = pg.library(catalog)?;
-    for name in own.table_names() {
-        if let Some(table) = library.table(&name).await? {
-            out.push((PG_CATALOG.to_string(), name, table));
-        }
-    }
-    Ok(out)
-}
-
-async fn rows(pg: &Arc<PgCatalog>, catalog: &str, table: &str) -> Result<Vec<Row>> {
-    let mut rows = Vec::new();
-    match table {
-        "pg_namespace" => {
-            let mut schemas = pg
-                .catalogs
-                .catalog(catalog)
-                .map(|c| c.schema_names())
-                .unwrap_or_default();
-            schemas.retain(|s| s != PG_CATALOG && s != INFORMATION_SCHEMA);
-            schemas.sort();
-            schemas.insert(0, INFORMATION_SCHEMA.to_string());
-            schemas.insert(0, PG_CATALOG.to_string());
-            for schema in schemas {
-                let oid = pg.oid(catalog, &schema, "");
-                rows.push(Row::from([
-                    ("oid", int(oid.into())),
-                    ("nspname", text(&schema)),
-                    ("nspowner", int(OWNER_OID.into())),
-                ]));
-            }
-        }
-        "pg_class" => {
-            for (schema, name, provider) in relations(pg, catalog).await? {
-                let view = provider.table_type() == TableType::View;
-                let oid = pg.oid(catalog, &schema, &name);
-                rows.push(Row::from([
-                    ("oid", int(oid.into())),
-                    ("relname", text(&name)),
-                    ("relnamespace", int(pg.oid(catalog, &schema, "").into())),
-                    ("relowner", int(OWNER_OID.into())),
-                    ("relam", int(if view { 0 } else { 2 })),
-                    ("relfilenode", int(oid.into())),
-                    ("reltuples", ScalarValue::Float64(Some(-1.0))),
-                    ("relpersistence", text("p")),
-                    ("relkind", text(if view { "v" } else { "r" })),
-                    ("relnatts", int(provider.schema().fields().len() as i64)),
-                    ("relispopulated", ScalarValue::Boolean(Some(true))),
-                    ("relreplident", text(if view { "n" } else { "d" })),
-                    ("relpartbound", ScalarValue::Utf8(None)),
-                ]));
-            }
-        }
-        "pg_attribute" => {
-            for (schema, name, provider) in relations(pg, catalog).await? {
-                let relid = pg.oid(catalog, &schema, &name);
-                for (i, field) in provider.schema().fields().iter().enumerate() {
-                    let ty = pg_type(field.data_type());
-                    rows.push(Row::from([
-                        ("attrelid", int(relid.into())),
-                        ("attname", text(field.name())),
-                        ("atttypid", int(ty.oid.into())),
-                        ("attstattarget", int(-1)),
-                        ("attlen", int(ty.len.into())),
-                        ("attnum", int(i as i64 + 1)),
-                        ("attndims", int(i64::from(ty.array))),
-                        ("attcacheoff", int(-1)),
-                        ("atttypmod", int(ty.typmod.into())),
-                        ("attbyval", ScalarValue::Boolean(Some(ty.len > 0))),
-                        ("attalign", text(ty.align)),
-                        ("attstorage", text(if ty.len > 0 { "p" } else { "x" })),
-                        (
-                            "attnotnull",
-                            ScalarValue::Boolean(Some(!field.is_nullable())),
-                        ),
-                        ("attislocal", ScalarValue::Boolean(Some(true))),
-                        ("attcollation", int(if ty.collatable { 100 } else { 0 })),
-                    ]));
-                }
-            }
-        }
-        "pg_tables" => {
-            for (schema, name, provider) in relations(pg, catalog).await? {
-                if provider.table_type() == TableType::View {
-                    continue;
-                }
-                rows.push(Row::from([
-                    ("schemaname", text(&schema)),
-                    ("tablename", text(&name)),
-                    ("tableowner", text("tributary")),
-                    ("tablespace", ScalarValue::Utf8(None)),
-                ]));
-            }
-        }
-        "pg_settings" => {
-            for row in settings::settings(SERVER_VERSION) {
-                let [name, setting, unit, vartype, source] = row.map(ScalarValue::Utf8);
-                rows.push(Row::from([
-                    ("name", name),
-                    ("setting", setting.clone()),
-                    ("unit", unit),
-                    ("vartype", vartype),
-                    ("source", source),
-                    ("boot_val", setting.clone()),
-                    ("reset_val", setting),
-                    ("context", text("user")),
-                    ("pending_restart", ScalarValue::Boolean(Some(false))),
-                ]));
-            }
-        }
-        _ => {}
-    }
-    Ok(rows)
-}
-
-/// Builds a batch of `schema` from rows naming some of its columns; the others get PostgreSQL's
-/// neutral value for their type (NULL when nullable, else 0 / false / '').
-fn build_batch(schema: &SchemaRef, rows: &[Row]) -> Result<RecordBatch> {
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|field| column(field, rows))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new_with_options(
-        schema.clone(),
-        columns,
-        &datafusion::arrow::record_batch::RecordBatchOptions::new()
-            .with_row_count(Some(rows.len())),
-    )?)
-}
-
-fn column(field: &Field, rows: &[Row]) -> Result<ArrayRef> {
-    let fallback = if field.is_nullable() {
-        ScalarValue::try_from(field.data_type())?
-    } else {
-        ScalarValue::new_default(field.data_type())?
-    };
-    let values = rows.iter().map(|row| {
-        row.get(field.name().as_str())
-            .cloned()
-            .unwrap_or_else(|| fallback.clone())
-    });
-    if rows.is_empty() {
-        return Ok(datafusion::arrow::array::new_empty_array(field.data_type()));
-    }
-    let array = ScalarValue::iter_to_array(values)?;
-    let array = if array.data_type() == field.data_type() {
-        array
-    } else if let (DataType::List(_), true) = (field.data_type(), array.null_count() == array.len())
-    {
-        datafusion::arrow::array::new_null_array(field.data_type(), array.len())
-    } else {
-        cast(&array, field.data_type())?
-    };
-    Ok(array)
-}
-
-/// How an Arrow type appears in `pg_type`.
-struct PgType {
-    oid: u32,
-    len: i16,
-    typmod: i32,
-    align: &'static str,
-    collatable: bool,
-    array: bool,
-}
-
-fn pg_type(data_type: &DataType) -> PgType {
-    let fixed = |oid, len: i16, align| PgType {
-        oid,
-        len,
-        typmod: -1,
-        align,
-        collatable: false,
-        array: false,
-    };
-    let varlen = |oid, collatable| PgType {
-        oid,
-        len: -1,
-        typmod: -1,
-        align: "i",
-        collatable,
-        array: false,
-    };
-    match data_type {
-        DataType::Boolean => fixed(16, 1, "c"),
-        DataType::Int8 | DataType::Int16 | DataType::UInt8 => fixed(21, 2, "s"),
-        DataType::Int32 | DataType::UInt16 => fixed(23, 4, "i"),
-        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => fixed(20, 8, "d"),
-        DataType::Float16 | DataType::Float32 => fixed(700, 4, "i"),
-        DataType::Float64 => fixed(701, 8, "d"),
-        DataType::Decimal32(p, s)
-        | DataType::Decimal64(p, s)
-        | DataType::Decimal128(p, s)
-        | DataType::Decimal256(p, s) => PgType {
-            typmod: ((i32::from(*p) << 16) | i32::from(*s as u8)) + 4,
-            ..varlen(1700, false)
-        },
-        DataType::Date32 | DataType::Date64 => fixed(1082, 4, "i"),
-        DataType::Time32(_) | DataType::Time64(_) => fixed(1083, 8, "d"),
-        DataType::Timestamp(_, None) => fixed(1114, 8, "d"),
-        DataType::Timestamp(_, Some(_)) => fixed(1184, 8, "d"),
-        DataType::Interval(_) | DataType::Duration(_) => fixed(1186, 16, "d"),
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => varlen(17, false),
-        DataType::FixedSizeBinary(16) => fixed(2950, 16, "c"),
-        DataType::FixedSizeBinary(_) => varlen(17, false),
-        DataType::List(f)
-        | DataType::LargeList(f)
-        | DataType::ListView(f)
-        | DataType::FixedSizeList(f, _) => {
-            let element = pg_type(f.data_type());
-            let oid = match element.oid {
-                16 => 1000,
-                21 => 1005,
-                23 => 1007,
-                20 => 1016,
-                700 => 1021,
-                701 => 1022,
-                1700 => 1231,
-                1082 => 1182,
-                1114 => 1115,
-                1184 => 1185,
-                17 => 1001,
-                _ => 1009,
-            };
-            PgType {
-                array: true,
-                align: "d",
-                ..varlen(oid, element.collatable)
-            }
-        }
-        DataType::Struct(_) | DataType::Map(_, _) => varlen(114, false),
-        _ => varlen(25, true),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::datatypes::TimeUnit;
+
+    #[test]
+    fn identifiers_parse_like_postgres() {
+        assert_eq!(
+            parse_identifier("tiny.Nation"),
+            Some(vec!["tiny".to_string(), "nation".to_string()])
+        );
+        assert_eq!(
+            parse_identifier("\"My \"\"Schema\"\"\".t"),
+            Some(vec!["My \"Schema\"".to_string(), "t".to_string()])
+        );
+        assert_eq!(parse_identifier("a..b"), None);
+    }
 
     #[test]
     fn sizes_read_like_postgres() {
@@ -928,21 +829,5 @@ mod tests {
         assert_eq!(pretty_size(10_239), "10239 bytes");
         assert_eq!(pretty_size(10_240), "10 kB");
         assert_eq!(pretty_size(5 * 1024 * 1024 * 1024), "5120 MB");
-    }
-
-    #[test]
-    fn types_map_to_pg_oids() {
-        assert_eq!(pg_type(&DataType::Int64).oid, 20);
-        assert_eq!(pg_type(&DataType::Utf8View).oid, 25);
-        let numeric = pg_type(&DataType::Decimal128(15, 2));
-        assert_eq!((numeric.oid, numeric.typmod), (1700, (15 << 16 | 2) + 4));
-        assert_eq!(
-            pg_type(&DataType::Timestamp(
-                TimeUnit::Microsecond,
-                Some("UTC".into())
-            ))
-            .oid,
-            1184
-        );
     }
 }

@@ -6,6 +6,8 @@
 //! - `current_setting(name [, missing_ok])` and `set_config(name, value, is_local)` read and write the
 //!   session's parameters (asyncpg turns `jit` off this way, SQLAlchemy reads
 //!   `default_table_access_method`);
+//! - `format(fmt, args...)` with PostgreSQL's `%s`, `%I` (identifier, quoted when needed), `%L`
+//!   (literal) and `%%` (Metabase quotes table names with it);
 //! - `pg_get_serial_sequence(table, column)`: sources have no sequences, NULL.
 
 use std::sync::Arc;
@@ -211,6 +213,12 @@ pub fn install(ctx: &SessionContext, settings: &Settings) {
         json_build_object,
     ));
     ctx.register_udf(simple_udf(
+        "format",
+        Signature::variadic_any(Volatility::Stable),
+        text.clone(),
+        format,
+    ));
+    ctx.register_udf(simple_udf(
         "pg_get_serial_sequence",
         Signature::exact(vec![text.clone(), text.clone()], Volatility::Stable),
         text,
@@ -218,15 +226,53 @@ pub fn install(ctx: &SessionContext, settings: &Settings) {
     ));
 }
 
+/// `format(fmt, args...)`: `%s` the argument's text (empty for NULL), `%I` it quoted as an identifier,
+/// `%L` as a literal (`NULL` for NULL), `%%` a percent sign. NULL format, NULL result.
+fn format(args: &[ColumnarValue]) -> Result<ColumnarValue> {
+    map_text(args, |row| {
+        let template = row.first()?.as_deref()?;
+        let mut values = row[1..].iter();
+        let mut out = String::with_capacity(template.len());
+        let mut chars = template.chars();
+        while let Some(c) = chars.next() {
+            if c != '%' {
+                out.push(c);
+                continue;
+            }
+            match chars.next() {
+                Some('%') => out.push('%'),
+                Some('s') => out.push_str(values.next()?.as_deref().unwrap_or("")),
+                Some('I') => out.push_str(&quote_identifier(values.next()?.as_deref()?)),
+                Some('L') => match values.next()? {
+                    Some(v) => out.push_str(&format!("'{}'", v.replace('\'', "''"))),
+                    None => out.push_str("NULL"),
+                },
+                _ => return None,
+            }
+        }
+        Some(out)
+    })
+}
+
+/// An identifier as `quote_ident` writes it: bare when lower-case and plain, else double-quoted.
+pub(crate) fn quote_identifier(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
 /// `json_build_object(k1, v1, ...)` as JSON text (values as JSON strings, numbers, booleans or null).
 fn json_build_object(args: &[ColumnarValue]) -> Result<ColumnarValue> {
-    let rows = args
-        .iter()
-        .find_map(|a| match a {
-            ColumnarValue::Array(a) => Some(a.len()),
-            ColumnarValue::Scalar(_) => None,
-        })
-        .unwrap_or(1);
+    let rows = super::catalog::rows_of(args);
     let arrays = args
         .iter()
         .map(|a| a.to_array(rows))
@@ -279,13 +325,7 @@ fn map_text(
     args: &[ColumnarValue],
     mut f: impl FnMut(&[Option<String>]) -> Option<String>,
 ) -> Result<ColumnarValue> {
-    let rows = args
-        .iter()
-        .find_map(|a| match a {
-            ColumnarValue::Array(a) => Some(a.len()),
-            ColumnarValue::Scalar(_) => None,
-        })
-        .unwrap_or(1);
+    let rows = super::catalog::rows_of(args);
     let columns = args
         .iter()
         .map(|a| {
@@ -321,6 +361,18 @@ fn map_text(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn format_follows_postgres() {
+        let args = ["%I.%I: %s %L %L 100%%", "tiny", "Mixed Case", "x", "it's"]
+            .map(|s| ColumnarValue::Scalar(ScalarValue::Utf8(Some(s.to_string()))));
+        let mut args = args.to_vec();
+        args.push(ColumnarValue::Scalar(ScalarValue::Utf8(None)));
+        let ColumnarValue::Scalar(ScalarValue::Utf8(Some(out))) = format(&args).unwrap() else {
+            panic!("not text")
+        };
+        assert_eq!(out, "tiny.\"Mixed Case\": x 'it''s' NULL 100%");
+    }
 
     #[test]
     fn like_escape_becomes_backslash() {

@@ -7,15 +7,37 @@ use std::sync::LazyLock;
 
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, DataType, Expr, ObjectName, ObjectNamePart, visit_expressions, visit_relations,
+    BinaryOperator, DataType, Expr, ObjectName, ObjectNamePart, Statement, visit_expressions,
+    visit_relations,
 };
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use datafusion_pg_catalog::sql::rules::{self, SqlStatementRewriteRule};
 
 mod planning;
+mod subqueries;
 
 /// Client-compatibility rewrites, built once (the library pre-parses its patterns).
 static COMPAT: LazyLock<PostgresCompatibilityParser> =
     LazyLock::new(PostgresCompatibilityParser::new);
+
+/// The library's rewrite rules we apply, in its order: all but `RemoveSubqueryFromProjection`, which
+/// replaces every correlated subquery of a SELECT list with NULL (our [`planning`] rewrites make
+/// them plannable instead, with their real values).
+static RULES: LazyLock<Vec<Box<dyn SqlStatementRewriteRule>>> = LazyLock::new(|| {
+    vec![
+        Box::new(rules::AliasDuplicatedProjectionRewrite),
+        Box::new(rules::ResolveUnqualifiedIdentifier),
+        Box::new(rules::RewriteArrayAnyAllOperation),
+        Box::new(rules::PrependUnqualifiedPgTableName),
+        Box::new(rules::StripCallableQualifier),
+        Box::new(rules::FixArrayLiteral),
+        Box::new(rules::CurrentUserVariableToSessionUserFunctionCall),
+        Box::new(rules::StripCollate),
+        Box::new(rules::RewritePgCatalogOperator),
+        Box::new(rules::RewriteRegCastToSubquery::new()),
+        Box::new(rules::FixVersionColumnName),
+    ]
+});
 
 /// Applies the client-compatibility rewrites (`OPERATOR(pg_catalog.~)`, `COLLATE`, `::regclass`,
 /// `= ANY(...)`, `pg_catalog.`-qualified functions, unqualified `pg_*` tables, ...) to parsed
@@ -24,9 +46,8 @@ static COMPAT: LazyLock<PostgresCompatibilityParser> =
 /// lookups of `\d TABLE`) with empty results of the same shape.
 ///
 /// Only statements that look like client catalog queries are rewritten: some rules change the meaning
-/// of ordinary SQL (one replaces correlated subqueries in a SELECT list with NULL, another adds
-/// `LIMIT 1` to scalar subqueries, hiding Postgres's "more than one row" error), which must never reach
-/// a user's query.
+/// of ordinary SQL (scalar subqueries project `first_value(...)`, hiding Postgres's "more than one
+/// row" error), which must never reach a user's query.
 pub fn rewrite(sql: &str, statements: &mut VecDeque<DfStatement>) {
     if !statements.iter().any(is_catalog_query) {
         return;
@@ -44,20 +65,40 @@ pub fn rewrite(sql: &str, statements: &mut VecDeque<DfStatement>) {
         None
     };
     for (i, statement) in statements.iter_mut().enumerate() {
-        if let DfStatement::Statement(inner) = statement {
-            let library_only = COMPAT.rewrite(inner.as_ref().clone());
-            let mut ours = inner.as_ref().clone();
-            planning::before_library(&mut ours);
-            let mut rewritten = COMPAT.rewrite(ours);
-            if let Some(Some(parsed)) = replaced.as_ref().and_then(|r| r.get(i))
-                && *parsed != library_only
-            {
-                rewritten = parsed.clone();
+        if !is_catalog_query(statement) {
+            continue;
+        }
+        let replacement = replaced
+            .as_ref()
+            .and_then(|r| r.get(i))
+            .and_then(Option::as_ref);
+        match statement {
+            DfStatement::Statement(inner) => rewrite_statement(inner, replacement),
+            // `EXPLAIN` of a catalog query explains the query as it runs.
+            DfStatement::Explain(explain) => {
+                if let DfStatement::Statement(inner) = explain.statement.as_mut() {
+                    rewrite_statement(inner, None);
+                }
             }
-            planning::rewrite(&mut rewritten);
-            **inner = rewritten;
+            _ => {}
         }
     }
+}
+
+/// Our rewrites around the library's rules, or the library's `replacement` of the whole query.
+fn rewrite_statement(statement: &mut Statement, replacement: Option<&Statement>) {
+    let library_only = COMPAT.rewrite(statement.clone());
+    let mut ours = statement.clone();
+    planning::before_library(&mut ours);
+    let mut rewritten = RULES.iter().fold(ours, |s, rule| rule.rewrite(s));
+    if let Some(replacement) = replacement
+        && *replacement != library_only
+    {
+        rewritten = replacement.clone();
+    }
+    planning::rewrite(&mut rewritten);
+    tracing::debug!(sql = %rewritten, "catalog query rewritten");
+    *statement = rewritten;
 }
 
 /// Functions only client catalog queries call (besides every `pg_*` function).
@@ -89,10 +130,11 @@ const CATALOG_FUNCTIONS: &[&str] = &[
 /// `OPERATOR(...)` or `COLLATE`. Decided on the parsed statement, so a user's string literal or column
 /// that merely contains "pg_" does not count.
 pub fn is_catalog_query(statement: &DfStatement) -> bool {
-    let DfStatement::Statement(statement) = statement else {
-        return false;
+    let statement = match statement {
+        DfStatement::Statement(statement) => statement.as_ref(),
+        DfStatement::Explain(explain) => return is_catalog_query(&explain.statement),
+        _ => return false,
     };
-    let statement = statement.as_ref();
     let relation = visit_relations(statement, |name: &ObjectName| {
         if names_catalog_object(name) {
             ControlFlow::Break(())

@@ -1,5 +1,7 @@
-//! Catalog functions the library lacks: `information_schema._pg_expandarray(anyarray)` (pgjdbc's key
-//! and index metadata) and `to_regtype(text)` (psycopg 3's type lookup).
+//! Catalog functions the library lacks or gets wrong: `information_schema._pg_expandarray(anyarray)`
+//! (pgjdbc's key and index metadata), `to_regtype(text)` (psycopg 3's type lookup) and
+//! `pg_get_expr(expr, relation)` (the library's is always '', so `pg_get_expr(indpred, ...) IS NULL`
+//! never held).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +27,97 @@ pub fn udfs(pg_type: &[RecordBatch]) -> Vec<ScalarUDF> {
         generate_subscripts(),
         ScalarUDF::new_from_impl(CaseWhen::new()),
         to_regtype(type_oids(pg_type)),
+        pg_get_expr(),
+        ScalarUDF::new_from_impl(ArrayToString::new()),
     ]
+}
+
+/// `array_to_string(array, separator [, null])`, also of text: the library keeps the ACL and
+/// option columns psql shows this way (`nspacl`, `proacl`, `spcacl`, ...) as text, always NULL
+/// here, so text is returned as it is. Arrays go to DataFusion's function.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ArrayToString {
+    signature: Signature,
+    arrays: Arc<ScalarUDF>,
+}
+
+impl ArrayToString {
+    fn new() -> Self {
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+            arrays: datafusion::functions_nested::string::array_to_string_udf(),
+        }
+    }
+}
+
+fn is_text(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+    )
+}
+
+impl ScalarUDFImpl for ArrayToString {
+    fn name(&self) -> &str {
+        "array_to_string"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        match args.first() {
+            Some(first) if is_text(first) => Ok(args.iter().map(|_| DataType::Utf8).collect()),
+            _ => {
+                let fields: Vec<_> = args
+                    .iter()
+                    .map(|t| Arc::new(Field::new("arg", t.clone(), true)))
+                    .collect();
+                let coerced = datafusion::logical_expr::type_coercion::functions::fields_with_udf(
+                    &fields,
+                    self.arrays.as_ref(),
+                )?;
+                Ok(coerced.iter().map(|f| f.data_type().clone()).collect())
+            }
+        }
+    }
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        if args.first().is_some_and(is_text) {
+            Ok(DataType::Utf8)
+        } else {
+            self.arrays.return_type(args)
+        }
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        if args.args.first().is_some_and(|a| is_text(&a.data_type())) {
+            return Ok(args.args[0].clone());
+        }
+        self.arrays.invoke_with_args(args)
+    }
+}
+
+/// `pg_get_expr(expr, relation [, pretty])`: our catalogs keep expressions (`adbin`, `indpred`,
+/// `relpartbound`, ...) as their text, so the text itself; NULL stays NULL.
+fn pg_get_expr() -> ScalarUDF {
+    simple_udf(
+        "pg_get_expr",
+        Signature::one_of(
+            vec![TypeSignature::Any(2), TypeSignature::Any(3)],
+            Volatility::Stable,
+        ),
+        DataType::Utf8,
+        |args| {
+            let scalar = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+            let rows = super::rows_of(args);
+            let text = datafusion::arrow::compute::cast(&args[0].to_array(rows)?, &DataType::Utf8)?;
+            if scalar {
+                Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                    &text, 0,
+                )?))
+            } else {
+                Ok(ColumnarValue::Array(text))
+            }
+        },
+    )
 }
 
 /// `_pg_expandarray(array)`: PostgreSQL's set-returning function yields one `(x, n)` row per element.
@@ -194,13 +286,7 @@ fn generate_subscripts() -> ScalarUDF {
         Signature::any(2, Volatility::Immutable),
         list,
         |args| {
-            let rows = args
-                .iter()
-                .find_map(|a| match a {
-                    ColumnarValue::Array(a) => Some(a.len()),
-                    ColumnarValue::Scalar(_) => None,
-                })
-                .unwrap_or(1);
+            let rows = super::rows_of(args);
             let array = args[0].to_array(rows)?;
             let mut builder = datafusion::arrow::array::ListBuilder::new(Int32Builder::new());
             let lengths: Vec<Option<usize>> = match array.data_type() {

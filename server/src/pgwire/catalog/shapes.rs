@@ -8,8 +8,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, AsArray, Int16Builder, Int32Builder, ListBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::MemTable;
-use datafusion::datasource::TableProvider;
 use datafusion::error::Result;
 
 /// Element type of a vector or array column stored as text.
@@ -36,18 +34,24 @@ const VECTOR_COLUMNS: &[(&str, &str, Elem)] = &[
     ("pg_constraint", "confdelsetcols", Elem::Int2),
 ];
 
-/// Columns PostgreSQL has that the library's tables lack, added as NULL.
-const MISSING_COLUMNS: &[(&str, &str)] = &[("pg_class", "relacl"), ("pg_class", "reloptions")];
+/// Columns PostgreSQL has that the library's tables lack, added as NULL: (table, column, whether it
+/// is a `text[]`, else `text`).
+const MISSING_COLUMNS: &[(&str, &str, bool)] = &[
+    ("pg_class", "relacl", true),
+    ("pg_class", "reloptions", true),
+    ("pg_settings", "boot_val", false),
+    ("pg_settings", "reset_val", false),
+];
 
-/// The static tables with vector columns, rebuilt with real arrays (`None` for other tables).
+/// A static table's schema and rows with its vector columns as real arrays.
 pub fn reshape_static(
     name: &str,
     schema: SchemaRef,
     batches: &[RecordBatch],
-) -> Result<Option<Arc<dyn TableProvider>>> {
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let columns: Vec<_> = VECTOR_COLUMNS.iter().filter(|(t, ..)| *t == name).collect();
     if columns.is_empty() {
-        return Ok(None);
+        return Ok((schema, batches.to_vec()));
     }
     let elem_of = |field: &Field| {
         columns
@@ -82,15 +86,18 @@ pub fn reshape_static(
             .collect::<Result<Vec<_>>>()?;
         out.push(RecordBatch::try_new(new_schema.clone(), arrays)?);
     }
-    Ok(Some(Arc::new(MemTable::try_new(new_schema, vec![out])?)))
+    Ok((new_schema, out))
 }
 
 /// `schema` of a dynamic table with the columns PostgreSQL has and the library lacks.
 pub fn complete_shape(name: &str, schema: SchemaRef) -> SchemaRef {
     let missing: Vec<Field> = MISSING_COLUMNS
         .iter()
-        .filter(|(t, c)| *t == name && schema.field_with_name(c).is_err())
-        .map(|(_, c)| Field::new(*c, text_array(), true))
+        .filter(|(t, c, _)| *t == name && schema.field_with_name(c).is_err())
+        .map(|(_, c, array)| {
+            let ty = if *array { text_array() } else { DataType::Utf8 };
+            Field::new(*c, ty, true)
+        })
         .collect();
     if missing.is_empty() {
         return schema;

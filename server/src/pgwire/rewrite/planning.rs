@@ -9,6 +9,8 @@ use datafusion::sql::sqlparser::ast::{
     Statement, Subscript, Value, visit_expressions_mut,
 };
 
+use super::subqueries;
+
 /// Set-returning functions we implement as functions returning a list, unnested where called.
 const SET_RETURNING: &[&str] = &["_pg_expandarray", "generate_subscripts"];
 
@@ -28,12 +30,23 @@ const AGGREGATES: &[&str] = &[
     "last_value",
 ];
 
-/// Before the library's rules (which would turn it into an oid lookup): `'name'::regproc` becomes
-/// `'name'` (without `pg_catalog.`), since our catalog's regproc columns (`pg_type.typinput`, ...)
-/// hold function names.
+/// Before the library's rules (which would turn them into lookups in `pg_class` / `pg_proc`):
+/// - `'name'::regproc` becomes `'name'` (without `pg_catalog.`), since our catalog's regproc
+///   columns (`pg_type.typinput`, ...) hold function names;
+/// - a cast of text to `regclass` (a literal, or text computed as in Metabase's
+///   `format('%I.%I', schema, table)::regclass`) becomes `to_regclass(text)`, which resolves an
+///   unqualified name as PostgreSQL does, in `pg_catalog` first (`'pg_class'::regclass`), then the
+///   session's schema.
 pub fn before_library(statement: &mut Statement) {
     let _ = visit_expressions_mut(statement, |expr: &mut Expr| {
         match expr {
+            Expr::Cast {
+                expr: inner,
+                data_type,
+                ..
+            } if is_regclass(data_type) && names_relation(inner) => {
+                *expr = function("to_regclass", vec![inner.as_ref().clone()]);
+            }
             Expr::Cast {
                 data_type: DataType::Custom(name, _),
                 expr: inner,
@@ -63,6 +76,8 @@ pub fn before_library(statement: &mut Statement) {
 ///   in one SELECT list unnest in step, as PostgreSQL runs them);
 /// - a CASE holding a scalar subquery becomes nested `pg_case_when(condition, then, else)` calls
 ///   (see that function);
+/// - `ARRAY(subquery)` and scalar subqueries whose SELECT list reads outer columns become forms
+///   DataFusion decorrelates (see [`subqueries`]);
 /// - a scalar subquery projecting a non-aggregate `e` projects `first_value(e)`: the same value when
 ///   it finds at most one row (catalog lookups by oid do), and DataFusion only plans correlated
 ///   scalar subqueries that aggregate.
@@ -86,9 +101,41 @@ pub fn rewrite(statement: &mut Statement) {
                 let mut inner = f.clone();
                 let name = function_name(f).unwrap_or_default();
                 inner.name = ObjectName::from(vec![Ident::new(name)]);
-                *expr = call("unnest", Expr::Function(inner), f);
+                *expr = Expr::Function(Function {
+                    name: ObjectName::from(vec![Ident::new("unnest")]),
+                    args: FunctionArguments::List(FunctionArgumentList {
+                        duplicate_treatment: None,
+                        args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Function(
+                            inner,
+                        )))],
+                        clauses: vec![],
+                    }),
+                    ..f.clone()
+                });
             }
-            Expr::Subquery(query) => aggregate_scalar_subquery(query),
+            Expr::Function(f) => {
+                if let Some(array) = subqueries::array_subquery(f) {
+                    *expr = array;
+                }
+            }
+            Expr::Subquery(query) => {
+                let guard = if empty_gives_null(query) {
+                    subqueries::take_outer_conjuncts(query)
+                } else {
+                    None
+                };
+                let mut value = match subqueries::split_outer_references(query) {
+                    Some(split) => split,
+                    None => {
+                        aggregate_scalar_subquery(query);
+                        expr.clone()
+                    }
+                };
+                if let Some(guard) = guard {
+                    value = function("pg_case_when", vec![guard, value, Expr::value(Value::Null)]);
+                }
+                *expr = value;
+            }
             Expr::Case { .. } if contains_subquery(expr) => *expr = eager_case(expr.clone()),
             _ => {}
         }
@@ -123,54 +170,79 @@ fn alias_repeated_items(query: &mut Query) {
     }
 }
 
-fn call(name: &str, arg: Expr, like: &Function) -> Expr {
+/// `name(args)`.
+pub(super) fn function(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(Function {
         name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
         args: FunctionArguments::List(FunctionArgumentList {
             duplicate_treatment: None,
-            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))],
+            args: args
+                .into_iter()
+                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
+                .collect(),
             clauses: vec![],
         }),
-        ..like.clone()
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
     })
 }
 
-fn aggregate_scalar_subquery(query: &mut Query) {
+/// The single item of a plain scalar subquery's SELECT list.
+fn single_item(query: &mut Query) -> Option<&mut Expr> {
     let SetExpr::Select(select) = query.body.as_mut() else {
-        return;
+        return None;
     };
     let grouped = match &select.group_by {
         GroupByExpr::All(_) => true,
         GroupByExpr::Expressions(exprs, _) => !exprs.is_empty(),
     };
-    if grouped
-        || select.having.is_some()
-        || select.distinct.is_some()
-        || select.projection.len() != 1
-    {
-        return;
+    if grouped || select.having.is_some() || select.distinct.is_some() {
+        return None;
     }
-    let (SelectItem::UnnamedExpr(item) | SelectItem::ExprWithAlias { expr: item, .. }) =
-        &mut select.projection[0]
-    else {
-        return;
+    match select.projection.as_mut_slice() {
+        [SelectItem::UnnamedExpr(item) | SelectItem::ExprWithAlias { expr: item, .. }] => {
+            Some(item)
+        }
+        _ => None,
+    }
+}
+
+fn is_aggregate(expr: &Expr) -> bool {
+    matches!(expr, Expr::Function(f) if function_name(f).is_some_and(|n| AGGREGATES.contains(&n.as_str())))
+}
+
+/// Whether a scalar subquery is NULL when it finds no row: it projects one aggregate other than
+/// `count`, or an expression without aggregates (which [`aggregate_scalar_subquery`] wraps).
+fn empty_gives_null(query: &mut Query) -> bool {
+    let Some(item) = single_item(query) else {
+        return false;
     };
     if let Expr::Function(f) = &*item
-        && function_name(f).is_some_and(|n| AGGREGATES.contains(&n.as_str()))
+        && is_aggregate(item)
     {
-        return;
+        return function_name(f).is_some_and(|n| n != "count");
     }
-    let template = Function {
-        name: ObjectName::from(vec![Ident::new("first_value")]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::None,
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: vec![],
+    datafusion::sql::sqlparser::ast::visit_expressions(&*item, |e: &Expr| {
+        if is_aggregate(e) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .is_continue()
+}
+
+fn aggregate_scalar_subquery(query: &mut Query) {
+    let Some(item) = single_item(query) else {
+        return;
     };
-    *item = call("first_value", item.clone(), &template);
+    if !is_aggregate(item) {
+        *item = function("first_value", vec![item.clone()]);
+    }
 }
 
 fn contains_subquery(expr: &Expr) -> bool {
@@ -205,91 +277,39 @@ fn eager_case(case: Expr) -> Expr {
             },
             None => when.condition,
         };
-        let mut then = when.result;
-        drop_guard(&mut then, &condition);
-        result = Expr::Function(Function {
-            name: ObjectName::from(vec![Ident::new("pg_case_when")]),
-            uses_odbc_syntax: false,
-            parameters: FunctionArguments::None,
-            args: FunctionArguments::List(FunctionArgumentList {
-                duplicate_treatment: None,
-                args: [condition, then, result]
-                    .into_iter()
-                    .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
-                    .collect(),
-                clauses: vec![],
-            }),
-            filter: None,
-            null_treatment: None,
-            over: None,
-            within_group: vec![],
-        });
+        result = function("pg_case_when", vec![condition, when.result, result]);
     }
     result
 }
 
-/// `CASE WHEN c THEN (SELECT ... WHERE c AND p)` (SQLAlchemy repeats the guard): the subquery's
-/// value only matters where `c` holds, so its `c` conjunct goes, which DataFusion cannot decorrelate
-/// once the subquery is a function argument.
-fn drop_guard(then: &mut Expr, condition: &Expr) {
-    let Expr::Subquery(query) = unnest_parens(then) else {
-        return;
-    };
-    let SetExpr::Select(select) = query.body.as_mut() else {
-        return;
-    };
-    let Some(selection) = select.selection.take() else {
-        return;
-    };
-    let guard = unnest_parens_ref(condition);
-    let kept: Vec<Expr> = conjuncts(selection)
-        .into_iter()
-        .filter(|c| unnest_parens_ref(c) != guard)
-        .collect();
-    select.selection = kept.into_iter().reduce(|a, b| Expr::BinaryOp {
-        left: Box::new(a),
-        op: datafusion::sql::sqlparser::ast::BinaryOperator::And,
-        right: Box::new(b),
-    });
+fn is_regclass(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Regclass => true,
+        DataType::Custom(name, _) => name
+            .0
+            .last()
+            .and_then(ObjectNamePart::as_ident)
+            .is_some_and(|id| id.value.eq_ignore_ascii_case("regclass")),
+        _ => false,
+    }
 }
 
-fn conjuncts(expr: Expr) -> Vec<Expr> {
+/// Whether `expr` is text naming a relation when cast to `regclass`: a string literal, a function
+/// call, a concatenation, a cast to text. (A column cast to `regclass` is an OID already.)
+fn names_relation(expr: &Expr) -> bool {
     match expr {
+        Expr::Value(v) => matches!(v.value, Value::SingleQuotedString(_)),
+        Expr::Function(_) => true,
         Expr::BinaryOp {
-            left,
-            op: datafusion::sql::sqlparser::ast::BinaryOperator::And,
-            right,
-        } => {
-            let mut out = conjuncts(*left);
-            out.extend(conjuncts(*right));
-            out
-        }
-        Expr::Nested(inner)
-            if matches!(
-                *inner,
-                Expr::BinaryOp {
-                    op: datafusion::sql::sqlparser::ast::BinaryOperator::And,
-                    ..
-                }
-            ) =>
-        {
-            conjuncts(*inner)
-        }
-        other => vec![other],
-    }
-}
-
-fn unnest_parens(expr: &mut Expr) -> &mut Expr {
-    match expr {
-        Expr::Nested(inner) => unnest_parens(inner),
-        other => other,
-    }
-}
-
-fn unnest_parens_ref(expr: &Expr) -> &Expr {
-    match expr {
-        Expr::Nested(inner) => unnest_parens_ref(inner),
-        other => other,
+            op: datafusion::sql::sqlparser::ast::BinaryOperator::StringConcat,
+            ..
+        } => true,
+        Expr::Cast { data_type, .. } => matches!(
+            data_type,
+            DataType::Text | DataType::Varchar(_) | DataType::CharacterVarying(_)
+        ),
+        Expr::Nested(inner) => names_relation(inner),
+        _ => false,
     }
 }
 
