@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Result streaming: `SELECT * FROM sf1.lineitem` (6,001,215 rows at scale 1) read by a binary-format
-# client (tokio-postgres, extended protocol: compat-tests/examples/stream_bench.rs) and through
-# `COPY (...) TO STDOUT` (text), from a release build of Tributary (the built-in `tpch` catalog,
-# generated on the fly) and from PostgreSQL serving the same rows from a table. Prints rows/s per
-# server and way, the best of $RUNS runs. A benchmark, not a test: timings live here, never in tests.
+# client (pgjdbc, a server-prepared statement with binary results fetched 10000 rows at a time:
+# compat-tests/clients/StreamBench.java) and through `COPY (...) TO STDOUT` (text), from a release
+# build of Tributary (the built-in `tpch` catalog, generated on the fly) and from PostgreSQL serving
+# the same rows from a table. Prints rows/s per server and way, the best of $RUNS runs. A
+# benchmark, not a test: timings live here, never in tests.
 #
 #   scripts/bench-stream.sh                     # scale 1, 3 runs
 #   SF=0.01 RUNS=1 scripts/bench-stream.sh      # schema `tiny` (quick check of the script)
@@ -17,6 +18,7 @@
 #               /usr/lib/postgresql/*/bin)
 #   CARGO_TARGET_DIR  where the release build goes (build from a `git worktree` with its own target
 #               directory to leave the dev build's directory unlocked)
+#   PGJDBC_JAR  pgjdbc (default /usr/share/java/postgresql.jar; scripts/deps/clients.sh installs it)
 #   PORT, PG_PORT  Tributary's and PostgreSQL's ports (default: free ones)
 # PostgreSQL's copy of lineitem is loaded once, from Tributary itself (COPY out of Tributary into
 # COPY FROM STDIN), so both serve the same rows. As root, PostgreSQL runs as the `postgres` OS user.
@@ -70,14 +72,19 @@ else
   as_pg() { "$@"; }
 fi
 
-# ---- release builds: the server and the client ------------------------------------------------
-log "cargo build --release --bin tributary; --example stream_bench (target: $TARGET)"
+# ---- the client (pgjdbc) and the server (release build) ----------------------------------------
+PGJDBC_JAR="${PGJDBC_JAR:-/usr/share/java/postgresql.jar}"
+[ -f "$PGJDBC_JAR" ] || die "pgjdbc not found at $PGJDBC_JAR (scripts/deps/clients.sh installs it; or set PGJDBC_JAR)"
+command -v javac >/dev/null 2>&1 && command -v java >/dev/null 2>&1 || die "java and javac not found (a JDK)"
+CLASSES="$TARGET/bench-stream-classes"
+mkdir -p "$CLASSES"
+javac -d "$CLASSES" -cp "$PGJDBC_JAR" "$ROOT/compat-tests/clients/StreamBench.java"
+CLIENT=(java -cp "$PGJDBC_JAR:$CLASSES" StreamBench)
+
+log "cargo build --release --bin tributary (target: $TARGET)"
 cargo build --release --bin tributary
-cargo build --release -p compat-tests --example stream_bench
 BIN="$TARGET/release/tributary"
-CLIENT="$TARGET/release/examples/stream_bench"
 [ -x "$BIN" ] || die "release binary not found at $BIN"
-[ -x "$CLIENT" ] || die "stream_bench not found at $CLIENT"
 
 # ---- servers: PostgreSQL (own data directory) and Tributary, stopped on exit ------------------
 PGDATA="$BASE/data"
@@ -109,7 +116,7 @@ log "starting $BIN on 127.0.0.1:$PORT (log: $SERVER_LOG)"
 SERVER_PID=$!
 wait_port "$PORT" || { cat "$SERVER_LOG" >&2; die "tributary did not accept connections on port $PORT"; }
 
-pg() { "$PSQL" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"; }
+pg() { PGOPTIONS="-c client_min_messages=warning" "$PSQL" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"; }
 
 # ---- data: lineitem in PostgreSQL (DDL as scripts/bench-postgres.sh), copied out of Tributary ----
 pg -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1 \
@@ -140,32 +147,32 @@ esac
 EXPECTED="$(pg -d "$DB" -tAc "SELECT count(*) FROM $PG_SCHEMA.lineitem")"
 
 # ---- runs: best of $RUNS per server and way ----------------------------------------------------
-PG_URL="postgresql://postgres@127.0.0.1:$PG_PORT/$DB"
-TRIB_URL="postgresql://bench@127.0.0.1:$PORT/$DB"
+PG_URL="jdbc:postgresql://127.0.0.1:$PG_PORT/$DB"
+TRIB_URL="jdbc:postgresql://127.0.0.1:$PORT/$DB"
 RESULTS="$TARGET/bench-stream.tsv"
 printf 'server\tway\trows\tseconds\trows_per_s\tMB_per_s\n' >"$RESULTS"
-run() { # server url way sql
+run() { # server url user way sql
   local best="" best_bytes=0 line rows seconds bytes
   for i in $(seq 1 "$RUNS"); do
-    line="$("$CLIENT" "$2" "$3" "$4")" || die "$1 $3 failed: $4"
+    line="$("${CLIENT[@]}" "$2" "$3" "$4" "$5")" || die "$1 $4 failed: $5"
     read -r rows seconds bytes <<<"$line"
-    [ "$rows" = "$EXPECTED" ] || die "$1 $3 read $rows rows, expected $EXPECTED"
-    log "$1 $3 run $i: $rows rows in $seconds s"
+    [ "$rows" = "$EXPECTED" ] || die "$1 $4 read $rows rows, expected $EXPECTED"
+    log "$1 $4 run $i: $rows rows in $seconds s"
     if [ -z "$best" ] || awk -v a="$seconds" -v b="$best" 'BEGIN { exit !(a < b) }'; then
       best="$seconds"
       best_bytes="$bytes"
     fi
   done
-  awk -v s="$1" -v w="$3" -v r="$EXPECTED" -v t="$best" -v b="$best_bytes" 'BEGIN {
+  awk -v s="$1" -v w="$4" -v r="$EXPECTED" -v t="$best" -v b="$best_bytes" 'BEGIN {
     way = (w == "rows") ? "binary rows" : "COPY text"
     mb = (b > 0) ? sprintf("%.1f", b / t / 1e6) : "-"
     printf "%s\t%s\t%d\t%.2f\t%.0f\t%s\n", s, way, r, t, r / t, mb
   }' >>"$RESULTS"
 }
-run postgres "$PG_URL" rows "SELECT * FROM $PG_SCHEMA.lineitem"
-run tributary "$TRIB_URL" rows "SELECT * FROM $SCHEMA.lineitem"
-run postgres "$PG_URL" copy "COPY (SELECT * FROM $PG_SCHEMA.lineitem) TO STDOUT"
-run tributary "$TRIB_URL" copy "COPY (SELECT * FROM $SCHEMA.lineitem) TO STDOUT"
+run postgres "$PG_URL" postgres rows "SELECT * FROM $PG_SCHEMA.lineitem"
+run tributary "$TRIB_URL" bench rows "SELECT * FROM $SCHEMA.lineitem"
+run postgres "$PG_URL" postgres copy "COPY (SELECT * FROM $PG_SCHEMA.lineitem) TO STDOUT"
+run tributary "$TRIB_URL" bench copy "COPY (SELECT * FROM $SCHEMA.lineitem) TO STDOUT"
 
 printf '\nlineitem (%s rows), best of %s runs:\n' "$EXPECTED" "$RUNS"
 column -t -s $'\t' "$RESULTS"
