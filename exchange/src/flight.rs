@@ -38,6 +38,17 @@ pub const NODE_LOST_SQLSTATE: &str = "58000";
 /// messages of at most 2 MiB by the encoder).
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
+/// HTTP/2 receive window of one `do_get` stream (bytes): how much of one partition may be in flight
+/// or unread on the consumer's side before the producer's node stops sending it (hyper's default).
+pub const STREAM_WINDOW_BYTES: u32 = 2 << 20;
+
+/// HTTP/2 receive window of a whole connection (bytes): the protocol's largest, so that only the
+/// per-stream windows apply. Every read from one node shares one connection; with a connection window
+/// of a few stream windows (hyper's default is 5 MiB), a few partitions that a consumer is not reading
+/// yet (a join's probe side while its build side loads) would hold the whole window and stall the
+/// partitions it is waiting for: a distributed deadlock (TPC-H q18 at scale 1 hung that way).
+pub const CONNECTION_WINDOW_BYTES: u32 = (1 << 31) - 1;
+
 /// Maps an error to the `(SQLSTATE, message)` a client would see, so the error keeps its code when it
 /// crosses to another node. Provided by the front end, which owns the SQLSTATE mapping.
 pub type ErrorClassifier = Arc<dyn Fn(&DataFusionError) -> (String, String) + Send + Sync>;
@@ -195,6 +206,9 @@ impl Channels {
             })?
             .connect_timeout(std::time::Duration::from_secs(5))
             .tcp_nodelay(true)
+            .http2_adaptive_window(false)
+            .initial_stream_window_size(STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
             .http2_keep_alive_interval(std::time::Duration::from_secs(5))
             .keep_alive_timeout(std::time::Duration::from_secs(10));
         let channel = endpoint.connect_lazy();

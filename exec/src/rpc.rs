@@ -76,10 +76,13 @@ impl NodeService {
         let server = FlightServiceServer::new(self)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        // `Server::tcp_nodelay` only applies to listeners tonic binds itself; accepted connections
+        // need it set here, or every small reply (task reports, the last Flight message of a
+        // partition) waits for the peer's delayed ACK: about 40 ms per stage on Linux.
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             .add_service(server)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .serve_with_incoming(incoming)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))
     }
