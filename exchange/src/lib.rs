@@ -24,6 +24,22 @@ pub mod read;
 
 pub use read::{ExchangeContext, ExchangeReadExec, ReadMode};
 
+/// Bytes of data in `batch`: what its rows occupy, counting only the part of each buffer a sliced
+/// array refers to (about the Arrow IPC body size). `RecordBatch::get_array_memory_size` counts whole
+/// buffers instead, so slices of one batch (as a hash repartition emits) would each count all of it.
+/// Used for exchange buffer limits and the bytes reported per task.
+pub fn batch_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
+        .sum()
+}
+
 /// The output of one task of one stage of one query.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskOutputId {
@@ -90,4 +106,20 @@ pub trait Exchange: ExchangeSource {
     ) -> Result<Box<dyn ExchangeSink>>;
     /// Drops everything held for `query` (called when the query ends, however it ends).
     fn release_query(&self, query: &str);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+
+    #[test]
+    fn batch_bytes_counts_only_what_a_slice_refers_to() {
+        let values = Int64Array::from_iter_values(0..1000);
+        let batch = RecordBatch::try_from_iter([("v", Arc::new(values) as _)]).unwrap();
+        assert_eq!(batch_bytes(&batch), 8000);
+        let slice = batch.slice(100, 100);
+        assert_eq!(batch_bytes(&slice), 800);
+        assert!(slice.get_array_memory_size() >= 8000);
+    }
 }

@@ -75,7 +75,7 @@ impl Inner {
         };
         while self.base < keep_from {
             match self.batches.pop_front() {
-                Some(b) => self.bytes -= b.get_array_memory_size(),
+                Some(b) => self.bytes -= crate::batch_bytes(&b),
                 None => break,
             }
             self.base += 1;
@@ -149,7 +149,7 @@ impl PartitionBuffer {
     /// Appends `batch`, waiting while the buffer is full. Returns false if the partition is abandoned
     /// (the batch is discarded).
     async fn push(&self, batch: RecordBatch) -> bool {
-        let size = batch.get_array_memory_size();
+        let size = crate::batch_bytes(&batch);
         loop {
             let notified = self.changed.notified();
             {

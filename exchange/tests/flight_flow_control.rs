@@ -72,7 +72,10 @@ impl FlightService for ReadServer {
     ) -> Result<Response<SchemaResult>, Status> {
         Err(Status::unimplemented("get_schema"))
     }
-    async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+    async fn do_get(
+        &self,
+        request: Request<Ticket>,
+    ) -> Result<Response<Self::DoGetStream>, Status> {
         let ticket = ReadTicket::decode(request.get_ref())?;
         let classify: tributary_exchange::flight::ErrorClassifier =
             Arc::new(|e| ("XX000".to_string(), e.to_string()));
@@ -175,10 +178,11 @@ async fn unread_partitions_do_not_stall_another_partition_on_the_same_connection
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let small = source.read(&output, UNREAD, schema.clone()).unwrap();
-    let batches: Vec<RecordBatch> = tokio::time::timeout(Duration::from_secs(30), small.try_collect())
-        .await
-        .expect("the small partition stalled behind unread partitions on the same connection")
-        .unwrap();
+    let batches: Vec<RecordBatch> =
+        tokio::time::timeout(Duration::from_secs(30), small.try_collect())
+            .await
+            .expect("the small partition stalled behind unread partitions on the same connection")
+            .unwrap();
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 10);
 
     // The unread partitions are still whole.

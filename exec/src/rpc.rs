@@ -79,7 +79,8 @@ impl NodeService {
         // `Server::tcp_nodelay` only applies to listeners tonic binds itself; accepted connections
         // need it set here, or every small reply (task reports, the last Flight message of a
         // partition) waits for the peer's delayed ACK: about 40 ms per stage on Linux.
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         tonic::transport::Server::builder()
             .add_service(server)
             .serve_with_incoming(incoming)

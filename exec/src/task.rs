@@ -32,7 +32,7 @@ pub struct TaskReport {
     pub task: usize,
     /// Rows written to the task's output partitions.
     pub rows: u64,
-    /// Arrow in-memory bytes of those rows.
+    /// Bytes of those rows as Arrow data ([`tributary_exchange::batch_bytes`]).
     pub bytes: u64,
     /// Wall time from start to end, milliseconds.
     pub elapsed_ms: u64,
@@ -299,7 +299,7 @@ async fn run_task(
         while let Some(batch) = stream.next().await {
             let batch: RecordBatch = batch?;
             rows += batch.num_rows() as u64;
-            bytes += batch.get_array_memory_size() as u64;
+            bytes += tributary_exchange::batch_bytes(&batch) as u64;
             // Yield to the runtime between batches so sessions, accepts and cancels keep being served.
             tokio::task::consume_budget().await;
             match partitioner.as_mut() {
