@@ -49,6 +49,10 @@ pub const STREAM_WINDOW_BYTES: u32 = 2 << 20;
 /// partitions it is waiting for: a distributed deadlock (TPC-H q18 at scale 1 hung that way).
 pub const CONNECTION_WINDOW_BYTES: u32 = (1 << 31) - 1;
 
+/// Largest HTTP/2 frame a node accepts on its reads (bytes): Flight messages are up to 2 MiB, and
+/// HTTP/2's default 16 KiB frames cut each into 128 frames, each framed, copied and flow-controlled.
+pub const MAX_FRAME_BYTES: u32 = 1 << 20;
+
 /// Maps an error to the `(SQLSTATE, message)` a client would see, so the error keeps its code when it
 /// crosses to another node. Provided by the front end, which owns the SQLSTATE mapping.
 pub type ErrorClassifier = Arc<dyn Fn(&DataFusionError) -> (String, String) + Send + Sync>;
@@ -209,6 +213,7 @@ impl Channels {
             .http2_adaptive_window(false)
             .initial_stream_window_size(STREAM_WINDOW_BYTES)
             .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+            .max_frame_size(MAX_FRAME_BYTES)
             .http2_keep_alive_interval(std::time::Duration::from_secs(5))
             .keep_alive_timeout(std::time::Duration::from_secs(10));
         let channel = endpoint.connect_lazy();
