@@ -40,10 +40,11 @@ enum State {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Batches not yet read by every registered reader; `batches[0]` has absolute index `base`.
-    batches: VecDeque<RecordBatch>,
+    /// Batches not yet read by every registered reader, with their [`crate::batch_bytes`];
+    /// `batches[0]` has absolute index `base`.
+    batches: VecDeque<(RecordBatch, usize)>,
     base: usize,
-    /// Memory held by `batches`.
+    /// Sum of the byte counts in `batches`.
     bytes: usize,
     /// Registered readers: id -> absolute index of the next batch each reads.
     readers: HashMap<u64, usize>,
@@ -75,7 +76,7 @@ impl Inner {
         };
         while self.base < keep_from {
             match self.batches.pop_front() {
-                Some(b) => self.bytes -= crate::batch_bytes(&b),
+                Some((_, size)) => self.bytes -= size,
                 None => break,
             }
             self.base += 1;
@@ -130,7 +131,7 @@ impl PartitionBuffer {
         let mut inner = self.inner.lock();
         let next = inner.readers.get(&reader).copied().unwrap_or(usize::MAX);
         let step = match inner.batches.get(next.wrapping_sub(inner.base)) {
-            Some(batch) => Step::Batch(batch.clone()),
+            Some((batch, _)) => Step::Batch(batch.clone()),
             None => match &inner.state {
                 State::Open => Step::Wait,
                 State::Finished => Step::End,
@@ -159,7 +160,7 @@ impl PartitionBuffer {
                 }
                 if inner.batches.is_empty() || inner.bytes + size <= PARTITION_BUFFER_BYTES {
                     inner.bytes += size;
-                    inner.batches.push_back(batch);
+                    inner.batches.push_back((batch, size));
                     drop(inner);
                     self.changed.notify_waiters();
                     return true;
