@@ -349,6 +349,36 @@ async fn killing_a_worker_fails_its_query_and_the_next_runs_on_the_survivor() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_lost_between_queries_is_skipped_when_the_next_query_is_placed() {
+    let cluster = Cluster::start(&["w1", "w2"]).await;
+    let c = cluster.coordinator.connect("tpch").await;
+    // Before its heartbeat times out (3 s) the coordinator still lists w2 active, so the next query
+    // is placed on it; starting its tasks there fails, and as none ran, the query is placed again.
+    cluster.kill_worker("w2");
+    let rows = run(
+        &c,
+        "SELECT n_regionkey, count(*) FROM tpch.tiny.nation GROUP BY n_regionkey ORDER BY 1",
+        "query after the kill",
+    )
+    .await;
+    assert_eq!(rows.strings().len(), 5);
+    cluster.wait_node_state("w2", "dead").await;
+    // The second placement attempt's tasks (`QUERY.a2`) ran on the survivor.
+    let on_w1 = run(
+        &c,
+        "SELECT count(*) FROM system.runtime.tasks \
+         WHERE query_id LIKE '%.a2' AND worker = 'w1' AND state = 'FINISHED'",
+        "tasks",
+    )
+    .await;
+    assert_ne!(
+        on_w1.strings()[0][0],
+        "0",
+        "the query was not placed again on w1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canceled_distributed_query_leaves_no_running_tasks() {
     let cluster = Cluster::start(&["w1", "w2"]).await;
     let c = Arc::new(cluster.coordinator.connect("tpch").await);

@@ -59,7 +59,8 @@ pub struct QueryInfo {
 /// reduced to what Tributary tracks).
 #[derive(Debug, Clone)]
 pub struct TaskInfo {
-    /// The query the task belongs to.
+    /// The query the task belongs to; `QUERY.sqN` for a scalar subquery run before it, `QUERY.aN`
+    /// when the query was placed again (attempt N) after a worker was found lost.
     pub query_id: String,
     /// Stage number within the query (0 is the root stage, on the coordinator).
     pub stage: i64,
@@ -67,7 +68,8 @@ pub struct TaskInfo {
     pub task: i64,
     /// Node id of the worker that runs or ran it.
     pub worker: String,
-    /// `RUNNING`, `FINISHED`, `FAILED`, `CANCELED`.
+    /// `PLANNED` (sent to its worker, not yet accepted), `RUNNING`, `FINISHED`, `FAILED`,
+    /// `CANCELED` (Trino's names).
     pub state: String,
     /// Rows the task wrote to its output so far or in total.
     pub rows: i64,

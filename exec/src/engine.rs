@@ -483,25 +483,32 @@ impl Engine {
         staged: &StagePlan,
         query_id: &str,
     ) -> DfResult<(QueryExecution, SendableRecordBatchStream)> {
-        let query: Arc<str> = Arc::from(query_id);
         let scheduler = Scheduler {
             runtime: &self.tasks,
             workers: &self.workers,
             tracker: &self.tracker,
         };
-        // A worker found lost while the tasks are being placed is marked dead; nothing has reached
-        // the client yet, so the query is placed again on the workers that remain.
+        // A worker found lost before any of the query's tasks ran on it is marked dead; nothing has
+        // reached the client, so the query is placed again on the workers that remain. Each attempt's
+        // tasks and exchanges go by their own key (`QUERY.aN` from the second on, as Trino's task ids
+        // carry an attempt), so the release of a failed attempt cannot reach the next one's.
         let mut attempts = 0;
         loop {
             attempts += 1;
+            let query: Arc<str> = if attempts == 1 {
+                Arc::from(query_id)
+            } else {
+                Arc::from(format!("{query_id}.a{attempts}"))
+            };
             match scheduler
                 .start(query.clone(), staged, TaskContext::from(state))
                 .await
             {
-                Err(e) if attempts < 3 && crate::scheduler::is_node_lost(&e) => {
-                    tracing::info!(query = %query, "placing the query again: {e}");
+                Ok(started) => return Ok(started),
+                Err(f) if attempts < 3 && f.may_place_again => {
+                    tracing::info!(query = %query, "placing the query again: {}", f.error);
                 }
-                other => return other,
+                Err(f) => return Err(f.error),
             }
         }
     }

@@ -85,6 +85,16 @@ impl Drop for QueryExecution {
     }
 }
 
+/// Why [`Scheduler::start`] failed.
+#[derive(Debug)]
+pub struct StartFailure {
+    /// The error, as the client should see it.
+    pub error: DataFusionError,
+    /// A worker was lost before any task of the query ran on it: nothing has reached the client and
+    /// no work was lost, so the query may be placed again on the workers that remain.
+    pub may_place_again: bool,
+}
+
 /// Everything the scheduler needs from the engine.
 pub struct Scheduler<'a> {
     /// This node's task runtime (runs local tasks and the root stage).
@@ -106,11 +116,35 @@ impl Scheduler<'_> {
     /// Places and starts every non-root stage's tasks and returns the execution guard plus the root
     /// stage's output stream (which ends with the first task failure). `base` carries the session's
     /// settings and functions. The stream must be polled with the guard alive.
+    ///
+    /// # Errors
+    /// The first error placing or starting a task. A worker found lost (unreachable, or its RunTasks
+    /// call broke off) is marked dead; [`StartFailure::may_place_again`] says whether none of this
+    /// query's tasks had started on it, so the caller may place the query again on the workers that
+    /// remain. Once a task has run on the lost worker the query fails (`retry_policy = NONE`).
     pub async fn start(
         &self,
         query: Arc<str>,
         plan: &StagePlan,
         base: TaskContext,
+    ) -> std::result::Result<(QueryExecution, SendableRecordBatchStream), StartFailure> {
+        let mut may_place_again = false;
+        self.start_tasks(query, plan, base, &mut may_place_again)
+            .await
+            .map_err(|error| StartFailure {
+                error,
+                may_place_again,
+            })
+    }
+
+    /// [`Scheduler::start`]; sets `may_place_again` when it fails on a worker that ran none of the
+    /// query's tasks.
+    async fn start_tasks(
+        &self,
+        query: Arc<str>,
+        plan: &StagePlan,
+        base: TaskContext,
+        may_place_again: &mut bool,
     ) -> Result<(QueryExecution, SendableRecordBatchStream)> {
         let config: Vec<(String, String)> = base
             .session_config()
@@ -153,7 +187,7 @@ impl Scheduler<'_> {
             let mut remote: BTreeMap<String, (Arc<Worker>, Vec<usize>)> = BTreeMap::new();
             for (task, w) in placement.workers.iter().enumerate() {
                 w.add_tasks(1);
-                self.tracker.task_started(&query, stage.id, task, &w.id);
+                self.tracker.task_planned(&query, stage.id, task, &w.id);
                 match &w.kind {
                     WorkerKind::Local => local.push(task),
                     WorkerKind::Remote { address } => remote
@@ -177,6 +211,7 @@ impl Scheduler<'_> {
                     ctx.clone(),
                     tx,
                 )?;
+                self.tracker.tasks_running(&query, stage.id, &local);
                 let reports = tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
                     .take(local.len())
                     .map(Ok)
@@ -193,7 +228,7 @@ impl Scheduler<'_> {
                 let spec = TaskSpec {
                     query: query.to_string(),
                     stage: stage.id,
-                    tasks,
+                    tasks: tasks.clone(),
                     stage_tasks: stage.tasks,
                     output_partitions: stage.output.partitions(),
                     readers,
@@ -205,23 +240,29 @@ impl Scheduler<'_> {
                 let body = encode_run_tasks(&spec, partitioned, &fragment);
                 async move {
                     let started = run_remote_tasks(self.runtime, &worker.id, &address, body).await;
-                    (worker, address, started)
+                    (worker, address, tasks, started)
                 }
             });
-            for (worker, address, started) in futures::future::join_all(starts).await {
+            for (worker, address, tasks, started) in futures::future::join_all(starts).await {
+                // Whether an earlier stage of this query already runs tasks on this worker.
+                let ran_tasks = execution.remote.contains(&address);
                 execution.remote.push(address.clone());
                 match started {
-                    Ok(reports) => execution.watchers.push(self.watch(
-                        query.clone(),
-                        stage.id,
-                        Some(worker),
-                        reports,
-                        fail_tx.clone(),
-                    )),
+                    Ok(reports) => {
+                        self.tracker.tasks_running(&query, stage.id, &tasks);
+                        execution.watchers.push(self.watch(
+                            query.clone(),
+                            stage.id,
+                            Some(worker),
+                            reports,
+                            fail_tx.clone(),
+                        ))
+                    }
                     Err(e) => {
                         if is_node_lost(&e) {
                             self.workers.mark_dead(&worker.id, &e.to_string());
                             self.runtime.channels.forget(&address);
+                            *may_place_again = !ran_tasks;
                         }
                         return Err(e);
                     }

@@ -101,9 +101,10 @@ impl QueryTracker {
         }
     }
 
-    /// Records a RUNNING task of `query_id` (or of one of its sub-plans: `QUERY.sqN` keys count as
-    /// the query) placed on `worker`.
-    pub fn task_started(&self, query_id: &str, stage: usize, task: usize, worker: &str) {
+    /// Records a task of `query_id` (or of one of its sub-plans, `QUERY.sqN`, or a later placement
+    /// attempt, `QUERY.aN`: those keys count as the query) placed on `worker`: PLANNED until [`QueryTracker::tasks_running`] says the worker
+    /// accepted it.
+    pub fn task_planned(&self, query_id: &str, stage: usize, task: usize, worker: &str) {
         let mut t = self.tasks.lock();
         trim(&mut t, MAX_TASK_HISTORY);
         t.push_back(TaskEntry {
@@ -112,7 +113,7 @@ impl QueryTracker {
                 stage: stage as i64,
                 task: task as i64,
                 worker: worker.to_string(),
-                state: "RUNNING".into(),
+                state: "PLANNED".into(),
                 rows: 0,
                 bytes: 0,
                 elapsed_ms: 0,
@@ -122,6 +123,19 @@ impl QueryTracker {
         });
     }
 
+    /// Marks the PLANNED `tasks` of `stage` RUNNING: their worker accepted them.
+    pub fn tasks_running(&self, query_id: &str, stage: usize, tasks: &[usize]) {
+        for e in self.tasks.lock().iter_mut().rev() {
+            if e.info.query_id == query_id
+                && e.info.stage == stage as i64
+                && e.info.state == "PLANNED"
+                && tasks.contains(&(e.info.task as usize))
+            {
+                e.info.state = "RUNNING".into();
+            }
+        }
+    }
+
     /// Records the end of a task of `stage`: FINISHED, or FAILED with the report's error.
     pub fn task_finished(&self, query_id: &str, stage: usize, report: &crate::task::TaskReport) {
         let mut t = self.tasks.lock();
@@ -129,7 +143,7 @@ impl QueryTracker {
             e.info.query_id == query_id
                 && e.info.stage == stage as i64
                 && e.info.task == report.task as i64
-        }) && e.info.state == "RUNNING"
+        }) && task_live(&e.info.state)
         {
             e.info.state = if report.error.is_some() {
                 "FAILED"
@@ -147,19 +161,25 @@ impl QueryTracker {
     /// Marks every still-running task of `query_id` CANCELED (the query ended before they did).
     pub fn tasks_canceled(&self, query_id: &str) {
         for e in self.tasks.lock().iter_mut() {
-            if e.info.query_id == query_id && e.info.state == "RUNNING" {
+            if e.info.query_id == query_id && task_live(&e.info.state) {
                 e.info.state = "CANCELED".into();
                 e.info.elapsed_ms = e.started.elapsed().as_millis() as i64;
             }
         }
     }
 
-    /// The tasks recorded for `query_id`, in start order.
+    /// The tasks recorded for `query_id` (and its later placement attempts, `QUERY.aN`), in start
+    /// order.
     pub fn tasks_of(&self, query_id: &str) -> Vec<TaskInfo> {
+        let attempt_of = |key: &str| {
+            key.strip_prefix(query_id)
+                .and_then(|rest| rest.strip_prefix(".a"))
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        };
         self.tasks
             .lock()
             .iter()
-            .filter(|e| e.info.query_id == query_id)
+            .filter(|e| e.info.query_id == query_id || attempt_of(&e.info.query_id))
             .map(|e| e.info.clone())
             .collect()
     }
@@ -184,6 +204,11 @@ impl RuntimeInfo for QueryTracker {
     fn tasks(&self) -> Vec<TaskInfo> {
         snapshot(&self.tasks.lock())
     }
+}
+
+/// Whether a task in `state` has not ended (PLANNED or RUNNING).
+fn task_live(state: &str) -> bool {
+    state == "RUNNING" || state == "PLANNED"
 }
 
 /// A tracked query or task: its row, whether it still runs, and since when.
@@ -217,7 +242,7 @@ impl Tracked for TaskEntry {
         &self.info
     }
     fn running(&self) -> bool {
-        self.info.state == "RUNNING"
+        task_live(&self.info.state)
     }
     fn started(&self) -> Instant {
         self.started
