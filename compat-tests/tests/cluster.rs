@@ -92,12 +92,14 @@ fn lake_dir() -> &'static Path {
     .path()
 }
 
-/// A config directory with the lake catalog, fast heartbeats, and the built-in catalogs; `extra` is
-/// appended to `config.toml`.
-fn config_dir(extra: &str) -> ConfigDir {
+/// A config directory with the lake catalog, fast heartbeats, and the built-in catalogs; `engine` is
+/// added to `config.toml`'s `[engine]` table. Each node runs its tasks on one thread: the
+/// coordinator and both workers share this machine's cores.
+fn config_dir(engine: &str) -> ConfigDir {
     ConfigDir::new()
         .config(&format!(
-            "{extra}\n[node]\nheartbeat_interval_ms = 200\nheartbeat_timeout_ms = 3000\n"
+            "[node]\nheartbeat_interval_ms = 200\nheartbeat_timeout_ms = 3000\n\
+             [engine]\ntask_threads = 1\n{engine}"
         ))
         .catalog(
             "lake",
@@ -424,7 +426,7 @@ async fn a_canceled_distributed_query_leaves_no_running_tasks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_past_its_memory_limit_fails_with_53200_and_the_cluster_serves_on() {
-    let config = config_dir("[engine]\nquery_max_memory_per_node_mb = 1\n");
+    let config = config_dir("query_max_memory_per_node_mb = 1\n");
     let cluster = Cluster::start_with(config, &["w1", "w2"]).await;
     let c = cluster.coordinator.connect("tpch").await;
     // The build side of this join (all of lineitem's comments) needs far more than 1 MB.

@@ -83,6 +83,10 @@ pub struct EngineConfig {
     pub cluster: ClusterConfig,
     /// Memory limits of this node.
     pub memory: MemoryConfig,
+    /// Threads of the runtime tasks run on (Trino's `task.max-worker-threads`); `None`: one per
+    /// available core. Co-located nodes (tests, a cluster on one machine) share cores and may want
+    /// fewer.
+    pub task_threads: Option<usize>,
 }
 
 impl Default for EngineConfig {
@@ -93,6 +97,7 @@ impl Default for EngineConfig {
             hash_partitions: 4,
             cluster: ClusterConfig::default(),
             memory: MemoryConfig::default(),
+            task_threads: None,
         }
     }
 }
@@ -235,6 +240,7 @@ impl Engine {
             session,
             classify,
             config.memory.query_limit,
+            config.task_threads,
         );
         let workers = Arc::new(match cluster.role {
             NodeRole::Single => {
@@ -255,7 +261,7 @@ impl Engine {
                     tracing::error!("node RPC service stopped: {e}");
                 }
             });
-            tracing::info!(address, role = ?cluster.role, "node RPC listening");
+            tracing::info!(address, role = ?cluster.role, task_threads = tasks.task_threads(), "node RPC listening");
         }
         match cluster.role {
             NodeRole::Coordinator => {

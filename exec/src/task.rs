@@ -73,8 +73,11 @@ struct Executor {
 }
 
 impl Executor {
-    fn new() -> Self {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    /// A runtime of `threads` worker threads (the machine's available parallelism when `None`).
+    fn new(threads: Option<usize>) -> Self {
+        let threads = threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .max(1);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("task")
@@ -136,6 +139,7 @@ impl TaskRuntime {
         session: SessionContext,
         classify: ErrorClassifier,
         query_memory: Option<usize>,
+        task_threads: Option<usize>,
     ) -> Arc<Self> {
         Arc::new(Self {
             node_id,
@@ -147,8 +151,13 @@ impl TaskRuntime {
             classify,
             running: Mutex::new(HashMap::new()),
             query_memory,
-            executor: Executor::new(),
+            executor: Executor::new(task_threads),
         })
+    }
+
+    /// Threads of the runtime this node's tasks run on.
+    pub fn task_threads(&self) -> usize {
+        self.executor.handle.metrics().num_workers()
     }
 
     /// The task context of a query's tasks on this node: `base` (the session's settings and functions)
@@ -343,5 +352,17 @@ async fn run_task(
         bytes,
         elapsed_ms: started.elapsed().as_millis() as u64,
         error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Executor;
+
+    #[test]
+    fn the_task_runtime_has_the_configured_threads() {
+        assert_eq!(Executor::new(Some(3)).handle.metrics().num_workers(), 3);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        assert_eq!(Executor::new(None).handle.metrics().num_workers(), cores);
     }
 }

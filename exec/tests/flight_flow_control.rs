@@ -55,6 +55,7 @@ async fn unread_partitions_do_not_stall_another_partition_on_the_same_connection
         SessionContext::new(),
         default_classifier(),
         None,
+        None,
     );
     let mut sink = node.exchange.create_sink(&output, UNREAD + 1, 1).unwrap();
     for p in 0..UNREAD {

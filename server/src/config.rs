@@ -80,6 +80,9 @@ pub struct ServerConfig {
     /// `[engine] query_max_memory_per_node_mb`: memory one query may use on this node (Trino's
     /// `query.max-memory-per-node`; unbounded when absent).
     pub query_max_memory_per_node_mb: Option<usize>,
+    /// `[engine] task_threads`: threads of the runtime tasks run on (Trino's
+    /// `task.max-worker-threads`; one per available core when absent).
+    pub task_threads: Option<usize>,
     /// `DIR/catalog`, when a config directory is used.
     pub catalog_dir: Option<PathBuf>,
     /// `[auth]`: how clients authenticate.
@@ -143,6 +146,7 @@ impl Default for ServerConfig {
             hash_partitions: 4,
             max_memory_mb: None,
             query_max_memory_per_node_mb: None,
+            task_threads: None,
             catalog_dir: None,
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
@@ -263,6 +267,9 @@ impl ServerConfig {
                     ("engine", "max_memory_mb") => {
                         config.max_memory_mb = Some(positive(value).map_err(|r| err(&full, r))?)
                     }
+                    ("engine", "task_threads") => {
+                        config.task_threads = Some(bounded(value).map_err(|r| err(&full, r))?)
+                    }
                     ("engine", "query_max_memory_per_node_mb") => {
                         config.query_max_memory_per_node_mb =
                             Some(positive(value).map_err(|r| err(&full, r))?)
@@ -380,12 +387,13 @@ mod tests {
     #[test]
     fn reads_every_key() {
         let config = parse(
-            "[server]\nlisten = \"0.0.0.0:9000\"\n[node]\nrole = \"single\"\n[engine]\nworkers = 3\nhash_partitions = 8\n",
+            "[server]\nlisten = \"0.0.0.0:9000\"\n[node]\nrole = \"single\"\n[engine]\nworkers = 3\nhash_partitions = 8\ntask_threads = 3\n",
         )
         .unwrap();
         assert_eq!(config.listen, "0.0.0.0:9000");
         assert_eq!(config.workers, 3);
         assert_eq!(config.hash_partitions, 8);
+        assert_eq!(config.task_threads, Some(3));
         let config = parse(
             "[node]\nrole = \"worker\"\nid = \"w1\"\nrpc_listen = \"127.0.0.1:7500\"\ncoordinator = \"127.0.0.1:7400\"\ninclude_coordinator = true\nheartbeat_interval_ms = 200\nheartbeat_timeout_ms = 900\n",
         )

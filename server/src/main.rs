@@ -195,6 +195,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 node_limit: config.max_memory_mb.map(|mb| mb << 20),
                 query_limit: config.query_max_memory_per_node_mb.map(|mb| mb << 20),
             },
+            task_threads: config.task_threads,
         },
         pgwire::errors::classifier(),
     )
