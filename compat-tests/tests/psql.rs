@@ -122,6 +122,84 @@ fn list_relations_schemas_databases() {
 }
 
 #[test]
+fn privileges_comments_languages_and_function_source() {
+    let tributary = Tributary::start(None);
+
+    // Access privileges: none granted, one row per table, with psql's columns.
+    let (out, _) = psql(&tributary, "tpch", &["\\dp"]);
+    assert_contains(&out, TPCH_TABLES, "\\dp");
+    assert_contains(
+        &out,
+        &[
+            "Access privileges",
+            "Column privileges",
+            "Policies",
+            "(8 rows)",
+        ],
+        "\\dp",
+    );
+    let (out, _) = psql(&tributary, "tpch", &["\\dp sf1.*"]);
+    assert_contains(&out, &["sf1", "lineitem", "(8 rows)"], "\\dp sf1.*");
+    let (out, _) = psql(&tributary, "tpch", &["\\dp nation"]);
+    assert_contains(&out, &["tiny", "nation", "(1 row)"], "\\dp nation");
+
+    // Comments of constraints, rules, triggers, ... (`tableoid` joins `pg_description`).
+    for command in ["\\dd", "\\dd nation"] {
+        let (out, _) = psql(&tributary, "tpch", &[command]);
+        assert_contains(&out, &["Object descriptions", "(0 rows)"], command);
+    }
+
+    let (out, _) = psql(&tributary, "tpch", &["\\dL"]);
+    assert_contains(
+        &out,
+        &[
+            "List of languages",
+            "plpgsql",
+            "PL/pgSQL procedural language",
+        ],
+        "\\dL",
+    );
+    for (command, title) in [
+        ("\\dy", "List of event triggers"),
+        ("\\dO", "List of collations"),
+        ("\\dX", "List of extended statistics"),
+    ] {
+        let (out, _) = psql(&tributary, "tpch", &[command]);
+        assert_contains(&out, &[title, "(0 rows)"], command);
+    }
+
+    // A built-in function's definition, as PostgreSQL 15 prints it.
+    let (out, _) = psql(&tributary, "tpch", &["\\sf abs(int)"]);
+    assert_eq!(
+        out,
+        "CREATE OR REPLACE FUNCTION pg_catalog.abs(integer)\n RETURNS integer\n LANGUAGE internal\n \
+         IMMUTABLE PARALLEL SAFE STRICT\nAS $function$int4abs$function$\n"
+    );
+    let (out, _) = psql(&tributary, "tpch", &["\\sf version"]);
+    assert_contains(
+        &out,
+        &[
+            "CREATE OR REPLACE FUNCTION pg_catalog.version()",
+            "RETURNS text",
+        ],
+        "\\sf version",
+    );
+    // Overloaded or unknown names fail as in PostgreSQL.
+    let (_, _, stderr) = run_psql(&tributary, "tpch", &["\\sf abs"]);
+    assert_contains(
+        &stderr,
+        &["ERROR:  more than one function named \"abs\""],
+        "\\sf abs",
+    );
+    let (_, _, stderr) = run_psql(&tributary, "tpch", &["\\sf no_such_function"]);
+    assert_contains(
+        &stderr,
+        &["ERROR:  function \"no_such_function\" does not exist"],
+        "\\sf no_such_function",
+    );
+}
+
+#[test]
 fn describe_tables() {
     let tributary = Tributary::start(None);
     let lineitem_columns = [
@@ -387,6 +465,22 @@ async fn pg_catalog_and_functions() {
             .flatten()
             .any(|l| l.contains("Stage 0")),
         "{plan:?}"
+    );
+
+    // Catalog tables have PostgreSQL's system column `tableoid`, the table's own OID.
+    let mut oids = values(
+        &client,
+        "SELECT DISTINCT l.tableoid FROM pg_catalog.pg_language l \
+         UNION ALL SELECT DISTINCT c.tableoid FROM pg_catalog.pg_class c",
+    )
+    .await;
+    oids.sort();
+    assert_eq!(
+        oids,
+        vec![
+            vec![Some("1259".to_string())],
+            vec![Some("2612".to_string())]
+        ]
     );
 
     // Other catalogs have their own pg_catalog.

@@ -21,7 +21,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider};
 use datafusion::common::ScalarValue;
-use datafusion::datasource::TableProvider;
+use datafusion::datasource::{MemTable, TableProvider};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
@@ -36,34 +36,84 @@ use super::session::SERVER_VERSION;
 
 mod functions;
 mod information_schema;
+mod procedures;
 mod relations;
 mod settings;
 mod shapes;
+mod system_columns;
 mod tables;
 mod types;
 
 /// The `pg_catalog` namespace OID every PostgreSQL cluster uses (the static rows reference it).
 const PG_CATALOG_OID: u32 = 11;
 const INFORMATION_SCHEMA_OID: u32 = 13_000;
-/// `pg_catalog` tables clients name by OID (`'pg_class'::regclass` as a `pg_description.classoid`):
-/// their OIDs in every PostgreSQL cluster.
+/// The tables of `pg_catalog` with their OIDs, the same in every PostgreSQL 15 cluster: what clients
+/// name by OID (`'pg_class'::regclass` as a `pg_description.classoid`) and each table's `tableoid`.
 const WELL_KNOWN_TABLES: &[(&str, u32)] = &[
-    ("pg_type", 1247),
-    ("pg_attribute", 1249),
-    ("pg_proc", 1255),
-    ("pg_class", 1259),
-    ("pg_authid", 1260),
-    ("pg_database", 1262),
-    ("pg_namespace", 2615),
-    ("pg_constraint", 2606),
-    ("pg_description", 2609),
-    ("pg_index", 2610),
-    ("pg_trigger", 2620),
+    ("pg_aggregate", 2600),
     ("pg_am", 2601),
+    ("pg_amop", 2602),
+    ("pg_amproc", 2603),
     ("pg_attrdef", 2604),
-    ("pg_operator", 2617),
-    ("pg_rewrite", 2618),
+    ("pg_attribute", 1249),
+    ("pg_auth_members", 1261),
+    ("pg_authid", 1260),
+    ("pg_cast", 2605),
+    ("pg_class", 1259),
     ("pg_collation", 3456),
+    ("pg_constraint", 2606),
+    ("pg_conversion", 2607),
+    ("pg_database", 1262),
+    ("pg_db_role_setting", 2964),
+    ("pg_default_acl", 826),
+    ("pg_depend", 2608),
+    ("pg_description", 2609),
+    ("pg_enum", 3501),
+    ("pg_event_trigger", 3466),
+    ("pg_extension", 3079),
+    ("pg_foreign_data_wrapper", 2328),
+    ("pg_foreign_server", 1417),
+    ("pg_foreign_table", 3118),
+    ("pg_index", 2610),
+    ("pg_inherits", 2611),
+    ("pg_init_privs", 3394),
+    ("pg_language", 2612),
+    ("pg_largeobject", 2613),
+    ("pg_largeobject_metadata", 2995),
+    ("pg_namespace", 2615),
+    ("pg_opclass", 2616),
+    ("pg_operator", 2617),
+    ("pg_opfamily", 2753),
+    ("pg_parameter_acl", 6243),
+    ("pg_partitioned_table", 3350),
+    ("pg_policy", 3256),
+    ("pg_proc", 1255),
+    ("pg_publication", 6104),
+    ("pg_publication_namespace", 6237),
+    ("pg_publication_rel", 6106),
+    ("pg_range", 3541),
+    ("pg_replication_origin", 6000),
+    ("pg_rewrite", 2618),
+    ("pg_seclabel", 3596),
+    ("pg_sequence", 2224),
+    ("pg_shdepend", 1214),
+    ("pg_shdescription", 2396),
+    ("pg_shseclabel", 3592),
+    ("pg_statistic", 2619),
+    ("pg_statistic_ext", 3381),
+    ("pg_statistic_ext_data", 3429),
+    ("pg_subscription", 6100),
+    ("pg_subscription_rel", 6102),
+    ("pg_tablespace", 1213),
+    ("pg_transform", 3576),
+    ("pg_trigger", 2620),
+    ("pg_ts_config", 3602),
+    ("pg_ts_config_map", 3603),
+    ("pg_ts_dict", 3600),
+    ("pg_ts_parser", 3601),
+    ("pg_ts_template", 3764),
+    ("pg_type", 1247),
+    ("pg_user_mapping", 1418),
 ];
 /// The bootstrap superuser's OID, owner of everything.
 const OWNER_OID: i32 = 10;
@@ -90,9 +140,12 @@ pub struct PgCatalog {
     /// The library's provider per catalog (static tables, `pg_settings`, `pg_roles`, `pg_database`...).
     library: Mutex<HashMap<String, Arc<dyn SchemaProvider>>>,
     static_tables: Arc<PgCatalogStaticTables>,
-    /// The library's rows of [`DYNAMIC_TABLES`] that have some, in PostgreSQL's shapes (vector
-    /// columns as arrays), by name: ours are added to them.
+    /// The library's rows of [`DYNAMIC_TABLES`] that have some (ours are added to them) and of the
+    /// static tables with array columns it keeps as text (served as they are), in PostgreSQL's
+    /// shapes (vector and ACL columns as arrays), by name.
     static_rows: HashMap<&'static str, (SchemaRef, Vec<RecordBatch>)>,
+    /// The static functions, for `regprocin` and `pg_get_functiondef`.
+    procedures: Arc<procedures::Procedures>,
     /// Comments and keys by OID, for the functions taking an OID.
     known: Mutex<relations::Known>,
 }
@@ -110,16 +163,35 @@ impl PgCatalog {
     pub fn new(catalogs: Arc<dyn CatalogProviderList>) -> Result<Arc<Self>> {
         let static_tables = Arc::new(PgCatalogStaticTables::try_new()?);
         let mut static_rows = HashMap::new();
+        let t = &static_tables;
         for (name, table) in [
-            ("pg_index", &static_tables.pg_index),
-            ("pg_constraint", &static_tables.pg_constraint),
-            ("pg_description", &static_tables.pg_description),
+            ("pg_index", &t.pg_index),
+            ("pg_constraint", &t.pg_constraint),
+            ("pg_description", &t.pg_description),
+            ("pg_policy", &t.pg_policy),
+            ("pg_event_trigger", &t.pg_event_trigger),
+            ("pg_statistic_ext", &t.pg_statistic_ext),
+            ("pg_language", &t.pg_language),
+            ("pg_proc", &t.pg_proc),
+            ("pg_type", &t.pg_type),
+            ("pg_default_acl", &t.pg_default_acl),
+            ("pg_foreign_data_wrapper", &t.pg_foreign_data_wrapper),
+            ("pg_foreign_server", &t.pg_foreign_server),
+            ("pg_tablespace", &t.pg_tablespace),
+            ("pg_largeobject_metadata", &t.pg_largeobject_metadata),
+            ("pg_init_privs", &t.pg_init_privs),
+            ("pg_collation", &t.pg_collation),
         ] {
             static_rows.insert(
                 name,
                 shapes::reshape_static(name, table.schema(), table.data())?,
             );
         }
+        let procedures = Arc::new(procedures::Procedures::new(
+            t.pg_proc.data(),
+            t.pg_type.data(),
+            t.pg_language.data(),
+        )?);
         Ok(Arc::new(Self {
             catalogs,
             oids: Mutex::new(Oids {
@@ -129,6 +201,7 @@ impl PgCatalog {
             library: Mutex::new(HashMap::new()),
             static_tables,
             static_rows,
+            procedures,
             known: Mutex::new(relations::Known::default()),
         }))
     }
@@ -242,6 +315,9 @@ impl PgCatalog {
         for udf in functions::udfs(self.static_tables.pg_type.data()) {
             ctx.register_udf(udf);
         }
+        for udf in procedures::udfs(self.procedures.clone()) {
+            ctx.register_udf(udf);
+        }
     }
 
     fn session_udfs(self: &Arc<Self>, catalog: &str, schema: &str, user: &str) -> Vec<ScalarUDF> {
@@ -268,6 +344,11 @@ impl PgCatalog {
             "pg_collation_is_visible",
             "pg_conversion_is_visible",
             "pg_ts_config_is_visible",
+            "pg_ts_dict_is_visible",
+            "pg_ts_parser_is_visible",
+            "pg_ts_template_is_visible",
+            "pg_opfamily_is_visible",
+            "pg_statistics_obj_is_visible",
         ] {
             udfs.push(oid_predicate(name, |_| true));
         }
@@ -315,6 +396,8 @@ impl PgCatalog {
         udfs.push(size_udf("pg_relation_size"));
         udfs.push(size_udf("pg_total_relation_size"));
         udfs.push(size_pretty());
+        udfs.push(constant_text("getdatabaseencoding", "UTF8".to_string()));
+        udfs.push(char_to_encoding());
         udfs
     }
 }
@@ -396,6 +479,37 @@ fn current_schemas(schemas: Vec<String>) -> ScalarUDF {
                 &DataType::Utf8,
             );
             Ok(ColumnarValue::Scalar(ScalarValue::List(list)))
+        }),
+    )
+}
+
+/// `pg_char_to_encoding(name)`: the number of an encoding name (`UTF8`, any case, with or without
+/// dashes, is 6; `SQL_ASCII` 0), -1 for names the server does not know. Every catalog is UTF8.
+fn char_to_encoding() -> ScalarUDF {
+    create_udf(
+        "pg_char_to_encoding",
+        vec![DataType::Utf8],
+        DataType::Int32,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let scalar = matches!(args[0], ColumnarValue::Scalar(_));
+            let names = cast(&args[0].to_array(rows_of(args))?, &DataType::Utf8)?;
+            let names = names
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| DataFusionError::Internal("pg_char_to_encoding argument".into()))?;
+            let numbers: datafusion::arrow::array::Int32Array = names
+                .iter()
+                .map(|name| {
+                    let name = name?.replace(['-', '_'], "").to_ascii_uppercase();
+                    Some(match name.as_str() {
+                        "UTF8" | "UNICODE" => 6,
+                        "SQLASCII" => 0,
+                        _ => -1,
+                    })
+                })
+                .collect();
+            finish(Arc::new(numbers), scalar)
         }),
     )
 }
@@ -775,15 +889,32 @@ impl SchemaProvider for PgCatalogSchema {
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let library = self.pg.library(&self.catalog)?;
         let lower = name.to_ascii_lowercase();
+        let table_oid = WELL_KNOWN_TABLES
+            .iter()
+            .find(|(name, _)| *name == lower)
+            .map(|(_, oid)| *oid);
+        // PostgreSQL's tables (not its views) have the system column `tableoid`.
+        let with_table_oid = |table: Arc<dyn TableProvider>| match table_oid {
+            Some(oid) => system_columns::WithTableOid::wrap(table, oid),
+            None => Ok(table),
+        };
         if !DYNAMIC_TABLES.contains(&lower.as_str()) {
-            return library.table(&lower).await;
+            let table: Option<Arc<dyn TableProvider>> =
+                match self.pg.static_rows.get(lower.as_str()) {
+                    Some((schema, rows)) => Some(Arc::new(MemTable::try_new(
+                        schema.clone(),
+                        vec![rows.clone()],
+                    )?)),
+                    None => library.table(&lower).await?,
+                };
+            return table.map(with_table_oid).transpose();
         }
         // The library's table (or its rows reshaped) gives the shape, with the oid columns'
         // metadata; the rows are ours, then the library's static ones.
         let (schema, static_rows) = match self.pg.static_rows.get(lower.as_str()) {
             Some((schema, rows)) => (schema.clone(), rows.clone()),
             None => match library.table(&lower).await? {
-                Some(shape) => (shapes::complete_shape(&lower, shape.schema()), vec![]),
+                Some(shape) => (shapes::complete_shape(&lower, shape.schema())?, vec![]),
                 None => return Ok(None),
             },
         };
@@ -795,10 +926,8 @@ impl SchemaProvider for PgCatalogSchema {
             pg: self.pg.clone(),
             static_rows,
         });
-        Ok(Some(Arc::new(StreamingTable::try_new(
-            schema,
-            vec![stream],
-        )?)))
+        let table = Arc::new(StreamingTable::try_new(schema, vec![stream])?);
+        with_table_oid(table).map(Some)
     }
 
     fn table_exist(&self, name: &str) -> bool {

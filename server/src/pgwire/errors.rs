@@ -19,6 +19,8 @@ pub mod sqlstate {
     pub const UNDEFINED_TABLE: &str = "42P01";
     pub const UNDEFINED_COLUMN: &str = "42703";
     pub const UNDEFINED_FUNCTION: &str = "42883";
+    pub const AMBIGUOUS_FUNCTION: &str = "42725";
+    pub const WRONG_OBJECT_TYPE: &str = "42809";
     pub const AMBIGUOUS_COLUMN: &str = "42702";
     pub const DUPLICATE_COLUMN: &str = "42701";
     pub const INDETERMINATE_DATATYPE: &str = "42P18";
@@ -42,6 +44,39 @@ pub mod sqlstate {
     pub const GROUPING_ERROR: &str = "42803";
     pub const CARDINALITY_VIOLATION: &str = "21000";
 }
+
+/// An error a catalog function raises with PostgreSQL's own SQLSTATE and message (`function "f" does
+/// not exist`, 42883): it travels through DataFusion as an external error and is reported as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogError {
+    /// Five-character SQLSTATE (one of [`sqlstate`]).
+    pub sqlstate: &'static str,
+    /// The message, as PostgreSQL words it.
+    pub message: String,
+}
+
+impl CatalogError {
+    /// An error with `sqlstate` and `message`.
+    pub fn new(sqlstate: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            sqlstate,
+            message: message.into(),
+        }
+    }
+
+    /// The error as a DataFusion error (what a function returns).
+    pub fn into_datafusion(self) -> DataFusionError {
+        DataFusionError::External(Box::new(self))
+    }
+}
+
+impl std::fmt::Display for CatalogError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CatalogError {}
 
 /// An `ERROR`-severity response.
 pub fn error(code: &str, message: impl Into<String>) -> ErrorInfo {
@@ -105,6 +140,8 @@ pub fn datafusion_error(
         DataFusionError::External(inner) => {
             if let Some(exec) = inner.downcast_ref::<ExecError>() {
                 exec_error(exec, catalogs)
+            } else if let Some(catalog) = inner.downcast_ref::<CatalogError>() {
+                error(catalog.sqlstate, catalog.message.clone())
             } else if let Some(remote) = inner.downcast_ref::<RemoteError>() {
                 // Already mapped on the node where it happened.
                 error(&remote.sqlstate, remote.message.clone())
@@ -347,6 +384,15 @@ mod tests {
             "3F000"
         );
         assert_eq!(exec_error(&ExecError::Canceled, None).code, "57014");
+        let ambiguous = CatalogError::new(
+            sqlstate::AMBIGUOUS_FUNCTION,
+            "more than one function named \"abs\"",
+        );
+        let info = datafusion_error(&ambiguous.clone().into_datafusion(), None);
+        assert_eq!(
+            (info.code.as_str(), info.message),
+            ("42725", ambiguous.message)
+        );
     }
 
     #[tokio::test]

@@ -214,4 +214,40 @@ mod tests {
         assert!(!catalog("select name from files where name like '%.jpg_%'"));
         assert!(!catalog("select jpg_count, (select max(a) from t) from u"));
     }
+
+    fn rewritten(sql: &str) -> String {
+        let mut statements = super::super::statement::parse(sql).unwrap();
+        rewrite(sql, &mut statements);
+        statements[0].to_string()
+    }
+
+    #[test]
+    fn function_names_cast_to_oids_are_looked_up() {
+        let sql = rewritten("SELECT 'abs'::pg_catalog.regproc::pg_catalog.oid");
+        assert!(sql.contains("regprocin('abs')"), "{sql}");
+        let sql = rewritten("SELECT 'abs(int)'::pg_catalog.regprocedure::pg_catalog.oid");
+        assert!(sql.contains("regprocedurein('abs(int)')"), "{sql}");
+        // Compared with a regproc column, a function name stays a name.
+        let sql = "SELECT typname FROM pg_type WHERE typinput = 'int4in'::regproc";
+        let mut statements = super::super::statement::parse(sql).unwrap();
+        let Some(DfStatement::Statement(statement)) = statements.front_mut() else {
+            panic!("{sql}");
+        };
+        planning::before_library(statement);
+        assert!(
+            statement.to_string().contains("typinput = 'int4in'"),
+            "{statement}"
+        );
+    }
+
+    #[test]
+    fn array_literals_compared_with_arrays_become_arrays() {
+        let sql = rewritten("SELECT polname FROM pg_catalog.pg_policy WHERE polroles <> '{0}'");
+        assert!(sql.contains("polroles <> ARRAY[0]"), "{sql}");
+        let sql = rewritten("SELECT 1 FROM pg_catalog.pg_proc WHERE proargmodes = '{o}'");
+        assert!(sql.contains("proargmodes = '{o}'"), "{sql}");
+        // Two strings stay strings.
+        let sql = rewritten("SELECT pg_typeof(1) WHERE '{0}' = '{0}'");
+        assert!(sql.contains("'{0}' = '{0}'"), "{sql}");
+    }
 }

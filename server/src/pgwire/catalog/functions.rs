@@ -321,7 +321,7 @@ fn generate_subscripts() -> ScalarUDF {
 }
 
 /// Type name -> oid from the static `pg_type` rows.
-fn type_oids(pg_type: &[RecordBatch]) -> HashMap<String, i32> {
+pub(super) fn type_oids(pg_type: &[RecordBatch]) -> HashMap<String, i32> {
     let mut out = HashMap::new();
     for batch in pg_type {
         let (Some(names), Some(oids)) =
@@ -347,7 +347,7 @@ fn type_oids(pg_type: &[RecordBatch]) -> HashMap<String, i32> {
 }
 
 /// The `pg_type` name of a type as SQL spells it (`integer` -> `int4`, `text[]` -> `_text`).
-fn canonical_type_name(name: &str) -> String {
+pub(super) fn canonical_type_name(name: &str) -> String {
     let name = name.trim().to_ascii_lowercase();
     let name = name
         .strip_prefix("pg_catalog.")

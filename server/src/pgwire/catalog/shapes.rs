@@ -1,11 +1,15 @@
 //! PostgreSQL's shapes for catalog columns the library stores differently: `int2vector`/`oidvector`
-//! and array columns (`pg_index.indkey`, `pg_constraint.conkey`, ...) that the library keeps as text
-//! become real arrays, so `unnest()`, subscripts and `_pg_expandarray()` work on them; columns the
-//! library lacks (`pg_class.relacl`, `pg_class.reloptions`) are added, NULL as in a fresh cluster.
+//! and array columns (`pg_index.indkey`, `pg_constraint.conkey`, `pg_policy.polroles`, the
+//! `aclitem[]` columns, ...) that the library keeps as text become real arrays, so `unnest()`,
+//! `= ANY(...)`, subscripts and `_pg_expandarray()` work on them; columns the library lacks
+//! (`pg_class.relacl`, `pg_class.reloptions`, `pg_collation.colliculocale`) are added, NULL as in a
+//! fresh cluster.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, Int16Builder, Int32Builder, ListBuilder};
+use datafusion::arrow::array::{
+    ArrayRef, AsArray, Int16Builder, Int32Builder, ListBuilder, StringBuilder, new_null_array,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::Result;
@@ -17,6 +21,8 @@ enum Elem {
     Int2,
     /// `oidvector`, `oid[]` (the library's oids are Int32).
     Oid,
+    /// `text[]`, `"char"[]`, `aclitem[]` (as text).
+    Text,
 }
 
 /// (table, column, element type) of the text columns that are arrays in PostgreSQL.
@@ -32,6 +38,21 @@ const VECTOR_COLUMNS: &[(&str, &str, Elem)] = &[
     ("pg_constraint", "conffeqop", Elem::Oid),
     ("pg_constraint", "conexclop", Elem::Oid),
     ("pg_constraint", "confdelsetcols", Elem::Int2),
+    ("pg_policy", "polroles", Elem::Oid),
+    ("pg_event_trigger", "evttags", Elem::Text),
+    ("pg_statistic_ext", "stxkeys", Elem::Int2),
+    ("pg_statistic_ext", "stxkind", Elem::Text),
+    ("pg_attribute", "attacl", Elem::Text),
+    ("pg_namespace", "nspacl", Elem::Text),
+    ("pg_language", "lanacl", Elem::Text),
+    ("pg_proc", "proacl", Elem::Text),
+    ("pg_type", "typacl", Elem::Text),
+    ("pg_default_acl", "defaclacl", Elem::Text),
+    ("pg_foreign_data_wrapper", "fdwacl", Elem::Text),
+    ("pg_foreign_server", "srvacl", Elem::Text),
+    ("pg_tablespace", "spcacl", Elem::Text),
+    ("pg_largeobject_metadata", "lomacl", Elem::Text),
+    ("pg_init_privs", "initprivs", Elem::Text),
 ];
 
 /// Columns PostgreSQL has that the library's tables lack, added as NULL: (table, column, whether it
@@ -41,16 +62,26 @@ const MISSING_COLUMNS: &[(&str, &str, bool)] = &[
     ("pg_class", "reloptions", true),
     ("pg_settings", "boot_val", false),
     ("pg_settings", "reset_val", false),
+    ("pg_collation", "colliculocale", false),
 ];
 
-/// A static table's schema and rows with its vector columns as real arrays.
+/// A static table's schema and rows in PostgreSQL's shape: its vector columns as real arrays, and
+/// the [`MISSING_COLUMNS`] added (NULL).
 pub fn reshape_static(
     name: &str,
     schema: SchemaRef,
     batches: &[RecordBatch],
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let columns: Vec<_> = VECTOR_COLUMNS.iter().filter(|(t, ..)| *t == name).collect();
-    if columns.is_empty() {
+    let missing: Vec<Field> = MISSING_COLUMNS
+        .iter()
+        .filter(|(t, c, _)| *t == name && schema.field_with_name(c).is_err())
+        .map(|(_, c, array)| {
+            let ty = if *array { text_array() } else { DataType::Utf8 };
+            Field::new(*c, ty, true)
+        })
+        .collect();
+    if columns.is_empty() && missing.is_empty() {
         return Ok((schema, batches.to_vec()));
     }
     let elem_of = |field: &Field| {
@@ -62,7 +93,7 @@ pub fn reshape_static(
             })
             .map(|(.., e)| *e)
     };
-    let fields: Vec<Field> = schema
+    let mut fields: Vec<Field> = schema
         .fields()
         .iter()
         .map(|f| match elem_of(f) {
@@ -72,10 +103,11 @@ pub fn reshape_static(
             None => f.as_ref().clone(),
         })
         .collect();
+    fields.extend(missing.iter().cloned());
     let new_schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
     let mut out = Vec::with_capacity(batches.len());
     for batch in batches {
-        let arrays = batch
+        let mut arrays = batch
             .columns()
             .iter()
             .zip(schema.fields())
@@ -84,27 +116,20 @@ pub fn reshape_static(
                 None => Ok(array.clone()),
             })
             .collect::<Result<Vec<_>>>()?;
+        arrays.extend(
+            missing
+                .iter()
+                .map(|f| new_null_array(f.data_type(), batch.num_rows())),
+        );
         out.push(RecordBatch::try_new(new_schema.clone(), arrays)?);
     }
     Ok((new_schema, out))
 }
 
-/// `schema` of a dynamic table with the columns PostgreSQL has and the library lacks.
-pub fn complete_shape(name: &str, schema: SchemaRef) -> SchemaRef {
-    let missing: Vec<Field> = MISSING_COLUMNS
-        .iter()
-        .filter(|(t, c, _)| *t == name && schema.field_with_name(c).is_err())
-        .map(|(_, c, array)| {
-            let ty = if *array { text_array() } else { DataType::Utf8 };
-            Field::new(*c, ty, true)
-        })
-        .collect();
-    if missing.is_empty() {
-        return schema;
-    }
-    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.extend(missing);
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+/// `schema` of a dynamic table in PostgreSQL's shape (see [`reshape_static`]; our rows leave the
+/// array and added columns NULL).
+pub fn complete_shape(name: &str, schema: SchemaRef) -> Result<SchemaRef> {
+    Ok(reshape_static(name, schema, &[])?.0)
 }
 
 fn text_array() -> DataType {
@@ -115,6 +140,7 @@ fn list_type(elem: Elem) -> DataType {
     let inner = match elem {
         Elem::Int2 => DataType::Int16,
         Elem::Oid => DataType::Int32,
+        Elem::Text => DataType::Utf8,
     };
     DataType::List(Arc::new(Field::new_list_field(inner, true)))
 }
@@ -159,7 +185,69 @@ fn parse_vectors(array: &ArrayRef, elem: Elem) -> Result<ArrayRef> {
             }
             Arc::new(builder.finish())
         }
+        Elem::Text => {
+            let mut builder = ListBuilder::new(StringBuilder::new());
+            for value in text.iter() {
+                match value {
+                    Some(s) => {
+                        for element in text_elements(s) {
+                            builder.values().append_option(element);
+                        }
+                        builder.append(true);
+                    }
+                    None => builder.append(false),
+                }
+            }
+            Arc::new(builder.finish())
+        }
     })
+}
+
+/// The elements of a one-dimensional array as text: PostgreSQL's output (`{a,"b c",NULL}`) or the
+/// library's (`['a', 'b c']`). Quoted elements keep what they quote (with `\` escapes); an unquoted
+/// `NULL` in PostgreSQL's form is NULL.
+fn text_elements(s: &str) -> Vec<Option<String>> {
+    let s = s.trim();
+    let (inner, postgres) =
+        if let Some(inner) = s.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
+            (inner, true)
+        } else if let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            (inner, false)
+        } else {
+            (s, true)
+        };
+    let mut out = Vec::new();
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let Some(&first) = chars.peek() else {
+            break;
+        };
+        if first == '"' || first == '\'' {
+            chars.next();
+            let mut element = String::new();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => element.extend(chars.next()),
+                    c if c == first => break,
+                    c => element.push(c),
+                }
+            }
+            out.push(Some(element));
+            while chars.next().is_some_and(|c| c != ',') {}
+        } else {
+            let mut element = String::new();
+            while let Some(c) = chars.next_if(|c| *c != ',') {
+                element.push(c);
+            }
+            chars.next();
+            let element = element.trim();
+            out.push((!(postgres && element.eq_ignore_ascii_case("NULL"))).then(|| element.into()));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -186,5 +274,20 @@ mod tests {
         );
         assert!(list.is_null(2));
         assert_eq!(list.value(3).len(), 0);
+    }
+
+    #[test]
+    fn text_arrays_parse_both_spellings() {
+        let some = |v: &[&str]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
+        assert_eq!(
+            text_elements("{postgres=arwdDxt/postgres,=r/postgres}"),
+            some(&["postgres=arwdDxt/postgres", "=r/postgres"])
+        );
+        assert_eq!(
+            text_elements(r#"{"a b","c\"d",NULL}"#),
+            vec![Some("a b".into()), Some("c\"d".into()), None]
+        );
+        assert_eq!(text_elements("['o', 'i']"), some(&["o", "i"]));
+        assert_eq!(text_elements("{}"), Vec::<Option<String>>::new());
     }
 }

@@ -4,9 +4,9 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    AccessExpr, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, GroupByExpr, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr,
-    Statement, Subscript, Value, visit_expressions_mut,
+    AccessExpr, BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArgumentList, FunctionArguments, GroupByExpr, Ident, ObjectName, ObjectNamePart, Query,
+    SelectItem, SetExpr, Statement, Subscript, Value, visit_expressions_mut,
 };
 
 use super::subqueries;
@@ -31,13 +31,24 @@ const AGGREGATES: &[&str] = &[
 ];
 
 /// Before the library's rules (which would turn them into lookups in `pg_class` / `pg_proc`):
-/// - `'name'::regproc` becomes `'name'` (without `pg_catalog.`), since our catalog's regproc
-///   columns (`pg_type.typinput`, ...) hold function names;
+/// - `'name'::regproc` cast on to `oid` (or an integer), as psql's `\sf name` asks for a function's
+///   OID, becomes `regprocin('name')`, and `'name(types)'::regprocedure` becomes
+///   `regprocedurein('name(types)')`: the function's OID, or PostgreSQL's error when there is no
+///   such function or, for `regproc`, more than one;
+/// - any other `'name'::regproc` becomes `'name'` (without `pg_catalog.`), since our catalog's
+///   regproc columns (`pg_type.typinput`, ...) hold function names;
 /// - a cast of text to `regclass` (a literal, or text computed as in Metabase's
 ///   `format('%I.%I', schema, table)::regclass`) becomes `to_regclass(text)`, which resolves an
 ///   unqualified name as PostgreSQL does, in `pg_catalog` first (`'pg_class'::regclass`), then the
 ///   session's schema.
 pub fn before_library(statement: &mut Statement) {
+    // First, as the other rewrite would strip the `regproc` casts these look for.
+    let _ = visit_expressions_mut(statement, |expr: &mut Expr| {
+        if let Some(oid) = function_oid(expr) {
+            *expr = oid;
+        }
+        ControlFlow::<()>::Continue(())
+    });
     let _ = visit_expressions_mut(statement, |expr: &mut Expr| {
         match expr {
             Expr::Cast {
@@ -48,15 +59,10 @@ pub fn before_library(statement: &mut Statement) {
                 *expr = function("to_regclass", vec![inner.as_ref().clone()]);
             }
             Expr::Cast {
-                data_type: DataType::Custom(name, _),
+                data_type,
                 expr: inner,
                 ..
-            } if name
-                .0
-                .last()
-                .and_then(ObjectNamePart::as_ident)
-                .is_some_and(|id| id.value.eq_ignore_ascii_case("regproc")) =>
-            {
+            } if is_reg_type(data_type, "regproc") => {
                 if let Expr::Value(v) = inner.as_ref()
                     && let Value::SingleQuotedString(text) = &v.value
                 {
@@ -72,6 +78,9 @@ pub fn before_library(statement: &mut Statement) {
 
 /// Rewrites a catalog query so DataFusion plans it:
 /// - `(expr).field` (composite field access) becomes `(expr)['field']`;
+/// - an array literal of numbers written as a string and compared with something other than a
+///   string (`polroles <> '{0}'` in psql's `\dp`), which PostgreSQL types after the other side (an
+///   `oid[]` or `int2[]` column), becomes `ARRAY[...]`;
 /// - a call of a [`SET_RETURNING`] function `f(a)` becomes `unnest(f(a))` (ours return lists; several
 ///   in one SELECT list unnest in step, as PostgreSQL runs them);
 /// - a CASE holding a scalar subquery becomes nested `pg_case_when(condition, then, else)` calls
@@ -137,6 +146,18 @@ pub fn rewrite(statement: &mut Statement) {
                 *expr = value;
             }
             Expr::Case { .. } if contains_subquery(expr) => *expr = eager_case(expr.clone()),
+            Expr::BinaryOp { left, op, right } if compares_arrays(op) => {
+                if !is_string(right)
+                    && let Some(array) = array_literal(left)
+                {
+                    **left = array;
+                }
+                if !is_string(left)
+                    && let Some(array) = array_literal(right)
+                {
+                    **right = array;
+                }
+            }
             _ => {}
         }
         ControlFlow::<()>::Continue(())
@@ -282,6 +303,64 @@ fn eager_case(case: Expr) -> Expr {
     result
 }
 
+/// `regprocin(text)` or `regprocedurein(text)` for a function named by a string literal cast to
+/// `regprocedure`, or to `regproc` and then to an OID or integer.
+fn function_oid(expr: &Expr) -> Option<Expr> {
+    let literal = |e: &Expr| match e {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(text) => Some(e.clone()).filter(|_| !text.is_empty()),
+            _ => None,
+        },
+        _ => None,
+    };
+    let Expr::Cast {
+        expr: inner,
+        data_type,
+        ..
+    } = expr
+    else {
+        return None;
+    };
+    if is_reg_type(data_type, "regprocedure") {
+        return Some(function("regprocedurein", vec![literal(inner)?]));
+    }
+    let to_oid = is_reg_type(data_type, "oid")
+        || matches!(
+            data_type,
+            DataType::Int(_)
+                | DataType::Integer(_)
+                | DataType::BigInt(_)
+                | DataType::Int4(_)
+                | DataType::Int8(_)
+        );
+    match inner.as_ref() {
+        Expr::Cast {
+            expr: name,
+            data_type: reg,
+            ..
+        } if to_oid && is_reg_type(reg, "regproc") => {
+            Some(function("regprocin", vec![literal(name)?]))
+        }
+        Expr::Cast {
+            expr: name,
+            data_type: reg,
+            ..
+        } if to_oid && is_reg_type(reg, "regprocedure") => {
+            Some(function("regprocedurein", vec![literal(name)?]))
+        }
+        _ => None,
+    }
+}
+
+/// Whether `data_type` is the type `name` (`pg_catalog.` or not), written as a custom type.
+fn is_reg_type(data_type: &DataType, name: &str) -> bool {
+    matches!(data_type, DataType::Custom(type_name, _) if type_name
+        .0
+        .last()
+        .and_then(ObjectNamePart::as_ident)
+        .is_some_and(|id| id.value.eq_ignore_ascii_case(name)))
+}
+
 fn is_regclass(data_type: &DataType) -> bool {
     match data_type {
         DataType::Regclass => true,
@@ -311,6 +390,50 @@ fn names_relation(expr: &Expr) -> bool {
         Expr::Nested(inner) => names_relation(inner),
         _ => false,
     }
+}
+
+/// Operators PostgreSQL applies to two arrays: equality and containment.
+fn compares_arrays(op: &BinaryOperator) -> bool {
+    matches!(
+        op,
+        BinaryOperator::Eq
+            | BinaryOperator::NotEq
+            | BinaryOperator::AtArrow
+            | BinaryOperator::ArrowAt
+            | BinaryOperator::PGOverlap
+    )
+}
+
+fn is_string(expr: &Expr) -> bool {
+    matches!(expr, Expr::Value(v) if matches!(v.value, Value::SingleQuotedString(_)))
+}
+
+/// `ARRAY[...]` for a string in PostgreSQL's array syntax with at least one element, all numbers
+/// (`'{0}'`, `'{1,2}'`). Strings of other elements are left alone: the library keeps many text
+/// array columns as text, which such a string may be compared with.
+fn array_literal(expr: &Expr) -> Option<Expr> {
+    let Expr::Value(v) = expr else {
+        return None;
+    };
+    let Value::SingleQuotedString(text) = &v.value else {
+        return None;
+    };
+    let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let elements: Vec<&str> = inner
+        .split(',')
+        .map(|e| e.trim().trim_matches('"'))
+        .collect();
+    if !elements.iter().all(|e| e.parse::<i64>().is_ok()) {
+        return None;
+    }
+    let elem = elements
+        .into_iter()
+        .map(|e| Expr::value(Value::Number(e.to_string(), false)))
+        .collect();
+    Some(Expr::Array(datafusion::sql::sqlparser::ast::Array {
+        elem,
+        named: true,
+    }))
 }
 
 fn is_identifier(expr: &Expr) -> bool {

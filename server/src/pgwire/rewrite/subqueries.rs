@@ -38,8 +38,53 @@ pub fn array_subquery(f: &Function) -> Option<Expr> {
     let FunctionArguments::Subquery(query) = &f.args else {
         return None;
     };
+    if reads_empty_table(query) {
+        return Some(call("make_array", vec![]));
+    }
     let array = unnest_as_lambdas(query).or_else(|| aggregated(query))?;
     Some(call("coalesce", vec![array, call("make_array", vec![])]))
+}
+
+/// `pg_catalog` tables that have no rows on this server (no row security policies, event triggers,
+/// extended statistics, triggers or publications): an `ARRAY(SELECT ...)` reading one is empty.
+/// psql's `\dp` lists each table's policies with a subquery DataFusion cannot decorrelate (a role
+/// lookup by `oid = ANY(polroles)` nested in it), which this way needs no planning.
+const EMPTY_TABLES: &[&str] = &[
+    "pg_policy",
+    "pg_event_trigger",
+    "pg_statistic_ext",
+    "pg_trigger",
+    "pg_publication",
+    "pg_publication_rel",
+];
+
+/// Whether `query` is a plain SELECT whose FROM starts with one of the [`EMPTY_TABLES`] and joins
+/// nothing that could add rows without it (no RIGHT or FULL joins), so it returns no row.
+fn reads_empty_table(query: &Query) -> bool {
+    use datafusion::sql::sqlparser::ast::JoinOperator;
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return false;
+    };
+    let [TableWithJoins { relation, joins }] = select.from.as_slice() else {
+        return false;
+    };
+    let TableFactor::Table { name, .. } = relation else {
+        return false;
+    };
+    let in_pg_catalog = match name.0.len() {
+        1 => true,
+        n => name.0[n - 2]
+            .as_ident()
+            .is_some_and(|s| s.value.eq_ignore_ascii_case("pg_catalog")),
+    };
+    in_pg_catalog
+        && last_part(name).is_some_and(|t| EMPTY_TABLES.contains(&t.as_str()))
+        && joins.iter().all(|j| {
+            !matches!(
+                j.join_operator,
+                JoinOperator::Right(_) | JoinOperator::RightOuter(_) | JoinOperator::FullOuter(_)
+            )
+        })
 }
 
 /// `SELECT e FROM unnest(a) x [WHERE p]` as `array_transform(array_filter(a, x -> p), x -> e)`.
@@ -586,6 +631,41 @@ mod tests {
             panic!("not a query")
         };
         query.to_string()
+    }
+
+    #[test]
+    fn arrays_of_empty_catalog_tables_are_empty() {
+        let sql = rewritten(
+            "SELECT array_to_string(ARRAY(SELECT polname || (SELECT max(rolname) FROM \
+             pg_catalog.pg_roles WHERE oid = ANY (polroles)) FROM pg_catalog.pg_policy pol \
+             WHERE polrelid = c.oid), ',') FROM pg_catalog.pg_class c",
+        );
+        assert!(sql.contains("array_to_string(make_array(), ',')"), "{sql}");
+        // Another table, or one that a RIGHT JOIN keeps rows of, is not empty.
+        let sql = rewritten("SELECT ARRAY(SELECT relname FROM pg_catalog.pg_class)");
+        assert!(sql.contains("array_agg"), "{sql}");
+        let sql = rewritten(
+            "SELECT ARRAY(SELECT relname FROM pg_policy RIGHT JOIN pg_class ON polrelid = oid)",
+        );
+        assert!(sql.contains("array_agg"), "{sql}");
+    }
+
+    #[test]
+    fn empty_tables_have_no_static_rows() {
+        let tables = datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables::try_new().unwrap();
+        for (name, table) in [
+            ("pg_policy", &tables.pg_policy),
+            ("pg_event_trigger", &tables.pg_event_trigger),
+            ("pg_statistic_ext", &tables.pg_statistic_ext),
+            ("pg_trigger", &tables.pg_trigger),
+            ("pg_publication", &tables.pg_publication),
+            ("pg_publication_rel", &tables.pg_publication_rel),
+        ] {
+            assert!(EMPTY_TABLES.contains(&name), "{name}");
+            let rows: usize = table.data().iter().map(|b| b.num_rows()).sum();
+            assert_eq!(rows, 0, "{name} has rows");
+        }
+        assert_eq!(EMPTY_TABLES.len(), 6);
     }
 
     #[test]
