@@ -92,14 +92,17 @@ fn lake_dir() -> &'static Path {
     .path()
 }
 
-/// A config directory with the lake catalog, fast heartbeats, and the built-in catalogs; `engine` is
-/// added to `config.toml`'s `[engine]` table. Each node runs its tasks on one thread: the
-/// coordinator and both workers share this machine's cores.
+/// The cluster's shared secret: every node RPC and exchange read of these tests carries it.
+const SECRET: &str = "cluster-secret";
+
+/// A config directory with the lake catalog, fast heartbeats, the shared secret, and the built-in
+/// catalogs; `engine` is added to `config.toml`'s `[engine]` table. Each node runs its tasks on one
+/// thread: the coordinator and both workers share this machine's cores.
 fn config_dir(engine: &str) -> ConfigDir {
     ConfigDir::new()
         .config(&format!(
             "[node]\nheartbeat_interval_ms = 200\nheartbeat_timeout_ms = 3000\n\
-             [engine]\ntask_threads = 1\n{engine}"
+             shared_secret = \"{SECRET}\"\n[engine]\ntask_threads = 1\n{engine}"
         ))
         .catalog(
             "lake",
@@ -284,6 +287,33 @@ async fn a_worker_started_later_joins_and_gets_tasks() {
     )
     .await;
     assert_ne!(on_w3.strings()[0][0], "0", "the new worker got no tasks");
+
+    // A worker without the cluster's shared secret is refused: it never joins.
+    let other = ConfigDir::new().config(
+        "[node]\nheartbeat_interval_ms = 200\nshared_secret = \"not-the-cluster-secret\"\n",
+    );
+    let intruder = Tributary::start_worker(Some(other.path()), &cluster.rpc, "intruder");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !intruder.log().contains("cannot announce") {
+        assert!(Instant::now() < deadline, "no refusal:\n{}", intruder.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        intruder.log().contains("shared secret") && !intruder.log().contains(SECRET),
+        "the refusal should say why, without the secret:\n{}",
+        intruder.log()
+    );
+    let listed = run(
+        &c,
+        "SELECT count(*) FROM system.runtime.nodes WHERE node_id = 'intruder'",
+        "nodes",
+    )
+    .await;
+    assert_eq!(
+        listed.strings()[0][0],
+        "0",
+        "a worker with another secret joined"
+    );
 }
 
 /// Waits until some query has a RUNNING task on `worker`.

@@ -187,16 +187,71 @@ pub fn serve_read(
     Ok(data.boxed())
 }
 
+/// gRPC metadata key carrying a node's [`NodeSecret`] on every node RPC and exchange read.
+pub const SECRET_METADATA: &str = "authorization";
+
+/// The secret every node of a cluster shares (`[node] shared_secret`, Trino's
+/// `internal-communication.shared-secret`): sent as `authorization: Bearer SECRET` on every request
+/// between nodes and required on every request a node serves, so only nodes of the cluster can
+/// announce themselves, start tasks or read task output. Never printed: `Debug` shows `NodeSecret(***)`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NodeSecret(String);
+
+impl NodeSecret {
+    /// The secret `value`; `None` when it is empty.
+    pub fn new(value: impl Into<String>) -> Option<Self> {
+        let value = value.into();
+        (!value.is_empty()).then_some(Self(value))
+    }
+
+    /// The `authorization` header value carrying it.
+    fn header(&self) -> String {
+        format!("Bearer {}", self.0)
+    }
+
+    /// Whether `metadata` carries this secret. Compares in time independent of where the values
+    /// differ, so a peer cannot guess the secret byte by byte from response times.
+    pub fn accepts(&self, metadata: &tonic::metadata::MetadataMap) -> bool {
+        let Some(given) = metadata.get(SECRET_METADATA) else {
+            return false;
+        };
+        let expected = self.header();
+        let (a, b) = (given.as_bytes(), expected.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl std::fmt::Debug for NodeSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeSecret(***)")
+    }
+}
+
 /// gRPC channels to other nodes by address, created lazily and shared by every read and RPC.
 #[derive(Debug, Default)]
 pub struct Channels {
     channels: Mutex<HashMap<String, Channel>>,
+    /// Sent with every request when set.
+    secret: Option<NodeSecret>,
 }
 
 impl Channels {
-    /// An empty cache.
+    /// An empty cache whose requests carry no secret.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// An empty cache whose requests carry `secret` (none when `None`).
+    pub fn with_secret(secret: Option<NodeSecret>) -> Arc<Self> {
+        Arc::new(Self {
+            channels: Mutex::default(),
+            secret,
+        })
+    }
+
+    /// The secret sent with every request, if any.
+    pub fn secret(&self) -> Option<&NodeSecret> {
+        self.secret.as_ref()
     }
 
     /// The channel to `address` (`host:port`); connects on first use. Errors on an unparsable address.
@@ -223,13 +278,21 @@ impl Channels {
         Ok(channel)
     }
 
-    /// A Flight client over the channel to `address`, accepting messages up to [`MAX_MESSAGE_BYTES`].
+    /// A Flight client over the channel to `address`, accepting messages up to [`MAX_MESSAGE_BYTES`]
+    /// and sending the secret, if any. Errors on an unparsable address, or a secret that is not a
+    /// valid header value (control characters).
     pub fn client(&self, address: &str) -> Result<FlightClient> {
         let inner =
             arrow_flight::flight_service_client::FlightServiceClient::new(self.get(address)?)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Ok(FlightClient::new_from_inner(inner))
+        let mut client = FlightClient::new_from_inner(inner);
+        if let Some(secret) = &self.secret {
+            client
+                .add_header(SECRET_METADATA, &secret.header())
+                .map_err(|e| DataFusionError::Configuration(format!("node shared secret: {e}")))?;
+        }
+        Ok(client)
     }
 
     /// Forgets the channel to `address` (after the node was found dead), so a restarted node at the

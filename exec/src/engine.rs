@@ -15,7 +15,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
-use tributary_exchange::flight::{ErrorClassifier, RemoteError};
+use tributary_exchange::flight::{ErrorClassifier, NodeSecret, RemoteError};
 use tributary_planner::config::ConfigError;
 use tributary_planner::{CatalogRegistry, StagePlan, explain, fragment};
 
@@ -25,7 +25,7 @@ use crate::memory::{MemoryConfig, node_runtime};
 use crate::rpc::{NodeService, spawn_heartbeats};
 use crate::scheduler::{QueryExecution, Scheduler};
 use crate::subquery::{StagedRunner, resolve_scalar_subqueries};
-use crate::task::TaskRuntime;
+use crate::task::{RuntimeOptions, TaskRuntime};
 use crate::tracker::QueryTracker;
 use crate::worker::{Heartbeats, WorkerPool};
 
@@ -55,6 +55,9 @@ pub struct ClusterConfig {
     /// Whether a coordinator also runs tasks (Trino's `node-scheduler.include-coordinator`).
     pub include_coordinator: bool,
     pub heartbeats: Heartbeats,
+    /// The secret all nodes of the cluster share (Trino's `internal-communication.shared-secret`);
+    /// when set, node RPC without it is refused (gRPC `UNAUTHENTICATED`).
+    pub secret: Option<NodeSecret>,
 }
 
 impl Default for ClusterConfig {
@@ -66,6 +69,7 @@ impl Default for ClusterConfig {
             coordinator: None,
             include_coordinator: false,
             heartbeats: Heartbeats::default(),
+            secret: None,
         }
     }
 }
@@ -239,8 +243,11 @@ impl Engine {
             codec,
             session,
             classify,
-            config.memory.query_limit,
-            config.task_threads,
+            RuntimeOptions {
+                query_memory: config.memory.query_limit,
+                task_threads: config.task_threads,
+                secret: cluster.secret.clone(),
+            },
         );
         let workers = Arc::new(match cluster.role {
             NodeRole::Single => {

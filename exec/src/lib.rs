@@ -17,3 +17,4 @@ pub mod worker;
 
 pub use engine::{ClusterConfig, Engine, EngineConfig, NodeRole, QueryStream, QueryTicket};
 pub use error::ExecError;
+pub use tributary_exchange::flight::NodeSecret;

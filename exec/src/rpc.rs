@@ -71,11 +71,22 @@ impl NodeService {
         }
     }
 
-    /// Serves this service on `listener` until the process ends.
+    /// Serves this service on `listener` until the process ends. When the node has a shared secret,
+    /// every request without it is refused with `UNAUTHENTICATED` before it reaches the service.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> Result<()> {
+        let secret = self.runtime.channels.secret().cloned();
         let server = FlightServiceServer::new(self)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let server = tonic::service::interceptor::InterceptedService::new(
+            server,
+            move |request: tonic::Request<()>| match &secret {
+                Some(s) if !s.accepts(request.metadata()) => Err(Status::unauthenticated(
+                    "node RPC refused: missing or wrong cluster shared secret ([node] shared_secret)",
+                )),
+                _ => Ok(request),
+            },
+        );
         // `Server::tcp_nodelay` only applies to listeners tonic binds itself; accepted connections
         // need it set here, or every small reply (task reports, the last Flight message of a
         // partition) waits for the peer's delayed ACK: about 40 ms per stage on Linux.
@@ -398,8 +409,11 @@ pub async fn heartbeat_loop(
     interval: std::time::Duration,
 ) {
     // Own channels: their connection tasks live on this loop's runtime.
-    let channels = tributary_exchange::flight::Channels::new();
+    let channels =
+        tributary_exchange::flight::Channels::with_secret(runtime.channels.secret().cloned());
     let mut announced = false;
+    // Whether the current run of failures was logged (the first failure of each run is).
+    let mut failure_logged = false;
     loop {
         let body = Bytes::from(
             serde_json::to_vec(&Announce {
@@ -426,12 +440,19 @@ pub async fn heartbeat_loop(
             Ok(()) if !announced => {
                 tracing::info!(coordinator, "announced to the coordinator");
                 announced = true;
+                failure_logged = false;
             }
             Ok(()) => {}
             Err(e) => {
                 if announced {
                     tracing::warn!(coordinator, "heartbeat failed: {e}");
+                } else if !failure_logged {
+                    tracing::warn!(
+                        coordinator,
+                        "cannot announce to the coordinator (retrying): {e}"
+                    );
                 }
+                failure_logged = true;
                 announced = false;
                 channels.forget(&coordinator);
             }

@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::task::AbortHandle;
 use tracing::debug;
-use tributary_exchange::flight::{Channels, ErrorClassifier, Location, RoutedSource};
+use tributary_exchange::flight::{Channels, ErrorClassifier, Location, NodeSecret, RoutedSource};
 use tributary_exchange::memory::MemoryExchange;
 use tributary_exchange::{Exchange, ExchangeContext, ExchangeSink};
 
@@ -108,6 +108,18 @@ impl std::fmt::Debug for TaskRuntime {
     }
 }
 
+/// How a node's task runtime is set up, beyond who the node is.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeOptions {
+    /// Memory one query may use on this node (bytes; unbounded when `None`).
+    pub query_memory: Option<usize>,
+    /// Threads of the runtime tasks run on (one per available core when `None`).
+    pub task_threads: Option<usize>,
+    /// The cluster's shared secret: sent with every request to other nodes and required on every
+    /// request this node serves (none when `None`).
+    pub secret: Option<NodeSecret>,
+}
+
 /// How the tasks of one stage placed on this node run: everything but the plan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskSpec {
@@ -131,27 +143,27 @@ pub struct TaskSpec {
 
 impl TaskRuntime {
     /// A runtime for this node. `session` is a plain session over the node's catalogs (its runtime
-    /// environment holds the node's memory pool); `query_memory` bounds each query's memory here.
+    /// environment holds the node's memory pool); `options` bound each query's memory here, size the
+    /// task runtime and set the cluster's shared secret.
     pub fn new(
         node_id: String,
         address: String,
         codec: Arc<PlanCodec>,
         session: SessionContext,
         classify: ErrorClassifier,
-        query_memory: Option<usize>,
-        task_threads: Option<usize>,
+        options: RuntimeOptions,
     ) -> Arc<Self> {
         Arc::new(Self {
             node_id,
             address,
             exchange: MemoryExchange::new(),
-            channels: Channels::new(),
+            channels: Channels::with_secret(options.secret),
             codec,
             session,
             classify,
             running: Mutex::new(HashMap::new()),
-            query_memory,
-            executor: Executor::new(task_threads),
+            query_memory: options.query_memory,
+            executor: Executor::new(options.task_threads),
         })
     }
 

@@ -22,7 +22,7 @@ use tributary_exchange::{Exchange, ExchangeSource, TaskOutputId};
 use tributary_exec::codec::PlanCodec;
 use tributary_exec::engine::default_classifier;
 use tributary_exec::rpc::NodeService;
-use tributary_exec::task::TaskRuntime;
+use tributary_exec::task::{RuntimeOptions, TaskRuntime};
 use tributary_exec::tracker::QueryTracker;
 use tributary_planner::CatalogRegistry;
 
@@ -54,8 +54,7 @@ async fn unread_partitions_do_not_stall_another_partition_on_the_same_connection
         Arc::new(PlanCodec::new(registry)),
         SessionContext::new(),
         default_classifier(),
-        None,
-        None,
+        RuntimeOptions::default(),
     );
     let mut sink = node.exchange.create_sink(&output, UNREAD + 1, 1).unwrap();
     for p in 0..UNREAD {

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use tributary_exec::NodeSecret;
 use tributary_planner::config::{ConfigError, read_toml};
 
 /// The PostgreSQL-wire port when neither `--listen` nor `[server] listen` says otherwise (not 5432, so a
@@ -42,6 +43,10 @@ pub struct NodeConfig {
     /// `[node] heartbeat_timeout_ms`: silence after which the coordinator marks a worker dead
     /// (default 5000).
     pub heartbeat_timeout_ms: u64,
+    /// `[node] shared_secret`: the secret every node of the cluster shares (Trino's
+    /// `internal-communication.shared-secret`; use `${ENV}` to keep it out of the file). When set,
+    /// node RPC without it is refused. Never printed.
+    pub shared_secret: Option<NodeSecret>,
 }
 
 impl Default for NodeConfig {
@@ -53,6 +58,7 @@ impl Default for NodeConfig {
             include_coordinator: false,
             heartbeat_interval_ms: 1000,
             heartbeat_timeout_ms: 5000,
+            shared_secret: None,
         }
     }
 }
@@ -258,6 +264,15 @@ impl ServerConfig {
                         config.node.heartbeat_timeout_ms =
                             positive(value).map_err(|r| err(&full, r))? as u64
                     }
+                    ("node", "shared_secret") => {
+                        let secret = value
+                            .as_str()
+                            .ok_or_else(|| err(&full, "expected a string".into()))?;
+                        config.node.shared_secret = Some(
+                            NodeSecret::new(secret)
+                                .ok_or_else(|| err(&full, "must not be empty".into()))?,
+                        )
+                    }
                     ("engine", "workers") => {
                         config.workers = bounded(value).map_err(|r| err(&full, r))?
                     }
@@ -395,7 +410,7 @@ mod tests {
         assert_eq!(config.hash_partitions, 8);
         assert_eq!(config.task_threads, Some(3));
         let config = parse(
-            "[node]\nrole = \"worker\"\nid = \"w1\"\nrpc_listen = \"127.0.0.1:7500\"\ncoordinator = \"127.0.0.1:7400\"\ninclude_coordinator = true\nheartbeat_interval_ms = 200\nheartbeat_timeout_ms = 900\n",
+            "[node]\nrole = \"worker\"\nid = \"w1\"\nrpc_listen = \"127.0.0.1:7500\"\ncoordinator = \"127.0.0.1:7400\"\ninclude_coordinator = true\nheartbeat_interval_ms = 200\nheartbeat_timeout_ms = 900\nshared_secret = \"s3cret\"\n",
         )
         .unwrap();
         assert_eq!(config.role, Role::Worker);
@@ -405,6 +420,15 @@ mod tests {
         assert!(config.node.include_coordinator);
         assert_eq!(config.node.heartbeat_interval_ms, 200);
         assert_eq!(config.node.heartbeat_timeout_ms, 900);
+        assert_eq!(config.node.shared_secret, NodeSecret::new("s3cret"));
+        assert!(
+            !format!("{config:?}").contains("s3cret"),
+            "the shared secret must never be printed"
+        );
+        let msg = parse("[node]\nshared_secret = \"\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("node.shared_secret"), "{msg}");
     }
 
     #[test]

@@ -190,6 +190,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     interval: Duration::from_millis(node.heartbeat_interval_ms),
                     timeout: Duration::from_millis(node.heartbeat_timeout_ms),
                 },
+                secret: node.shared_secret.clone(),
             },
             memory: MemoryConfig {
                 node_limit: config.max_memory_mb.map(|mb| mb << 20),
