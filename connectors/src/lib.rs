@@ -29,7 +29,12 @@ pub mod lake;
 pub mod mysql;
 pub mod postgres;
 mod remote_catalog;
+mod remote_config;
+mod scan_leaf;
+mod sql_filter;
+mod sql_scan;
 pub mod sql_source;
+mod sql_table;
 pub mod system;
 pub mod tpch;
 

@@ -2,24 +2,21 @@
 //! partition fixed at planning time.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatchOptions;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::stats::Precision;
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, Statistics, internal_err};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
-    PlanProperties, ReplaceChildrenOptions, StatisticsArgs,
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, StatisticsArgs,
 };
-use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
@@ -28,6 +25,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::decode::{Builder, Value, decode};
 use super::description::TableDescription;
 use super::{KafkaConnector, Shared};
+use crate::scan_leaf::{BatchReader, batch_stream};
 use crate::{ConnectorError, ScanSpec};
 
 /// Partitions listed in the scan's display before it says "... N more".
@@ -367,37 +365,7 @@ impl ExecutionPlan for KafkaScanExec {
         &self.properties
     }
 
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn replace_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-        _options: ReplaceChildrenOptions,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        if !children.is_empty() {
-            return internal_err!("KafkaScanExec is a leaf and takes no children");
-        }
-        Ok(self)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.replace_children(
-            children,
-            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
-        )
-    }
+    crate::scan_leaf::leaf_exec_methods!();
 
     fn execute(
         &self,
@@ -424,21 +392,7 @@ impl ExecutionPlan for KafkaScanExec {
             metrics: BaselineMetrics::new(&self.metrics, partition),
             consumer: None,
         };
-        let stream = futures::stream::unfold(reader, |mut reader| async move {
-            match reader.next_batch().await {
-                Ok(Some(batch)) => Some((Ok(batch), reader)),
-                Ok(None) => None,
-                Err(e) => {
-                    reader.split = None;
-                    reader.consumer = None;
-                    Some((Err(e), reader))
-                }
-            }
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            Arc::clone(&self.schema),
-            stream.boxed(),
-        )))
+        Ok(batch_stream(Arc::clone(&self.schema), reader))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
@@ -666,6 +620,17 @@ impl Reader {
         self.split = None;
         self.consumer = None;
         self.metrics.done();
+    }
+}
+
+impl BatchReader for Reader {
+    fn next_batch(&mut self) -> impl Future<Output = Result<Option<RecordBatch>>> + Send {
+        Reader::next_batch(self)
+    }
+
+    fn stop(&mut self) {
+        self.split = None;
+        self.consumer = None;
     }
 }
 

@@ -1,5 +1,5 @@
-//! MySQL / MariaDB as a [`SqlSource`]: the dialect used for pushed statements and the single-split
-//! scan that runs them.
+//! MySQL / MariaDB's dialect for pushed statements (the planner's `SqlSource` of a catalog is the
+//! shared [`crate::sql_table::RemoteSqlSource`]).
 //!
 //! Differences from PostgreSQL the dialect covers: backtick quoting; no `NULLS FIRST / LAST`
 //! (emulated with a leading `x IS NULL` key); no FULL JOIN; no `SELECT FROM t` without columns;
@@ -9,22 +9,14 @@
 //! (MariaDB's default collations are case- and accent-insensitive and ignore trailing spaces), and
 //! there are no booleans (a pushed statement never returns one).
 
-use std::sync::Arc;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::ScalarValue;
 
-use chrono::{Datelike, NaiveDate};
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
-use datafusion::common::{DataFusionError, Result, ScalarValue};
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
-
-use super::pushdown::{
-    decimal_sql, filter_to_sql, number_sql, timestamp_micros, timestamp_sql, timestamp_tz,
-};
-use super::scan::MySqlScanExec;
-use super::table::MySqlTable;
+use super::pushdown::{my_date_sql, timestamp_sql};
+use super::quote_ident;
 use super::types::MyType;
-use super::{Shared, quote_ident};
-use crate::sql_source::{SqlDialect, SqlKind, SqlSource, SqlTable};
+use crate::sql_filter::{decimal_sql, number_sql, timestamp_micros, timestamp_tz};
+use crate::sql_source::{SqlDialect, SqlKind};
 
 /// The SQL dialect of MySQL 8 and MariaDB 10.4 or later.
 #[derive(Debug, Default, Clone, Copy)]
@@ -52,13 +44,7 @@ impl SqlDialect for MySqlDialect {
             ScalarValue::Decimal128(Some(v), p, s) if *s >= 0 && i16::from(*s) <= i16::from(*p) => {
                 Some(format!("CAST({} AS DECIMAL({p},{s}))", decimal_sql(*v, *s)))
             }
-            ScalarValue::Date32(Some(days)) => {
-                let date = NaiveDate::from_ymd_opt(1970, 1, 1)?
-                    .checked_add_signed(chrono::Duration::days(i64::from(*days)))?;
-                (1000..=9999)
-                    .contains(&date.year())
-                    .then(|| format!("DATE '{}'", date.format("%Y-%m-%d")))
-            }
+            ScalarValue::Date32(Some(days)) => my_date_sql(*days),
             // Sessions run with `time_zone = '+00:00'`: a UTC instant is that datetime.
             v => match timestamp_tz(v)? {
                 None | Some("UTC" | "+00:00") => timestamp_sql(timestamp_micros(v)?),
@@ -163,7 +149,7 @@ pub(crate) fn kind_of(ty: &MyType) -> SqlKind {
 }
 
 /// How a pushed statement's column of Arrow type `ty` is read.
-fn reader_type(ty: &DataType) -> Option<MyType> {
+pub(super) fn reader_type(ty: &DataType) -> Option<MyType> {
     Some(match ty {
         DataType::Int8 => MyType::Int {
             bits: 8,
@@ -197,67 +183,6 @@ fn reader_type(ty: &DataType) -> Option<MyType> {
         DataType::Time64(TimeUnit::Microsecond) => MyType::Time,
         _ => return None,
     })
-}
-
-/// One MySQL / MariaDB server (a catalog) as a [`SqlSource`].
-#[derive(Debug)]
-pub(crate) struct MySqlSource {
-    pub(crate) shared: Arc<Shared>,
-}
-
-impl SqlSource for MySqlSource {
-    fn id(&self) -> String {
-        format!("mysql:{}", self.shared.name)
-    }
-
-    fn dialect(&self) -> &dyn SqlDialect {
-        &MySqlDialect
-    }
-
-    fn query_scan(&self, sql: String, schema: SchemaRef) -> Result<Arc<dyn ExecutionPlan>> {
-        let types = schema
-            .fields()
-            .iter()
-            .map(|f| {
-                reader_type(f.data_type()).ok_or_else(|| {
-                    DataFusionError::Internal(format!(
-                        "pushed MySQL query has a column of unsupported type {}",
-                        f.data_type()
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Arc::new(MySqlScanExec::new(
-            Arc::clone(&self.shared.pool),
-            schema,
-            types,
-            vec![sql],
-        )))
-    }
-}
-
-impl SqlTable for MySqlTable {
-    fn sql_source(&self) -> Arc<dyn SqlSource> {
-        Arc::new(MySqlSource {
-            shared: Arc::clone(&self.shared),
-        })
-    }
-
-    fn relation(&self) -> String {
-        self.meta.quoted_name()
-    }
-
-    fn column(&self, index: usize) -> Option<(String, SqlKind)> {
-        let column = self.meta.columns.get(index)?;
-        Some((
-            column.ty.select_expr(&quote_ident(&column.name)),
-            kind_of(&column.ty),
-        ))
-    }
-
-    fn filter_sql(&self, filter: &Expr) -> Option<String> {
-        filter_to_sql(filter, &self.meta)
-    }
 }
 
 #[cfg(test)]

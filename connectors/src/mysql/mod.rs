@@ -57,10 +57,9 @@ mod scan;
 mod table;
 mod types;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use datafusion::catalog::{CatalogProvider, TableProvider};
 use mysql_async::prelude::Queryable;
@@ -71,17 +70,25 @@ pub use scan::MySqlScanExec;
 
 use crate::ConnectorError;
 use crate::remote_catalog::{
-    MetadataSource, RemoteCatalog, Snapshot, SourceColumn, SslMode, TextColumns, TlsSettings,
+    ColumnMeta, ColumnRow, MetadataCache, MetadataSource, RemoteCatalog, SchemaFilter, Snapshot,
+    SourceColumn, TextColumns, primary_keys,
 };
+use crate::remote_config::{
+    RemoteSettings, SourceDefaults, SslMode, config_error, get_int, get_str,
+};
+use crate::sql_table::range_conditions;
 use pool::{Pool, PoolOptions};
 pub(crate) use table::MySqlTable;
-use table::{ColumnMeta, TableMeta};
+use table::{MyTableInfo, TableMeta};
 use types::MyType;
 
-/// Default schemas left out when no `schemas` include list is given; `*` at the end matches a prefix.
-const DEFAULT_EXCLUDED: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
-/// A lookup of an unknown table refreshes the metadata at most this often.
-const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+/// What differs in reading the catalog file's shared keys.
+const DEFAULTS: SourceDefaults = SourceDefaults {
+    port: 3306,
+    database_required: false,
+    excluded: &["mysql", "information_schema", "performance_schema", "sys"],
+    own_keys: &["split_min_rows", "time_type"],
+};
 
 /// Quotes a MySQL identifier: `` `a``b` ``.
 pub(crate) fn quote_ident(name: &str) -> String {
@@ -107,14 +114,11 @@ impl fmt::Debug for MySqlConnector {
 pub(crate) struct Shared {
     name: String,
     pub(crate) pool: Arc<Pool>,
-    include: Option<Vec<String>>,
-    exclude: Vec<String>,
+    schemas: SchemaFilter,
     splits: usize,
     split_min_rows: u64,
     time_as_interval: bool,
-    metadata: parking_lot::RwLock<Option<Arc<Metadata>>>,
-    /// Serializes metadata loads, and remembers when the last attempt ended.
-    loading: tokio::sync::Mutex<Option<Instant>>,
+    cache: MetadataCache<TableMeta>,
     /// Columns already reported as read as text.
     reported: TextColumns,
 }
@@ -131,78 +135,6 @@ impl fmt::Debug for Shared {
 /// A snapshot of the source's schemas and tables.
 type Metadata = Snapshot<TableMeta>;
 
-fn config_error(key: &str, reason: impl Into<String>) -> ConnectorError {
-    ConnectorError::Config {
-        key: key.to_string(),
-        reason: reason.into(),
-    }
-}
-
-fn get_str(config: &toml::Table, key: &str) -> Result<Option<String>, ConnectorError> {
-    match config.get(key) {
-        None => Ok(None),
-        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(config_error(key, "must be a string")),
-    }
-}
-
-fn required_str(config: &toml::Table, key: &str) -> Result<String, ConnectorError> {
-    get_str(config, key)?.ok_or_else(|| config_error(key, "missing"))
-}
-
-fn get_int(
-    config: &toml::Table,
-    key: &str,
-    default: i64,
-    min: i64,
-    max: i64,
-) -> Result<i64, ConnectorError> {
-    match config.get(key) {
-        None => Ok(default),
-        Some(toml::Value::Integer(i)) if (min..=max).contains(i) => Ok(*i),
-        Some(_) => Err(config_error(
-            key,
-            format!("must be an integer from {min} to {max}"),
-        )),
-    }
-}
-
-fn get_list(config: &toml::Table, key: &str) -> Result<Option<Vec<String>>, ConnectorError> {
-    match config.get(key) {
-        None => Ok(None),
-        Some(toml::Value::Array(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| config_error(key, "must be a list of strings"))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Some(_) => Err(config_error(key, "must be a list of strings")),
-    }
-}
-
-const KNOWN_KEYS: [&str; 17] = [
-    "connector",
-    "host",
-    "port",
-    "database",
-    "user",
-    "password",
-    "pool_size",
-    "schemas",
-    "exclude_schemas",
-    "splits",
-    "split_min_rows",
-    "connect_timeout_secs",
-    "pool_timeout_secs",
-    "time_type",
-    "ssl_mode",
-    "ssl_root_cert",
-    "name",
-];
-
 impl MySqlConnector {
     /// Builds the connector for catalog `name` from its catalog file (`${ENV}` already substituted).
     ///
@@ -212,21 +144,8 @@ impl MySqlConnector {
         name: &str,
         config: &toml::Table,
     ) -> Result<MySqlConnector, ConnectorError> {
-        for key in config.keys() {
-            if !KNOWN_KEYS.contains(&key.as_str()) {
-                tracing::warn!("catalog \"{name}\": unknown key `{key}` ignored");
-            }
-        }
-        let host = required_str(config, "host")?;
-        let port = get_int(config, "port", 3306, 1, 65535)?;
-        let database = get_str(config, "database")?.filter(|d| !d.is_empty());
-        let user = required_str(config, "user")?;
-        let password = get_str(config, "password")?;
-        let pool_size = get_int(config, "pool_size", 4, 1, 1024)?;
-        let splits = get_int(config, "splits", 4, 1, 4096)?;
+        let settings = RemoteSettings::from_config(name, config, &DEFAULTS)?;
         let split_min_rows = get_int(config, "split_min_rows", 100_000, 0, i64::MAX)?;
-        let connect_timeout = get_int(config, "connect_timeout_secs", 10, 1, 3600)?;
-        let pool_timeout = get_int(config, "pool_timeout_secs", 60, 1, 86_400)?;
         let time_as_interval = match get_str(config, "time_type")?.as_deref() {
             None | Some("time") => false,
             Some("interval") => true,
@@ -237,14 +156,7 @@ impl MySqlConnector {
                 ));
             }
         };
-        let include = match get_list(config, "schemas")? {
-            Some(list) => Some(list),
-            None => database.clone().map(|d| vec![d]),
-        };
-        let exclude = get_list(config, "exclude_schemas")?
-            .unwrap_or_else(|| DEFAULT_EXCLUDED.iter().map(|s| s.to_string()).collect());
-        let tls = TlsSettings::from_config(config, SslMode::Prefer)?;
-        if tls.mode == SslMode::VerifyCa {
+        if settings.tls.mode == SslMode::VerifyCa {
             // mysql_async skips the host name check by matching an error text rustls no longer
             // prints, so it would check the name anyway.
             return Err(config_error(
@@ -253,33 +165,32 @@ impl MySqlConnector {
                  cannot skip only the host name check); use \"verify-full\" or \"require\"",
             ));
         }
-
-        // The ranges were checked above, so the conversions cannot fail.
-        let as_usize = |v: i64| usize::try_from(v).unwrap_or(1);
+        // Without a `schemas` list, the configured database is the only schema shown.
+        let include = settings
+            .include
+            .or_else(|| settings.database.clone().map(|d| vec![d]));
         let pool = Pool::new(
             name,
             PoolOptions {
-                host,
-                port: u16::try_from(port).unwrap_or(3306),
-                database,
-                user,
-                password,
-                size: as_usize(pool_size),
-                connect_timeout: Duration::from_secs(connect_timeout.unsigned_abs()),
-                acquire_timeout: Duration::from_secs(pool_timeout.unsigned_abs()),
-                tls,
+                host: settings.host,
+                port: settings.port,
+                database: settings.database,
+                user: settings.user,
+                password: settings.password,
+                size: settings.pool_size,
+                connect_timeout: settings.connect_timeout,
+                acquire_timeout: settings.pool_timeout,
+                tls: settings.tls,
             },
         );
         let shared = Arc::new(Shared {
             name: name.to_string(),
             pool: Arc::new(pool),
-            include,
-            exclude,
-            splits: as_usize(splits),
+            schemas: SchemaFilter::new(include, settings.exclude),
+            splits: settings.splits,
             split_min_rows: split_min_rows.unsigned_abs(),
             time_as_interval,
-            metadata: parking_lot::RwLock::new(None),
-            loading: tokio::sync::Mutex::new(None),
+            cache: MetadataCache::default(),
             reported: TextColumns::default(),
         });
         shared.prefetch();
@@ -340,136 +251,42 @@ fn key_ranges(key: &str, min: i128, max: i128, n: usize) -> Vec<Option<String>> 
     let mut bounds: Vec<i128> = (1..n).map(|i| min + span * i / n).collect();
     bounds.retain(|b| *b > min);
     bounds.dedup();
-    if bounds.is_empty() {
-        return vec![None];
-    }
     let key = quote_ident(key);
-    let mut splits = Vec::with_capacity(bounds.len() + 1);
-    for i in 0..=bounds.len() {
-        let low = i.checked_sub(1).map(|j| bounds[j]);
-        let high = bounds.get(i).copied();
-        let condition = match (low, high) {
-            (None, Some(h)) => format!("({key} < {h})"),
-            (Some(l), Some(h)) => format!("({key} >= {l} AND {key} < {h})"),
-            (Some(l), None) => format!("({key} >= {l})"),
-            (None, None) => return vec![None],
-        };
-        splits.push(Some(condition));
-    }
-    splits
+    range_conditions(
+        &bounds,
+        |l| format!("{key} >= {l}"),
+        |h| format!("{key} < {h}"),
+    )
 }
 
 #[async_trait::async_trait]
 impl MetadataSource for Shared {
     type Table = TableMeta;
 
-    fn schema_included(&self, schema: &str) -> bool {
-        Shared::schema_included(self, schema)
+    fn schema_filter(&self) -> &SchemaFilter {
+        &self.schemas
     }
 
-    fn cached(&self) -> Option<Arc<Metadata>> {
-        Shared::cached(self)
-    }
-
-    fn prefetch(self: &Arc<Self>) {
-        Shared::prefetch(self)
-    }
-
-    async fn load(&self, force: bool) -> Result<Arc<Metadata>, ConnectorError> {
-        Shared::load(self, force).await
-    }
-
-    fn table_provider(self: &Arc<Self>, table: Arc<TableMeta>) -> Arc<dyn TableProvider> {
-        Arc::new(MySqlTable::new(Arc::clone(self), table))
-    }
-}
-
-impl Shared {
-    fn schema_included(&self, schema: &str) -> bool {
-        if let Some(include) = &self.include {
-            return include.iter().any(|s| s == schema);
-        }
-        !self
-            .exclude
-            .iter()
-            .any(|pattern| match pattern.strip_suffix('*') {
-                Some(prefix) => schema.starts_with(prefix),
-                None => pattern == schema,
-            })
-    }
-
-    fn cached(&self) -> Option<Arc<Metadata>> {
-        self.metadata.read().clone()
-    }
-
-    /// Starts a background metadata fetch if none is cached (errors are logged, not returned).
-    fn prefetch(self: &Arc<Self>) {
-        if self.cached().is_some() {
-            return;
-        }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let shared = Arc::clone(self);
-        handle.spawn(async move {
-            if let Err(e) = shared.load(false).await {
-                tracing::warn!("{e}");
-            }
-        });
-    }
-
-    /// The metadata: the cached snapshot, or a fresh one when there is none or `force` is set and the
-    /// last load is older than [`REFRESH_INTERVAL`].
-    async fn load(&self, force: bool) -> Result<Arc<Metadata>, ConnectorError> {
-        let mut last = self.loading.lock().await;
-        if let Some(meta) = self.cached() {
-            let recent = last.is_some_and(|t| t.elapsed() < REFRESH_INTERVAL);
-            if !force || recent {
-                return Ok(meta);
-            }
-        }
-        let result = self.fetch().await;
-        *last = Some(Instant::now());
-        let meta = Arc::new(result?);
-        *self.metadata.write() = Some(Arc::clone(&meta));
-        Ok(meta)
-    }
-
-    async fn query(&self, sql: &str) -> Result<Vec<Vec<Value>>, ConnectorError> {
-        self.exec(sql, Vec::new()).await
-    }
-
-    /// Runs `sql` with `params` (a prepared statement when there are any) and returns all rows.
-    async fn exec(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Vec<Value>>, ConnectorError> {
-        let mut conn = self.pool.get().await?;
-        let rows: Vec<Row> = if params.is_empty() {
-            conn.conn().query(sql).await
-        } else {
-            conn.conn().exec(sql, params).await
-        }
-        .map_err(|e| self.pool.query_error(&e, sql))?;
-        Ok(rows.into_iter().map(Row::unwrap).collect())
+    fn cache(&self) -> &MetadataCache<TableMeta> {
+        &self.cache
     }
 
     async fn fetch(&self) -> Result<Metadata, ConnectorError> {
         let schema_sql = "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY 1";
-        let mut meta = Metadata::default();
-        for row in self.query(schema_sql).await? {
-            if let Some(schema) = row.first().and_then(text)
-                && self.schema_included(&schema)
-            {
-                meta.schemas.insert(schema, BTreeMap::new());
-            }
-        }
+        let schemas = self.query(schema_sql).await?;
+        let mut meta = Metadata::with_schemas(
+            schemas.iter().filter_map(|row| row.first().and_then(text)),
+            &self.schemas,
+        );
         let key_sql = "\
             SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
             WHERE INDEX_NAME = 'PRIMARY' \
             ORDER BY TABLE_SCHEMA, TABLE_NAME, SEQ_IN_INDEX";
-        let mut keys: HashMap<(String, String), Vec<String>> = HashMap::new();
-        for row in self.query(key_sql).await? {
+        let key_rows = self.query(key_sql).await?;
+        let keys = primary_keys(key_rows.iter().map(|row| {
             let get = |i: usize| row.get(i).and_then(text).unwrap_or_default();
-            keys.entry((get(0), get(1))).or_default().push(get(2));
-        }
+            (get(0), get(1), get(2))
+        }));
         let json_columns = self.json_checked_columns().await;
         let column_sql = "\
             SELECT c.TABLE_SCHEMA, c.TABLE_NAME, t.TABLE_TYPE, t.TABLE_ROWS, c.COLUMN_NAME, \
@@ -479,38 +296,12 @@ impl Shared {
             JOIN information_schema.TABLES t \
               ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
             ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME, c.ORDINAL_POSITION";
-        struct Pending {
-            schema: String,
-            table: String,
-            view: bool,
-            rows: Option<u64>,
-            comment: Option<String>,
-            columns: Vec<SourceColumn<ColumnMeta>>,
-        }
-        let finish = |meta: &mut Metadata, p: Pending| {
-            if let Some(tables) = meta.schemas.get_mut(&p.schema) {
-                let key = keys
-                    .get(&(p.schema.clone(), p.table.clone()))
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                let table = TableMeta::new(
-                    p.schema,
-                    p.table.clone(),
-                    p.view,
-                    p.rows,
-                    p.columns,
-                    p.comment,
-                    key,
-                );
-                tables.insert(p.table, Arc::new(table));
-            }
-        };
-        let mut current: Option<Pending> = None;
-        for row in self.query(column_sql).await? {
+        let rows = self.query(column_sql).await?;
+        let columns = rows.iter().filter_map(|row| {
             let get = |i: usize| row.get(i).and_then(text).unwrap_or_default();
             let schema = get(0);
             if !meta.schemas.contains_key(&schema) {
-                continue;
+                return None;
             }
             let table = get(1);
             let view = get(2).eq_ignore_ascii_case("VIEW");
@@ -543,33 +334,49 @@ impl Shared {
                 let full = format!("{schema}.{table}.{column}");
                 self.reported.report(&self.name, full, &column_type);
             }
-            let same = current
-                .as_ref()
-                .is_some_and(|p| p.schema == schema && p.table == table);
-            if !same && let Some(p) = current.take() {
-                finish(&mut meta, p);
-            }
-            let entry = current.get_or_insert_with(|| Pending {
+            Some(ColumnRow {
                 schema,
                 table,
-                view,
-                rows,
-                comment: table_comment,
-                columns: Vec::new(),
-            });
-            // A view's columns may be nullable whatever information_schema says.
-            let nullable = nullable || view;
-            entry.columns.push(SourceColumn {
-                column: ColumnMeta { name: column, ty },
-                nullable,
-                pg_type,
-                comment,
-            });
-        }
-        if let Some(p) = current.take() {
-            finish(&mut meta, p);
-        }
+                info: MyTableInfo {
+                    view,
+                    rows,
+                    split_key: None,
+                },
+                table_comment,
+                column: SourceColumn {
+                    column: ColumnMeta { name: column, ty },
+                    // A view's columns may be nullable whatever information_schema says.
+                    nullable: nullable || view,
+                    pg_type,
+                    comment,
+                },
+            })
+        });
+        let columns: Vec<_> = columns.collect();
+        meta.add_tables(columns, &keys, table::table_meta);
         Ok(meta)
+    }
+
+    fn table_provider(self: &Arc<Self>, table: Arc<TableMeta>) -> Arc<dyn TableProvider> {
+        Arc::new(MySqlTable::new(Arc::clone(self), table))
+    }
+}
+
+impl Shared {
+    async fn query(&self, sql: &str) -> Result<Vec<Vec<Value>>, ConnectorError> {
+        self.exec(sql, Vec::new()).await
+    }
+
+    /// Runs `sql` with `params` (a prepared statement when there are any) and returns all rows.
+    async fn exec(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Vec<Value>>, ConnectorError> {
+        let mut conn = self.pool.get().await?;
+        let rows: Vec<Row> = if params.is_empty() {
+            conn.conn().query(sql).await
+        } else {
+            conn.conn().exec(sql, params).await
+        }
+        .map_err(|e| self.pool.query_error(&e, sql))?;
+        Ok(rows.into_iter().map(Row::unwrap).collect())
     }
 
     /// MariaDB's json columns: (schema, table, column) of each `json_valid(col)` check (MariaDB
@@ -605,7 +412,7 @@ impl Shared {
     /// the key between its MIN and MAX (read now); the first range is open below and the last open
     /// above, so rows added after planning are still read exactly once.
     async fn key_splits(&self, table: &TableMeta) -> Result<Vec<Option<String>>, ConnectorError> {
-        let Some(key) = &table.split_key else {
+        let Some(key) = &table.info.split_key else {
             return Ok(vec![None]);
         };
         if self.splits <= 1 {
@@ -614,7 +421,7 @@ impl Shared {
         let sql = format!(
             "SELECT (SELECT TABLE_ROWS FROM information_schema.TABLES \
                      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?), MIN({k}), MAX({k}) FROM {}",
-            table.quoted_name(),
+            table.quoted_name(&MySqlDialect),
             k = quote_ident(key),
         );
         let params = vec![

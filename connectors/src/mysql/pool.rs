@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::ConnectorError;
-use crate::remote_catalog::{SslMode, TlsSettings};
+use crate::remote_config::{SslMode, TlsSettings};
 
 /// Statements run on every new connection, so values do not depend on the server's defaults:
 /// results in UTF-8, `timestamp` columns in UTC, and `col IS NULL` never matching the last
@@ -33,7 +33,7 @@ const SESSION_INIT: [&str; 3] = [
 ];
 
 /// Connections of one catalog to its MySQL / MariaDB server.
-pub(crate) struct Pool {
+pub struct Pool {
     catalog: String,
     address: String,
     password: Option<String>,

@@ -42,14 +42,18 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, IntervalUnit, TimeUnit};
 use datafusion::arrow::error::ArrowError;
+use datafusion::common::ScalarValue;
 use mysql_async::Value;
+
+use crate::sql_source::SqlKind;
+use crate::sql_table::ColumnType;
 
 /// Microseconds in a day.
 const DAY_MICROS: i64 = 86_400_000_000;
 
 /// How a MySQL column is read and what Arrow type it becomes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum MyType {
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum MyType {
     /// A signed or unsigned integer read into the given width (bits: 8, 16, 32, 64).
     Int {
         bits: u8,
@@ -165,36 +169,6 @@ impl MyType {
         matches!(self, MyType::Int { .. } | MyType::UBigint)
     }
 
-    /// The Arrow type of the column.
-    pub(crate) fn arrow_type(&self) -> DataType {
-        match self {
-            MyType::Int { bits: 8, .. } => DataType::Int8,
-            MyType::Int { bits: 16, .. } | MyType::Year => DataType::Int16,
-            MyType::Int { bits: 32, .. } => DataType::Int32,
-            MyType::Int { .. } | MyType::Bits => DataType::Int64,
-            MyType::UBigint => DataType::Decimal128(20, 0),
-            MyType::Decimal { precision, scale } => DataType::Decimal128(*precision, *scale),
-            MyType::Float => DataType::Float32,
-            MyType::Double => DataType::Float64,
-            MyType::Text | MyType::AsText { .. } => DataType::Utf8,
-            MyType::Binary | MyType::Bits64 => DataType::Binary,
-            MyType::Date => DataType::Date32,
-            MyType::Datetime => DataType::Timestamp(TimeUnit::Microsecond, None),
-            MyType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            MyType::Time => DataType::Time64(TimeUnit::Microsecond),
-            MyType::TimeInterval => DataType::Interval(IntervalUnit::MonthDayNano),
-        }
-    }
-
-    /// The expression of the remote SELECT list reading the column `quoted` (already quoted).
-    pub(crate) fn select_expr(&self, quoted: &str) -> String {
-        match self {
-            MyType::AsText { geometry: true } => format!("ST_AsText({quoted})"),
-            MyType::AsText { geometry: false } => format!("CAST({quoted} AS CHAR)"),
-            _ => quoted.to_string(),
-        }
-    }
-
     /// A builder for a column of this type.
     pub(crate) fn builder(&self, capacity: usize) -> Result<ColumnBuilder, ArrowError> {
         Ok(match self {
@@ -238,6 +212,50 @@ impl MyType {
                 ColumnBuilder::Interval(IntervalMonthDayNanoBuilder::with_capacity(capacity))
             }
         })
+    }
+}
+
+impl ColumnType for MyType {
+    /// The Arrow type of the column.
+    fn arrow_type(&self) -> DataType {
+        match self {
+            MyType::Int { bits: 8, .. } => DataType::Int8,
+            MyType::Int { bits: 16, .. } | MyType::Year => DataType::Int16,
+            MyType::Int { bits: 32, .. } => DataType::Int32,
+            MyType::Int { .. } | MyType::Bits => DataType::Int64,
+            MyType::UBigint => DataType::Decimal128(20, 0),
+            MyType::Decimal { precision, scale } => DataType::Decimal128(*precision, *scale),
+            MyType::Float => DataType::Float32,
+            MyType::Double => DataType::Float64,
+            MyType::Text | MyType::AsText { .. } => DataType::Utf8,
+            MyType::Binary | MyType::Bits64 => DataType::Binary,
+            MyType::Date => DataType::Date32,
+            MyType::Datetime => DataType::Timestamp(TimeUnit::Microsecond, None),
+            MyType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            MyType::Time => DataType::Time64(TimeUnit::Microsecond),
+            MyType::TimeInterval => DataType::Interval(IntervalUnit::MonthDayNano),
+        }
+    }
+
+    /// The expression of the remote SELECT list reading the column `quoted` (already quoted).
+    fn select_expr(&self, quoted: &str) -> String {
+        match self {
+            MyType::AsText { geometry: true } => format!("ST_AsText({quoted})"),
+            MyType::AsText { geometry: false } => format!("CAST({quoted} AS CHAR)"),
+            _ => quoted.to_string(),
+        }
+    }
+
+    fn sql_kind(&self) -> SqlKind {
+        super::dialect::kind_of(self)
+    }
+
+    fn from_arrow(ty: &DataType) -> Option<Self> {
+        super::dialect::reader_type(ty)
+    }
+
+    fn filter_literal(&self, value: &ScalarValue, _ordered: bool) -> Option<String> {
+        super::pushdown::literal_sql(self, value)
     }
 }
 

@@ -1,18 +1,17 @@
-//! PostgreSQL as a [`SqlSource`]: the dialect used for pushed statements and the single-split scan
-//! that runs them.
+//! PostgreSQL's dialect for pushed statements (the planner's [`SqlSource`] of a catalog is the
+//! shared [`crate::sql_table::RemoteSqlSource`]).
+//!
+//! [`SqlSource`]: crate::sql_source::SqlSource
 
-use std::sync::Arc;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
 
-use chrono::{Datelike, NaiveDate};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::common::{DataFusionError, Result, ScalarValue};
-use datafusion::physical_plan::ExecutionPlan;
-
-use super::pushdown::{number_sql, string_literal, timestamp_micros, timestamp_sql, timestamp_tz};
-use super::scan::PostgresScanExec;
+use super::pushdown::{pg_date_sql, string_literal, timestamp_sql};
+use super::quote_ident;
 use super::types::PgType;
-use super::{Shared, quote_ident};
-use crate::sql_source::{SqlDialect, SqlKind, SqlSource};
+use crate::sql_filter::{number_sql, timestamp_micros, timestamp_tz};
+use crate::sql_source::{SqlDialect, SqlKind};
+use crate::sql_table::ColumnType;
 
 /// PostgreSQL's SQL dialect (version 11 or later).
 #[derive(Debug, Default, Clone, Copy)]
@@ -45,13 +44,7 @@ impl SqlDialect for PostgresDialect {
             | ScalarValue::Utf8View(Some(s)) => {
                 Some(format!("CAST({} AS text)", string_literal(s)?))
             }
-            ScalarValue::Date32(Some(days)) => {
-                let date = NaiveDate::from_ymd_opt(1970, 1, 1)?
-                    .checked_add_signed(chrono::Duration::days(i64::from(*days)))?;
-                (1..=9999)
-                    .contains(&date.year())
-                    .then(|| format!("DATE '{}'", date.format("%Y-%m-%d")))
-            }
+            ScalarValue::Date32(Some(days)) => pg_date_sql(*days),
             v => match timestamp_tz(v)? {
                 None => timestamp_sql(timestamp_micros(v)?, false),
                 Some("UTC" | "+00:00") => timestamp_sql(timestamp_micros(v)?, true),
@@ -134,42 +127,5 @@ pub(crate) fn kind_of(ty: &PgType) -> SqlKind {
         },
         PgType::Date | PgType::Timestamp | PgType::Timestamptz => SqlKind::Temporal,
         PgType::Bytea | PgType::Time | PgType::Interval | PgType::List(_) => SqlKind::Other,
-    }
-}
-
-/// One PostgreSQL database (a catalog) as a [`SqlSource`].
-#[derive(Debug)]
-pub(crate) struct PostgresSource {
-    pub(crate) shared: Arc<Shared>,
-}
-
-impl SqlSource for PostgresSource {
-    fn id(&self) -> String {
-        format!("postgres:{}", self.shared.name)
-    }
-
-    fn dialect(&self) -> &dyn SqlDialect {
-        &PostgresDialect
-    }
-
-    fn query_scan(&self, sql: String, schema: SchemaRef) -> Result<Arc<dyn ExecutionPlan>> {
-        let types = schema
-            .fields()
-            .iter()
-            .map(|f| {
-                PgType::from_arrow(f.data_type()).ok_or_else(|| {
-                    DataFusionError::Internal(format!(
-                        "pushed PostgreSQL query has a column of unsupported type {}",
-                        f.data_type()
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Arc::new(PostgresScanExec::new(
-            Arc::clone(&self.shared.pool),
-            schema,
-            types,
-            vec![sql],
-        )))
     }
 }

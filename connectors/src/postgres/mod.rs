@@ -52,10 +52,8 @@ mod table;
 mod tls;
 mod types;
 
-use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use datafusion::catalog::{CatalogProvider, TableProvider};
 
@@ -65,16 +63,22 @@ pub(crate) use table::PostgresTable;
 
 use crate::ConnectorError;
 use crate::remote_catalog::{
-    MetadataSource, RemoteCatalog, Snapshot, SourceColumn, SslMode, TextColumns, TlsSettings,
+    ColumnMeta, ColumnRow, MetadataCache, MetadataSource, RemoteCatalog, SchemaFilter, Snapshot,
+    SourceColumn, TextColumns, primary_keys,
 };
+use crate::remote_config::{RemoteSettings, SourceDefaults, get_int};
+use crate::sql_table::range_conditions;
 use pool::{Pool, PoolOptions};
-use table::{ColumnMeta, TableMeta};
+use table::{PgTableInfo, TableMeta};
 use types::PgType;
 
-/// Default schemas left out when no `schemas` include list is given; `*` at the end matches a prefix.
-const DEFAULT_EXCLUDED: [&str; 4] = ["pg_catalog", "information_schema", "pg_toast*", "pg_temp*"];
-/// A lookup of an unknown table refreshes the metadata at most this often.
-const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+/// What differs in reading the catalog file's shared keys.
+const DEFAULTS: SourceDefaults = SourceDefaults {
+    port: 5432,
+    database_required: true,
+    excluded: &["pg_catalog", "information_schema", "pg_toast*", "pg_temp*"],
+    own_keys: &["split_min_pages"],
+};
 
 /// Quotes a PostgreSQL identifier: `"a""b"`.
 pub(crate) fn quote_ident(name: &str) -> String {
@@ -100,13 +104,10 @@ impl fmt::Debug for PostgresConnector {
 pub(crate) struct Shared {
     name: String,
     pub(crate) pool: Arc<Pool>,
-    include: Option<Vec<String>>,
-    exclude: Vec<String>,
+    schemas: SchemaFilter,
     splits: usize,
     split_min_pages: i64,
-    metadata: parking_lot::RwLock<Option<Arc<Metadata>>>,
-    /// Serializes metadata loads, and remembers when the last attempt ended.
-    loading: tokio::sync::Mutex<Option<Instant>>,
+    cache: MetadataCache<TableMeta>,
     /// Columns already reported as read as text.
     reported: TextColumns,
 }
@@ -123,77 +124,6 @@ impl fmt::Debug for Shared {
 /// A snapshot of the source's schemas and tables.
 type Metadata = Snapshot<TableMeta>;
 
-fn config_error(key: &str, reason: impl Into<String>) -> ConnectorError {
-    ConnectorError::Config {
-        key: key.to_string(),
-        reason: reason.into(),
-    }
-}
-
-fn get_str(config: &toml::Table, key: &str) -> Result<Option<String>, ConnectorError> {
-    match config.get(key) {
-        None => Ok(None),
-        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(config_error(key, "must be a string")),
-    }
-}
-
-fn required_str(config: &toml::Table, key: &str) -> Result<String, ConnectorError> {
-    get_str(config, key)?.ok_or_else(|| config_error(key, "missing"))
-}
-
-fn get_int(
-    config: &toml::Table,
-    key: &str,
-    default: i64,
-    min: i64,
-    max: i64,
-) -> Result<i64, ConnectorError> {
-    match config.get(key) {
-        None => Ok(default),
-        Some(toml::Value::Integer(i)) if (min..=max).contains(i) => Ok(*i),
-        Some(_) => Err(config_error(
-            key,
-            format!("must be an integer from {min} to {max}"),
-        )),
-    }
-}
-
-fn get_list(config: &toml::Table, key: &str) -> Result<Option<Vec<String>>, ConnectorError> {
-    match config.get(key) {
-        None => Ok(None),
-        Some(toml::Value::Array(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| config_error(key, "must be a list of strings"))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Some(_) => Err(config_error(key, "must be a list of strings")),
-    }
-}
-
-const KNOWN_KEYS: [&str; 16] = [
-    "connector",
-    "host",
-    "port",
-    "database",
-    "user",
-    "password",
-    "pool_size",
-    "schemas",
-    "exclude_schemas",
-    "splits",
-    "split_min_pages",
-    "connect_timeout_secs",
-    "pool_timeout_secs",
-    "ssl_mode",
-    "ssl_root_cert",
-    "name",
-];
-
 impl PostgresConnector {
     /// Builds the connector for catalog `name` from its catalog file (`${ENV}` already substituted).
     ///
@@ -203,51 +133,30 @@ impl PostgresConnector {
         name: &str,
         config: &toml::Table,
     ) -> Result<PostgresConnector, ConnectorError> {
-        for key in config.keys() {
-            if !KNOWN_KEYS.contains(&key.as_str()) {
-                tracing::warn!("catalog \"{name}\": unknown key `{key}` ignored");
-            }
-        }
-        let host = required_str(config, "host")?;
-        let port = get_int(config, "port", 5432, 1, 65535)?;
-        let database = required_str(config, "database")?;
-        let user = required_str(config, "user")?;
-        let password = get_str(config, "password")?;
-        let pool_size = get_int(config, "pool_size", 4, 1, 1024)?;
-        let splits = get_int(config, "splits", 4, 1, 4096)?;
+        let settings = RemoteSettings::from_config(name, config, &DEFAULTS)?;
         let split_min_pages = get_int(config, "split_min_pages", 1000, 1, i64::MAX)?;
-        let connect_timeout = get_int(config, "connect_timeout_secs", 10, 1, 3600)?;
-        let pool_timeout = get_int(config, "pool_timeout_secs", 60, 1, 86_400)?;
-        let include = get_list(config, "schemas")?;
-        let exclude = get_list(config, "exclude_schemas")?
-            .unwrap_or_else(|| DEFAULT_EXCLUDED.iter().map(|s| s.to_string()).collect());
-        let tls = tls::connector(&TlsSettings::from_config(config, SslMode::Prefer)?)?;
-
-        // The ranges were checked above, so the conversions cannot fail.
-        let as_usize = |v: i64| usize::try_from(v).unwrap_or(1);
+        let tls = tls::connector(&settings.tls)?;
         let pool = Pool::new(
             name,
             PoolOptions {
                 tls,
-                host,
-                port: u16::try_from(port).unwrap_or(5432),
-                database,
-                user,
-                password,
-                size: as_usize(pool_size),
-                connect_timeout: Duration::from_secs(connect_timeout.unsigned_abs()),
-                acquire_timeout: Duration::from_secs(pool_timeout.unsigned_abs()),
+                host: settings.host,
+                port: settings.port,
+                database: settings.database.unwrap_or_default(),
+                user: settings.user,
+                password: settings.password,
+                size: settings.pool_size,
+                connect_timeout: settings.connect_timeout,
+                acquire_timeout: settings.pool_timeout,
             },
         );
         let shared = Arc::new(Shared {
             name: name.to_string(),
             pool: Arc::new(pool),
-            include,
-            exclude,
-            splits: as_usize(splits),
+            schemas: SchemaFilter::new(settings.include, settings.exclude),
+            splits: settings.splits,
             split_min_pages,
-            metadata: parking_lot::RwLock::new(None),
-            loading: tokio::sync::Mutex::new(None),
+            cache: MetadataCache::default(),
             reported: TextColumns::default(),
         });
         shared.prefetch();
@@ -278,93 +187,26 @@ impl crate::Connector for PostgresConnector {
 impl MetadataSource for Shared {
     type Table = TableMeta;
 
-    fn schema_included(&self, schema: &str) -> bool {
-        Shared::schema_included(self, schema)
+    fn schema_filter(&self) -> &SchemaFilter {
+        &self.schemas
     }
 
-    fn cached(&self) -> Option<Arc<Metadata>> {
-        Shared::cached(self)
-    }
-
-    fn prefetch(self: &Arc<Self>) {
-        Shared::prefetch(self)
-    }
-
-    async fn load(&self, force: bool) -> Result<Arc<Metadata>, ConnectorError> {
-        Shared::load(self, force).await
-    }
-
-    fn table_provider(self: &Arc<Self>, table: Arc<TableMeta>) -> Arc<dyn TableProvider> {
-        Arc::new(PostgresTable::new(Arc::clone(self), table))
-    }
-}
-
-impl Shared {
-    fn schema_included(&self, schema: &str) -> bool {
-        if let Some(include) = &self.include {
-            return include.iter().any(|s| s == schema);
-        }
-        !self
-            .exclude
-            .iter()
-            .any(|pattern| match pattern.strip_suffix('*') {
-                Some(prefix) => schema.starts_with(prefix),
-                None => pattern == schema,
-            })
-    }
-
-    fn cached(&self) -> Option<Arc<Metadata>> {
-        self.metadata.read().clone()
-    }
-
-    /// Starts a background metadata fetch if none is cached (errors are logged, not returned).
-    fn prefetch(self: &Arc<Self>) {
-        if self.cached().is_some() {
-            return;
-        }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let shared = Arc::clone(self);
-        handle.spawn(async move {
-            if let Err(e) = shared.load(false).await {
-                tracing::warn!("{e}");
-            }
-        });
-    }
-
-    /// The metadata: the cached snapshot, or a fresh one when there is none or `force` is set and the
-    /// last load is older than [`REFRESH_INTERVAL`].
-    async fn load(&self, force: bool) -> Result<Arc<Metadata>, ConnectorError> {
-        let mut last = self.loading.lock().await;
-        if let Some(meta) = self.cached() {
-            let recent = last.is_some_and(|t| t.elapsed() < REFRESH_INTERVAL);
-            if !force || recent {
-                return Ok(meta);
-            }
-        }
-        let result = self.fetch().await;
-        *last = Some(Instant::now());
-        let meta = Arc::new(result?);
-        *self.metadata.write() = Some(Arc::clone(&meta));
-        Ok(meta)
+    fn cache(&self) -> &MetadataCache<TableMeta> {
+        &self.cache
     }
 
     async fn fetch(&self) -> Result<Metadata, ConnectorError> {
-        let client = self.pool.get().await?;
+        let client = &self.pool.get().await?;
+        let query = |sql: &'static str| async move {
+            client
+                .client()
+                .query(sql, &[])
+                .await
+                .map_err(|e| self.pool.query_error(&e, sql))
+        };
         let schema_sql = "SELECT nspname::text FROM pg_catalog.pg_namespace ORDER BY 1";
-        let rows = client
-            .client()
-            .query(schema_sql, &[])
-            .await
-            .map_err(|e| self.pool.query_error(&e, schema_sql))?;
-        let mut meta = Metadata::default();
-        for row in rows {
-            let schema: String = row.get(0);
-            if self.schema_included(&schema) {
-                meta.schemas.insert(schema, BTreeMap::new());
-            }
-        }
+        let schemas = query(schema_sql).await?;
+        let mut meta = Metadata::with_schemas(schemas.iter().map(|r| r.get(0)), &self.schemas);
         let key_sql = "\
             SELECT n.nspname::text, c.relname::text, a.attname::text \
             FROM pg_catalog.pg_constraint con \
@@ -374,17 +216,8 @@ impl Shared {
             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
             WHERE con.contype = 'p' \
             ORDER BY 1, 2, k.pos";
-        let rows = client
-            .client()
-            .query(key_sql, &[])
-            .await
-            .map_err(|e| self.pool.query_error(&e, key_sql))?;
-        let mut keys: HashMap<(String, String), Vec<String>> = HashMap::new();
-        for row in rows {
-            keys.entry((row.get(0), row.get(1)))
-                .or_default()
-                .push(row.get(2));
-        }
+        let key_rows = query(key_sql).await?;
+        let keys = primary_keys(key_rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))));
         let column_sql = "\
             SELECT n.nspname::text, c.relname::text, c.relkind::text, c.reltuples::float8, \
                    a.attname::text, a.attnotnull, bt.oid::int8, \
@@ -399,42 +232,11 @@ impl Shared {
             JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END \
             WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') \
             ORDER BY 1, 2, a.attnum";
-        let rows = client
-            .client()
-            .query(column_sql, &[])
-            .await
-            .map_err(|e| self.pool.query_error(&e, column_sql))?;
-        struct Pending {
-            schema: String,
-            table: String,
-            relkind: char,
-            reltuples: f64,
-            comment: Option<String>,
-            columns: Vec<SourceColumn<ColumnMeta>>,
-        }
-        let finish = |meta: &mut Metadata, p: Pending| {
-            if let Some(tables) = meta.schemas.get_mut(&p.schema) {
-                let key = keys
-                    .get(&(p.schema.clone(), p.table.clone()))
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                let table = TableMeta::new(
-                    p.schema,
-                    p.table.clone(),
-                    p.relkind,
-                    p.reltuples,
-                    p.columns,
-                    p.comment,
-                    key,
-                );
-                tables.insert(p.table, Arc::new(table));
-            }
-        };
-        let mut current: Option<Pending> = None;
-        for row in rows {
+        let rows = query(column_sql).await?;
+        let columns = rows.iter().filter_map(|row| {
             let schema: String = row.get(0);
             if !self.schema_included(&schema) {
-                continue;
+                return None;
             }
             let table: String = row.get(1);
             let relkind: String = row.get(2);
@@ -463,38 +265,34 @@ impl Shared {
             }
             // Only base tables promise NOT NULL; a view's columns are always nullable.
             let nullable = !(not_null && relkind != 'v');
-            let same = current
-                .as_ref()
-                .is_some_and(|p| p.schema == schema && p.table == table);
-            if !same && let Some(p) = current.take() {
-                finish(&mut meta, p);
-            }
-            let entry = current.get_or_insert_with(|| Pending {
+            Some(ColumnRow {
                 schema,
                 table,
-                relkind,
-                reltuples,
-                comment: table_comment,
-                columns: Vec::new(),
-            });
-            entry.columns.push(SourceColumn {
-                column: ColumnMeta { name: column, ty },
-                nullable,
-                pg_type,
-                comment,
-            });
-        }
-        if let Some(p) = current.take() {
-            finish(&mut meta, p);
-        }
+                info: PgTableInfo { relkind, reltuples },
+                table_comment,
+                column: SourceColumn {
+                    column: ColumnMeta { name: column, ty },
+                    nullable,
+                    pg_type,
+                    comment,
+                },
+            })
+        });
+        meta.add_tables(columns, &keys, TableMeta::new);
         Ok(meta)
     }
 
+    fn table_provider(self: &Arc<Self>, table: Arc<TableMeta>) -> Arc<dyn TableProvider> {
+        Arc::new(PostgresTable::new(Arc::clone(self), table))
+    }
+}
+
+impl Shared {
     /// The ctid range condition of each split of a scan of `table` (`None`: one split, no condition).
     /// Tables of at least `split_min_pages` pages are cut into `splits` page ranges; the first range is
     /// open below and the last open above, so rows added after planning are still read exactly once.
     async fn ctid_splits(&self, table: &TableMeta) -> Result<Vec<Option<String>>, ConnectorError> {
-        if !table.has_ctid() || self.splits <= 1 {
+        if !table.info.has_ctid() || self.splits <= 1 {
             return Ok(vec![None]);
         }
         let sql = "SELECT (pg_relation_size(c.oid) / current_setting('block_size')::int8)::int8 \
@@ -512,20 +310,10 @@ impl Shared {
         }
         let n = i64::try_from(self.splits).unwrap_or(1);
         let bounds: Vec<i64> = (1..n).map(|i| pages * i / n).collect();
-        let mut splits = Vec::with_capacity(self.splits);
-        for i in 0..bounds.len() + 1 {
-            let low = i.checked_sub(1).map(|j| bounds[j]);
-            let high = bounds.get(i).copied();
-            let condition = match (low, high) {
-                (None, Some(h)) => format!("(ctid < '({h},0)'::tid)"),
-                (Some(l), Some(h)) => {
-                    format!("(ctid >= '({l},0)'::tid AND ctid < '({h},0)'::tid)")
-                }
-                (Some(l), None) => format!("(ctid >= '({l},0)'::tid)"),
-                (None, None) => return Ok(vec![None]),
-            };
-            splits.push(Some(condition));
-        }
-        Ok(splits)
+        Ok(range_conditions(
+            &bounds,
+            |l| format!("ctid >= '({l},0)'::tid"),
+            |h| format!("ctid < '({h},0)'::tid"),
+        ))
     }
 }

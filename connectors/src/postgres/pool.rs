@@ -23,7 +23,7 @@ const SESSION_OPTIONS: &str =
     "-c TimeZone=UTC -c DateStyle=ISO,MDY -c IntervalStyle=postgres -c extra_float_digits=3";
 
 /// Connections of one catalog to its PostgreSQL server.
-pub(crate) struct Pool {
+pub struct Pool {
     catalog: String,
     address: String,
     password: Option<String>,

@@ -1,5 +1,5 @@
-//! Translation of DataFusion filters into PostgreSQL SQL, for the filters whose meaning is the same at
-//! the source.
+//! Which DataFusion filters keep their meaning at PostgreSQL, and the literals they are written
+//! with; the translation itself is shared ([`crate::sql_filter`]).
 //!
 //! Pushed (and reported `Exact`):
 //! - `column <op> literal` (either order) with `=`, `<>`, `<`, `<=`, `>`, `>=` on int2/int4/int8 and
@@ -15,124 +15,18 @@
 //! Not pushed: float columns (NaN and -0 compare differently), columns cast to text at the source
 //! (uuid, json, enums: their own comparison rules), string ranges, anything with a function or a cast.
 
-use chrono::{DateTime, Datelike, NaiveDate};
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::expr::{Between, InList};
-use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 
-use super::quote_ident;
-use super::table::{ColumnMeta, TableMeta};
 use super::types::PgType;
+use crate::sql_filter::{date_sql, number_sql, timestamp_micros, timestamp_text, timestamp_tz};
 
-/// The PostgreSQL SQL of `expr`, if it can be evaluated at the source with the same result.
-pub(crate) fn filter_to_sql(expr: &Expr, table: &TableMeta) -> Option<String> {
-    match expr {
-        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
-            Operator::And | Operator::Or => {
-                let l = filter_to_sql(left, table)?;
-                let r = filter_to_sql(right, table)?;
-                let word = if *op == Operator::And { "AND" } else { "OR" };
-                Some(format!("({l} {word} {r})"))
-            }
-            Operator::Eq
-            | Operator::NotEq
-            | Operator::Lt
-            | Operator::LtEq
-            | Operator::Gt
-            | Operator::GtEq => {
-                let (column, value, op) = match (left.as_ref(), right.as_ref()) {
-                    (Expr::Column(c), Expr::Literal(v, _)) => (c, v, *op),
-                    (Expr::Literal(v, _), Expr::Column(c)) => (c, v, op.swap()?),
-                    _ => return None,
-                };
-                let column = table.column(&column.name)?;
-                let ordered = !matches!(op, Operator::Eq | Operator::NotEq);
-                let literal = literal_sql(column, value, ordered)?;
-                let symbol = match op {
-                    Operator::Eq => "=",
-                    Operator::NotEq => "<>",
-                    Operator::Lt => "<",
-                    Operator::LtEq => "<=",
-                    Operator::Gt => ">",
-                    _ => ">=",
-                };
-                Some(format!(
-                    "({} {symbol} {literal})",
-                    quote_ident(&column.name)
-                ))
-            }
-            _ => None,
-        },
-        Expr::Not(inner) => Some(format!("(NOT {})", filter_to_sql(inner, table)?)),
-        Expr::IsNull(inner) => Some(format!("({} IS NULL)", column_sql(inner, table)?)),
-        Expr::IsNotNull(inner) => Some(format!("({} IS NOT NULL)", column_sql(inner, table)?)),
-        Expr::Column(c) => {
-            let column = table.column(&c.name)?;
-            (column.ty == PgType::Bool).then(|| quote_ident(&column.name))
-        }
-        Expr::Between(Between {
-            expr,
-            negated,
-            low,
-            high,
-        }) => {
-            let Expr::Column(c) = expr.as_ref() else {
-                return None;
-            };
-            let column = table.column(&c.name)?;
-            let (Expr::Literal(low, _), Expr::Literal(high, _)) = (low.as_ref(), high.as_ref())
-            else {
-                return None;
-            };
-            let low = literal_sql(column, low, true)?;
-            let high = literal_sql(column, high, true)?;
-            let not = if *negated { "NOT " } else { "" };
-            Some(format!(
-                "({} {not}BETWEEN {low} AND {high})",
-                quote_ident(&column.name)
-            ))
-        }
-        Expr::InList(InList {
-            expr,
-            list,
-            negated,
-        }) => {
-            let Expr::Column(c) = expr.as_ref() else {
-                return None;
-            };
-            let column = table.column(&c.name)?;
-            if list.is_empty() {
-                return None;
-            }
-            let items = list
-                .iter()
-                .map(|e| match e {
-                    Expr::Literal(v, _) => literal_sql(column, v, false),
-                    _ => None,
-                })
-                .collect::<Option<Vec<_>>>()?;
-            let not = if *negated { "NOT " } else { "" };
-            Some(format!(
-                "({} {not}IN ({}))",
-                quote_ident(&column.name),
-                items.join(", ")
-            ))
-        }
-        _ => None,
-    }
-}
+/// Years PostgreSQL literals are written for (its `date` goes further, Arrow's and chrono's not).
+const YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
 
-fn column_sql(expr: &Expr, table: &TableMeta) -> Option<String> {
-    match expr {
-        Expr::Column(c) => table.column(&c.name).map(|c| quote_ident(&c.name)),
-        _ => None,
-    }
-}
-
-/// The SQL literal of `value` compared with `column`, if the comparison (ordered: `<`, `>`, BETWEEN;
-/// else `=`, `<>`, IN) means the same at the source. NULL literals are never pushed.
-fn literal_sql(column: &ColumnMeta, value: &ScalarValue, ordered: bool) -> Option<String> {
-    match &column.ty {
+/// The SQL literal of `value` compared with a column of type `ty`, if the comparison (ordered: `<`,
+/// `>`, BETWEEN; else `=`, `<>`, IN) means the same at the source. NULL literals are never pushed.
+pub(super) fn literal_sql(ty: &PgType, value: &ScalarValue, ordered: bool) -> Option<String> {
+    match ty {
         PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric { .. } => number_sql(value),
         PgType::Bool if !ordered => match value {
             ScalarValue::Boolean(Some(b)) => Some(if *b { "TRUE" } else { "FALSE" }.to_string()),
@@ -147,13 +41,7 @@ fn literal_sql(column: &ColumnMeta, value: &ScalarValue, ordered: bool) -> Optio
             _ => None,
         },
         PgType::Date => match value {
-            ScalarValue::Date32(Some(days)) => {
-                let date = NaiveDate::from_ymd_opt(1970, 1, 1)?
-                    .checked_add_signed(chrono::Duration::days(i64::from(*days)))?;
-                (1..=9999)
-                    .contains(&date.year())
-                    .then(|| format!("DATE '{}'", date.format("%Y-%m-%d")))
-            }
+            ScalarValue::Date32(Some(days)) => date_sql(*days, YEARS),
             _ => None,
         },
         PgType::Timestamp => match value {
@@ -172,35 +60,6 @@ fn literal_sql(column: &ColumnMeta, value: &ScalarValue, ordered: bool) -> Optio
     }
 }
 
-pub(super) fn number_sql(value: &ScalarValue) -> Option<String> {
-    Some(match value {
-        ScalarValue::Int8(Some(v)) => v.to_string(),
-        ScalarValue::Int16(Some(v)) => v.to_string(),
-        ScalarValue::Int32(Some(v)) => v.to_string(),
-        ScalarValue::Int64(Some(v)) => v.to_string(),
-        ScalarValue::UInt8(Some(v)) => v.to_string(),
-        ScalarValue::UInt16(Some(v)) => v.to_string(),
-        ScalarValue::UInt32(Some(v)) => v.to_string(),
-        ScalarValue::UInt64(Some(v)) => v.to_string(),
-        ScalarValue::Decimal128(Some(v), _, scale) => decimal_sql(*v, *scale),
-        _ => return None,
-    })
-}
-
-/// `v * 10^-scale` written out exactly (`-12.340`).
-fn decimal_sql(v: i128, scale: i8) -> String {
-    let digits = v.unsigned_abs().to_string();
-    let sign = if v < 0 { "-" } else { "" };
-    if scale <= 0 {
-        let zeros = "0".repeat(usize::from(scale.unsigned_abs()));
-        return format!("{sign}{digits}{zeros}");
-    }
-    let scale = usize::from(scale.unsigned_abs());
-    let padded = format!("{digits:0>width$}", width = scale + 1);
-    let (int, frac) = padded.split_at(padded.len() - scale);
-    format!("{sign}{int}.{frac}")
-}
-
 /// A PostgreSQL string literal (standard_conforming_strings, the default since 9.1); none for
 /// strings PostgreSQL cannot hold (NUL).
 pub(super) fn string_literal(s: &str) -> Option<String> {
@@ -210,35 +69,9 @@ pub(super) fn string_literal(s: &str) -> Option<String> {
     Some(format!("'{}'", s.replace('\'', "''")))
 }
 
-/// The time zone of a timestamp literal: `Some(None)` for a naive timestamp, `None` if not one.
-pub(super) fn timestamp_tz(value: &ScalarValue) -> Option<Option<&str>> {
-    match value {
-        ScalarValue::TimestampSecond(Some(_), tz)
-        | ScalarValue::TimestampMillisecond(Some(_), tz)
-        | ScalarValue::TimestampMicrosecond(Some(_), tz)
-        | ScalarValue::TimestampNanosecond(Some(_), tz) => Some(tz.as_deref()),
-        _ => None,
-    }
-}
-
-/// The literal in whole microseconds since the epoch; none when it has a sub-microsecond part
-/// (PostgreSQL would compare a truncated value).
-pub(super) fn timestamp_micros(value: &ScalarValue) -> Option<i64> {
-    match value {
-        ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000),
-        ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000),
-        ScalarValue::TimestampMicrosecond(Some(v), _) => Some(*v),
-        ScalarValue::TimestampNanosecond(Some(v), _) => (v % 1_000 == 0).then_some(v / 1_000),
-        _ => None,
-    }
-}
-
+/// `TIMESTAMP '...'` (or `TIMESTAMPTZ '...+00'` with `with_tz`) of `micros` since the epoch.
 pub(super) fn timestamp_sql(micros: i64, with_tz: bool) -> Option<String> {
-    let t = DateTime::from_timestamp_micros(micros)?.naive_utc();
-    if !(1..=9999).contains(&t.year()) {
-        return None;
-    }
-    let text = t.format("%Y-%m-%d %H:%M:%S%.6f");
+    let text = timestamp_text(micros, YEARS)?;
     Some(if with_tz {
         format!("TIMESTAMPTZ '{text}+00'")
     } else {
@@ -246,21 +79,26 @@ pub(super) fn timestamp_sql(micros: i64, with_tz: bool) -> Option<String> {
     })
 }
 
+/// The `DATE '...'` literal of a date, within the years PostgreSQL literals are written for.
+pub(super) fn pg_date_sql(days: i32) -> Option<String> {
+    date_sql(days, YEARS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn decimals() {
-        assert_eq!(decimal_sql(12340, 3), "12.340");
-        assert_eq!(decimal_sql(-5, 2), "-0.05");
-        assert_eq!(decimal_sql(7, 0), "7");
-        assert_eq!(decimal_sql(7, -2), "700");
-    }
-
-    #[test]
     fn strings() {
         assert_eq!(string_literal("it's").as_deref(), Some("'it''s'"));
         assert_eq!(string_literal("a\0b"), None);
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(
+            timestamp_sql(1_000_001, true).as_deref(),
+            Some("TIMESTAMPTZ '1970-01-01 00:00:01.000001+00'")
+        );
     }
 }

@@ -16,7 +16,7 @@ use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::ConnectorError;
-use crate::remote_catalog::{SslMode, TlsSettings};
+use crate::remote_config::{SslMode, TlsSettings};
 
 /// The TLS connector of a catalog's connections and the `sslmode` tokio-postgres negotiates with.
 pub(crate) fn connector(

@@ -46,7 +46,11 @@ use datafusion::arrow::datatypes::{
     DataType, Field, FieldRef, IntervalMonthDayNano, IntervalUnit, TimeUnit,
 };
 use datafusion::arrow::error::ArrowError;
+use datafusion::common::ScalarValue;
 use tokio_postgres::types::{FromSql, Type};
+
+use crate::sql_source::SqlKind;
+use crate::sql_table::ColumnType;
 
 /// Days from 1970-01-01 to 2000-01-01 (PostgreSQL's epoch).
 const PG_EPOCH_DAYS: i32 = 10_957;
@@ -54,8 +58,8 @@ const PG_EPOCH_DAYS: i32 = 10_957;
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 /// How a PostgreSQL column is read and what Arrow type it becomes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum PgType {
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum PgType {
     Bool,
     Int2,
     Int4,
@@ -169,66 +173,6 @@ impl PgType {
         }
     }
 
-    /// The Arrow type of the column.
-    pub(crate) fn arrow_type(&self) -> DataType {
-        match self {
-            PgType::Bool => DataType::Boolean,
-            PgType::Int2 => DataType::Int16,
-            PgType::Int4 => DataType::Int32,
-            PgType::Int8 => DataType::Int64,
-            PgType::Float4 => DataType::Float32,
-            PgType::Float8 => DataType::Float64,
-            PgType::Numeric { precision, scale } => DataType::Decimal128(*precision, *scale),
-            PgType::Text { .. } | PgType::AsText => DataType::Utf8,
-            PgType::Bytea => DataType::Binary,
-            PgType::Date => DataType::Date32,
-            PgType::Time => DataType::Time64(TimeUnit::Microsecond),
-            PgType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
-            PgType::Timestamptz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            PgType::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
-            PgType::List(e) => {
-                DataType::List(Arc::new(Field::new_list_field(e.arrow_type(), true)))
-            }
-        }
-    }
-
-    /// The type read for a pushed statement's column of Arrow type `ty` (the statement casts the
-    /// column to [`PgType::cast_name`]), if there is one.
-    pub(crate) fn from_arrow(ty: &DataType) -> Option<Self> {
-        Some(match ty {
-            DataType::Boolean => PgType::Bool,
-            DataType::Int16 => PgType::Int2,
-            DataType::Int32 => PgType::Int4,
-            DataType::Int64 => PgType::Int8,
-            DataType::Float32 => PgType::Float4,
-            DataType::Float64 => PgType::Float8,
-            DataType::Decimal128(precision, scale)
-                if (1..=38).contains(precision) && (0..=*precision as i8).contains(scale) =>
-            {
-                PgType::Numeric {
-                    precision: *precision,
-                    scale: *scale,
-                }
-            }
-            DataType::Utf8 => PgType::Text {
-                eq_pushable: false,
-                deterministic: false,
-                padded: false,
-            },
-            DataType::Binary => PgType::Bytea,
-            DataType::Date32 => PgType::Date,
-            DataType::Time64(TimeUnit::Microsecond) => PgType::Time,
-            DataType::Timestamp(TimeUnit::Microsecond, None) => PgType::Timestamp,
-            DataType::Timestamp(TimeUnit::Microsecond, Some(tz))
-                if matches!(tz.as_ref(), "UTC" | "+00:00") =>
-            {
-                PgType::Timestamptz
-            }
-            DataType::Interval(IntervalUnit::MonthDayNano) => PgType::Interval,
-            _ => return None,
-        })
-    }
-
     /// The PostgreSQL type name of a [`PgType::from_arrow`] type.
     pub(crate) fn cast_name(&self) -> Option<String> {
         Some(match self {
@@ -248,15 +192,6 @@ impl PgType {
             PgType::Interval => "interval".into(),
             PgType::AsText | PgType::List(_) => return None,
         })
-    }
-
-    /// The expression of the remote SELECT list reading the column `quoted` (already quoted).
-    pub(crate) fn select_expr(&self, quoted: &str) -> String {
-        match self {
-            PgType::AsText | PgType::Text { padded: true, .. } => format!("{quoted}::text"),
-            PgType::List(e) if **e == PgType::AsText => format!("{quoted}::text[]"),
-            _ => quoted.to_string(),
-        }
     }
 
     /// A builder for a column of this type.
@@ -299,6 +234,89 @@ impl PgType {
                 }
             }
         })
+    }
+}
+
+impl ColumnType for PgType {
+    /// The Arrow type of the column.
+    fn arrow_type(&self) -> DataType {
+        match self {
+            PgType::Bool => DataType::Boolean,
+            PgType::Int2 => DataType::Int16,
+            PgType::Int4 => DataType::Int32,
+            PgType::Int8 => DataType::Int64,
+            PgType::Float4 => DataType::Float32,
+            PgType::Float8 => DataType::Float64,
+            PgType::Numeric { precision, scale } => DataType::Decimal128(*precision, *scale),
+            PgType::Text { .. } | PgType::AsText => DataType::Utf8,
+            PgType::Bytea => DataType::Binary,
+            PgType::Date => DataType::Date32,
+            PgType::Time => DataType::Time64(TimeUnit::Microsecond),
+            PgType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            PgType::Timestamptz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            PgType::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
+            PgType::List(e) => {
+                DataType::List(Arc::new(Field::new_list_field(e.arrow_type(), true)))
+            }
+        }
+    }
+
+    /// The type read for a pushed statement's column of Arrow type `ty` (the statement casts the
+    /// column to [`PgType::cast_name`]), if there is one.
+    fn from_arrow(ty: &DataType) -> Option<Self> {
+        Some(match ty {
+            DataType::Boolean => PgType::Bool,
+            DataType::Int16 => PgType::Int2,
+            DataType::Int32 => PgType::Int4,
+            DataType::Int64 => PgType::Int8,
+            DataType::Float32 => PgType::Float4,
+            DataType::Float64 => PgType::Float8,
+            DataType::Decimal128(precision, scale)
+                if (1..=38).contains(precision) && (0..=*precision as i8).contains(scale) =>
+            {
+                PgType::Numeric {
+                    precision: *precision,
+                    scale: *scale,
+                }
+            }
+            DataType::Utf8 => PgType::Text {
+                eq_pushable: false,
+                deterministic: false,
+                padded: false,
+            },
+            DataType::Binary => PgType::Bytea,
+            DataType::Date32 => PgType::Date,
+            DataType::Time64(TimeUnit::Microsecond) => PgType::Time,
+            DataType::Timestamp(TimeUnit::Microsecond, None) => PgType::Timestamp,
+            DataType::Timestamp(TimeUnit::Microsecond, Some(tz))
+                if matches!(tz.as_ref(), "UTC" | "+00:00") =>
+            {
+                PgType::Timestamptz
+            }
+            DataType::Interval(IntervalUnit::MonthDayNano) => PgType::Interval,
+            _ => return None,
+        })
+    }
+
+    /// The expression of the remote SELECT list reading the column `quoted` (already quoted).
+    fn select_expr(&self, quoted: &str) -> String {
+        match self {
+            PgType::AsText | PgType::Text { padded: true, .. } => format!("{quoted}::text"),
+            PgType::List(e) if **e == PgType::AsText => format!("{quoted}::text[]"),
+            _ => quoted.to_string(),
+        }
+    }
+
+    fn sql_kind(&self) -> SqlKind {
+        super::dialect::kind_of(self)
+    }
+
+    fn filter_literal(&self, value: &ScalarValue, ordered: bool) -> Option<String> {
+        super::pushdown::literal_sql(self, value, ordered)
+    }
+
+    fn is_predicate(&self) -> bool {
+        *self == PgType::Bool
     }
 }
 
