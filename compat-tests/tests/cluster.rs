@@ -260,6 +260,20 @@ async fn tpch_tiny_on_a_cluster_matches_single_mode() {
         text.contains("on w1") && text.contains("on w2") && text.contains("Stage 1"),
         "EXPLAIN ANALYZE should show tasks per stage and worker:\n{text}"
     );
+    // Operators that ran on the workers show their metrics, brought back with the task reports.
+    for operator in [
+        "AggregateExec: mode=Partial",
+        "AggregateExec: mode=FinalPartitioned",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(operator))
+            .unwrap_or_else(|| panic!("no {operator} in:\n{text}"));
+        assert!(
+            line.contains("metrics=[output_rows="),
+            "remote operator metrics missing:\n{text}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -458,7 +458,7 @@ impl Engine {
                     }
                 }
                 execution.wait_reports().await;
-                let mut lines = explain::render(&staged, true);
+                let mut lines = explain::render_analyzed(&staged, &execution.remote_metrics());
                 lines.extend(self.task_lines(query_id));
                 lines.push(format!(
                     "Execution: {rows} rows in {:.3} ms",

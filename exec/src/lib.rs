@@ -8,6 +8,7 @@ pub mod codec;
 pub mod engine;
 pub mod error;
 pub mod memory;
+pub mod operator_metrics;
 pub mod rpc;
 pub mod scheduler;
 pub mod subquery;

@@ -123,7 +123,7 @@ impl NodeService {
             spec.stage,
             &spec.tasks,
             spec.stage_tasks,
-            plan,
+            plan.clone(),
             partitioning,
             spec.output_partitions,
             spec.readers,
@@ -133,9 +133,16 @@ impl NodeService {
         .map_err(|e| error_to_status(&e, &rt.classify))?;
         let expected = spec.tasks.len();
         let started = futures::stream::once(async { Ok(message(b"started".to_vec())) });
+        // The last report carries the instance's operator metrics (all its tasks have ended).
         let reports = tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
             .take(expected)
-            .map(|r| Ok(message(serde_json::to_vec(&r).expect("report serializes"))));
+            .enumerate()
+            .map(move |(i, mut r)| {
+                if i + 1 == expected {
+                    r.operators = crate::operator_metrics::collect(&plan);
+                }
+                Ok(message(serde_json::to_vec(&r).expect("report serializes")))
+            });
         // Dropping the response (the coordinator went away or canceled) aborts the tasks.
         let guard = AbortOnDrop {
             runtime: rt.clone(),

@@ -28,6 +28,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
@@ -36,6 +37,7 @@ use tokio::task::JoinHandle;
 use tributary_exchange::flight::{Location, RemoteError};
 use tributary_planner::{Stage, StagePlan};
 
+use crate::operator_metrics::RemoteStageMetrics;
 use crate::rpc::{encode_run_tasks, release_remote, run_remote_tasks};
 use crate::task::{TaskReport, TaskRuntime, TaskSpec};
 use crate::tracker::QueryTracker;
@@ -51,9 +53,18 @@ pub struct QueryExecution {
     remote: Vec<String>,
     /// Tasks following the reports of the query's tasks (local and remote).
     watchers: Vec<JoinHandle<()>>,
+    /// Operator metrics of the stage instances that ran on other nodes.
+    remote_metrics: Arc<parking_lot::Mutex<RemoteStageMetrics>>,
 }
 
 impl QueryExecution {
+    /// Per stage, the metrics of each operator summed over the stage's instances on other nodes
+    /// (what [`tributary_planner::explain::render_analyzed`] adds to the local ones). Complete once
+    /// [`QueryExecution::wait_reports`] returned.
+    pub fn remote_metrics(&self) -> HashMap<usize, Vec<(String, MetricsSet)>> {
+        self.remote_metrics.lock().merged()
+    }
+
     /// Ends a query whose root stream was read to the end: lets the task reports still on their way
     /// arrive (up to a few seconds) so `system.runtime.tasks` shows them finished, then releases the
     /// query like a drop does.
@@ -172,6 +183,7 @@ impl Scheduler<'_> {
             tracker: self.tracker.clone(),
             remote: Vec::new(),
             watchers: Vec::new(),
+            remote_metrics: Arc::default(),
         };
         // Producers first: a stage's sinks exist before any consumer task opens a reader.
         for stage in plan.stages.iter().rev().filter(|s| s.id != 0) {
@@ -222,6 +234,7 @@ impl Scheduler<'_> {
                     None,
                     reports,
                     fail_tx.clone(),
+                    execution.remote_metrics.clone(),
                 ));
             }
             let starts = remote.into_iter().map(|(address, (worker, tasks))| {
@@ -256,6 +269,7 @@ impl Scheduler<'_> {
                             Some(worker),
                             reports,
                             fail_tx.clone(),
+                            execution.remote_metrics.clone(),
                         ))
                     }
                     Err(e) => {
@@ -365,6 +379,7 @@ impl Scheduler<'_> {
         worker: Option<Arc<Worker>>,
         mut reports: BoxStream<'static, Result<TaskReport>>,
         failures: mpsc::UnboundedSender<DataFusionError>,
+        metrics: Arc<parking_lot::Mutex<RemoteStageMetrics>>,
     ) -> JoinHandle<()> {
         let tracker = self.tracker.clone();
         let runtime = self.runtime.clone();
@@ -372,8 +387,11 @@ impl Scheduler<'_> {
         tokio::spawn(async move {
             while let Some(report) = reports.next().await {
                 match report {
-                    Ok(r) => {
+                    Ok(mut r) => {
                         tracker.task_finished(&query, stage, &r);
+                        if !r.operators.is_empty() {
+                            metrics.lock().add(stage, std::mem::take(&mut r.operators));
+                        }
                         // A local task's own error reaches the root through the exchange, whole;
                         // a remote one arrives here already mapped to its SQLSTATE.
                         if let (Some((sqlstate, message)), Some(_)) = (r.error, &worker) {

@@ -38,6 +38,10 @@ pub struct TaskReport {
     pub elapsed_ms: u64,
     /// `(SQLSTATE, message)` if the task failed.
     pub error: Option<(String, String)>,
+    /// On the last report of a stage instance run on another node: the instance's per-operator
+    /// metrics, for EXPLAIN ANALYZE (empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operators: Vec<crate::operator_metrics::OperatorMetrics>,
 }
 
 /// This node's task runtime: its exchange (which holds the output of the tasks it runs), the codec that
@@ -364,6 +368,7 @@ async fn run_task(
         bytes,
         elapsed_ms: started.elapsed().as_millis() as u64,
         error,
+        operators: Vec::new(),
     }
 }
 
