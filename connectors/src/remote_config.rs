@@ -1,6 +1,7 @@
 //! The catalog file of a connector whose source is a remote database server (`postgres`, `mysql`):
 //! the keys they share (server, credentials, pool, schema lists, splits, TLS), read once here, with
-//! each connector's own defaults; a connector reads only its own extra keys.
+//! each connector's own defaults; a connector reads only its own extra keys. The typed key getters
+//! serve every connector's catalog file (`kafka` too).
 
 use std::time::Duration;
 

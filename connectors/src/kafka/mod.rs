@@ -61,6 +61,7 @@ pub use description::TableDescription;
 pub use scan::{KafkaScanExec, KafkaSplit};
 
 use crate::ConnectorError;
+use crate::remote_config::{config_error, get_int, get_str};
 use table::KafkaTable;
 
 /// The internal columns every Kafka table has, in schema order (after the described columns).
@@ -138,38 +139,6 @@ impl fmt::Debug for Shared {
             .field("name", &self.name)
             .field("bootstrap", &self.bootstrap)
             .finish_non_exhaustive()
-    }
-}
-
-fn config_error(key: &str, reason: impl Into<String>) -> ConnectorError {
-    ConnectorError::Config {
-        key: key.to_string(),
-        reason: reason.into(),
-    }
-}
-
-fn get_str(config: &toml::Table, key: &str) -> Result<Option<String>, ConnectorError> {
-    match config.get(key) {
-        None => Ok(None),
-        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(config_error(key, "must be a string")),
-    }
-}
-
-fn get_int(
-    config: &toml::Table,
-    key: &str,
-    default: i64,
-    min: i64,
-    max: i64,
-) -> Result<i64, ConnectorError> {
-    match config.get(key) {
-        None => Ok(default),
-        Some(toml::Value::Integer(i)) if (min..=max).contains(i) => Ok(*i),
-        Some(_) => Err(config_error(
-            key,
-            format!("must be an integer from {min} to {max}"),
-        )),
     }
 }
 

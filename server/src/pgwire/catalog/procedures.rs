@@ -19,6 +19,7 @@ use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Signature, Volatility};
 
 use super::functions::{canonical_type_name, type_oids};
 use super::{PG_CATALOG, PG_CATALOG_OID, finish, oids_of, parse_identifier, simple_udf};
+use crate::pgwire::compat::quote_identifier;
 use crate::pgwire::errors::{CatalogError, sqlstate};
 
 /// The language OIDs whose functions cost 1 by default (`internal`, `c`); others cost 100.
@@ -485,23 +486,6 @@ fn namespace_name(oid: i32) -> &'static str {
         PG_CATALOG
     } else {
         super::INFORMATION_SCHEMA
-    }
-}
-
-/// An identifier as PostgreSQL's `quote_identifier` writes it: bare when it is lower-case letters,
-/// digits and underscores not starting with a digit, else double-quoted.
-fn quote_identifier(name: &str) -> String {
-    let bare = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if bare {
-        name.to_string()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
     }
 }
 
