@@ -5,6 +5,7 @@
 //! and a watchdog shell process that runs the same command once the test process is gone (covers
 //! `kill -9`, aborts and Ctrl-C). Both commands must therefore be idempotent.
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, Once};
 
@@ -80,4 +81,41 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks for existence.
     let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// A new scratch directory `{prefix}{pid}-{nanos}` under the temp dir, owned by this process
+/// (see [`stale_dirs`]).
+pub(crate) fn scratch_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "{prefix}{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    dir
+}
+
+/// The [`scratch_dir`]s with `prefix` left behind by test processes that no longer exist (their
+/// servers may still run; the caller stops them before removing the directory).
+pub(crate) fn stale_dirs(prefix: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(prefix) else {
+                return false;
+            };
+            let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+                return false;
+            };
+            pid != std::process::id() && !pid_alive(pid)
+        })
+        .map(|entry| entry.path())
+        .collect()
 }

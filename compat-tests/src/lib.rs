@@ -9,6 +9,9 @@
 //! - [`results`]: run a query with the simple protocol (every value as text) and compare result
 //!   sets with stated tolerances.
 //! - [`tpch`]: load TPC-H data (the same `tpchgen` generator the server uses) into PostgreSQL.
+//! - [`tpch_compare`]: one TPC-H query on PostgreSQL and on the server, answers compared.
+//! - [`pushdown`]: the remote statements EXPLAIN shows for a connector's scans.
+//! - [`source_failure`]: what a client sees when a catalog's source fails.
 //!
 //! Nothing is skipped silently: a missing PostgreSQL, moto or binary is a panic that says what to
 //! install (`scripts/test.sh` installs all of it).
@@ -18,7 +21,10 @@ mod fsutil;
 mod mariadb;
 mod moto;
 mod postgres;
+pub mod pushdown;
 pub mod results;
+mod service;
+pub mod source_failure;
 mod tansu;
 pub mod tpch;
 pub mod tpch_compare;

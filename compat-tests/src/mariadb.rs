@@ -10,6 +10,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::cleanup::{self, shell_quote};
+use crate::service::run_checked;
 
 /// Directory name prefix of MariaDB scratch dirs under `/tmp` (`{prefix}{pid}-{nanos}`).
 const DIR_PREFIX: &str = "tributary-mariadb-";
@@ -105,15 +106,7 @@ impl Mariadb {
         let install = need("mariadb-install-db");
         let client = need("mariadb");
         remove_stale_dirs();
-        let base = std::env::temp_dir().join(format!(
-            "{DIR_PREFIX}{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        ));
-        std::fs::create_dir_all(&base).unwrap_or_else(|e| panic!("create {}: {e}", base.display()));
+        let base = cleanup::scratch_dir(DIR_PREFIX);
         let data = base.join("data");
         let port = crate::free_port();
 
@@ -248,48 +241,20 @@ impl Drop for Mariadb {
     }
 }
 
-fn run_checked(command: &mut Command, what: &str) {
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: could not run {command:?}: {e}"));
-    if !output.status.success() {
-        panic!(
-            "{what} failed ({}): {command:?}\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-}
-
 /// Removes MariaDB dirs left behind by test processes that no longer exist (their servers were
 /// killed by the watchdog, or are killed here through the pid file).
 fn remove_stale_dirs() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(DIR_PREFIX) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid == std::process::id() || cleanup::pid_alive(pid) {
-            continue;
-        }
-        if let Ok(server) = std::fs::read_to_string(entry.path().join("mysqld.pid"))
+    for dir in cleanup::stale_dirs(DIR_PREFIX) {
+        if let Ok(server) = std::fs::read_to_string(dir.join("mysqld.pid"))
             && let Ok(server) = server.trim().parse::<u32>()
             && cleanup::pid_alive(server)
         {
             // Only a mariadbd whose command line names this directory.
             let cmdline = std::fs::read(format!("/proc/{server}/cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(&*entry.path().to_string_lossy()) {
+            if String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy()) {
                 let _ = Command::new("kill").arg(server.to_string()).status();
             }
         }
-        let _ = std::fs::remove_dir_all(entry.path());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

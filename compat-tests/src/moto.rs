@@ -6,11 +6,11 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::cleanup;
+use crate::service;
 
 /// A moto S3 server on 127.0.0.1 and a free port, killed at process exit.
 #[derive(Debug)]
@@ -43,46 +43,19 @@ impl Moto {
             );
         };
         let port = crate::free_port();
-        let log =
-            std::env::temp_dir().join(format!("tributary-moto-{}-{port}.log", std::process::id()));
-        let log_file =
-            std::fs::File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
-        let mut child = Command::new(&binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("clone log file handle"))
-            .stderr(log_file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
-        let watchdog = cleanup::on_exit(&format!(
-            "kill {pid} 2>/dev/null; sleep 0.2; kill -9 {pid} 2>/dev/null; rm -f {log}",
-            pid = child.id(),
-            log = cleanup::shell_quote(&log.to_string_lossy())
-        ));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "moto_server exited during startup with {status}:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            if let Ok((200, _)) = http(port, "GET", "/", &[]) {
-                break;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "moto_server did not answer on port {port} within 30 s:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let mut server = service::spawn_logged(
+            Command::new(&binary).args(["-H", "127.0.0.1", "-p", &port.to_string()]),
+            "moto",
+            port,
+        );
+        server.wait_ready("moto_server", Duration::from_secs(30), || {
+            matches!(http(port, "GET", "/", &[]), Ok((200, _)))
+        });
         Moto {
             port,
-            log,
-            _child: Mutex::new(child),
-            _watchdog: Mutex::new(watchdog),
+            log: server.log,
+            _child: Mutex::new(server.child),
+            _watchdog: Mutex::new(server.watchdog),
         }
     }
 

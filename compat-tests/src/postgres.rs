@@ -6,6 +6,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::cleanup::{self, shell_quote};
+use crate::service::run_checked;
 
 /// Directory name prefix of PostgreSQL scratch dirs under `/tmp` (`{prefix}{pid}-{nanos}`).
 const DIR_PREFIX: &str = "tributary-pg-";
@@ -33,15 +34,7 @@ impl Postgres {
     fn start() -> Postgres {
         let bin_dir = find_bin_dir();
         remove_stale_dirs(&bin_dir);
-        let base = std::env::temp_dir().join(format!(
-            "{DIR_PREFIX}{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        ));
-        std::fs::create_dir_all(&base).unwrap_or_else(|e| panic!("create {}: {e}", base.display()));
+        let base = cleanup::scratch_dir(DIR_PREFIX);
         if cleanup::is_root() {
             let status = Command::new("id").arg("-u").arg(OS_USER).output();
             if !status.map(|o| o.status.success()).unwrap_or(false) {
@@ -242,35 +235,10 @@ fn run(command: &mut Command, what: &str) -> Output {
         .unwrap_or_else(|e| panic!("{what}: could not run {command:?}: {e}"))
 }
 
-fn run_checked(command: &mut Command, what: &str) {
-    let output = run(command, what);
-    if !output.status.success() {
-        panic!(
-            "{what} failed ({}): {command:?}\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-}
-
 /// Stops and removes PostgreSQL dirs left behind by test processes that no longer exist.
 fn remove_stale_dirs(bin_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(DIR_PREFIX) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid == std::process::id() || cleanup::pid_alive(pid) {
-            continue;
-        }
-        let data = entry.path().join("data");
+    for dir in cleanup::stale_dirs(DIR_PREFIX) {
+        let data = dir.join("data");
         if data.join("postmaster.pid").exists() {
             let _ = pg_command(bin_dir, "pg_ctl")
                 .arg("-D")
@@ -281,6 +249,6 @@ fn remove_stale_dirs(bin_dir: &Path) {
                 .stderr(Stdio::null())
                 .status();
         }
-        let _ = std::fs::remove_dir_all(entry.path());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

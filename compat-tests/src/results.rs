@@ -79,6 +79,25 @@ pub async fn query_text(client: &Client, sql: &str) -> Result<TextRows, tokio_po
     Ok(out)
 }
 
+/// Every row of every result set of `sql` (one or more statements, simple query protocol), each
+/// value as text (`None` = NULL). Panics with the statement and the error if it fails.
+pub async fn all_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(String::from))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
 /// How a column's values are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

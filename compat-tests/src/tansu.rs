@@ -11,9 +11,9 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::cleanup;
+use crate::service;
 
 /// A tansu broker on 127.0.0.1 and a free port, killed at process exit.
 #[derive(Debug)]
@@ -67,56 +67,30 @@ impl Tansu {
         let binary = Self::binary();
         let port = crate::free_port();
         let url = format!("tcp://127.0.0.1:{port}");
-        let log =
-            std::env::temp_dir().join(format!("tributary-tansu-{}-{port}.log", std::process::id()));
-        let log_file =
-            std::fs::File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
-        let mut child = Command::new(&binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("clone log file handle"))
-            .stderr(log_file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
-        let watchdog = cleanup::on_exit(&format!(
-            "kill {pid} 2>/dev/null; sleep 0.2; kill -9 {pid} 2>/dev/null; rm -f {log}",
-            pid = child.id(),
-            log = cleanup::shell_quote(&log.to_string_lossy())
-        ));
+        let mut server = service::spawn_logged(
+            Command::new(&binary)
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                ])
+                .args(["--storage-engine", "memory://tansu/"])
+                .env_remove("RUST_LOG"),
+            "tansu",
+            port,
+        );
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "tansu exited with {status} during startup:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "tansu did not listen on {port} within 20 s:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        server.wait_ready("tansu", Duration::from_secs(20), || {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        });
         Tansu {
             port,
             binary,
-            log,
-            _child: Mutex::new(child),
-            _watchdog: Mutex::new(watchdog),
+            log: server.log,
+            _child: Mutex::new(server.child),
+            _watchdog: Mutex::new(server.watchdog),
         }
     }
 
@@ -141,22 +115,14 @@ impl Tansu {
     /// Creates topic `name` with `partitions` partitions. Panics on failure (including when it
     /// exists: use a topic name per test).
     pub fn create_topic(&self, name: &str, partitions: u32) {
-        let output = Command::new(&self.binary)
-            .args(["topic", "create", name, "--partitions"])
-            .arg(partitions.to_string())
-            .arg("--broker")
-            .arg(self.broker_url())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("run tansu topic create: {e}"));
-        if !output.status.success() {
-            panic!(
-                "tansu topic create {name} failed ({}): {}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
+        service::run_checked(
+            Command::new(&self.binary)
+                .args(["topic", "create", name, "--partitions"])
+                .arg(partitions.to_string())
+                .arg("--broker")
+                .arg(self.broker_url()),
+            &format!("tansu topic create {name}"),
+        );
     }
 
     /// Produces one record (one batch) to `partition` of `topic`. `value` is a JSON value: an
@@ -185,13 +151,6 @@ impl Tansu {
         let output = child
             .wait_with_output()
             .expect("wait for tansu cat produce");
-        if !output.status.success() {
-            panic!(
-                "tansu cat produce {topic} {record} failed ({}): {}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
+        service::assert_success(&output, &format!("tansu cat produce {topic} {record}"));
     }
 }

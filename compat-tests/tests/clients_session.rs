@@ -6,27 +6,9 @@
 //! literals compared with a timestamptz column named `time`).
 
 use compat_tests::Tributary;
+use compat_tests::results::all_rows;
 use futures::StreamExt;
 use tokio_postgres::SimpleQueryMessage;
-
-/// The rows of a simple query, all result sets flattened, as text.
-async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    let messages = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    messages
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(String::from))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
 
 async fn copy_out(client: &tokio_postgres::Client, sql: &str) -> Vec<u8> {
     let stream = client
@@ -53,7 +35,7 @@ async fn session_statements_drivers_send() {
         )
         .await
         .expect("session statements");
-    let got = rows(
+    let got = all_rows(
         &client,
         "select set_config('myapp.flag', 'on', false), current_setting('myapp.flag'), \
          current_setting('application_name'), current_setting('nope', true)",
@@ -76,7 +58,7 @@ async fn session_statements_drivers_send() {
     assert_eq!(db.code().code(), "42704", "{db:?}");
     assert!(db.message().contains("no_such_setting"), "{db:?}");
     // SQLAlchemy's `NOT LIKE 'pg/_' || '%' ESCAPE '/'`.
-    let got = rows(
+    let got = all_rows(
         &client,
         "select count(*) from (values ('pg_x'), ('pgx'), ('tiny')) t(s) \
          where s not like 'pg/_' || '%' escape '/'",
@@ -93,14 +75,14 @@ async fn cursors_declare_fetch_close() {
         .batch_execute("BEGIN; DECLARE c CURSOR FOR SELECT n_nationkey FROM nation ORDER BY 1")
         .await
         .expect("declare");
-    let first = rows(&client, "FETCH FORWARD 10 FROM c").await;
+    let first = all_rows(&client, "FETCH FORWARD 10 FROM c").await;
     assert_eq!(first.len(), 10);
     assert_eq!(first[0], vec![Some("0".into())]);
-    let next = rows(&client, "FETCH NEXT FROM c").await;
+    let next = all_rows(&client, "FETCH NEXT FROM c").await;
     assert_eq!(next, vec![vec![Some("10".into())]]);
-    let rest = rows(&client, "FETCH ALL FROM c").await;
+    let rest = all_rows(&client, "FETCH ALL FROM c").await;
     assert_eq!(rest.len(), 14);
-    assert!(rows(&client, "FETCH 5 FROM c").await.is_empty());
+    assert!(all_rows(&client, "FETCH 5 FROM c").await.is_empty());
     client
         .batch_execute("CLOSE c; COMMIT")
         .await
@@ -165,7 +147,7 @@ async fn grafana_style_exchange() {
         "{messages:?}"
     );
     // Several statements in one query string.
-    let got = rows(&client, "SET TIME ZONE 'UTC'; select 1 as a; select 2 as b").await;
+    let got = all_rows(&client, "SET TIME ZONE 'UTC'; select 1 as a; select 2 as b").await;
     assert_eq!(got, vec![vec![Some("1".into())], vec![Some("2".into())]]);
     // A time series query as `$__timeFilter(time)` expands it.
     let messages = client

@@ -8,6 +8,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use compat_tests::results::all_rows;
 use compat_tests::{ConfigDir, Tributary};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, Type};
@@ -25,26 +26,8 @@ impl<'a> FromSql<'a> for Raw {
     }
 }
 
-/// The text rows of a simple query.
-async fn text_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(String::from))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
 async fn text_value(client: &Client, sql: &str) -> String {
-    let rows = text_rows(client, sql).await;
+    let rows = all_rows(client, sql).await;
     rows[0][0].clone().unwrap_or_else(|| panic!("{sql}: NULL"))
 }
 
@@ -108,7 +91,7 @@ async fn simple_protocol_runs_each_statement_and_answers_empty_queries() {
         .collect();
     assert_eq!(completes, vec![1, 1, 0]);
     assert_eq!(
-        text_rows(&client, "select 1 as a; select 'x' as b, 2 as c").await,
+        all_rows(&client, "select 1 as a; select 'x' as b, 2 as c").await,
         vec![
             vec![Some("1".to_string())],
             vec![Some("x".to_string()), Some("2".to_string())]
@@ -127,7 +110,7 @@ async fn simple_protocol_runs_each_statement_and_answers_empty_queries() {
     client.batch_execute("-- ping").await.unwrap();
     // Text results of every type, with NULL.
     assert_eq!(
-        text_rows(
+        all_rows(
             &client,
             "select true as a, cast(7 as smallint) as b, 1.5::float8 as c, 1.50::numeric(10,2) as d, 'héllo'::varchar as e, \
              date '2024-02-29', timestamp '2024-02-29 13:14:15', null::int"
@@ -484,7 +467,7 @@ async fn session_statements() {
         text_value(&client, "show transaction isolation level").await,
         "read committed"
     );
-    assert!(text_rows(&client, "show all").await.len() > 10);
+    assert!(all_rows(&client, "show all").await.len() > 10);
 
     for (sql, tag) in [
         ("begin", 0),
@@ -499,7 +482,7 @@ async fn session_statements() {
         );
     }
 
-    let plan = text_rows(&client, "explain select 1").await;
+    let plan = all_rows(&client, "explain select 1").await;
     assert!(!plan.is_empty());
     let messages = client.simple_query("explain select 1").await.unwrap();
     let SimpleQueryMessage::RowDescription(columns) = &messages[0] else {

@@ -9,7 +9,7 @@ mod keyed;
 use std::process::Command;
 
 use compat_tests::Tributary;
-use tokio_postgres::SimpleQueryMessage;
+use compat_tests::results::all_rows;
 
 /// Runs psql with each command as a `-c` (in one session, in order); returns (stdout, stderr) and
 /// checks that it succeeded without an ERROR.
@@ -296,7 +296,7 @@ async fn keys_and_comments_of_a_postgres_catalog() {
     );
 
     let client = tributary.connect(db).await;
-    let constraints = values(
+    let constraints = all_rows(
         &client,
         "SELECT tc.table_name, tc.constraint_name, tc.constraint_type, k.column_name, k.ordinal_position \
          FROM information_schema.table_constraints tc JOIN information_schema.key_column_usage k \
@@ -317,7 +317,7 @@ async fn keys_and_comments_of_a_postgres_catalog() {
             row("orders", "orders_pkey", "id", "1"),
         ]
     );
-    let comments = values(
+    let comments = all_rows(
         &client,
         "SELECT obj_description('public.orders'::regclass, 'pg_class'), \
          col_description('public.orders'::regclass, 3), col_description('public.orders'::regclass, 1)",
@@ -331,7 +331,7 @@ async fn keys_and_comments_of_a_postgres_catalog() {
             None
         ]]
     );
-    let columns = values(
+    let columns = all_rows(
         &client,
         "SELECT column_name, data_type, character_maximum_length, numeric_precision, numeric_scale, \
          is_nullable FROM information_schema.columns WHERE table_name = 'orders' ORDER BY ordinal_position",
@@ -370,29 +370,12 @@ async fn keys_and_comments_of_a_postgres_catalog() {
     );
 }
 
-async fn values(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(String::from))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn pg_catalog_and_functions() {
     let tributary = Tributary::start(None);
     let client = tributary.connect("tpch").await;
 
-    let row = &values(
+    let row = &all_rows(
         &client,
         "SELECT version(), current_schema(), current_database(), current_user",
     )
@@ -405,7 +388,7 @@ async fn pg_catalog_and_functions() {
     assert_eq!(row[2].as_deref(), Some("tpch"));
 
     // The same relation by every spelling, and the same OID from another session.
-    let qualified = values(
+    let qualified = all_rows(
         &client,
         "SELECT c.oid FROM tpch.pg_catalog.pg_class c JOIN tpch.pg_catalog.pg_namespace n \
          ON n.oid = c.relnamespace WHERE c.relname = 'lineitem' AND n.nspname = 'tiny'",
@@ -418,10 +401,10 @@ async fn pg_catalog_and_functions() {
         "SELECT c.oid FROM pg_class c JOIN pg_namespace n \
          ON n.oid = c.relnamespace WHERE c.relname = 'lineitem' AND n.nspname = 'tiny'",
     ] {
-        assert_eq!(values(&client, sql).await, qualified, "{sql}");
+        assert_eq!(all_rows(&client, sql).await, qualified, "{sql}");
     }
     let other = tributary.connect("tpch").await;
-    let again = values(
+    let again = all_rows(
         &other,
         "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relname = 'lineitem' AND n.nspname = 'tiny'",
@@ -429,7 +412,7 @@ async fn pg_catalog_and_functions() {
     .await;
     assert_eq!(again, qualified, "OIDs differ between sessions");
 
-    let columns = values(
+    let columns = all_rows(
         &client,
         &format!(
             "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
@@ -443,7 +426,7 @@ async fn pg_catalog_and_functions() {
     assert_eq!(columns[0][1].as_deref(), Some("bigint"));
 
     // Rewritten client syntax reaches DataFusion in a form it plans.
-    let rows = values(
+    let rows = all_rows(
         &client,
         "SELECT c.relname FROM pg_catalog.pg_class c \
          WHERE c.relname OPERATOR(pg_catalog.~) '^(nation)$' COLLATE pg_catalog.default \
@@ -453,7 +436,7 @@ async fn pg_catalog_and_functions() {
     assert_eq!(rows, vec![vec![Some("nation".to_string())]]);
 
     // EXPLAIN of a catalog query explains it as rewritten.
-    let plan = values(
+    let plan = all_rows(
         &client,
         "EXPLAIN SELECT c.relname FROM pg_catalog.pg_class c \
          WHERE c.relname OPERATOR(pg_catalog.~) '^(nation)$' AND pg_catalog.pg_table_is_visible(c.oid)",
@@ -468,7 +451,7 @@ async fn pg_catalog_and_functions() {
     );
 
     // Catalog tables have PostgreSQL's system column `tableoid`, the table's own OID.
-    let mut oids = values(
+    let mut oids = all_rows(
         &client,
         "SELECT DISTINCT l.tableoid FROM pg_catalog.pg_language l \
          UNION ALL SELECT DISTINCT c.tableoid FROM pg_catalog.pg_class c",
@@ -484,7 +467,7 @@ async fn pg_catalog_and_functions() {
     );
 
     // Other catalogs have their own pg_catalog.
-    let system = values(
+    let system = all_rows(
         &client,
         "SELECT count(*) FROM system.pg_catalog.pg_class WHERE relname = 'nodes'",
     )

@@ -6,6 +6,7 @@
 
 use std::sync::OnceLock;
 
+use compat_tests::pushdown::RemoteScans;
 use compat_tests::results::{self, Kind, TextRows, query_text};
 use compat_tests::{ConfigDir, Mariadb, Tributary};
 
@@ -38,27 +39,6 @@ async fn setup() -> &'static Tributary {
     server
 }
 
-async fn explain(client: &tokio_postgres::Client, sql: &str) -> String {
-    let plan = query_text(client, &format!("explain {sql}"))
-        .await
-        .unwrap_or_else(|e| panic!("explain {sql}: {e:?}"));
-    plan.rows
-        .into_iter()
-        .map(|r| r[0].clone().unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The remote SQL of every MySqlScan in the plan.
-fn remote_sqls(plan: &str) -> Vec<String> {
-    plan.lines()
-        .filter_map(|l| {
-            l.split_once("MySqlScan: ")
-                .map(|(_, rest)| rest.to_string())
-        })
-        .collect()
-}
-
 /// Runs `sql` on Tributary (catalog `my`) and `my_sql` on MariaDB directly and compares the
 /// results (numbers with tolerance, text with trailing blanks trimmed).
 async fn same_as_mariadb(sql: &str, my_sql: &str) {
@@ -88,45 +68,26 @@ async fn same_as_mariadb(sql: &str, my_sql: &str) {
     }
 }
 
+/// The server's catalog `my` and its `MySqlScan` statements.
+async fn scans() -> RemoteScans<'static> {
+    RemoteScans {
+        server: setup().await,
+        catalog: "my",
+        scan_node: "MySqlScan",
+    }
+}
+
 /// EXPLAIN shows exactly one remote statement (one split) containing every one of `fragments`,
 /// and the result equals MariaDB's answer to `my_sql`.
 async fn pushed(sql: &str, my_sql: &str, fragments: &[&str]) {
-    let server = setup().await;
-    let client = server.connect("my").await;
-    let plan = explain(&client, sql).await;
-    let sqls = remote_sqls(&plan);
-    assert_eq!(
-        sqls.len(),
-        1,
-        "expected one remote statement:\n{plan}\n{}",
-        compat_tests::tail(&server.log(), 20)
-    );
-    assert!(
-        sqls[0].contains("splits=1"),
-        "a pushed statement is one split:\n{plan}"
-    );
-    for f in fragments {
-        assert!(sqls[0].contains(f), "remote SQL lacks {f:?}:\n{plan}");
-    }
+    scans().await.assert_pushed(sql, fragments).await;
     same_as_mariadb(sql, my_sql).await;
 }
 
 /// EXPLAIN shows none of `fragments` in any remote statement; the result equals MariaDB's answer
 /// to `my_sql`.
 async fn kept_local(sql: &str, my_sql: &str, fragments: &[&str]) {
-    let server = setup().await;
-    let client = server.connect("my").await;
-    let plan = explain(&client, sql).await;
-    let sqls = remote_sqls(&plan);
-    assert!(!sqls.is_empty(), "no remote scan:\n{plan}");
-    for s in &sqls {
-        for f in fragments {
-            assert!(
-                !s.contains(f),
-                "remote SQL has {f:?}, must be local:\n{plan}"
-            );
-        }
-    }
+    scans().await.assert_kept_local(sql, fragments).await;
     same_as_mariadb(sql, my_sql).await;
 }
 
@@ -293,22 +254,11 @@ async fn float_grouping_and_ordering_are_local() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn federated_join_pushes_the_single_source_part() {
-    let server = setup().await;
-    let client = server.connect("my").await;
     let sql = "select n.n_name, t.c from tpch.tiny.nation n join \
                (select grp, count(*) as c from mpush.items group by grp) t \
                on n.n_nationkey = t.grp order by n.n_name";
-    let plan = explain(&client, sql).await;
-    let sqls = remote_sqls(&plan);
-    assert!(sqls.iter().any(|s| s.contains("GROUP BY")), "{plan}");
-    let rows = query_text(&client, sql).await.unwrap();
-    assert_eq!(
-        rows.strings(),
-        vec![
-            vec!["ALGERIA", "15"],
-            vec!["ARGENTINA", "15"],
-            vec!["BRAZIL", "15"],
-            vec!["CANADA", "15"],
-        ]
-    );
+    scans()
+        .await
+        .assert_federated_join_pushes_grouping(sql)
+        .await;
 }

@@ -9,28 +9,14 @@
 
 use std::sync::OnceLock;
 
+use compat_tests::pushdown::explain;
 use compat_tests::results;
-use compat_tests::tpch_compare::{self, query_text};
-use compat_tests::{ConfigDir, Mariadb, Postgres, Tributary, tpch};
+use compat_tests::tpch_compare::{self, SCALE_FACTOR, SCHEMA, query_text};
+use compat_tests::{ConfigDir, Mariadb, Tributary, tpch};
 
 /// Database of the PostgreSQL copy (schema [`SCHEMA`]); MariaDB's database is [`SCHEMA`], so the
 /// server sees the tables as `mysql.tiny.*`.
 const PG_DATABASE: &str = "tpch_for_mysql";
-const SCHEMA: &str = "tiny";
-const SCALE_FACTOR: f64 = 0.01;
-
-async fn postgres_loaded() -> &'static Postgres {
-    static LOADED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
-    let pg = Postgres::shared();
-    LOADED
-        .get_or_init(|| async {
-            pg.create_database(PG_DATABASE).await;
-            let client = pg.connect(PG_DATABASE).await;
-            tpch::load_into_postgres(&client, SCHEMA, SCALE_FACTOR).await;
-        })
-        .await;
-    pg
-}
 
 async fn mariadb_loaded() -> &'static Mariadb {
     static LOADED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
@@ -62,31 +48,11 @@ fn tributary(my: &Mariadb) -> &'static Tributary {
 }
 
 async fn check_query(name: &str) {
-    let pg = postgres_loaded().await;
-    let pg_client = pg.connect(PG_DATABASE).await;
-    pg_client
-        .batch_execute(&format!("SET search_path TO {SCHEMA}"))
-        .await
-        .expect("SET search_path on PostgreSQL");
     let server = tributary(mariadb_loaded().await);
-    tpch_compare::compare_with_postgres(name, &pg_client, server, "mysql", SCHEMA).await;
+    tpch_compare::check_query(name, PG_DATABASE, server, "mysql").await;
 }
 
-macro_rules! tpch_queries {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                check_query(stringify!($name)).await;
-            }
-        )*
-    };
-}
-
-tpch_queries!(
-    q01, q02, q03, q04, q05, q06, q07, q08, q09, q10, q11, q12, q13, q14, q15, q16, q17, q18, q19,
-    q20, q21, q22,
-);
+compat_tests::tpch_query_tests!(check_query);
 
 /// The loaded MariaDB copy has the rows PostgreSQL's has.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,7 +62,7 @@ async fn mariadb_holds_tpch_tiny() {
         "SELECT (SELECT count(*) FROM {SCHEMA}.lineitem), (SELECT count(*) FROM {SCHEMA}.orders), \
          (SELECT sum(l_extendedprice) FROM {SCHEMA}.lineitem)"
     ));
-    let pg = postgres_loaded().await;
+    let pg = tpch_compare::postgres_loaded(PG_DATABASE).await;
     let client = pg.connect(PG_DATABASE).await;
     let theirs = results::query_text(
         &client,
@@ -121,17 +87,7 @@ async fn q06_aggregate_is_pushed() {
         .await
         .expect("SET search_path");
     let sql = query_text("q06");
-    let plan = results::query_text(
-        &client,
-        &format!("explain {}", sql.trim().trim_end_matches(';')),
-    )
-    .await
-    .expect("explain q06")
-    .rows
-    .into_iter()
-    .map(|r| r[0].clone().unwrap_or_default())
-    .collect::<Vec<_>>()
-    .join("\n");
+    let plan = explain(&client, &sql).await;
     let remote: Vec<&str> = plan.lines().filter(|l| l.contains("MySqlScan")).collect();
     assert_eq!(remote.len(), 1, "{plan}");
     assert!(
@@ -143,14 +99,7 @@ async fn q06_aggregate_is_pushed() {
         for i in 1..=22 {
             let name = format!("q{i:02}");
             let sql = query_text(&name);
-            let plan = results::query_text(
-                &client,
-                &format!("explain {}", sql.trim().trim_end_matches(';')),
-            )
-            .await
-            .expect("explain");
-            for row in plan.rows {
-                let line = row[0].clone().unwrap_or_default();
+            for line in explain(&client, &sql).await.lines() {
                 if line.contains("MySqlScan") {
                     eprintln!("{name}: {}", line.trim());
                 }

@@ -1,8 +1,8 @@
 //! Results exactly as the server sent them: every value's text (simple protocol) or bytes
 //! (extended protocol, binary format) and the column type OIDs, for byte-level comparisons.
 
+use tokio_postgres::Client;
 use tokio_postgres::types::{FromSql, Type};
-use tokio_postgres::{Client, SimpleQueryMessage};
 
 /// Any value's bytes as the server sent them (`None` for NULL).
 pub struct Raw(pub Option<Vec<u8>>);
@@ -26,21 +26,7 @@ impl<'a> FromSql<'a> for Raw {
 
 /// Every value of `sql` as text (simple protocol; `None` for NULL).
 pub async fn text_values(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    let mut rows = Vec::new();
-    for message in client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
-    {
-        if let SimpleQueryMessage::Row(row) = message {
-            rows.push(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_string))
-                    .collect(),
-            );
-        }
-    }
-    rows
+    compat_tests::results::all_rows(client, sql).await
 }
 
 /// The column type OIDs and every value's bytes of `sql` in binary format (extended protocol).
