@@ -125,13 +125,19 @@ impl QueryTracker {
 
     /// Marks the PLANNED `tasks` of `stage` RUNNING: their worker accepted them.
     pub fn tasks_running(&self, query_id: &str, stage: usize, tasks: &[usize]) {
+        // The stage's entries are among the newest: stop once all are found.
+        let mut left = tasks.len();
         for e in self.tasks.lock().iter_mut().rev() {
+            if left == 0 {
+                break;
+            }
             if e.info.query_id == query_id
                 && e.info.stage == stage as i64
                 && e.info.state == "PLANNED"
                 && tasks.contains(&(e.info.task as usize))
             {
                 e.info.state = "RUNNING".into();
+                left -= 1;
             }
         }
     }

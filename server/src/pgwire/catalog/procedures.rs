@@ -403,24 +403,8 @@ impl Procedures {
         {
             return format!("{}[]", self.type_name(*element_oid));
         }
-        match name.as_str() {
-            "bool" => "boolean",
-            "int2" => "smallint",
-            "int4" => "integer",
-            "int8" => "bigint",
-            "float4" => "real",
-            "float8" => "double precision",
-            "varchar" => "character varying",
-            "bpchar" => "character",
-            "varbit" => "bit varying",
-            "timestamp" => "timestamp without time zone",
-            "timestamptz" => "timestamp with time zone",
-            "time" => "time without time zone",
-            "timetz" => "time with time zone",
-            "char" => "\"char\"",
-            other => return quote_identifier(other),
-        }
-        .to_string()
+        super::types::standard_type_name(name)
+            .map_or_else(|| quote_identifier(name), str::to_string)
     }
 }
 

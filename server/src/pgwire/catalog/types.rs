@@ -186,22 +186,32 @@ pub fn names(ty: &PgType) -> (&'static str, &'static str) {
     let data_type = if ty.array {
         "ARRAY"
     } else {
-        match udt {
-            "bool" => "boolean",
-            "int2" => "smallint",
-            "int4" => "integer",
-            "int8" => "bigint",
-            "float4" => "real",
-            "float8" => "double precision",
-            "time" => "time without time zone",
-            "timestamp" => "timestamp without time zone",
-            "timestamptz" => "timestamp with time zone",
-            "varchar" => "character varying",
-            "bpchar" => "character",
-            other => other,
-        }
+        standard_type_name(udt).unwrap_or(udt)
     };
     (udt, data_type)
+}
+
+/// The SQL-standard name PostgreSQL prints for an internal type name (`format_type`,
+/// `information_schema.columns.data_type`): `int4` is `integer`, `bpchar` is `character`; `None` for
+/// types printed under their own name.
+pub fn standard_type_name(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "bool" => "boolean",
+        "int2" => "smallint",
+        "int4" => "integer",
+        "int8" => "bigint",
+        "float4" => "real",
+        "float8" => "double precision",
+        "varchar" => "character varying",
+        "bpchar" => "character",
+        "varbit" => "bit varying",
+        "time" => "time without time zone",
+        "timetz" => "time with time zone",
+        "timestamp" => "timestamp without time zone",
+        "timestamptz" => "timestamp with time zone",
+        "char" => "\"char\"",
+        _ => return None,
+    })
 }
 
 /// `information_schema.columns` numbers of a type: (character_maximum_length, numeric_precision,
