@@ -17,14 +17,15 @@ use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use tributary_exchange::flight::{ErrorClassifier, NodeSecret, RemoteError};
 use tributary_planner::config::ConfigError;
-use tributary_planner::{CatalogRegistry, StagePlan, explain, fragment};
+use tributary_planner::plan::plan_statement;
+use tributary_planner::{CatalogRegistry, DistributedPlan, PlannedStatement, StagePlan, explain};
 
 use crate::ExecError;
 use crate::codec::PlanCodec;
 use crate::memory::{MemoryConfig, node_runtime};
 use crate::rpc::{NodeService, spawn_heartbeats};
 use crate::scheduler::{QueryExecution, Scheduler};
-use crate::subquery::{StagedRunner, resolve_scalar_subqueries};
+use crate::subquery::{StagedRunner, run_scalar_subqueries};
 use crate::task::{RuntimeOptions, TaskRuntime};
 use crate::tracker::QueryTracker;
 use crate::worker::{Heartbeats, WorkerPool};
@@ -413,7 +414,8 @@ impl Engine {
         }
     }
 
-    /// Plans and starts a statement: returns the running tasks (if any) and the result stream.
+    /// Plans a statement through the planner ([`plan_statement`]) and starts it: returns the
+    /// running tasks (if any) and the result stream.
     async fn start_query(
         &self,
         ctx: &SessionContext,
@@ -421,44 +423,23 @@ impl Engine {
         query_id: &str,
     ) -> DfResult<(Option<QueryExecution>, SendableRecordBatchStream)> {
         let state = ctx.state();
-        match plan {
-            LogicalPlan::Explain(explain) => {
-                let physical = state.create_physical_plan(&explain.plan).await?;
-                let staged = fragment(physical)?;
-                let mut lines = Vec::new();
-                if explain.verbose {
-                    lines.push("Optimized logical plan:".to_string());
-                    let optimized = state.optimize(&explain.plan)?;
-                    lines.extend(
-                        optimized
-                            .display_indent()
-                            .to_string()
-                            .lines()
-                            .map(|l| format!("  {l}")),
-                    );
-                }
-                lines.extend(explain::render(&staged, false));
-                Ok((None, plan_lines_stream(lines)?))
-            }
-            LogicalPlan::Analyze(analyze) => {
-                let physical = state.create_physical_plan(&analyze.input).await?;
-                let runner = SessionRunner {
-                    engine: self,
-                    state: &state,
-                };
-                let physical = resolve_scalar_subqueries(&runner, physical, query_id).await?;
-                let staged = fragment(physical)?;
-                let (mut execution, mut stream) = self.schedule(&state, &staged, query_id).await?;
+        let runner = SessionRunner {
+            engine: self,
+            state: &state,
+        };
+        match plan_statement(&state, plan).await? {
+            PlannedStatement::Explain(lines) => Ok((None, plan_lines_stream(lines)?)),
+            PlannedStatement::Analyze(plan) => {
+                run_scalar_subqueries(&runner, &plan, query_id).await?;
+                let (mut execution, mut stream) =
+                    self.schedule(&state, &plan.stages, query_id).await?;
                 let started = std::time::Instant::now();
                 let mut rows = 0usize;
                 while let Some(batch) = stream.next().await {
-                    match batch {
-                        Ok(b) => rows += b.num_rows(),
-                        Err(e) => return Err(e),
-                    }
+                    rows += batch?.num_rows();
                 }
                 execution.wait_reports().await;
-                let mut lines = explain::render_analyzed(&staged, &execution.remote_metrics());
+                let mut lines = explain::render_analyzed(&plan.stages, &execution.remote_metrics());
                 lines.extend(self.task_lines(query_id));
                 lines.push(format!(
                     "Execution: {rows} rows in {:.3} ms",
@@ -466,24 +447,9 @@ impl Engine {
                 ));
                 Ok((None, plan_lines_stream(lines)?))
             }
-            LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) => {
-                Err(DataFusionError::NotImplemented(
-                    "Tributary catalogs are read-only: only queries are supported".into(),
-                ))
-            }
-            LogicalPlan::Statement(s) => Err(DataFusionError::NotImplemented(format!(
-                "statement {}",
-                s.name()
-            ))),
-            plan => {
-                let physical = state.create_physical_plan(&plan).await?;
-                let runner = SessionRunner {
-                    engine: self,
-                    state: &state,
-                };
-                let physical = resolve_scalar_subqueries(&runner, physical, query_id).await?;
-                let staged = fragment(physical)?;
-                let (execution, stream) = self.schedule(&state, &staged, query_id).await?;
+            PlannedStatement::Query(plan) => {
+                run_scalar_subqueries(&runner, &plan, query_id).await?;
+                let (execution, stream) = self.schedule(&state, &plan.stages, query_id).await?;
                 Ok((Some(execution), stream))
             }
         }
@@ -573,14 +539,13 @@ struct SessionRunner<'a> {
 }
 
 impl StagedRunner for SessionRunner<'_> {
-    fn run(
-        &self,
-        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    fn run<'a>(
+        &'a self,
+        plan: &'a DistributedPlan,
         key: String,
-    ) -> BoxFuture<'_, DfResult<(Box<dyn std::any::Any + Send>, SendableRecordBatchStream)>> {
+    ) -> BoxFuture<'a, DfResult<(Box<dyn std::any::Any + Send>, SendableRecordBatchStream)>> {
         Box::pin(async move {
-            let staged = fragment(plan)?;
-            let (execution, stream) = self.engine.schedule(self.state, &staged, &key).await?;
+            let (execution, stream) = self.engine.schedule(self.state, &plan.stages, &key).await?;
             Ok((Box::new(execution) as Box<dyn std::any::Any + Send>, stream))
         })
     }

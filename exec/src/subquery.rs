@@ -1,32 +1,28 @@
-//! Uncorrelated scalar subqueries (`WHERE x = (SELECT max(y) FROM t)`).
+//! Running a [`DistributedPlan`]'s uncorrelated scalar subqueries before its stages.
 //!
-//! DataFusion plans them as a `ScalarSubqueryExec` that runs each subquery when the node is first executed
-//! and publishes the values to `ScalarSubqueryExpr`s in its input. Once the input is cut into stages, the
-//! expressions may be evaluated by tasks of other stages before that node ever runs, so the engine runs
-//! the subqueries first, each as its own staged execution, publishes their values, and removes the
-//! `ScalarSubqueryExec` nodes before the query's stages are scheduled (Trino likewise runs such
-//! subqueries as separate sub-plans whose single value feeds the main plan).
-
-use std::sync::Arc;
+//! The planner pulls each `ScalarSubqueryExec`'s subqueries out of the plan as distributed plans of
+//! their own ([`tributary_planner::plan`]); here each runs (its own subqueries first), its single
+//! value is published to the expressions that read it, and only then are the main plan's stages
+//! scheduled.
 
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::physical_plan::scalar_subquery::ScalarSubqueryExec;
-use datafusion::physical_plan::{ExecutionPlan, replace_children_if_necessary};
 use futures::StreamExt;
 use futures::future::BoxFuture;
+use tributary_planner::DistributedPlan;
 
-/// Runs a plan through stages and returns its result stream (the engine's scheduling entry point).
+/// Runs a distributed plan whose scalar subqueries have been published and returns its result
+/// stream (the engine schedules [`DistributedPlan::stages`]).
 pub trait StagedRunner: Send + Sync {
-    /// Fragments and schedules `plan` under the exchange key `key`, returning the root stream together
-    /// with whatever must stay alive while it is read.
+    /// Runs `plan` under the exchange key `key`, returning the root stream together with whatever
+    /// must stay alive while it is read.
     #[allow(clippy::type_complexity)]
-    fn run(
-        &self,
-        plan: Arc<dyn ExecutionPlan>,
+    fn run<'a>(
+        &'a self,
+        plan: &'a DistributedPlan,
         key: String,
     ) -> BoxFuture<
-        '_,
+        'a,
         Result<(
             Box<dyn std::any::Any + Send>,
             datafusion::execution::SendableRecordBatchStream,
@@ -34,45 +30,38 @@ pub trait StagedRunner: Send + Sync {
     >;
 }
 
-/// Executes every `ScalarSubqueryExec` of `plan` (innermost first), publishes the values, and returns the
-/// plan without those nodes. `key` prefixes the exchange keys of the subqueries' own stages.
+/// The message of the error a scalar subquery with more than one row fails with (PostgreSQL's text
+/// for SQLSTATE 21000, cardinality_violation).
+pub const MORE_THAN_ONE_ROW: &str =
+    "more than one row returned by a subquery used as an expression";
+
+/// Runs every scalar subquery of `plan` (each one's own first) and publishes the values. `key`
+/// prefixes the exchange keys of the subqueries' stages (`KEY.sqN`).
 ///
-/// Errors: a subquery that fails, or returns more than one row (Postgres: "more than one row returned by
-/// a subquery used as an expression").
-pub fn resolve_scalar_subqueries<'a>(
+/// Errors: a subquery that fails, or returns more than one row ([`MORE_THAN_ONE_ROW`]).
+pub fn run_scalar_subqueries<'a>(
     runner: &'a dyn StagedRunner,
-    plan: Arc<dyn ExecutionPlan>,
+    plan: &'a DistributedPlan,
     key: &'a str,
-) -> BoxFuture<'a, Result<Arc<dyn ExecutionPlan>>> {
+) -> BoxFuture<'a, Result<()>> {
     Box::pin(async move {
-        if let Some(node) = plan.downcast_ref::<ScalarSubqueryExec>() {
-            for (i, link) in node.subqueries().iter().enumerate() {
-                let sub_key = format!("{key}.sq{i}");
-                let sub = resolve_scalar_subqueries(runner, link.plan.clone(), &sub_key).await?;
-                let value = run_scalar(runner, sub, sub_key).await?;
-                node.results().set(link.index, value)?;
-            }
-            return resolve_scalar_subqueries(runner, node.input().clone(), key).await;
+        for (i, subquery) in plan.scalar_subqueries.iter().enumerate() {
+            let sub_key = format!("{key}.sq{i}");
+            run_scalar_subqueries(runner, &subquery.plan, &sub_key).await?;
+            let value = run_scalar(runner, &subquery.plan, sub_key).await?;
+            subquery.publish(value)?;
         }
-        let mut children = Vec::new();
-        for child in plan.children() {
-            children.push(resolve_scalar_subqueries(runner, child.clone(), key).await?);
-        }
-        if children.is_empty() {
-            Ok(plan)
-        } else {
-            replace_children_if_necessary(plan, children)
-        }
+        Ok(())
     })
 }
 
 /// Runs a one-column subquery and returns its single value (NULL for no rows).
 async fn run_scalar(
     runner: &dyn StagedRunner,
-    plan: Arc<dyn ExecutionPlan>,
+    plan: &DistributedPlan,
     key: String,
 ) -> Result<ScalarValue> {
-    let schema = plan.schema();
+    let schema = plan.physical.schema();
     if schema.fields().len() != 1 {
         return Err(DataFusionError::Plan(format!(
             "subquery must return only one column, got {}",
@@ -87,9 +76,7 @@ async fn run_scalar(
             continue;
         }
         if value.is_some() || batch.num_rows() > 1 {
-            return Err(DataFusionError::Execution(
-                "more than one row returned by a subquery used as an expression".into(),
-            ));
+            return Err(DataFusionError::Execution(MORE_THAN_ONE_ROW.into()));
         }
         value = Some(ScalarValue::try_from_array(batch.column(0), 0)?);
     }

@@ -22,9 +22,10 @@ use datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
 use tributary_connectors::{ScanSpec, decode_scan, encode_scan};
 use tributary_exec::codec::PlanCodec;
-use tributary_exec::subquery::{StagedRunner, resolve_scalar_subqueries};
+use tributary_exec::subquery::{StagedRunner, run_scalar_subqueries};
 use tributary_exec::tracker::QueryTracker;
-use tributary_planner::{CatalogRegistry, fragment};
+use tributary_planner::plan::distribute;
+use tributary_planner::{CatalogRegistry, DistributedPlan, fragment};
 
 /// A registry over `catalog_dir`, a runtime with its object stores, and a codec: what coordinator and
 /// workers each build at startup.
@@ -149,17 +150,17 @@ struct Direct(Arc<TaskContext>);
 
 impl StagedRunner for Direct {
     #[allow(clippy::type_complexity)]
-    fn run(
-        &self,
-        plan: Arc<dyn ExecutionPlan>,
+    fn run<'a>(
+        &'a self,
+        plan: &'a DistributedPlan,
         _key: String,
     ) -> BoxFuture<
-        '_,
+        'a,
         datafusion::error::Result<(Box<dyn std::any::Any + Send>, SendableRecordBatchStream)>,
     > {
         let ctx = Arc::clone(&self.0);
         Box::pin(async move {
-            let stream = execute_stream(plan, ctx)?;
+            let stream = execute_stream(Arc::clone(&plan.physical), ctx)?;
             Ok((Box::new(()) as Box<dyn std::any::Any + Send>, stream))
         })
     }
@@ -194,16 +195,17 @@ async fn tpch_stage_plans_and_results_survive_the_round_trip() {
         // As the engine ships it: scalar subqueries computed first, then cut into stages.
         let plan = physical(&ctx, &sql).await;
         let runner = Direct(ctx.task_ctx());
-        let resolved = resolve_scalar_subqueries(&runner, plan, "codec")
+        let distributed = distribute(plan).unwrap_or_else(|e| panic!("q{q:02} distribute: {e}"));
+        run_scalar_subqueries(&runner, &distributed, "codec")
             .await
             .unwrap_or_else(|e| panic!("q{q:02} subqueries: {e}"));
-        let decoded = round_trip(&node, &ctx, &resolved);
+        let decoded = round_trip(&node, &ctx, &distributed.physical);
         assert_eq!(
             expected,
             rows(decoded, ctx.task_ctx()).await,
             "q{q:02} rows with computed subqueries"
         );
-        let staged = fragment(resolved).unwrap_or_else(|e| panic!("q{q:02} fragment: {e}"));
+        let staged = &distributed.stages;
         assert!(staged.stages.len() > 1, "q{q:02} has no stages");
         for stage in &staged.stages {
             let decoded = round_trip(&node, &ctx, &stage.plan);

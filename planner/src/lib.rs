@@ -1,5 +1,8 @@
 //! Tributary's planner: the catalog registry built from config, DataFusion session setup, and the
-//! fragmenter that cuts a physical plan into stages at exchange boundaries (plus EXPLAIN rendering).
+//! whole path from a statement to a distributed plan ([`plan`]): logical planning, optimization with
+//! our pushdown rules, physical planning, and the fragmenter that cuts the physical plan into stages
+//! at exchange boundaries (plus EXPLAIN rendering). `exec` consumes the result, a
+//! [`PlannedStatement`].
 //!
 //! The planner decides *what* runs where in the plan (stages, partitioning, exchanges); it never runs
 //! anything itself: scheduling and task execution belong to `exec`.
@@ -7,9 +10,11 @@
 pub mod config;
 pub mod explain;
 pub mod fragment;
+pub mod plan;
 pub mod pushdown;
 pub mod registry;
 pub mod session;
 
 pub use fragment::{Stage, StageOutput, StagePlan, fragment};
+pub use plan::{DistributedPlan, PlanError, PlannedStatement, ScalarSubquery};
 pub use registry::CatalogRegistry;

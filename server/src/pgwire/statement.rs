@@ -9,6 +9,7 @@ use datafusion::sql::sqlparser::ast::{self, Expr, Set, Value};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use pgwire::error::ErrorInfo;
+use tributary_planner::PlanError;
 
 use super::errors::{self, sqlstate};
 use super::session::Session;
@@ -198,13 +199,17 @@ pub async fn plan(session: &Session, statement: DfStatement) -> Result<Statement
     }
     let ctx = session.context();
     let state = ctx.state();
-    let plan = state.statement_to_plan(statement).await.map_err(|e| {
-        Box::new(errors::datafusion_error(
-            &e,
-            Some(state.catalog_list().as_ref()),
-        ))
-    })?;
-    check_read_only(&plan)?;
+    let plan = tributary_planner::plan::logical_plan(&state, statement)
+        .await
+        .map_err(|e| match e {
+            PlanError::DataFusion(e) => Box::new(errors::datafusion_error(
+                &e,
+                Some(state.catalog_list().as_ref()),
+            )),
+            read_only @ PlanError::ReadOnly(_) => {
+                errors::boxed(sqlstate::FEATURE_NOT_SUPPORTED, read_only.to_string())
+            }
+        })?;
     Ok(Statement::Query { sql, plan })
 }
 
@@ -291,21 +296,6 @@ fn copy_options(
         }
     }
     Ok(out)
-}
-
-/// Catalogs are read-only: DDL, DML and DataFusion's own session statements are refused with `0A000`.
-fn check_read_only(plan: &LogicalPlan) -> Result<(), Box<ErrorInfo>> {
-    let what = match plan {
-        LogicalPlan::Dml(dml) => format!("{} on \"{}\"", dml.op, dml.table_name),
-        LogicalPlan::Ddl(ddl) => ddl.name().to_string(),
-        LogicalPlan::Copy(_) => "COPY".to_string(),
-        LogicalPlan::Statement(statement) => statement.name().to_string(),
-        _ => return Ok(()),
-    };
-    Err(errors::boxed(
-        sqlstate::FEATURE_NOT_SUPPORTED,
-        format!("{what} is not supported: catalogs are read-only"),
-    ))
 }
 
 /// The session command a statement is, if it is one.

@@ -1,0 +1,190 @@
+//! From a statement to a distributed plan: the one path every query takes before `exec` runs it.
+//!
+//! 1. [`logical_plan`]: a parsed SQL statement to a DataFusion logical plan in the session's catalogs
+//!    (refusing statements that would write: catalogs are read-only).
+//! 2. [`plan_statement`]: a logical plan to what `exec` runs, a [`PlannedStatement`]: DataFusion's
+//!    optimizer (with [`SqlSourcePushdown`](crate::pushdown::SqlSourcePushdown) among its rules),
+//!    physical planning, then the [fragmenter](crate::fragment) cuts the physical plan into stages.
+//!
+//! Uncorrelated scalar subqueries (`WHERE x = (SELECT max(y) FROM t)`) are pulled out of the plan
+//! here: DataFusion plans them as a `ScalarSubqueryExec` that runs each subquery when it is first
+//! executed and publishes the values to `ScalarSubqueryExpr`s in its input. Once the input is cut into
+//! stages, those expressions may be evaluated by tasks of other stages before that node ever runs, so
+//! each subquery becomes its own [`DistributedPlan`] ([`DistributedPlan::scalar_subqueries`]) that
+//! `exec` runs first, publishing its value, before scheduling the stages that read it (Trino likewise
+//! runs such subqueries as separate sub-plans whose single value feeds the main plan).
+//!
+//! The planner decides *what* runs where; it runs nothing itself.
+
+use std::sync::Arc;
+
+use datafusion::common::ScalarValue;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::physical_planning_context::{ScalarSubqueryResults, SubqueryIndex};
+use datafusion::physical_plan::scalar_subquery::ScalarSubqueryExec;
+use datafusion::physical_plan::{ExecutionPlan, replace_children_if_necessary};
+use datafusion::sql::parser::Statement;
+
+use crate::explain;
+use crate::fragment::{StagePlan, fragment};
+
+/// Why a statement could not be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// DataFusion refused the statement (syntax it cannot plan, unknown table or column, type error).
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+    /// The statement would write or change a catalog (`INSERT`, `CREATE TABLE`, ...) or is one of
+    /// DataFusion's own session statements; the message names it. Front ends report SQLSTATE
+    /// `0A000` (feature_not_supported), as PostgreSQL does for what it cannot do.
+    #[error("{0} is not supported: catalogs are read-only")]
+    ReadOnly(String),
+}
+
+/// Plans one parsed statement in `state`'s catalogs (DataFusion's `statement_to_plan`).
+///
+/// Errors: [`PlanError::DataFusion`] for what DataFusion refuses, [`PlanError::ReadOnly`] for DDL,
+/// DML, `COPY ... TO 'file'` and DataFusion's session statements (`SET` and transactions are the
+/// front end's, before they reach here).
+pub async fn logical_plan(
+    state: &SessionState,
+    statement: Statement,
+) -> std::result::Result<LogicalPlan, PlanError> {
+    let plan = state.statement_to_plan(statement).await?;
+    check_read_only(&plan)?;
+    Ok(plan)
+}
+
+/// Refuses plans that would write: see [`PlanError::ReadOnly`].
+pub fn check_read_only(plan: &LogicalPlan) -> std::result::Result<(), PlanError> {
+    let what = match plan {
+        LogicalPlan::Dml(dml) => format!("{} on \"{}\"", dml.op, dml.table_name),
+        LogicalPlan::Ddl(ddl) => ddl.name().to_string(),
+        LogicalPlan::Copy(_) => "COPY".to_string(),
+        LogicalPlan::Statement(statement) => statement.name().to_string(),
+        _ => return Ok(()),
+    };
+    Err(PlanError::ReadOnly(what))
+}
+
+/// What `exec` runs for one statement.
+#[derive(Debug)]
+pub enum PlannedStatement {
+    /// A query: run the plan's stages and stream the root stage's rows to the client.
+    Query(DistributedPlan),
+    /// `EXPLAIN [VERBOSE]`: nothing runs; the result is these lines, one `QUERY PLAN` row each.
+    Explain(Vec<String>),
+    /// `EXPLAIN ANALYZE`: run the plan, drop its rows, then render it with the metrics gathered
+    /// ([`explain::render_analyzed`]).
+    Analyze(DistributedPlan),
+}
+
+/// A query cut into stages, with the scalar subqueries that must run before them.
+#[derive(Debug)]
+pub struct DistributedPlan {
+    /// The physical plan the stages were cut from, without its scalar subqueries (for tests and
+    /// tools that run a plan in one piece; `exec` runs [`DistributedPlan::stages`]).
+    pub physical: Arc<dyn ExecutionPlan>,
+    /// The stages, root first: see [`StagePlan`].
+    pub stages: StagePlan,
+    /// Uncorrelated scalar subqueries the stages read, in the order they must run (a subquery's own
+    /// subqueries are inside its plan). Empty for most queries.
+    pub scalar_subqueries: Vec<ScalarSubquery>,
+}
+
+/// One uncorrelated scalar subquery: a plan of one column and at most one row whose value the
+/// stages of the enclosing [`DistributedPlan`] read.
+#[derive(Debug)]
+pub struct ScalarSubquery {
+    /// The subquery's own distributed plan.
+    pub plan: DistributedPlan,
+    /// Where the value goes: the container the plan's `ScalarSubqueryExpr`s read, and the slot.
+    results: ScalarSubqueryResults,
+    index: SubqueryIndex,
+}
+
+impl ScalarSubquery {
+    /// Publishes the subquery's value (NULL of the column's type for no rows) to the expressions of
+    /// the enclosing plan that read it. Call once, before the enclosing plan's stages run.
+    pub fn publish(&self, value: ScalarValue) -> Result<()> {
+        self.results.set(self.index, value)
+    }
+}
+
+/// Optimizes and physically plans `plan`, then cuts it into stages: see the module docs.
+///
+/// `EXPLAIN` renders the stages (with the optimized logical plan first when `VERBOSE`), keeping
+/// scalar subqueries in place so they show. Errors: DataFusion's planning errors, and
+/// `NotImplemented` from [`fragment`] for a plan the exchanges cannot run.
+pub async fn plan_statement(state: &SessionState, plan: LogicalPlan) -> Result<PlannedStatement> {
+    match plan {
+        LogicalPlan::Explain(explain) => {
+            let physical = state.create_physical_plan(&explain.plan).await?;
+            let staged = fragment(physical)?;
+            let mut lines = Vec::new();
+            if explain.verbose {
+                lines.push("Optimized logical plan:".to_string());
+                let optimized = state.optimize(&explain.plan)?;
+                lines.extend(
+                    optimized
+                        .display_indent()
+                        .to_string()
+                        .lines()
+                        .map(|l| format!("  {l}")),
+                );
+            }
+            lines.extend(explain::render(&staged, false));
+            Ok(PlannedStatement::Explain(lines))
+        }
+        LogicalPlan::Analyze(analyze) => {
+            let physical = state.create_physical_plan(&analyze.input).await?;
+            Ok(PlannedStatement::Analyze(distribute(physical)?))
+        }
+        plan => {
+            check_read_only(&plan).map_err(|e| DataFusionError::NotImplemented(e.to_string()))?;
+            let physical = state.create_physical_plan(&plan).await?;
+            Ok(PlannedStatement::Query(distribute(physical)?))
+        }
+    }
+}
+
+/// Pulls the scalar subqueries out of `physical` and cuts the rest into stages.
+pub fn distribute(physical: Arc<dyn ExecutionPlan>) -> Result<DistributedPlan> {
+    let mut scalar_subqueries = Vec::new();
+    let main = extract_scalar_subqueries(physical, &mut scalar_subqueries)?;
+    Ok(DistributedPlan {
+        stages: fragment(main.clone())?,
+        physical: main,
+        scalar_subqueries,
+    })
+}
+
+/// Removes every `ScalarSubqueryExec` of `plan`, appending its subqueries (each distributed in
+/// turn) to `out` in the order DataFusion would run them, and returns the plan without those nodes.
+fn extract_scalar_subqueries(
+    plan: Arc<dyn ExecutionPlan>,
+    out: &mut Vec<ScalarSubquery>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    if let Some(node) = plan.downcast_ref::<ScalarSubqueryExec>() {
+        for link in node.subqueries() {
+            out.push(ScalarSubquery {
+                plan: distribute(link.plan.clone())?,
+                results: node.results().clone(),
+                index: link.index,
+            });
+        }
+        return extract_scalar_subqueries(node.input().clone(), out);
+    }
+    let children = plan
+        .children()
+        .into_iter()
+        .map(|child| extract_scalar_subqueries(child.clone(), out))
+        .collect::<Result<Vec<_>>>()?;
+    if children.is_empty() {
+        Ok(plan)
+    } else {
+        replace_children_if_necessary(plan, children)
+    }
+}

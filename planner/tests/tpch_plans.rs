@@ -1,0 +1,72 @@
+//! The distributed plan of every TPC-H query on `tpch.tiny`, as `insta` snapshots
+//! (`tests/snapshots/`): stages, their task counts, output partitioning, broadcast marks, inputs and
+//! fragments, then each scalar subquery's own plan. A change to the optimizer settings, the fragmenter
+//! or a connector's scan shows up here as a reviewable diff; accept an intended one by running
+//! `INSTA_UPDATE=always cargo test -p tributary-planner --test tpch_plans` and reviewing the files.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::execution::runtime_env::RuntimeEnv;
+use tributary_connectors::system::{NodeInfo, QueryInfo, RuntimeInfo};
+use tributary_planner::plan::{logical_plan, plan_statement};
+use tributary_planner::{CatalogRegistry, DistributedPlan, PlannedStatement, explain};
+
+/// The `system` catalog's view of a server that runs nothing (the snapshots do not read it).
+#[derive(Debug)]
+struct Idle;
+
+impl RuntimeInfo for Idle {
+    fn nodes(&self) -> Vec<NodeInfo> {
+        Vec::new()
+    }
+    fn queries(&self) -> Vec<QueryInfo> {
+        Vec::new()
+    }
+}
+
+/// Renders a distributed plan and, indented below, its scalar subqueries' plans.
+fn render(plan: &DistributedPlan, depth: usize, out: &mut Vec<String>) {
+    let indent = "    ".repeat(depth);
+    out.extend(
+        explain::render(&plan.stages, false)
+            .into_iter()
+            .map(|line| format!("{indent}{line}")),
+    );
+    for (i, subquery) in plan.scalar_subqueries.iter().enumerate() {
+        out.push(format!("{indent}Scalar subquery {i}:"));
+        render(&subquery.plan, depth + 1, out);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tpch_distributed_plans() {
+    let registry = CatalogRegistry::load(None, Arc::new(Idle))
+        .await
+        .expect("built-in catalogs");
+    let ctx = tributary_planner::session::new_session_context(
+        &registry,
+        Arc::new(RuntimeEnv::default()),
+        "tpch",
+        "tiny",
+        4,
+    );
+    let queries = Path::new(env!("CARGO_MANIFEST_DIR")).join("../compat-tests/queries");
+    for q in 1..=22 {
+        let sql =
+            std::fs::read_to_string(queries.join(format!("q{q:02}.sql"))).expect("query file");
+        let state = ctx.state();
+        let statement = state
+            .sql_to_statement(&sql, &datafusion::config::Dialect::PostgreSQL)
+            .expect("parses");
+        let logical = logical_plan(&state, statement).await.expect("plans");
+        let PlannedStatement::Query(plan) =
+            plan_statement(&state, logical).await.expect("distributes")
+        else {
+            panic!("q{q:02} is a query");
+        };
+        let mut lines = Vec::new();
+        render(&plan, 0, &mut lines);
+        insta::assert_snapshot!(format!("q{q:02}"), lines.join("\n"));
+    }
+}
