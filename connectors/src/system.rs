@@ -17,6 +17,79 @@ use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
+/// Defines a state enum whose variants show in the `system.runtime.*` tables as Trino spells them.
+macro_rules! states {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            /// The state as the system tables show it.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+states! {
+    /// A query's state in `system.runtime.queries` (Trino's names).
+    QueryState {
+        /// Planning or running; its result may still be streaming.
+        Running => "RUNNING",
+        /// Ended with its whole result sent.
+        Finished => "FINISHED",
+        /// Ended with an error (`QueryInfo::error`).
+        Failed => "FAILED",
+        /// Canceled by the client (CancelRequest, client gone).
+        Canceled => "CANCELED",
+    }
+}
+
+states! {
+    /// A task's state in `system.runtime.tasks` (Trino's names).
+    TaskState {
+        /// Sent to its worker, not yet accepted.
+        Planned => "PLANNED",
+        /// Accepted by its worker and running.
+        Running => "RUNNING",
+        /// Wrote its whole output.
+        Finished => "FINISHED",
+        /// Ended with an error (`TaskInfo::error`).
+        Failed => "FAILED",
+        /// Stopped because its query ended first.
+        Canceled => "CANCELED",
+    }
+}
+
+impl TaskState {
+    /// Whether a task in this state has not ended yet (planned or running).
+    pub fn is_live(self) -> bool {
+        matches!(self, TaskState::Planned | TaskState::Running)
+    }
+}
+
+states! {
+    /// A node's state in `system.runtime.nodes`.
+    NodeState {
+        /// Heartbeating and given tasks.
+        Active => "active",
+        /// Silent past the heartbeat timeout, or found lost by an RPC: given no tasks.
+        Dead => "dead",
+    }
+}
+
 /// One node of the cluster, as `system.runtime.nodes` shows it (Trino's columns, plus `role`).
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
@@ -26,8 +99,8 @@ pub struct NodeInfo {
     pub address: String,
     /// `coordinator`, `worker`, or `single`.
     pub role: String,
-    /// `active`, `dead`, ...
-    pub state: String,
+    /// Whether the node gets tasks.
+    pub state: NodeState,
     /// Last heartbeat, microseconds since the Unix epoch (UTC).
     pub last_heartbeat_us: i64,
     /// Tasks running on the node, as of its last heartbeat.
@@ -39,8 +112,8 @@ pub struct NodeInfo {
 pub struct QueryInfo {
     /// Query id, unique in this server's lifetime.
     pub query_id: String,
-    /// `RUNNING`, `FINISHED`, `FAILED`, `CANCELED` (Trino's names).
-    pub state: String,
+    /// Running or how it ended.
+    pub state: QueryState,
     /// The session user who submitted the query.
     pub user: String,
     /// The SQL text.
@@ -68,9 +141,8 @@ pub struct TaskInfo {
     pub task: i64,
     /// Node id of the worker that runs or ran it.
     pub worker: String,
-    /// `PLANNED` (sent to its worker, not yet accepted), `RUNNING`, `FINISHED`, `FAILED`,
-    /// `CANCELED` (Trino's names).
-    pub state: String,
+    /// Planned, running or how it ended.
+    pub state: TaskState,
     /// Rows the task wrote to its output so far or in total.
     pub rows: i64,
     /// Bytes (Arrow in-memory size) the task wrote to its output.

@@ -7,7 +7,9 @@ use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::prelude::SessionContext;
 use parking_lot::Mutex;
 use tributary_connectors::Connector;
-use tributary_connectors::system::{NodeInfo, QueryInfo, RuntimeInfo, SystemConnector};
+use tributary_connectors::system::{
+    NodeInfo, NodeState, QueryInfo, QueryState, RuntimeInfo, SystemConnector,
+};
 
 /// A runtime whose queries can change between scans.
 #[derive(Debug, Default)]
@@ -21,7 +23,7 @@ impl RuntimeInfo for Runtime {
             node_id: "coordinator".into(),
             address: "in-process".into(),
             role: "single".into(),
-            state: "active".into(),
+            state: NodeState::Active,
             last_heartbeat_us: 1_700_000_000_000_000,
             running_tasks: 0,
         }]
@@ -36,11 +38,10 @@ fn query(id: &str, error: Option<&str>) -> QueryInfo {
     QueryInfo {
         query_id: id.into(),
         state: if error.is_some() {
-            "FAILED"
+            QueryState::Failed
         } else {
-            "FINISHED"
-        }
-        .into(),
+            QueryState::Finished
+        },
         user: "alice".into(),
         query: "SELECT 1".into(),
         created_us: 1_700_000_000_000_000,

@@ -15,6 +15,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
+use tributary_connectors::system::QueryState;
 use tributary_exchange::flight::{ErrorClassifier, NodeSecret, RemoteError};
 use tributary_planner::config::ConfigError;
 use tributary_planner::plan::plan_statement;
@@ -370,7 +371,7 @@ impl Engine {
     /// The plan is optimized, cut into stages and scheduled on the workers; the root stage's output is
     /// the returned stream. Errors: planning errors and cancellation before the stream exists as
     /// [`ExecError`]; execution errors arrive in the stream (a failing task's own error, as
-    /// `DataFusionError::Shared`), and a cancel ends the stream with a [`CANCELED_MESSAGE`] error.
+    /// `DataFusionError::Shared`), and a cancel ends the stream with an [`ExecError::Canceled`] error.
     pub async fn run(
         &self,
         ticket: QueryTicket,
@@ -403,12 +404,12 @@ impl Engine {
                 })
             }
             Err(ExecError::Canceled) => {
-                self.tracker.finish(&query_id, "CANCELED", None);
+                self.tracker.finish(&query_id, QueryState::Canceled, None);
                 Err(ExecError::Canceled)
             }
             Err(e) => {
                 self.tracker
-                    .finish(&query_id, "FAILED", Some(e.to_string()));
+                    .finish(&query_id, QueryState::Failed, Some(e.to_string()));
                 Err(e)
             }
         }
@@ -519,7 +520,7 @@ impl Engine {
                     t.rows,
                     t.bytes,
                     t.elapsed_ms,
-                    t.state.to_lowercase()
+                    t.state.as_str().to_lowercase()
                 ));
             }
         }
@@ -564,11 +565,8 @@ fn new_query_id() -> String {
     )
 }
 
-/// The message of the error a canceled query's stream ends with (Postgres's text for SQLSTATE 57014).
-pub const CANCELED_MESSAGE: &str = "canceling statement due to user request";
-
-/// Wraps a query's result stream: counts rows, records the final state, and ends with a
-/// [`CANCELED_MESSAGE`] error when the query is canceled.
+/// Wraps a query's result stream: counts rows, records the final state, and ends with an
+/// [`ExecError::Canceled`] error when the query is canceled.
 struct TrackedStream {
     query_id: String,
     schema: SchemaRef,
@@ -592,10 +590,9 @@ impl Stream for TrackedStream {
         if self.cancel.as_mut().poll(cx).is_ready() {
             self.done = true;
             self.execution = None;
-            self.tracker.finish(&self.query_id, "CANCELED", None);
-            return Poll::Ready(Some(Err(DataFusionError::Execution(
-                CANCELED_MESSAGE.to_string(),
-            ))));
+            self.tracker
+                .finish(&self.query_id, QueryState::Canceled, None);
+            return Poll::Ready(Some(Err(ExecError::Canceled.into_datafusion())));
         }
         let polled = self.inner.poll_next_unpin(cx);
         match &polled {
@@ -607,14 +604,16 @@ impl Stream for TrackedStream {
                 let error = e.to_string();
                 self.done = true;
                 self.execution = None;
-                self.tracker.finish(&self.query_id, "FAILED", Some(error));
+                self.tracker
+                    .finish(&self.query_id, QueryState::Failed, Some(error));
             }
             Poll::Ready(None) => {
                 self.done = true;
                 if let Some(execution) = self.execution.take() {
                     execution.finish();
                 }
-                self.tracker.finish(&self.query_id, "FINISHED", None);
+                self.tracker
+                    .finish(&self.query_id, QueryState::Finished, None);
             }
             Poll::Pending => {}
         }
@@ -631,7 +630,8 @@ impl RecordBatchStream for TrackedStream {
 impl Drop for TrackedStream {
     fn drop(&mut self) {
         if !self.done {
-            self.tracker.finish(&self.query_id, "CANCELED", None);
+            self.tracker
+                .finish(&self.query_id, QueryState::Canceled, None);
         }
     }
 }
@@ -642,7 +642,7 @@ fn plan_lines_stream(lines: Vec<String>) -> DfResult<SendableRecordBatchStream> 
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::physical_plan::memory::MemoryStream;
     let schema = Arc::new(Schema::new(vec![Field::new(
-        "QUERY PLAN",
+        explain::QUERY_PLAN_COLUMN,
         DataType::Utf8,
         false,
     )]));

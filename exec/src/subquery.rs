@@ -11,6 +11,8 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use tributary_planner::DistributedPlan;
 
+use crate::ExecError;
+
 /// Runs a distributed plan whose scalar subqueries have been published and returns its result
 /// stream (the engine schedules [`DistributedPlan::stages`]).
 pub trait StagedRunner: Send + Sync {
@@ -30,15 +32,11 @@ pub trait StagedRunner: Send + Sync {
     >;
 }
 
-/// The message of the error a scalar subquery with more than one row fails with (PostgreSQL's text
-/// for SQLSTATE 21000, cardinality_violation).
-pub const MORE_THAN_ONE_ROW: &str =
-    "more than one row returned by a subquery used as an expression";
-
 /// Runs every scalar subquery of `plan` (each one's own first) and publishes the values. `key`
 /// prefixes the exchange keys of the subqueries' stages (`KEY.sqN`).
 ///
-/// Errors: a subquery that fails, or returns more than one row ([`MORE_THAN_ONE_ROW`]).
+/// Errors: a subquery that fails, or returns more than one row
+/// ([`ExecError::SubqueryReturnedMoreThanOneRow`]).
 pub fn run_scalar_subqueries<'a>(
     runner: &'a dyn StagedRunner,
     plan: &'a DistributedPlan,
@@ -76,7 +74,7 @@ async fn run_scalar(
             continue;
         }
         if value.is_some() || batch.num_rows() > 1 {
-            return Err(DataFusionError::Execution(MORE_THAN_ONE_ROW.into()));
+            return Err(ExecError::SubqueryReturnedMoreThanOneRow.into_datafusion());
         }
         value = Some(ScalarValue::try_from_array(batch.column(0), 0)?);
     }

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
-use tributary_connectors::system::{NodeInfo, QueryInfo, RuntimeInfo, TaskInfo};
+use tributary_connectors::system::{
+    NodeInfo, QueryInfo, QueryState, RuntimeInfo, TaskInfo, TaskState,
+};
 
 /// How many task entries `system.runtime.tasks` keeps (oldest finished ones are dropped first).
 const MAX_TASK_HISTORY: usize = 10_000;
@@ -59,7 +61,7 @@ impl QueryTracker {
         q.push_back(Entry {
             info: QueryInfo {
                 query_id: query_id.to_string(),
-                state: "RUNNING".into(),
+                state: QueryState::Running,
                 user: user.to_string(),
                 query: sql.to_string(),
                 created_us: now_us(),
@@ -78,11 +80,12 @@ impl QueryTracker {
         self.update(query_id, |e| e.info.rows += rows as i64);
     }
 
-    /// Marks the query ended: `FINISHED`, `FAILED` (with `error`) or `CANCELED`.
-    pub fn finish(&self, query_id: &str, state: &str, error: Option<String>) {
+    /// Marks the query ended: `Finished`, `Failed` (with `error`) or `Canceled`. A query that
+    /// already ended keeps its first ending.
+    pub fn finish(&self, query_id: &str, state: QueryState, error: Option<String>) {
         self.update(query_id, |e| {
-            if e.info.state == "RUNNING" {
-                e.info.state = state.to_string();
+            if e.info.state == QueryState::Running {
+                e.info.state = state;
                 e.info.error = error;
                 e.info.elapsed_ms = e.started.elapsed().as_millis() as i64;
             }
@@ -93,7 +96,7 @@ impl QueryTracker {
     pub fn cancel(&self, query_id: &str) -> bool {
         let q = self.queries.lock();
         match q.iter().find(|e| e.info.query_id == query_id) {
-            Some(e) if e.info.state == "RUNNING" => {
+            Some(e) if e.info.state == QueryState::Running => {
                 e.cancel.cancel();
                 true
             }
@@ -113,7 +116,7 @@ impl QueryTracker {
                 stage: stage as i64,
                 task: task as i64,
                 worker: worker.to_string(),
-                state: "PLANNED".into(),
+                state: TaskState::Planned,
                 rows: 0,
                 bytes: 0,
                 elapsed_ms: 0,
@@ -133,10 +136,10 @@ impl QueryTracker {
             }
             if e.info.query_id == query_id
                 && e.info.stage == stage as i64
-                && e.info.state == "PLANNED"
+                && e.info.state == TaskState::Planned
                 && tasks.contains(&(e.info.task as usize))
             {
-                e.info.state = "RUNNING".into();
+                e.info.state = TaskState::Running;
                 left -= 1;
             }
         }
@@ -149,14 +152,13 @@ impl QueryTracker {
             e.info.query_id == query_id
                 && e.info.stage == stage as i64
                 && e.info.task == report.task as i64
-        }) && task_live(&e.info.state)
+        }) && e.info.state.is_live()
         {
             e.info.state = if report.error.is_some() {
-                "FAILED"
+                TaskState::Failed
             } else {
-                "FINISHED"
-            }
-            .into();
+                TaskState::Finished
+            };
             e.info.rows = report.rows as i64;
             e.info.bytes = report.bytes as i64;
             e.info.elapsed_ms = report.elapsed_ms as i64;
@@ -167,8 +169,8 @@ impl QueryTracker {
     /// Marks every still-running task of `query_id` CANCELED (the query ended before they did).
     pub fn tasks_canceled(&self, query_id: &str) {
         for e in self.tasks.lock().iter_mut() {
-            if e.info.query_id == query_id && task_live(&e.info.state) {
-                e.info.state = "CANCELED".into();
+            if e.info.query_id == query_id && e.info.state.is_live() {
+                e.info.state = TaskState::Canceled;
                 e.info.elapsed_ms = e.started.elapsed().as_millis() as i64;
             }
         }
@@ -212,11 +214,6 @@ impl RuntimeInfo for QueryTracker {
     }
 }
 
-/// Whether a task in `state` has not ended (PLANNED or RUNNING).
-fn task_live(state: &str) -> bool {
-    state == "RUNNING" || state == "PLANNED"
-}
-
 /// A tracked query or task: its row, whether it still runs, and since when.
 trait Tracked {
     type Info: Clone;
@@ -232,7 +229,7 @@ impl Tracked for Entry {
         &self.info
     }
     fn running(&self) -> bool {
-        self.info.state == "RUNNING"
+        self.info.state == QueryState::Running
     }
     fn started(&self) -> Instant {
         self.started
@@ -248,7 +245,7 @@ impl Tracked for TaskEntry {
         &self.info
     }
     fn running(&self) -> bool {
-        task_live(&self.info.state)
+        self.info.state.is_live()
     }
     fn started(&self) -> Instant {
         self.started

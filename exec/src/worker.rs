@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
-use tributary_connectors::system::NodeInfo;
+use tributary_connectors::system::{NodeInfo, NodeState};
 
 use crate::tracker::{QueryTracker, now_us};
 
@@ -129,7 +129,7 @@ impl WorkerPool {
                 node_id: "coordinator".into(),
                 address: "in-process".into(),
                 role: "coordinator".into(),
-                state: "active".into(),
+                state: NodeState::Active,
                 last_heartbeat_us: now_us(),
                 running_tasks: 0,
             },
@@ -157,7 +157,7 @@ impl WorkerPool {
                 node_id: "coordinator".into(),
                 address: address.to_string(),
                 role: "coordinator".into(),
-                state: "active".into(),
+                state: NodeState::Active,
                 last_heartbeat_us: now_us(),
                 running_tasks: 0,
             },
@@ -285,7 +285,11 @@ impl WorkerPool {
                 node_id: w.id.clone(),
                 address: w.address().to_string(),
                 role: "worker".into(),
-                state: if l.active { "active" } else { "dead" }.into(),
+                state: if l.active {
+                    NodeState::Active
+                } else {
+                    NodeState::Dead
+                },
                 last_heartbeat_us: if local { now_us() } else { l.last_heartbeat_us },
                 running_tasks: l.running_tasks as i64,
             });

@@ -421,8 +421,11 @@ async fn system_scans_ship_their_snapshot() {
     let ctx = node.session("system", "runtime");
     let plan = physical(&ctx, "select query_id, state, \"user\" from queries").await;
     let decoded = round_trip(&node, &ctx, &plan);
-    node.tracker
-        .finish("20250101_000000_00001_abcde", "FINISHED", None);
+    node.tracker.finish(
+        "20250101_000000_00001_abcde",
+        tributary_connectors::system::QueryState::Finished,
+        None,
+    );
     let _other = node
         .tracker
         .begin("20250101_000000_00002_fghij", "bob", "select 2");

@@ -10,6 +10,9 @@ use datafusion::physical_plan::metrics::MetricsSet;
 
 use crate::fragment::StagePlan;
 
+/// The one column of `EXPLAIN` output (text, one row per line), as PostgreSQL names it.
+pub const QUERY_PLAN_COLUMN: &str = "QUERY PLAN";
+
 /// Renders `plan` as lines of text (Postgres returns EXPLAIN as one `QUERY PLAN` row per line).
 /// With `metrics`, each operator shows the metrics gathered while it ran here (EXPLAIN ANALYZE),
 /// summed over the stage's tasks.

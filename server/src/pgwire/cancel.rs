@@ -3,7 +3,7 @@
 //!
 //! Each session registers a [`RunningQuery`] slot under its key for its lifetime; a query sets its id in
 //! the slot while its result streams. Canceling ends the stream with
-//! [`tributary_exec::engine::CANCELED_MESSAGE`], which the client gets as SQLSTATE 57014; the session
+//! [`tributary_exec::ExecError::Canceled`], which the client gets as SQLSTATE 57014; the session
 //! itself keeps working.
 
 use std::collections::HashMap;

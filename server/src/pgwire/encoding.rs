@@ -41,8 +41,8 @@ use super::errors;
 /// docs). Written by the connectors (`tributary_connectors`, same key), read only here.
 pub const PG_TYPE_KEY: &str = "tributary.pg_type";
 
-/// The column name of `EXPLAIN` output, as PostgreSQL names it.
-pub const EXPLAIN_COLUMN: &str = "QUERY PLAN";
+/// The column name of `EXPLAIN` output, as PostgreSQL names it (the planner's).
+pub use tributary_planner::explain::QUERY_PLAN_COLUMN as EXPLAIN_COLUMN;
 
 /// Result fields for an Arrow schema, each in the format the client asked for.
 pub fn fields(

@@ -10,7 +10,6 @@ use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
 use pgwire::error::{ErrorInfo, PgWireError};
 use tributary_exec::ExecError;
-use tributary_exec::engine::CANCELED_MESSAGE;
 use tributary_exec::error::{ConnectorError, ErrorClassifier, RemoteError};
 
 /// SQLSTATE codes the front end produces.
@@ -98,7 +97,10 @@ pub fn user_error(info: impl Into<Box<ErrorInfo>>) -> PgWireError {
 pub fn exec_error(err: &ExecError, catalogs: Option<&dyn CatalogProviderList>) -> ErrorInfo {
     match err {
         ExecError::DataFusion(e) => datafusion_error(e, catalogs),
-        ExecError::Canceled => error(sqlstate::QUERY_CANCELED, CANCELED_MESSAGE),
+        ExecError::Canceled => error(sqlstate::QUERY_CANCELED, err.to_string()),
+        ExecError::SubqueryReturnedMoreThanOneRow => {
+            error(sqlstate::CARDINALITY_VIOLATION, err.to_string())
+        }
         other => error(sqlstate::INTERNAL_ERROR, other.to_string()),
     }
 }
@@ -280,12 +282,8 @@ fn undefined_table(name: &str, catalogs: Option<&dyn CatalogProviderList>) -> Er
 
 fn execution_error(message: &str) -> ErrorInfo {
     let message = strip_prefix(message);
-    if message == CANCELED_MESSAGE {
-        error(sqlstate::QUERY_CANCELED, CANCELED_MESSAGE)
-    } else if message.contains("Divide by zero") || message.contains("division by zero") {
+    if message.contains("Divide by zero") || message.contains("division by zero") {
         error(sqlstate::DIVISION_BY_ZERO, "division by zero")
-    } else if message.contains("more than one row returned by a subquery") {
-        error(sqlstate::CARDINALITY_VIOLATION, message)
     } else {
         error(sqlstate::INTERNAL_ERROR, message)
     }
@@ -370,10 +368,7 @@ mod tests {
             )),
             "22012"
         );
-        assert_eq!(
-            code(DataFusionError::Execution(CANCELED_MESSAGE.into())),
-            "57014"
-        );
+        assert_eq!(code(ExecError::Canceled.into_datafusion()), "57014");
         assert_eq!(code(DataFusionError::NotImplemented("x".into())), "0A000");
         assert_eq!(code(DataFusionError::Configuration("x".into())), "22023");
         assert_eq!(code(DataFusionError::Internal("x".into())), "XX000");
@@ -410,9 +405,7 @@ mod tests {
             "42803"
         );
         assert_eq!(
-            code(DataFusionError::Execution(
-                "more than one row returned by a subquery used as an expression".into()
-            )),
+            code(ExecError::SubqueryReturnedMoreThanOneRow.into_datafusion()),
             "21000"
         );
     }
@@ -427,7 +420,7 @@ mod tests {
         assert_eq!(code(wrapped), "22012");
         let external = DataFusionError::ArrowError(
             Box::new(ArrowError::ExternalError(Box::new(
-                DataFusionError::Execution(CANCELED_MESSAGE.into()),
+                ExecError::Canceled.into_datafusion(),
             ))),
             None,
         );
