@@ -1,5 +1,6 @@
-//! Tributary's planner: the catalog registry built from config, DataFusion session setup, and the
-//! fragmenter that cuts a physical plan into stages at exchange boundaries (plus EXPLAIN rendering).
+//! Tributary's planner: the model of `config.toml` and config file reading (`config`), the catalog
+//! registry built from config, DataFusion session setup, and the fragmenter that cuts a physical plan
+//! into stages at exchange boundaries (plus EXPLAIN rendering).
 //!
 //! The planner decides *what* runs where in the plan (stages, partitioning, exchanges); it never runs
 //! anything itself: scheduling and task execution belong to `exec`.

@@ -1,8 +1,9 @@
 //! `tributary`: a PostgreSQL-wire federated query server.
 //!
-//! This binary owns the CLI, config loading and the PostgreSQL wire front end (`pgwire/`). It turns
-//! protocol messages into calls on [`tributary_exec::Engine`] and Arrow batches back into rows; it does
-//! not plan distributed execution or touch sources itself.
+//! This binary owns the CLI (its flags become `Overrides` of the one `config.toml` model,
+//! `tributary_planner::config`, which the engine takes as is) and the PostgreSQL wire front end
+//! (`pgwire/`). It turns protocol messages into calls on [`tributary_exec::Engine`] and Arrow batches
+//! back into rows; it does not plan distributed execution or touch sources itself.
 
 mod auth;
 mod config;
