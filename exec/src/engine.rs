@@ -1,7 +1,6 @@
 //! The engine a session submits queries to: planning through `planner`, execution as stages and tasks,
 //! tracking in [`QueryTracker`], cancellation.
 
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,97 +15,21 @@ use datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use tributary_connectors::system::QueryState;
-use tributary_exchange::flight::{ErrorClassifier, NodeSecret, RemoteError};
-use tributary_planner::config::ConfigError;
+use tributary_exchange::flight::{ErrorClassifier, RemoteError};
+use tributary_planner::config::{Config, ConfigError};
+pub use tributary_planner::config::{EngineConfig, NodeConfig, NodeRole};
 use tributary_planner::plan::plan_statement;
 use tributary_planner::{CatalogRegistry, DistributedPlan, PlannedStatement, StagePlan, explain};
 
 use crate::ExecError;
 use crate::codec::PlanCodec;
-use crate::memory::{MemoryConfig, node_runtime};
+use crate::memory::node_runtime;
 use crate::rpc::{NodeService, spawn_heartbeats};
 use crate::scheduler::{QueryExecution, Scheduler};
 use crate::subquery::{StagedRunner, run_scalar_subqueries};
 use crate::task::{RuntimeOptions, TaskRuntime};
 use crate::tracker::QueryTracker;
 use crate::worker::{Heartbeats, WorkerPool};
-
-/// What this process does in a cluster (`[node] role`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum NodeRole {
-    /// Coordinator and in-process workers in one process (the default).
-    #[default]
-    Single,
-    /// Plans and schedules; tasks run on the workers that announced themselves.
-    Coordinator,
-    /// Runs tasks the coordinator sends; no client front end.
-    Worker,
-}
-
-/// Cluster settings of a node (`[node]` of `config.toml`).
-#[derive(Debug, Clone)]
-pub struct ClusterConfig {
-    pub role: NodeRole,
-    /// This node's id (`[node] id`); defaults to `coordinator`, or `worker-PORT` for a worker.
-    pub node_id: Option<String>,
-    /// Address the node's RPC (Arrow Flight) service listens on, `HOST:PORT` (port 0: any free port).
-    /// Other nodes reach it at the bound address. Not used in `single` mode.
-    pub rpc_listen: String,
-    /// A worker's coordinator, as the coordinator's `rpc_listen` address.
-    pub coordinator: Option<String>,
-    /// Whether a coordinator also runs tasks (Trino's `node-scheduler.include-coordinator`).
-    pub include_coordinator: bool,
-    pub heartbeats: Heartbeats,
-    /// The secret all nodes of the cluster share (Trino's `internal-communication.shared-secret`);
-    /// when set, node RPC without it is refused (gRPC `UNAUTHENTICATED`).
-    pub secret: Option<NodeSecret>,
-}
-
-impl Default for ClusterConfig {
-    fn default() -> Self {
-        Self {
-            role: NodeRole::Single,
-            node_id: None,
-            rpc_listen: "127.0.0.1:0".into(),
-            coordinator: None,
-            include_coordinator: false,
-            heartbeats: Heartbeats::default(),
-            secret: None,
-        }
-    }
-}
-
-/// Settings of the engine, from `config.toml` and the CLI.
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    /// `DIR/catalog`, holding one `NAME.toml` per catalog; `None` mounts only the built-ins.
-    pub catalog_dir: Option<PathBuf>,
-    /// In-process workers in `single` mode (at least 1).
-    pub workers: usize,
-    /// Hash partitions of a repartitioned stage (Trino's `hash_partition_count`).
-    pub hash_partitions: usize,
-    /// Role and membership settings.
-    pub cluster: ClusterConfig,
-    /// Memory limits of this node.
-    pub memory: MemoryConfig,
-    /// Threads of the runtime tasks run on (Trino's `task.max-worker-threads`); `None`: one per
-    /// available core. Co-located nodes (tests, a cluster on one machine) share cores and may want
-    /// fewer.
-    pub task_threads: Option<usize>,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            catalog_dir: None,
-            workers: 2,
-            hash_partitions: 4,
-            cluster: ClusterConfig::default(),
-            memory: MemoryConfig::default(),
-            task_threads: None,
-        }
-    }
-}
 
 /// The classifier used when the front end gives none: the SQLSTATE of an error that already crossed
 /// a node boundary, `XX000` otherwise.
@@ -128,7 +51,7 @@ pub fn default_classifier() -> ErrorClassifier {
 /// The query engine of one server process. Cheap to share (`Arc<Engine>`), one per process.
 #[derive(Debug)]
 pub struct Engine {
-    config: EngineConfig,
+    config: Config,
     registry: CatalogRegistry,
     runtime: Arc<RuntimeEnv>,
     tracker: Arc<QueryTracker>,
@@ -166,50 +89,45 @@ impl std::fmt::Debug for QueryStream {
 
 impl Engine {
     /// Loads the catalogs and starts the engine with [`default_classifier`]: [`Engine::start_with`].
-    pub async fn start(config: EngineConfig) -> Result<Arc<Self>, ConfigError> {
+    pub async fn start(config: Config) -> Result<Arc<Self>, ConfigError> {
         Self::start_with(config, default_classifier()).await
     }
 
-    /// Loads the catalogs and starts the engine in its role: `single` builds in-process workers;
-    /// `coordinator` and `worker` also serve node RPC on `cluster.rpc_listen`, and a worker announces
+    /// Loads the catalogs of `config.catalog_dir()` and starts the engine in its `[node] role`:
+    /// `single` builds `[engine] workers` in-process workers; `coordinator` and `worker` also serve
+    /// node RPC on `[node] rpc_listen`, and a worker announces
     /// itself to its coordinator every heartbeat interval. `classify` gives errors the SQLSTATE they
     /// carry to other nodes. Errors name the bad config file, key and reason (or the RPC address that
     /// could not be bound).
     pub async fn start_with(
-        config: EngineConfig,
+        config: Config,
         classify: ErrorClassifier,
     ) -> Result<Arc<Self>, ConfigError> {
         let tracker = QueryTracker::new();
         let registry =
-            CatalogRegistry::load(config.catalog_dir.as_deref(), tracker.clone()).await?;
+            CatalogRegistry::load(config.catalog_dir().as_deref(), tracker.clone()).await?;
         let runtime = Arc::new(RuntimeEnv::default());
         for (_, connector) in registry.connectors() {
             for (url, store) in connector.object_stores() {
                 runtime.register_object_store(&url, store);
             }
         }
-        let runtime = node_runtime(runtime, config.memory.node_limit).map_err(|e| ConfigError {
-            file: "config.toml".into(),
-            reason: format!("[engine] max_memory_mb: {e}"),
-        })?;
-        let cluster = &config.cluster;
+        let config_error = |reason: String| ConfigError {
+            file: config.file(),
+            reason,
+        };
+        let runtime = node_runtime(runtime, config.engine.max_memory_bytes())
+            .map_err(|e| config_error(format!("[engine] max_memory_mb: {e}")))?;
+        let cluster = &config.node;
+        let heartbeats = Heartbeats::from(cluster);
         let session = tributary_planner::session::new_session_context(
             &registry,
             runtime.clone(),
             "tpch",
             "tiny",
-            config.hash_partitions,
+            config.engine.hash_partitions,
         );
         let codec = Arc::new(PlanCodec::new(registry.clone()));
-        let config_error = |reason: String| ConfigError {
-            file: config
-                .catalog_dir
-                .as_ref()
-                .and_then(|d| d.parent())
-                .map(|d| d.join("config.toml"))
-                .unwrap_or_else(|| "config.toml".into()),
-            reason,
-        };
         let listener = match cluster.role {
             NodeRole::Single => None,
             NodeRole::Coordinator | NodeRole::Worker => Some(
@@ -230,15 +148,12 @@ impl Engine {
                 .to_string(),
             None => "in-process".to_string(),
         };
-        let node_id = cluster
-            .node_id
-            .clone()
-            .unwrap_or_else(|| match cluster.role {
-                NodeRole::Worker => {
-                    format!("worker-{}", address.rsplit(':').next().unwrap_or_default())
-                }
-                _ => "coordinator".to_string(),
-            });
+        let node_id = cluster.id.clone().unwrap_or_else(|| match cluster.role {
+            NodeRole::Worker => {
+                format!("worker-{}", address.rsplit(':').next().unwrap_or_default())
+            }
+            _ => "coordinator".to_string(),
+        });
         let tasks = TaskRuntime::new(
             node_id,
             address.clone(),
@@ -246,19 +161,19 @@ impl Engine {
             session,
             classify,
             RuntimeOptions {
-                query_memory: config.memory.query_limit,
-                task_threads: config.task_threads,
-                secret: cluster.secret.clone(),
+                query_memory: config.engine.query_max_memory_per_node_bytes(),
+                task_threads: config.engine.task_threads,
+                secret: cluster.shared_secret.clone(),
             },
         );
         let workers = Arc::new(match cluster.role {
             NodeRole::Single => {
-                WorkerPool::in_process(config.workers).with_tracker(tracker.clone())
+                WorkerPool::in_process(config.engine.workers).with_tracker(tracker.clone())
             }
             NodeRole::Coordinator | NodeRole::Worker => WorkerPool::cluster(
                 &address,
                 cluster.include_coordinator,
-                cluster.heartbeats,
+                heartbeats,
                 tracker.clone(),
             ),
         });
@@ -275,10 +190,7 @@ impl Engine {
         match cluster.role {
             NodeRole::Coordinator => {
                 let pool = workers.clone();
-                let interval = cluster
-                    .heartbeats
-                    .interval
-                    .min(std::time::Duration::from_secs(1));
+                let interval = heartbeats.interval.min(std::time::Duration::from_secs(1));
                 tokio::spawn(async move {
                     loop {
                         tokio::time::sleep(interval).await;
@@ -292,7 +204,7 @@ impl Engine {
                         "[node] coordinator: a worker needs its coordinator's address".into(),
                     )
                 })?;
-                spawn_heartbeats(tasks.clone(), coordinator, cluster.heartbeats.interval)
+                spawn_heartbeats(tasks.clone(), coordinator, heartbeats.interval)
                     .map_err(|e| config_error(format!("cannot start heartbeats: {e}")))?;
             }
             NodeRole::Single => {}
@@ -339,7 +251,7 @@ impl Engine {
             self.runtime.clone(),
             catalog,
             schema,
-            self.config.hash_partitions,
+            self.config.engine.hash_partitions,
         )
     }
 

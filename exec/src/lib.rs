@@ -16,6 +16,7 @@ pub mod task;
 pub mod tracker;
 pub mod worker;
 
-pub use engine::{ClusterConfig, Engine, EngineConfig, NodeRole, QueryStream, QueryTicket};
+pub use engine::{Engine, EngineConfig, NodeConfig, NodeRole, QueryStream, QueryTicket};
 pub use error::ExecError;
 pub use tributary_exchange::flight::NodeSecret;
+pub use tributary_planner::config::Config;

@@ -15,15 +15,6 @@ use datafusion::execution::memory_pool::{
 };
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 
-/// Memory settings of a node, in bytes (`None`: unbounded).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MemoryConfig {
-    /// Memory all queries on this node may use together.
-    pub node_limit: Option<usize>,
-    /// Memory one query may use on this node.
-    pub query_limit: Option<usize>,
-}
-
 /// The node's runtime environment: `base` (object stores, disk manager, caches) with a pool of
 /// `limit` bytes when set.
 pub fn node_runtime(base: Arc<RuntimeEnv>, limit: Option<usize>) -> Result<Arc<RuntimeEnv>> {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use tributary_connectors::system::{NodeInfo, NodeState};
+use tributary_planner::config::NodeConfig;
 
 use crate::tracker::{QueryTracker, now_us};
 
@@ -89,8 +90,9 @@ impl Worker {
     }
 }
 
-/// Heartbeat settings of a cluster.
-#[derive(Debug, Clone, Copy)]
+/// Heartbeat settings of a cluster, as durations: `[node] heartbeat_interval_ms` and
+/// `heartbeat_timeout_ms` of [`NodeConfig`] (whose `Default` gives the defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Heartbeats {
     /// How often a worker announces itself.
     pub interval: Duration,
@@ -98,12 +100,18 @@ pub struct Heartbeats {
     pub timeout: Duration,
 }
 
+impl From<&NodeConfig> for Heartbeats {
+    fn from(node: &NodeConfig) -> Self {
+        Self {
+            interval: Duration::from_millis(node.heartbeat_interval_ms),
+            timeout: Duration::from_millis(node.heartbeat_timeout_ms),
+        }
+    }
+}
+
 impl Default for Heartbeats {
     fn default() -> Self {
-        Self {
-            interval: Duration::from_millis(1000),
-            timeout: Duration::from_millis(5000),
-        }
+        Self::from(&NodeConfig::default())
     }
 }
 

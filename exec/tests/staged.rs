@@ -2,7 +2,7 @@
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use futures::TryStreamExt;
-use tributary_exec::{Engine, EngineConfig};
+use tributary_exec::{Config, Engine};
 
 async fn run(engine: &Engine, sql: &str) -> Vec<String> {
     let ctx = engine.new_session_context("tpch", "tiny");
@@ -19,7 +19,7 @@ async fn run(engine: &Engine, sql: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staged_results_match_and_explain_shows_stages() {
-    let engine = Engine::start(EngineConfig::default()).await.unwrap();
+    let engine = Engine::start(Config::default()).await.unwrap();
     let got = run(
         &engine,
         "select l_returnflag, l_linestatus, count(*) as n, sum(l_quantity) as q \
@@ -55,7 +55,7 @@ async fn staged_results_match_and_explain_shows_stages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_errors_reach_the_client_unwrapped() {
-    let engine = Engine::start(EngineConfig::default()).await.unwrap();
+    let engine = Engine::start(Config::default()).await.unwrap();
     let ctx = engine.new_session_context("tpch", "tiny");
     let sql = "select l_orderkey / (l_linenumber - l_linenumber) from lineitem";
     let plan = ctx.state().create_logical_plan(sql).await.unwrap();
@@ -74,7 +74,7 @@ async fn task_errors_reach_the_client_unwrapped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recursive_queries_over_multi_split_tables_run_in_one_task() {
-    let engine = Engine::start(EngineConfig::default()).await.unwrap();
+    let engine = Engine::start(Config::default()).await.unwrap();
     let got = run(
         &engine,
         "with recursive r(k, d) as (\

@@ -2,11 +2,11 @@
 //! PostgreSQL by compat-tests; this catches planning and scheduling failures close to their cause).
 
 use futures::TryStreamExt;
-use tributary_exec::{Engine, EngineConfig};
+use tributary_exec::{Config, Engine};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_22_queries_run_staged() {
-    let engine = Engine::start(EngineConfig::default()).await.unwrap();
+    let engine = Engine::start(Config::default()).await.unwrap();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../compat-tests/queries");
     let mut failures = Vec::new();
     for q in 1..=22 {

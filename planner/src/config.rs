@@ -1,13 +1,28 @@
-//! Reading TOML config files with `${ENV}` substitution, shared by `config.toml` and catalog files.
+//! Config files: reading TOML with `${ENV}` substitution (shared by `config.toml` and the catalog
+//! files), and the one model of `DIR/config.toml` that the server and the engine both use.
+//!
+//! [`Config`] holds every section of `config.toml` (`[server]`, `[node]`, `[engine]`, `[auth]`,
+//! `[tls]`), each a serde-derived struct that refuses unknown keys, with its defaults in its
+//! `Default` impl (serde fills absent keys from it, so the two cannot disagree). A new section is a
+//! new field of [`Config`] with its own struct here. Every error names the file, the key as
+//! `section.key` and the reason, and never quotes a string the file gave a non-string key (it may be
+//! a substituted secret). Catalog files (`DIR/catalog/NAME.toml`) are interpreted by their
+//! connectors, not here.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+use tributary_exchange::flight::NodeSecret;
 
 /// A config file that could not be used. The message names the file, the key and the reason
 /// (and never a substituted secret).
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {reason}", file.display())]
 pub struct ConfigError {
+    /// The file (or config directory) that was refused.
     pub file: PathBuf,
+    /// Why: for a key, `key `section.key`: REASON`.
     pub reason: String,
 }
 
@@ -70,9 +85,882 @@ fn substitute_value(value: &mut toml::Value) -> Result<(), String> {
     Ok(())
 }
 
+/// The PostgreSQL-wire address when neither `--listen` nor `[server] listen` says otherwise (not
+/// 5432, so a local PostgreSQL keeps its port).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7432";
+
+/// Most in-process workers, hash partitions or task threads `config.toml` accepts (beyond it,
+/// per-task overhead dominates on any machine).
+pub const MAX_PARALLELISM: usize = 256;
+
+/// The settings of `DIR/config.toml`, with defaults for what the file leaves out.
+///
+/// Built by [`Config::load`] (or [`Config::from_table`]), then [`Config::apply`] for the
+/// command line; the engine (`tributary_exec::Engine::start`) takes it as is.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[server]`: the PostgreSQL-wire front end.
+    pub server: ServerConfig,
+    /// `[node]`: this process's role and cluster membership.
+    pub node: NodeConfig,
+    /// `[engine]`: parallelism, memory and threads of query execution on this node.
+    pub engine: EngineConfig,
+    /// `[auth]`: how clients authenticate.
+    pub auth: AuthConfig,
+    /// `[tls]`: the server certificate, when TLS is offered.
+    pub tls: TlsConfig,
+    /// The config directory the file was read from (`--config DIR`); `None` when only the built-in
+    /// catalogs are served. Not a key of the file.
+    #[serde(skip)]
+    pub dir: Option<PathBuf>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// `[server] listen`: the PostgreSQL-wire address, `HOST:PORT` (default [`DEFAULT_LISTEN`]).
+    #[serde(deserialize_with = "de::address")]
+    pub listen: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.to_string(),
+        }
+    }
+}
+
+/// What this process does in a cluster (`[node] role`, or `--role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum NodeRole {
+    /// Coordinator and in-process workers in one process (the default).
+    #[default]
+    Single,
+    /// Serves clients, plans and schedules; tasks run on the workers that announced themselves.
+    Coordinator,
+    /// Runs tasks the coordinator named by `[node] coordinator` sends; serves no clients.
+    Worker,
+}
+
+impl NodeRole {
+    /// The names `[node] role` and `--role` accept, in the order of the variants.
+    pub const NAMES: [&'static str; 3] = ["single", "coordinator", "worker"];
+
+    /// The name used in `config.toml` and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeRole::Single => "single",
+            NodeRole::Coordinator => "coordinator",
+            NodeRole::Worker => "worker",
+        }
+    }
+}
+
+impl FromStr for NodeRole {
+    type Err = ValueError;
+
+    fn from_str(name: &str) -> Result<Self, ValueError> {
+        match name {
+            "single" => Ok(NodeRole::Single),
+            "coordinator" => Ok(NodeRole::Coordinator),
+            "worker" => Ok(NodeRole::Worker),
+            other => Err(ValueError::Role(other.to_string())),
+        }
+    }
+}
+
+impl TryFrom<String> for NodeRole {
+    type Error = ValueError;
+
+    fn try_from(name: String) -> Result<Self, ValueError> {
+        name.parse()
+    }
+}
+
+/// `[node]`: cluster membership of this process.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// `[node] role` (default `single`).
+    pub role: NodeRole,
+    /// `[node] id`: the node id shown in `system.runtime.nodes` (default `coordinator`, or
+    /// `worker-PORT` for a worker); not empty.
+    #[serde(deserialize_with = "de::non_empty")]
+    pub id: Option<String>,
+    /// `[node] rpc_listen`: the node RPC (Arrow Flight) address, `HOST:PORT` (default
+    /// `127.0.0.1:0`, any free port; a coordinator's workers need a fixed one). Not used in
+    /// `single` mode.
+    #[serde(deserialize_with = "de::address")]
+    pub rpc_listen: String,
+    /// `[node] coordinator`: a worker's coordinator, `HOST:PORT` as the coordinator's `rpc_listen`.
+    #[serde(deserialize_with = "de::optional_address")]
+    pub coordinator: Option<String>,
+    /// `[node] include_coordinator`: whether a coordinator runs tasks too (Trino's
+    /// `node-scheduler.include-coordinator`; default false).
+    #[serde(deserialize_with = "de::flag")]
+    pub include_coordinator: bool,
+    /// `[node] heartbeat_interval_ms`: how often a worker announces itself, in milliseconds, >= 1
+    /// (default 1000).
+    #[serde(deserialize_with = "de::positive")]
+    pub heartbeat_interval_ms: u64,
+    /// `[node] heartbeat_timeout_ms`: silence in milliseconds after which the coordinator marks a
+    /// worker dead, >= 1 (default 5000).
+    #[serde(deserialize_with = "de::positive")]
+    pub heartbeat_timeout_ms: u64,
+    /// `[node] shared_secret`: the secret every node of the cluster shares (Trino's
+    /// `internal-communication.shared-secret`; use `${ENV}` to keep it out of the file); not empty.
+    /// When set, node RPC without it is refused (gRPC `UNAUTHENTICATED`). Never printed.
+    #[serde(deserialize_with = "de::secret")]
+    pub shared_secret: Option<NodeSecret>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            role: NodeRole::Single,
+            id: None,
+            rpc_listen: "127.0.0.1:0".into(),
+            coordinator: None,
+            include_coordinator: false,
+            heartbeat_interval_ms: 1000,
+            heartbeat_timeout_ms: 5000,
+            shared_secret: None,
+        }
+    }
+}
+
+/// `[engine]`: query execution on this node.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// `[engine] workers`: in-process workers tasks are spread over in `single` mode,
+    /// 1..=[`MAX_PARALLELISM`] (default 2).
+    #[serde(deserialize_with = "de::parallelism")]
+    pub workers: usize,
+    /// `[engine] hash_partitions`: partitions of a hash-repartitioned stage (Trino's
+    /// `hash_partition_count`), 1..=[`MAX_PARALLELISM`] (default 4).
+    #[serde(deserialize_with = "de::parallelism")]
+    pub hash_partitions: usize,
+    /// `[engine] max_memory_mb`: memory in MiB all queries on this node may use together, >= 1
+    /// (unbounded when absent); operators that can spill do so past it.
+    #[serde(deserialize_with = "de::optional_positive")]
+    pub max_memory_mb: Option<usize>,
+    /// `[engine] query_max_memory_per_node_mb`: memory in MiB one query may use on this node
+    /// (Trino's `query.max-memory-per-node`), >= 1 (unbounded when absent).
+    #[serde(deserialize_with = "de::optional_positive")]
+    pub query_max_memory_per_node_mb: Option<usize>,
+    /// `[engine] task_threads`: threads of the runtime tasks run on (Trino's
+    /// `task.max-worker-threads`), 1..=[`MAX_PARALLELISM`]; one per available core when absent.
+    /// Co-located nodes (tests, a cluster on one machine) share cores and may want fewer.
+    #[serde(deserialize_with = "de::optional_parallelism")]
+    pub task_threads: Option<usize>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            hash_partitions: 4,
+            max_memory_mb: None,
+            query_max_memory_per_node_mb: None,
+            task_threads: None,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// `max_memory_mb` in bytes (saturating at `usize::MAX`).
+    pub fn max_memory_bytes(&self) -> Option<usize> {
+        self.max_memory_mb.map(mib_to_bytes)
+    }
+
+    /// `query_max_memory_per_node_mb` in bytes (saturating at `usize::MAX`).
+    pub fn query_max_memory_per_node_bytes(&self) -> Option<usize> {
+        self.query_max_memory_per_node_mb.map(mib_to_bytes)
+    }
+}
+
+fn mib_to_bytes(mib: usize) -> usize {
+    mib.saturating_mul(1 << 20)
+}
+
+/// How clients prove who they are (`[auth] method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum AuthMethod {
+    /// Anyone connects as any user without a password.
+    Trust,
+    /// SCRAM-SHA-256 (SASL) against the users file's verifiers.
+    ScramSha256,
+    /// PostgreSQL's `md5` challenge against the users file's `md5…` hashes.
+    Md5,
+    /// The cleartext password, compared with the users file's `password` (development only).
+    Password,
+}
+
+impl AuthMethod {
+    /// The name used in `config.toml` (and in PostgreSQL's `pg_hba.conf`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMethod::Trust => "trust",
+            AuthMethod::ScramSha256 => "scram-sha-256",
+            AuthMethod::Md5 => "md5",
+            AuthMethod::Password => "password",
+        }
+    }
+}
+
+impl TryFrom<String> for AuthMethod {
+    type Error = ValueError;
+
+    fn try_from(name: String) -> Result<Self, ValueError> {
+        match name.as_str() {
+            "trust" => Ok(AuthMethod::Trust),
+            "scram-sha-256" => Ok(AuthMethod::ScramSha256),
+            "md5" => Ok(AuthMethod::Md5),
+            "password" => Ok(AuthMethod::Password),
+            _ => Err(ValueError::AuthMethod),
+        }
+    }
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `[auth] method`; `None` when the file does not say (trust, allowed on a loopback listener
+    /// only).
+    pub method: Option<AuthMethod>,
+    /// `[auth] users_file`: required with a password method, refused otherwise; relative paths are
+    /// resolved against the config directory by [`Config::load`].
+    #[serde(deserialize_with = "de::path")]
+    pub users_file: Option<PathBuf>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// `[tls] cert_file`: PEM certificate chain, server certificate first (needs `key_file`).
+    #[serde(deserialize_with = "de::path")]
+    pub cert_file: Option<PathBuf>,
+    /// `[tls] key_file`: PEM private key (PKCS#8, PKCS#1 or SEC1; needs `cert_file`).
+    #[serde(deserialize_with = "de::path")]
+    pub key_file: Option<PathBuf>,
+    /// `[tls] required`: refuse connections that did not negotiate TLS (needs both files).
+    #[serde(deserialize_with = "de::flag")]
+    pub required: bool,
+}
+
+/// Why a value of `config.toml` (or of the flag overriding it) was refused. Never quotes a value
+/// that may be a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// An address without `:PORT`.
+    #[error("\"{0}\" is not HOST:PORT")]
+    NotHostPort(String),
+    /// An address with an empty host.
+    #[error("\"{0}\" has no host")]
+    NoHost(String),
+    /// An address whose port is not a number in 0..=65535.
+    #[error("\"{0}\" is not a port number")]
+    NotPort(String),
+    /// A value that must be a `HOST:PORT` string.
+    #[error("expected a string \"HOST:PORT\"")]
+    NotAddress,
+    /// An unknown `[node] role` / `--role`.
+    #[error("unsupported role \"{0}\"; expected \"single\", \"coordinator\" or \"worker\"")]
+    Role(String),
+    /// An unknown `[auth] method`.
+    #[error("expected \"trust\", \"scram-sha-256\", \"md5\" or \"password\"")]
+    AuthMethod,
+    /// A worker, partition or thread count outside 1..=[`MAX_PARALLELISM`].
+    #[error("expected an integer from 1 to {MAX_PARALLELISM}")]
+    NotParallelism,
+    /// A count, size or duration below 1.
+    #[error("expected an integer >= 1")]
+    NotPositive,
+    /// Not a boolean.
+    #[error("expected true or false")]
+    NotBool,
+    /// An empty (or non-string) value where a name is needed.
+    #[error("expected a non-empty string")]
+    NotName,
+    /// An empty (or non-string) value where a file path is needed.
+    #[error("expected a file path string")]
+    NotPath,
+    /// Not a string.
+    #[error("expected a string")]
+    NotString,
+    /// An empty secret.
+    #[error("must not be empty")]
+    EmptySecret,
+}
+
+/// Checks `HOST:PORT` (a name or an IP, and a port number).
+pub fn validate_listen(listen: &str) -> Result<(), ValueError> {
+    let (host, port) = listen
+        .rsplit_once(':')
+        .ok_or_else(|| ValueError::NotHostPort(listen.to_string()))?;
+    if host.is_empty() {
+        return Err(ValueError::NoHost(listen.to_string()));
+    }
+    port.parse::<u16>()
+        .map_err(|_| ValueError::NotPort(port.to_string()))?;
+    Ok(())
+}
+
+/// Command-line settings that override `config.toml` (`tributary --listen ...`); `None` keeps the
+/// file's value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--listen HOST:PORT`: `[server] listen`.
+    pub listen: Option<String>,
+    /// `--role`: `[node] role`.
+    pub role: Option<NodeRole>,
+    /// `--rpc-listen HOST:PORT`: `[node] rpc_listen`.
+    pub rpc_listen: Option<String>,
+    /// `--coordinator HOST:PORT`: `[node] coordinator`.
+    pub coordinator: Option<String>,
+    /// `--node-id ID`: `[node] id`.
+    pub node_id: Option<String>,
+}
+
+/// A config that could not be put together from `config.toml` and the command line.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The config directory or `config.toml` was refused.
+    #[error(transparent)]
+    File(#[from] ConfigError),
+    /// A command-line flag (`--listen`, ...) was refused.
+    #[error("--{flag}: {reason}")]
+    Flag {
+        /// The flag's name without dashes.
+        flag: &'static str,
+        /// Why.
+        reason: ValueError,
+    },
+    /// `role = worker` (file or `--role`) without a coordinator address.
+    #[error("a worker needs its coordinator: set `[node] coordinator` or --coordinator")]
+    WorkerWithoutCoordinator,
+}
+
+impl Config {
+    /// Reads `dir/config.toml` (optional: a directory holding only `catalog/` is fine), resolves
+    /// its relative file paths against `dir` and remembers `dir` (so catalogs come from
+    /// `dir/catalog`). Errors name the file, the key and the reason.
+    pub fn load(dir: &Path) -> Result<Self, ConfigError> {
+        if !dir.is_dir() {
+            return Err(ConfigError {
+                file: dir.to_path_buf(),
+                reason: "config directory does not exist".into(),
+            });
+        }
+        let file = dir.join("config.toml");
+        let mut config = if file.exists() {
+            Self::from_table(&file, &read_toml(&file)?)?
+        } else {
+            Self::default()
+        };
+        config.dir = Some(dir.to_path_buf());
+        for path in [
+            &mut config.auth.users_file,
+            &mut config.tls.cert_file,
+            &mut config.tls.key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if path.is_relative() {
+                *path = dir.join(&*path);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Interprets a parsed `config.toml` (after `${ENV}` substitution); `file` is only used in
+    /// error messages. Relative file paths are returned as written.
+    pub fn from_table(file: &Path, table: &toml::Table) -> Result<Self, ConfigError> {
+        let err = |key: &str, reason: String| ConfigError {
+            file: file.to_path_buf(),
+            reason: format!("key `{key}`: {reason}"),
+        };
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table.clone()))
+            .map_err(|e| {
+                let key = e
+                    .path()
+                    .iter()
+                    .map(|segment| segment.to_string())
+                    .collect::<Vec<_>>()
+                    .join(".");
+                err(&key, e.inner().message().to_string())
+            })?;
+        match (config.auth.method, &config.auth.users_file) {
+            (Some(m), None) if m != AuthMethod::Trust => {
+                return Err(err(
+                    "auth.users_file",
+                    format!("required with method \"{}\"", m.name()),
+                ));
+            }
+            (Some(AuthMethod::Trust) | None, Some(_)) => {
+                return Err(err(
+                    "auth.users_file",
+                    "only used with a password method; set `[auth] method`".into(),
+                ));
+            }
+            _ => {}
+        }
+        match (&config.tls.cert_file, &config.tls.key_file) {
+            (Some(_), None) => {
+                return Err(err("tls.key_file", "required with tls.cert_file".into()));
+            }
+            (None, Some(_)) => {
+                return Err(err("tls.cert_file", "required with tls.key_file".into()));
+            }
+            (None, None) if config.tls.required => {
+                return Err(err(
+                    "tls.required",
+                    "needs tls.cert_file and tls.key_file".into(),
+                ));
+            }
+            _ => {}
+        }
+        Ok(config)
+    }
+
+    /// The config of a process: `dir/config.toml` when a directory is given (else the defaults),
+    /// then the command-line `overrides`, then the checks that span both (a worker needs a
+    /// coordinator).
+    pub fn resolve(dir: Option<&Path>, overrides: Overrides) -> Result<Self, SetupError> {
+        let mut config = match dir {
+            Some(dir) => Self::load(dir)?,
+            None => Self::default(),
+        };
+        config.apply(overrides)?;
+        if config.node.role == NodeRole::Worker && config.node.coordinator.is_none() {
+            return Err(SetupError::WorkerWithoutCoordinator);
+        }
+        Ok(config)
+    }
+
+    /// Applies the command-line `overrides`, checking addresses as the file's are checked.
+    pub fn apply(&mut self, overrides: Overrides) -> Result<(), SetupError> {
+        let address = |flag: &'static str, value: String| {
+            validate_listen(&value)
+                .map(|()| value)
+                .map_err(|reason| SetupError::Flag { flag, reason })
+        };
+        if let Some(listen) = overrides.listen {
+            self.server.listen = address("listen", listen)?;
+        }
+        if let Some(role) = overrides.role {
+            self.node.role = role;
+        }
+        if let Some(rpc) = overrides.rpc_listen {
+            self.node.rpc_listen = address("rpc-listen", rpc)?;
+        }
+        if let Some(coordinator) = overrides.coordinator {
+            self.node.coordinator = Some(address("coordinator", coordinator)?);
+        }
+        if let Some(id) = overrides.node_id {
+            self.node.id = Some(id);
+        }
+        Ok(())
+    }
+
+    /// `DIR/catalog`, holding one `NAME.toml` per catalog; `None` (only the built-in catalogs)
+    /// without a config directory.
+    pub fn catalog_dir(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|dir| dir.join("catalog"))
+    }
+
+    /// `DIR/config.toml` as errors name it (`config.toml` without a config directory).
+    pub fn file(&self) -> PathBuf {
+        self.dir
+            .as_ref()
+            .map_or_else(|| "config.toml".into(), |dir| dir.join("config.toml"))
+    }
+}
+
+/// Field deserializers that check bounds and never echo a string given where another type was
+/// expected (it may be a substituted secret).
+mod de {
+    use std::path::PathBuf;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+    use tributary_exchange::flight::NodeSecret;
+
+    use super::{MAX_PARALLELISM, ValueError, validate_listen};
+
+    fn value<'de, D: Deserializer<'de>>(d: D) -> Result<toml::Value, D::Error> {
+        toml::Value::deserialize(d)
+    }
+
+    fn integer<'de, D: Deserializer<'de>>(
+        d: D,
+        min: i64,
+        max: i64,
+        error: ValueError,
+    ) -> Result<i64, D::Error> {
+        match value(d)?.as_integer() {
+            Some(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(D::Error::custom(error)),
+        }
+    }
+
+    /// 1..=[`MAX_PARALLELISM`].
+    pub fn parallelism<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        let n = integer(d, 1, MAX_PARALLELISM as i64, ValueError::NotParallelism)?;
+        Ok(n as usize)
+    }
+
+    /// [`parallelism`], present.
+    pub fn optional_parallelism<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<usize>, D::Error> {
+        parallelism(d).map(Some)
+    }
+
+    /// An integer >= 1.
+    pub fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let n = integer(d, 1, i64::MAX, ValueError::NotPositive)?;
+        Ok(n as u64)
+    }
+
+    /// An integer >= 1 that fits `usize`, present.
+    pub fn optional_positive<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+        let max = i64::try_from(usize::MAX).unwrap_or(i64::MAX);
+        let n = integer(d, 1, max, ValueError::NotPositive)?;
+        Ok(Some(n as usize))
+    }
+
+    /// `true` or `false`.
+    pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        value(d)?
+            .as_bool()
+            .ok_or_else(|| D::Error::custom(ValueError::NotBool))
+    }
+
+    /// A `HOST:PORT` string.
+    pub fn address<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let toml::Value::String(address) = value(d)? else {
+            return Err(D::Error::custom(ValueError::NotAddress));
+        };
+        validate_listen(&address).map_err(D::Error::custom)?;
+        Ok(address)
+    }
+
+    /// [`address`], present.
+    pub fn optional_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        address(d).map(Some)
+    }
+
+    /// A non-empty string, present.
+    pub fn non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        match value(d)? {
+            toml::Value::String(s) if !s.is_empty() => Ok(Some(s)),
+            _ => Err(D::Error::custom(ValueError::NotName)),
+        }
+    }
+
+    /// A non-empty file path, present.
+    pub fn path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+        match value(d)? {
+            toml::Value::String(s) if !s.is_empty() => Ok(Some(PathBuf::from(s))),
+            _ => Err(D::Error::custom(ValueError::NotPath)),
+        }
+    }
+
+    /// A non-empty secret, present.
+    pub fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NodeSecret>, D::Error> {
+        match value(d)? {
+            toml::Value::String(s) => NodeSecret::new(s)
+                .map(Some)
+                .ok_or_else(|| D::Error::custom(ValueError::EmptySecret)),
+            _ => Err(D::Error::custom(ValueError::NotString)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_table(Path::new("etc/config.toml"), &text.parse().unwrap())
+    }
+
+    #[test]
+    fn reads_every_key() {
+        let config = parse(
+            "[server]\nlisten = \"0.0.0.0:9000\"\n[node]\nrole = \"single\"\n[engine]\nworkers = 3\nhash_partitions = 8\ntask_threads = 3\n",
+        )
+        .unwrap();
+        assert_eq!(config.server.listen, "0.0.0.0:9000");
+        assert_eq!(config.engine.workers, 3);
+        assert_eq!(config.engine.hash_partitions, 8);
+        assert_eq!(config.engine.task_threads, Some(3));
+        let config = parse(
+            "[node]\nrole = \"worker\"\nid = \"w1\"\nrpc_listen = \"127.0.0.1:7500\"\ncoordinator = \"127.0.0.1:7400\"\ninclude_coordinator = true\nheartbeat_interval_ms = 200\nheartbeat_timeout_ms = 900\nshared_secret = \"s3cret\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.node.role, NodeRole::Worker);
+        assert_eq!(config.node.id.as_deref(), Some("w1"));
+        assert_eq!(config.node.rpc_listen, "127.0.0.1:7500");
+        assert_eq!(config.node.coordinator.as_deref(), Some("127.0.0.1:7400"));
+        assert!(config.node.include_coordinator);
+        assert_eq!(config.node.heartbeat_interval_ms, 200);
+        assert_eq!(config.node.heartbeat_timeout_ms, 900);
+        assert_eq!(config.node.shared_secret, NodeSecret::new("s3cret"));
+        assert!(
+            !format!("{config:?}").contains("s3cret"),
+            "the shared secret must never be printed"
+        );
+        let msg = parse("[node]\nshared_secret = \"\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("node.shared_secret"), "{msg}");
+        let config =
+            parse("[engine]\nmax_memory_mb = 3\nquery_max_memory_per_node_mb = 2\n").unwrap();
+        assert_eq!(config.engine.max_memory_mb, Some(3));
+        assert_eq!(config.engine.max_memory_bytes(), Some(3 << 20));
+        assert_eq!(
+            config.engine.query_max_memory_per_node_bytes(),
+            Some(2 << 20)
+        );
+    }
+
+    #[test]
+    fn reads_auth_and_tls() {
+        let config = parse(
+            "[auth]\nmethod = \"scram-sha-256\"\nusers_file = \"users.toml\"\n[tls]\ncert_file = \"a.pem\"\nkey_file = \"k.pem\"\nrequired = true\n",
+        )
+        .unwrap();
+        assert_eq!(config.auth.method, Some(AuthMethod::ScramSha256));
+        assert_eq!(config.auth.users_file, Some(PathBuf::from("users.toml")));
+        assert_eq!(config.tls.cert_file, Some(PathBuf::from("a.pem")));
+        assert!(config.tls.required);
+        for (text, key) in [
+            ("[auth]\nmethod = \"md5\"\n", "auth.users_file"),
+            ("[auth]\nmethod = \"ldap\"\n", "auth.method"),
+            ("[auth]\nusers = \"x\"\n", "auth.users"),
+            ("[tls]\ncert_file = \"a.pem\"\n", "tls.key_file"),
+            ("[tls]\nrequired = true\n", "tls.required"),
+            ("[tls]\nrequire = true\n", "tls.require"),
+        ] {
+            let msg = parse(text).unwrap_err().to_string();
+            assert!(msg.contains(key), "{text}: {msg}");
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+        // Every section given empty: serde's defaults are the `Default` impls'.
+        assert_eq!(
+            parse("[server]\n[node]\n[engine]\n[auth]\n[tls]\n").unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn errors_name_file_and_key() {
+        let msg = parse("[server]\nlisten = \"x:1\"\nlistn = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("etc/config.toml"), "{msg}");
+        assert!(msg.contains("server.listn"), "{msg}");
+        let msg = parse("[engine]\nworkers = 0\n").unwrap_err().to_string();
+        assert!(msg.contains("engine.workers"), "{msg}");
+        let msg = parse("[node]\nrole = \"leader\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("node.role"), "{msg}");
+        let msg = parse("[engine]\nworkers = 100000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("engine.workers"), "{msg}");
+        let msg = parse("[node]\ncoordinator = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("node.coordinator"), "{msg}");
+        let msg = parse("[server]\nlisten = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("server.listen"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_in_every_section() {
+        for (text, key) in [
+            ("[servr]\nlisten = \"x:1\"\n", "key `servr`"),
+            ("listen = \"x:1\"\n", "key `listen`"),
+            ("[server]\nport = 1\n", "key `server.port`"),
+            ("[node]\nname = \"w1\"\n", "key `node.name`"),
+            ("[engine]\nthreads = 2\n", "key `engine.threads`"),
+            ("[auth]\nusers_fil = \"u.toml\"\n", "key `auth.users_fil`"),
+            ("[tls]\ncert = \"a.pem\"\n", "key `tls.cert`"),
+        ] {
+            let msg = parse(text).unwrap_err().to_string();
+            assert!(msg.starts_with("etc/config.toml: "), "{text}: {msg}");
+            assert!(msg.contains(key), "{text}: {msg}");
+            assert!(msg.contains("unknown field"), "{text}: {msg}");
+        }
+    }
+
+    #[test]
+    fn errors_name_section_key_and_reason() {
+        for (text, expected) in [
+            (
+                "[engine]\nworkers = 0\n",
+                "etc/config.toml: key `engine.workers`: expected an integer from 1 to 256",
+            ),
+            (
+                "[engine]\ntask_threads = 300\n",
+                "etc/config.toml: key `engine.task_threads`: expected an integer from 1 to 256",
+            ),
+            (
+                "[engine]\nmax_memory_mb = 0\n",
+                "etc/config.toml: key `engine.max_memory_mb`: expected an integer >= 1",
+            ),
+            (
+                "[node]\nheartbeat_timeout_ms = -5\n",
+                "etc/config.toml: key `node.heartbeat_timeout_ms`: expected an integer >= 1",
+            ),
+            (
+                "[node]\nrole = \"leader\"\n",
+                "etc/config.toml: key `node.role`: unsupported role \"leader\"; expected \"single\", \"coordinator\" or \"worker\"",
+            ),
+            (
+                "[node]\nrpc_listen = \":7500\"\n",
+                "etc/config.toml: key `node.rpc_listen`: \":7500\" has no host",
+            ),
+            (
+                "[tls]\nrequired = \"yes\"\n",
+                "etc/config.toml: key `tls.required`: expected true or false",
+            ),
+            (
+                "[auth]\nmethod = \"md5\"\n",
+                "etc/config.toml: key `auth.users_file`: required with method \"md5\"",
+            ),
+        ] {
+            assert_eq!(parse(text).unwrap_err().to_string(), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn values_of_the_wrong_type_are_not_quoted() {
+        // SAFETY: single-threaded test setting a variable only it reads.
+        unsafe { std::env::set_var("TRIBUTARY_TEST_MISPLACED", "hunter2") };
+        let dir = std::env::temp_dir().join(format!("tributary-misplaced-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for text in [
+            "[engine]\nworkers = \"${TRIBUTARY_TEST_MISPLACED}\"\n",
+            "[node]\ninclude_coordinator = \"${TRIBUTARY_TEST_MISPLACED}\"\n",
+            "[node]\nheartbeat_interval_ms = \"${TRIBUTARY_TEST_MISPLACED}\"\n",
+            "[auth]\nmethod = \"${TRIBUTARY_TEST_MISPLACED}\"\n",
+        ] {
+            std::fs::write(dir.join("config.toml"), text).unwrap();
+            let msg = Config::load(&dir).unwrap_err().to_string();
+            assert!(msg.contains("config.toml: key `"), "{text}: {msg}");
+            assert!(!msg.contains("hunter2"), "{text}: {msg}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn load_resolves_paths_and_the_catalog_directory() {
+        let dir = std::env::temp_dir().join(format!("tributary-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = Config::load(&dir).unwrap();
+        assert_eq!(config.catalog_dir(), Some(dir.join("catalog")));
+        assert_eq!(config.file(), dir.join("config.toml"));
+        std::fs::write(
+            dir.join("config.toml"),
+            "[auth]\nmethod = \"md5\"\nusers_file = \"users.toml\"\n[tls]\ncert_file = \"/abs/a.pem\"\nkey_file = \"k.pem\"\n",
+        )
+        .unwrap();
+        let config = Config::load(&dir).unwrap();
+        assert_eq!(config.auth.users_file, Some(dir.join("users.toml")));
+        assert_eq!(config.tls.cert_file, Some(PathBuf::from("/abs/a.pem")));
+        assert_eq!(config.tls.key_file, Some(dir.join("k.pem")));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let msg = Config::load(&dir).unwrap_err().to_string();
+        assert!(msg.contains("config directory does not exist"), "{msg}");
+        assert_eq!(Config::default().catalog_dir(), None);
+        assert_eq!(Config::default().file(), PathBuf::from("config.toml"));
+    }
+
+    #[test]
+    fn command_line_overrides_the_file() {
+        let overrides = Overrides {
+            listen: Some("0.0.0.0:9000".into()),
+            role: Some(NodeRole::Worker),
+            rpc_listen: Some("127.0.0.1:7501".into()),
+            coordinator: Some("127.0.0.1:7500".into()),
+            node_id: Some("w9".into()),
+        };
+        let config = Config::resolve(None, overrides).unwrap();
+        assert_eq!(config.server.listen, "0.0.0.0:9000");
+        assert_eq!(config.node.role, NodeRole::Worker);
+        assert_eq!(config.node.rpc_listen, "127.0.0.1:7501");
+        assert_eq!(config.node.coordinator.as_deref(), Some("127.0.0.1:7500"));
+        assert_eq!(config.node.id.as_deref(), Some("w9"));
+        assert_eq!(
+            Config::resolve(None, Overrides::default()).unwrap(),
+            Config::default()
+        );
+
+        for (overrides, expected) in [
+            (
+                Overrides {
+                    listen: Some("nope".into()),
+                    ..Overrides::default()
+                },
+                "--listen: \"nope\" is not HOST:PORT",
+            ),
+            (
+                Overrides {
+                    rpc_listen: Some("h:port".into()),
+                    ..Overrides::default()
+                },
+                "--rpc-listen: \"port\" is not a port number",
+            ),
+            (
+                Overrides {
+                    coordinator: Some(":1".into()),
+                    ..Overrides::default()
+                },
+                "--coordinator: \":1\" has no host",
+            ),
+            (
+                Overrides {
+                    role: Some(NodeRole::Worker),
+                    ..Overrides::default()
+                },
+                "a worker needs its coordinator: set `[node] coordinator` or --coordinator",
+            ),
+        ] {
+            let msg = Config::resolve(None, overrides).unwrap_err().to_string();
+            assert_eq!(msg, expected);
+        }
+    }
+
+    #[test]
+    fn role_names_round_trip() {
+        for name in NodeRole::NAMES {
+            assert_eq!(name.parse::<NodeRole>().unwrap().name(), name);
+        }
+        assert_eq!(
+            "leader".parse::<NodeRole>(),
+            Err(ValueError::Role("leader".into()))
+        );
+    }
 
     #[test]
     fn substitutes_and_reports_missing() {

@@ -1,8 +1,8 @@
-//! Tributary's planner: the catalog registry built from config, DataFusion session setup, and the
-//! whole path from a statement to a distributed plan ([`plan`]): logical planning, optimization with
-//! our pushdown rules, physical planning, and the fragmenter that cuts the physical plan into stages
-//! at exchange boundaries (plus EXPLAIN rendering). `exec` consumes the result, a
-//! [`PlannedStatement`].
+//! Tributary's planner: the model of `config.toml` and config file reading ([`config`]), the catalog
+//! registry built from config, DataFusion session setup, and the whole path from a statement to a
+//! distributed plan ([`plan`]): logical planning, optimization with our pushdown rules, physical
+//! planning, and the fragmenter that cuts the physical plan into stages at exchange boundaries (plus
+//! EXPLAIN rendering). `exec` consumes the result, a [`PlannedStatement`].
 //!
 //! The planner decides *what* runs where in the plan (stages, partitioning, exchanges); it never runs
 //! anything itself: scheduling and task execution belong to `exec`.

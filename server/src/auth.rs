@@ -49,7 +49,7 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::{AuthMethod, ServerConfig};
+use crate::config::{AuthMethod, Config};
 
 /// The prefix of the SCRAM verifiers of the users file.
 pub const SCRAM_PREFIX: &str = "SCRAM-SHA-256-SALTED$";
@@ -96,7 +96,7 @@ impl std::fmt::Debug for Tls {
 
 impl Security {
     /// Reads the users file and the certificate and key named in `config`.
-    pub fn load(config: &ServerConfig) -> Result<Self, SecurityError> {
+    pub fn load(config: &Config) -> Result<Self, SecurityError> {
         let method = config.auth.method.unwrap_or(AuthMethod::Trust);
         let users = match &config.auth.users_file {
             Some(file) if method != AuthMethod::Trust => Some(Arc::new(Users::load(file, method)?)),

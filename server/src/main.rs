@@ -1,8 +1,9 @@
 //! `tributary`: a PostgreSQL-wire federated query server.
 //!
-//! This binary owns the CLI, config loading and the PostgreSQL wire front end (`pgwire/`). It turns
-//! protocol messages into calls on [`tributary_exec::Engine`] and Arrow batches back into rows; it does
-//! not plan distributed execution or touch sources itself.
+//! This binary owns the CLI (its flags become `Overrides` of the one `config.toml` model,
+//! `tributary_planner::config`, which the engine takes as is) and the PostgreSQL wire front end
+//! (`pgwire/`). It turns protocol messages into calls on [`tributary_exec::Engine`] and Arrow batches
+//! back into rows; it does not plan distributed execution or touch sources itself.
 
 mod auth;
 mod config;
@@ -13,15 +14,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use std::time::Duration;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use tokio::net::TcpListener;
 
-use tributary_exec::memory::MemoryConfig;
-use tributary_exec::worker::Heartbeats;
-use tributary_exec::{ClusterConfig, Engine, EngineConfig, NodeRole};
+use tributary_exec::Engine;
 
 use crate::auth::Security;
-use crate::config::{AuthMethod, Role, ServerConfig};
+use crate::config::{AuthMethod, Config, NodeRole, Overrides};
 
 /// Tributary: a PostgreSQL-wire-compatible federated query server.
 ///
@@ -42,8 +41,11 @@ struct Cli {
 
     /// Node role, overriding `[node] role` of config.toml. `single` runs the coordinator and the
     /// workers in this one process.
-    #[arg(long, value_enum)]
-    role: Option<Role>,
+    #[arg(
+        long,
+        value_parser = PossibleValuesParser::new(NodeRole::NAMES).try_map(|name| name.parse::<NodeRole>())
+    )]
+    role: Option<NodeRole>,
 
     /// Node RPC (Arrow Flight) address of a coordinator or worker, overriding `[node] rpc_listen`.
     #[arg(long, value_name = "HOST:PORT")]
@@ -134,76 +136,27 @@ async fn run(cli: Cli) -> Result<(), String> {
         .config
         .clone()
         .or_else(|| Some(PathBuf::from("etc")).filter(|d| d.is_dir()));
-    let mut config = match &dir {
-        Some(dir) => ServerConfig::load(dir).map_err(|e| e.to_string())?,
-        None => ServerConfig::default(),
+    let overrides = Overrides {
+        listen: cli.listen,
+        role: cli.role,
+        rpc_listen: cli.rpc_listen,
+        coordinator: cli.coordinator,
+        node_id: cli.node_id,
     };
-    if let Some(listen) = cli.listen {
-        config::validate_listen(&listen).map_err(|reason| format!("--listen: {reason}"))?;
-        config.listen = listen;
-    }
-    if let Some(role) = cli.role {
-        config.role = role;
-    }
-    if let Some(rpc) = cli.rpc_listen {
-        config::validate_listen(&rpc).map_err(|reason| format!("--rpc-listen: {reason}"))?;
-        config.node.rpc_listen = rpc;
-    }
-    if let Some(coordinator) = cli.coordinator {
-        config::validate_listen(&coordinator)
-            .map_err(|reason| format!("--coordinator: {reason}"))?;
-        config.node.coordinator = Some(coordinator);
-    }
-    if let Some(id) = cli.node_id {
-        config.node.id = Some(id);
-    }
-    if config.role == Role::Worker && config.node.coordinator.is_none() {
-        return Err(
-            "a worker needs its coordinator: set `[node] coordinator` or --coordinator".into(),
-        );
-    }
+    let config = Config::resolve(dir.as_deref(), overrides).map_err(|e| e.to_string())?;
     tracing::info!(
         config_dir = %dir.as_deref().map_or("(none: built-in catalogs)".into(), |d| d.display().to_string()),
-        role = ?config.role,
+        role = ?config.node.role,
         "starting"
     );
 
     let security = Security::load(&config).map_err(|e| e.to_string())?;
 
-    let node = &config.node;
-    let engine = Engine::start_with(
-        EngineConfig {
-            catalog_dir: config.catalog_dir.clone(),
-            workers: config.workers,
-            hash_partitions: config.hash_partitions,
-            cluster: ClusterConfig {
-                role: match config.role {
-                    Role::Single => NodeRole::Single,
-                    Role::Coordinator => NodeRole::Coordinator,
-                    Role::Worker => NodeRole::Worker,
-                },
-                node_id: node.id.clone(),
-                rpc_listen: node.rpc_listen.clone(),
-                coordinator: node.coordinator.clone(),
-                include_coordinator: node.include_coordinator,
-                heartbeats: Heartbeats {
-                    interval: Duration::from_millis(node.heartbeat_interval_ms),
-                    timeout: Duration::from_millis(node.heartbeat_timeout_ms),
-                },
-                secret: node.shared_secret.clone(),
-            },
-            memory: MemoryConfig {
-                node_limit: config.max_memory_mb.map(|mb| mb << 20),
-                query_limit: config.query_max_memory_per_node_mb.map(|mb| mb << 20),
-            },
-            task_threads: config.task_threads,
-        },
-        pgwire::errors::classifier(),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let engine = Engine::start_with(config.clone(), pgwire::errors::classifier())
+        .await
+        .map_err(|e| e.to_string())?;
 
-    if config.role == Role::Worker {
+    if config.node.role == NodeRole::Worker {
         tracing::info!(
             node = engine.node_id(),
             rpc = engine.rpc_address(),
@@ -220,13 +173,14 @@ async fn run(cli: Cli) -> Result<(), String> {
         tracing::info!("shutting down");
         return Ok(());
     }
-    if config.role == Role::Coordinator {
+    if config.node.role == NodeRole::Coordinator {
         println!("tributary coordinator RPC on {}", engine.rpc_address());
     }
 
-    let listener = TcpListener::bind(&config.listen)
+    let listen = &config.server.listen;
+    let listener = TcpListener::bind(listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listen address: {e}"))?;
@@ -257,7 +211,7 @@ async fn run(cli: Cli) -> Result<(), String> {
 }
 
 /// Trust without `[auth] method = "trust"` is only for a listener on a loopback address.
-fn check_trust(config: &ServerConfig, addr: SocketAddr) -> Result<(), String> {
+fn check_trust(config: &Config, addr: SocketAddr) -> Result<(), String> {
     if config.auth.method.is_none() && !addr.ip().is_loopback() {
         return Err(format!(
             "listening on {addr} (not a loopback address) without `[auth]` in config.toml: configure \
@@ -293,12 +247,12 @@ mod tests {
 
     #[test]
     fn trust_by_default_only_on_loopback() {
-        let config = ServerConfig::default();
+        let config = Config::default();
         assert!(check_trust(&config, "127.0.0.1:7432".parse().unwrap()).is_ok());
         assert!(check_trust(&config, "[::1]:7432".parse().unwrap()).is_ok());
         let msg = check_trust(&config, "0.0.0.0:7432".parse().unwrap()).unwrap_err();
         assert!(msg.contains("[auth]"), "{msg}");
-        let mut config = ServerConfig::default();
+        let mut config = Config::default();
         config.auth.method = Some(AuthMethod::Trust);
         assert!(check_trust(&config, "0.0.0.0:7432".parse().unwrap()).is_ok());
     }
