@@ -8,13 +8,15 @@
 //! the `x-tributary-sqlstate` metadata key and arrives as a [`RemoteError`]; a node that cannot be
 //! reached (killed, network gone) arrives as a [`RemoteError`] with SQLSTATE [`NODE_LOST_SQLSTATE`]
 //! naming the node.
+//!
+//! Tickets and the node RPC version are protobuf messages ([`messages`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
 use arrow_flight::error::FlightError;
-use arrow_flight::{FlightClient, FlightData, Ticket};
+use arrow_flight::{FlightClient, FlightData};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
@@ -22,10 +24,16 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::{ExchangeSource, TaskOutputId};
+
+pub mod messages;
+
+pub use messages::{
+    NODE_RPC_VERSION, ReadTicket, RequestError, RequestHeader, VERSION_MISMATCH_SQLSTATE,
+    decode_request,
+};
 
 /// gRPC metadata key holding the SQLSTATE of an error that crossed a process boundary.
 pub const SQLSTATE_METADATA: &str = "x-tributary-sqlstate";
@@ -93,44 +101,20 @@ impl RemoteError {
     }
 }
 
-/// The `do_get` ticket of one output partition of one task.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReadTicket {
-    pub query: String,
-    pub stage: usize,
-    pub task: usize,
-    pub partition: usize,
-}
-
-impl ReadTicket {
-    /// The ticket as JSON bytes.
-    pub fn encode(&self) -> Ticket {
-        Ticket::new(serde_json::to_vec(self).expect("ticket serializes"))
-    }
-
-    /// Parses a ticket made by [`ReadTicket::encode`].
-    pub fn decode(ticket: &Ticket) -> std::result::Result<Self, tonic::Status> {
-        serde_json::from_slice(&ticket.ticket)
-            .map_err(|e| tonic::Status::invalid_argument(format!("bad exchange ticket: {e}")))
-    }
-
-    fn output(&self) -> TaskOutputId {
-        TaskOutputId {
-            query: self.query.as_str().into(),
-            stage: self.stage,
-            task: self.task,
-        }
-    }
-}
-
 /// A gRPC status carrying `err`'s SQLSTATE and message (see [`status_to_error`]).
 pub fn error_to_status(err: &DataFusionError, classify: &ErrorClassifier) -> tonic::Status {
     let (sqlstate, message) = classify(err);
+    status_with_sqlstate(tonic::Code::Internal, &sqlstate, message)
+}
+
+/// A gRPC status of `code` carrying `sqlstate` in the [`SQLSTATE_METADATA`] key (left out when it is
+/// not a valid header value).
+pub fn status_with_sqlstate(code: tonic::Code, sqlstate: &str, message: String) -> tonic::Status {
     let mut metadata = tonic::metadata::MetadataMap::new();
     if let Ok(value) = sqlstate.parse() {
         metadata.insert(SQLSTATE_METADATA, value);
     }
-    tonic::Status::with_metadata(tonic::Code::Internal, message, metadata)
+    tonic::Status::with_metadata(code, message, metadata)
 }
 
 /// The error a status from `node` at `address` stands for: the remote error with its SQLSTATE when the
@@ -171,7 +155,7 @@ pub fn serve_read(
     let stream = source
         .read(
             &ticket.output(),
-            ticket.partition,
+            ticket.partition as usize,
             Arc::new(Schema::empty()),
         )
         .map_err(|e| error_to_status(&e, &classify))?;
@@ -303,7 +287,7 @@ impl Channels {
 }
 
 /// Where a task's output lives: the node that runs the task.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
     /// Node id, e.g. `worker-1`.
     pub node: String,
@@ -321,6 +305,7 @@ pub struct RoutedSource {
     pub local: Arc<dyn ExchangeSource>,
     /// `(stage, task)` -> the node running that task.
     pub locations: HashMap<(usize, usize), Location>,
+    /// Channels to the other nodes (reads send the cluster's secret, if any).
     pub channels: Arc<Channels>,
 }
 
@@ -337,19 +322,14 @@ impl ExchangeSource for RoutedSource {
         if location.address == self.local_address {
             return self.local.read(output, partition, schema);
         }
-        let ticket = ReadTicket {
-            query: output.query.to_string(),
-            stage: output.stage,
-            task: output.task,
-            partition,
-        };
+        let ticket = ReadTicket::new(output, partition, &self.local_address);
         let mut client = self.channels.client(&location.address)?;
         let location = location.clone();
         let read = async move {
             let node = location.node.clone();
             let address = location.address.clone();
             let stream = client
-                .do_get(ticket.encode())
+                .do_get(ticket.to_ticket())
                 .await
                 .map_err(|e| flight_error(e, &node, &address))?;
             Ok::<_, DataFusionError>(

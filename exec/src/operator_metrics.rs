@@ -15,10 +15,10 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::{
     Count, Gauge, Metric, MetricType, MetricValue, MetricsSet, Time,
 };
-use serde::{Deserialize, Serialize};
 
-/// The metrics one operator of a stage instance gathered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The metrics one operator of a stage instance gathered (over node RPC as
+/// [`crate::rpc::messages::OperatorMetricsMessage`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct OperatorMetrics {
     /// The operator's name (`ExecutionPlan::name`), to check it is the same node on both sides.
     pub operator: String,
@@ -27,7 +27,7 @@ pub struct OperatorMetrics {
 }
 
 /// One metric value of an operator.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MetricEntry {
     /// DataFusion's metric name, e.g. `output_rows`, `elapsed_compute`.
     pub name: String,
@@ -40,7 +40,7 @@ pub struct MetricEntry {
 }
 
 /// How a [`MetricEntry`]'s value adds up and displays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {
     /// A counter (rows, batches, bytes, spills).
     Count,

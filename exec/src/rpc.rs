@@ -2,20 +2,24 @@
 //!
 //! - `do_get(ticket)`: an exchange read of one output partition of a task that ran on this node
 //!   ([`tributary_exchange::flight`]).
-//! - `do_action("run_tasks", header + fragment)`: decode a stage fragment and start some of its tasks
-//!   here. The response is a stream: one `started` message once the tasks' output sinks exist, then one
+//! - `do_action("run_tasks", RunTasks)`: decode a stage fragment and start some of its tasks here. The
+//!   response is a stream: one `Started` message once the tasks' output sinks exist, then one
 //!   [`TaskReport`] per task as it ends. The tasks live as long as that stream: a coordinator that drops
 //!   it (query canceled or failed) aborts them, and a coordinator that sees it break knows the worker is
 //!   lost.
-//! - `do_action("release", query)`: abort the query's tasks on this node and free its exchange data.
-//! - `do_action("announce", {node_id, address})`: a worker's heartbeat (served by the coordinator).
+//! - `do_action("release", Release)`: abort the query's tasks on this node and free its exchange data.
+//! - `do_action("announce", Announce)`: a worker's heartbeat (served by the coordinator).
 //!
-//! Action bodies are JSON; `run_tasks` is a 4-byte big-endian header length, the JSON [`TaskSpec`], then
-//! the `datafusion-proto` fragment.
+//! Action bodies, reply messages and tickets are protobuf ([`messages`],
+//! [`tributary_exchange::flight::messages`]). Every request carries the sender's [`NODE_RPC_VERSION`];
+//! a node refuses another version with `FAILED_PRECONDITION` naming both versions and the sender
+//! (SQLSTATE [`tributary_exchange::flight::VERSION_MISMATCH_SQLSTATE`]), which the sender reports as
+//! the query's (or the heartbeat's) error.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
+use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
@@ -27,14 +31,20 @@ use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
-use serde::{Deserialize, Serialize};
+use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
+pub use tributary_exchange::flight::NODE_RPC_VERSION;
 use tributary_exchange::flight::{
-    MAX_MESSAGE_BYTES, ReadTicket, RemoteError, error_to_status, flight_error, serve_read,
+    MAX_MESSAGE_BYTES, ReadTicket, RemoteError, SQLSTATE_METADATA, decode_request, error_to_status,
+    flight_error, serve_read, status_to_error,
 };
 
-use crate::task::{TaskReport, TaskRuntime, TaskSpec};
+use crate::task::{TaskReport, TaskRuntime};
 use crate::worker::WorkerPool;
+
+pub mod messages;
+
+use messages::{Announce, Release, RunTasks, RunTasksMessage, RunTasksReply};
 
 /// Action that starts tasks.
 pub const RUN_TASKS: &str = "run_tasks";
@@ -42,16 +52,6 @@ pub const RUN_TASKS: &str = "run_tasks";
 pub const RELEASE: &str = "release";
 /// Action of a worker's heartbeat.
 pub const ANNOUNCE: &str = "announce";
-
-/// A worker's announcement / heartbeat.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Announce {
-    pub node_id: String,
-    pub address: String,
-    /// Tasks running on the worker now.
-    #[serde(default)]
-    pub running_tasks: usize,
-}
 
 /// The Flight service of one node.
 #[derive(Debug, Clone)]
@@ -101,16 +101,17 @@ impl NodeService {
 
     fn run_tasks(
         &self,
-        body: &[u8],
+        body: Bytes,
     ) -> Result<BoxStream<'static, Result<arrow_flight::Result, Status>>, Status> {
-        let (spec, partitioned, fragment) = decode_run_tasks(body)?;
         let rt = &self.runtime;
+        let request: RunTasks = decode_request(RUN_TASKS, body, &rt.node_id)?;
+        let (spec, partitioned, fragment) = request.into_parts();
         let ctx = rt
             .remote_task_context(&spec)
             .map_err(|e| error_to_status(&e, &rt.classify))?;
         let plan = rt
             .codec
-            .decode(fragment, &ctx)
+            .decode(&fragment, &ctx)
             .map_err(|e| error_to_status(&e, &rt.classify))?;
         let (plan, partitioning) = if partitioned {
             unwrap_partitioning(plan).map_err(|e| error_to_status(&e, &rt.classify))?
@@ -132,7 +133,7 @@ impl NodeService {
         )
         .map_err(|e| error_to_status(&e, &rt.classify))?;
         let expected = spec.tasks.len();
-        let started = futures::stream::once(async { Ok(message(b"started".to_vec())) });
+        let started = futures::stream::once(async { Ok(message(&RunTasksMessage::started())) });
         // The last report carries the instance's operator metrics (all its tasks have ended).
         let reports = tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
             .take(expected)
@@ -141,7 +142,7 @@ impl NodeService {
                 if i + 1 == expected {
                     r.operators = crate::operator_metrics::collect(&plan);
                 }
-                Ok(message(serde_json::to_vec(&r).expect("report serializes")))
+                Ok(message(&RunTasksMessage::report(&r)))
             });
         // Dropping the response (the coordinator went away or canceled) aborts the tasks.
         let guard = AbortOnDrop {
@@ -157,32 +158,10 @@ impl NodeService {
     }
 }
 
-fn message(body: Vec<u8>) -> arrow_flight::Result {
-    arrow_flight::Result { body: body.into() }
-}
-
-/// Splits a `run_tasks` body into its spec, whether the fragment carries the output partitioning, and
-/// the fragment bytes.
-fn decode_run_tasks(body: &[u8]) -> Result<(TaskSpec, bool, &[u8]), Status> {
-    let bad = |m: &str| Status::invalid_argument(format!("bad run_tasks request: {m}"));
-    if body.len() < 4 {
-        return Err(bad("too short"));
+fn message(reply: &RunTasksMessage) -> arrow_flight::Result {
+    arrow_flight::Result {
+        body: reply.encode_to_vec().into(),
     }
-    let len = u32::from_be_bytes(body[..4].try_into().expect("4 bytes")) as usize;
-    let header = body.get(4..4 + len).ok_or_else(|| bad("header length"))?;
-    let (spec, partitioned): (TaskSpec, bool) =
-        serde_json::from_slice(header).map_err(|e| bad(&e.to_string()))?;
-    Ok((spec, partitioned, &body[4 + len..]))
-}
-
-/// Builds a `run_tasks` body.
-pub fn encode_run_tasks(spec: &TaskSpec, partitioned: bool, fragment: &[u8]) -> Bytes {
-    let header = serde_json::to_vec(&(spec, partitioned)).expect("spec serializes");
-    let mut body = Vec::with_capacity(4 + header.len() + fragment.len());
-    body.extend_from_slice(&(header.len() as u32).to_be_bytes());
-    body.extend_from_slice(&header);
-    body.extend_from_slice(fragment);
-    body.into()
 }
 
 /// A stage fragment whose tasks split their output travels wrapped in the `RepartitionExec` that says
@@ -285,7 +264,7 @@ impl FlightService for NodeService {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        let ticket = ReadTicket::decode(request.get_ref())?;
+        let ticket = ReadTicket::from_ticket(request.get_ref(), &self.runtime.node_id)?;
         let stream = serve_read(
             self.runtime.exchange.as_ref(),
             &ticket,
@@ -313,20 +292,20 @@ impl FlightService for NodeService {
         request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
         let action = request.into_inner();
+        let node = &self.runtime.node_id;
         match action.r#type.as_str() {
-            RUN_TASKS => Ok(Response::new(self.run_tasks(&action.body)?)),
+            RUN_TASKS => Ok(Response::new(self.run_tasks(action.body)?)),
             RELEASE => {
-                let query = String::from_utf8_lossy(&action.body).to_string();
-                self.runtime.release_query(&query);
+                let release: Release = decode_request(RELEASE, action.body, node)?;
+                self.runtime.release_query(&release.query);
                 Ok(Response::new(futures::stream::empty().boxed()))
             }
             ANNOUNCE => {
                 let Some(pool) = &self.membership else {
                     return Err(Status::failed_precondition("not a coordinator"));
                 };
-                let a: Announce = serde_json::from_slice(&action.body)
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
-                pool.heartbeat(&a.node_id, &a.address, a.running_tasks);
+                let a: Announce = decode_request(ANNOUNCE, action.body, node)?;
+                pool.heartbeat(&a.node_id, &a.address, a.running_tasks as usize);
                 Ok(Response::new(futures::stream::empty().boxed()))
             }
             other => Err(Status::unimplemented(format!("action {other}"))),
@@ -347,25 +326,26 @@ impl FlightService for NodeService {
     }
 }
 
-/// Starts tasks on the remote node `node` at `address` and waits until their sinks exist. Returns the
-/// stream of their reports (ending after the last one); an `Err` item means the node was lost or
-/// refused.
+/// Starts the tasks of `request` on the remote node `node` at `address` and waits until their sinks
+/// exist. Returns the stream of their reports (ending after the last one); an `Err` item means the
+/// node was lost or refused (a node of another [`NODE_RPC_VERSION`] refuses with a
+/// [`RemoteError`] saying so).
 pub async fn run_remote_tasks(
     runtime: &TaskRuntime,
     node: &str,
     address: &str,
-    body: Bytes,
+    request: &RunTasks,
 ) -> Result<BoxStream<'static, Result<TaskReport>>> {
     let mut client = runtime.channels.client(address)?;
     let mut stream = client
         .do_action(Action {
             r#type: RUN_TASKS.into(),
-            body,
+            body: request.encode_to_vec().into(),
         })
         .await
         .map_err(|e| flight_error(e, node, address))?;
     match stream.next().await {
-        Some(Ok(first)) if first.as_ref() == b"started" => {}
+        Some(Ok(first)) if matches!(reply(&first), Ok(RunTasksReply::Started(_))) => {}
         Some(Ok(_)) => {
             return Err(DataFusionError::Internal(format!(
                 "unexpected first message from {node}"
@@ -382,11 +362,23 @@ pub async fn run_remote_tasks(
     let address = address.to_string();
     Ok(stream
         .map(move |m| match m {
-            Ok(body) => serde_json::from_slice::<TaskReport>(&body)
-                .map_err(|e| DataFusionError::Internal(format!("bad task report: {e}"))),
+            Ok(body) => match reply(&body)? {
+                RunTasksReply::Report(report) => Ok(report.into()),
+                RunTasksReply::Started(_) => Err(DataFusionError::Internal(format!(
+                    "bad task report from {node}: a second Started message"
+                ))),
+            },
             Err(e) => Err(flight_error(e, &node, &address)),
         })
         .boxed())
+}
+
+/// The content of one message of a `run_tasks` reply stream.
+fn reply(body: &Bytes) -> Result<RunTasksReply> {
+    RunTasksMessage::decode(body.clone())
+        .map_err(|e| DataFusionError::Internal(format!("bad task report: {e}")))?
+        .reply
+        .ok_or_else(|| DataFusionError::Internal("bad task report: empty message".into()))
 }
 
 /// Tells `address` to drop what it holds of `query` (best effort, in the background).
@@ -394,7 +386,7 @@ pub fn release_remote(runtime: &TaskRuntime, address: &str, query: &str) {
     let Ok(mut client) = runtime.channels.client(address) else {
         return;
     };
-    let body = Bytes::from(query.to_string());
+    let body = Release::new(&runtime.node_id, query).encode_to_vec().into();
     tokio::spawn(async move {
         let _ = client
             .do_action(Action {
@@ -422,14 +414,9 @@ pub async fn heartbeat_loop(
     // Whether the current run of failures was logged (the first failure of each run is).
     let mut failure_logged = false;
     loop {
-        let body = Bytes::from(
-            serde_json::to_vec(&Announce {
-                node_id: runtime.node_id.clone(),
-                address: runtime.address.clone(),
-                running_tasks: runtime.running_tasks(),
-            })
-            .expect("announce serializes"),
-        );
+        let body = Announce::new(&runtime.node_id, &runtime.address, runtime.running_tasks())
+            .encode_to_vec()
+            .into();
         let result = async {
             let mut client = channels.client(&coordinator)?;
             let mut s = client
@@ -438,7 +425,7 @@ pub async fn heartbeat_loop(
                     body,
                 })
                 .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                .map_err(|e| heartbeat_error(e, &coordinator))?;
             while s.next().await.is_some() {}
             Ok::<_, DataFusionError>(())
         }
@@ -465,6 +452,18 @@ pub async fn heartbeat_loop(
             }
         }
         tokio::time::sleep(interval).await;
+    }
+}
+
+/// The error of a refused or failed heartbeat to the coordinator at `address`: the coordinator's own
+/// error when it sent one (a refused [`NODE_RPC_VERSION`] says which versions differ), else the
+/// transport's.
+fn heartbeat_error(err: FlightError, address: &str) -> DataFusionError {
+    match err {
+        FlightError::Tonic(status) if status.metadata().contains_key(SQLSTATE_METADATA) => {
+            status_to_error(&status, "coordinator", address).into_datafusion()
+        }
+        other => DataFusionError::External(Box::new(other)),
     }
 }
 

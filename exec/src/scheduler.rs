@@ -38,7 +38,8 @@ use tributary_exchange::flight::{Location, RemoteError};
 use tributary_planner::{Stage, StagePlan};
 
 use crate::operator_metrics::RemoteStageMetrics;
-use crate::rpc::{encode_run_tasks, release_remote, run_remote_tasks};
+use crate::rpc::messages::RunTasks;
+use crate::rpc::{release_remote, run_remote_tasks};
 use crate::task::{TaskReport, TaskRuntime, TaskSpec};
 use crate::tracker::QueryTracker;
 use crate::worker::{Worker, WorkerKind, WorkerPool};
@@ -250,9 +251,10 @@ impl Scheduler<'_> {
                 };
                 let fragment = placement.fragment.clone().unwrap_or_default();
                 let partitioned = stage.output.partitioning().is_some();
-                let body = encode_run_tasks(&spec, partitioned, &fragment);
+                let request = RunTasks::new(&self.runtime.node_id, &spec, partitioned, fragment);
                 async move {
-                    let started = run_remote_tasks(self.runtime, &worker.id, &address, body).await;
+                    let started =
+                        run_remote_tasks(self.runtime, &worker.id, &address, &request).await;
                     (worker, address, tasks, started)
                 }
             });

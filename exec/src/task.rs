@@ -15,7 +15,6 @@ use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use tokio::task::AbortHandle;
 use tracing::debug;
 use tributary_exchange::flight::{Channels, ErrorClassifier, Location, NodeSecret, RoutedSource};
@@ -24,9 +23,10 @@ use tributary_exchange::{Exchange, ExchangeContext, ExchangeSink};
 
 use crate::codec::PlanCodec;
 
-/// What one task did: sent back to the scheduler when the task ends and shown in
-/// `system.runtime.tasks` and `EXPLAIN ANALYZE`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// What one task did: sent back to the scheduler when the task ends (over node RPC as
+/// [`crate::rpc::messages::TaskReportMessage`]) and shown in `system.runtime.tasks` and
+/// `EXPLAIN ANALYZE`.
+#[derive(Debug, Clone, Default)]
 pub struct TaskReport {
     /// Task number within its stage.
     pub task: usize,
@@ -40,7 +40,6 @@ pub struct TaskReport {
     pub error: Option<(String, String)>,
     /// On the last report of a stage instance run on another node: the instance's per-operator
     /// metrics, for EXPLAIN ANALYZE (empty otherwise).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operators: Vec<crate::operator_metrics::OperatorMetrics>,
 }
 
@@ -124,8 +123,9 @@ pub struct RuntimeOptions {
     pub secret: Option<NodeSecret>,
 }
 
-/// How the tasks of one stage placed on this node run: everything but the plan.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// How the tasks of one stage placed on this node run: everything but the plan (sent with it as
+/// [`crate::rpc::messages::RunTasks`]).
+#[derive(Debug, Clone)]
 pub struct TaskSpec {
     /// Query id.
     pub query: String,

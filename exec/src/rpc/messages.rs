@@ -1,0 +1,494 @@
+//! The protobuf messages of node RPC actions (`run_tasks`, `release`, `announce`) and of the
+//! `run_tasks` reply stream, declared with `prost` derives, and their conversions from and to the
+//! engine's own types ([`TaskSpec`], [`TaskReport`], [`OperatorMetrics`]).
+//!
+//! Every request starts with `uint32 version = 1` and `string sender = 2`
+//! ([`tributary_exchange::flight::RequestHeader`]), checked against [`NODE_RPC_VERSION`] by
+//! [`tributary_exchange::flight::decode_request`] before the rest is read. Replies need no version:
+//! they answer a request whose version was checked.
+
+use bytes::Bytes;
+use tributary_exchange::flight::{Location, NODE_RPC_VERSION};
+
+use crate::operator_metrics::{self, OperatorMetrics};
+use crate::task::{TaskReport, TaskSpec};
+
+/// `run_tasks`: start some tasks of a stage on the receiving node.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RunTasks {
+    /// [`NODE_RPC_VERSION`] of the sender.
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    /// The sending node's id (the coordinator).
+    #[prost(string, tag = "2")]
+    pub sender: String,
+    /// Query id.
+    #[prost(string, tag = "3")]
+    pub query: String,
+    /// Stage id.
+    #[prost(uint64, tag = "4")]
+    pub stage: u64,
+    /// The tasks to run on the receiving node (partitions of the stage plan).
+    #[prost(uint64, repeated, tag = "5")]
+    pub tasks: Vec<u64>,
+    /// Tasks of the whole stage.
+    #[prost(uint64, tag = "6")]
+    pub stage_tasks: u64,
+    /// Output partitions each task writes.
+    #[prost(uint64, tag = "7")]
+    pub output_partitions: u64,
+    /// Readers of each output partition (more than 1 for a broadcast output).
+    #[prost(uint64, tag = "8")]
+    pub readers: u64,
+    /// Where the tasks of the stages this one reads run.
+    #[prost(message, repeated, tag = "9")]
+    pub locations: Vec<TaskLocation>,
+    /// The session's settings (`datafusion.*` options).
+    #[prost(message, repeated, tag = "10")]
+    pub config: Vec<Setting>,
+    /// Whether `fragment` is wrapped in the `RepartitionExec` giving the tasks' output partitioning.
+    #[prost(bool, tag = "11")]
+    pub partitioned: bool,
+    /// The stage fragment, encoded by `datafusion-proto` ([`crate::codec::PlanCodec`]).
+    #[prost(bytes = "bytes", tag = "12")]
+    pub fragment: Bytes,
+}
+
+/// Where one task of an input stage runs.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TaskLocation {
+    /// The input stage.
+    #[prost(uint64, tag = "1")]
+    pub stage: u64,
+    /// The task within it.
+    #[prost(uint64, tag = "2")]
+    pub task: u64,
+    /// Id of the node running it.
+    #[prost(string, tag = "3")]
+    pub node: String,
+    /// That node's RPC address, `host:port`.
+    #[prost(string, tag = "4")]
+    pub address: String,
+}
+
+/// One session setting, e.g. `datafusion.execution.batch_size` = `8192`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Setting {
+    /// The option's full key.
+    #[prost(string, tag = "1")]
+    pub key: String,
+    /// Its value, as text.
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+/// `release`: abort a query's tasks on the receiving node and free its exchange data.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Release {
+    /// [`NODE_RPC_VERSION`] of the sender.
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    /// The sending node's id.
+    #[prost(string, tag = "2")]
+    pub sender: String,
+    /// Query id.
+    #[prost(string, tag = "3")]
+    pub query: String,
+}
+
+/// `announce`: a worker's announcement / heartbeat, sent to the coordinator.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Announce {
+    /// [`NODE_RPC_VERSION`] of the worker.
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    /// The worker's node id (the request's sender).
+    #[prost(string, tag = "2")]
+    pub node_id: String,
+    /// The worker's RPC address, `host:port`.
+    #[prost(string, tag = "3")]
+    pub address: String,
+    /// Tasks running on the worker now.
+    #[prost(uint64, tag = "4")]
+    pub running_tasks: u64,
+}
+
+/// One message of a `run_tasks` reply stream: first [`RunTasksReply::Started`], then one report per
+/// task as it ends.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RunTasksMessage {
+    /// What the message says.
+    #[prost(oneof = "RunTasksReply", tags = "1, 2")]
+    pub reply: Option<RunTasksReply>,
+}
+
+/// The content of a [`RunTasksMessage`].
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum RunTasksReply {
+    /// The tasks' output sinks exist: readers may open them.
+    #[prost(message, tag = "1")]
+    Started(Started),
+    /// One task ended.
+    #[prost(message, tag = "2")]
+    Report(TaskReportMessage),
+}
+
+/// The tasks of a `run_tasks` request have started (no content).
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct Started {}
+
+/// What one task did ([`TaskReport`] on the wire).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TaskReportMessage {
+    /// Task number within its stage.
+    #[prost(uint64, tag = "1")]
+    pub task: u64,
+    /// Rows written to the task's output partitions.
+    #[prost(uint64, tag = "2")]
+    pub rows: u64,
+    /// Bytes of those rows as Arrow data.
+    #[prost(uint64, tag = "3")]
+    pub bytes: u64,
+    /// Wall time from start to end, milliseconds.
+    #[prost(uint64, tag = "4")]
+    pub elapsed_ms: u64,
+    /// The task's failure, if it failed.
+    #[prost(message, optional, tag = "5")]
+    pub error: Option<TaskError>,
+    /// On the last report of a stage instance: its per-operator metrics, in pre-order.
+    #[prost(message, repeated, tag = "6")]
+    pub operators: Vec<OperatorMetricsMessage>,
+}
+
+/// A task's failure, as the front end of the node it ran on would report it.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct TaskError {
+    /// Five-character SQLSTATE.
+    #[prost(string, tag = "1")]
+    pub sqlstate: String,
+    /// The message.
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// The metrics of one operator ([`OperatorMetrics`] on the wire).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OperatorMetricsMessage {
+    /// The operator's name (`ExecutionPlan::name`).
+    #[prost(string, tag = "1")]
+    pub operator: String,
+    /// One entry per metric and partition.
+    #[prost(message, repeated, tag = "2")]
+    pub metrics: Vec<MetricEntryMessage>,
+}
+
+/// One metric value of an operator ([`operator_metrics::MetricEntry`] on the wire).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MetricEntryMessage {
+    /// DataFusion's metric name, e.g. `output_rows`.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// How the value adds up and displays.
+    #[prost(enumeration = "MetricKind", tag = "2")]
+    pub kind: i32,
+    /// The value: rows, bytes, nanoseconds...
+    #[prost(uint64, tag = "3")]
+    pub value: u64,
+    /// Whether DataFusion lists it among the summary metrics.
+    #[prost(bool, tag = "4")]
+    pub summary: bool,
+}
+
+/// [`operator_metrics::MetricKind`] on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum MetricKind {
+    /// A counter.
+    Count = 0,
+    /// Elapsed time in nanoseconds.
+    Time = 1,
+    /// A gauge.
+    Gauge = 2,
+}
+
+impl RunTasks {
+    /// The request starting `spec`'s tasks with `fragment` (wrapped in its output's
+    /// `RepartitionExec` when `partitioned`), sent by node `sender`.
+    pub fn new(sender: &str, spec: &TaskSpec, partitioned: bool, fragment: Bytes) -> Self {
+        Self {
+            version: NODE_RPC_VERSION,
+            sender: sender.to_string(),
+            query: spec.query.clone(),
+            stage: spec.stage as u64,
+            tasks: spec.tasks.iter().map(|&t| t as u64).collect(),
+            stage_tasks: spec.stage_tasks as u64,
+            output_partitions: spec.output_partitions as u64,
+            readers: spec.readers as u64,
+            locations: spec
+                .locations
+                .iter()
+                .map(|((stage, task), l)| TaskLocation {
+                    stage: *stage as u64,
+                    task: *task as u64,
+                    node: l.node.clone(),
+                    address: l.address.clone(),
+                })
+                .collect(),
+            config: spec
+                .config
+                .iter()
+                .map(|(key, value)| Setting {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            partitioned,
+            fragment,
+        }
+    }
+
+    /// The tasks' spec, whether the fragment is partitioned, and the fragment.
+    pub fn into_parts(self) -> (TaskSpec, bool, Bytes) {
+        let spec = TaskSpec {
+            query: self.query,
+            stage: self.stage as usize,
+            tasks: self.tasks.into_iter().map(|t| t as usize).collect(),
+            stage_tasks: self.stage_tasks as usize,
+            output_partitions: self.output_partitions as usize,
+            readers: self.readers as usize,
+            locations: self
+                .locations
+                .into_iter()
+                .map(|l| {
+                    let location = Location {
+                        node: l.node,
+                        address: l.address,
+                    };
+                    ((l.stage as usize, l.task as usize), location)
+                })
+                .collect(),
+            config: self.config.into_iter().map(|s| (s.key, s.value)).collect(),
+        };
+        (spec, self.partitioned, self.fragment)
+    }
+}
+
+impl Release {
+    /// The request releasing `query`, sent by node `sender`.
+    pub fn new(sender: &str, query: &str) -> Self {
+        Self {
+            version: NODE_RPC_VERSION,
+            sender: sender.to_string(),
+            query: query.to_string(),
+        }
+    }
+}
+
+impl Announce {
+    /// The heartbeat of worker `node_id` at `address`, running `running_tasks` tasks.
+    pub fn new(node_id: &str, address: &str, running_tasks: usize) -> Self {
+        Self {
+            version: NODE_RPC_VERSION,
+            node_id: node_id.to_string(),
+            address: address.to_string(),
+            running_tasks: running_tasks as u64,
+        }
+    }
+}
+
+impl RunTasksMessage {
+    /// The first message of a reply stream.
+    pub fn started() -> Self {
+        Self {
+            reply: Some(RunTasksReply::Started(Started {})),
+        }
+    }
+
+    /// A message carrying `report`.
+    pub fn report(report: &TaskReport) -> Self {
+        Self {
+            reply: Some(RunTasksReply::Report(report.into())),
+        }
+    }
+}
+
+impl From<&TaskReport> for TaskReportMessage {
+    fn from(r: &TaskReport) -> Self {
+        Self {
+            task: r.task as u64,
+            rows: r.rows,
+            bytes: r.bytes,
+            elapsed_ms: r.elapsed_ms,
+            error: r.error.as_ref().map(|(sqlstate, message)| TaskError {
+                sqlstate: sqlstate.clone(),
+                message: message.clone(),
+            }),
+            operators: r.operators.iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<TaskReportMessage> for TaskReport {
+    /// The report; metric entries of a kind this node does not know are left out.
+    fn from(r: TaskReportMessage) -> Self {
+        Self {
+            task: r.task as usize,
+            rows: r.rows,
+            bytes: r.bytes,
+            elapsed_ms: r.elapsed_ms,
+            error: r.error.map(|e| (e.sqlstate, e.message)),
+            operators: r.operators.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<&OperatorMetrics> for OperatorMetricsMessage {
+    fn from(o: &OperatorMetrics) -> Self {
+        Self {
+            operator: o.operator.clone(),
+            metrics: o
+                .metrics
+                .iter()
+                .map(|m| MetricEntryMessage {
+                    name: m.name.clone(),
+                    kind: MetricKind::from(m.kind) as i32,
+                    value: m.value,
+                    summary: m.summary,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<OperatorMetricsMessage> for OperatorMetrics {
+    fn from(o: OperatorMetricsMessage) -> Self {
+        Self {
+            operator: o.operator,
+            metrics: o
+                .metrics
+                .into_iter()
+                .filter_map(|m| {
+                    let kind = MetricKind::try_from(m.kind).ok()?;
+                    Some(operator_metrics::MetricEntry {
+                        name: m.name,
+                        kind: kind.into(),
+                        value: m.value,
+                        summary: m.summary,
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<operator_metrics::MetricKind> for MetricKind {
+    fn from(kind: operator_metrics::MetricKind) -> Self {
+        match kind {
+            operator_metrics::MetricKind::Count => Self::Count,
+            operator_metrics::MetricKind::Time => Self::Time,
+            operator_metrics::MetricKind::Gauge => Self::Gauge,
+        }
+    }
+}
+
+impl From<MetricKind> for operator_metrics::MetricKind {
+    fn from(kind: MetricKind) -> Self {
+        match kind {
+            MetricKind::Count => Self::Count,
+            MetricKind::Time => Self::Time,
+            MetricKind::Gauge => Self::Gauge,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+    use tributary_exchange::flight::{RequestError, decode_request};
+
+    use super::*;
+    use crate::operator_metrics::MetricEntry;
+
+    #[test]
+    fn run_tasks_round_trips() {
+        let spec = TaskSpec {
+            query: "q1".into(),
+            stage: 2,
+            tasks: vec![0, 3],
+            stage_tasks: 4,
+            output_partitions: 8,
+            readers: 2,
+            locations: vec![(
+                (3, 1),
+                Location {
+                    node: "worker-2".into(),
+                    address: "127.0.0.1:7502".into(),
+                },
+            )],
+            config: vec![("datafusion.execution.batch_size".into(), "1024".into())],
+        };
+        let fragment = Bytes::from_static(b"\x0a\x03plan");
+        let body = RunTasks::new("coordinator", &spec, true, fragment.clone()).encode_to_vec();
+        let request: RunTasks = decode_request("run_tasks", body.into(), "worker-1").unwrap();
+        let (back, partitioned, back_fragment) = request.into_parts();
+        assert!(partitioned);
+        assert_eq!(back_fragment, fragment);
+        assert_eq!(back.query, spec.query);
+        assert_eq!(back.stage, spec.stage);
+        assert_eq!(back.tasks, spec.tasks);
+        assert_eq!(back.stage_tasks, spec.stage_tasks);
+        assert_eq!(back.output_partitions, spec.output_partitions);
+        assert_eq!(back.readers, spec.readers);
+        assert_eq!(back.locations, spec.locations);
+        assert_eq!(back.config, spec.config);
+    }
+
+    #[test]
+    fn a_request_of_another_version_is_refused_before_it_is_read() {
+        let mut announce = Announce::new("worker-7501", "127.0.0.1:7501", 0);
+        announce.version = NODE_RPC_VERSION + 1;
+        // Only the header is read: what follows may not even be a valid message of this version.
+        let mut body = announce.encode_to_vec();
+        body.extend_from_slice(b"\xff\xff");
+        let err = decode_request::<Announce>("announce", body.into(), "coordinator").unwrap_err();
+        assert!(
+            matches!(err, RequestError::Version { received, .. } if received == NODE_RPC_VERSION + 1)
+        );
+        assert!(
+            err.to_string()
+                .contains("from worker-7501 is not supported by coordinator"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn task_reports_carry_their_error_and_metrics() {
+        let report = TaskReport {
+            task: 3,
+            rows: 10,
+            bytes: 80,
+            elapsed_ms: 7,
+            error: Some(("22012".into(), "division by zero".into())),
+            operators: vec![OperatorMetrics {
+                operator: "ProjectionExec".into(),
+                metrics: vec![MetricEntry {
+                    name: "elapsed_compute".into(),
+                    kind: operator_metrics::MetricKind::Time,
+                    value: 1500,
+                    summary: true,
+                }],
+            }],
+        };
+        let body = RunTasksMessage::report(&report).encode_to_vec();
+        let Some(RunTasksReply::Report(wire)) =
+            RunTasksMessage::decode(body.as_slice()).unwrap().reply
+        else {
+            panic!("not a report");
+        };
+        let back = TaskReport::from(wire);
+        assert_eq!(back.task, report.task);
+        assert_eq!((back.rows, back.bytes, back.elapsed_ms), (10, 80, 7));
+        assert_eq!(back.error, report.error);
+        assert_eq!(back.operators, report.operators);
+    }
+}
