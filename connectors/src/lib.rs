@@ -4,7 +4,9 @@
 //! scans that read them. It must not know about sessions, stages, workers or the wire protocol; those live in
 //! `planner`, `exec` and `server`, which depend on this crate and never the other way round.
 //!
-//! A connector is built from one `etc/catalog/NAME.toml` file by [`build_connector`]. Its tables are
+//! A connector is built from one `etc/catalog/NAME.toml` file by [`build_connector`], through the
+//! [`ConnectorFactory`] of its kind in [`FACTORIES`]; each kind's module owns its name (`KIND`), its
+//! catalog-file keys, its scans' [`ScanSpec`] codec and its tables' SQL side. Its tables are
 //! DataFusion [`TableProvider`](datafusion::catalog::TableProvider)s whose scans expose **one output
 //! partition per split**: a split is a deterministic slice of the table's data fixed at planning time
 //! (a tpch generator part, a lake file or row-group range), so re-running partition `i` of a scan yields
@@ -12,12 +14,13 @@
 
 #![warn(missing_docs)]
 
-use std::any::Any;
-use std::fmt::Debug;
+use std::fmt::{self, Debug};
 use std::sync::Arc;
 
+use async_trait::async_trait;
+
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::CatalogProvider;
+use datafusion::catalog::{CatalogProvider, TableProvider};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::physical_plan::ExecutionPlan;
 use object_store::ObjectStore;
@@ -40,6 +43,51 @@ pub mod tpch;
 
 pub use error::ConnectorError;
 
+/// A connector kind's name, as catalog files (`connector = "postgres"`) and [`ScanSpec`]s write it.
+///
+/// Each connector module owns its kind as a constant (`postgres::KIND`). Serialized as the bare name;
+/// deserializing accepts only the kinds of [`FACTORIES`] (the kinds whose scans have specs), so a
+/// spec of an unknown kind does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectorKind(&'static str);
+
+impl ConnectorKind {
+    /// The kind named `name` (a module's `KIND` constant).
+    pub const fn new(name: &'static str) -> Self {
+        Self(name)
+    }
+
+    /// The name as written in catalog files (`postgres`).
+    pub const fn name(self) -> &'static str {
+        self.0
+    }
+
+    /// The kind of [`FACTORIES`] named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        factory(name).map(|f| f.kind())
+    }
+}
+
+impl fmt::Display for ConnectorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl Serialize for ConnectorKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ConnectorKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Self::from_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown connector kind \"{name}\"")))
+    }
+}
+
 /// A configured source mounted as one catalog.
 ///
 /// Implementors guarantee:
@@ -48,11 +96,9 @@ pub use error::ConnectorError;
 /// - scans of its tables expose one output partition per split, and executing the same partition twice
 ///   yields the same rows (task retry relies on it);
 /// - errors name the catalog and never contain a password.
-///
-/// `Any` lets [`decode_scan`] reach the concrete connector (its pool or client) to rebuild a scan.
-pub trait Connector: Any + Send + Sync + Debug {
-    /// The connector kind as written in the catalog file (`connector = "tpch"`).
-    fn kind(&self) -> &'static str;
+pub trait Connector: Send + Sync + Debug {
+    /// The connector kind, as written in the catalog file (`connector = "tpch"`).
+    fn kind(&self) -> ConnectorKind;
 
     /// The DataFusion catalog holding this source's schemas and tables.
     fn catalog(&self) -> Arc<dyn CatalogProvider>;
@@ -62,14 +108,92 @@ pub trait Connector: Any + Send + Sync + Debug {
     fn object_stores(&self) -> Vec<(url::Url, Arc<dyn ObjectStore>)> {
         Vec::new()
     }
+
+    /// Rebuilds the scan `spec` describes (a spec of this connector's kind, made by its factory's
+    /// [`ConnectorFactory::encode_scan`], possibly in another process), with output schema `schema`,
+    /// reading through this connector (its pool or client).
+    ///
+    /// Errors (`DataFusionError::Plan`): a payload that does not parse or does not fit `schema`, a
+    /// table this catalog does not describe the same way (Kafka), or a kind whose scans are never
+    /// shipped (the default).
+    fn decode_scan(&self, spec: &ScanSpec, schema: SchemaRef) -> Result<Arc<dyn ExecutionPlan>> {
+        let _ = schema;
+        Err(DataFusionError::Plan(format!(
+            "cannot rebuild a {} scan: {} catalogs have no such scans",
+            spec.kind,
+            self.kind()
+        )))
+    }
+}
+
+/// One connector kind: its name, how a catalog file of that kind becomes a connector, and what of
+/// the kind's plan nodes and tables other crates reach without knowing their types.
+///
+/// Every kind a catalog file may name is one entry of [`FACTORIES`]; adding a connector is its
+/// module plus that one entry.
+#[async_trait]
+pub trait ConnectorFactory: Send + Sync {
+    /// The kind this factory builds (`connector = "..."` in the catalog file).
+    fn kind(&self) -> ConnectorKind;
+
+    /// Builds the connector for catalog `name` from its parsed catalog file (the whole TOML table,
+    /// `${ENV}` already substituted, `connector` key included).
+    ///
+    /// Errors: [`ConnectorError::Config`] naming the key and reason for a missing, unknown or bad
+    /// key; [`ConnectorError::Source`] when the source cannot be opened at all.
+    async fn build(
+        &self,
+        name: &str,
+        config: &toml::Table,
+    ) -> Result<Arc<dyn Connector>, ConnectorError>;
+
+    /// The [`ScanSpec`] of `plan` if it is a scan of this kind that can run in another process,
+    /// `None` for any other node (the default: the kind's scans are never shipped).
+    fn encode_scan(&self, plan: &dyn ExecutionPlan) -> Option<ScanSpec> {
+        let _ = plan;
+        None
+    }
+
+    /// The [`SqlTable`](sql_source::SqlTable) side of `provider` if it is a table of this kind
+    /// whose subplans can be pushed as SQL, `None` otherwise (the default).
+    fn sql_table<'a>(
+        &self,
+        provider: &'a dyn TableProvider,
+    ) -> Option<&'a dyn sql_source::SqlTable> {
+        let _ = provider;
+        None
+    }
+}
+
+/// Every connector kind a catalog file may name (`system` is built in, never from a file).
+pub static FACTORIES: &[&dyn ConnectorFactory] = &[
+    &tpch::Factory,
+    &lake::Factory,
+    &postgres::Factory,
+    &mysql::Factory,
+    &kafka::Factory,
+];
+
+/// The factory of kind `name`, if [`FACTORIES`] has one.
+pub fn factory(name: &str) -> Option<&'static dyn ConnectorFactory> {
+    FACTORIES.iter().copied().find(|f| f.kind().name() == name)
+}
+
+/// The kinds of [`FACTORIES`] as a list for error messages: `"tpch", "lake", ...`.
+fn known_kinds() -> String {
+    FACTORIES
+        .iter()
+        .map(|f| format!("\"{}\"", f.kind()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Builds the connector for catalog `name` from its parsed catalog file (`etc/catalog/NAME.toml`).
 ///
 /// `config` is the whole TOML table of the file, with `${ENV}` already substituted; the `connector` key
-/// selects the kind. Errors: [`ConnectorError::Config`] naming the key and reason for a missing or bad key
-/// or an unknown kind; [`ConnectorError::Source`] when the source cannot be opened at all (a lake location
-/// that cannot be listed).
+/// selects the kind among [`FACTORIES`]. Errors: [`ConnectorError::Config`] naming the key and reason for
+/// a missing or bad key or an unknown kind; [`ConnectorError::Source`] when the source cannot be opened at
+/// all (a lake location that cannot be listed).
 pub async fn build_connector(
     name: &str,
     config: &toml::Table,
@@ -79,29 +203,18 @@ pub async fn build_connector(
         .and_then(|v| v.as_str())
         .ok_or_else(|| ConnectorError::Config {
             key: "connector".into(),
-            reason: "missing; expected one of \"tpch\", \"lake\", \"postgres\", \"mysql\"".into(),
+            reason: format!("missing; expected one of {}", known_kinds()),
         })?;
-    match kind {
-        "tpch" => Ok(Arc::new(tpch::TpchConnector::new())),
-        "lake" => Ok(Arc::new(
-            lake::LakeConnector::from_config(name, config).await?,
-        )),
-        "postgres" => Ok(Arc::new(
-            postgres::PostgresConnector::from_config(name, config).await?,
-        )),
-        "mysql" => Ok(Arc::new(
-            mysql::MySqlConnector::from_config(name, config).await?,
-        )),
-        "kafka" => Ok(Arc::new(
-            kafka::KafkaConnector::from_config(name, config).await?,
-        )),
-        other => Err(ConnectorError::Config {
+    let Some(factory) = factory(kind) else {
+        return Err(ConnectorError::Config {
             key: "connector".into(),
             reason: format!(
-                "unknown connector kind \"{other}\"; expected one of \"tpch\", \"lake\", \"postgres\", \"mysql\""
+                "unknown connector kind \"{kind}\"; expected one of {}",
+                known_kinds()
             ),
-        }),
-    }
+        });
+    };
+    factory.build(name, config).await
 }
 
 /// One of this crate's scans as plain data, so that a plan fragment holding it can be shipped to
@@ -112,50 +225,38 @@ pub async fn build_connector(
 /// (as in Trino, every node has the catalogs). A spec holds no secret, only what the scan was planned
 /// with: splits, remote SQL, projection, limit. The scan's output schema is not part of the spec (the
 /// caller serializes it as Arrow, with the rest of the plan) and is given back to [`decode_scan`].
+/// Specs are only read by the same binary that wrote them: no compatibility across versions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScanSpec {
-    /// The connector kind of the scan: `tpch`, `postgres`, `mysql` or `kafka`.
-    pub kind: String,
-    /// The catalog the scan reads, whose connector rebuilds it; `None` for a scan that needs no
-    /// connector (tpch data is generated from the spec alone).
+    /// The connector kind of the scan (`tpch::KIND`, `postgres::KIND`, ...).
+    pub kind: ConnectorKind,
+    /// The catalog the scan reads, whose connector rebuilds it; `None` for a scan that any connector
+    /// of its kind rebuilds (tpch data is generated from the spec alone).
     pub catalog: Option<String>,
     /// Everything else that defines the scan, in the kind's own JSON shape.
     pub payload: serde_json::Value,
 }
 
-/// The [`ScanSpec`] of `plan` if it is a scan of this crate that can run in another process
-/// (tpch, postgres, mysql, kafka), `None` for any other node. Lake scans are DataFusion's own
-/// `DataSourceExec` and `system` scans in-memory snapshots: neither needs a spec.
+/// The [`ScanSpec`] of `plan` if it is a scan of this crate that can run in another process (one
+/// a factory of [`FACTORIES`] encodes: tpch, postgres, mysql, kafka), `None` for any other node. Lake
+/// scans are DataFusion's own `DataSourceExec` and `system` scans in-memory snapshots: neither needs
+/// a spec.
 pub fn encode_scan(plan: &dyn ExecutionPlan) -> Option<ScanSpec> {
-    if let Some(scan) = plan.downcast_ref::<tpch::TpchScanExec>() {
-        return Some(scan.to_spec());
-    }
-    if let Some(scan) = plan.downcast_ref::<postgres::PostgresScanExec>() {
-        return Some(scan.to_spec());
-    }
-    if let Some(scan) = plan.downcast_ref::<mysql::MySqlScanExec>() {
-        return Some(scan.to_spec());
-    }
-    if let Some(scan) = plan.downcast_ref::<kafka::KafkaScanExec>() {
-        return Some(scan.to_spec());
-    }
-    None
+    FACTORIES.iter().find_map(|f| f.encode_scan(plan))
 }
 
 /// Rebuilds the scan `spec` describes, with output schema `schema` (the encoded scan's), reading
-/// through `connector`: the connector of catalog `spec.catalog` (ignored when that is `None`).
+/// through `connector` ([`Connector::decode_scan`]): the connector of catalog `spec.catalog`, or any
+/// connector of kind `spec.kind` when that is `None`.
 ///
-/// Errors (`DataFusionError::Plan`): no connector for a spec that needs one, a connector of another
-/// kind, an unknown kind, a payload that does not parse or does not fit `schema`, or (Kafka) a table
-/// the catalog no longer describes the same way.
+/// Errors (`DataFusionError::Plan`): no connector, a connector of another kind, or the connector's
+/// own errors (a payload that does not parse or does not fit `schema`, or (Kafka) a table the catalog
+/// no longer describes the same way).
 pub fn decode_scan(
     spec: &ScanSpec,
     connector: Option<&dyn Connector>,
     schema: SchemaRef,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    if spec.kind == "tpch" {
-        return Ok(Arc::new(tpch::TpchScanExec::from_spec(spec, &schema)?));
-    }
     let catalog = spec.catalog.as_deref().unwrap_or_default();
     let Some(connector) = connector else {
         return Err(DataFusionError::Plan(format!(
@@ -163,46 +264,14 @@ pub fn decode_scan(
             spec.kind
         )));
     };
-    let any: &dyn Any = connector;
-    let wrong_kind = || {
-        DataFusionError::Plan(format!(
+    if connector.kind() != spec.kind {
+        return Err(DataFusionError::Plan(format!(
             "cannot rebuild a {} scan of catalog \"{catalog}\": that catalog is a {} catalog here",
             spec.kind,
             connector.kind()
-        ))
-    };
-    let plan: Arc<dyn ExecutionPlan> = match spec.kind.as_str() {
-        "postgres" => {
-            let c = any.downcast_ref::<postgres::PostgresConnector>();
-            Arc::new(postgres::PostgresScanExec::from_spec(
-                c.ok_or_else(wrong_kind)?,
-                spec,
-                schema,
-            )?)
-        }
-        "mysql" => {
-            let c = any.downcast_ref::<mysql::MySqlConnector>();
-            Arc::new(mysql::MySqlScanExec::from_spec(
-                c.ok_or_else(wrong_kind)?,
-                spec,
-                schema,
-            )?)
-        }
-        "kafka" => {
-            let c = any.downcast_ref::<kafka::KafkaConnector>();
-            Arc::new(kafka::KafkaScanExec::from_spec(
-                c.ok_or_else(wrong_kind)?,
-                spec,
-                schema,
-            )?)
-        }
-        other => {
-            return Err(DataFusionError::Plan(format!(
-                "cannot rebuild a scan of unknown kind \"{other}\""
-            )));
-        }
-    };
-    Ok(plan)
+        )));
+    }
+    connector.decode_scan(spec, schema)
 }
 
 /// Parses a spec's payload into the scan's own shape. Errors name the kind.
@@ -213,7 +282,7 @@ pub(crate) fn spec_payload<T: serde::de::DeserializeOwned>(spec: &ScanSpec) -> R
 
 /// Checks that a rebuilt scan's column types are those of the encoded schema.
 pub(crate) fn check_scan_schema(
-    kind: &str,
+    kind: ConnectorKind,
     schema: &SchemaRef,
     types: impl ExactSizeIterator<Item = datafusion::arrow::datatypes::DataType>,
 ) -> Result<()> {

@@ -24,7 +24,7 @@ use crate::{ConnectorError, ScanSpec};
 /// How one SQL source runs a split's statement and decodes its rows.
 pub trait SqlReader: fmt::Debug + Send + Sync + 'static {
     /// The connector kind, also the scan's [`ScanSpec::kind`] (`postgres`).
-    const KIND: &'static str;
+    const KIND: crate::ConnectorKind;
     /// The plan node's name (`PostgresScanExec`).
     const NAME: &'static str;
     /// The label the scan is displayed with (`PostgresScan`).
@@ -142,7 +142,7 @@ impl<R: SqlReader> SqlScanExec<R> {
             sqls: self.sqls.clone(),
         };
         ScanSpec {
-            kind: R::KIND.into(),
+            kind: R::KIND,
             catalog: Some(self.catalog().to_string()),
             payload: serde_json::to_value(payload).unwrap_or_default(),
         }

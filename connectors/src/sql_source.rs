@@ -4,12 +4,12 @@
 //! The planner's pushdown rule (`tributary_planner::pushdown`) finds a table scan's [`SqlTable`] with
 //! [`as_sql_table`], checks that every table of a subplan has the same [`SqlSource::id`], writes the
 //! statement with the source's [`SqlDialect`] and asks [`SqlSource::query_scan`] for a scan of it.
-//! A connector plugs in by implementing these traits and adding its table type to [`as_sql_table`].
+//! A connector plugs in by implementing these traits and answering
+//! [`ConnectorFactory::sql_table`](crate::ConnectorFactory::sql_table) for its table type.
 //!
 //! The dialect only renders; deciding what keeps its meaning is shared: a column's [`SqlKind`] says
 //! which operations on it are the same at the source as in DataFusion.
 
-use std::any::Any;
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -144,14 +144,9 @@ pub trait SqlTable: Send + Sync + Debug {
     fn filter_sql(&self, filter: &Expr) -> Option<String>;
 }
 
-/// The [`SqlTable`] behind a table provider, for the SQL sources this crate knows.
+/// The [`SqlTable`] behind a table provider: the first of [`crate::FACTORIES`] that knows the
+/// provider's type ([`ConnectorFactory::sql_table`](crate::ConnectorFactory::sql_table)), `None` for a
+/// table of no SQL source.
 pub fn as_sql_table(provider: &dyn TableProvider) -> Option<&dyn SqlTable> {
-    let any = provider as &dyn Any;
-    if let Some(t) = any.downcast_ref::<crate::postgres::PostgresTable>() {
-        return Some(t);
-    }
-    if let Some(t) = any.downcast_ref::<crate::mysql::MySqlTable>() {
-        return Some(t);
-    }
-    None
+    crate::FACTORIES.iter().find_map(|f| f.sql_table(provider))
 }

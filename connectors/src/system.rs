@@ -168,6 +168,9 @@ pub trait RuntimeInfo: Send + Sync + std::fmt::Debug {
 /// Name of the only schema of the `system` catalog.
 pub const RUNTIME_SCHEMA: &str = "runtime";
 
+/// This connector's kind (built in, never named by a catalog file).
+pub const KIND: crate::ConnectorKind = crate::ConnectorKind::new("system");
+
 /// The `system` catalog connector (kind `system`), always mounted.
 #[derive(Debug)]
 pub struct SystemConnector {
@@ -186,8 +189,8 @@ impl SystemConnector {
 }
 
 impl crate::Connector for SystemConnector {
-    fn kind(&self) -> &'static str {
-        "system"
+    fn kind(&self) -> crate::ConnectorKind {
+        KIND
     }
 
     fn catalog(&self) -> Arc<dyn CatalogProvider> {

@@ -104,7 +104,7 @@ fn pretty(batches: &[RecordBatch]) -> String {
 async fn discovers_schemas_and_tables() {
     let dir = lake_dir();
     let (_ctx, connector) = open(dir.path()).await;
-    assert_eq!(connector.kind(), "lake");
+    assert_eq!(connector.kind().name(), "lake");
     let catalog = connector.catalog();
     assert_eq!(catalog.schema_names(), vec!["empty", "shop"]);
     let shop = catalog.schema("shop").expect("shop");

@@ -558,7 +558,7 @@ async fn mysql_connector_against_real_mariadb() {
     let connector = MySqlConnector::from_config("my", &db.catalog_config(PASSWORD, ""))
         .await
         .expect("connector");
-    assert_eq!(connector.kind(), "mysql");
+    assert_eq!(connector.kind().name(), "mysql");
     let ctx = SessionContext::new();
     ctx.register_catalog("my", connector.catalog());
 

@@ -512,7 +512,7 @@ async fn postgres_connector_against_real_postgres() {
     let connector = PostgresConnector::from_config("pg", &pg.catalog_config(PASSWORD))
         .await
         .expect("connector");
-    assert_eq!(connector.kind(), "postgres");
+    assert_eq!(connector.kind().name(), "postgres");
     let ctx = SessionContext::new();
     ctx.register_catalog("pg", connector.catalog());
 

@@ -70,7 +70,7 @@ fn pretty(batches: &[RecordBatch]) -> String {
 async fn runtime_tables_show_live_state() {
     let runtime = Arc::new(Runtime::default());
     let connector = SystemConnector::new(Arc::clone(&runtime) as Arc<dyn RuntimeInfo>);
-    assert_eq!(connector.kind(), "system");
+    assert_eq!(connector.kind().name(), "system");
     let ctx = SessionContext::new();
     ctx.register_catalog("system", connector.catalog());
 

@@ -234,10 +234,16 @@ impl PhysicalExtensionCodec for TributaryCodec {
                     DataFusionError::Internal(format!("bad Tributary scan node: {e}"))
                 })?;
                 let schema = decode_schema(scan.schema.as_ref())?;
-                let connector = spec
-                    .catalog
-                    .as_deref()
-                    .and_then(|name| self.shared.registry.get(name));
+                // A spec without a catalog (tpch) is rebuilt by any connector of its kind.
+                let connector = match spec.catalog.as_deref() {
+                    Some(name) => self.shared.registry.get(name),
+                    None => self
+                        .shared
+                        .registry
+                        .connectors()
+                        .map(|(_, c)| c)
+                        .find(|c| c.kind() == spec.kind),
+                };
                 decode_scan(&spec, connector.map(|c| c.as_ref()), schema)
             }
             Some(NodeKind::ExchangeRead(read)) => {

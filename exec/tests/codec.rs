@@ -471,7 +471,7 @@ async fn mysql_and_kafka_scans_rebuild_from_their_payload() {
     let ctx = node.session("tpch", "tiny");
 
     let mysql = ScanSpec {
-        kind: "mysql".into(),
+        kind: tributary_connectors::mysql::KIND,
         catalog: Some("my".into()),
         payload: serde_json::json!({
             "types": [{"Int": {"bits": 32, "unsigned": false}}, "Year", "Bits", "Text"],
@@ -488,7 +488,7 @@ async fn mysql_and_kafka_scans_rebuild_from_their_payload() {
         Field::new("s", DataType::Utf8, true),
     ]));
     let kafka = ScanSpec {
-        kind: "kafka".into(),
+        kind: tributary_connectors::kafka::KIND,
         catalog: Some("kf".into()),
         payload: serde_json::json!({
             "label": "default.orders",

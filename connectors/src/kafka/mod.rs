@@ -50,8 +50,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::common::DataFusionError;
+use datafusion::physical_plan::ExecutionPlan;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -60,8 +62,8 @@ use rdkafka::types::RDKafkaErrorCode;
 pub use description::TableDescription;
 pub use scan::{KafkaScanExec, KafkaSplit};
 
-use crate::ConnectorError;
 use crate::remote_config::{config_error, get_int, get_str};
+use crate::{ConnectorError, ConnectorFactory, ConnectorKind, ScanSpec};
 use table::KafkaTable;
 
 /// The internal columns every Kafka table has, in schema order (after the described columns).
@@ -301,13 +303,48 @@ impl KafkaConnector {
     }
 }
 
+/// This connector's kind, as catalog files name it (`connector = "kafka"`).
+pub const KIND: ConnectorKind = ConnectorKind::new("kafka");
+
+/// The `kafka` entry of [`crate::FACTORIES`]: encodes [`KafkaScanExec`]s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Factory;
+
+#[async_trait]
+impl ConnectorFactory for Factory {
+    fn kind(&self) -> ConnectorKind {
+        KIND
+    }
+
+    async fn build(
+        &self,
+        name: &str,
+        config: &toml::Table,
+    ) -> Result<Arc<dyn crate::Connector>, ConnectorError> {
+        Ok(Arc::new(KafkaConnector::from_config(name, config).await?))
+    }
+
+    fn encode_scan(&self, plan: &dyn ExecutionPlan) -> Option<ScanSpec> {
+        plan.downcast_ref::<KafkaScanExec>()
+            .map(KafkaScanExec::to_spec)
+    }
+}
+
 impl crate::Connector for KafkaConnector {
-    fn kind(&self) -> &'static str {
-        "kafka"
+    fn kind(&self) -> ConnectorKind {
+        KIND
     }
 
     fn catalog(&self) -> Arc<dyn CatalogProvider> {
         Arc::clone(&self.catalog) as Arc<dyn CatalogProvider>
+    }
+
+    fn decode_scan(
+        &self,
+        spec: &ScanSpec,
+        schema: SchemaRef,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(KafkaScanExec::from_spec(self, spec, schema)?))
     }
 }
 

@@ -177,7 +177,7 @@ impl KafkaScanExec {
             limit: self.limit,
         };
         ScanSpec {
-            kind: "kafka".into(),
+            kind: super::KIND,
             catalog: Some(shared.name.clone()),
             payload: serde_json::to_value(payload).unwrap_or_default(),
         }

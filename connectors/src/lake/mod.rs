@@ -39,10 +39,32 @@ use parking_lot::RwLock;
 pub use config::{LakeConfig, LakeLocation, Secret};
 pub use discover::{LakeFormat, LakeTableEntry};
 
-use crate::ConnectorError;
+use crate::{ConnectorError, ConnectorFactory, ConnectorKind};
 
 /// URL scheme of the object stores lake catalogs register (`lake://NAME/`).
 pub const STORE_SCHEME: &str = "lake";
+
+/// This connector's kind, as catalog files name it (`connector = "lake"`).
+pub const KIND: ConnectorKind = ConnectorKind::new("lake");
+
+/// The `lake` entry of [`crate::FACTORIES`] (its scans are DataFusion's own, never encoded).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Factory;
+
+#[async_trait]
+impl ConnectorFactory for Factory {
+    fn kind(&self) -> ConnectorKind {
+        KIND
+    }
+
+    async fn build(
+        &self,
+        name: &str,
+        config: &toml::Table,
+    ) -> Result<Arc<dyn crate::Connector>, ConnectorError> {
+        Ok(Arc::new(LakeConnector::from_config(name, config).await?))
+    }
+}
 
 /// A `lake` catalog: schemas and tables discovered under one location.
 #[derive(Debug)]
@@ -132,8 +154,8 @@ impl LakeConnector {
 }
 
 impl crate::Connector for LakeConnector {
-    fn kind(&self) -> &'static str {
-        "lake"
+    fn kind(&self) -> ConnectorKind {
+        KIND
     }
 
     fn catalog(&self) -> Arc<dyn CatalogProvider> {

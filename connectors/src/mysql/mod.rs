@@ -57,18 +57,21 @@ mod scan;
 mod table;
 mod types;
 
+use std::any::Any;
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProvider, TableProvider};
+use datafusion::physical_plan::ExecutionPlan;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Value};
 
 pub use dialect::MySqlDialect;
 pub use scan::MySqlScanExec;
 
-use crate::ConnectorError;
 use crate::remote_catalog::{
     ColumnMeta, ColumnRow, MetadataCache, MetadataSource, RemoteCatalog, SchemaFilter, Snapshot,
     SourceColumn, TextColumns, primary_keys,
@@ -76,7 +79,9 @@ use crate::remote_catalog::{
 use crate::remote_config::{
     RemoteSettings, SourceDefaults, SslMode, config_error, get_int, get_str,
 };
+use crate::sql_source::SqlTable;
 use crate::sql_table::range_conditions;
+use crate::{ConnectorError, ConnectorFactory, ConnectorKind, ScanSpec};
 use pool::{Pool, PoolOptions};
 pub(crate) use table::MySqlTable;
 use table::{MyTableInfo, TableMeta};
@@ -207,13 +212,53 @@ impl MySqlConnector {
     }
 }
 
+/// This connector's kind, as catalog files name it (`connector = "mysql"`).
+pub const KIND: ConnectorKind = ConnectorKind::new("mysql");
+
+/// The `mysql` entry of [`crate::FACTORIES`]: encodes [`MySqlScanExec`]s, and its tables' SQL side.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Factory;
+
+#[async_trait]
+impl ConnectorFactory for Factory {
+    fn kind(&self) -> ConnectorKind {
+        KIND
+    }
+
+    async fn build(
+        &self,
+        name: &str,
+        config: &toml::Table,
+    ) -> Result<Arc<dyn crate::Connector>, ConnectorError> {
+        Ok(Arc::new(MySqlConnector::from_config(name, config).await?))
+    }
+
+    fn encode_scan(&self, plan: &dyn ExecutionPlan) -> Option<ScanSpec> {
+        plan.downcast_ref::<MySqlScanExec>()
+            .map(MySqlScanExec::to_spec)
+    }
+
+    fn sql_table<'a>(&self, provider: &'a dyn TableProvider) -> Option<&'a dyn SqlTable> {
+        let any: &dyn Any = provider;
+        any.downcast_ref::<MySqlTable>().map(|t| t as &dyn SqlTable)
+    }
+}
+
 impl crate::Connector for MySqlConnector {
-    fn kind(&self) -> &'static str {
-        "mysql"
+    fn kind(&self) -> ConnectorKind {
+        KIND
     }
 
     fn catalog(&self) -> Arc<dyn CatalogProvider> {
         Arc::clone(&self.catalog) as Arc<dyn CatalogProvider>
+    }
+
+    fn decode_scan(
+        &self,
+        spec: &ScanSpec,
+        schema: SchemaRef,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(MySqlScanExec::from_spec(self, spec, schema)?))
     }
 }
 

@@ -33,7 +33,7 @@ pub type MySqlScanExec = SqlScanExec<MySqlReader>;
 pub struct MySqlReader;
 
 impl SqlReader for MySqlReader {
-    const KIND: &'static str = "mysql";
+    const KIND: crate::ConnectorKind = super::KIND;
     const NAME: &'static str = "MySqlScanExec";
     const LABEL: &'static str = "MySqlScan";
     type Connector = MySqlConnector;

@@ -52,22 +52,27 @@ mod table;
 mod tls;
 mod types;
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProvider, TableProvider};
+use datafusion::physical_plan::ExecutionPlan;
 
 pub use dialect::PostgresDialect;
 pub use scan::PostgresScanExec;
 pub(crate) use table::PostgresTable;
 
-use crate::ConnectorError;
 use crate::remote_catalog::{
     ColumnMeta, ColumnRow, MetadataCache, MetadataSource, RemoteCatalog, SchemaFilter, Snapshot,
     SourceColumn, TextColumns, primary_keys,
 };
 use crate::remote_config::{RemoteSettings, SourceDefaults, get_int};
+use crate::sql_source::SqlTable;
 use crate::sql_table::range_conditions;
+use crate::{ConnectorError, ConnectorFactory, ConnectorKind, ScanSpec};
 use pool::{Pool, PoolOptions};
 use table::{PgTableInfo, TableMeta};
 use types::PgType;
@@ -173,13 +178,56 @@ impl PostgresConnector {
     }
 }
 
+/// This connector's kind, as catalog files name it (`connector = "postgres"`).
+pub const KIND: ConnectorKind = ConnectorKind::new("postgres");
+
+/// The `postgres` entry of [`crate::FACTORIES`]: encodes [`PostgresScanExec`]s, and its tables' SQL side.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Factory;
+
+#[async_trait]
+impl ConnectorFactory for Factory {
+    fn kind(&self) -> ConnectorKind {
+        KIND
+    }
+
+    async fn build(
+        &self,
+        name: &str,
+        config: &toml::Table,
+    ) -> Result<Arc<dyn crate::Connector>, ConnectorError> {
+        Ok(Arc::new(
+            PostgresConnector::from_config(name, config).await?,
+        ))
+    }
+
+    fn encode_scan(&self, plan: &dyn ExecutionPlan) -> Option<ScanSpec> {
+        plan.downcast_ref::<PostgresScanExec>()
+            .map(PostgresScanExec::to_spec)
+    }
+
+    fn sql_table<'a>(&self, provider: &'a dyn TableProvider) -> Option<&'a dyn SqlTable> {
+        let any: &dyn Any = provider;
+        any.downcast_ref::<PostgresTable>()
+            .map(|t| t as &dyn SqlTable)
+    }
+}
+
 impl crate::Connector for PostgresConnector {
-    fn kind(&self) -> &'static str {
-        "postgres"
+    fn kind(&self) -> ConnectorKind {
+        KIND
     }
 
     fn catalog(&self) -> Arc<dyn CatalogProvider> {
         Arc::clone(&self.catalog) as Arc<dyn CatalogProvider>
+    }
+
+    fn decode_scan(
+        &self,
+        spec: &ScanSpec,
+        schema: SchemaRef,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(PostgresScanExec::from_spec(self, spec, schema)?))
     }
 }
 

@@ -32,7 +32,7 @@ pub type PostgresScanExec = SqlScanExec<PostgresReader>;
 pub struct PostgresReader;
 
 impl SqlReader for PostgresReader {
-    const KIND: &'static str = "postgres";
+    const KIND: crate::ConnectorKind = super::KIND;
     const NAME: &'static str = "PostgresScanExec";
     const LABEL: &'static str = "PostgresScan";
     type Connector = PostgresConnector;

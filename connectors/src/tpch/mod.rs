@@ -22,8 +22,38 @@ use datafusion::common::{DataFusionError, Statistics};
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
+use crate::{ConnectorError, ConnectorFactory, ConnectorKind, ScanSpec};
+
 pub use scan::{TpchScanExec, TpchSplit};
 pub use table::{MAX_SPLITS, TARGET_SPLIT_ROWS, TpchTable};
+
+/// This connector's kind, as catalog files name it (`connector = "tpch"`).
+pub const KIND: ConnectorKind = ConnectorKind::new("tpch");
+
+/// The `tpch` entry of [`crate::FACTORIES`]: no config keys; encodes [`TpchScanExec`]s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Factory;
+
+#[async_trait]
+impl ConnectorFactory for Factory {
+    fn kind(&self) -> ConnectorKind {
+        KIND
+    }
+
+    async fn build(
+        &self,
+        name: &str,
+        config: &toml::Table,
+    ) -> Result<Arc<dyn crate::Connector>, ConnectorError> {
+        let _ = (name, config);
+        Ok(Arc::new(TpchConnector::new()))
+    }
+
+    fn encode_scan(&self, plan: &dyn ExecutionPlan) -> Option<ScanSpec> {
+        plan.downcast_ref::<TpchScanExec>()
+            .map(TpchScanExec::to_spec)
+    }
+}
 
 /// The tpch schemas and their TPC-H scale factors, as in Trino's tpch connector.
 pub const SCHEMAS: [(&str, f64); 5] = [
@@ -56,12 +86,21 @@ impl Default for TpchConnector {
 }
 
 impl crate::Connector for TpchConnector {
-    fn kind(&self) -> &'static str {
-        "tpch"
+    fn kind(&self) -> ConnectorKind {
+        KIND
     }
 
     fn catalog(&self) -> Arc<dyn CatalogProvider> {
         Arc::clone(&self.catalog) as Arc<dyn CatalogProvider>
+    }
+
+    /// Any tpch connector rebuilds a tpch scan: its rows are generated from the spec alone.
+    fn decode_scan(
+        &self,
+        spec: &ScanSpec,
+        schema: SchemaRef,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(TpchScanExec::from_spec(spec, &schema)?))
     }
 }
 

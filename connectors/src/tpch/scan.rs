@@ -159,7 +159,7 @@ impl TpchScanExec {
             limit: self.limit,
         };
         ScanSpec {
-            kind: "tpch".into(),
+            kind: super::KIND,
             catalog: None,
             payload: serde_json::to_value(payload).unwrap_or_default(),
         }
@@ -184,7 +184,7 @@ impl TpchScanExec {
             p.limit,
         )?;
         crate::check_scan_schema(
-            "tpch",
+            super::KIND,
             schema,
             scan.projected_schema
                 .fields()
