@@ -3,8 +3,9 @@
 //!
 //! Messages are protobuf, declared in Rust with `prost` derives (no `.proto` file, no code generation).
 //! Every request message starts with the same two fields, `uint32 version = 1` and
-//! `string sender = 2` ([`RequestHeader`]): a node reads them first, so a request of another version
-//! is refused with a clear error even when the rest of it would not decode.
+//! `string sender = 2` ([`RequestHeader`]): a node reads them first (skipping the other fields), so a
+//! well-formed request of another version is refused with a clear error even when its other fields
+//! changed.
 
 use prost::Message;
 
