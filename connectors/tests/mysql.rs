@@ -1,12 +1,9 @@
-//! The mysql connector against a real MariaDB started by the test (mariadb-install-db into a temp
-//! dir, mariadbd on a free port with --skip-name-resolve; `--user=root` when running as root).
+//! The mysql connector against a real MariaDB started by the test through the test kit
+//! (mariadb-install-db into a temp dir, mariadbd on a free port with --skip-name-resolve).
 //! `scripts/test.sh` installs MariaDB (scripts/deps/mariadb.sh).
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use datafusion::arrow::array::{
     Array, AsArray, BinaryArray, Date32Array, Decimal128Array, Float32Array, Float64Array,
@@ -21,56 +18,17 @@ use datafusion::prelude::SessionContext;
 use mysql_async::prelude::Queryable;
 use tributary_connectors::mysql::MySqlConnector;
 use tributary_connectors::{Connector, ConnectorError};
+use tributary_testkit::{Mariadb, MariadbOptions, TlsFiles, free_port};
 
 mod common;
 use common::{KEYED_COLUMNS, TestCerts, check_keyed};
 
 const PASSWORD: &str = "My-Secret-7z!q";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-fn find(program: &str) -> Option<PathBuf> {
-    let out = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .ok()?;
-    if out.status.success() {
-        return Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-    }
-    ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
-        .iter()
-        .map(|d| PathBuf::from(d).join(program))
-        .find(|p| p.exists())
-}
-
-fn need(program: &str) -> PathBuf {
-    find(program).unwrap_or_else(|| {
-        panic!(
-            "{program} not found: install MariaDB (Debian: `apt-get install mariadb-server \
-             mariadb-client`), or run scripts/test.sh, which installs it"
-        )
-    })
-}
-
-/// A throwaway MariaDB server, shut down when dropped.
+/// A MariaDB server of this test's own (stopped when dropped), with a password user `tester` for
+/// TCP connections.
 struct TestMariadb {
-    port: u16,
-    socket: PathBuf,
-    child: Child,
-    _dir: tempfile::TempDir,
+    server: Mariadb,
 }
 
 impl TestMariadb {
@@ -80,113 +38,25 @@ impl TestMariadb {
 
     /// With `tls`, the server takes only TLS connections over TCP (`require_secure_transport`).
     fn start_with(tls: Option<&TestCerts>) -> TestMariadb {
-        let mariadbd = need("mariadbd");
-        let install = need("mariadb-install-db");
-        let client = need("mariadb");
-        let dir = tempfile::Builder::new()
-            .prefix("tributary-mariadbconn-")
-            .tempdir()
-            .expect("temp dir");
-        let base = dir.path().to_path_buf();
-        let data = base.join("data");
-        // Its own temporary directory: concurrent installs in /tmp trip over each other.
-        let tmp = base.join("tmp");
-        std::fs::create_dir_all(&tmp).expect("tmp dir");
-        let mut cmd = Command::new(&install);
-        cmd.arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--tmpdir={}", tmp.display()))
-            .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
-        if is_root() {
-            cmd.arg("--user=root");
-        }
-        let out = cmd.output().expect("run mariadb-install-db");
-        assert!(
-            out.status.success(),
-            "mariadb-install-db failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let port = free_port();
-        let socket = base.join("mysqld.sock");
-        let mut cmd = Command::new(&mariadbd);
-        cmd.arg("--no-defaults");
-        if is_root() {
-            cmd.arg("--user=root");
-        }
-        cmd.arg(format!("--datadir={}", data.display()))
-            .arg(format!("--tmpdir={}", tmp.display()))
-            .arg("--bind-address=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .arg(format!("--socket={}", socket.display()))
-            .arg(format!("--pid-file={}", base.join("mysqld.pid").display()))
-            .arg(format!("--log-error={}", base.join("err.log").display()))
-            .args([
-                "--skip-name-resolve",
-                "--innodb-buffer-pool-size=64M",
-                "--innodb-flush-log-at-trx-commit=0",
-                "--skip-log-bin",
-            ]);
-        if let Some(certs) = tls {
-            cmd.arg(format!("--ssl-cert={}", certs.server_cert.display()))
-                .arg(format!("--ssl-key={}", certs.server_key.display()))
-                .arg("--require-secure-transport=ON");
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd.spawn().expect("spawn mariadbd");
-        let server = TestMariadb {
-            port,
-            socket,
-            child,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ok = Command::new(&client)
-                .arg("--no-defaults")
-                .arg("-uroot")
-                .arg(format!("--socket={}", server.socket.display()))
-                .args(["-e", "SELECT 1"])
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false);
-            if ok {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mariadbd did not start: {}",
-                std::fs::read_to_string(base.join("err.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let server = Mariadb::dedicated_with(MariadbOptions {
+            tls: tls.map(|certs| TlsFiles {
+                cert: certs.server_cert.clone(),
+                key: certs.server_key.clone(),
+            }),
+        });
         // A password user for TCP (with --skip-name-resolve: both 127.0.0.1 and localhost).
-        let sql = format!(
+        server.execute(&format!(
             "CREATE USER 'tester'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'; \
              CREATE USER 'tester'@'localhost' IDENTIFIED BY '{PASSWORD}'; \
              GRANT ALL ON *.* TO 'tester'@'127.0.0.1'; GRANT ALL ON *.* TO 'tester'@'localhost';"
-        );
-        let out = Command::new(&client)
-            .arg("--no-defaults")
-            .arg("-uroot")
-            .arg(format!("--socket={}", server.socket.display()))
-            .args(["-e", &sql])
-            .output()
-            .expect("run mariadb");
-        assert!(
-            out.status.success(),
-            "create user: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        server
+        ));
+        TestMariadb { server }
     }
 
     async fn conn(&self) -> mysql_async::Conn {
         let opts = mysql_async::OptsBuilder::default()
             .ip_or_hostname("127.0.0.1")
-            .tcp_port(self.port)
+            .tcp_port(self.server.port())
             .user(Some("tester"))
             .pass(Some(PASSWORD))
             .prefer_socket(false)
@@ -200,29 +70,9 @@ impl TestMariadb {
         toml::from_str(&format!(
             "connector = \"mysql\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"tester\"\n\
              password = \"{password}\"\nsplits = 4\nsplit_min_rows = 1000\n{extra}",
-            self.port
+            self.server.port()
         ))
         .expect("catalog toml")
-    }
-}
-
-impl Drop for TestMariadb {
-    fn drop(&mut self) {
-        let _ = Command::new("mariadb-admin")
-            .arg("--no-defaults")
-            .arg("-uroot")
-            .arg(format!("--socket={}", self.socket.display()))
-            .arg("shutdown")
-            .output();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
