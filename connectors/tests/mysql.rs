@@ -395,23 +395,40 @@ async fn check_types(ctx: &SessionContext) {
     assert_eq!(text("ip", 2), "2001:db8::ff00:42:8329");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mysql_connector_against_real_mariadb() {
-    let db = TestMariadb::start();
-    let mut conn = db.conn().await;
-    for statement in SETUP {
-        conn.query_drop(*statement)
-            .await
-            .unwrap_or_else(|e| panic!("setup {statement}: {e}"));
-    }
+/// The MariaDB the tests that only read share: [`SETUP`] loaded once per test process (stopped at
+/// process exit). Tests that change the source's tables start a server of their own.
+async fn source() -> &'static TestMariadb {
+    static SOURCE: tokio::sync::OnceCell<TestMariadb> = tokio::sync::OnceCell::const_new();
+    SOURCE
+        .get_or_init(|| async {
+            let db = TestMariadb::start();
+            let mut conn = db.conn().await;
+            for statement in SETUP {
+                conn.query_drop(*statement)
+                    .await
+                    .unwrap_or_else(|e| panic!("setup {statement}: {e}"));
+            }
+            db
+        })
+        .await
+}
 
-    let connector = MySqlConnector::from_config("my", &db.catalog_config(PASSWORD, ""))
+/// A `mysql` catalog `my` over `db` (catalog file plus `extra`), and a session it is registered
+/// in.
+async fn my_catalog(db: &TestMariadb, extra: &str) -> (MySqlConnector, SessionContext) {
+    let connector = MySqlConnector::from_config("my", &db.catalog_config(PASSWORD, extra))
         .await
         .expect("connector");
-    assert_eq!(connector.kind(), "mysql");
     let ctx = SessionContext::new();
     ctx.register_catalog("my", connector.catalog());
+    (connector, ctx)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metadata_lists_databases_tables_and_odd_identifiers() {
+    let db = source().await;
+    let (connector, ctx) = my_catalog(db, "").await;
+    assert_eq!(connector.kind(), "mysql");
     // Metadata: databases are schemas (system ones excluded), tables and views, odd identifiers.
     connector.refresh_metadata().await.expect("metadata");
     let catalog = connector.catalog();
@@ -438,9 +455,18 @@ async fn mysql_connector_against_real_mariadb() {
     .expect("connector");
     only.refresh_metadata().await.expect("metadata");
     assert_eq!(only.catalog().schema_names(), vec!["shop".to_string()]);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_type_reads_as_mariadb_sends_it() {
+    let (_connector, ctx) = my_catalog(source().await, "").await;
     check_types(&ctx).await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn times_outside_a_day_fail_or_read_as_intervals() {
+    let db = source().await;
+    let (_connector, ctx) = my_catalog(db, "").await;
     // time outside 0..24h: an error naming the column and the fix; intervals with time_type.
     let err = run_err(&ctx, "SELECT t FROM my.shop.times")
         .await
@@ -461,7 +487,13 @@ async fn mysql_connector_against_real_mariadb() {
     assert_eq!(t.value(0), IntervalMonthDayNano::new(0, 0, -max));
     assert_eq!(t.value(1), IntervalMonthDayNano::new(0, 0, max));
     assert_eq!(t.value(2), IntervalMonthDayNano::new(0, 0, hours(12)));
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn big_table_splits_by_key_ranges_and_sums_match_mariadb() {
+    let db = source().await;
+    let mut conn = db.conn().await;
+    let (_connector, ctx) = my_catalog(db, "").await;
     // Splits: a 200k-row table is cut into 4 key ranges; count and sums equal MariaDB's.
     let ran = run_df(
         &ctx,
@@ -502,7 +534,11 @@ async fn mysql_connector_against_real_mariadb() {
         ran.plan
     );
     assert_eq!(ids(&ran.batches), vec![200]);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn projection_selects_only_the_needed_columns() {
+    let (_connector, ctx) = my_catalog(source().await, "").await;
     // Projection: only the needed columns are selected.
     let ran = run_df(&ctx, "SELECT s, id FROM my.shop.big WHERE id = 77").await;
     let scan = scan_lines(&ran.plan)[0];
@@ -513,7 +549,13 @@ async fn mysql_connector_against_real_mariadb() {
         ran.plan
     );
     assert_eq!(ran.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pushed_filters_are_in_the_remote_sql_and_rows_match_mariadb() {
+    let db = source().await;
+    let mut conn = db.conn().await;
+    let (_connector, ctx) = my_catalog(db, "").await;
     // Each pushed filter kind: in the remote SQL, rows equal MariaDB's.
     let pushed: [(&str, &str, &str, &str); 13] = [
         ("big", "v = 7", "(`v` = 7)", "v"),
@@ -578,7 +620,13 @@ async fn mysql_connector_against_real_mariadb() {
         "ts",
     )
     .await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn filters_kept_local_still_give_mariadb_rows() {
+    let db = source().await;
+    let mut conn = db.conn().await;
+    let (_connector, ctx) = my_catalog(db, "").await;
     // Not pushed, still right: string equality and ranges, floats, year, enum, text-cast types.
     let kept: [(&str, &str, &str); 6] = [
         ("big", "s = 'c4ca4238a0b923820dcc509a6f75849b'", "s"),
@@ -616,7 +664,11 @@ async fn mysql_connector_against_real_mariadb() {
     )
     .await;
     assert_eq!(ids(&ran.batches), binary);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn limit_is_pushed_into_each_split_and_leaves_the_pool_usable() {
+    let (_connector, ctx) = my_catalog(source().await, "").await;
     // LIMIT is pushed into each split's SQL; the unread rest of each split is cancelled.
     let ran = run_df(&ctx, "SELECT id FROM my.shop.big LIMIT 5").await;
     assert!(
@@ -626,6 +678,16 @@ async fn mysql_connector_against_real_mariadb() {
     );
     assert_eq!(ids(&ran.batches).len(), 5);
 
+    // The connections killed by LIMIT left the server and the pool usable.
+    let ran = run_df(&ctx, "SELECT count(*) FROM my.shop.big WHERE id <= 10").await;
+    assert_eq!(ids(&ran.batches), vec![10]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_view_is_one_split() {
+    let db = source().await;
+    let mut conn = db.conn().await;
+    let (_connector, ctx) = my_catalog(db, "").await;
     // A view is one split.
     let ran = run_df(&ctx, "SELECT count(*) FROM my.shop.small_v").await;
     assert!(
@@ -635,7 +697,11 @@ async fn mysql_connector_against_real_mariadb() {
     );
     let expected = my_ids(&mut conn, "SELECT count(*) FROM shop.small_v").await;
     assert_eq!(ids(&ran.batches), expected);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rerunning_a_partition_reads_the_same_rows() {
+    let (_connector, ctx) = my_catalog(source().await, "").await;
     // Re-running a partition reads the same rows (split SQL is fixed at planning).
     let df = ctx
         .sql("SELECT id FROM my.shop.big WHERE v = 9")
@@ -648,6 +714,20 @@ async fn mysql_connector_against_real_mariadb() {
     let second = ids(&collect(plan, ctx.task_ctx()).await.expect("run 2"));
     assert_eq!(first, second);
     assert_eq!(first.len(), 200);
+}
+
+/// On a server of its own: this test creates and drops tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn later_tables_are_found_dropped_ones_fail_and_zero_dates_name_the_column() {
+    let db = TestMariadb::start();
+    let mut conn = db.conn().await;
+    for statement in ["CREATE DATABASE shop", "CREATE TABLE shop.gone (x int)"] {
+        conn.query_drop(statement)
+            .await
+            .unwrap_or_else(|e| panic!("setup {statement}: {e}"));
+    }
+    let (connector, ctx) = my_catalog(&db, "").await;
+    connector.refresh_metadata().await.expect("metadata");
 
     // A table created after the first metadata load is found on lookup.
     conn.query_drop("CREATE TABLE shop.later (id bigint)")
@@ -668,23 +748,6 @@ async fn mysql_connector_against_real_mariadb() {
     assert!(err.contains("catalog \"my\""), "{err}");
     assert!(err.contains("doesn't exist"), "{err}");
 
-    // Wrong password: 28P01, a clear error, without the password.
-    let bad = MySqlConnector::from_config("badpw", &db.catalog_config("wrong-pass-123", ""))
-        .await
-        .expect("loads without connecting");
-    let ctx2 = SessionContext::new();
-    ctx2.register_catalog("badpw", bad.catalog());
-    let err = run_err(&ctx2, "SELECT * FROM badpw.shop.types").await;
-    assert_eq!(sqlstate(&err).as_deref(), Some("28P01"), "{err}");
-    let err = err.to_string();
-    assert!(err.contains("catalog \"badpw\""), "{err}");
-    assert!(err.contains("Access denied"), "{err}");
-    assert!(!err.contains("wrong-pass-123"), "{err}");
-
-    // The connections killed by LIMIT left the server and the pool usable.
-    let ran = run_df(&ctx, "SELECT count(*) FROM my.shop.big WHERE id <= 10").await;
-    assert_eq!(ids(&ran.batches), vec![10]);
-
     // Zero dates (non-strict sql_mode only) fail the query naming the column, never a crash.
     conn.query_drop("SET SESSION sql_mode = ''")
         .await
@@ -700,7 +763,23 @@ async fn mysql_connector_against_real_mariadb() {
         .await
         .to_string();
     assert!(err.contains("\"d\"") && err.contains("zero date"), "{err}");
-    drop(conn);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wrong_password_is_28p01_without_the_password() {
+    let db = source().await;
+    // Wrong password: 28P01, a clear error, without the password.
+    let bad = MySqlConnector::from_config("badpw", &db.catalog_config("wrong-pass-123", ""))
+        .await
+        .expect("loads without connecting");
+    let ctx2 = SessionContext::new();
+    ctx2.register_catalog("badpw", bad.catalog());
+    let err = run_err(&ctx2, "SELECT * FROM badpw.shop.types").await;
+    assert_eq!(sqlstate(&err).as_deref(), Some("28P01"), "{err}");
+    let err = err.to_string();
+    assert!(err.contains("catalog \"badpw\""), "{err}");
+    assert!(err.contains("Access denied"), "{err}");
+    assert!(!err.contains("wrong-pass-123"), "{err}");
 }
 
 #[tokio::test]

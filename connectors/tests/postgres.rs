@@ -317,18 +317,37 @@ async fn check_types(ctx: &SessionContext) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_connector_against_real_postgres() {
-    let pg = start_postgres(None);
-    let client = pg.connect("postgres").await;
-    client.batch_execute(SETUP).await.expect("setup SQL");
+/// The PostgreSQL the tests that only read share: [`SETUP`] loaded once per test process (stopped
+/// at process exit). Tests that change the source's tables start a server of their own.
+async fn source() -> &'static Postgres {
+    static SOURCE: tokio::sync::OnceCell<Postgres> = tokio::sync::OnceCell::const_new();
+    SOURCE
+        .get_or_init(|| async {
+            let pg = start_postgres(None);
+            pg.connect("postgres")
+                .await
+                .batch_execute(SETUP)
+                .await
+                .expect("setup SQL");
+            pg
+        })
+        .await
+}
 
-    let connector = PostgresConnector::from_config("pg", &catalog_config(&pg, PASSWORD))
+/// A `postgres` catalog `pg` over `pg`'s database `postgres`, and a session it is registered in.
+async fn pg_catalog(pg: &Postgres) -> (PostgresConnector, SessionContext) {
+    let connector = PostgresConnector::from_config("pg", &catalog_config(pg, PASSWORD))
         .await
         .expect("connector");
-    assert_eq!(connector.kind(), "postgres");
     let ctx = SessionContext::new();
     ctx.register_catalog("pg", connector.catalog());
+    (connector, ctx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metadata_lists_schemas_tables_and_odd_identifiers() {
+    let (connector, ctx) = pg_catalog(source().await).await;
+    assert_eq!(connector.kind(), "postgres");
 
     // Metadata: schemas (system ones excluded), tables and views, odd identifiers.
     connector.refresh_metadata().await.expect("metadata");
@@ -354,8 +373,19 @@ async fn postgres_connector_against_real_postgres() {
         "{}",
         odd.plan
     );
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_type_reads_as_postgres_sends_it() {
+    let (_connector, ctx) = pg_catalog(source().await).await;
     check_types(&ctx).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn big_table_splits_by_ctid_and_sums_match_postgres() {
+    let pg = source().await;
+    let client = pg.connect("postgres").await;
+    let (_connector, ctx) = pg_catalog(pg).await;
 
     // Splits: a 200k-row table is cut into 4 ctid ranges; count and sums equal PostgreSQL's.
     let ran = run_df(
@@ -397,8 +427,11 @@ async fn postgres_connector_against_real_postgres() {
         ran.plan
     );
     assert_eq!(ids(&ran.batches), vec![200]);
+}
 
-    // Projection: only the needed columns are selected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn projection_selects_only_the_needed_columns() {
+    let (_connector, ctx) = pg_catalog(source().await).await;
     let ran = run_df(&ctx, "SELECT s, id FROM pg.public.big WHERE id = 77").await;
     assert!(
         scan_lines(&ran.plan)[0]
@@ -410,7 +443,13 @@ async fn postgres_connector_against_real_postgres() {
         ran.plan
     );
     assert_eq!(ran.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pushed_filters_are_in_the_remote_sql_and_rows_match_postgres() {
+    let pg = source().await;
+    let client = pg.connect("postgres").await;
+    let (_connector, ctx) = pg_catalog(pg).await;
     // Each pushed filter kind: in the remote SQL, rows equal PostgreSQL's.
     let pushed: [(&str, &str, &str, &str, &str); 13] = [
         ("big", "v = 7", "v = 7", r#"(\"v\" = 7)"#, "v"),
@@ -536,7 +575,13 @@ async fn postgres_connector_against_real_postgres() {
         "n",
     )
     .await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn filters_kept_local_still_give_postgres_rows() {
+    let pg = source().await;
+    let client = pg.connect("postgres").await;
+    let (_connector, ctx) = pg_catalog(pg).await;
     // Not pushed, still right: string ranges, floats, text-cast types, char(n).
     let kept: [(&str, &str, &str); 5] = [
         ("big", "s > 'fff' AND id < 3000", "s"),
@@ -550,8 +595,11 @@ async fn postgres_connector_against_real_postgres() {
     }
     let ran = run_df(&ctx, "SELECT id FROM pg.public.types WHERE t >= 'a'").await;
     assert!(!scan_lines(&ran.plan)[0].contains("WHERE"), "{}", ran.plan);
+}
 
-    // LIMIT is pushed into each split's SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn limit_is_pushed_into_each_split() {
+    let (_connector, ctx) = pg_catalog(source().await).await;
     let ran = run_df(&ctx, "SELECT id FROM pg.public.big LIMIT 5").await;
     assert!(
         scan_lines(&ran.plan)[0].contains(" LIMIT 5\""),
@@ -559,8 +607,13 @@ async fn postgres_connector_against_real_postgres() {
         ran.plan
     );
     assert_eq!(ids(&ran.batches).len(), 5);
+}
 
-    // A view is one split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_view_is_one_split() {
+    let pg = source().await;
+    let client = pg.connect("postgres").await;
+    let (_connector, ctx) = pg_catalog(pg).await;
     let ran = run_df(&ctx, "SELECT count(*) FROM pg.public.small_v").await;
     assert!(
         scan_lines(&ran.plan)[0].contains("splits=1"),
@@ -573,8 +626,12 @@ async fn postgres_connector_against_real_postgres() {
         .expect("count view")
         .get(0);
     assert_eq!(ids(&ran.batches), vec![expected]);
+}
 
-    // Re-running a partition reads the same rows (split SQL is fixed at planning).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rerunning_a_partition_reads_the_same_rows() {
+    let (_connector, ctx) = pg_catalog(source().await).await;
+    // Split SQL is fixed at planning.
     let df = ctx
         .sql("SELECT id FROM pg.public.big WHERE v = 9")
         .await
@@ -586,6 +643,19 @@ async fn postgres_connector_against_real_postgres() {
     let second = ids(&collect(plan, ctx.task_ctx()).await.expect("run 2"));
     assert_eq!(first, second);
     assert_eq!(first.len(), 200);
+}
+
+/// On a server of its own: this test creates and drops tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn later_tables_are_found_and_dropped_ones_fail_with_the_source_error() {
+    let pg = start_postgres(None);
+    let client = pg.connect("postgres").await;
+    client
+        .batch_execute("CREATE TABLE gone (x int4);")
+        .await
+        .expect("setup SQL");
+    let (connector, ctx) = pg_catalog(&pg).await;
+    connector.refresh_metadata().await.expect("metadata");
 
     // A table created after the first metadata load is found on lookup.
     client
@@ -609,9 +679,12 @@ async fn postgres_connector_against_real_postgres() {
     assert!(err.contains("catalog \"pg\""), "{err}");
     assert!(err.contains("does not exist"), "{err}");
     assert!(err.contains("42P01"), "{err}");
+}
 
-    // Wrong password: a clear error, without the password.
-    let bad = PostgresConnector::from_config("badpw", &catalog_config(&pg, "wrong-pass-123"))
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wrong_password_is_a_clear_error_without_the_password() {
+    let pg = source().await;
+    let bad = PostgresConnector::from_config("badpw", &catalog_config(pg, "wrong-pass-123"))
         .await
         .expect("loads without connecting");
     let ctx2 = SessionContext::new();
