@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The project's test command: installs what the tests need, builds the binaries, runs every test.
 #
-#   scripts/test.sh                          # the whole suite: cargo test --workspace --no-fail-fast
+#   scripts/test.sh                          # fmt and clippy checks, then the whole suite
+#                                            # (cargo test --workspace --no-fail-fast)
 #   scripts/test.sh -p compat-tests --test lake   # any other `cargo test` arguments instead of --workspace
+#                                                 # (no fmt/clippy checks)
 #
 # Works on a fresh Debian machine as root (or as a user with sudo). Needs only the package
 # registries: apt (PostgreSQL 15, Python), PyPI (moto). Exits non-zero if anything fails.
@@ -76,6 +78,22 @@ for dep in "$ROOT"/scripts/deps/*.sh; do
   # shellcheck source=/dev/null
   source "$dep"
 done
+
+# ---- style checks (whole-suite runs only) -----------------------------------------------------
+# Both run even when the first fails, so one run reports every problem; either failing fails the
+# command before any test runs.
+if [ "$#" -eq 0 ]; then
+  failed=()
+  log "cargo fmt --all --check"
+  cargo fmt --all --check || failed+=("cargo fmt --all --check (run \`cargo fmt --all\`)")
+  log "cargo clippy --workspace --all-targets -- -D warnings"
+  cargo clippy --workspace --all-targets -- -D warnings \
+    || failed+=("cargo clippy --workspace --all-targets -- -D warnings")
+  if [ "${#failed[@]}" -gt 0 ]; then
+    for check in "${failed[@]}"; do printf 'scripts/test.sh: failed: %s\n' "$check" >&2; done
+    exit 1
+  fi
+fi
 
 # ---- build and test -------------------------------------------------------------------------
 log "cargo build --workspace --bins"

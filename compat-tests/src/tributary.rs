@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cleanup;
+use tributary_testkit::cleanup;
 
 /// How long [`Tributary::start`] waits for the port to accept connections.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);

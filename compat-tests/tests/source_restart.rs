@@ -4,152 +4,23 @@
 //! still answer in the same session; the source is started again and the same session reads it
 //! again. Each source is a dedicated server (the shared ones are used by other tests).
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use compat_tests::results::query_text;
-use compat_tests::{ConfigDir, Mariadb, Postgres, TempDir, Tributary, free_port};
+use compat_tests::{ConfigDir, Mariadb, Postgres, PostgresOptions, Tributary};
 
 const PASSWORD: &str = "s3cret-Pa55word";
 
-/// A PostgreSQL of its own (initdb in a temp dir), trust auth, stoppable and restartable.
-struct DedicatedPostgres {
-    bin_dir: PathBuf,
-    dir: TempDir,
-    port: u16,
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-impl DedicatedPostgres {
-    fn command(&self, program: &str) -> Command {
-        let program = self.bin_dir.join(program);
-        let mut command = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(program);
-            c
-        } else {
-            Command::new(program)
-        };
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        command
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn new() -> DedicatedPostgres {
-        let bin_dir = Postgres::shared().bin_dir().to_path_buf();
-        let dir = TempDir::new("pg-restart");
-        if is_root() {
-            let ok = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            assert!(ok, "chown {} to postgres", dir.path().display());
-        }
-        let pg = DedicatedPostgres {
-            bin_dir,
-            dir,
-            port: free_port(),
-        };
-        let ok = pg
-            .command("initdb")
-            .arg("-D")
-            .arg(pg.data())
-            .args([
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "-N",
-            ])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "initdb failed");
-        pg.start();
-        pg
-    }
-
-    fn start(&self) {
-        let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
-            self.port,
-            self.dir.path().display()
-        );
-        let ok = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(self.data())
-            .arg("-l")
-            .arg(self.dir.path().join("postgres.log"))
-            .args(["-w", "-t", "60", "-o", &options, "start"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(
-            ok,
-            "pg_ctl start failed:\n{}",
-            std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
-        );
-    }
-
-    /// Immediate shutdown (no checkpoint, connections cut: like a crash).
-    fn stop(&self) {
-        let _ = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(self.data())
-            .args(["stop", "-m", "immediate", "-w", "-t", "30"])
-            .status();
-    }
-
-    async fn execute(&self, sql: &str) {
-        let (client, connection) = tokio_postgres::Config::new()
-            .host("127.0.0.1")
-            .port(self.port)
-            .user("postgres")
-            .dbname("postgres")
-            .connect(tokio_postgres::NoTls)
-            .await
-            .expect("connect to the dedicated PostgreSQL");
-        tokio::spawn(connection);
-        client.batch_execute(sql).await.expect(sql);
-    }
-}
-
-impl Drop for DedicatedPostgres {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// The catalogs: `pgk` over the dedicated PostgreSQL (with a password in the file, which trust
 /// auth ignores, so errors can be checked for it), `myk` over the dedicated MariaDB.
-fn config(pg: &DedicatedPostgres, my: &Mariadb) -> ConfigDir {
+fn config(pg: &Postgres, my: &Mariadb) -> ConfigDir {
     ConfigDir::new()
         .catalog(
             "pgk",
             &format!(
                 "connector = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"postgres\"\n\
                  user = \"postgres\"\npassword = \"{PASSWORD}\"\n",
-                pg.port
+                pg.port()
             ),
         )
         .catalog("myk", &my.catalog_toml("database = \"kdb\"\n"))
@@ -214,9 +85,13 @@ async fn answers_again(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_and_mariadb_killed_and_restarted_mid_session() {
-    let pg = DedicatedPostgres::new();
-    pg.execute("create table t (a int); insert into t values (1), (2), (3);")
-        .await;
+    // A PostgreSQL of its own (trust auth), stoppable and restartable.
+    let pg = Postgres::dedicated(PostgresOptions::default());
+    pg.connect("postgres")
+        .await
+        .batch_execute("create table t (a int); insert into t values (1), (2), (3);")
+        .await
+        .expect("create t");
     let my = Mariadb::dedicated();
     my.execute(
         "CREATE DATABASE kdb; CREATE TABLE kdb.t (id int PRIMARY KEY, v int);

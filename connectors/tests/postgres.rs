@@ -1,10 +1,7 @@
-//! The postgres connector against a real PostgreSQL 15 started by the test (initdb into a temp dir,
-//! random port, fsync off; as the `postgres` OS user when running as root). The TLS test gives it a
-//! certificate made with the `openssl` command line tool.
+//! The postgres connector against a real PostgreSQL 15 started by the test through the test kit
+//! (initdb into a temp dir, free port, fsync off; as the `postgres` OS user when running as root).
+//! The TLS test gives it a certificate made with the `openssl` command line tool.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -18,217 +15,34 @@ use datafusion::physical_plan::{collect, displayable};
 use datafusion::prelude::SessionContext;
 use tributary_connectors::Connector;
 use tributary_connectors::postgres::PostgresConnector;
+use tributary_testkit::{Postgres, PostgresOptions, TlsFiles, free_port};
 
 mod common;
 use common::{KEYED_COLUMNS, TestCerts, check_keyed};
 
 const PASSWORD: &str = "Pg-Secret-9x7!";
 
-/// A throwaway PostgreSQL server, stopped (immediate mode) when dropped.
-struct TestPostgres {
-    bin: PathBuf,
-    data: PathBuf,
-    port: u16,
-    dir: tempfile::TempDir,
+/// A PostgreSQL server of this test's own (stopped when dropped): superuser `postgres` with
+/// [`PASSWORD`] over TCP; with `tls`, TCP connections must use TLS.
+fn start_postgres(tls: Option<&TestCerts>) -> Postgres {
+    Postgres::dedicated(PostgresOptions {
+        password: Some(PASSWORD.to_string()),
+        tls: tls.map(|certs| TlsFiles {
+            cert: certs.server_cert.clone(),
+            key: certs.server_key.clone(),
+        }),
+    })
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-fn bin_dir() -> PathBuf {
-    if let Ok(out) = Command::new("sh")
-        .args(["-c", "command -v initdb"])
-        .output()
-        && out.status.success()
-    {
-        let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if let Some(parent) = path.parent() {
-            return parent.to_path_buf();
-        }
-    }
-    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| {
-            d.filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-                .collect()
-        })
-        .unwrap_or_default();
-    candidates.sort();
-    candidates
-        .into_iter()
-        .rev()
-        .find(|p| p.join("initdb").exists())
-        .expect("PostgreSQL binaries (initdb, pg_ctl) not found on PATH or in /usr/lib/postgresql")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// `program args...`, as the postgres OS user when running as root.
-fn pg_command(bin: &Path, program: &str) -> Command {
-    if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(bin.join(program));
-        c
-    } else {
-        Command::new(bin.join(program))
-    }
-}
-
-fn run(mut c: Command, what: &str) {
-    let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl TestPostgres {
-    fn start() -> TestPostgres {
-        Self::start_with(None)
-    }
-
-    /// With `tls`, the server takes only TLS connections over TCP (`hostnossl ... reject`).
-    fn start_with(tls: Option<&TestCerts>) -> TestPostgres {
-        let bin = bin_dir();
-        let dir = tempfile::Builder::new()
-            .prefix("tributary-pgconn-")
-            .tempdir()
-            .expect("temp dir");
-        let base = dir.path().to_path_buf();
-        let pwfile = base.join("pw");
-        std::fs::write(&pwfile, PASSWORD).expect("write pwfile");
-        if is_root() {
-            let mut chown = Command::new("chown");
-            chown.args(["-R", "postgres:postgres"]).arg(&base);
-            run(chown, "chown");
-        }
-        let data = base.join("data");
-        let mut initdb = pg_command(&bin, "initdb");
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                "postgres",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "-N",
-            ])
-            .arg(format!("--pwfile={}", pwfile.display()));
-        run(initdb, "initdb");
-        let mut tls_options = String::new();
-        if let Some(certs) = tls {
-            std::fs::write(
-                data.join("pg_hba.conf"),
-                "local all all trust\n\
-                 hostssl all all 127.0.0.1/32 scram-sha-256\n\
-                 hostnossl all all 127.0.0.1/32 reject\n",
-            )
-            .expect("write pg_hba.conf");
-            for (file, name) in [
-                (&certs.server_cert, "server.crt"),
-                (&certs.server_key, "server.key"),
-            ] {
-                std::fs::copy(file, data.join(name)).expect("copy certificate");
-            }
-            let key = data.join("server.key");
-            let mut chmod = Command::new("chmod");
-            chmod.arg("600").arg(&key);
-            run(chmod, "chmod server.key");
-            if is_root() {
-                let mut chown = Command::new("chown");
-                chown
-                    .arg("postgres:postgres")
-                    .arg(&key)
-                    .arg(data.join("server.crt"))
-                    .arg(data.join("pg_hba.conf"));
-                run(chown, "chown certificates");
-            }
-            tls_options = " -c ssl=on".to_string();
-        }
-        let port = free_port();
-        let mut pg_ctl = pg_command(&bin, "pg_ctl");
-        pg_ctl
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(base.join("pg.log"))
-            .args(["-w", "-t", "60", "-o"])
-            .arg(format!(
-                "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off \
-                 -c synchronous_commit=off -c full_page_writes=off{tls_options}",
-                base.display()
-            ))
-            .arg("start");
-        run(pg_ctl, "pg_ctl start");
-        TestPostgres {
-            bin,
-            data,
-            port,
-            dir,
-        }
-    }
-
-    /// A superuser connection over the Unix socket (trusted, no TLS needed).
-    async fn socket_client(&self) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::Config::new()
-            .host_path(self.dir.path())
-            .port(self.port)
-            .user("postgres")
-            .dbname("postgres")
-            .connect(tokio_postgres::NoTls)
-            .await
-            .expect("connect to test PostgreSQL over its socket");
-        tokio::spawn(connection);
-        client
-    }
-
-    async fn client(&self) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::Config::new()
-            .host("127.0.0.1")
-            .port(self.port)
-            .user("postgres")
-            .password(PASSWORD)
-            .dbname("postgres")
-            .connect(tokio_postgres::NoTls)
-            .await
-            .expect("connect to test PostgreSQL");
-        tokio::spawn(connection);
-        client
-    }
-
-    fn catalog_config(&self, password: &str) -> toml::Table {
-        toml::from_str(&format!(
-            "connector = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"postgres\"\n\
-             user = \"postgres\"\npassword = \"{password}\"\nsplits = 4\n",
-            self.port
-        ))
-        .expect("catalog toml")
-    }
-}
-
-impl Drop for TestPostgres {
-    fn drop(&mut self) {
-        let mut stop = pg_command(&self.bin, "pg_ctl");
-        stop.arg("-D")
-            .arg(&self.data)
-            .args(["stop", "-m", "immediate", "-w"]);
-        let _ = stop.output();
-    }
+/// The catalog file of a `postgres` catalog on `pg`'s database `postgres`, logging in with
+/// `password`.
+fn catalog_config(pg: &Postgres, password: &str) -> toml::Table {
+    toml::from_str(&format!(
+        "connector = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"postgres\"\n\
+         user = \"postgres\"\npassword = \"{password}\"\nsplits = 4\n",
+        pg.port()
+    ))
+    .expect("catalog toml")
 }
 
 const SETUP: &str = r#"
@@ -503,18 +317,37 @@ async fn check_types(ctx: &SessionContext) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_connector_against_real_postgres() {
-    let pg = TestPostgres::start();
-    let client = pg.client().await;
-    client.batch_execute(SETUP).await.expect("setup SQL");
+/// The PostgreSQL the tests that only read share: [`SETUP`] loaded once per test process (stopped
+/// at process exit). Tests that change the source's tables start a server of their own.
+async fn source() -> &'static Postgres {
+    static SOURCE: tokio::sync::OnceCell<Postgres> = tokio::sync::OnceCell::const_new();
+    SOURCE
+        .get_or_init(|| async {
+            let pg = start_postgres(None);
+            pg.connect("postgres")
+                .await
+                .batch_execute(SETUP)
+                .await
+                .expect("setup SQL");
+            pg
+        })
+        .await
+}
 
-    let connector = PostgresConnector::from_config("pg", &pg.catalog_config(PASSWORD))
+/// A `postgres` catalog `pg` over `pg`'s database `postgres`, and a session it is registered in.
+async fn pg_catalog(pg: &Postgres) -> (PostgresConnector, SessionContext) {
+    let connector = PostgresConnector::from_config("pg", &catalog_config(pg, PASSWORD))
         .await
         .expect("connector");
-    assert_eq!(connector.kind().name(), "postgres");
     let ctx = SessionContext::new();
     ctx.register_catalog("pg", connector.catalog());
+    (connector, ctx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metadata_lists_schemas_tables_and_odd_identifiers() {
+    let (connector, ctx) = pg_catalog(source().await).await;
+    assert_eq!(connector.kind().name(), "postgres");
 
     // Metadata: schemas (system ones excluded), tables and views, odd identifiers.
     connector.refresh_metadata().await.expect("metadata");
@@ -540,8 +373,19 @@ async fn postgres_connector_against_real_postgres() {
         "{}",
         odd.plan
     );
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_type_reads_as_postgres_sends_it() {
+    let (_connector, ctx) = pg_catalog(source().await).await;
     check_types(&ctx).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn big_table_splits_by_ctid_and_sums_match_postgres() {
+    let pg = source().await;
+    let client = pg.connect("postgres").await;
+    let (_connector, ctx) = pg_catalog(pg).await;
 
     // Splits: a 200k-row table is cut into 4 ctid ranges; count and sums equal PostgreSQL's.
     let ran = run_df(
@@ -583,8 +427,11 @@ async fn postgres_connector_against_real_postgres() {
         ran.plan
     );
     assert_eq!(ids(&ran.batches), vec![200]);
+}
 
-    // Projection: only the needed columns are selected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn projection_selects_only_the_needed_columns() {
+    let (_connector, ctx) = pg_catalog(source().await).await;
     let ran = run_df(&ctx, "SELECT s, id FROM pg.public.big WHERE id = 77").await;
     assert!(
         scan_lines(&ran.plan)[0]
@@ -596,7 +443,13 @@ async fn postgres_connector_against_real_postgres() {
         ran.plan
     );
     assert_eq!(ran.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pushed_filters_are_in_the_remote_sql_and_rows_match_postgres() {
+    let pg = source().await;
+    let client = pg.connect("postgres").await;
+    let (_connector, ctx) = pg_catalog(pg).await;
     // Each pushed filter kind: in the remote SQL, rows equal PostgreSQL's.
     let pushed: [(&str, &str, &str, &str, &str); 13] = [
         ("big", "v = 7", "v = 7", r#"(\"v\" = 7)"#, "v"),
@@ -722,7 +575,13 @@ async fn postgres_connector_against_real_postgres() {
         "n",
     )
     .await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn filters_kept_local_still_give_postgres_rows() {
+    let pg = source().await;
+    let client = pg.connect("postgres").await;
+    let (_connector, ctx) = pg_catalog(pg).await;
     // Not pushed, still right: string ranges, floats, text-cast types, char(n).
     let kept: [(&str, &str, &str); 5] = [
         ("big", "s > 'fff' AND id < 3000", "s"),
@@ -736,8 +595,11 @@ async fn postgres_connector_against_real_postgres() {
     }
     let ran = run_df(&ctx, "SELECT id FROM pg.public.types WHERE t >= 'a'").await;
     assert!(!scan_lines(&ran.plan)[0].contains("WHERE"), "{}", ran.plan);
+}
 
-    // LIMIT is pushed into each split's SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn limit_is_pushed_into_each_split() {
+    let (_connector, ctx) = pg_catalog(source().await).await;
     let ran = run_df(&ctx, "SELECT id FROM pg.public.big LIMIT 5").await;
     assert!(
         scan_lines(&ran.plan)[0].contains(" LIMIT 5\""),
@@ -745,8 +607,13 @@ async fn postgres_connector_against_real_postgres() {
         ran.plan
     );
     assert_eq!(ids(&ran.batches).len(), 5);
+}
 
-    // A view is one split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_view_is_one_split() {
+    let pg = source().await;
+    let client = pg.connect("postgres").await;
+    let (_connector, ctx) = pg_catalog(pg).await;
     let ran = run_df(&ctx, "SELECT count(*) FROM pg.public.small_v").await;
     assert!(
         scan_lines(&ran.plan)[0].contains("splits=1"),
@@ -759,8 +626,12 @@ async fn postgres_connector_against_real_postgres() {
         .expect("count view")
         .get(0);
     assert_eq!(ids(&ran.batches), vec![expected]);
+}
 
-    // Re-running a partition reads the same rows (split SQL is fixed at planning).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rerunning_a_partition_reads_the_same_rows() {
+    let (_connector, ctx) = pg_catalog(source().await).await;
+    // Split SQL is fixed at planning.
     let df = ctx
         .sql("SELECT id FROM pg.public.big WHERE v = 9")
         .await
@@ -772,6 +643,19 @@ async fn postgres_connector_against_real_postgres() {
     let second = ids(&collect(plan, ctx.task_ctx()).await.expect("run 2"));
     assert_eq!(first, second);
     assert_eq!(first.len(), 200);
+}
+
+/// On a server of its own: this test creates and drops tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn later_tables_are_found_and_dropped_ones_fail_with_the_source_error() {
+    let pg = start_postgres(None);
+    let client = pg.connect("postgres").await;
+    client
+        .batch_execute("CREATE TABLE gone (x int4);")
+        .await
+        .expect("setup SQL");
+    let (connector, ctx) = pg_catalog(&pg).await;
+    connector.refresh_metadata().await.expect("metadata");
 
     // A table created after the first metadata load is found on lookup.
     client
@@ -795,9 +679,12 @@ async fn postgres_connector_against_real_postgres() {
     assert!(err.contains("catalog \"pg\""), "{err}");
     assert!(err.contains("does not exist"), "{err}");
     assert!(err.contains("42P01"), "{err}");
+}
 
-    // Wrong password: a clear error, without the password.
-    let bad = PostgresConnector::from_config("badpw", &pg.catalog_config("wrong-pass-123"))
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wrong_password_is_a_clear_error_without_the_password() {
+    let pg = source().await;
+    let bad = PostgresConnector::from_config("badpw", &catalog_config(pg, "wrong-pass-123"))
         .await
         .expect("loads without connecting");
     let ctx2 = SessionContext::new();
@@ -875,8 +762,8 @@ async fn provider(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_keys_comments_and_front_end_types() {
-    let pg = TestPostgres::start();
-    let client = pg.client().await;
+    let pg = start_postgres(None);
+    let client = pg.connect("postgres").await;
     client
         .batch_execute(&format!(
             "CREATE TABLE keyed ({KEYED_COLUMNS});
@@ -888,7 +775,7 @@ async fn primary_keys_comments_and_front_end_types() {
         ))
         .await
         .expect("setup");
-    let connector = PostgresConnector::from_config("pg", &pg.catalog_config(PASSWORD))
+    let connector = PostgresConnector::from_config("pg", &catalog_config(&pg, PASSWORD))
         .await
         .expect("connector");
     check_keyed(
@@ -915,8 +802,8 @@ async fn tls_modes_against_a_tls_only_postgres() {
         .tempdir()
         .expect("temp dir");
     let certs = TestCerts::make(dir.path());
-    let pg = TestPostgres::start_with(Some(&certs));
-    pg.socket_client()
+    let pg = start_postgres(Some(&certs));
+    pg.connect_socket("postgres")
         .await
         .batch_execute(
             "CREATE VIEW my_ssl AS \
@@ -927,11 +814,11 @@ async fn tls_modes_against_a_tls_only_postgres() {
 
     /// What reading `my_ssl` through a catalog with `extra` settings gives: whether the
     /// connection was TLS, or the error.
-    async fn attempt(pg: &TestPostgres, name: &str, extra: &str) -> Result<i64, String> {
+    async fn attempt(pg: &Postgres, name: &str, extra: &str) -> Result<i64, String> {
         let config: toml::Table = toml::from_str(&format!(
             "connector = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"postgres\"\n\
              user = \"postgres\"\npassword = \"{PASSWORD}\"\nconnect_timeout_secs = 5\n{extra}",
-            pg.port
+            pg.port()
         ))
         .map_err(|e| e.to_string())?;
         let connector = PostgresConnector::from_config(name, &config)

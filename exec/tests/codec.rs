@@ -3,8 +3,7 @@
 //! run after the round trip, MySQL and Kafka scans rebuild from their payload, and plans that must stay
 //! on the coordinator are refused with `NotImplemented`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
@@ -26,6 +25,7 @@ use tributary_exec::subquery::{StagedRunner, run_scalar_subqueries};
 use tributary_exec::tracker::QueryTracker;
 use tributary_planner::plan::distribute;
 use tributary_planner::{CatalogRegistry, DistributedPlan, fragment};
+use tributary_testkit::{Postgres, PostgresOptions, TempDir, free_port};
 
 /// A registry over `catalog_dir`, a runtime with its object stores, and a codec: what coordinator and
 /// workers each build at startup.
@@ -228,27 +228,6 @@ async fn tpch_stage_plans_and_results_survive_the_round_trip() {
     assert!(equivalences > 0, "no exchange read carried equivalences");
 }
 
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(prefix: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn write_parquet(path: &Path, ids: &[i64], names: &[&str]) {
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     let schema = Arc::new(Schema::new(vec![
@@ -271,8 +250,8 @@ fn write_parquet(path: &Path, ids: &[i64], names: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lake_scans_survive_the_round_trip() {
-    let root = TempDir::new("tributary-codec-lake");
-    let shop = root.0.join("data/shop");
+    let root = TempDir::new("codec-lake");
+    let shop = root.path().join("data/shop");
     write_parquet(
         &shop.join("sales/year=2023/part-0.parquet"),
         &[10, 11],
@@ -290,13 +269,13 @@ async fn lake_scans_survive_the_round_trip() {
         "{\"id\": 10, \"kind\": \"click\"}\n{\"id\": 22, \"kind\": \"view\"}\n",
     )
     .expect("json");
-    let catalogs = root.0.join("catalog");
+    let catalogs = root.path().join("catalog");
     std::fs::create_dir_all(&catalogs).expect("catalog dir");
     std::fs::write(
         catalogs.join("lake.toml"),
         format!(
             "connector = \"lake\"\nlocation = \"file://{}\"\n",
-            root.0.join("data").display()
+            root.path().join("data").display()
         ),
     )
     .expect("lake.toml");
@@ -438,20 +417,13 @@ async fn system_scans_ship_their_snapshot() {
     assert!(!got.contains("bob"), "{got}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// MySQL and Kafka scans rebuild from their payload alone (no live source: both catalogs point at a
 /// closed port, which a catalog tolerates until a scan runs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_and_kafka_scans_rebuild_from_their_payload() {
-    let root = TempDir::new("tributary-codec-remote");
+    let root = TempDir::new("codec-remote");
     std::fs::write(
-        root.0.join("my.toml"),
+        root.path().join("my.toml"),
         format!(
             "connector = \"mysql\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"u\"\n\
              password = \"p\"\nconnect_timeout_secs = 1\n",
@@ -460,14 +432,14 @@ async fn mysql_and_kafka_scans_rebuild_from_their_payload() {
     )
     .expect("my.toml");
     std::fs::write(
-        root.0.join("kf.toml"),
+        root.path().join("kf.toml"),
         format!(
             "connector = \"kafka\"\nbootstrap_servers = \"127.0.0.1:{}\"\n",
             free_port()
         ),
     )
     .expect("kf.toml");
-    let node = Node::start(Some(&root.0)).await;
+    let node = Node::start(Some(root.path())).await;
     let ctx = node.session("tpch", "tiny");
 
     let mysql = ScanSpec {
@@ -537,174 +509,37 @@ async fn mysql_and_kafka_scans_rebuild_from_their_payload() {
     assert!(err.to_string().contains("kafka catalog"), "{err}");
 }
 
-// --- PostgreSQL: a real server, as connectors/tests/postgres.rs starts one. ---
+// --- PostgreSQL: a real server of the test's own, from the test kit. ---
 
 const PG_PASSWORD: &str = "Codec-Pg-7x!";
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-fn pg_bin_dir() -> Option<PathBuf> {
-    if let Ok(out) = Command::new("sh")
-        .args(["-c", "command -v initdb"])
-        .output()
-        && out.status.success()
-    {
-        return PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-            .parent()
-            .map(Path::to_path_buf);
-    }
-    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| {
-            d.filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-                .collect()
-        })
-        .unwrap_or_default();
-    candidates.sort();
-    candidates
-        .into_iter()
-        .rev()
-        .find(|p| p.join("initdb").exists())
-}
-
-fn pg_command(bin: &Path, program: &str) -> Command {
-    if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(bin.join(program));
-        c
-    } else {
-        Command::new(bin.join(program))
-    }
-}
-
-fn run(mut c: Command, what: &str) {
-    let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A throwaway PostgreSQL server, stopped when dropped.
-struct TestPostgres {
-    bin: PathBuf,
-    data: PathBuf,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl TestPostgres {
-    fn start(bin: PathBuf) -> TestPostgres {
-        let dir = TempDir::new("tributary-codec-pg");
-        let base = dir.0.clone();
-        std::fs::write(base.join("pw"), PG_PASSWORD).expect("pwfile");
-        if is_root() {
-            let mut chown = Command::new("chown");
-            chown.args(["-R", "postgres:postgres"]).arg(&base);
-            run(chown, "chown");
-        }
-        let data = base.join("data");
-        let mut initdb = pg_command(&bin, "initdb");
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                "postgres",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-            ])
-            .args(["-E", "UTF8", "--locale=C", "-N"])
-            .arg(format!("--pwfile={}", base.join("pw").display()));
-        run(initdb, "initdb");
-        let port = free_port();
-        let mut pg_ctl = pg_command(&bin, "pg_ctl");
-        pg_ctl
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(base.join("pg.log"))
-            .args(["-w", "-t", "60", "-o"])
-            .arg(format!(
-                "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
-                base.display()
-            ))
-            .arg("start");
-        run(pg_ctl, "pg_ctl start");
-        TestPostgres {
-            bin,
-            data,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn psql(&self, sql: &str) {
-        let psql = self.bin.join("psql");
-        let mut c = Command::new(if psql.exists() {
-            psql
-        } else {
-            PathBuf::from("psql")
-        });
-        c.args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-v",
-            "ON_ERROR_STOP=1",
-        ])
-        .arg("-p")
-        .arg(self.port.to_string())
-        .args(["-c", sql])
-        .env("PGPASSWORD", PG_PASSWORD);
-        run(c, "psql");
-    }
-}
-
-impl Drop for TestPostgres {
-    fn drop(&mut self) {
-        let mut stop = pg_command(&self.bin, "pg_ctl");
-        stop.arg("-D")
-            .arg(&self.data)
-            .args(["stop", "-m", "immediate", "-w"]);
-        let _ = stop.output();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_scans_survive_the_round_trip() {
-    let Some(bin) = pg_bin_dir() else {
-        eprintln!("skipped: PostgreSQL binaries (initdb, pg_ctl) not found");
-        return;
-    };
-    let pg = TestPostgres::start(bin);
-    pg.psql(
-        "CREATE TABLE t AS SELECT g::int8 AS id, (g % 7)::int4 AS v, md5(g::text) AS s, \
+    let pg = Postgres::dedicated(PostgresOptions {
+        password: Some(PG_PASSWORD.to_string()),
+        tls: None,
+    });
+    pg.connect("postgres")
+        .await
+        .batch_execute(
+            "CREATE TABLE t AS SELECT g::int8 AS id, (g % 7)::int4 AS v, md5(g::text) AS s, \
          (g::numeric / 100)::numeric(12, 2) AS amt, ARRAY[g, g + 1]::int4[] AS arr, \
          (g % 3)::text::char(3) AS c FROM generate_series(1, 5000) g; ANALYZE t;",
-    );
-    let catalogs = TempDir::new("tributary-codec-pgcat");
+        )
+        .await
+        .expect("create t");
+    let catalogs = TempDir::new("codec-pgcat");
     std::fs::write(
-        catalogs.0.join("pg.toml"),
+        catalogs.path().join("pg.toml"),
         format!(
             "connector = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"postgres\"\n\
              user = \"postgres\"\npassword = \"{PG_PASSWORD}\"\nsplits = 4\n\
              split_min_pages = 1\n",
-            pg.port
+            pg.port()
         ),
     )
     .expect("pg.toml");
-    let node = Node::start(Some(&catalogs.0)).await;
+    let node = Node::start(Some(catalogs.path())).await;
     let ctx = node.session("pg", "public");
     for (sql, shown) in [
         // A table scan over ctid splits, aggregated here.

@@ -94,6 +94,7 @@ impl Tansu {
         }
     }
 
+    /// The TCP port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -26,6 +26,7 @@ impl Moto {
     pub const REGION: &'static str = "us-east-1";
     /// Any credentials work; these are what catalog files in the tests use.
     pub const ACCESS_KEY_ID: &'static str = "test";
+    /// The secret key paired with [`Moto::ACCESS_KEY_ID`] (moto checks neither).
     pub const SECRET_ACCESS_KEY: &'static str = "test";
 
     /// The process-wide server, started on first use (~2 s). Panics with what to install when
@@ -59,6 +60,7 @@ impl Moto {
         }
     }
 
+    /// The TCP port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
     }

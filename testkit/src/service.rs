@@ -10,7 +10,7 @@ use crate::cleanup;
 
 /// Runs `command` to completion with no input, and panics with `what` and its output unless it
 /// succeeds.
-pub(crate) fn run_checked(command: &mut Command, what: &str) {
+pub fn run_checked(command: &mut Command, what: &str) {
     let output = command
         .stdin(Stdio::null())
         .output()
@@ -19,7 +19,7 @@ pub(crate) fn run_checked(command: &mut Command, what: &str) {
 }
 
 /// Panics with `what` and the process's output unless it exited successfully.
-pub(crate) fn assert_success(output: &Output, what: &str) {
+pub fn assert_success(output: &Output, what: &str) {
     if !output.status.success() {
         panic!(
             "{what} failed ({}):\n{}{}",
@@ -31,7 +31,7 @@ pub(crate) fn assert_success(output: &Output, what: &str) {
 }
 
 /// A server process whose stdout and stderr go to a log file.
-pub(crate) struct LoggedProcess {
+pub struct LoggedProcess {
     /// The server.
     pub child: Child,
     /// Its output.
@@ -43,7 +43,7 @@ pub(crate) struct LoggedProcess {
 /// Spawns `command` (a server named `name` on `port`) with its output in
 /// `tributary-{name}-{pid}-{port}.log` under the temp dir; the server is killed and the log
 /// removed at process exit.
-pub(crate) fn spawn_logged(command: &mut Command, name: &str, port: u16) -> LoggedProcess {
+pub fn spawn_logged(command: &mut Command, name: &str, port: u16) -> LoggedProcess {
     let log = std::env::temp_dir().join(format!(
         "tributary-{name}-{}-{port}.log",
         std::process::id()
@@ -71,12 +71,7 @@ pub(crate) fn spawn_logged(command: &mut Command, name: &str, port: u16) -> Logg
 impl LoggedProcess {
     /// Waits until `ready` says the server (`what`) answers, polling every 50 ms; panics with the
     /// log if it exits first or is not ready within `timeout`.
-    pub(crate) fn wait_ready(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        mut ready: impl FnMut() -> bool,
-    ) {
+    pub fn wait_ready(&mut self, what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
         let deadline = Instant::now() + timeout;
         loop {
             if ready() {

@@ -1,4 +1,5 @@
-//! Stopping services when the test process ends.
+//! Stopping services when the test process ends, and the process facts that needs (root, pids,
+//! scratch directories).
 //!
 //! Test binaries never drop their statics, so every service started by this harness gets two
 //! guards: a shell command run from an `atexit` handler (normal exit, including a failed test run),
@@ -32,7 +33,7 @@ extern "C" fn run_at_exit() {
 /// Runs `shell_command` (with `sh -c`) when this process exits normally, and from a watchdog
 /// process if it dies any other way. Returns the watchdog, which the caller may kill early
 /// (then it should also call [`forget_at_exit`]).
-pub(crate) fn on_exit(shell_command: &str) -> Child {
+pub fn on_exit(shell_command: &str) -> Child {
     REGISTER.call_once(|| {
         // SAFETY: registering a plain `extern "C" fn` with libc's atexit.
         unsafe {
@@ -58,7 +59,7 @@ pub(crate) fn on_exit(shell_command: &str) -> Child {
 }
 
 /// Removes a command registered with [`on_exit`] (after the caller did the cleanup itself).
-pub(crate) fn forget_at_exit(shell_command: &str) {
+pub fn forget_at_exit(shell_command: &str) {
     let mut commands = AT_EXIT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(pos) = commands.iter().position(|c| c == shell_command) {
         commands.remove(pos);
@@ -66,18 +67,18 @@ pub(crate) fn forget_at_exit(shell_command: &str) {
 }
 
 /// Quotes `s` for a POSIX shell.
-pub(crate) fn shell_quote(s: &str) -> String {
+pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// True when this process runs as root (PostgreSQL then has to run as the `postgres` user).
-pub(crate) fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
 
 /// True when a process with this pid exists.
-pub(crate) fn pid_alive(pid: u32) -> bool {
+pub fn pid_alive(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks for existence.
     let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
@@ -85,7 +86,7 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
 
 /// A new scratch directory `{prefix}{pid}-{nanos}` under the temp dir, owned by this process
 /// (see [`stale_dirs`]).
-pub(crate) fn scratch_dir(prefix: &str) -> PathBuf {
+pub fn scratch_dir(prefix: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "{prefix}{}-{}",
         std::process::id(),
@@ -100,7 +101,7 @@ pub(crate) fn scratch_dir(prefix: &str) -> PathBuf {
 
 /// The [`scratch_dir`]s with `prefix` left behind by test processes that no longer exist (their
 /// servers may still run; the caller stops them before removing the directory).
-pub(crate) fn stale_dirs(prefix: &str) -> Vec<PathBuf> {
+pub fn stale_dirs(prefix: &str) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return Vec::new();
     };

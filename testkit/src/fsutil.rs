@@ -1,4 +1,4 @@
-//! Scratch directories and config files.
+//! Scratch directories and the files written into them.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -30,6 +30,7 @@ impl TempDir {
         TempDir { path, keep: false }
     }
 
+    /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -79,6 +80,8 @@ impl Drop for TempDir {
     }
 }
 
+/// Writes `contents` to `path`, creating parent directories; returns `path`. Panics on an I/O
+/// error.
 pub(crate) fn write_file(path: &Path, contents: &[u8]) -> PathBuf {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
@@ -86,58 +89,6 @@ pub(crate) fn write_file(path: &Path, contents: &[u8]) -> PathBuf {
     }
     std::fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     path.to_path_buf()
-}
-
-/// A Tributary config directory: `config.toml` plus `catalog/NAME.toml` files.
-///
-/// ```no_run
-/// # use compat_tests::{ConfigDir, Tributary};
-/// let dir = ConfigDir::new()
-///     .catalog("tpch", r#"connector = "tpch""#)
-///     .catalog("lake", r#"connector = "lake"
-/// location = "file:///data/lake""#);
-/// let server = Tributary::start(Some(dir.path()));
-/// ```
-#[derive(Debug)]
-pub struct ConfigDir {
-    dir: TempDir,
-}
-
-impl Default for ConfigDir {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ConfigDir {
-    /// An empty config directory (no `config.toml`, no catalogs).
-    pub fn new() -> ConfigDir {
-        ConfigDir {
-            dir: TempDir::new("config"),
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Writes `config.toml`.
-    pub fn config(self, toml: &str) -> ConfigDir {
-        self.dir.write("config.toml", toml);
-        self
-    }
-
-    /// Writes `catalog/{name}.toml`.
-    pub fn catalog(self, name: &str, toml: &str) -> ConfigDir {
-        self.dir.write(format!("catalog/{name}.toml"), toml);
-        self
-    }
-
-    /// Writes any file relative to the config directory (e.g. a users file).
-    pub fn file(self, relative: &str, contents: impl AsRef<[u8]>) -> ConfigDir {
-        self.dir.write(relative, contents);
-        self
-    }
 }
 
 /// Quotes `s` as a TOML basic string (for paths and URLs in catalog files).

@@ -1,5 +1,5 @@
 //! One real MariaDB (MySQL protocol) per test process ([`Mariadb::shared`]), or a dedicated one a
-//! test may stop and start again ([`Mariadb::dedicated`]).
+//! test may stop and start again ([`Mariadb::dedicated`], [`Mariadb::dedicated_with`] for TLS).
 //!
 //! SQL is run through the `mariadb` command-line client over the server's Unix socket, so the
 //! harness needs no MySQL client library of its own.
@@ -9,11 +9,20 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::TlsFiles;
 use crate::cleanup::{self, shell_quote};
 use crate::service::run_checked;
 
 /// Directory name prefix of MariaDB scratch dirs under `/tmp` (`{prefix}{pid}-{nanos}`).
 const DIR_PREFIX: &str = "tributary-mariadb-";
+
+/// How a [`Mariadb::dedicated_with`] server is set up. The default is the shared server's: no TLS.
+#[derive(Debug, Clone, Default)]
+pub struct MariadbOptions {
+    /// Server certificate and key: TCP connections must then use TLS
+    /// (`require-secure-transport`); the Unix socket the harness uses stays plain.
+    pub tls: Option<TlsFiles>,
+}
 
 /// A MariaDB server started by this harness: user `root` without a password on 127.0.0.1 and a
 /// free port (`--skip-name-resolve`), stopped (and its directory removed) at process exit.
@@ -22,6 +31,7 @@ pub struct Mariadb {
     port: u16,
     base: PathBuf,
     client: PathBuf,
+    options: MariadbOptions,
     _child: Mutex<Child>,
     _watchdog: Mutex<Child>,
 }
@@ -50,13 +60,17 @@ impl Mariadb {
     /// Panics with what to install when MariaDB cannot be found.
     pub fn shared() -> &'static Mariadb {
         static SHARED: OnceLock<Mariadb> = OnceLock::new();
-        SHARED.get_or_init(Mariadb::start)
+        SHARED.get_or_init(|| Mariadb::start(MariadbOptions::default()))
     }
 
-    /// A server of its own (for tests that stop it): killed and removed on drop or at process
-    /// exit.
+    /// A server of its own (for tests that stop it): stopped on drop, removed at process exit.
     pub fn dedicated() -> Mariadb {
-        Mariadb::start()
+        Mariadb::start(MariadbOptions::default())
+    }
+
+    /// A server of its own set up as `options` say: stopped on drop, removed at process exit.
+    pub fn dedicated_with(options: MariadbOptions) -> Mariadb {
+        Mariadb::start(options)
     }
 
     /// Stops the server (SIGTERM: connections are cut, committed data survives; the server runs
@@ -84,7 +98,7 @@ impl Mariadb {
     /// Starts the stopped server again on the same port and data directory and waits until it
     /// accepts connections.
     pub fn restart(&self) {
-        let child = launch(&self.base, self.port);
+        let child = launch(&self.base, self.port, &self.options);
         *self._child.lock().unwrap_or_else(|e| e.into_inner()) = child;
         self.wait_ready();
     }
@@ -102,17 +116,21 @@ impl Mariadb {
         }
     }
 
-    fn start() -> Mariadb {
+    fn start(options: MariadbOptions) -> Mariadb {
         let install = need("mariadb-install-db");
         let client = need("mariadb");
         remove_stale_dirs();
         let base = cleanup::scratch_dir(DIR_PREFIX);
         let data = base.join("data");
         let port = crate::free_port();
+        // Its own temporary directory: concurrent installs in /tmp trip over each other.
+        let tmp = base.join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap_or_else(|e| panic!("create {}: {e}", tmp.display()));
 
         let mut cmd = Command::new(&install);
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
         if cleanup::is_root() {
             cmd.arg("--user=root");
@@ -127,11 +145,12 @@ impl Mariadb {
             pidfile = shell_quote(&base.join("mysqld.pid").to_string_lossy()),
             base = shell_quote(&base.to_string_lossy())
         ));
-        let child = launch(&base, port);
+        let child = launch(&base, port, &options);
         let server = Mariadb {
             port,
             base,
             client,
+            options,
             _child: Mutex::new(child),
             _watchdog: Mutex::new(watchdog),
         };
@@ -139,10 +158,12 @@ impl Mariadb {
         server
     }
 
+    /// The TCP port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// `127.0.0.1`.
     pub fn host(&self) -> &'static str {
         "127.0.0.1"
     }
@@ -207,7 +228,7 @@ impl Mariadb {
 }
 
 /// Starts mariadbd on `base`'s data directory and `port`.
-fn launch(base: &Path, port: u16) -> Child {
+fn launch(base: &Path, port: u16, options: &MariadbOptions) -> Child {
     let mariadbd = need("mariadbd");
     let mut cmd = Command::new(&mariadbd);
     cmd.arg("--no-defaults");
@@ -215,6 +236,7 @@ fn launch(base: &Path, port: u16) -> Child {
         cmd.arg("--user=root");
     }
     cmd.arg(format!("--datadir={}", base.join("data").display()))
+        .arg(format!("--tmpdir={}", base.join("tmp").display()))
         .arg("--bind-address=127.0.0.1")
         .arg(format!("--port={port}"))
         .arg(format!("--socket={}", base.join("mysqld.sock").display()))
@@ -226,8 +248,13 @@ fn launch(base: &Path, port: u16) -> Child {
             "--innodb-flush-log-at-trx-commit=0",
             "--skip-log-bin",
             "--max-connections=200",
-        ])
-        .stdin(Stdio::null())
+        ]);
+    if let Some(tls) = &options.tls {
+        cmd.arg(format!("--ssl-cert={}", tls.cert.display()))
+            .arg(format!("--ssl-key={}", tls.key.display()))
+            .arg("--require-secure-transport=ON");
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     cmd.spawn()
