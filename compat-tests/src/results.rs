@@ -25,7 +25,9 @@ pub const ABS_TOL: f64 = 1e-5;
 /// A result set with every value as text (`None` = NULL), as the simple query protocol gives it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TextRows {
+    /// Column names, in order.
     pub columns: Vec<String>,
+    /// Rows, each with one value per column.
     pub rows: Vec<Vec<Option<String>>>,
 }
 

@@ -198,10 +198,12 @@ impl Tributary {
             .flatten()
     }
 
+    /// The PostgreSQL-wire port the server listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// The server process's id (to signal it: kill, stop).
     pub fn pid(&self) -> u32 {
         self.child.lock().unwrap_or_else(|e| e.into_inner()).id()
     }

@@ -12,8 +12,6 @@
 //! (a tpch generator part, a lake file or row-group range), so re-running partition `i` of a scan yields
 //! the same rows. The scheduler turns those partitions into tasks.
 
-#![warn(missing_docs)]
-
 use std::fmt::{self, Debug};
 use std::sync::Arc;
 

@@ -29,7 +29,9 @@ pub enum ReadMode {
 /// exchange to read from. Registered as a `SessionConfig` extension by the scheduler.
 #[derive(Debug)]
 pub struct ExchangeContext {
+    /// The query key the task's exchange reads go by (`QUERY`, `QUERY.sqN`, `QUERY.aN`).
     pub query: Arc<str>,
+    /// Where the producer stages' output partitions are read from.
     pub source: Arc<dyn ExchangeSource>,
 }
 

@@ -75,7 +75,9 @@ pub struct QueryTicket {
 pub struct QueryStream {
     /// Server-wide query id (Trino-style `YYYYMMDD_HHMMSS_NNNNN_xxxxx`).
     pub query_id: String,
+    /// The result's columns.
     pub schema: SchemaRef,
+    /// The result's batches; errors end it.
     pub stream: SendableRecordBatchStream,
 }
 

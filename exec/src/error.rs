@@ -24,7 +24,12 @@ pub enum ExecError {
     SubqueryReturnedMoreThanOneRow,
     /// A worker running one of the query's tasks was lost (retry policy NONE).
     #[error("worker {worker} was lost while running task {task}")]
-    WorkerLost { worker: String, task: String },
+    WorkerLost {
+        /// The lost worker's node id.
+        worker: String,
+        /// The task it was running (`stage.task`).
+        task: String,
+    },
 }
 
 impl ExecError {

@@ -111,7 +111,9 @@ pub struct StartFailure {
 pub struct Scheduler<'a> {
     /// This node's task runtime (runs local tasks and the root stage).
     pub runtime: &'a Arc<TaskRuntime>,
+    /// The workers tasks are placed on.
     pub workers: &'a Arc<WorkerPool>,
+    /// Where task states are recorded (`system.runtime.tasks`).
     pub tracker: &'a Arc<QueryTracker>,
 }
 

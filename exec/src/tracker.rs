@@ -44,6 +44,7 @@ pub fn now_us() -> i64 {
 }
 
 impl QueryTracker {
+    /// An empty tracker, shared.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }

@@ -23,7 +23,10 @@ pub enum WorkerKind {
     /// In this process: tasks placed on it run on this process's task runtime.
     Local,
     /// Another process, reached over RPC at `address` (`host:port`).
-    Remote { address: String },
+    Remote {
+        /// The worker's node RPC address.
+        address: String,
+    },
 }
 
 #[derive(Debug)]

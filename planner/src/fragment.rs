@@ -87,6 +87,7 @@ pub struct Stage {
     pub plan: Arc<dyn ExecutionPlan>,
     /// Tasks = partitions of `plan`; task `i` runs partition `i`.
     pub tasks: usize,
+    /// How each task lays out its output for the consumer stage.
     pub output: StageOutput,
     /// Stages this one reads from.
     pub inputs: Vec<usize>,
@@ -104,6 +105,7 @@ pub struct Stage {
 /// A query cut into stages, root first.
 #[derive(Debug, Clone)]
 pub struct StagePlan {
+    /// The stages by id: `stages[0]` is the root; a producer's id is larger than its consumer's.
     pub stages: Vec<Stage>,
 }
 
