@@ -36,10 +36,12 @@ mod sql_filter;
 mod sql_scan;
 pub mod sql_source;
 mod sql_table;
+pub mod sqlstate;
 pub mod system;
 pub mod tpch;
 
 pub use error::ConnectorError;
+pub use remote_catalog::PG_TYPE_KEY;
 
 /// A connector kind's name, as catalog files (`connector = "postgres"`) and [`ScanSpec`]s write it.
 ///

@@ -29,9 +29,9 @@ use crate::sql_table::ColumnType;
 
 /// Field / schema metadata key of a column's / table's comment at the source.
 pub(crate) const COMMENT_KEY: &str = "comment";
-/// Field metadata key of the PostgreSQL type a string column is reported as at the front end (the
-/// server's `pgwire::encoding::PG_TYPE_KEY`, same value).
-pub(crate) const PG_TYPE_KEY: &str = "tributary.pg_type";
+/// Field metadata key of the PostgreSQL type a string column is reported as at the front end (which
+/// reads it under the same name, re-exported through `tributary_exec`).
+pub const PG_TYPE_KEY: &str = "tributary.pg_type";
 /// A lookup of an unknown table refreshes the metadata at most this often.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 

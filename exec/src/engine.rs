@@ -30,6 +30,7 @@ use crate::subquery::{StagedRunner, run_scalar_subqueries};
 use crate::task::{RuntimeOptions, TaskRuntime};
 use crate::tracker::QueryTracker;
 use crate::worker::{Heartbeats, WorkerPool};
+use tributary_connectors::sqlstate;
 
 /// The classifier used when the front end gives none: the SQLSTATE of an error that already crossed
 /// a node boundary, `XX000` otherwise.
@@ -42,7 +43,7 @@ pub fn default_classifier() -> ErrorClassifier {
             }
             match current.source() {
                 Some(next) => current = next,
-                None => return ("XX000".to_string(), e.to_string()),
+                None => return (sqlstate::INTERNAL_ERROR.to_string(), e.to_string()),
             }
         }
     })

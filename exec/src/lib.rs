@@ -18,5 +18,6 @@ pub mod worker;
 
 pub use engine::{Engine, EngineConfig, NodeConfig, NodeRole, QueryStream, QueryTicket};
 pub use error::ExecError;
+pub use tributary_connectors::{PG_TYPE_KEY, sqlstate};
 pub use tributary_exchange::flight::NodeSecret;
 pub use tributary_planner::config::Config;

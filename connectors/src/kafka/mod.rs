@@ -63,6 +63,7 @@ pub use description::TableDescription;
 pub use scan::{KafkaScanExec, KafkaSplit};
 
 use crate::remote_config::{config_error, get_int, get_str};
+use crate::sqlstate;
 use crate::{ConnectorError, ConnectorFactory, ConnectorKind, ScanSpec};
 use table::KafkaTable;
 
@@ -401,7 +402,7 @@ impl Shared {
         );
         if unreachable {
             ConnectorError::Remote {
-                sqlstate: "08001".into(),
+                sqlstate: sqlstate::CONNECTION_FAILURE_ON_CONNECT.into(),
                 message: format!(
                     "catalog \"{}\":{topic} cannot reach Kafka at {} ({what} failed after {:?}): {e}",
                     self.name, self.bootstrap, self.request_timeout
@@ -409,7 +410,7 @@ impl Shared {
             }
         } else {
             ConnectorError::Remote {
-                sqlstate: "58000".into(),
+                sqlstate: sqlstate::SYSTEM_ERROR.into(),
                 message: format!("catalog \"{}\":{topic} Kafka {what} failed: {e}", self.name),
             }
         }
@@ -547,7 +548,7 @@ impl SchemaProvider for KafkaSchema {
                     Arc::clone(d),
                 )) as Arc<dyn TableProvider>)),
                 Err(reason) => Err(to_df(ConnectorError::Remote {
-                    sqlstate: "F0000".into(),
+                    sqlstate: sqlstate::CONFIG_FILE_ERROR.into(),
                     message: format!(
                         "catalog \"{}\": table {}.{name}: {reason}",
                         self.shared.name, self.name

@@ -26,6 +26,7 @@ use super::decode::{Builder, Value, decode};
 use super::description::TableDescription;
 use super::{KafkaConnector, Shared};
 use crate::scan_leaf::{BatchReader, batch_stream};
+use crate::sqlstate;
 use crate::{ConnectorError, ScanSpec};
 
 /// Partitions listed in the scan's display before it says "... N more".
@@ -455,19 +456,25 @@ impl Reader {
         // Needed by librdkafka for assign(); the group is never joined (no subscribe) and nothing is
         // committed (auto commit is off, no commit calls).
         config.set("group.id", format!("tributary-{}", shared.name));
-        let consumer: StreamConsumer = config
-            .create()
-            .map_err(|e| self.error("58000", format!("cannot create a Kafka consumer: {e}")))?;
+        let consumer: StreamConsumer = config.create().map_err(|e| {
+            self.error(
+                sqlstate::SYSTEM_ERROR,
+                format!("cannot create a Kafka consumer: {e}"),
+            )
+        })?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(
             &self.read.description.topic,
             split.partition,
             Offset::Offset(split.start),
         )
-        .map_err(|e| self.error("58000", e.to_string()))?;
-        consumer
-            .assign(&tpl)
-            .map_err(|e| self.error("58000", format!("cannot assign the partition: {e}")))?;
+        .map_err(|e| self.error(sqlstate::SYSTEM_ERROR, e.to_string()))?;
+        consumer.assign(&tpl).map_err(|e| {
+            self.error(
+                sqlstate::SYSTEM_ERROR,
+                format!("cannot assign the partition: {e}"),
+            )
+        })?;
         Ok(consumer)
     }
 
@@ -510,7 +517,7 @@ impl Reader {
             let message = match received {
                 Err(_) => {
                     return Err(self.error(
-                        "08006",
+                        sqlstate::CONNECTION_FAILURE,
                         format!(
                             "no message from the Kafka cluster at {} for {timeout:?} (waiting for \
                              offset {})",
@@ -522,7 +529,9 @@ impl Reader {
                     done = true;
                     break;
                 }
-                Ok(Err(e)) => return Err(self.error("58000", format!("read failed: {e}"))),
+                Ok(Err(e)) => {
+                    return Err(self.error(sqlstate::SYSTEM_ERROR, format!("read failed: {e}")));
+                }
                 Ok(Ok(m)) => m,
             };
             let offset = message.offset();

@@ -16,6 +16,7 @@ use super::pushdown::{self, PARTITION_ID, PARTITION_OFFSET, RangeSet};
 use super::scan::{KafkaScanExec, KafkaSplit, Output, ReadPlan};
 use super::{INTERNAL_COLUMNS, Shared};
 use crate::ConnectorError;
+use crate::sqlstate;
 
 /// The Arrow type of internal column `name`.
 fn internal_type(name: &str) -> DataType {
@@ -152,7 +153,7 @@ impl Shared {
             .find(|t| t.name() == topic && t.error().is_none())
         else {
             return Err(ConnectorError::Remote {
-                sqlstate: "42P01".into(),
+                sqlstate: sqlstate::UNDEFINED_TABLE.into(),
                 message: format!(
                     "catalog \"{}\": {label}: the topic does not exist on the Kafka cluster at {}",
                     self.name, self.bootstrap

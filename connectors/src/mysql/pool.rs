@@ -22,6 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::ConnectorError;
 use crate::remote_config::{SslMode, TlsSettings};
+use crate::sqlstate;
 
 /// Statements run on every new connection, so values do not depend on the server's defaults:
 /// results in UTF-8, `timestamp` columns in UTC, and `col IS NULL` never matching the last
@@ -204,7 +205,7 @@ impl Pool {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(self.connect_error(&e)),
             Err(_) => Err(ConnectorError::Remote {
-                sqlstate: "08001".into(),
+                sqlstate: sqlstate::CONNECTION_FAILURE_ON_CONNECT.into(),
                 message: format!(
                     "catalog \"{}\": cannot connect to MySQL at {}: timed out after {:?}",
                     self.catalog, self.address, self.connect_timeout
@@ -217,7 +218,7 @@ impl Pool {
     fn connect_error(&self, e: &mysql_async::Error) -> ConnectorError {
         let sqlstate = match e {
             mysql_async::Error::Server(s) => sqlstate_of(s.code, &s.state),
-            _ => "08001".to_string(),
+            _ => sqlstate::CONNECTION_FAILURE_ON_CONNECT.to_string(),
         };
         ConnectorError::Remote {
             sqlstate,
@@ -242,7 +243,7 @@ impl Pool {
                 ),
             ),
             other => (
-                "08006".to_string(),
+                sqlstate::CONNECTION_FAILURE.to_string(),
                 format!(
                     "catalog \"{}\": lost connection to MySQL at {}: {}",
                     self.catalog,
@@ -314,11 +315,11 @@ pub(crate) fn sqlstate_of(code: u16, state: &str) -> String {
             .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
         && !state.starts_with("HY")
         && !state.starts_with("42S")
-        && state != "00000";
+        && state != sqlstate::SUCCESSFUL_COMPLETION;
     if standard {
         state.to_string()
     } else {
-        "XX000".to_string()
+        sqlstate::INTERNAL_ERROR.to_string()
     }
 }
 

@@ -16,6 +16,7 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::ConnectorError;
+use crate::sqlstate;
 
 /// Session settings sent in the startup packet of every connection, so that values cast to text at
 /// the source (uuid, json, enums, unmapped types) do not depend on the server's defaults.
@@ -144,7 +145,10 @@ impl Pool {
                 db.code().code().to_string(),
                 format!("{} (SQLSTATE {})", db.message(), db.code().code()),
             ),
-            None => ("08001".to_string(), error_chain(e)),
+            None => (
+                sqlstate::CONNECTION_FAILURE_ON_CONNECT.to_string(),
+                error_chain(e),
+            ),
         };
         ConnectorError::Remote {
             sqlstate,
@@ -160,7 +164,7 @@ impl Pool {
     pub(crate) fn query_error(&self, e: &tokio_postgres::Error, sql: &str) -> ConnectorError {
         let sqlstate = match e.as_db_error() {
             Some(db) => db.code().code().to_string(),
-            None => "08006".to_string(),
+            None => sqlstate::CONNECTION_FAILURE.to_string(),
         };
         let message = match e.as_db_error() {
             Some(db) => {

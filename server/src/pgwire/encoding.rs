@@ -38,8 +38,8 @@ use super::cancel::RunningGuard;
 use super::errors;
 
 /// Arrow field metadata naming the PostgreSQL type a string column is reported as (see the module
-/// docs). Written by the connectors (`tributary_connectors`, same key), read only here.
-pub const PG_TYPE_KEY: &str = "tributary.pg_type";
+/// docs): the connectors' key, which they write and only the front end reads.
+pub use tributary_exec::PG_TYPE_KEY;
 
 /// The column name of `EXPLAIN` output, as PostgreSQL names it (the planner's).
 pub use tributary_planner::explain::QUERY_PLAN_COLUMN as EXPLAIN_COLUMN;

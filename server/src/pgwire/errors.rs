@@ -12,37 +12,8 @@ use pgwire::error::{ErrorInfo, PgWireError};
 use tributary_exec::ExecError;
 use tributary_exec::error::{ConnectorError, ErrorClassifier, RemoteError};
 
-/// SQLSTATE codes the front end produces.
-pub mod sqlstate {
-    pub const SYNTAX_ERROR: &str = "42601";
-    pub const UNDEFINED_TABLE: &str = "42P01";
-    pub const UNDEFINED_COLUMN: &str = "42703";
-    pub const UNDEFINED_FUNCTION: &str = "42883";
-    pub const AMBIGUOUS_FUNCTION: &str = "42725";
-    pub const WRONG_OBJECT_TYPE: &str = "42809";
-    pub const AMBIGUOUS_COLUMN: &str = "42702";
-    pub const DUPLICATE_COLUMN: &str = "42701";
-    pub const INDETERMINATE_DATATYPE: &str = "42P18";
-    pub const UNDEFINED_OBJECT: &str = "42704";
-    pub const UNDEFINED_SCHEMA: &str = "3F000";
-    pub const INVALID_CATALOG_NAME: &str = "3D000";
-    pub const DIVISION_BY_ZERO: &str = "22012";
-    pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
-    pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
-    pub const INVALID_PARAMETER_VALUE: &str = "22023";
-    pub const QUERY_CANCELED: &str = "57014";
-    pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
-    pub const CANT_CHANGE_RUNTIME_PARAM: &str = "55P02";
-    pub const IN_FAILED_TRANSACTION: &str = "25P02";
-    pub const INVALID_CURSOR_NAME: &str = "34000";
-    pub const DUPLICATE_CURSOR: &str = "42P03";
-    pub const OUT_OF_MEMORY: &str = "53200";
-    pub const INTERNAL_ERROR: &str = "XX000";
-    pub const SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION: &str = "42000";
-    pub const DATATYPE_MISMATCH: &str = "42804";
-    pub const GROUPING_ERROR: &str = "42803";
-    pub const CARDINALITY_VIOLATION: &str = "21000";
-}
+/// SQLSTATE codes the front end produces: the workspace's one table.
+pub use tributary_exec::sqlstate;
 
 /// An error a catalog function raises with PostgreSQL's own SQLSTATE and message (`function "f" does
 /// not exist`, 42883): it travels through DataFusion as an external error and is reported as it is.

@@ -43,12 +43,6 @@ use super::session::Session;
 use crate::auth::UsersSource;
 use crate::config::AuthMethod;
 
-/// SQLSTATE of a connection refused by policy (PostgreSQL's "no pg_hba.conf entry").
-const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
-
-/// SQLSTATE of a failed login.
-const INVALID_PASSWORD: &str = "28P01";
-
 static PIDS: LazyLock<RandomPidSecretKeyGenerator> = LazyLock::new(Default::default);
 
 /// The startup handler of one connection (pgwire asks for one per connection, and its password
@@ -153,7 +147,7 @@ impl StartupHandler for ConnectionStartup {
             );
             let info = ErrorInfo::new(
                 "FATAL".into(),
-                INVALID_AUTHORIZATION_SPECIFICATION.into(),
+                sqlstate::INVALID_AUTHORIZATION_SPECIFICATION.into(),
                 "this server requires TLS (connect with sslmode=require or stronger)".into(),
             );
             client
@@ -215,7 +209,7 @@ impl StartupHandler for ConnectionStartup {
                     PgWireError::InvalidPassword(_) => {
                         PgWireError::UserError(Box::new(ErrorInfo::new(
                             "FATAL".into(),
-                            INVALID_PASSWORD.into(),
+                            sqlstate::INVALID_PASSWORD.into(),
                             format!("password authentication failed for user \"{user}\""),
                         )))
                     }

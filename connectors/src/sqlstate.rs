@@ -1,0 +1,77 @@
+//! SQLSTATE codes Tributary reports, named as in PostgreSQL's Appendix A ("PostgreSQL Error Codes").
+//!
+//! The one table of codes for every crate: connectors report source failures with them, `exec` and
+//! `exchange` send them across nodes, and the front end maps every error to one of them. A client that
+//! handles `42P01` or `57014` from PostgreSQL handles ours the same way. Each constant is the
+//! five-character code.
+
+/// `00000` successful_completion (what a source reports when it has no error code).
+pub const SUCCESSFUL_COMPLETION: &str = "00000";
+/// `08001` sqlclient_unable_to_establish_sqlconnection: a source cannot be reached.
+pub const CONNECTION_FAILURE_ON_CONNECT: &str = "08001";
+/// `08006` connection_failure: a source connection was lost mid-query.
+pub const CONNECTION_FAILURE: &str = "08006";
+/// `0A000` feature_not_supported.
+pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+/// `21000` cardinality_violation (a scalar subquery returned more than one row).
+pub const CARDINALITY_VIOLATION: &str = "21000";
+/// `22003` numeric_value_out_of_range.
+pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
+/// `22012` division_by_zero.
+pub const DIVISION_BY_ZERO: &str = "22012";
+/// `22023` invalid_parameter_value.
+pub const INVALID_PARAMETER_VALUE: &str = "22023";
+/// `22P02` invalid_text_representation.
+pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
+/// `25P02` in_failed_sql_transaction.
+pub const IN_FAILED_TRANSACTION: &str = "25P02";
+/// `28000` invalid_authorization_specification (a connection refused by policy).
+pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
+/// `28P01` invalid_password (a failed login, here or at a source).
+pub const INVALID_PASSWORD: &str = "28P01";
+/// `34000` invalid_cursor_name.
+pub const INVALID_CURSOR_NAME: &str = "34000";
+/// `3D000` invalid_catalog_name.
+pub const INVALID_CATALOG_NAME: &str = "3D000";
+/// `3F000` invalid_schema_name.
+pub const UNDEFINED_SCHEMA: &str = "3F000";
+/// `42000` syntax_error_or_access_rule_violation.
+pub const SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION: &str = "42000";
+/// `42601` syntax_error.
+pub const SYNTAX_ERROR: &str = "42601";
+/// `42701` duplicate_column.
+pub const DUPLICATE_COLUMN: &str = "42701";
+/// `42702` ambiguous_column.
+pub const AMBIGUOUS_COLUMN: &str = "42702";
+/// `42703` undefined_column.
+pub const UNDEFINED_COLUMN: &str = "42703";
+/// `42704` undefined_object.
+pub const UNDEFINED_OBJECT: &str = "42704";
+/// `42725` ambiguous_function.
+pub const AMBIGUOUS_FUNCTION: &str = "42725";
+/// `42803` grouping_error.
+pub const GROUPING_ERROR: &str = "42803";
+/// `42804` datatype_mismatch.
+pub const DATATYPE_MISMATCH: &str = "42804";
+/// `42809` wrong_object_type.
+pub const WRONG_OBJECT_TYPE: &str = "42809";
+/// `42883` undefined_function.
+pub const UNDEFINED_FUNCTION: &str = "42883";
+/// `42P01` undefined_table.
+pub const UNDEFINED_TABLE: &str = "42P01";
+/// `42P03` duplicate_cursor.
+pub const DUPLICATE_CURSOR: &str = "42P03";
+/// `42P18` indeterminate_datatype.
+pub const INDETERMINATE_DATATYPE: &str = "42P18";
+/// `53200` out_of_memory (a memory limit reached).
+pub const OUT_OF_MEMORY: &str = "53200";
+/// `55P02` cant_change_runtime_param.
+pub const CANT_CHANGE_RUNTIME_PARAM: &str = "55P02";
+/// `57014` query_canceled.
+pub const QUERY_CANCELED: &str = "57014";
+/// `58000` system_error: an error outside Tributary (a lost worker, a failing broker).
+pub const SYSTEM_ERROR: &str = "58000";
+/// `F0000` config_file_error: a catalog's configuration does not fit its source.
+pub const CONFIG_FILE_ERROR: &str = "F0000";
+/// `XX000` internal_error: everything without a more precise code.
+pub const INTERNAL_ERROR: &str = "XX000";
