@@ -7,28 +7,15 @@
 //! Accept an intended change with `INSTA_UPDATE=always cargo test -p tributary-planner --test
 //! pushdown_rule` and review the diff.
 
+mod common;
+
 use std::sync::Arc;
 
 use datafusion::execution::runtime_env::RuntimeEnv;
-use tributary_connectors::system::{NodeInfo, QueryInfo, RuntimeInfo};
-use tributary_planner::plan::{logical_plan, plan_statement};
-use tributary_planner::{CatalogRegistry, PlannedStatement, explain};
+use tributary_planner::{CatalogRegistry, explain};
 use tributary_testkit::{Postgres, TempDir};
 
 const DB: &str = "pushdown_rule";
-
-/// The `system` catalog's view of a server that runs nothing (the cases do not read it).
-#[derive(Debug)]
-struct Idle;
-
-impl RuntimeInfo for Idle {
-    fn nodes(&self) -> Vec<NodeInfo> {
-        Vec::new()
-    }
-    fn queries(&self) -> Vec<QueryInfo> {
-        Vec::new()
-    }
-}
 
 /// Each case: a name for its snapshot and the query (catalog `pg`, schema `public`).
 const CASES: &[(&str, &str)] = &[
@@ -112,7 +99,7 @@ async fn pushdown_cases() {
         ),
     )
     .expect("catalog file");
-    let registry = CatalogRegistry::load(Some(dir.path()), Arc::new(Idle))
+    let registry = CatalogRegistry::load(Some(dir.path()), Arc::new(common::Idle))
         .await
         .expect("catalogs");
     let ctx = tributary_planner::session::new_session_context(
@@ -124,18 +111,7 @@ async fn pushdown_cases() {
     );
     for (name, sql) in CASES {
         let state = ctx.state();
-        let statement = state
-            .sql_to_statement(sql, &datafusion::config::Dialect::PostgreSQL)
-            .expect("parses");
-        let logical = logical_plan(&state, statement)
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let PlannedStatement::Query(plan) = plan_statement(&state, logical)
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"))
-        else {
-            panic!("{name} is a query");
-        };
+        let plan = common::distributed(&state, name, sql).await;
         let text = format!(
             "{sql}\n\n{}",
             explain::render(&plan.stages, false).join("\n")

@@ -4,26 +4,13 @@
 //! or a connector's scan shows up here as a reviewable diff; accept an intended one by running
 //! `INSTA_UPDATE=always cargo test -p tributary-planner --test tpch_plans` and reviewing the files.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::execution::runtime_env::RuntimeEnv;
-use tributary_connectors::system::{NodeInfo, QueryInfo, RuntimeInfo};
-use tributary_planner::plan::{logical_plan, plan_statement};
-use tributary_planner::{CatalogRegistry, DistributedPlan, PlannedStatement, explain};
-
-/// The `system` catalog's view of a server that runs nothing (the snapshots do not read it).
-#[derive(Debug)]
-struct Idle;
-
-impl RuntimeInfo for Idle {
-    fn nodes(&self) -> Vec<NodeInfo> {
-        Vec::new()
-    }
-    fn queries(&self) -> Vec<QueryInfo> {
-        Vec::new()
-    }
-}
+use tributary_planner::{CatalogRegistry, DistributedPlan, explain};
 
 /// Renders a distributed plan and, indented below, its scalar subqueries' plans.
 fn render(plan: &DistributedPlan, depth: usize, out: &mut Vec<String>) {
@@ -41,7 +28,7 @@ fn render(plan: &DistributedPlan, depth: usize, out: &mut Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tpch_distributed_plans() {
-    let registry = CatalogRegistry::load(None, Arc::new(Idle))
+    let registry = CatalogRegistry::load(None, Arc::new(common::Idle))
         .await
         .expect("built-in catalogs");
     let ctx = tributary_planner::session::new_session_context(
@@ -56,15 +43,7 @@ async fn tpch_distributed_plans() {
         let sql =
             std::fs::read_to_string(queries.join(format!("q{q:02}.sql"))).expect("query file");
         let state = ctx.state();
-        let statement = state
-            .sql_to_statement(&sql, &datafusion::config::Dialect::PostgreSQL)
-            .expect("parses");
-        let logical = logical_plan(&state, statement).await.expect("plans");
-        let PlannedStatement::Query(plan) =
-            plan_statement(&state, logical).await.expect("distributes")
-        else {
-            panic!("q{q:02} is a query");
-        };
+        let plan = common::distributed(&state, &format!("q{q:02}"), &sql).await;
         let mut lines = Vec::new();
         render(&plan, 0, &mut lines);
         insta::assert_snapshot!(format!("q{q:02}"), lines.join("\n"));
