@@ -2,7 +2,7 @@
 //! the keys they share (server, credentials, pool, schema lists, splits, TLS), declared once here
 //! ([`remote_catalog_file`], a serde struct per connector that also holds its own keys, any other
 //! key being an error naming it) and checked once, with each connector's own defaults; a connector
-//! checks only its own extra keys. The typed key getters serve `kafka`'s catalog file.
+//! checks only its own extra keys. [`int_in`] serves `kafka`'s catalog file too.
 
 use std::time::Duration;
 
@@ -14,33 +14,6 @@ pub(crate) fn config_error(key: &str, reason: impl Into<String>) -> ConnectorErr
     ConnectorError::Config {
         key: key.to_string(),
         reason: reason.into(),
-    }
-}
-
-/// A string key (`None` when absent).
-pub(crate) fn get_str(config: &toml::Table, key: &str) -> Result<Option<String>, ConnectorError> {
-    match config.get(key) {
-        None => Ok(None),
-        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(config_error(key, "must be a string")),
-    }
-}
-
-/// An integer key from `min` to `max`, `default` when absent.
-pub(crate) fn get_int(
-    config: &toml::Table,
-    key: &str,
-    default: i64,
-    min: i64,
-    max: i64,
-) -> Result<i64, ConnectorError> {
-    match config.get(key) {
-        None => Ok(default),
-        Some(toml::Value::Integer(i)) => int_in(key, Some(*i), default, min, max),
-        Some(_) => Err(config_error(
-            key,
-            format!("must be an integer from {min} to {max}"),
-        )),
     }
 }
 
