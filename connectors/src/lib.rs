@@ -24,6 +24,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
+mod catalog_file;
 pub mod error;
 pub mod kafka;
 pub mod lake;

@@ -1,11 +1,13 @@
 //! The catalog file of a connector whose source is a remote database server (`postgres`, `mysql`):
-//! the keys they share (server, credentials, pool, schema lists, splits, TLS), read once here, with
-//! each connector's own defaults; a connector reads only its own extra keys. The typed key getters
-//! serve every connector's catalog file (`kafka` too).
+//! the keys they share (server, credentials, pool, schema lists, splits, TLS), declared once here
+//! ([`remote_catalog_file`], a serde struct per connector that also holds its own keys, any other
+//! key being an error naming it) and checked once, with each connector's own defaults; a connector
+//! checks only its own extra keys. [`int_in`] serves `kafka`'s catalog file too.
 
 use std::time::Duration;
 
 use crate::ConnectorError;
+use crate::catalog_file::Secret;
 
 /// The error of key `key` of the catalog file.
 pub(crate) fn config_error(key: &str, reason: impl Into<String>) -> ConnectorError {
@@ -15,31 +17,17 @@ pub(crate) fn config_error(key: &str, reason: impl Into<String>) -> ConnectorErr
     }
 }
 
-/// A string key (`None` when absent).
-pub(crate) fn get_str(config: &toml::Table, key: &str) -> Result<Option<String>, ConnectorError> {
-    match config.get(key) {
-        None => Ok(None),
-        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(config_error(key, "must be a string")),
-    }
-}
-
-/// A string key that must be there.
-pub(crate) fn required_str(config: &toml::Table, key: &str) -> Result<String, ConnectorError> {
-    get_str(config, key)?.ok_or_else(|| config_error(key, "missing"))
-}
-
-/// An integer key from `min` to `max`, `default` when absent.
-pub(crate) fn get_int(
-    config: &toml::Table,
+/// Integer key `key` (`value` as read, `default` when absent), checked to be from `min` to `max`.
+pub(crate) fn int_in(
     key: &str,
+    value: Option<i64>,
     default: i64,
     min: i64,
     max: i64,
 ) -> Result<i64, ConnectorError> {
-    match config.get(key) {
+    match value {
         None => Ok(default),
-        Some(toml::Value::Integer(i)) if (min..=max).contains(i) => Ok(*i),
+        Some(i) if (min..=max).contains(&i) => Ok(i),
         Some(_) => Err(config_error(
             key,
             format!("must be an integer from {min} to {max}"),
@@ -47,43 +35,82 @@ pub(crate) fn get_int(
     }
 }
 
-/// A list-of-strings key (`None` when absent).
-pub(crate) fn get_list(
-    config: &toml::Table,
-    key: &str,
-) -> Result<Option<Vec<String>>, ConnectorError> {
-    match config.get(key) {
-        None => Ok(None),
-        Some(toml::Value::Array(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| config_error(key, "must be a list of strings"))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Some(_) => Err(config_error(key, "must be a list of strings")),
-    }
-}
+/// Declares the serde struct of a remote database connector's catalog file: the keys every such
+/// connector shares ([`RemoteKeys`]) followed by the connector's own, all as written (validated and
+/// defaulted by [`RemoteSettings::from_keys`] and the connector), any other key being an error
+/// naming it. serde cannot combine `flatten` with `deny_unknown_fields`, hence a macro.
+macro_rules! remote_catalog_file {
+    (
+        $(#[$meta:meta])*
+        $file:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty),* $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct $file {
+            /// `connector`, checked by [`crate::build_connector`].
+            #[allow(dead_code)]
+            connector: Option<String>,
+            /// The catalog's name, allowed and ignored (the file's name decides).
+            #[allow(dead_code)]
+            name: Option<String>,
+            host: Option<String>,
+            port: Option<i64>,
+            database: Option<String>,
+            user: Option<String>,
+            password: Option<$crate::catalog_file::Secret>,
+            pool_size: Option<i64>,
+            schemas: Option<Vec<String>>,
+            exclude_schemas: Option<Vec<String>>,
+            splits: Option<i64>,
+            connect_timeout_secs: Option<i64>,
+            pool_timeout_secs: Option<i64>,
+            ssl_mode: Option<String>,
+            ssl_root_cert: Option<String>,
+            $($(#[$fmeta])* $field: $ty,)*
+        }
 
-/// The keys every remote database catalog reads.
-const SHARED_KEYS: [&str; 14] = [
-    "connector",
-    "host",
-    "port",
-    "database",
-    "user",
-    "password",
-    "pool_size",
-    "schemas",
-    "exclude_schemas",
-    "splits",
-    "connect_timeout_secs",
-    "pool_timeout_secs",
-    "ssl_mode",
-    "ssl_root_cert",
-];
+        impl $file {
+            /// Moves the shared keys out (the connector's own stay).
+            fn remote_keys(&mut self) -> $crate::remote_config::RemoteKeys {
+                $crate::remote_config::RemoteKeys {
+                    host: self.host.take(),
+                    port: self.port.take(),
+                    database: self.database.take(),
+                    user: self.user.take(),
+                    password: self.password.take(),
+                    pool_size: self.pool_size.take(),
+                    schemas: self.schemas.take(),
+                    exclude_schemas: self.exclude_schemas.take(),
+                    splits: self.splits.take(),
+                    connect_timeout_secs: self.connect_timeout_secs.take(),
+                    pool_timeout_secs: self.pool_timeout_secs.take(),
+                    ssl_mode: self.ssl_mode.take(),
+                    ssl_root_cert: self.ssl_root_cert.take(),
+                }
+            }
+        }
+    };
+}
+pub(crate) use remote_catalog_file;
+
+/// The shared keys of a remote database's catalog file as written (see [`remote_catalog_file`]).
+#[derive(Debug)]
+pub(crate) struct RemoteKeys {
+    pub host: Option<String>,
+    pub port: Option<i64>,
+    pub database: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    pub pool_size: Option<i64>,
+    pub schemas: Option<Vec<String>>,
+    pub exclude_schemas: Option<Vec<String>>,
+    pub splits: Option<i64>,
+    pub connect_timeout_secs: Option<i64>,
+    pub pool_timeout_secs: Option<i64>,
+    pub ssl_mode: Option<String>,
+    pub ssl_root_cert: Option<String>,
+}
 
 /// What differs between the connectors in reading the shared keys.
 pub(crate) struct SourceDefaults {
@@ -93,8 +120,6 @@ pub(crate) struct SourceDefaults {
     pub database_required: bool,
     /// Schemas left out when no `schemas` include list is given; `*` at the end matches a prefix.
     pub excluded: &'static [&'static str],
-    /// The connector's own keys besides [`SHARED_KEYS`] (others are warned about and ignored).
-    pub own_keys: &'static [&'static str],
 }
 
 /// The shared keys of a remote database's catalog file.
@@ -103,6 +128,7 @@ pub(crate) struct RemoteSettings {
     pub port: u16,
     pub database: Option<String>,
     pub user: String,
+    /// Handed to the client library only.
     pub password: Option<String>,
     pub pool_size: usize,
     /// `schemas`, if given.
@@ -117,36 +143,37 @@ pub(crate) struct RemoteSettings {
 }
 
 impl RemoteSettings {
-    /// Reads the shared keys of catalog `name`'s file, warning about keys neither shared nor in
-    /// `defaults.own_keys`.
-    pub(crate) fn from_config(
-        name: &str,
-        config: &toml::Table,
+    /// Checks the shared keys of a catalog file and fills in their defaults (the generic ones here,
+    /// the connector's in `defaults`).
+    pub(crate) fn from_keys(
+        keys: RemoteKeys,
         defaults: &SourceDefaults,
     ) -> Result<RemoteSettings, ConnectorError> {
-        for key in config.keys() {
-            let key = key.as_str();
-            if !SHARED_KEYS.contains(&key) && !defaults.own_keys.contains(&key) && key != "name" {
-                tracing::warn!("catalog \"{name}\": unknown key `{key}` ignored");
-            }
-        }
-        let host = required_str(config, "host")?;
-        let port = get_int(config, "port", i64::from(defaults.port), 1, 65535)?;
+        let host = keys.host.ok_or_else(|| config_error("host", "missing"))?;
+        let port = int_in("port", keys.port, i64::from(defaults.port), 1, 65535)?;
         let database = if defaults.database_required {
-            Some(required_str(config, "database")?)
+            Some(
+                keys.database
+                    .ok_or_else(|| config_error("database", "missing"))?,
+            )
         } else {
-            get_str(config, "database")?.filter(|d| !d.is_empty())
+            keys.database.filter(|d| !d.is_empty())
         };
-        let user = required_str(config, "user")?;
-        let password = get_str(config, "password")?;
-        let pool_size = get_int(config, "pool_size", 4, 1, 1024)?;
-        let splits = get_int(config, "splits", 4, 1, 4096)?;
-        let connect_timeout = get_int(config, "connect_timeout_secs", 10, 1, 3600)?;
-        let pool_timeout = get_int(config, "pool_timeout_secs", 60, 1, 86_400)?;
-        let include = get_list(config, "schemas")?;
-        let exclude = get_list(config, "exclude_schemas")?
+        let user = keys.user.ok_or_else(|| config_error("user", "missing"))?;
+        let pool_size = int_in("pool_size", keys.pool_size, 4, 1, 1024)?;
+        let splits = int_in("splits", keys.splits, 4, 1, 4096)?;
+        let connect_timeout = int_in(
+            "connect_timeout_secs",
+            keys.connect_timeout_secs,
+            10,
+            1,
+            3600,
+        )?;
+        let pool_timeout = int_in("pool_timeout_secs", keys.pool_timeout_secs, 60, 1, 86_400)?;
+        let exclude = keys
+            .exclude_schemas
             .unwrap_or_else(|| defaults.excluded.iter().map(|s| s.to_string()).collect());
-        let tls = TlsSettings::from_config(config, SslMode::Prefer)?;
+        let tls = TlsSettings::from_keys(keys.ssl_mode, keys.ssl_root_cert, SslMode::Prefer)?;
         // The ranges were checked above, so the conversions cannot fail.
         let as_usize = |v: i64| usize::try_from(v).unwrap_or(1);
         Ok(RemoteSettings {
@@ -154,9 +181,9 @@ impl RemoteSettings {
             port: u16::try_from(port).unwrap_or(defaults.port),
             database,
             user,
-            password,
+            password: keys.password.map(|p| p.expose().to_string()),
             pool_size: as_usize(pool_size),
-            include,
+            include: keys.schemas,
             exclude,
             splits: as_usize(splits),
             connect_timeout: Duration::from_secs(connect_timeout.unsigned_abs()),
@@ -190,15 +217,16 @@ pub(crate) struct TlsSettings {
 }
 
 impl TlsSettings {
-    /// Reads `ssl_mode` (default `default_mode`) and `ssl_root_cert` from a catalog file. The
+    /// Checks `ssl_mode` (default `default_mode`) and `ssl_root_cert` of a catalog file. The
     /// verifying modes need `ssl_root_cert`; the file must exist.
-    pub(crate) fn from_config(
-        config: &toml::Table,
+    pub(crate) fn from_keys(
+        ssl_mode: Option<String>,
+        ssl_root_cert: Option<String>,
         default_mode: SslMode,
     ) -> Result<TlsSettings, ConnectorError> {
-        let mode = match config.get("ssl_mode") {
+        let mode = match ssl_mode {
             None => default_mode,
-            Some(toml::Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+            Some(s) => match s.to_ascii_lowercase().as_str() {
                 "disable" | "disabled" => SslMode::Disable,
                 "prefer" | "preferred" => SslMode::Prefer,
                 "require" | "required" => SslMode::Require,
@@ -212,22 +240,15 @@ impl TlsSettings {
                     ));
                 }
             },
-            Some(_) => return Err(config_error("ssl_mode", "must be a string")),
         };
-        let root_cert = match config.get("ssl_root_cert") {
+        let root_cert = match ssl_root_cert {
             None => None,
-            Some(toml::Value::String(s)) => {
-                let path = std::path::PathBuf::from(s);
+            Some(s) => {
+                let path = std::path::PathBuf::from(&s);
                 if !path.is_file() {
                     return Err(config_error("ssl_root_cert", format!("no such file: {s}")));
                 }
                 Some(path)
-            }
-            Some(_) => {
-                return Err(config_error(
-                    "ssl_root_cert",
-                    "must be a string (a PEM file)",
-                ));
             }
         };
         if matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull) && root_cert.is_none() {

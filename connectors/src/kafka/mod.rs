@@ -15,6 +15,8 @@
 //! "client.id" = "tributary"
 //! ```
 //!
+//! Any other key is an error naming it (a misspelt key must not silently fall back to a default).
+//!
 //! Tables: one per description file ([`description`] has the format); every other topic of the
 //! cluster (except internal `__*` topics) is a table of `default_schema` with the internal columns
 //! only. Internal columns, after the described ones: `_partition_id` (bigint), `_partition_offset`
@@ -62,7 +64,7 @@ use rdkafka::types::RDKafkaErrorCode;
 pub use description::TableDescription;
 pub use scan::{KafkaScanExec, KafkaSplit};
 
-use crate::remote_config::{config_error, get_int, get_str};
+use crate::remote_config::{config_error, int_in};
 use crate::sqlstate;
 use crate::{ConnectorError, ConnectorFactory, ConnectorKind, ScanSpec};
 use table::KafkaTable;
@@ -84,17 +86,35 @@ pub const INTERNAL_COLUMNS: [&str; 10] = [
 /// A topic list older than this is refetched when a lookup misses it.
 const TOPIC_LIST_TTL: Duration = Duration::from_secs(2);
 
-const KNOWN_KEYS: [&str; 9] = [
-    "connector",
-    "bootstrap_servers",
-    "default_schema",
-    "table_description_dir",
-    "messages_per_split",
-    "request_timeout_ms",
-    "read_timeout_ms",
-    "properties",
-    "name",
-];
+/// The keys of a `kafka` catalog file as written (see the module docs), any other key being an
+/// error naming it. `bootstrap_servers` and `properties` stay TOML values, checked by
+/// [`KafkaConnector::from_config`] with reasons that never echo a value (`properties` may hold
+/// `sasl.password`); no `Debug`, for the same reason.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KafkaFile {
+    /// `connector`, checked by [`crate::build_connector`].
+    #[allow(dead_code)]
+    connector: Option<String>,
+    /// The catalog's name, allowed and ignored (the file's name decides).
+    #[allow(dead_code)]
+    name: Option<String>,
+    /// A string or a list of strings; required.
+    bootstrap_servers: Option<toml::Value>,
+    #[serde(default = "default_schema")]
+    default_schema: String,
+    table_description_dir: Option<String>,
+    messages_per_split: Option<i64>,
+    request_timeout_ms: Option<i64>,
+    read_timeout_ms: Option<i64>,
+    /// A table of librdkafka settings.
+    properties: Option<toml::Value>,
+}
+
+/// `default_schema` when the file has none.
+fn default_schema() -> String {
+    "default".into()
+}
 
 /// Settings librdkafka must have for reads to be what this connector promises; they win over
 /// `[properties]`.
@@ -156,12 +176,8 @@ impl KafkaConnector {
         name: &str,
         config: &toml::Table,
     ) -> Result<KafkaConnector, ConnectorError> {
-        for key in config.keys() {
-            if !KNOWN_KEYS.contains(&key.as_str()) {
-                tracing::warn!("catalog \"{name}\": unknown key `{key}` ignored");
-            }
-        }
-        let bootstrap = match config.get("bootstrap_servers") {
+        let file: KafkaFile = crate::catalog_file::parse(config)?;
+        let bootstrap = match &file.bootstrap_servers {
             Some(toml::Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
             Some(toml::Value::Array(items)) if !items.is_empty() => items
                 .iter()
@@ -180,12 +196,30 @@ impl KafkaConnector {
                 ));
             }
         };
-        let default_schema = get_str(config, "default_schema")?.unwrap_or_else(|| "default".into());
-        let messages_per_split = get_int(config, "messages_per_split", 10_000, 1, i64::MAX)?;
-        let request_timeout = get_int(config, "request_timeout_ms", 5_000, 1, 3_600_000)?;
-        let read_timeout = get_int(config, "read_timeout_ms", 30_000, 1, 86_400_000)?;
+        let default_schema = file.default_schema;
+        let messages_per_split = int_in(
+            "messages_per_split",
+            file.messages_per_split,
+            10_000,
+            1,
+            i64::MAX,
+        )?;
+        let request_timeout = int_in(
+            "request_timeout_ms",
+            file.request_timeout_ms,
+            5_000,
+            1,
+            3_600_000,
+        )?;
+        let read_timeout = int_in(
+            "read_timeout_ms",
+            file.read_timeout_ms,
+            30_000,
+            1,
+            86_400_000,
+        )?;
         let mut properties: Vec<(String, String)> = Vec::new();
-        match config.get("properties") {
+        match &file.properties {
             None => {}
             Some(toml::Value::Table(t)) => {
                 for (key, value) in t {
@@ -229,7 +263,7 @@ impl KafkaConnector {
             .map_err(|e| config_error("properties", e.to_string()))?;
 
         let mut descriptions = BTreeMap::new();
-        if let Some(dir) = get_str(config, "table_description_dir")? {
+        if let Some(dir) = file.table_description_dir {
             let dir = PathBuf::from(dir);
             let entries = std::fs::read_dir(&dir).map_err(|e| {
                 config_error(
@@ -608,5 +642,58 @@ impl SchemaProvider for KafkaSchema {
                 .shared
                 .cached_topics()
                 .is_some_and(|(_, topics)| self.shared.undescribed(&topics).any(|t| t == name))
+    }
+}
+
+#[cfg(test)]
+mod catalog_file_tests {
+    use super::*;
+
+    async fn error(text: &str) -> (String, String) {
+        let config: toml::Table = toml::from_str(text).expect("toml");
+        match KafkaConnector::from_config("k", &config).await {
+            Err(ConnectorError::Config { key, reason }) => (key, reason),
+            Err(other) => panic!("expected a config error for {text:?}, got {other:?}"),
+            Ok(_) => panic!("expected a config error for {text:?}"),
+        }
+    }
+
+    const BASE: &str = "connector = \"kafka\"\nbootstrap_servers = \"127.0.0.1:9\"\n";
+
+    #[tokio::test]
+    async fn an_unknown_key_is_an_error_naming_it() {
+        let (key, reason) = error(&format!("{BASE}messages_per_spilt = 5")).await;
+        assert_eq!(key, "messages_per_spilt");
+        assert!(reason.contains("unknown key"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_value_names_the_key() {
+        for (extra, key) in [
+            ("messages_per_split = 0", "messages_per_split"),
+            ("request_timeout_ms = \"5s\"", "request_timeout_ms"),
+            ("default_schema = 1", "default_schema"),
+            ("properties = 3", "properties"),
+            ("properties = { \"a.b\" = [1] }", "properties.a.b"),
+        ] {
+            assert_eq!(error(&format!("{BASE}{extra}")).await.0, key, "{extra}");
+        }
+        assert_eq!(error("connector = \"kafka\"").await.0, "bootstrap_servers");
+        assert_eq!(
+            error("bootstrap_servers = [1]").await.0,
+            "bootstrap_servers"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_password_property_is_never_shown() {
+        for extra in [
+            "properties = \"sasl.password=Kp-77-secret\"",
+            "properties = { \"sasl.password\" = \"Kp-77-secret\" }\nbogus = 1",
+            "properties = { \"sasl.password\" = \"Kp-77-secret\" }\nread_timeout_ms = 0",
+        ] {
+            let (_, reason) = error(&format!("{BASE}{extra}")).await;
+            assert!(!reason.contains("Kp-77-secret"), "{reason}");
+        }
     }
 }

@@ -1,28 +1,12 @@
 //! The keys of a `lake` catalog file, and the OpenDAL operator they describe.
 
-use std::fmt;
 use std::path::PathBuf;
 
 use opendal::Operator;
+use serde::Deserialize;
 
 use crate::ConnectorError;
-
-/// A secret string (an S3 secret key): shown as `***` by `Debug`, never written into an error.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret's value, for handing to the client library only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use crate::catalog_file::Secret;
 
 /// Where a lake's data lives: the parsed `location` key and, for S3, its connection keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +35,32 @@ pub enum LakeLocation {
     },
 }
 
+/// The keys of a `lake` catalog file as written, with their defaults: the one place they are read.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LakeFile {
+    /// `connector = "lake"`, checked by [`crate::build_connector`].
+    #[allow(dead_code)]
+    connector: Option<String>,
+    /// The catalog's name, allowed and ignored (the file's name decides), as in other kinds.
+    #[allow(dead_code)]
+    name: Option<String>,
+    /// Required; `Option` so that its absence gets this crate's own reason.
+    location: Option<String>,
+    endpoint: Option<String>,
+    #[serde(default = "default_region")]
+    region: String,
+    access_key_id: Option<String>,
+    secret_access_key: Option<Secret>,
+    #[serde(default)]
+    allow_anonymous: bool,
+}
+
+/// The `region` of an S3 location without one.
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
 /// The parsed keys of a `lake` catalog file.
 ///
 /// Keys: `connector = "lake"`, `location` (`file:///abs/path` or `s3://bucket/prefix`, required), and
@@ -64,9 +74,17 @@ pub struct LakeConfig {
 
 impl LakeConfig {
     /// Parses the keys of a catalog file. Errors: [`ConnectorError::Config`] naming the key (missing
-    /// or malformed `location`, unknown scheme, a key of the wrong type).
+    /// or malformed `location`, unknown scheme, a key of the wrong type, a key the lake does not
+    /// have).
     pub fn from_toml(config: &toml::Table) -> Result<Self, ConnectorError> {
-        let location = required_str(config, "location")?;
+        let file: LakeFile = crate::catalog_file::parse(config)?;
+        let Some(location) = file.location.as_deref() else {
+            return Err(ConnectorError::Config {
+                key: "location".into(),
+                reason: "missing; expected e.g. \"file:///data/lake\" or \"s3://bucket/prefix\""
+                    .into(),
+            });
+        };
         let url = url::Url::parse(location).map_err(|e| ConnectorError::Config {
             key: "location".into(),
             reason: format!(
@@ -93,14 +111,11 @@ impl LakeConfig {
                 LakeLocation::S3 {
                     bucket: bucket.to_string(),
                     prefix: url.path().trim_matches('/').to_string(),
-                    endpoint: optional_str(config, "endpoint")?.map(str::to_string),
-                    region: optional_str(config, "region")?
-                        .unwrap_or("us-east-1")
-                        .to_string(),
-                    access_key_id: optional_str(config, "access_key_id")?.map(str::to_string),
-                    secret_access_key: optional_str(config, "secret_access_key")?
-                        .map(|s| Secret(s.to_string())),
-                    allow_anonymous: optional_bool(config, "allow_anonymous")?.unwrap_or(false),
+                    endpoint: file.endpoint,
+                    region: file.region,
+                    access_key_id: file.access_key_id,
+                    secret_access_key: file.secret_access_key,
+                    allow_anonymous: file.allow_anonymous,
                 }
             }
             other => {
@@ -204,31 +219,66 @@ fn install_http_transport() {
     });
 }
 
-fn required_str<'a>(config: &'a toml::Table, key: &str) -> Result<&'a str, ConnectorError> {
-    optional_str(config, key)?.ok_or_else(|| ConnectorError::Config {
-        key: key.into(),
-        reason: "missing; expected e.g. \"file:///data/lake\" or \"s3://bucket/prefix\"".into(),
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn optional_str<'a>(config: &'a toml::Table, key: &str) -> Result<Option<&'a str>, ConnectorError> {
-    match config.get(key) {
-        None => Ok(None),
-        Some(toml::Value::String(s)) => Ok(Some(s.as_str())),
-        Some(other) => Err(ConnectorError::Config {
-            key: key.into(),
-            reason: format!("expected a string, found a {}", other.type_str()),
-        }),
+    fn parse(text: &str) -> Result<LakeConfig, ConnectorError> {
+        LakeConfig::from_toml(&toml::from_str(text).expect("toml"))
     }
-}
 
-fn optional_bool(config: &toml::Table, key: &str) -> Result<Option<bool>, ConnectorError> {
-    match config.get(key) {
-        None => Ok(None),
-        Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
-        Some(other) => Err(ConnectorError::Config {
-            key: key.into(),
-            reason: format!("expected true or false, found a {}", other.type_str()),
-        }),
+    fn key_of(result: Result<LakeConfig, ConnectorError>) -> (String, String) {
+        match result {
+            Err(ConnectorError::Config { key, reason }) => (key, reason),
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_and_keys() {
+        let config = parse("connector = \"lake\"\nlocation = \"s3://b/p/\"").expect("parses");
+        match config.location {
+            LakeLocation::S3 {
+                region,
+                prefix,
+                allow_anonymous,
+                ..
+            } => {
+                assert_eq!(region, "us-east-1");
+                assert_eq!(prefix, "p");
+                assert!(!allow_anonymous);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_naming_it() {
+        let (key, reason) = key_of(parse("location = \"s3://b/p\"\nregoin = \"eu-west-1\""));
+        assert_eq!(key, "regoin");
+        assert!(reason.contains("regoin"), "{reason}");
+    }
+
+    #[test]
+    fn a_bad_value_names_the_key() {
+        assert_eq!(
+            key_of(parse("location = \"s3://b\"\nallow_anonymous = 1")).0,
+            "allow_anonymous"
+        );
+        assert_eq!(key_of(parse("location = 5")).0, "location");
+        assert_eq!(key_of(parse("connector = \"lake\"")).0, "location");
+    }
+
+    #[test]
+    fn the_secret_key_is_never_shown() {
+        let config =
+            parse("location = \"s3://b\"\nsecret_access_key = \"wJalrXUtnFEMI\"").expect("parses");
+        assert!(!format!("{config:?}").contains("wJalrXUtnFEMI"));
+        let (_, reason) = key_of(parse("location = \"s3://b\"\nsecret_access_key = 1234567"));
+        assert!(!reason.contains("1234567"), "{reason}");
+        let (_, reason) = key_of(parse(
+            "location = \"s3://b\"\nsecret_access_key = \"wJalrXUtnFEMI\"\nregion = 3",
+        ));
+        assert!(!reason.contains("wJalrXUtnFEMI"), "{reason}");
     }
 }

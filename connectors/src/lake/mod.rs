@@ -2,7 +2,8 @@
 //!
 //! Catalog file keys: `connector = "lake"`, `location = "file:///abs/path"` or `"s3://bucket/prefix"`, and
 //! for S3 `endpoint`, `region` (default `us-east-1`), `access_key_id`, `secret_access_key`,
-//! `allow_anonymous` (see [`LakeConfig`]).
+//! `allow_anonymous` (see [`LakeConfig`]). Any other key is an error naming it (a misspelt key must
+//! not silently fall back to a default).
 //!
 //! Layout (like Trino's Hive connector over a warehouse directory): each directory directly under the
 //! location is a schema; each file in a schema (`.parquet`, `.csv` with a header, `.json` / `.jsonl` /

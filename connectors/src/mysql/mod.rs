@@ -23,6 +23,8 @@
 //! ssl_root_cert = "/etc/tributary/my-ca.pem"  # CA certificates (PEM), needed by verify-full
 //! ```
 //!
+//! Any other key is an error naming it (a misspelt key must not silently fall back to a default).
+//!
 //! TLS (see the `pool` module): `prefer` and `require` encrypt without checking the certificate,
 //! `verify-full` checks it was signed by `ssl_root_cert` and issued for `host`; `verify-ca` is
 //! refused (mysql_async cannot skip only the host name check). rustls on the ring provider.
@@ -77,7 +79,7 @@ use crate::remote_catalog::{
     SourceColumn, TextColumns, primary_keys,
 };
 use crate::remote_config::{
-    RemoteSettings, SourceDefaults, SslMode, config_error, get_int, get_str,
+    RemoteSettings, SourceDefaults, SslMode, config_error, int_in, remote_catalog_file,
 };
 use crate::sql_source::SqlTable;
 use crate::sql_table::range_conditions;
@@ -92,8 +94,17 @@ const DEFAULTS: SourceDefaults = SourceDefaults {
     port: 3306,
     database_required: false,
     excluded: &["mysql", "information_schema", "performance_schema", "sys"],
-    own_keys: &["split_min_rows", "time_type"],
 };
+
+remote_catalog_file! {
+    /// The keys of a `mysql` catalog file as written (see the module docs).
+    MySqlFile {
+        /// Tables with fewer rows are one split (default 100000).
+        split_min_rows: Option<i64>,
+        /// `"time"` (default) or `"interval"`.
+        time_type: Option<String>,
+    }
+}
 
 /// Quotes a MySQL identifier: `` `a``b` ``.
 pub(crate) fn quote_ident(name: &str) -> String {
@@ -149,9 +160,10 @@ impl MySqlConnector {
         name: &str,
         config: &toml::Table,
     ) -> Result<MySqlConnector, ConnectorError> {
-        let settings = RemoteSettings::from_config(name, config, &DEFAULTS)?;
-        let split_min_rows = get_int(config, "split_min_rows", 100_000, 0, i64::MAX)?;
-        let time_as_interval = match get_str(config, "time_type")?.as_deref() {
+        let mut file: MySqlFile = crate::catalog_file::parse(config)?;
+        let settings = RemoteSettings::from_keys(file.remote_keys(), &DEFAULTS)?;
+        let split_min_rows = int_in("split_min_rows", file.split_min_rows, 100_000, 0, i64::MAX)?;
+        let time_as_interval = match file.time_type.as_deref() {
             None | Some("time") => false,
             Some("interval") => true,
             Some(_) => {
@@ -509,5 +521,73 @@ mod tests {
         let wide = key_ranges("k", 0, i128::from(u64::MAX), 2);
         assert_eq!(wide[1].as_deref(), Some("(`k` >= 9223372036854775807)"));
         assert_eq!(quote_ident("a`b"), "`a``b`");
+    }
+}
+
+#[cfg(test)]
+mod catalog_file_tests {
+    use super::*;
+
+    const PASSWORD: &str = "Zq-8uX!secret";
+
+    /// Parses and checks a catalog file as `from_config` does, without building the pool.
+    fn check(text: &str) -> Result<(), ConnectorError> {
+        let mut file: MySqlFile = crate::catalog_file::parse(&toml::from_str(text).expect("toml"))?;
+        RemoteSettings::from_keys(file.remote_keys(), &DEFAULTS)?;
+        int_in("split_min_rows", file.split_min_rows, 100_000, 0, i64::MAX)?;
+        Ok(())
+    }
+
+    fn error(text: &str) -> (String, String) {
+        match check(text) {
+            Err(ConnectorError::Config { key, reason }) => (key, reason),
+            other => panic!("expected a config error for {text:?}, got {other:?}"),
+        }
+    }
+
+    const BASE: &str = "connector = \"mysql\"\nhost = \"h\"\ndatabase = \"d\"\nuser = \"u\"\n";
+
+    #[test]
+    fn a_valid_file_passes() {
+        check(&format!("{BASE}password = \"{PASSWORD}\"\nname = \"c\"")).expect("valid");
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_naming_it() {
+        let (key, reason) = error(&format!("{BASE}pool_sise = 8"));
+        assert_eq!(key, "pool_sise");
+        assert!(reason.contains("unknown key"), "{reason}");
+    }
+
+    #[test]
+    fn a_bad_value_names_the_key() {
+        for (extra, key) in [
+            ("port = 70000", "port"),
+            ("port = \"5432\"", "port"),
+            ("ssl_mode = \"sometimes\"", "ssl_mode"),
+            ("ssl_mode = \"verify-full\"", "ssl_root_cert"),
+            ("schemas = \"public\"", "schemas"),
+            ("splits = 0", "splits"),
+            ("split_min_rows = -1", "split_min_rows"),
+            ("time_type = 3", "time_type"),
+        ] {
+            assert_eq!(error(&format!("{BASE}{extra}")).0, key, "{extra}");
+        }
+        assert_eq!(error("connector = \"mysql\"\nuser = \"u\"").0, "host");
+    }
+
+    #[test]
+    fn the_password_is_never_shown() {
+        let text = format!("{BASE}password = \"{PASSWORD}\"");
+        let file: MySqlFile =
+            crate::catalog_file::parse(&toml::from_str(&text).expect("toml")).expect("parses");
+        assert!(!format!("{file:?}").contains(PASSWORD), "{file:?}");
+        for extra in ["port = 0", "bogus = 1", "ssl_mode = 3"] {
+            let (_, reason) = error(&format!("{text}\n{extra}"));
+            assert!(!reason.contains(PASSWORD), "{reason}");
+        }
+        let (key, reason) = error(&format!("{BASE}password = 918273645"));
+        assert_eq!(key, "password");
+        assert!(!reason.contains("918273645"), "{reason}");
     }
 }

@@ -20,6 +20,8 @@
 //! ssl_root_cert = "/etc/tributary/pg-ca.pem"  # CA certificates (PEM), needed by verify-ca / verify-full
 //! ```
 //!
+//! Any other key is an error naming it (a misspelt key must not silently fall back to a default).
+//!
 //! TLS (see the `tls` module): `prefer` and `require` encrypt without checking the certificate,
 //! `verify-ca` checks it was signed by `ssl_root_cert`, `verify-full` also that it was issued for
 //! `host`; rustls on the ring provider.
@@ -69,7 +71,7 @@ use crate::remote_catalog::{
     ColumnMeta, ColumnRow, MetadataCache, MetadataSource, RemoteCatalog, SchemaFilter, Snapshot,
     SourceColumn, TextColumns, primary_keys,
 };
-use crate::remote_config::{RemoteSettings, SourceDefaults, get_int};
+use crate::remote_config::{RemoteSettings, SourceDefaults, int_in, remote_catalog_file};
 use crate::sql_source::SqlTable;
 use crate::sql_table::range_conditions;
 use crate::{ConnectorError, ConnectorFactory, ConnectorKind, ScanSpec};
@@ -82,8 +84,15 @@ const DEFAULTS: SourceDefaults = SourceDefaults {
     port: 5432,
     database_required: true,
     excluded: &["pg_catalog", "information_schema", "pg_toast*", "pg_temp*"],
-    own_keys: &["split_min_pages"],
 };
+
+remote_catalog_file! {
+    /// The keys of a `postgres` catalog file as written (see the module docs).
+    PostgresFile {
+        /// Tables with fewer pages are one split (default 1000).
+        split_min_pages: Option<i64>,
+    }
+}
 
 /// Quotes a PostgreSQL identifier: `"a""b"`.
 pub(crate) fn quote_ident(name: &str) -> String {
@@ -138,8 +147,9 @@ impl PostgresConnector {
         name: &str,
         config: &toml::Table,
     ) -> Result<PostgresConnector, ConnectorError> {
-        let settings = RemoteSettings::from_config(name, config, &DEFAULTS)?;
-        let split_min_pages = get_int(config, "split_min_pages", 1000, 1, i64::MAX)?;
+        let mut file: PostgresFile = crate::catalog_file::parse(config)?;
+        let settings = RemoteSettings::from_keys(file.remote_keys(), &DEFAULTS)?;
+        let split_min_pages = int_in("split_min_pages", file.split_min_pages, 1000, 1, i64::MAX)?;
         let tls = tls::connector(&settings.tls)?;
         let pool = Pool::new(
             name,
@@ -363,5 +373,73 @@ impl Shared {
             |l| format!("ctid >= '({l},0)'::tid"),
             |h| format!("ctid < '({h},0)'::tid"),
         ))
+    }
+}
+
+#[cfg(test)]
+mod catalog_file_tests {
+    use super::*;
+
+    const PASSWORD: &str = "Zq-8uX!secret";
+
+    /// Parses and checks a catalog file as `from_config` does, without building the pool.
+    fn check(text: &str) -> Result<(), ConnectorError> {
+        let mut file: PostgresFile =
+            crate::catalog_file::parse(&toml::from_str(text).expect("toml"))?;
+        RemoteSettings::from_keys(file.remote_keys(), &DEFAULTS)?;
+        int_in("split_min_pages", file.split_min_pages, 1000, 1, i64::MAX)?;
+        Ok(())
+    }
+
+    fn error(text: &str) -> (String, String) {
+        match check(text) {
+            Err(ConnectorError::Config { key, reason }) => (key, reason),
+            other => panic!("expected a config error for {text:?}, got {other:?}"),
+        }
+    }
+
+    const BASE: &str = "connector = \"postgres\"\nhost = \"h\"\ndatabase = \"d\"\nuser = \"u\"\n";
+
+    #[test]
+    fn a_valid_file_passes() {
+        check(&format!("{BASE}password = \"{PASSWORD}\"\nname = \"c\"")).expect("valid");
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_naming_it() {
+        let (key, reason) = error(&format!("{BASE}pool_sise = 8"));
+        assert_eq!(key, "pool_sise");
+        assert!(reason.contains("unknown key"), "{reason}");
+    }
+
+    #[test]
+    fn a_bad_value_names_the_key() {
+        for (extra, key) in [
+            ("port = 70000", "port"),
+            ("port = \"5432\"", "port"),
+            ("ssl_mode = \"sometimes\"", "ssl_mode"),
+            ("ssl_mode = \"verify-full\"", "ssl_root_cert"),
+            ("schemas = \"public\"", "schemas"),
+            ("splits = 0", "splits"),
+            ("split_min_pages = 0", "split_min_pages"),
+        ] {
+            assert_eq!(error(&format!("{BASE}{extra}")).0, key, "{extra}");
+        }
+        assert_eq!(error("connector = \"postgres\"\nuser = \"u\"").0, "host");
+    }
+
+    #[test]
+    fn the_password_is_never_shown() {
+        let text = format!("{BASE}password = \"{PASSWORD}\"");
+        let file: PostgresFile =
+            crate::catalog_file::parse(&toml::from_str(&text).expect("toml")).expect("parses");
+        assert!(!format!("{file:?}").contains(PASSWORD), "{file:?}");
+        for extra in ["port = 0", "bogus = 1", "ssl_mode = 3"] {
+            let (_, reason) = error(&format!("{text}\n{extra}"));
+            assert!(!reason.contains(PASSWORD), "{reason}");
+        }
+        let (key, reason) = error(&format!("{BASE}password = 918273645"));
+        assert_eq!(key, "password");
+        assert!(!reason.contains("918273645"), "{reason}");
     }
 }
