@@ -14,6 +14,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
+use tributary_connectors::sqlstate;
 use tributary_connectors::system::QueryState;
 use tributary_exchange::flight::{ErrorClassifier, RemoteError};
 use tributary_planner::config::{Config, ConfigError};
@@ -30,7 +31,6 @@ use crate::subquery::{StagedRunner, run_scalar_subqueries};
 use crate::task::{RuntimeOptions, TaskRuntime};
 use crate::tracker::QueryTracker;
 use crate::worker::{Heartbeats, WorkerPool};
-use tributary_connectors::sqlstate;
 
 /// The classifier used when the front end gives none: the SQLSTATE of an error that already crossed
 /// a node boundary, `XX000` otherwise.
