@@ -261,3 +261,97 @@ impl TlsSettings {
         Ok(TlsSettings { mode, root_cert })
     }
 }
+
+/// Catalog files of the SQL source kinds (`postgres`, `mysql`), checked through the kinds' own
+/// factories (`build_connector`, which validates everything before any connection is made).
+#[cfg(test)]
+mod catalog_file_tests {
+    use crate::{ConnectorError, build_connector};
+
+    const PASSWORD: &str = "Zq-8uX!secret";
+
+    fn base(kind: &str) -> String {
+        format!("connector = \"{kind}\"\nhost = \"h\"\ndatabase = \"d\"\nuser = \"u\"\n")
+    }
+
+    /// Builds catalog `c` from `text` as the registry does (no runtime: nothing is fetched).
+    fn build(text: &str) -> Result<String, ConnectorError> {
+        let table: toml::Table = toml::from_str(text).expect("toml");
+        futures::executor::block_on(build_connector("c", &table)).map(|c| format!("{c:?}"))
+    }
+
+    fn error(text: &str) -> (String, String) {
+        match build(text) {
+            Err(ConnectorError::Config { key, reason }) => (key, reason),
+            other => panic!("expected a config error for {text:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_file_passes() {
+        for kind in ["postgres", "mysql"] {
+            build(&format!(
+                "{}password = \"{PASSWORD}\"\nname = \"c\"",
+                base(kind)
+            ))
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_naming_it() {
+        for kind in ["postgres", "mysql"] {
+            let (key, reason) = error(&format!("{}pool_sise = 8", base(kind)));
+            assert_eq!(key, "pool_sise", "{kind}");
+            assert!(reason.contains("unknown key"), "{kind}: {reason}");
+        }
+    }
+
+    #[test]
+    fn a_bad_value_names_the_key() {
+        let shared = [
+            ("port = 70000", "port"),
+            ("port = \"5432\"", "port"),
+            ("ssl_mode = \"sometimes\"", "ssl_mode"),
+            ("ssl_mode = \"verify-full\"", "ssl_root_cert"),
+            ("schemas = \"public\"", "schemas"),
+            ("splits = 0", "splits"),
+        ];
+        let own = [
+            ("postgres", "split_min_pages = 0", "split_min_pages"),
+            ("mysql", "split_min_rows = -1", "split_min_rows"),
+            ("mysql", "time_type = 3", "time_type"),
+        ];
+        for kind in ["postgres", "mysql"] {
+            let cases = shared.iter().map(|&(extra, key)| (kind, extra, key));
+            let cases = cases.chain(own.iter().copied().filter(|(k, _, _)| *k == kind));
+            for (_, extra, key) in cases {
+                assert_eq!(
+                    error(&format!("{}{extra}", base(kind))).0,
+                    key,
+                    "{kind}: {extra}"
+                );
+            }
+            assert_eq!(
+                error(&format!("connector = \"{kind}\"\nuser = \"u\"")).0,
+                "host"
+            );
+        }
+    }
+
+    #[test]
+    fn the_password_is_never_shown() {
+        for kind in ["postgres", "mysql"] {
+            let text = format!("{}password = \"{PASSWORD}\"", base(kind));
+            let shown = build(&text).expect("valid");
+            assert!(!shown.contains(PASSWORD), "{kind}: {shown}");
+            for extra in ["port = 0", "bogus = 1", "ssl_mode = 3"] {
+                let (_, reason) = error(&format!("{text}\n{extra}"));
+                assert!(!reason.contains(PASSWORD), "{kind}: {reason}");
+            }
+            let (key, reason) = error(&format!("{}password = 918273645", base(kind)));
+            assert_eq!(key, "password", "{kind}");
+            assert!(!reason.contains("918273645"), "{kind}: {reason}");
+        }
+    }
+}
