@@ -22,14 +22,6 @@ pub enum ExecError {
     /// SQLSTATE 21000, cardinality_violation).
     #[error("more than one row returned by a subquery used as an expression")]
     SubqueryReturnedMoreThanOneRow,
-    /// A worker running one of the query's tasks was lost (retry policy NONE).
-    #[error("worker {worker} was lost while running task {task}")]
-    WorkerLost {
-        /// The lost worker's node id.
-        worker: String,
-        /// The task it was running (`stage.task`).
-        task: String,
-    },
 }
 
 impl ExecError {

@@ -72,7 +72,6 @@ pub fn exec_error(err: &ExecError, catalogs: Option<&dyn CatalogProviderList>) -
         ExecError::SubqueryReturnedMoreThanOneRow => {
             error(sqlstate::CARDINALITY_VIOLATION, err.to_string())
         }
-        other => error(sqlstate::INTERNAL_ERROR, other.to_string()),
     }
 }
 
