@@ -75,3 +75,56 @@ pub const SYSTEM_ERROR: &str = "58000";
 pub const CONFIG_FILE_ERROR: &str = "F0000";
 /// `XX000` internal_error: everything without a more precise code.
 pub const INTERNAL_ERROR: &str = "XX000";
+/// `58P01` undefined_file: a file or object that does not exist (not worth a retry).
+pub const UNDEFINED_FILE: &str = "58P01";
+/// `58P02` duplicate_file: a file or object that already exists.
+pub const DUPLICATE_FILE: &str = "58P02";
+/// `58030` io_error: reading or writing storage failed (the spool, a lake file).
+pub const IO_ERROR: &str = "58030";
+
+/// Whether an error with this SQLSTATE is worth running again (a fault-tolerant retry policy re-runs
+/// the query or task; Trino retries all but user errors): connection failures (class `08`), a
+/// serialization failure or deadlock (`40001`, `40P01`), too many connections (`53300`), a server
+/// shutting down or starting (`57P01`..`57P03`), and system or I/O errors (class `58` but a missing
+/// or duplicate file, `58P01`/`58P02`; a lost worker or a failed exchange read reports `58000`). Never a user's error (syntax, missing table, division
+/// by zero, a cancel `57014`) and not `53200` out_of_memory, which [`is_out_of_memory`] singles out
+/// (only worth a retry with more memory).
+pub fn is_retryable(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08")
+        || (sqlstate.starts_with("58") && !matches!(sqlstate, UNDEFINED_FILE | DUPLICATE_FILE))
+        || matches!(
+            sqlstate,
+            "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03"
+        )
+}
+
+/// Whether the SQLSTATE says memory ran out (`53200` out_of_memory): a task retried with more memory
+/// may succeed.
+pub fn is_out_of_memory(sqlstate: &str) -> bool {
+    sqlstate == OUT_OF_MEMORY
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_failures_are_retryable() {
+        for code in [CONNECTION_FAILURE, CONNECTION_FAILURE_ON_CONNECT, SYSTEM_ERROR, IO_ERROR] {
+            assert!(is_retryable(code), "{code}");
+        }
+        for code in [
+            SYNTAX_ERROR,
+            UNDEFINED_TABLE,
+            DIVISION_BY_ZERO,
+            QUERY_CANCELED,
+            OUT_OF_MEMORY,
+            INTERNAL_ERROR,
+            INVALID_PASSWORD,
+            UNDEFINED_FILE,
+        ] {
+            assert!(!is_retryable(code), "{code}");
+        }
+        assert!(is_out_of_memory(OUT_OF_MEMORY));
+    }
+}

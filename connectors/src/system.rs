@@ -126,6 +126,10 @@ pub struct QueryInfo {
     pub rows: i64,
     /// Error message if the query failed.
     pub error: Option<String>,
+    /// The query's retry policy (`NONE`, `QUERY` or `TASK`).
+    pub retry_policy: &'static str,
+    /// How many times the query ran: 1, more when `retry_policy = QUERY` ran it again.
+    pub attempts: i64,
 }
 
 /// One task of a query's stage, as `system.runtime.tasks` shows it (Trino's `system.runtime.tasks`,
@@ -133,12 +137,16 @@ pub struct QueryInfo {
 #[derive(Debug, Clone)]
 pub struct TaskInfo {
     /// The query the task belongs to; `QUERY.sqN` for a scalar subquery run before it, `QUERY.aN`
-    /// when the query was placed again (attempt N) after a worker was found lost.
+    /// when the query was placed again (attempt N) after a worker was found lost, `QUERY.rN` for
+    /// attempt N of a query run again under `retry_policy = QUERY`.
     pub query_id: String,
     /// Stage number within the query (0 is the root stage, on the coordinator).
     pub stage: i64,
     /// Task number within the stage.
     pub task: i64,
+    /// Attempt number of the task (0 for the first; `retry_policy = TASK` runs a failed task again
+    /// as the next attempt).
+    pub attempt: i64,
     /// Node id of the worker that runs or ran it.
     pub worker: String,
     /// Planned, running or how it ended.
@@ -147,6 +155,8 @@ pub struct TaskInfo {
     pub rows: i64,
     /// Bytes (Arrow in-memory size) the task wrote to its output.
     pub bytes: i64,
+    /// Bytes the task wrote to the spool (`retry_policy = TASK`; 0 for streaming exchanges).
+    pub spooled_bytes: i64,
     /// Elapsed wall time so far or in total, milliseconds.
     pub elapsed_ms: i64,
     /// Error message if the task failed.
@@ -311,6 +321,8 @@ static QUERIES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("elapsed_ms", DataType::Int64, false),
         Field::new("rows", DataType::Int64, false),
         Field::new("error", DataType::Utf8, true),
+        Field::new("retry_policy", DataType::Utf8, false),
+        Field::new("attempts", DataType::Int64, false),
     ]))
 });
 
@@ -319,12 +331,14 @@ static TASKS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("query_id", DataType::Utf8, false),
         Field::new("stage", DataType::Int64, false),
         Field::new("task", DataType::Int64, false),
+        Field::new("attempt", DataType::Int64, false),
         Field::new("worker", DataType::Utf8, false),
         Field::new("state", DataType::Utf8, false),
         Field::new("rows", DataType::Int64, false),
         Field::new("bytes", DataType::Int64, false),
         Field::new("elapsed_ms", DataType::Int64, false),
         Field::new("error", DataType::Utf8, true),
+        Field::new("spooled_bytes", DataType::Int64, false),
     ]))
 });
 
@@ -370,6 +384,10 @@ impl SystemTable {
                             .map(|q| q.error.as_deref())
                             .collect::<StringArray>(),
                     ),
+                    strings(queries.iter().map(|q| q.retry_policy)),
+                    Arc::new(Int64Array::from_iter_values(
+                        queries.iter().map(|q| q.attempts),
+                    )),
                 ]
             }
             SystemTableKind::Tasks => {
@@ -381,6 +399,7 @@ impl SystemTable {
                     strings(tasks.iter().map(|t| t.query_id.as_str())),
                     ints(|t| t.stage),
                     ints(|t| t.task),
+                    ints(|t| t.attempt),
                     strings(tasks.iter().map(|t| t.worker.as_str())),
                     strings(tasks.iter().map(|t| t.state.as_str())),
                     ints(|t| t.rows),
@@ -392,6 +411,7 @@ impl SystemTable {
                             .map(|t| t.error.as_deref())
                             .collect::<StringArray>(),
                     ),
+                    ints(|t| t.spooled_bytes),
                 ]
             }
         };

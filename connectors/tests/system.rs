@@ -48,6 +48,8 @@ fn query(id: &str, error: Option<&str>) -> QueryInfo {
         elapsed_ms: 12,
         rows: 1,
         error: error.map(str::to_string),
+        retry_policy: "NONE",
+        attempts: 1,
     }
 }
 

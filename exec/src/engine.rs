@@ -24,6 +24,7 @@ use tributary_planner::{CatalogRegistry, DistributedPlan, PlannedStatement, Stag
 
 use crate::ExecError;
 use crate::codec::PlanCodec;
+use crate::retry::{FailureInjection, QueryConfig, QueryOptions, RetryPolicy};
 use crate::memory::node_runtime;
 use crate::rpc::{NodeService, spawn_heartbeats};
 use crate::scheduler::{QueryExecution, Scheduler};
@@ -61,12 +62,14 @@ pub struct Engine {
     tasks: Arc<TaskRuntime>,
 }
 
-/// A registered query that has not started: its id (for CancelRequest) and cancellation token.
+/// A registered query that has not started: its id (for CancelRequest), cancellation token and
+/// options.
 #[derive(Debug)]
 pub struct QueryTicket {
     /// Server-wide query id (Trino-style `YYYYMMDD_HHMMSS_NNNNN_xxxxx`).
     pub query_id: String,
     cancel: tokio_util::sync::CancellationToken,
+    options: QueryOptions,
 }
 
 /// A running query's result: its schema and a stream of Arrow batches.
@@ -258,8 +261,8 @@ impl Engine {
         )
     }
 
-    /// Runs a planned statement (a query, or `EXPLAIN [ANALYZE]` of one) and streams its result:
-    /// [`Engine::begin`] then [`Engine::run`].
+    /// Runs a planned statement (a query, or `EXPLAIN [ANALYZE]` of one) with the cluster's default
+    /// options and streams its result: [`Engine::begin`] then [`Engine::run`].
     pub async fn execute(
         &self,
         ctx: &SessionContext,
@@ -267,18 +270,51 @@ impl Engine {
         sql: &str,
         user: &str,
     ) -> Result<QueryStream, ExecError> {
-        let ticket = self.begin(sql, user);
+        let ticket = self.begin(sql, user, self.default_options());
         self.run(ticket, ctx, plan).await
+    }
+
+    /// The options of a query whose session changed nothing: `[query] retry_policy`, no failure
+    /// injection.
+    pub fn default_options(&self) -> QueryOptions {
+        QueryOptions {
+            retry_policy: self.config.query.retry_policy,
+            inject_failure: None,
+        }
+    }
+
+    /// `[query]` of the config: retry attempts and delays.
+    pub fn query_config(&self) -> &QueryConfig {
+        &self.config.query
+    }
+
+    /// Whether queries may run under `policy` on this node: `TASK` needs a spool (`[exchange]
+    /// base_directories`). The error says what to configure.
+    pub fn check_retry_policy(&self, policy: RetryPolicy) -> Result<(), String> {
+        match policy {
+            RetryPolicy::Task => Err(
+                "retry_policy TASK needs a spool: set [exchange] base_directories in config.toml"
+                    .into(),
+            ),
+            _ => Ok(()),
+        }
     }
 
     /// Registers a new query (RUNNING in `system.runtime.queries`) and returns its id. From here on
     /// [`Engine::cancel`] with that id cancels it, including while [`Engine::run`] is still planning,
-    /// running scalar subqueries or executing an `EXPLAIN ANALYZE`: a front end stores the id for its
-    /// CancelRequest before awaiting `run`. `sql` and `user` are recorded as given.
-    pub fn begin(&self, sql: &str, user: &str) -> QueryTicket {
+    /// running scalar subqueries, holding a `retry_policy = QUERY` result or executing an
+    /// `EXPLAIN ANALYZE`: a front end stores the id for its CancelRequest before awaiting `run`.
+    /// `sql` and `user` are recorded as given; `options` are the session's.
+    pub fn begin(&self, sql: &str, user: &str, options: QueryOptions) -> QueryTicket {
         let query_id = new_query_id();
-        let cancel = self.tracker.begin(&query_id, user, sql);
-        QueryTicket { query_id, cancel }
+        let cancel = self
+            .tracker
+            .begin(&query_id, user, sql, options.retry_policy);
+        QueryTicket {
+            query_id,
+            cancel,
+            options,
+        }
     }
 
     /// Runs the statement registered by `ticket` and streams its result.
@@ -293,9 +329,15 @@ impl Engine {
         ctx: &SessionContext,
         plan: LogicalPlan,
     ) -> Result<QueryStream, ExecError> {
-        let QueryTicket { query_id, cancel } = ticket;
+        let QueryTicket {
+            query_id,
+            cancel,
+            options,
+        } = ticket;
         let started = tokio::select! {
-            started = self.start_query(ctx, plan, &query_id) => started.map_err(ExecError::from),
+            started = self.start_with_retries(ctx, plan, &query_id, &options) => {
+                started.map_err(ExecError::from)
+            }
             // Planning, scalar subqueries and EXPLAIN ANALYZE run before the result stream exists.
             _ = cancel.cancelled() => Err(ExecError::Canceled),
         };
@@ -330,25 +372,108 @@ impl Engine {
         }
     }
 
+    /// Starts a statement under its retry policy. `NONE`: [`Engine::start_query`] once. `QUERY`:
+    /// each attempt is planned and run to the end with its result held
+    /// ([`Engine::run_to_end`]); an attempt failing with a retryable error
+    /// ([`crate::error::Failure::is_retryable`]) runs again after the backoff of `[query]`, up to
+    /// `query_retry_attempts` more times, under its own key (`QUERY.rN`) so its tasks and exchange
+    /// data never mix with an earlier attempt's. Only the succeeding attempt's rows reach the
+    /// client.
+    async fn start_with_retries(
+        &self,
+        ctx: &SessionContext,
+        plan: LogicalPlan,
+        query_id: &str,
+        options: &QueryOptions,
+    ) -> DfResult<(Option<QueryExecution>, SendableRecordBatchStream)> {
+        if options.retry_policy != RetryPolicy::Query {
+            return self.start_query(ctx, plan, query_id, options, 0).await;
+        }
+        let mut attempt = 0u32;
+        loop {
+            let key = if attempt == 0 {
+                query_id.to_string()
+            } else {
+                format!("{query_id}.r{attempt}")
+            };
+            let result = async {
+                let (execution, stream) = self
+                    .start_query(ctx, plan.clone(), &key, options, attempt)
+                    .await?;
+                self.run_to_end(&key, attempt, execution, stream).await
+            }
+            .await;
+            let error = match result {
+                Ok(stream) => return Ok((None, stream)),
+                Err(e) => e,
+            };
+            if let Some(node) = crate::scheduler::lost_node(&error) {
+                self.workers.mark_dead(&node, &error.to_string());
+            }
+            let failure = crate::error::Failure::from((self.tasks.classify)(&error));
+            if attempt >= self.config.query.query_retry_attempts || !failure.is_retryable() {
+                return Err(error);
+            }
+            attempt += 1;
+            let delay = self.config.query.retry_delay(attempt);
+            tracing::info!(query = %query_id, attempt, ?delay, "retrying the query (retry_policy QUERY): {failure}");
+            self.tracker.attempt_started(query_id);
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Reads an attempt's result to the end and holds it (`retry_policy = QUERY`): the rows reach
+    /// the client only once the attempt has succeeded. Returns a stream over the held rows.
+    async fn run_to_end(
+        &self,
+        key: &str,
+        attempt: u32,
+        execution: Option<QueryExecution>,
+        mut stream: SendableRecordBatchStream,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let schema = stream.schema();
+        let mut buffer = self.result_buffer(key, attempt, schema.clone())?;
+        while let Some(batch) = stream.next().await {
+            buffer.push(batch?).await?;
+        }
+        if let Some(execution) = execution {
+            execution.finish();
+        }
+        buffer.into_stream().await
+    }
+
+    /// Where an attempt's result is held until it succeeds.
+    fn result_buffer(&self, _key: &str, _attempt: u32, schema: SchemaRef) -> DfResult<HeldResult> {
+        Ok(HeldResult {
+            schema,
+            batches: Vec::new(),
+        })
+    }
+
     /// Plans a statement through the planner ([`plan_statement`]) and starts it: returns the
-    /// running tasks (if any) and the result stream.
+    /// running tasks (if any) and the result stream. `key` names the attempt's tasks and exchange
+    /// data; `attempt` is the query attempt (0 for the first), for failure injection.
     async fn start_query(
         &self,
         ctx: &SessionContext,
         plan: LogicalPlan,
         query_id: &str,
+        options: &QueryOptions,
+        attempt: u32,
     ) -> DfResult<(Option<QueryExecution>, SendableRecordBatchStream)> {
         let state = ctx.state();
         let runner = SessionRunner {
             engine: self,
             state: &state,
         };
+        let inject = options.inject_failure;
         match plan_statement(&state, plan).await? {
             PlannedStatement::Explain(lines) => Ok((None, plan_lines_stream(lines)?)),
             PlannedStatement::Analyze(plan) => {
                 run_scalar_subqueries(&runner, &plan, query_id).await?;
-                let (mut execution, mut stream) =
-                    self.schedule(&state, &plan.stages, query_id).await?;
+                let (mut execution, mut stream) = self
+                    .schedule(&state, &plan.stages, query_id, inject, attempt)
+                    .await?;
                 let started = std::time::Instant::now();
                 let mut rows = 0usize;
                 while let Some(batch) = stream.next().await {
@@ -365,18 +490,23 @@ impl Engine {
             }
             PlannedStatement::Query(plan) => {
                 run_scalar_subqueries(&runner, &plan, query_id).await?;
-                let (execution, stream) = self.schedule(&state, &plan.stages, query_id).await?;
+                let (execution, stream) = self
+                    .schedule(&state, &plan.stages, query_id, inject, attempt)
+                    .await?;
                 Ok((Some(execution), stream))
             }
         }
     }
 
     /// Starts the tasks of `staged` on the workers; returns the guard and the root stream.
+    /// `inject`/`attempt`: see [`Scheduler::start`].
     async fn schedule(
         &self,
         state: &datafusion::execution::SessionState,
         staged: &StagePlan,
         query_id: &str,
+        inject: Option<FailureInjection>,
+        attempt: u32,
     ) -> DfResult<(QueryExecution, SendableRecordBatchStream)> {
         let scheduler = Scheduler {
             runtime: &self.tasks,
@@ -396,7 +526,13 @@ impl Engine {
                 Arc::from(format!("{query_id}.a{attempts}"))
             };
             match scheduler
-                .start(query.clone(), staged, TaskContext::from(state))
+                .start(
+                    query.clone(),
+                    staged,
+                    TaskContext::from(state),
+                    inject,
+                    attempt,
+                )
                 .await
             {
                 Ok(started) => return Ok(started),
@@ -461,9 +597,35 @@ impl StagedRunner for SessionRunner<'_> {
         key: String,
     ) -> BoxFuture<'a, DfResult<(Box<dyn std::any::Any + Send>, SendableRecordBatchStream)>> {
         Box::pin(async move {
-            let (execution, stream) = self.engine.schedule(self.state, &plan.stages, &key).await?;
+            let (execution, stream) = self
+                .engine
+                .schedule(self.state, &plan.stages, &key, None, 0)
+                .await?;
             Ok((Box::new(execution) as Box<dyn std::any::Any + Send>, stream))
         })
+    }
+}
+
+/// An attempt's result rows, held until the attempt succeeds.
+struct HeldResult {
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+}
+
+impl HeldResult {
+    async fn push(&mut self, batch: RecordBatch) -> DfResult<()> {
+        self.batches.push(batch);
+        Ok(())
+    }
+
+    async fn into_stream(self) -> DfResult<SendableRecordBatchStream> {
+        Ok(Box::pin(
+            datafusion::physical_plan::memory::MemoryStream::try_new(
+                self.batches,
+                self.schema,
+                None,
+            )?,
+        ))
     }
 }
 

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod memory;
 pub mod operator_metrics;
+pub mod retry;
 pub mod rpc;
 pub mod scheduler;
 pub mod subquery;
@@ -18,6 +19,7 @@ pub mod worker;
 
 pub use engine::{Engine, EngineConfig, NodeConfig, NodeRole, QueryStream, QueryTicket};
 pub use error::ExecError;
+pub use retry::{FailureInjection, QueryOptions, RetryPolicy};
 pub use tributary_connectors::{PG_TYPE_KEY, sqlstate};
 pub use tributary_exchange::flight::NodeSecret;
 pub use tributary_planner::config::Config;

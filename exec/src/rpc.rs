@@ -119,18 +119,7 @@ impl NodeService {
             (plan, None)
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        rt.start_tasks(
-            &spec.query,
-            spec.stage,
-            &spec.tasks,
-            spec.stage_tasks,
-            plan.clone(),
-            partitioning,
-            spec.output_partitions,
-            spec.readers,
-            ctx,
-            tx,
-        )
+        rt.start_tasks(&spec, plan.clone(), partitioning, ctx, tx)
         .map_err(|e| error_to_status(&e, &rt.classify))?;
         let expected = spec.tasks.len();
         let started = futures::stream::once(async { Ok(message(&RunTasksMessage::started())) });

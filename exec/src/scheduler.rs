@@ -38,6 +38,7 @@ use tributary_exchange::flight::{Location, RemoteError};
 use tributary_planner::{Stage, StagePlan};
 
 use crate::operator_metrics::RemoteStageMetrics;
+use crate::retry::FailureInjection;
 use crate::rpc::messages::RunTasks;
 use crate::rpc::{release_remote, run_remote_tasks};
 use crate::task::{TaskReport, TaskRuntime, TaskSpec};
@@ -136,14 +137,19 @@ impl Scheduler<'_> {
     /// call broke off) is marked dead; [`StartFailure::may_place_again`] says whether none of this
     /// query's tasks had started on it, so the caller may place the query again on the workers that
     /// remain. Once a task has run on the lost worker the query fails (`retry_policy = NONE`).
+    ///
+    /// `inject` makes a task fail on purpose when it fails on query attempt `attempt` (tests).
     pub async fn start(
         &self,
         query: Arc<str>,
         plan: &StagePlan,
         base: TaskContext,
+        inject: Option<FailureInjection>,
+        attempt: u32,
     ) -> std::result::Result<(QueryExecution, SendableRecordBatchStream), StartFailure> {
         let mut may_place_again = false;
-        self.start_tasks(query, plan, base, &mut may_place_again)
+        let fails = |stage: usize, task: usize| inject.is_some_and(|i| i.fails(stage, task, attempt));
+        self.start_tasks(query, plan, base, &fails, &mut may_place_again)
             .await
             .map_err(|error| StartFailure {
                 error,
@@ -158,6 +164,7 @@ impl Scheduler<'_> {
         query: Arc<str>,
         plan: &StagePlan,
         base: TaskContext,
+        fails: &(dyn Fn(usize, usize) -> bool + Sync),
         may_place_again: &mut bool,
     ) -> Result<(QueryExecution, SendableRecordBatchStream)> {
         let config: Vec<(String, String)> = base
@@ -202,7 +209,7 @@ impl Scheduler<'_> {
             let mut remote: BTreeMap<String, (Arc<Worker>, Vec<usize>)> = BTreeMap::new();
             for (task, w) in placement.workers.iter().enumerate() {
                 w.add_tasks(1);
-                self.tracker.task_planned(&query, stage.id, task, &w.id);
+                self.tracker.task_planned(&query, stage.id, task, 0, &w.id);
                 match &w.kind {
                     WorkerKind::Local => local.push(task),
                     WorkerKind::Remote { address } => remote
@@ -212,17 +219,27 @@ impl Scheduler<'_> {
                         .push(task),
                 }
             }
+            let spec = |tasks: Vec<usize>| TaskSpec {
+                query: query.to_string(),
+                stage: stage.id,
+                fail_tasks: tasks.iter().copied().filter(|&t| fails(stage.id, t)).collect(),
+                tasks,
+                stage_tasks: stage.tasks,
+                output_partitions: stage.output.partitions(),
+                readers,
+                locations: stage_input_locations(stage, &locations),
+                config: config.clone(),
+                attempt: 0,
+                spooled: false,
+                input_attempts: Vec::new(),
+                memory_limit: None,
+            };
             if !local.is_empty() {
                 let (tx, rx) = mpsc::unbounded_channel();
                 self.runtime.start_tasks(
-                    &query,
-                    stage.id,
-                    &local,
-                    stage.tasks,
+                    &spec(local.clone()),
                     stage.plan.clone(),
                     stage.output.partitioning(),
-                    stage.output.partitions(),
-                    readers,
                     ctx.clone(),
                     tx,
                 )?;
@@ -241,16 +258,7 @@ impl Scheduler<'_> {
                 ));
             }
             let starts = remote.into_iter().map(|(address, (worker, tasks))| {
-                let spec = TaskSpec {
-                    query: query.to_string(),
-                    stage: stage.id,
-                    tasks: tasks.clone(),
-                    stage_tasks: stage.tasks,
-                    output_partitions: stage.output.partitions(),
-                    readers,
-                    locations: stage_input_locations(stage, &locations),
-                    config: config.clone(),
-                };
+                let spec = spec(tasks.clone());
                 let fragment = placement.fragment.clone().unwrap_or_default();
                 let partitioned = stage.output.partitioning().is_some();
                 let request = RunTasks::new(&self.runtime.node_id, &spec, partitioned, fragment);
@@ -392,7 +400,7 @@ impl Scheduler<'_> {
             while let Some(report) = reports.next().await {
                 match report {
                     Ok(mut r) => {
-                        tracker.task_finished(&query, stage, &r);
+                        tracker.task_finished(&query, stage, 0, &r);
                         if !r.operators.is_empty() {
                             metrics.lock().add(stage, std::mem::take(&mut r.operators));
                         }

@@ -34,6 +34,8 @@ pub struct TaskReport {
     pub rows: u64,
     /// Bytes of those rows as Arrow data ([`tributary_exchange::batch_bytes`]).
     pub bytes: u64,
+    /// Bytes written to the spool (`retry_policy = TASK`; 0 for a streaming exchange).
+    pub spooled_bytes: u64,
     /// Wall time from start to end, milliseconds.
     pub elapsed_ms: u64,
     /// `(SQLSTATE, message)` if the task failed.
@@ -125,7 +127,7 @@ pub struct RuntimeOptions {
 
 /// How the tasks of one stage placed on this node run: everything but the plan (sent with it as
 /// [`crate::rpc::messages::RunTasks`]).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TaskSpec {
     /// Query id.
     pub query: String,
@@ -143,6 +145,22 @@ pub struct TaskSpec {
     pub locations: Vec<((usize, usize), Location)>,
     /// The session's settings (`datafusion.*` options) as key/value pairs.
     pub config: Vec<(String, String)>,
+    /// Tasks of `tasks` that must fail at once with an injected, retryable error (the session's
+    /// `inject_failure` setting, for tests).
+    pub fail_tasks: Vec<usize>,
+    /// The attempt these tasks run as (0 for the first; `retry_policy = TASK` runs a failed task
+    /// again as the next attempt).
+    pub attempt: u32,
+    /// Whether the tasks write their output to the spool and read their inputs from it
+    /// (`retry_policy = TASK`) instead of streaming exchanges.
+    pub spooled: bool,
+    /// For spooled inputs: the committed attempt of every task of the stages read, as
+    /// `((stage, task), attempt)`.
+    pub input_attempts: Vec<((usize, usize), u32)>,
+    /// Memory the tasks' plan instance may use on this node, bytes, overriding
+    /// `[engine] query_max_memory_per_node_mb` (a task retried after running out of memory is granted
+    /// more); `None` for the node's default.
+    pub memory_limit: Option<usize>,
 }
 
 impl TaskRuntime {
@@ -185,7 +203,20 @@ impl TaskRuntime {
         query: &str,
         locations: HashMap<(usize, usize), Location>,
     ) -> Result<Arc<TaskContext>> {
-        let runtime = crate::memory::query_runtime(&base.runtime_env(), query, self.query_memory)?;
+        self.task_context_with(base, query, locations, None)
+    }
+
+    /// [`TaskRuntime::task_context`] with the query's memory on this node bounded by `memory_limit`
+    /// bytes instead of the node's `[engine] query_max_memory_per_node_mb` when given.
+    pub fn task_context_with(
+        &self,
+        base: TaskContext,
+        query: &str,
+        locations: HashMap<(usize, usize), Location>,
+        memory_limit: Option<usize>,
+    ) -> Result<Arc<TaskContext>> {
+        let limit = memory_limit.or(self.query_memory);
+        let runtime = crate::memory::query_runtime(&base.runtime_env(), query, limit)?;
         let base = base.with_runtime(runtime);
         let source = Arc::new(RoutedSource {
             local_address: self.address.clone(),
@@ -212,28 +243,29 @@ impl TaskRuntime {
             let _ = config.options_mut().set(key, value);
         }
         let base = TaskContext::from(&state).with_session_config(config);
-        self.task_context(base, &spec.query, spec.locations.iter().cloned().collect())
+        self.task_context_with(
+            base,
+            &spec.query,
+            spec.locations.iter().cloned().collect(),
+            spec.memory_limit,
+        )
     }
 
-    /// Creates the sinks of `tasks` of a stage, then starts them; each task's report goes to `report`.
-    /// `plan` is the stage fragment, `partitioning` how each task splits its output. Sinks exist when
-    /// this returns, so readers may open them.
-    #[allow(clippy::too_many_arguments)]
+    /// Creates the sinks of `spec.tasks` of a stage, then starts them; each task's report goes to
+    /// `report`. `plan` is the stage fragment, `partitioning` how each task splits its output. Sinks
+    /// exist when this returns, so readers may open them.
     pub fn start_tasks(
         &self,
-        query: &str,
-        stage: usize,
-        tasks: &[usize],
-        stage_tasks: usize,
+        spec: &TaskSpec,
         plan: Arc<dyn ExecutionPlan>,
         partitioning: Option<Partitioning>,
-        output_partitions: usize,
-        readers: usize,
         ctx: Arc<TaskContext>,
         report: tokio::sync::mpsc::UnboundedSender<TaskReport>,
     ) -> Result<()> {
+        let query = spec.query.as_str();
+        let stage = spec.stage;
         let mut sinks = Vec::new();
-        for &task in tasks {
+        for &task in &spec.tasks {
             let output = tributary_exchange::TaskOutputId {
                 query: query.into(),
                 stage,
@@ -242,20 +274,28 @@ impl TaskRuntime {
             sinks.push((
                 task,
                 self.exchange
-                    .create_sink(&output, output_partitions, readers)?,
+                    .create_sink(&output, spec.output_partitions, spec.readers)?,
             ));
         }
         let mut handles = Vec::new();
         for (task, sink) in sinks {
-            let span = tracing::info_span!("task", query, stage, task, node = %self.node_id);
+            let span = tracing::info_span!("task", query, stage, task, attempt = spec.attempt, node = %self.node_id);
+            let injected = spec.fail_tasks.contains(&task).then(|| {
+                crate::ExecError::InjectedFailure {
+                    stage,
+                    task,
+                    attempt: spec.attempt,
+                }
+            });
             let run = run_task(
                 plan.clone(),
                 task,
-                stage_tasks,
+                spec.stage_tasks,
                 partitioning.clone(),
                 ctx.clone(),
                 sink,
                 self.classify.clone(),
+                injected,
             );
             let report = report.clone();
             let handle = self.executor.handle.spawn(tracing::Instrument::instrument(
@@ -296,7 +336,9 @@ impl TaskRuntime {
 
 /// Runs task `task` of a stage: executes partition `task` of `plan` and writes its batches to `sink`,
 /// split into output partitions by `partitioning`. Any error aborts the sink, and readers receive that
-/// error itself. The task stops early when no reader wants its output any more.
+/// error itself. The task stops early when no reader wants its output any more. An `injected` failure
+/// fails the task before it reads anything.
+#[allow(clippy::too_many_arguments)]
 async fn run_task(
     plan: Arc<dyn ExecutionPlan>,
     task: usize,
@@ -305,12 +347,16 @@ async fn run_task(
     ctx: Arc<TaskContext>,
     mut sink: Box<dyn ExchangeSink>,
     classify: ErrorClassifier,
+    injected: Option<crate::ExecError>,
 ) -> TaskReport {
     debug!("task started");
     let started = Instant::now();
     let mut rows = 0u64;
     let mut bytes = 0u64;
     let result = async {
+        if let Some(e) = injected {
+            return Err(e.into_datafusion());
+        }
         let mut stream = plan.execute(task, ctx)?;
         let mut partitioner = match partitioning {
             Some(p) => Some(BatchPartitioner::try_new(
@@ -366,6 +412,7 @@ async fn run_task(
         task,
         rows,
         bytes,
+        spooled_bytes: 0,
         elapsed_ms: started.elapsed().as_millis() as u64,
         error,
         operators: Vec::new(),

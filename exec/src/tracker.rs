@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tributary_connectors::system::{
     NodeInfo, QueryInfo, QueryState, RuntimeInfo, TaskInfo, TaskState,
 };
+use tributary_planner::config::RetryPolicy;
 
 /// How many task entries `system.runtime.tasks` keeps (oldest finished ones are dropped first).
 const MAX_TASK_HISTORY: usize = 10_000;
@@ -54,8 +55,15 @@ impl QueryTracker {
         *self.nodes.lock() = nodes;
     }
 
-    /// Records a new RUNNING query and returns its cancellation token.
-    pub fn begin(&self, query_id: &str, user: &str, sql: &str) -> CancellationToken {
+    /// Records a new RUNNING query (run under `retry_policy`, first attempt) and returns its
+    /// cancellation token.
+    pub fn begin(
+        &self,
+        query_id: &str,
+        user: &str,
+        sql: &str,
+        retry_policy: RetryPolicy,
+    ) -> CancellationToken {
         let cancel = CancellationToken::new();
         let mut q = self.queries.lock();
         trim(&mut q, MAX_HISTORY);
@@ -69,11 +77,18 @@ impl QueryTracker {
                 elapsed_ms: 0,
                 rows: 0,
                 error: None,
+                retry_policy: retry_policy.name(),
+                attempts: 1,
             },
             started: Instant::now(),
             cancel: cancel.clone(),
         });
         cancel
+    }
+
+    /// Records that the query started another attempt (`retry_policy = QUERY`).
+    pub fn attempt_started(&self, query_id: &str) {
+        self.update(query_id, |e| e.info.attempts += 1);
     }
 
     /// Adds `rows` to the rows returned so far.
@@ -107,8 +122,15 @@ impl QueryTracker {
 
     /// Records a task of `query_id` (or of one of its sub-plans, `QUERY.sqN`, or a later placement
     /// attempt, `QUERY.aN`: those keys count as the query) placed on `worker`: PLANNED until [`QueryTracker::tasks_running`] says the worker
-    /// accepted it.
-    pub fn task_planned(&self, query_id: &str, stage: usize, task: usize, worker: &str) {
+    /// accepted it. `attempt` is the task's attempt number (0 for the first).
+    pub fn task_planned(
+        &self,
+        query_id: &str,
+        stage: usize,
+        task: usize,
+        attempt: u32,
+        worker: &str,
+    ) {
         let mut t = self.tasks.lock();
         trim(&mut t, MAX_TASK_HISTORY);
         t.push_back(TaskEntry {
@@ -116,10 +138,12 @@ impl QueryTracker {
                 query_id: query_id.to_string(),
                 stage: stage as i64,
                 task: task as i64,
+                attempt: attempt as i64,
                 worker: worker.to_string(),
                 state: TaskState::Planned,
                 rows: 0,
                 bytes: 0,
+                spooled_bytes: 0,
                 elapsed_ms: 0,
                 error: None,
             },
@@ -146,13 +170,21 @@ impl QueryTracker {
         }
     }
 
-    /// Records the end of a task of `stage`: FINISHED, or FAILED with the report's error.
-    pub fn task_finished(&self, query_id: &str, stage: usize, report: &crate::task::TaskReport) {
+    /// Records the end of an attempt of a task of `stage`: FINISHED, or FAILED with the report's
+    /// error.
+    pub fn task_finished(
+        &self,
+        query_id: &str,
+        stage: usize,
+        attempt: u32,
+        report: &crate::task::TaskReport,
+    ) {
         let mut t = self.tasks.lock();
         if let Some(e) = t.iter_mut().rev().find(|e| {
             e.info.query_id == query_id
                 && e.info.stage == stage as i64
                 && e.info.task == report.task as i64
+                && e.info.attempt == attempt as i64
         }) && e.info.state.is_live()
         {
             e.info.state = if report.error.is_some() {
@@ -162,8 +194,26 @@ impl QueryTracker {
             };
             e.info.rows = report.rows as i64;
             e.info.bytes = report.bytes as i64;
+            e.info.spooled_bytes = report.spooled_bytes as i64;
             e.info.elapsed_ms = report.elapsed_ms as i64;
             e.info.error = report.error.as_ref().map(|(_, m)| m.clone());
+        }
+    }
+
+    /// Marks the live attempt `attempt` of task `task` of `stage` FAILED with `error` (its worker was
+    /// lost, or it could not be started).
+    pub fn task_lost(&self, query_id: &str, stage: usize, task: usize, attempt: u32, error: &str) {
+        let mut t = self.tasks.lock();
+        if let Some(e) = t.iter_mut().rev().find(|e| {
+            e.info.query_id == query_id
+                && e.info.stage == stage as i64
+                && e.info.task == task as i64
+                && e.info.attempt == attempt as i64
+        }) && e.info.state.is_live()
+        {
+            e.info.state = TaskState::Failed;
+            e.info.elapsed_ms = e.started.elapsed().as_millis() as i64;
+            e.info.error = Some(error.to_string());
         }
     }
 
@@ -177,13 +227,19 @@ impl QueryTracker {
         }
     }
 
-    /// The tasks recorded for `query_id` (and its later placement attempts, `QUERY.aN`), in start
-    /// order.
+    /// The tasks recorded for `query_id` and its later attempts (`QUERY.aN`: placed again after a
+    /// worker was found lost; `QUERY.rN`: run again under `retry_policy = QUERY`; and both, as
+    /// `QUERY.rN.aM`), in start order.
     pub fn tasks_of(&self, query_id: &str) -> Vec<TaskInfo> {
         let attempt_of = |key: &str| {
             key.strip_prefix(query_id)
-                .and_then(|rest| rest.strip_prefix(".a"))
-                .is_some_and(|n| n.parse::<u32>().is_ok())
+                .and_then(|rest| rest.strip_prefix('.'))
+                .is_some_and(|rest| {
+                    rest.split('.').all(|part| {
+                        part.strip_prefix(['a', 'r'])
+                            .is_some_and(|n| n.parse::<u32>().is_ok())
+                    })
+                })
         };
         self.tasks
             .lock()

@@ -396,7 +396,12 @@ async fn system_scans_ship_their_snapshot() {
     let node = Node::start(None).await;
     let _cancel = node
         .tracker
-        .begin("20250101_000000_00001_abcde", "alice", "select 1");
+        .begin(
+            "20250101_000000_00001_abcde",
+            "alice",
+            "select 1",
+            tributary_exec::RetryPolicy::None,
+        );
     let ctx = node.session("system", "runtime");
     let plan = physical(&ctx, "select query_id, state, \"user\" from queries").await;
     let decoded = round_trip(&node, &ctx, &plan);
@@ -407,7 +412,12 @@ async fn system_scans_ship_their_snapshot() {
     );
     let _other = node
         .tracker
-        .begin("20250101_000000_00002_fghij", "bob", "select 2");
+        .begin(
+            "20250101_000000_00002_fghij",
+            "bob",
+            "select 2",
+            tributary_exec::RetryPolicy::None,
+        );
     // The rows are the snapshot taken when the coordinator planned the scan, not the worker's state.
     let got = rows(decoded, ctx.task_ctx()).await.join("\n");
     assert!(

@@ -85,8 +85,7 @@ fn spec() -> TaskSpec {
         stage_tasks: 1,
         output_partitions: 1,
         readers: 1,
-        locations: Vec::new(),
-        config: Vec::new(),
+        ..TaskSpec::default()
     }
 }
 

@@ -1,8 +1,8 @@
 //! Config files: reading TOML with `${ENV}` substitution (shared by `config.toml` and the catalog
 //! files), and the one model of `DIR/config.toml` that the server and the engine both use.
 //!
-//! [`Config`] holds every section of `config.toml` (`[server]`, `[node]`, `[engine]`, `[auth]`,
-//! `[tls]`), each a serde-derived struct that refuses unknown keys, with its defaults in its
+//! [`Config`] holds every section of `config.toml` (`[server]`, `[node]`, `[engine]`, `[query]`,
+//! `[auth]`, `[tls]`), each a serde-derived struct that refuses unknown keys, with its defaults in its
 //! `Default` impl (serde fills absent keys from it, so the two cannot disagree). A new section is a
 //! new field of [`Config`] with its own struct here. Every error names the file, the key as
 //! `section.key` and the reason, and never quotes a string the file gave a non-string key (it may be
@@ -97,7 +97,7 @@ pub const MAX_PARALLELISM: usize = 256;
 ///
 /// Built by [`Config::load`] (or [`Config::from_table`]), then [`Config::apply`] for the
 /// command line; the engine (`tributary_exec::Engine::start`) takes it as is.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// `[server]`: the PostgreSQL-wire front end.
@@ -106,6 +106,8 @@ pub struct Config {
     pub node: NodeConfig,
     /// `[engine]`: parallelism, memory and threads of query execution on this node.
     pub engine: EngineConfig,
+    /// `[query]`: the retry policy and its attempts and delays (Trino's `retry-policy` family).
+    pub query: QueryConfig,
     /// `[auth]`: how clients authenticate.
     pub auth: AuthConfig,
     /// `[tls]`: the server certificate, when TLS is offered.
@@ -284,6 +286,117 @@ impl EngineConfig {
     }
 }
 
+/// What happens when a query fails for a reason worth trying again (Trino's `retry-policy`;
+/// `[query] retry_policy` for the cluster, `SET retry_policy` per session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub enum RetryPolicy {
+    /// Streaming exchanges; any failure fails the query (lowest latency).
+    #[default]
+    None,
+    /// Streaming exchanges; a retryable failure runs the whole query again, the client seeing each
+    /// row once (the result is held until the attempt succeeds).
+    Query,
+    /// Spooled exchanges; a failed or lost task runs again alone.
+    Task,
+}
+
+impl RetryPolicy {
+    /// The names `retry_policy` accepts (case-insensitive), in the order of the variants.
+    pub const NAMES: [&'static str; 3] = ["NONE", "QUERY", "TASK"];
+
+    /// The name as Trino and `SHOW retry_policy` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RetryPolicy::None => "NONE",
+            RetryPolicy::Query => "QUERY",
+            RetryPolicy::Task => "TASK",
+        }
+    }
+}
+
+impl std::fmt::Display for RetryPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for RetryPolicy {
+    type Err = ValueError;
+
+    fn from_str(name: &str) -> Result<Self, ValueError> {
+        match name.trim().to_ascii_uppercase().as_str() {
+            "NONE" => Ok(RetryPolicy::None),
+            "QUERY" => Ok(RetryPolicy::Query),
+            "TASK" => Ok(RetryPolicy::Task),
+            _ => Err(ValueError::RetryPolicy(name.to_string())),
+        }
+    }
+}
+
+impl TryFrom<String> for RetryPolicy {
+    type Error = ValueError;
+
+    fn try_from(name: String) -> Result<Self, ValueError> {
+        name.parse()
+    }
+}
+
+/// `[query]`: fault tolerance of queries (names and defaults are Trino's).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// `[query] retry_policy`: `"NONE"` (default), `"QUERY"` or `"TASK"`. `TASK` needs
+    /// `[exchange] base_directories`.
+    pub retry_policy: RetryPolicy,
+    /// `[query] query_retry_attempts`: how many times a query runs again under `QUERY` (default 4).
+    #[serde(deserialize_with = "de::count")]
+    pub query_retry_attempts: u32,
+    /// `[query] task_retry_attempts_per_task`: how many times one task runs again under `TASK`
+    /// (default 4).
+    #[serde(deserialize_with = "de::count")]
+    pub task_retry_attempts_per_task: u32,
+    /// `[query] retry_initial_delay_ms`: wait before the first retry, milliseconds (default 10000).
+    #[serde(deserialize_with = "de::count_u64")]
+    pub retry_initial_delay_ms: u64,
+    /// `[query] retry_max_delay_ms`: the longest wait between retries, milliseconds (default 60000).
+    #[serde(deserialize_with = "de::count_u64")]
+    pub retry_max_delay_ms: u64,
+    /// `[query] retry_delay_scale_factor`: each wait is the previous one times this, >= 1.0
+    /// (default 2.0).
+    #[serde(deserialize_with = "de::scale_factor")]
+    pub retry_delay_scale_factor: f64,
+    /// `[query] result_buffer_mb`: under `QUERY`, how much of an attempt's result is held in memory
+    /// before the rest is spilled to the spool, MiB >= 1 (default 32).
+    #[serde(deserialize_with = "de::positive")]
+    pub result_buffer_mb: u64,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            retry_policy: RetryPolicy::None,
+            query_retry_attempts: 4,
+            task_retry_attempts_per_task: 4,
+            retry_initial_delay_ms: 10_000,
+            retry_max_delay_ms: 60_000,
+            retry_delay_scale_factor: 2.0,
+            result_buffer_mb: 32,
+        }
+    }
+}
+
+impl QueryConfig {
+    /// The wait before retry number `retry` (1 for the first): the initial delay times the scale
+    /// factor per earlier retry, at most the maximum delay (Trino's exponential backoff).
+    pub fn retry_delay(&self, retry: u32) -> std::time::Duration {
+        let initial = self.retry_initial_delay_ms as f64;
+        let scaled = initial * self.retry_delay_scale_factor.powi(retry.saturating_sub(1) as i32);
+        let ms = scaled.min(self.retry_max_delay_ms.max(self.retry_initial_delay_ms) as f64);
+        std::time::Duration::from_millis(ms as u64)
+    }
+}
+
 fn mib_to_bytes(mib: usize) -> usize {
     mib.saturating_mul(1 << 20)
 }
@@ -399,6 +512,15 @@ pub enum ValueError {
     /// An empty secret.
     #[error("must not be empty")]
     EmptySecret,
+    /// An unknown retry policy.
+    #[error("unsupported retry policy \"{0}\"; expected \"NONE\", \"QUERY\" or \"TASK\"")]
+    RetryPolicy(String),
+    /// A negative count or delay.
+    #[error("expected an integer >= 0")]
+    Negative,
+    /// A scale factor below 1 (or not a number).
+    #[error("expected a number >= 1.0")]
+    NotScaleFactor,
 }
 
 /// Checks `HOST:PORT` (a name or an IP, and a port number).
@@ -632,6 +754,28 @@ mod de {
         Ok(n as u64)
     }
 
+    /// An integer >= 0 that fits `u32`.
+    pub fn count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let n = integer(d, 0, u32::MAX as i64, ValueError::Negative)?;
+        Ok(n as u32)
+    }
+
+    /// An integer >= 0.
+    pub fn count_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let n = integer(d, 0, i64::MAX, ValueError::Negative)?;
+        Ok(n as u64)
+    }
+
+    /// A number (integer or float) >= 1.0.
+    pub fn scale_factor<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        let v = value(d)?;
+        let n = v.as_float().or_else(|| v.as_integer().map(|i| i as f64));
+        match n {
+            Some(n) if n >= 1.0 && n.is_finite() => Ok(n),
+            _ => Err(D::Error::custom(ValueError::NotScaleFactor)),
+        }
+    }
+
     /// An integer >= 1 that fits `usize`, present.
     pub fn optional_positive<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
         let max = i64::try_from(usize::MAX).unwrap_or(i64::MAX);
@@ -733,6 +877,35 @@ mod tests {
             config.engine.query_max_memory_per_node_bytes(),
             Some(2 << 20)
         );
+    }
+
+    #[test]
+    fn reads_the_retry_policy_with_trino_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config.query.retry_policy, RetryPolicy::None);
+        assert_eq!(config.query.query_retry_attempts, 4);
+        assert_eq!(config.query.task_retry_attempts_per_task, 4);
+        assert_eq!(config.query.retry_delay(1).as_millis(), 10_000);
+        assert_eq!(config.query.retry_delay(2).as_millis(), 20_000);
+        assert_eq!(config.query.retry_delay(9).as_millis(), 60_000);
+        let config = parse(
+            "[query]\nretry_policy = \"task\"\nquery_retry_attempts = 0\ntask_retry_attempts_per_task = 2\nretry_initial_delay_ms = 5\nretry_max_delay_ms = 12\nretry_delay_scale_factor = 3\nresult_buffer_mb = 1\n",
+        )
+        .unwrap();
+        assert_eq!(config.query.retry_policy, RetryPolicy::Task);
+        assert_eq!(config.query.query_retry_attempts, 0);
+        assert_eq!(config.query.task_retry_attempts_per_task, 2);
+        assert_eq!(config.query.retry_delay(2).as_millis(), 12);
+        assert_eq!(config.query.result_buffer_mb, 1);
+        for (text, key) in [
+            ("[query]\nretry_policy = \"ALWAYS\"\n", "query.retry_policy"),
+            ("[query]\nquery_retry_attempts = -1\n", "query.query_retry_attempts"),
+            ("[query]\nretry_delay_scale_factor = 0.5\n", "query.retry_delay_scale_factor"),
+            ("[query]\nretry_attempts = 1\n", "query.retry_attempts"),
+        ] {
+            let msg = parse(text).unwrap_err().to_string();
+            assert!(msg.contains(key), "{text}: {msg}");
+        }
     }
 
     #[test]

@@ -52,6 +52,35 @@ pub struct RunTasks {
     /// The stage fragment, encoded by `datafusion-proto` ([`crate::codec::PlanCodec`]).
     #[prost(bytes = "bytes", tag = "12")]
     pub fragment: Bytes,
+    /// Tasks that must fail with an injected error (tests' `inject_failure`).
+    #[prost(uint64, repeated, tag = "13")]
+    pub fail_tasks: Vec<u64>,
+    /// The attempt the tasks run as (0 for the first).
+    #[prost(uint32, tag = "14")]
+    pub attempt: u32,
+    /// Whether output and inputs go through the spool (`retry_policy = TASK`).
+    #[prost(bool, tag = "15")]
+    pub spooled: bool,
+    /// For spooled inputs, the committed attempt of each input task.
+    #[prost(message, repeated, tag = "16")]
+    pub input_attempts: Vec<InputAttempt>,
+    /// Memory the tasks' plan instance may use, bytes; 0 for the node's default.
+    #[prost(uint64, tag = "17")]
+    pub memory_limit: u64,
+}
+
+/// The committed attempt of one task of an input stage (spooled exchanges).
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct InputAttempt {
+    /// The input stage.
+    #[prost(uint64, tag = "1")]
+    pub stage: u64,
+    /// The task within it.
+    #[prost(uint64, tag = "2")]
+    pub task: u64,
+    /// Its committed attempt.
+    #[prost(uint32, tag = "3")]
+    pub attempt: u32,
 }
 
 /// Where one task of an input stage runs.
@@ -158,6 +187,9 @@ pub struct TaskReportMessage {
     /// On the last report of a stage instance: its per-operator metrics, in pre-order.
     #[prost(message, repeated, tag = "6")]
     pub operators: Vec<OperatorMetricsMessage>,
+    /// Bytes written to the spool (spooled exchanges).
+    #[prost(uint64, tag = "7")]
+    pub spooled_bytes: u64,
 }
 
 /// A task's failure, as the front end of the node it ran on would report it.
@@ -244,6 +276,19 @@ impl RunTasks {
                 .collect(),
             partitioned,
             fragment,
+            fail_tasks: spec.fail_tasks.iter().map(|&t| t as u64).collect(),
+            attempt: spec.attempt,
+            spooled: spec.spooled,
+            input_attempts: spec
+                .input_attempts
+                .iter()
+                .map(|((stage, task), attempt)| InputAttempt {
+                    stage: *stage as u64,
+                    task: *task as u64,
+                    attempt: *attempt,
+                })
+                .collect(),
+            memory_limit: spec.memory_limit.map_or(0, |m| m as u64),
         }
     }
 
@@ -268,6 +313,15 @@ impl RunTasks {
                 })
                 .collect(),
             config: self.config.into_iter().map(|s| (s.key, s.value)).collect(),
+            fail_tasks: self.fail_tasks.into_iter().map(|t| t as usize).collect(),
+            attempt: self.attempt,
+            spooled: self.spooled,
+            input_attempts: self
+                .input_attempts
+                .into_iter()
+                .map(|a| ((a.stage as usize, a.task as usize), a.attempt))
+                .collect(),
+            memory_limit: (self.memory_limit > 0).then_some(self.memory_limit as usize),
         };
         (spec, self.partitioned, self.fragment)
     }
@@ -318,6 +372,7 @@ impl From<&TaskReport> for TaskReportMessage {
             task: r.task as u64,
             rows: r.rows,
             bytes: r.bytes,
+            spooled_bytes: r.spooled_bytes,
             elapsed_ms: r.elapsed_ms,
             error: r.error.as_ref().map(|(sqlstate, message)| TaskError {
                 sqlstate: sqlstate.clone(),
@@ -335,6 +390,7 @@ impl From<TaskReportMessage> for TaskReport {
             task: r.task as usize,
             rows: r.rows,
             bytes: r.bytes,
+            spooled_bytes: r.spooled_bytes,
             elapsed_ms: r.elapsed_ms,
             error: r.error.map(|e| (e.sqlstate, e.message)),
             operators: r.operators.into_iter().map(Into::into).collect(),
@@ -426,6 +482,11 @@ mod tests {
                 },
             )],
             config: vec![("datafusion.execution.batch_size".into(), "1024".into())],
+            fail_tasks: vec![3],
+            attempt: 2,
+            spooled: true,
+            input_attempts: vec![((3, 1), 1)],
+            memory_limit: Some(3 << 20),
         };
         let fragment = Bytes::from_static(b"\x0a\x03plan");
         let body = RunTasks::new("coordinator", &spec, true, fragment.clone()).encode_to_vec();
@@ -441,6 +502,11 @@ mod tests {
         assert_eq!(back.readers, spec.readers);
         assert_eq!(back.locations, spec.locations);
         assert_eq!(back.config, spec.config);
+        assert_eq!(back.fail_tasks, spec.fail_tasks);
+        assert_eq!(back.attempt, spec.attempt);
+        assert!(back.spooled);
+        assert_eq!(back.input_attempts, spec.input_attempts);
+        assert_eq!(back.memory_limit, spec.memory_limit);
     }
 
     #[test]
@@ -468,6 +534,7 @@ mod tests {
             task: 3,
             rows: 10,
             bytes: 80,
+            spooled_bytes: 40,
             elapsed_ms: 7,
             error: Some(("22012".into(), "division by zero".into())),
             operators: vec![OperatorMetrics {

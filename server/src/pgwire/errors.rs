@@ -72,6 +72,8 @@ pub fn exec_error(err: &ExecError, catalogs: Option<&dyn CatalogProviderList>) -
         ExecError::SubqueryReturnedMoreThanOneRow => {
             error(sqlstate::CARDINALITY_VIOLATION, err.to_string())
         }
+        ExecError::InjectedFailure { .. } => error(sqlstate::SYSTEM_ERROR, err.to_string()),
+        ExecError::TaskFailed { sqlstate, .. } => error(sqlstate, err.to_string()),
     }
 }
 
@@ -109,6 +111,13 @@ pub fn datafusion_error(
         DataFusionError::ResourcesExhausted(message) => {
             error(sqlstate::OUT_OF_MEMORY, format!("out of memory: {message}"))
         }
+        DataFusionError::IoError(e) => error(sqlstate::IO_ERROR, format!("I/O error: {e}")),
+        DataFusionError::ObjectStore(e) => match e.as_ref() {
+            datafusion::object_store::Error::NotFound { .. } => {
+                error(sqlstate::UNDEFINED_FILE, format!("storage error: {e}"))
+            }
+            _ => error(sqlstate::IO_ERROR, format!("storage error: {e}")),
+        },
         DataFusionError::External(inner) => {
             if let Some(exec) = inner.downcast_ref::<ExecError>() {
                 exec_error(exec, catalogs)

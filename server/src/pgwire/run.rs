@@ -195,7 +195,9 @@ pub async fn start(
     let ctx = session.context();
     // Registered for CancelRequest and statement_timeout before it starts: planning, scalar subqueries
     // and EXPLAIN ANALYZE all run inside `run`.
-    let ticket = session.engine.begin(sql, &session.user);
+    let ticket = session
+        .engine
+        .begin(sql, &session.user, session.query_options());
     let guard = session.running().begin(
         &session.engine,
         &ticket.query_id,

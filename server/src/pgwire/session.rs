@@ -15,7 +15,7 @@ use pgwire::api::ClientInfo;
 use pgwire::api::results::{FieldInfo, SendableRowStream};
 use pgwire::error::{ErrorInfo, PgWireResult};
 use pgwire::types::format::FormatOptions;
-use tributary_exec::Engine;
+use tributary_exec::{Engine, FailureInjection, QueryOptions, RetryPolicy};
 
 use super::cancel::{Registration, RunningQuery};
 use super::catalog::PgCatalog;
@@ -80,6 +80,10 @@ const PARAMETERS: &[(&str, Kind, Option<&str>)] = &[
     ("synchronous_commit", Kind::Plain, Some("on")),
     ("timezone_abbreviations", Kind::Plain, Some("Default")),
     ("xmloption", Kind::Plain, Some("content")),
+    // Trino's session property: NONE, QUERY or TASK; the default is `[query] retry_policy`.
+    ("retry_policy", Kind::Plain, None),
+    // Tests only: a task made to fail on purpose (`STAGE.TASK[:ATTEMPTS|:all]`, empty for none).
+    ("inject_failure", Kind::Plain, Some("")),
 ];
 
 fn known(name: &str) -> Option<(&'static str, Kind, Option<&'static str>)> {
@@ -161,6 +165,11 @@ impl Session {
         let schema = resolve_search_path(&engine, &catalog, &user, search_path.unwrap_or(""))
             .unwrap_or_else(|| default_schema(&engine, &catalog));
         put(&mut settings, "search_path", search_path.unwrap_or(&schema));
+        put(
+            &mut settings,
+            "retry_policy",
+            engine.default_options().retry_policy.name(),
+        );
         let settings: Settings = Arc::new(Mutex::new(settings));
         let ctx = engine.new_session_context(&catalog, &schema);
         pg_catalog.install(&ctx, &catalog, &schema, &user);
@@ -271,6 +280,19 @@ impl Session {
             .collect()
     }
 
+    /// The options of this session's next query: `retry_policy` and `inject_failure`.
+    pub fn query_options(&self) -> QueryOptions {
+        let mut options = self.engine.default_options();
+        if let Some(policy) = self.get("retry_policy").and_then(|v| v.parse().ok()) {
+            options.retry_policy = policy;
+        }
+        options.inject_failure = self
+            .get("inject_failure")
+            .filter(|v| !v.trim().is_empty())
+            .and_then(|v| v.parse().ok());
+        options
+    }
+
     /// `statement_timeout`, when set.
     pub fn statement_timeout(&self) -> Option<Duration> {
         let value = self.get("statement_timeout")?;
@@ -339,6 +361,12 @@ impl Session {
             None => return Err(unrecognized(&name)),
         };
         let value = validate(&display, value)?;
+        if display == "retry_policy"
+            && let Ok(policy) = value.parse()
+            && let Err(reason) = self.engine.check_retry_policy(policy)
+        {
+            return Err(errors::boxed(sqlstate::INVALID_PARAMETER_VALUE, reason));
+        }
         let mut state = self.state.lock();
         if display == "search_path"
             && let Some(schema) =
@@ -397,6 +425,9 @@ impl Session {
                     ));
                 }
                 Some((_, _, Some(default))) => default.to_string(),
+                Some(("retry_policy", _, None)) => {
+                    self.engine.default_options().retry_policy.name().to_string()
+                }
                 Some((_, _, None)) => default_schema(&self.engine, &self.catalog),
                 None if name.contains('.') => {
                     self.state
@@ -508,6 +539,15 @@ fn validate(name: &str, value: &str) -> Result<String, Box<ErrorInfo>> {
             Ok(n) if (-15..=3).contains(&n) => Ok(n.to_string()),
             _ => Err(invalid()),
         },
+        "retry_policy" => value
+            .parse::<RetryPolicy>()
+            .map(|p| p.name().to_string())
+            .map_err(|e| errors::boxed(sqlstate::INVALID_PARAMETER_VALUE, e.to_string())),
+        "inject_failure" if value.trim().is_empty() => Ok(String::new()),
+        "inject_failure" => value
+            .parse::<FailureInjection>()
+            .map(|_| value.trim().to_string())
+            .map_err(|e| errors::boxed(sqlstate::INVALID_PARAMETER_VALUE, e.to_string())),
         "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => {
             parse_duration_ms(value).map_err(|_| invalid())?;
             Ok(value.trim().to_string())
