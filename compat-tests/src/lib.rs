@@ -5,6 +5,7 @@
 //! - [`ConfigDir`]: its `config.toml` / `catalog/NAME.toml` files.
 //! - The services, from `tributary-testkit` (re-exported here): [`Postgres`], [`Mariadb`],
 //!   [`Tansu`], [`Moto`], [`TempDir`], [`free_port`], ...
+//! - [`cluster`]: a coordinator and worker processes, with `kill -9` of a worker.
 //! - [`results`]: run a query with the simple protocol (every value as text) and compare result
 //!   sets with stated tolerances.
 //! - [`tpch`]: load TPC-H data (the same `tpchgen` generator the server uses) into PostgreSQL.
@@ -15,6 +16,7 @@
 //! Nothing is skipped silently: a missing PostgreSQL, moto or binary is a panic that says what to
 //! install (`scripts/test.sh` installs all of it).
 
+pub mod cluster;
 mod config_dir;
 pub mod pushdown;
 pub mod results;

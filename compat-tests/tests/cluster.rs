@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use compat_tests::results::{self, Kind, TextRows};
 use compat_tests::tpch_compare::{db_error_detail, query_text};
-use compat_tests::{ConfigDir, TempDir, Tributary, free_port, toml_string};
+use compat_tests::cluster::{Cluster, wait_running_task};
+use compat_tests::{ConfigDir, TempDir, Tributary, toml_string};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
@@ -113,83 +114,12 @@ fn config_dir(engine: &str) -> ConfigDir {
         )
 }
 
-/// A coordinator plus worker processes over one config directory.
-struct Cluster {
-    coordinator: Tributary,
-    rpc: String,
-    config: ConfigDir,
-    workers: std::sync::Mutex<Vec<(String, Arc<Tributary>)>>,
-}
-
-impl Cluster {
-    async fn start(worker_ids: &[&str]) -> Cluster {
-        Self::start_with(config_dir(""), worker_ids).await
-    }
-
-    async fn start_with(config: ConfigDir, worker_ids: &[&str]) -> Cluster {
-        let rpc = format!("127.0.0.1:{}", free_port());
-        let coordinator = Tributary::start_with_args(
-            Some(config.path()),
-            &["--role", "coordinator", "--rpc-listen", &rpc],
-        );
-        let cluster = Cluster {
-            coordinator,
-            rpc,
-            config,
-            workers: std::sync::Mutex::new(Vec::new()),
-        };
-        for id in worker_ids {
-            cluster.add_worker(id).await;
-        }
-        cluster
-    }
-
-    /// Starts worker `id` and waits until the coordinator lists it active.
-    async fn add_worker(&self, id: &str) {
-        let worker = Tributary::start_worker(Some(self.config.path()), &self.rpc, id);
-        self.workers
-            .lock()
-            .unwrap()
-            .push((id.to_string(), Arc::new(worker)));
-        self.wait_node_state(id, "active").await;
-    }
-
-    fn kill_worker(&self, id: &str) {
-        let workers = self.workers.lock().unwrap();
-        let (_, w) = workers.iter().find(|(w, _)| w == id).expect("known worker");
-        w.kill();
-    }
-
-    async fn wait_node_state(&self, id: &str, state: &str) {
-        let client = self.coordinator.connect("tpch").await;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let rows = client
-                .query(
-                    "SELECT state FROM system.runtime.nodes WHERE node_id = $1",
-                    &[&id],
-                )
-                .await
-                .expect("nodes table");
-            if rows.first().map(|r| r.get::<_, String>(0)).as_deref() == Some(state) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "worker {id} not {state} within 30 s; coordinator log:\n{}",
-                compat_tests::tail(&self.coordinator.log(), 40)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
 /// The cluster the comparison tests share (w1, w2) and a single-mode server over the same catalogs.
 async fn shared() -> &'static (Cluster, Tributary) {
     static SHARED: tokio::sync::OnceCell<(Cluster, Tributary)> = tokio::sync::OnceCell::const_new();
     SHARED
         .get_or_init(|| async {
-            let cluster = Cluster::start(&["w1", "w2"]).await;
+            let cluster = Cluster::start_with(config_dir(""), &["w1", "w2"]).await;
             let single = Tributary::start(Some(cluster.config.path()));
             (cluster, single)
         })
@@ -283,7 +213,7 @@ async fn lake_parquet_on_a_cluster_matches_single_mode() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_started_later_joins_and_gets_tasks() {
-    let cluster = Cluster::start(&["w1"]).await;
+    let cluster = Cluster::start_with(config_dir(""), &["w1"]).await;
     let c = cluster.coordinator.connect("tpch").await;
     run(&c, "SELECT count(*) FROM tpch.tiny.lineitem", "before").await;
     cluster.add_worker("w3").await;
@@ -330,28 +260,9 @@ async fn a_worker_started_later_joins_and_gets_tasks() {
     );
 }
 
-/// Waits until some query has a RUNNING task on `worker`.
-async fn wait_running_task(client: &Client, worker: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let rows = client
-            .query(
-                "SELECT count(*) FROM system.runtime.tasks WHERE state = 'RUNNING' AND worker = $1",
-                &[&worker],
-            )
-            .await
-            .unwrap();
-        if rows[0].get::<_, i64>(0) > 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no task ever ran on {worker}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_worker_fails_its_query_and_the_next_runs_on_the_survivor() {
-    let cluster = Cluster::start(&["w1", "w2"]).await;
+    let cluster = Cluster::start_with(config_dir(""), &["w1", "w2"]).await;
     let c = Arc::new(cluster.coordinator.connect("tpch").await);
     let long = {
         let c = c.clone();
@@ -396,7 +307,7 @@ async fn killing_a_worker_fails_its_query_and_the_next_runs_on_the_survivor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_lost_between_queries_is_skipped_when_the_next_query_is_placed() {
-    let cluster = Cluster::start(&["w1", "w2"]).await;
+    let cluster = Cluster::start_with(config_dir(""), &["w1", "w2"]).await;
     let c = cluster.coordinator.connect("tpch").await;
     // Before its heartbeat times out (3 s) the coordinator still lists w2 active, so the next query
     // is placed on it; starting its tasks there fails, and as none ran, the query is placed again.
@@ -426,7 +337,7 @@ async fn a_worker_lost_between_queries_is_skipped_when_the_next_query_is_placed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canceled_distributed_query_leaves_no_running_tasks() {
-    let cluster = Cluster::start(&["w1", "w2"]).await;
+    let cluster = Cluster::start_with(config_dir(""), &["w1", "w2"]).await;
     let c = Arc::new(cluster.coordinator.connect("tpch").await);
     let cancel = c.cancel_token();
     let long = {
