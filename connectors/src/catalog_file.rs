@@ -5,43 +5,14 @@
 //! [`parse`] turns serde's error into the key it is about and serde's reason. Secrets are
 //! [`Secret`]s, whose `Debug` prints `***`.
 
-use std::fmt;
-
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::ConnectorError;
 
-/// A secret string of a catalog file (a password, an S3 secret key): shown as `***` by `Debug`,
-/// never written into an error (a value of the wrong type is reported by its type only).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // Through `toml::Value` so that serde's "invalid type: integer `123`" never echoes it.
-        match toml::Value::deserialize(deserializer)? {
-            toml::Value::String(s) => Ok(Secret(s)),
-            other => Err(serde::de::Error::custom(format!(
-                "must be a string, found a {}",
-                other.type_str()
-            ))),
-        }
-    }
-}
-
-impl Secret {
-    /// The secret's value, for handing to the client library only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+/// A secret string of a catalog file (a password, an S3 secret key): `Debug` prints `***`, and a value
+/// of the wrong type is reported by its type only. Shared with the `[exchange]` section of
+/// `config.toml`.
+pub use tributary_exchange::Secret;
 
 /// Deserializes a whole catalog file (`${ENV}` already substituted) into `T`.
 ///
@@ -77,6 +48,7 @@ fn named_key(reason: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]

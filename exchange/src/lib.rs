@@ -3,11 +3,14 @@
 //! This crate owns the [`ExchangeSink`] a task writes its output partitions to, the [`ExchangeSource`] a
 //! consumer reads them from, the [`ExchangeReadExec`] plan node that stands in a consumer stage's plan for a
 //! producer stage, and the implementations behind the traits ([`memory::MemoryExchange`]: in-process,
-//! streaming). It must not know how stages are planned or scheduled.
+//! streaming; [`flight`]: between processes, streaming; [`spool`]: task output spooled to files
+//! through OpenDAL, for `retry_policy = TASK`, with its journal and cleanup). It must not know how
+//! stages are planned or scheduled.
 //!
 //! Output of a task attempt is addressed by [`TaskOutputId`] (query, stage, task) plus an output partition
-//! number. A sink's data becomes visible to readers as it is written (streaming); readers see an error if
-//! the producing task fails and end-of-stream once it finishes.
+//! number. In the streaming exchanges a sink's data becomes visible to readers as it is written; readers
+//! see an error if the producing task fails and end-of-stream once it finishes. In the spool, a task
+//! attempt's output is readable once the attempt committed (its sink finished), and never before.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -21,8 +24,12 @@ use datafusion::execution::SendableRecordBatchStream;
 pub mod flight;
 pub mod memory;
 pub mod read;
+mod secret;
+pub mod spool;
 
 pub use read::{ExchangeContext, ExchangeReadExec, ReadMode};
+pub use secret::Secret;
+pub use spool::install_http_transport;
 
 /// Bytes of data in `batch`: what its rows occupy, counting only the part of each buffer a sliced
 /// array refers to (about the Arrow IPC body size). `RecordBatch::get_array_memory_size` counts whole

@@ -2,9 +2,9 @@
 //! files), and the one model of `DIR/config.toml` that the server and the engine both use.
 //!
 //! [`Config`] holds every section of `config.toml` (`[server]`, `[node]`, `[engine]`, `[query]`,
-//! `[auth]`, `[tls]`), each a serde-derived struct that refuses unknown keys, with its defaults in its
-//! `Default` impl (serde fills absent keys from it, so the two cannot disagree). A new section is a
-//! new field of [`Config`] with its own struct here. Every error names the file, the key as
+//! `[exchange]`, `[auth]`, `[tls]`), each a serde-derived struct that refuses unknown keys, with its
+//! defaults in its `Default` impl (serde fills absent keys from it, so the two cannot disagree). A
+//! new section is a new field of [`Config`] with its own struct here. Every error names the file, the key as
 //! `section.key` and the reason, and never quotes a string the file gave a non-string key (it may be
 //! a substituted secret). Catalog files (`DIR/catalog/NAME.toml`) are interpreted by their
 //! connectors, not here.
@@ -14,6 +14,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 use tributary_exchange::flight::NodeSecret;
+use tributary_exchange::spool::ExchangeConfig;
 
 /// A config file that could not be used. The message names the file, the key and the reason
 /// (and never a substituted secret).
@@ -112,6 +113,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[tls]`: the server certificate, when TLS is offered.
     pub tls: TlsConfig,
+    /// `[exchange]`: the spool of fault-tolerant execution (base directories, S3 settings,
+    /// compression, TTL); see [`ExchangeConfig`].
+    pub exchange: ExchangeConfig,
     /// The config directory the file was read from (`--config DIR`); `None` when only the built-in
     /// catalogs are served. Not a key of the file.
     #[serde(skip)]
@@ -932,11 +936,46 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_exchange_section() {
+        let config = parse(
+            "[exchange]\nbase_directories = [\"file:///var/spool/t\"]\nendpoint = \"http://127.0.0.1:9000\"\nsecret_access_key = \"wJalrXUtnFEMI\"\ncompression = \"zstd\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.exchange.base_directories, ["file:///var/spool/t"]);
+        assert_eq!(
+            config.exchange.s3.endpoint.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert!(!format!("{config:?}").contains("wJalrXUtnFEMI"));
+        for (text, expected) in [
+            (
+                "[exchange]\nbase_directories = [\"ftp://h/x\"]\n",
+                "etc/config.toml: key `exchange.base_directories`: entry 0 has unsupported scheme \"ftp\"",
+            ),
+            (
+                "[exchange]\nbase_directories = [\"s3:///x\"]\n",
+                "etc/config.toml: key `exchange.base_directories`: entry 0 (\"s3:///x\") names no bucket",
+            ),
+            (
+                "[exchange]\nsecret_access_key = 918273645\n",
+                "etc/config.toml: key `exchange.secret_access_key`: must be a string, found a integer",
+            ),
+            (
+                "[exchange]\nbase_directory = []\n",
+                "etc/config.toml: key `exchange.base_directory`: unknown field",
+            ),
+        ] {
+            let msg = parse(text).unwrap_err().to_string();
+            assert!(msg.starts_with(expected), "{text}: {msg}");
+        }
+    }
+
+    #[test]
     fn empty_file_gives_defaults() {
         assert_eq!(parse("").unwrap(), Config::default());
         // Every section given empty: serde's defaults are the `Default` impls'.
         assert_eq!(
-            parse("[server]\n[node]\n[engine]\n[auth]\n[tls]\n").unwrap(),
+            parse("[server]\n[node]\n[engine]\n[query]\n[auth]\n[tls]\n[exchange]\n").unwrap(),
             Config::default()
         );
     }

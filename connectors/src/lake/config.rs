@@ -181,7 +181,7 @@ impl LakeConfig {
                 secret_access_key,
                 allow_anonymous,
             } => {
-                install_http_transport();
+                tributary_exchange::install_http_transport();
                 let mut builder = opendal::services::S3::default()
                     .bucket(bucket)
                     .root(&format!("/{prefix}"))
@@ -203,20 +203,6 @@ impl LakeConfig {
         };
         op.map_err(|e| source_err(format!("cannot configure storage: {e}")))
     }
-}
-
-/// Installs OpenDAL's process-wide HTTP transport (reqwest over rustls with the ring provider) once.
-/// The workspace builds opendal without its default features, so nothing else installs one; a
-/// transport or crypto provider installed earlier by someone else is kept (first one wins).
-fn install_http_transport() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // Err means a provider is already installed, which reqwest will use instead.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        opendal::HttpTransporter::install_default(
-            opendal_http_transport_reqwest::ReqwestTransport::default(),
-        );
-    });
 }
 
 #[cfg(test)]
