@@ -98,4 +98,3 @@ pub async fn wait_running_task(client: &Client, worker: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-

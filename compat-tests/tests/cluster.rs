@@ -12,9 +12,9 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use compat_tests::cluster::{Cluster, wait_running_task};
 use compat_tests::results::{self, Kind, TextRows};
 use compat_tests::tpch_compare::{db_error_detail, query_text};
-use compat_tests::cluster::{Cluster, wait_running_task};
 use compat_tests::{ConfigDir, TempDir, Tributary, toml_string};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;

@@ -70,13 +70,22 @@ async fn retry_policy_is_a_session_setting() {
     assert_eq!(run(&c, "SHOW retry_policy").await.strings(), [["NONE"]]);
     exec(&c, "SET retry_policy = 'query'").await;
     assert_eq!(run(&c, "SHOW retry_policy").await.strings(), [["QUERY"]]);
-    let err = c.batch_execute("SET retry_policy = 'always'").await.unwrap_err();
+    let err = c
+        .batch_execute("SET retry_policy = 'always'")
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&err), "22023");
-    let err = c.batch_execute("SET retry_policy = 'TASK'").await.unwrap_err();
+    let err = c
+        .batch_execute("SET retry_policy = 'TASK'")
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&err), "22023");
     let message = err.as_db_error().unwrap().message();
     assert!(message.contains("base_directories"), "{message}");
-    let err = c.batch_execute("SET inject_failure = 'x'").await.unwrap_err();
+    let err = c
+        .batch_execute("SET inject_failure = 'x'")
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&err), "22023");
     exec(&c, "RESET retry_policy").await;
     assert_eq!(run(&c, "SHOW retry_policy").await.strings(), [["NONE"]]);

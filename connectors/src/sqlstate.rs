@@ -110,7 +110,12 @@ mod tests {
 
     #[test]
     fn only_transient_failures_are_retryable() {
-        for code in [CONNECTION_FAILURE, CONNECTION_FAILURE_ON_CONNECT, SYSTEM_ERROR, IO_ERROR] {
+        for code in [
+            CONNECTION_FAILURE,
+            CONNECTION_FAILURE_ON_CONNECT,
+            SYSTEM_ERROR,
+            IO_ERROR,
+        ] {
             assert!(is_retryable(code), "{code}");
         }
         for code in [

@@ -24,14 +24,15 @@ use tributary_planner::{CatalogRegistry, DistributedPlan, PlannedStatement, Stag
 
 use crate::ExecError;
 use crate::codec::PlanCodec;
-use crate::retry::{FailureInjection, QueryConfig, QueryOptions, RetryPolicy};
 use crate::memory::node_runtime;
+use crate::retry::{FailureInjection, QueryConfig, QueryOptions, RetryPolicy};
 use crate::rpc::{NodeService, spawn_heartbeats};
 use crate::scheduler::{QueryExecution, Scheduler};
 use crate::subquery::{StagedRunner, run_scalar_subqueries};
 use crate::task::{RuntimeOptions, TaskRuntime};
 use crate::tracker::QueryTracker;
 use crate::worker::{Heartbeats, WorkerPool};
+use tributary_exchange::spool::{ResultBuffer, Spool};
 
 /// The classifier used when the front end gives none: the SQLSTATE of an error that already crossed
 /// a node boundary, `XX000` otherwise.
@@ -60,6 +61,8 @@ pub struct Engine {
     workers: Arc<WorkerPool>,
     /// This node's task runtime (root stages, local tasks, and the RPC service's tasks).
     tasks: Arc<TaskRuntime>,
+    /// Where `retry_policy = QUERY` results are spilled past `[query] result_buffer_mb`.
+    result_spool: Spool,
 }
 
 /// A registered query that has not started: its id (for CancelRequest), cancellation token and
@@ -160,6 +163,34 @@ impl Engine {
             }
             _ => "coordinator".to_string(),
         });
+        let spool = if config.exchange.base_directories.is_empty() {
+            if config.query.retry_policy == RetryPolicy::Task {
+                return Err(config_error(
+                    "key `query.retry_policy`: \"TASK\" needs a spool: set [exchange] \
+                     base_directories"
+                        .into(),
+                ));
+            }
+            None
+        } else {
+            Some(Spool::new(&config.exchange).map_err(|e| config_error(e.to_string()))?)
+        };
+        // Where a `retry_policy = QUERY` result past its memory bound goes: the spool, else a
+        // directory of the system's temporary directory.
+        let result_spool = match &spool {
+            Some(spool) => spool.clone(),
+            None => {
+                let dir =
+                    std::env::temp_dir().join(format!("tributary-results-{}", std::process::id()));
+                Spool::local(&dir, config.exchange.compression)
+                    .map_err(|e| config_error(format!("result spool {}: {e}", dir.display())))?
+            }
+        };
+        if cluster.role != NodeRole::Worker
+            && let Some(spool) = &spool
+        {
+            spawn_spool_cleanup(spool.clone(), node_id.clone(), config.exchange.max_age_s);
+        }
         let tasks = TaskRuntime::new(
             node_id,
             address.clone(),
@@ -170,6 +201,7 @@ impl Engine {
                 query_memory: config.engine.query_max_memory_per_node_bytes(),
                 task_threads: config.engine.task_threads,
                 secret: cluster.shared_secret.clone(),
+                spool,
             },
         );
         let workers = Arc::new(match cluster.role {
@@ -222,6 +254,7 @@ impl Engine {
             tracker,
             workers,
             tasks,
+            result_spool,
         }))
     }
 
@@ -292,7 +325,7 @@ impl Engine {
     /// base_directories`). The error says what to configure.
     pub fn check_retry_policy(&self, policy: RetryPolicy) -> Result<(), String> {
         match policy {
-            RetryPolicy::Task => Err(
+            RetryPolicy::Task if self.tasks.spool.is_none() => Err(
                 "retry_policy TASK needs a spool: set [exchange] base_directories in config.toml"
                     .into(),
             ),
@@ -432,7 +465,7 @@ impl Engine {
         mut stream: SendableRecordBatchStream,
     ) -> DfResult<SendableRecordBatchStream> {
         let schema = stream.schema();
-        let mut buffer = self.result_buffer(key, attempt, schema.clone())?;
+        let mut buffer = self.result_buffer(key, attempt, schema.clone());
         while let Some(batch) = stream.next().await {
             buffer.push(batch?).await?;
         }
@@ -442,12 +475,11 @@ impl Engine {
         buffer.into_stream().await
     }
 
-    /// Where an attempt's result is held until it succeeds.
-    fn result_buffer(&self, _key: &str, _attempt: u32, schema: SchemaRef) -> DfResult<HeldResult> {
-        Ok(HeldResult {
-            schema,
-            batches: Vec::new(),
-        })
+    /// Where an attempt's result is held until it succeeds: memory up to `[query] result_buffer_mb`,
+    /// then the spool.
+    fn result_buffer(&self, key: &str, attempt: u32, schema: SchemaRef) -> ResultBuffer {
+        let memory = (self.config.query.result_buffer_mb as usize).saturating_mul(1 << 20);
+        ResultBuffer::new(self.result_spool.clone(), key, attempt, schema, memory)
     }
 
     /// Plans a statement through the planner ([`plan_statement`]) and starts it: returns the
@@ -606,27 +638,30 @@ impl StagedRunner for SessionRunner<'_> {
     }
 }
 
-/// An attempt's result rows, held until the attempt succeeds.
-struct HeldResult {
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-}
-
-impl HeldResult {
-    async fn push(&mut self, batch: RecordBatch) -> DfResult<()> {
-        self.batches.push(batch);
-        Ok(())
-    }
-
-    async fn into_stream(self) -> DfResult<SendableRecordBatchStream> {
-        Ok(Box::pin(
-            datafusion::physical_plan::memory::MemoryStream::try_new(
-                self.batches,
-                self.schema,
-                None,
-            )?,
-        ))
-    }
+/// Removes what queries of a crashed coordinator `node` left in the spool (its journal), then sweeps
+/// data older than `max_age_s` seconds, at start and every hour, in the background.
+fn spawn_spool_cleanup(spool: Spool, node: String, max_age_s: u64) {
+    tokio::spawn(async move {
+        match spool.recover(&node).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                queries = n,
+                "spool: removed what earlier runs of this node left"
+            ),
+            Err(e) => tracing::warn!("spool: cannot recover the journal: {e}"),
+        }
+        let max_age = std::time::Duration::from_secs(max_age_s);
+        loop {
+            match spool.sweep(max_age).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(queries = n, "spool: removed data past [exchange] max_age_s")
+                }
+                Err(e) => tracing::warn!("spool: sweep failed: {e}"),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        }
+    });
 }
 
 /// A query id in Trino's shape: `YYYYMMDD_HHMMSS_NNNNN_xxxxx` (a counter and a random suffix).

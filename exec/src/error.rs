@@ -1,8 +1,8 @@
 //! Errors of query execution. The front end maps them to SQLSTATE in one place.
 
 use datafusion::error::DataFusionError;
-use tributary_connectors::sqlstate;
 pub use tributary_connectors::ConnectorError;
+use tributary_connectors::sqlstate;
 pub use tributary_exchange::flight::{ErrorClassifier, RemoteError};
 
 /// Why a query could not run or stopped.

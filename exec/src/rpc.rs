@@ -120,7 +120,7 @@ impl NodeService {
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         rt.start_tasks(&spec, plan.clone(), partitioning, ctx, tx)
-        .map_err(|e| error_to_status(&e, &rt.classify))?;
+            .map_err(|e| error_to_status(&e, &rt.classify))?;
         let expected = spec.tasks.len();
         let started = futures::stream::once(async { Ok(message(&RunTasksMessage::started())) });
         // The last report carries the instance's operator metrics (all its tasks have ended).

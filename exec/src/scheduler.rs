@@ -148,7 +148,8 @@ impl Scheduler<'_> {
         attempt: u32,
     ) -> std::result::Result<(QueryExecution, SendableRecordBatchStream), StartFailure> {
         let mut may_place_again = false;
-        let fails = |stage: usize, task: usize| inject.is_some_and(|i| i.fails(stage, task, attempt));
+        let fails =
+            |stage: usize, task: usize| inject.is_some_and(|i| i.fails(stage, task, attempt));
         self.start_tasks(query, plan, base, &fails, &mut may_place_again)
             .await
             .map_err(|error| StartFailure {
@@ -222,7 +223,11 @@ impl Scheduler<'_> {
             let spec = |tasks: Vec<usize>| TaskSpec {
                 query: query.to_string(),
                 stage: stage.id,
-                fail_tasks: tasks.iter().copied().filter(|&t| fails(stage.id, t)).collect(),
+                fail_tasks: tasks
+                    .iter()
+                    .copied()
+                    .filter(|&t| fails(stage.id, t))
+                    .collect(),
                 tasks,
                 stage_tasks: stage.tasks,
                 output_partitions: stage.output.partitions(),

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use datafusion::arrow::record_batch::RecordBatch;
@@ -19,6 +20,7 @@ use tokio::task::AbortHandle;
 use tracing::debug;
 use tributary_exchange::flight::{Channels, ErrorClassifier, Location, NodeSecret, RoutedSource};
 use tributary_exchange::memory::MemoryExchange;
+use tributary_exchange::spool::{Spool, SpoolError, SpoolSource};
 use tributary_exchange::{Exchange, ExchangeContext, ExchangeSink};
 
 use crate::codec::PlanCodec;
@@ -65,6 +67,9 @@ pub struct TaskRuntime {
     running: Mutex<HashMap<String, Vec<AbortHandle>>>,
     /// Memory one query may use on this node (bytes).
     query_memory: Option<usize>,
+    /// Where spooled tasks (`retry_policy = TASK`) write their output and read their inputs; `None`
+    /// without `[exchange] base_directories`.
+    pub spool: Option<Spool>,
     /// The runtime tasks run on, apart from the one serving sessions and RPC, so that a node busy
     /// with many tasks still answers heartbeats, reads, cancels and new sessions promptly.
     executor: Executor,
@@ -123,6 +128,8 @@ pub struct RuntimeOptions {
     /// The cluster's shared secret: sent with every request to other nodes and required on every
     /// request this node serves (none when `None`).
     pub secret: Option<NodeSecret>,
+    /// The spool of `[exchange] base_directories`, if configured.
+    pub spool: Option<Spool>,
 }
 
 /// How the tasks of one stage placed on this node run: everything but the plan (sent with it as
@@ -185,8 +192,50 @@ impl TaskRuntime {
             classify,
             running: Mutex::new(HashMap::new()),
             query_memory: options.query_memory,
+            spool: options.spool,
             executor: Executor::new(options.task_threads),
         })
+    }
+
+    /// Memory one query may use on this node, bytes (`[engine] query_max_memory_per_node_mb`).
+    pub fn query_memory(&self) -> Option<usize> {
+        self.query_memory
+    }
+
+    /// The spool, or the error a spooled task gets on a node without one.
+    pub fn spool(&self) -> Result<&Spool> {
+        self.spool.as_ref().ok_or_else(|| {
+            DataFusionError::Configuration(format!(
+                "node {} has no spool for retry_policy TASK: set [exchange] base_directories in \
+                 its config.toml",
+                self.node_id
+            ))
+        })
+    }
+
+    /// The task context of a query's spooled tasks on this node (`retry_policy = TASK`): `base`
+    /// plus a reader of the committed attempts `attempts` (`(stage, task) -> attempt`) of the
+    /// stages the tasks read, and the query's memory on this node bounded by `memory_limit` bytes
+    /// (else `[engine] query_max_memory_per_node_mb`).
+    pub fn spool_task_context(
+        &self,
+        base: TaskContext,
+        query: &str,
+        attempts: HashMap<(usize, usize), u32>,
+        memory_limit: Option<usize>,
+    ) -> Result<Arc<TaskContext>> {
+        let spool = self.spool()?.clone();
+        let limit = memory_limit.or(self.query_memory);
+        let runtime = crate::memory::query_runtime(&base.runtime_env(), query, limit)?;
+        let base = base.with_runtime(runtime);
+        let config = base
+            .session_config()
+            .clone()
+            .with_extension(Arc::new(ExchangeContext {
+                query: query.into(),
+                source: Arc::new(SpoolSource { spool, attempts }),
+            }));
+        Ok(Arc::new(base.with_session_config(config)))
     }
 
     /// Threads of the runtime this node's tasks run on.
@@ -243,6 +292,14 @@ impl TaskRuntime {
             let _ = config.options_mut().set(key, value);
         }
         let base = TaskContext::from(&state).with_session_config(config);
+        if spec.spooled {
+            return self.spool_task_context(
+                base,
+                &spec.query,
+                spec.input_attempts.iter().copied().collect(),
+                spec.memory_limit,
+            );
+        }
         self.task_context_with(
             base,
             &spec.query,
@@ -264,29 +321,38 @@ impl TaskRuntime {
     ) -> Result<()> {
         let query = spec.query.as_str();
         let stage = spec.stage;
-        let mut sinks = Vec::new();
+        let mut sinks: Vec<(usize, Box<dyn ExchangeSink>, Option<Arc<AtomicU64>>)> = Vec::new();
         for &task in &spec.tasks {
             let output = tributary_exchange::TaskOutputId {
                 query: query.into(),
                 stage,
                 task,
             };
-            sinks.push((
-                task,
-                self.exchange
-                    .create_sink(&output, spec.output_partitions, spec.readers)?,
-            ));
+            if spec.spooled {
+                let sink = self
+                    .spool()?
+                    .create_sink(&output, spec.attempt, spec.output_partitions)
+                    .map_err(SpoolError::into_datafusion)?;
+                let spooled = sink.spooled_bytes();
+                sinks.push((task, Box::new(sink), Some(spooled)));
+            } else {
+                let sink =
+                    self.exchange
+                        .create_sink(&output, spec.output_partitions, spec.readers)?;
+                sinks.push((task, sink, None));
+            }
         }
         let mut handles = Vec::new();
-        for (task, sink) in sinks {
+        for (task, sink, spooled) in sinks {
             let span = tracing::info_span!("task", query, stage, task, attempt = spec.attempt, node = %self.node_id);
-            let injected = spec.fail_tasks.contains(&task).then(|| {
-                crate::ExecError::InjectedFailure {
-                    stage,
-                    task,
-                    attempt: spec.attempt,
-                }
-            });
+            let injected =
+                spec.fail_tasks
+                    .contains(&task)
+                    .then(|| crate::ExecError::InjectedFailure {
+                        stage,
+                        task,
+                        attempt: spec.attempt,
+                    });
             let run = run_task(
                 plan.clone(),
                 task,
@@ -300,7 +366,11 @@ impl TaskRuntime {
             let report = report.clone();
             let handle = self.executor.handle.spawn(tracing::Instrument::instrument(
                 async move {
-                    let _ = report.send(run.await);
+                    let mut done = run.await;
+                    if let Some(spooled) = spooled {
+                        done.spooled_bytes = spooled.load(Ordering::Relaxed);
+                    }
+                    let _ = report.send(done);
                 },
                 span,
             ));

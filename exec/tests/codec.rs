@@ -394,14 +394,12 @@ async fn coordinator_only_plans_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn system_scans_ship_their_snapshot() {
     let node = Node::start(None).await;
-    let _cancel = node
-        .tracker
-        .begin(
-            "20250101_000000_00001_abcde",
-            "alice",
-            "select 1",
-            tributary_exec::RetryPolicy::None,
-        );
+    let _cancel = node.tracker.begin(
+        "20250101_000000_00001_abcde",
+        "alice",
+        "select 1",
+        tributary_exec::RetryPolicy::None,
+    );
     let ctx = node.session("system", "runtime");
     let plan = physical(&ctx, "select query_id, state, \"user\" from queries").await;
     let decoded = round_trip(&node, &ctx, &plan);
@@ -410,14 +408,12 @@ async fn system_scans_ship_their_snapshot() {
         tributary_connectors::system::QueryState::Finished,
         None,
     );
-    let _other = node
-        .tracker
-        .begin(
-            "20250101_000000_00002_fghij",
-            "bob",
-            "select 2",
-            tributary_exec::RetryPolicy::None,
-        );
+    let _other = node.tracker.begin(
+        "20250101_000000_00002_fghij",
+        "bob",
+        "select 2",
+        tributary_exec::RetryPolicy::None,
+    );
     // The rows are the snapshot taken when the coordinator planned the scan, not the worker's state.
     let got = rows(decoded, ctx.task_ctx()).await.join("\n");
     assert!(

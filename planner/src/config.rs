@@ -395,7 +395,10 @@ impl QueryConfig {
     /// factor per earlier retry, at most the maximum delay (Trino's exponential backoff).
     pub fn retry_delay(&self, retry: u32) -> std::time::Duration {
         let initial = self.retry_initial_delay_ms as f64;
-        let scaled = initial * self.retry_delay_scale_factor.powi(retry.saturating_sub(1) as i32);
+        let scaled = initial
+            * self
+                .retry_delay_scale_factor
+                .powi(retry.saturating_sub(1) as i32);
         let ms = scaled.min(self.retry_max_delay_ms.max(self.retry_initial_delay_ms) as f64);
         std::time::Duration::from_millis(ms as u64)
     }
@@ -903,8 +906,14 @@ mod tests {
         assert_eq!(config.query.result_buffer_mb, 1);
         for (text, key) in [
             ("[query]\nretry_policy = \"ALWAYS\"\n", "query.retry_policy"),
-            ("[query]\nquery_retry_attempts = -1\n", "query.query_retry_attempts"),
-            ("[query]\nretry_delay_scale_factor = 0.5\n", "query.retry_delay_scale_factor"),
+            (
+                "[query]\nquery_retry_attempts = -1\n",
+                "query.query_retry_attempts",
+            ),
+            (
+                "[query]\nretry_delay_scale_factor = 0.5\n",
+                "query.retry_delay_scale_factor",
+            ),
             ("[query]\nretry_attempts = 1\n", "query.retry_attempts"),
         ] {
             let msg = parse(text).unwrap_err().to_string();

@@ -425,9 +425,12 @@ impl Session {
                     ));
                 }
                 Some((_, _, Some(default))) => default.to_string(),
-                Some(("retry_policy", _, None)) => {
-                    self.engine.default_options().retry_policy.name().to_string()
-                }
+                Some(("retry_policy", _, None)) => self
+                    .engine
+                    .default_options()
+                    .retry_policy
+                    .name()
+                    .to_string(),
                 Some((_, _, None)) => default_schema(&self.engine, &self.catalog),
                 None if name.contains('.') => {
                     self.state
