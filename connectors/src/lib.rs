@@ -29,6 +29,7 @@ pub mod error;
 pub mod kafka;
 pub mod lake;
 pub mod mysql;
+mod pool;
 pub mod postgres;
 mod remote_catalog;
 mod remote_config;

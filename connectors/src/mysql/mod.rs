@@ -84,7 +84,7 @@ use crate::remote_config::{
 use crate::sql_source::SqlTable;
 use crate::sql_table::range_conditions;
 use crate::{ConnectorError, ConnectorFactory, ConnectorKind, ScanSpec};
-use pool::{Pool, PoolOptions};
+use pool::{MyOptions, MySource, Pool};
 pub(crate) use table::MySqlTable;
 use table::{MyTableInfo, TableMeta};
 use types::MyType;
@@ -186,20 +186,19 @@ impl MySqlConnector {
         let include = settings
             .include
             .or_else(|| settings.database.clone().map(|d| vec![d]));
-        let pool = Pool::new(
+        let source = MySource::new(
             name,
-            PoolOptions {
+            MyOptions {
                 host: settings.host,
                 port: settings.port,
                 database: settings.database,
                 user: settings.user,
                 password: settings.password,
-                size: settings.pool_size,
                 connect_timeout: settings.connect_timeout,
-                acquire_timeout: settings.pool_timeout,
                 tls: settings.tls,
             },
         );
+        let pool = Pool::new(source, settings.pool_size, settings.pool_timeout);
         let shared = Arc::new(Shared {
             name: name.to_string(),
             pool: Arc::new(pool),
@@ -428,11 +427,11 @@ impl Shared {
     async fn exec(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Vec<Value>>, ConnectorError> {
         let mut conn = self.pool.get().await?;
         let rows: Vec<Row> = if params.is_empty() {
-            conn.conn().query(sql).await
+            conn.query(sql).await
         } else {
-            conn.conn().exec(sql, params).await
+            conn.exec(sql, params).await
         }
-        .map_err(|e| self.pool.query_error(&e, sql))?;
+        .map_err(|e| self.pool.source().query_error(&e, sql))?;
         Ok(rows.into_iter().map(Row::unwrap).collect())
     }
 

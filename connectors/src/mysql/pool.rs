@@ -1,9 +1,10 @@
-//! A small connection pool for one catalog, and the error messages of the connector.
+//! How the pool of a catalog connects to MySQL / MariaDB ([`MySource`]), and the connector's error
+//! messages.
 //!
-//! At most `pool_size` connections are open at once; idle ones are kept for reuse. A connection whose
-//! result was not read to the end (a cancelled scan, a LIMIT satisfied early) is not reused: its
-//! running query is killed at the source (`KILL QUERY id` from another connection) and the connection
-//! closed, so nobody waits for rows nobody reads.
+//! The pool itself is the generic [`crate::pool::Pool`]. An idle connection is pinged before it is
+//! reused. A dirty connection (its result not read to the end) has its running query killed at the
+//! source (`KILL QUERY id` from another connection) and is closed, so nobody waits for rows nobody
+//! reads.
 //!
 //! TLS follows the catalog's `ssl_mode` (rustls on the ring provider, through mysql_async):
 //! `prefer` uses TLS when the server offers it (and remembers a server that does not), `require`
@@ -17,10 +18,9 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, Opts, OptsBuilder, SslOpts};
-use parking_lot::Mutex;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::ConnectorError;
+use crate::pool::{PooledSource, error_chain, scrub};
 use crate::remote_config::{SslMode, TlsSettings};
 use crate::sqlstate;
 
@@ -33,8 +33,11 @@ const SESSION_INIT: [&str; 3] = [
     "SET sql_auto_is_null = 0",
 ];
 
-/// Connections of one catalog to its MySQL / MariaDB server.
-pub struct Pool {
+/// The connections of one catalog to its MySQL / MariaDB server.
+pub type Pool = crate::pool::Pool<MySource>;
+
+/// One catalog's MySQL / MariaDB server: how to connect to it, and its error messages.
+pub struct MySource {
     catalog: String,
     address: String,
     password: Option<String>,
@@ -45,33 +48,26 @@ pub struct Pool {
     plain_opts: Option<Opts>,
     /// `prefer` found a server without TLS: connect plainly from now on.
     server_without_tls: AtomicBool,
-    idle: Mutex<Vec<Conn>>,
-    permits: Arc<Semaphore>,
-    size: usize,
     connect_timeout: Duration,
-    acquire_timeout: Duration,
 }
 
-impl fmt::Debug for Pool {
+impl fmt::Debug for MySource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pool")
+        f.debug_struct("MySource")
             .field("catalog", &self.catalog)
             .field("address", &self.address)
-            .field("size", &self.size)
             .finish_non_exhaustive()
     }
 }
 
 /// Where and how to connect; built from the catalog file.
-pub(crate) struct PoolOptions {
+pub(crate) struct MyOptions {
     pub host: String,
     pub port: u16,
     pub database: Option<String>,
     pub user: String,
     pub password: Option<String>,
-    pub size: usize,
     pub connect_timeout: Duration,
-    pub acquire_timeout: Duration,
     pub tls: TlsSettings,
 }
 
@@ -101,8 +97,9 @@ fn ssl_opts(settings: &TlsSettings) -> Option<SslOpts> {
     }
 }
 
-impl Pool {
-    pub(crate) fn new(catalog: &str, options: PoolOptions) -> Self {
+impl MySource {
+    /// The source of catalog `catalog`, as `options` say. Connects nothing.
+    pub(crate) fn new(catalog: &str, options: MyOptions) -> Self {
         // mysql_async builds its rustls client on the process default provider: ring, as the
         // rest of the workspace (an already installed default is kept).
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -119,98 +116,14 @@ impl Pool {
         let plain_opts =
             (options.tls.mode == SslMode::Prefer).then(|| Opts::from(opts.clone().ssl_opts(None)));
         let opts = opts.ssl_opts(ssl_opts(&options.tls));
-        let size = options.size.max(1);
-        Pool {
+        MySource {
             catalog: catalog.to_string(),
             address: format!("{}:{}", options.host, options.port),
             password: options.password.filter(|p| !p.is_empty()),
             opts: Opts::from(opts),
             plain_opts,
             server_without_tls: AtomicBool::new(false),
-            idle: Mutex::new(Vec::new()),
-            permits: Arc::new(Semaphore::new(size)),
-            size,
             connect_timeout: options.connect_timeout,
-            acquire_timeout: options.acquire_timeout,
-        }
-    }
-
-    /// The catalog name, as used in error messages.
-    pub(crate) fn catalog(&self) -> &str {
-        &self.catalog
-    }
-
-    /// An open connection: an idle one if any, else a new one. Waits for a free slot when
-    /// `pool_size` connections are in use, failing after the acquire timeout.
-    pub(crate) async fn get(self: &Arc<Self>) -> Result<PooledConn, ConnectorError> {
-        let permit = tokio::time::timeout(
-            self.acquire_timeout,
-            Arc::clone(&self.permits).acquire_owned(),
-        )
-        .await
-        .map_err(|_| {
-            ConnectorError::Source(format!(
-                "catalog \"{}\": timed out after {:?} waiting for a free connection to MySQL \
-                 at {} (pool_size = {})",
-                self.catalog, self.acquire_timeout, self.address, self.size
-            ))
-        })?
-        .map_err(|_| {
-            ConnectorError::Source(format!("catalog \"{}\": pool closed", self.catalog))
-        })?;
-        let mut conn = None;
-        loop {
-            let idle = self.idle.lock().pop();
-            let Some(mut candidate) = idle else {
-                break;
-            };
-            // An idle connection may have been closed by the server (restart, wait_timeout).
-            if candidate.ping().await.is_ok() {
-                conn = Some(candidate);
-                break;
-            }
-        }
-        let conn = match conn {
-            Some(conn) => conn,
-            None => self.connect().await?,
-        };
-        Ok(PooledConn {
-            pool: Arc::clone(self),
-            conn: Some(conn),
-            reusable: true,
-            _permit: permit,
-        })
-    }
-
-    /// A new connection, within the connect timeout (TLS as `ssl_mode` says).
-    async fn connect(&self) -> Result<Conn, ConnectorError> {
-        let plain = self
-            .plain_opts
-            .as_ref()
-            .filter(|_| self.server_without_tls.load(Ordering::Relaxed));
-        let opts = plain.unwrap_or(&self.opts).clone();
-        let connect = async {
-            match (Conn::new(opts).await, &self.plain_opts) {
-                (
-                    Err(mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer)),
-                    Some(plain),
-                ) => {
-                    self.server_without_tls.store(true, Ordering::Relaxed);
-                    Conn::new(plain.clone()).await
-                }
-                (result, _) => result,
-            }
-        };
-        match tokio::time::timeout(self.connect_timeout, connect).await {
-            Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(self.connect_error(&e)),
-            Err(_) => Err(ConnectorError::Remote {
-                sqlstate: sqlstate::CONNECTION_FAILURE_ON_CONNECT.into(),
-                message: format!(
-                    "catalog \"{}\": cannot connect to MySQL at {}: timed out after {:?}",
-                    self.catalog, self.address, self.connect_timeout
-                ),
-            }),
         }
     }
 
@@ -259,23 +172,80 @@ impl Pool {
     }
 
     /// Removes the password from a message, in case a library ever echoes it.
-    pub(crate) fn scrub(&self, message: String) -> String {
-        match &self.password {
-            Some(p) if message.contains(p.as_str()) => message.replace(p.as_str(), "********"),
-            _ => message,
+    fn scrub(&self, message: String) -> String {
+        scrub(self.password.as_deref(), message)
+    }
+}
+
+impl PooledSource for MySource {
+    type Conn = Conn;
+
+    const PRODUCT: &'static str = "MySQL";
+
+    fn catalog(&self) -> &str {
+        &self.catalog
+    }
+
+    fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// A new connection, within the connect timeout (TLS as `ssl_mode` says).
+    async fn connect(&self) -> Result<Conn, ConnectorError> {
+        let plain = self
+            .plain_opts
+            .as_ref()
+            .filter(|_| self.server_without_tls.load(Ordering::Relaxed));
+        let opts = plain.unwrap_or(&self.opts).clone();
+        let connect = async {
+            match (Conn::new(opts).await, &self.plain_opts) {
+                (
+                    Err(mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer)),
+                    Some(plain),
+                ) => {
+                    self.server_without_tls.store(true, Ordering::Relaxed);
+                    Conn::new(plain.clone()).await
+                }
+                (result, _) => result,
+            }
+        };
+        match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(self.connect_error(&e)),
+            Err(_) => Err(ConnectorError::Remote {
+                sqlstate: sqlstate::CONNECTION_FAILURE_ON_CONNECT.into(),
+                message: format!(
+                    "catalog \"{}\": cannot connect to MySQL at {}: timed out after {:?}",
+                    self.catalog, self.address, self.connect_timeout
+                ),
+            }),
         }
     }
 
-    /// Kills the statement running on connection `id` (best effort), then closes `conn`.
-    async fn kill_and_close(self: Arc<Self>, id: u32, conn: Conn) {
-        let other = self.idle.lock().pop();
-        let other = match other {
+    /// mysql_async cannot tell without a round trip: [`MySource::is_alive`] pings.
+    fn is_closed(&self, _conn: &Conn) -> bool {
+        false
+    }
+
+    /// An idle connection may have been closed by the server (restart, `wait_timeout`).
+    async fn is_alive(&self, conn: &mut Conn) -> bool {
+        conn.ping().await.is_ok()
+    }
+
+    /// Kills the statement running on `conn` (best effort) from another connection (an idle one,
+    /// else a new one, closed afterwards), then closes `conn`.
+    async fn discard(pool: Arc<Pool>, conn: Conn) {
+        let id = conn.id();
+        let other = match pool.take_idle() {
             Some(c) => Some(c),
-            None => self.connect().await.ok(),
+            None => pool.source().connect().await.ok(),
         };
         if let Some(mut other) = other {
             if let Err(e) = other.query_drop(format!("KILL QUERY {id}")).await {
-                tracing::debug!("catalog \"{}\": KILL QUERY {id} failed: {e}", self.catalog);
+                tracing::debug!(
+                    "catalog \"{}\": KILL QUERY {id} failed: {e}",
+                    pool.catalog()
+                );
             }
             // `other` was outside the pool's limit; close it rather than growing the pool.
             let _ = other.disconnect().await;
@@ -323,66 +293,103 @@ pub(crate) fn sqlstate_of(code: u16, state: &str) -> String {
     }
 }
 
-/// `error` and its sources, joined with `: `.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
-}
-
-/// A connection borrowed from the pool. Returned to the pool on drop if it is marked reusable
-/// (its last result was read to the end); otherwise its running query is killed and it is closed.
-pub(crate) struct PooledConn {
-    pool: Arc<Pool>,
-    conn: Option<Conn>,
-    reusable: bool,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl PooledConn {
-    /// The connection.
-    pub(crate) fn conn(&mut self) -> &mut Conn {
-        // Only taken in `drop`.
-        self.conn.as_mut().expect("connection present until drop")
-    }
-
-    /// Whether the connection may go back to the pool when dropped.
-    pub(crate) fn set_reusable(&mut self, reusable: bool) {
-        self.reusable = reusable;
-    }
-}
-
-impl Drop for PooledConn {
-    fn drop(&mut self) {
-        let Some(conn) = self.conn.take() else {
-            return;
-        };
-        if self.reusable {
-            self.pool.idle.lock().push(conn);
-            return;
-        }
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                let id = conn.id();
-                handle.spawn(Arc::clone(&self.pool).kill_and_close(id, conn));
-            }
-            // No runtime: mysql_async's own drop closes the connection as well as it can.
-            Err(_) => drop(conn),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
+    use tributary_testkit::Mariadb;
+
     use super::*;
+
+    /// A pool of one connection of catalog `catalog` over `my` as `root`, without TLS.
+    fn small_pool(my: &Mariadb, catalog: &str) -> Arc<Pool> {
+        let source = MySource::new(
+            catalog,
+            MyOptions {
+                host: "127.0.0.1".into(),
+                port: my.port(),
+                database: None,
+                user: "root".into(),
+                password: None,
+                connect_timeout: Duration::from_secs(5),
+                tls: TlsSettings {
+                    mode: SslMode::Disable,
+                    root_cert: None,
+                },
+            },
+        );
+        Arc::new(Pool::new(source, 1, Duration::from_secs(5)))
+    }
+
+    /// Whether connection `id` is still open at the server.
+    fn open(my: &Mariadb, id: u32) -> bool {
+        let rows = my.query(&format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {id}"
+        ));
+        rows[0][0].as_deref() != Some("0")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dead_idle_connection_is_pinged_and_replaced() {
+        let my = Mariadb::shared();
+        let pool = small_pool(my, "dead");
+        let conn = pool.get().await.expect("connect");
+        let old = conn.id();
+        drop(conn);
+        // The server ends the idle connection (as a restart or `wait_timeout` would).
+        my.execute(&format!("KILL {old}"));
+
+        let mut conn = pool.get().await.expect("a new connection");
+        assert_ne!(conn.id(), old, "the dead connection was handed out");
+        let one: Option<u8> = conn.query_first("SELECT 1").await.expect("usable");
+        assert_eq!(one, Some(1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dirty_connection_is_killed_and_not_reused() {
+        let my = Mariadb::shared();
+        let pool = small_pool(my, "dirty");
+        // Another session holds a row lock (not SLEEP: the server ends a sleep by itself within
+        // 5 s once its client is gone; a lock wait lasts innodb_lock_wait_timeout, 50 s).
+        let holder_pool = small_pool(my, "holder");
+        let mut holder = holder_pool.get().await.expect("connect");
+        for sql in [
+            "CREATE DATABASE IF NOT EXISTS pool_test",
+            "CREATE TABLE IF NOT EXISTS pool_test.locked (id INT PRIMARY KEY)",
+            "INSERT IGNORE INTO pool_test.locked VALUES (1)",
+            "START TRANSACTION",
+            "SELECT id FROM pool_test.locked WHERE id = 1 FOR UPDATE",
+        ] {
+            holder.query_drop(sql).await.expect(sql);
+        }
+        let mut conn = pool.get().await.expect("connect");
+        let old = conn.id();
+        // A statement left waiting, its user gone (a cancelled scan): the task is aborted with
+        // the connection marked not reusable.
+        conn.set_reusable(false);
+        let task = tokio::spawn(async move {
+            let _ = conn
+                .query_drop("SELECT id FROM pool_test.locked WHERE id = 1 FOR UPDATE")
+                .await;
+            drop(conn);
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        task.abort();
+        let _ = task.await;
+
+        // The statement is killed and the connection closed, long before the lock wait times out.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while open(my, old) {
+            assert!(Instant::now() < deadline, "connection {old} still open");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The permit is free again, and the connection was not reused.
+        let mut conn = pool.get().await.expect("a connection");
+        assert_ne!(conn.id(), old, "a dirty connection was reused");
+        let one: Option<u8> = conn.query_first("SELECT 1").await.expect("usable");
+        assert_eq!(one, Some(1));
+        holder.query_drop("ROLLBACK").await.expect("rollback");
+    }
 
     #[test]
     fn sqlstates() {

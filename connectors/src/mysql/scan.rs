@@ -131,17 +131,16 @@ impl Reader {
         // Until the result is read to the end, the connection must not be reused.
         conn.set_reusable(false);
         let mut result = conn
-            .conn()
             .exec_iter(sql, ())
             .await
-            .map_err(|e| external(pool.query_error(&e, sql)))?;
+            .map_err(|e| external(pool.source().query_error(&e, sql)))?;
         let mut builders = self.builders()?;
         let mut count = 0usize;
         loop {
             let row = result
                 .next()
                 .await
-                .map_err(|e| external(pool.query_error(&e, sql)))?;
+                .map_err(|e| external(pool.source().query_error(&e, sql)))?;
             let Some(row) = row else {
                 break;
             };

@@ -75,7 +75,7 @@ use crate::remote_config::{RemoteSettings, SourceDefaults, int_in, remote_catalo
 use crate::sql_source::SqlTable;
 use crate::sql_table::range_conditions;
 use crate::{ConnectorError, ConnectorFactory, ConnectorKind, ScanSpec};
-use pool::{Pool, PoolOptions};
+use pool::{PgOptions, PgSource, Pool};
 use table::{PgTableInfo, TableMeta};
 use types::PgType;
 
@@ -151,20 +151,19 @@ impl PostgresConnector {
         let settings = RemoteSettings::from_keys(file.remote_keys(), &DEFAULTS)?;
         let split_min_pages = int_in("split_min_pages", file.split_min_pages, 1000, 1, i64::MAX)?;
         let tls = tls::connector(&settings.tls)?;
-        let pool = Pool::new(
+        let source = PgSource::new(
             name,
-            PoolOptions {
+            PgOptions {
                 tls,
                 host: settings.host,
                 port: settings.port,
                 database: settings.database.unwrap_or_default(),
                 user: settings.user,
                 password: settings.password,
-                size: settings.pool_size,
                 connect_timeout: settings.connect_timeout,
-                acquire_timeout: settings.pool_timeout,
             },
         );
+        let pool = Pool::new(source, settings.pool_size, settings.pool_timeout);
         let shared = Arc::new(Shared {
             name: name.to_string(),
             pool: Arc::new(pool),
@@ -257,10 +256,9 @@ impl MetadataSource for Shared {
         let client = &self.pool.get().await?;
         let query = |sql: &'static str| async move {
             client
-                .client()
                 .query(sql, &[])
                 .await
-                .map_err(|e| self.pool.query_error(&e, sql))
+                .map_err(|e| self.pool.source().query_error(&e, sql))
         };
         let schema_sql = "SELECT nspname::text FROM pg_catalog.pg_namespace ORDER BY 1";
         let schemas = query(schema_sql).await?;
@@ -358,10 +356,9 @@ impl Shared {
                    WHERE n.nspname = $1 AND c.relname = $2";
         let client = self.pool.get().await?;
         let row = client
-            .client()
             .query_opt(sql, &[&table.schema, &table.name])
             .await
-            .map_err(|e| self.pool.query_error(&e, sql))?;
+            .map_err(|e| self.pool.source().query_error(&e, sql))?;
         let pages: i64 = row.map(|r| r.get(0)).unwrap_or(0);
         if pages < self.split_min_pages {
             return Ok(vec![None]);

@@ -99,10 +99,9 @@ impl BatchReader for Reader {
             // Until the result is read to the end, the connection must not be reused.
             client.set_reusable(false);
             let rows = client
-                .client()
                 .query_raw(sql.as_str(), std::iter::empty::<i32>())
                 .await
-                .map_err(|e| external(pool.query_error(&e, &sql)))?;
+                .map_err(|e| external(pool.source().query_error(&e, &sql)))?;
             self.state = ReadState::Reading {
                 pool,
                 sql,
@@ -129,7 +128,7 @@ impl BatchReader for Reader {
         while count < self.batch_size {
             let row = match rows.next().await {
                 Some(Ok(row)) => row,
-                Some(Err(e)) => return Err(external(pool.query_error(&e, sql))),
+                Some(Err(e)) => return Err(external(pool.source().query_error(&e, sql))),
                 None => {
                     finished = true;
                     break;
@@ -139,7 +138,7 @@ impl BatchReader for Reader {
             for (i, builder) in builders.iter_mut().enumerate() {
                 let value: Option<RawValue> = row
                     .try_get(i)
-                    .map_err(|e| external(pool.query_error(&e, sql)))?;
+                    .map_err(|e| external(pool.source().query_error(&e, sql)))?;
                 builder
                     .append(value.map(|v| v.0))
                     .map_err(|reason| column_error(pool.catalog(), &self.schema, i, reason))?;
