@@ -33,6 +33,10 @@ pub struct ExchangeContext {
     pub query: Arc<str>,
     /// Where the producer stages' output partitions are read from.
     pub source: Arc<dyn ExchangeSource>,
+    /// The attempt the task runs as (0 for the first; `retry_policy = TASK` runs a failed task
+    /// again as the next attempt). With `query`, names what a writing task stages: attempts of one
+    /// task never share a staging location.
+    pub attempt: u32,
 }
 
 /// Reads producer stage `stage`'s output. Plain data (stage number, task count, mode and the plan

@@ -213,14 +213,15 @@ impl TaskRuntime {
         })
     }
 
-    /// The task context of a query's spooled tasks on this node (`retry_policy = TASK`): `base`
-    /// plus a reader of the committed attempts `attempts` (`(stage, task) -> attempt`) of the
+    /// The task context of a query's spooled tasks on this node (`retry_policy = TASK`), run as
+    /// attempt `attempt`: `base` plus a reader of the committed attempts `attempts` (`(stage, task) -> attempt`) of the
     /// stages the tasks read, and the query's memory on this node bounded by `memory_limit` bytes
     /// (else `[engine] query_max_memory_per_node_mb`).
     pub fn spool_task_context(
         &self,
         base: TaskContext,
         query: &str,
+        attempt: u32,
         attempts: HashMap<(usize, usize), u32>,
         memory_limit: Option<usize>,
     ) -> Result<Arc<TaskContext>> {
@@ -234,6 +235,7 @@ impl TaskRuntime {
             .with_extension(Arc::new(ExchangeContext {
                 query: query.into(),
                 source: Arc::new(SpoolSource { spool, attempts }),
+                attempt,
             }));
         Ok(Arc::new(base.with_session_config(config)))
     }
@@ -279,6 +281,7 @@ impl TaskRuntime {
             .with_extension(Arc::new(ExchangeContext {
                 query: query.into(),
                 source,
+                attempt: 0,
             }));
         Ok(Arc::new(base.with_session_config(config)))
     }
@@ -296,6 +299,7 @@ impl TaskRuntime {
             return self.spool_task_context(
                 base,
                 &spec.query,
+                spec.attempt,
                 spec.input_attempts.iter().copied().collect(),
                 spec.memory_limit,
             );
