@@ -24,8 +24,9 @@ use tributary_planner::{CatalogRegistry, DistributedPlan, PlannedStatement, Stag
 
 use crate::ExecError;
 use crate::codec::PlanCodec;
+use crate::fte::TaskScheduler;
 use crate::memory::node_runtime;
-use crate::retry::{FailureInjection, QueryConfig, QueryOptions, RetryPolicy};
+use crate::retry::{QueryConfig, QueryOptions, RetryPolicy};
 use crate::rpc::{NodeService, spawn_heartbeats};
 use crate::scheduler::{QueryExecution, Scheduler};
 use crate::subquery::{StagedRunner, run_scalar_subqueries};
@@ -497,14 +498,14 @@ impl Engine {
         let runner = SessionRunner {
             engine: self,
             state: &state,
+            options,
         };
-        let inject = options.inject_failure;
         match plan_statement(&state, plan).await? {
             PlannedStatement::Explain(lines) => Ok((None, plan_lines_stream(lines)?)),
             PlannedStatement::Analyze(plan) => {
                 run_scalar_subqueries(&runner, &plan, query_id).await?;
                 let (mut execution, mut stream) = self
-                    .schedule(&state, &plan.stages, query_id, inject, attempt)
+                    .schedule(&state, &plan.stages, query_id, options, attempt)
                     .await?;
                 let started = std::time::Instant::now();
                 let mut rows = 0usize;
@@ -523,23 +524,37 @@ impl Engine {
             PlannedStatement::Query(plan) => {
                 run_scalar_subqueries(&runner, &plan, query_id).await?;
                 let (execution, stream) = self
-                    .schedule(&state, &plan.stages, query_id, inject, attempt)
+                    .schedule(&state, &plan.stages, query_id, options, attempt)
                     .await?;
                 Ok((Some(execution), stream))
             }
         }
     }
 
-    /// Starts the tasks of `staged` on the workers; returns the guard and the root stream.
-    /// `inject`/`attempt`: see [`Scheduler::start`].
+    /// Starts the tasks of `staged` on the workers; returns the guard and the root stream. Under
+    /// `retry_policy = TASK` the fault-tolerant scheduler runs the stages through the spool
+    /// ([`TaskScheduler`]); otherwise every task starts at once with streaming exchanges
+    /// ([`Scheduler`]). `attempt` is the query attempt, for failure injection.
     async fn schedule(
         &self,
         state: &datafusion::execution::SessionState,
         staged: &StagePlan,
         query_id: &str,
-        inject: Option<FailureInjection>,
+        options: &QueryOptions,
         attempt: u32,
     ) -> DfResult<(QueryExecution, SendableRecordBatchStream)> {
+        let inject = options.inject_failure;
+        if options.retry_policy == RetryPolicy::Task {
+            let scheduler = TaskScheduler {
+                runtime: &self.tasks,
+                workers: &self.workers,
+                tracker: &self.tracker,
+                config: &self.config.query,
+            };
+            return scheduler
+                .start(Arc::from(query_id), staged, state, inject)
+                .await;
+        }
         let scheduler = Scheduler {
             runtime: &self.tasks,
             workers: &self.workers,
@@ -620,6 +635,7 @@ impl Engine {
 struct SessionRunner<'a> {
     engine: &'a Engine,
     state: &'a datafusion::execution::SessionState,
+    options: &'a QueryOptions,
 }
 
 impl StagedRunner for SessionRunner<'_> {
@@ -631,7 +647,16 @@ impl StagedRunner for SessionRunner<'_> {
         Box::pin(async move {
             let (execution, stream) = self
                 .engine
-                .schedule(self.state, &plan.stages, &key, None, 0)
+                .schedule(
+                    self.state,
+                    &plan.stages,
+                    &key,
+                    &QueryOptions {
+                        inject_failure: None,
+                        ..self.options.clone()
+                    },
+                    0,
+                )
                 .await?;
             Ok((Box::new(execution) as Box<dyn std::any::Any + Send>, stream))
         })

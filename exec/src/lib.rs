@@ -7,6 +7,7 @@
 pub mod codec;
 pub mod engine;
 pub mod error;
+pub mod fte;
 pub mod memory;
 pub mod operator_metrics;
 pub mod retry;

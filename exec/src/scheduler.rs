@@ -44,6 +44,7 @@ use crate::rpc::{release_remote, run_remote_tasks};
 use crate::task::{TaskReport, TaskRuntime, TaskSpec};
 use crate::tracker::QueryTracker;
 use crate::worker::{Worker, WorkerKind, WorkerPool};
+use tributary_exchange::spool::Spool;
 
 /// The running tasks of one query. Dropping it aborts them and releases the query's exchange data on
 /// every node involved.
@@ -57,9 +58,41 @@ pub struct QueryExecution {
     watchers: Vec<JoinHandle<()>>,
     /// Operator metrics of the stage instances that ran on other nodes.
     remote_metrics: Arc<parking_lot::Mutex<RemoteStageMetrics>>,
+    /// The spool holding the query's task outputs (`retry_policy = TASK`): its data of the query
+    /// is deleted on drop.
+    spool: Option<Spool>,
 }
 
 impl QueryExecution {
+    /// The guard of a query run through the spool (`retry_policy = TASK`): on drop it aborts the
+    /// query's tasks here and on the nodes added with [`QueryExecution::add_remote`], and deletes
+    /// the query's spool data.
+    pub fn spooled(
+        query: Arc<str>,
+        runtime: &Arc<TaskRuntime>,
+        tracker: &Arc<QueryTracker>,
+        spool: Spool,
+    ) -> Self {
+        Self {
+            query,
+            runtime: runtime.clone(),
+            tracker: tracker.clone(),
+            remote: Vec::new(),
+            watchers: Vec::new(),
+            remote_metrics: Arc::default(),
+            spool: Some(spool),
+        }
+    }
+
+    /// Remote nodes that ran tasks of the query (released with it).
+    pub fn add_remote(&mut self, addresses: impl IntoIterator<Item = String>) {
+        for address in addresses {
+            if !self.remote.contains(&address) {
+                self.remote.push(address);
+            }
+        }
+    }
+
     /// Per stage, the metrics of each operator summed over the stage's instances on other nodes
     /// (what [`tributary_planner::explain::render_analyzed`] adds to the local ones). Complete once
     /// [`QueryExecution::wait_reports`] returned.
@@ -95,6 +128,22 @@ impl Drop for QueryExecution {
         }
         self.runtime.release_query(&self.query);
         self.tracker.tasks_canceled(&self.query);
+        if let Some(spool) = self.spool.take() {
+            let query = self.query.clone();
+            let release = async move {
+                if let Err(e) = spool.release_query(&query).await {
+                    tracing::warn!(%query, "spool: cannot delete the query's data: {e}");
+                }
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => {
+                    handle.spawn(release);
+                }
+                Err(_) => {
+                    tracing::warn!(query = %self.query, "spool: no runtime to delete the query's data")
+                }
+            }
+        }
     }
 }
 
@@ -195,6 +244,7 @@ impl Scheduler<'_> {
             remote: Vec::new(),
             watchers: Vec::new(),
             remote_metrics: Arc::default(),
+            spool: None,
         };
         // Producers first: a stage's sinks exist before any consumer task opens a reader.
         for stage in plan.stages.iter().rev().filter(|s| s.id != 0) {
