@@ -8,13 +8,21 @@
 //!   at once; a user error (division by zero) is never retried.
 //! - `QUERY` on a coordinator + 3 workers: `kill -9` of a worker mid-query, and the answer equals an
 //!   undisturbed run's; under `NONE` the same kill fails the query with 58000.
+//! - `TASK`: an injected failure re-runs only that task (its attempts in `system.runtime.tasks`); one
+//!   that always fails ends the query naming the stage and task after `task_retry_attempts_per_task`
+//!   retries; `kill -9` of a worker mid-query with the spool on local disk and on S3 (moto) gives the
+//!   undisturbed answer; a GROUP BY far past the per-node memory limit completes under `TASK` and
+//!   fails with 53200 under `NONE`; a coordinator killed mid-query removes its spool data when it
+//!   starts again.
+//! - After every query, however it ended, the spool holds no data.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use compat_tests::cluster::{Cluster, wait_running_task};
 use compat_tests::results::{self, TextRows};
-use compat_tests::{ConfigDir, Tributary};
+use compat_tests::{ConfigDir, Moto, TempDir, Tributary, toml_string};
 use tokio_postgres::Client;
 
 /// Retries after 50 ms (Trino's default is 10 s), so the tests spend their time on queries.
@@ -131,11 +139,12 @@ async fn query_retry_reruns_a_failed_query_and_returns_each_row_once() {
     );
 }
 
-/// A cluster of three workers with fast retries (a worker is declared dead after 3 s of silence).
-async fn three_workers() -> Cluster {
+/// A cluster of three workers with fast retries (a worker is declared dead after 3 s of silence);
+/// `extra` is added to `config.toml` (the `[exchange]` section).
+async fn three_workers(extra: &str) -> Cluster {
     let config = ConfigDir::new().config(&format!(
         "[node]\nheartbeat_interval_ms = 200\nheartbeat_timeout_ms = 3000\n\
-         [engine]\ntask_threads = 1\n{FAST_RETRIES}"
+         [engine]\ntask_threads = 1\n{FAST_RETRIES}{extra}"
     ));
     Cluster::start_with(config, &["w1", "w2", "w3"]).await
 }
@@ -162,7 +171,7 @@ async fn long_query_with_a_kill(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_retry_survives_a_killed_worker() {
-    let cluster = three_workers().await;
+    let cluster = three_workers("").await;
     let c = cluster.coordinator.connect("tpch").await;
     let expected = run(&c, LONG_QUERY).await;
     let got = long_query_with_a_kill(&cluster, "QUERY")
@@ -177,9 +186,224 @@ async fn query_retry_survives_a_killed_worker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_retries_a_killed_worker_fails_the_query_with_58000() {
-    let cluster = three_workers().await;
+    let cluster = three_workers("").await;
     let err = long_query_with_a_kill(&cluster, "NONE")
         .await
         .expect_err("under NONE a lost worker fails the query");
     assert_eq!(sqlstate(&err), "58000", "{err:?}");
+}
+
+/// `[exchange]` with one base directory on local disk.
+fn disk_spool(dir: &Path) -> String {
+    format!(
+        "[exchange]\nbase_directories = [{}]\n",
+        toml_string(&format!("file://{}", dir.display()))
+    )
+}
+
+/// `[exchange]` with one base directory on the moto S3 server, bucket `bucket`.
+fn s3_spool(bucket: &str) -> String {
+    let moto = Moto::shared();
+    moto.create_bucket(bucket);
+    format!(
+        "[exchange]\nbase_directories = [\"s3://{bucket}/spool\"]\nendpoint = \"{}\"\n\
+         region = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+        moto.endpoint(),
+        Moto::REGION,
+        Moto::ACCESS_KEY_ID,
+        Moto::SECRET_ACCESS_KEY
+    )
+}
+
+/// The files under `dir` (recursively), journal entries included.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// Waits (15 s at most) until `files()` is empty: the spool data of ended queries is deleted in
+/// the background.
+async fn wait_spool_empty<T: std::fmt::Debug>(what: &str, files: impl Fn() -> Vec<T>) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = files();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: spool not empty after the queries ended: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `(stage, task, attempt, worker, state)` of every task attempt of the last query whose text is
+/// `sql`, in order. Read with a `NONE` session so that the read itself spools nothing.
+async fn task_attempts(server: &Tributary, sql: &str) -> Vec<(i64, i64, i64, String, String)> {
+    let c = server.connect("tpch").await;
+    let rows = c
+        .query(
+            "SELECT stage, task, attempt, worker, state FROM system.runtime.tasks \
+             WHERE query_id = (SELECT query_id FROM system.runtime.queries WHERE query = $1 \
+                               ORDER BY created DESC LIMIT 1) \
+             ORDER BY stage, task, attempt",
+            &[&sql],
+        )
+        .await
+        .expect("system.runtime.tasks");
+    rows.iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_retry_reruns_only_the_failed_task() {
+    let spool = TempDir::new("spool-task");
+    let config = ConfigDir::new().config(&format!("{FAST_RETRIES}{}", disk_spool(spool.path())));
+    let server = Tributary::start(Some(config.path()));
+    let c = server.connect("tpch").await;
+    let expected = run(&c, JOIN_QUERY).await;
+
+    exec(&c, "SET retry_policy = 'TASK'; SET inject_failure = '1.0'").await;
+    assert_eq!(run(&c, JOIN_QUERY).await.strings(), expected.strings());
+    let attempts = task_attempts(&server, JOIN_QUERY).await;
+    let retried: Vec<_> = attempts
+        .iter()
+        .filter(|(stage, task, ..)| (*stage, *task) == (1, 0))
+        .map(|(_, _, attempt, _, state)| (*attempt, state.as_str()))
+        .collect();
+    assert_eq!(retried, [(0, "FAILED"), (1, "FINISHED")], "{attempts:?}");
+    assert!(
+        attempts
+            .iter()
+            .all(|(stage, task, attempt, ..)| (*stage, *task) == (1, 0) || *attempt == 0),
+        "only the failed task runs again: {attempts:?}"
+    );
+
+    // Always failing: 1 + task_retry_attempts_per_task (4) attempts, then the query fails naming it.
+    exec(&c, "SET inject_failure = '1.0:all'").await;
+    let err = results::query_text(&c, JOIN_QUERY).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "58000", "{err:?}");
+    let message = err.as_db_error().unwrap().message();
+    assert!(
+        message.contains("task 1.0 failed after 5 attempt(s)"),
+        "{message}"
+    );
+    exec(&c, "RESET inject_failure; RESET retry_policy").await;
+    wait_spool_empty("disk", || files_under(spool.path())).await;
+}
+
+/// Kills worker `w2` of a three-worker cluster spooling as `spool` during [`LONG_QUERY`] under
+/// `TASK`: the answer equals the undisturbed one, and w2's lost attempts ran again elsewhere.
+async fn task_retry_survives_a_killed_worker(spool: &str) -> Cluster {
+    let cluster = three_workers(spool).await;
+    let c = cluster.coordinator.connect("tpch").await;
+    let expected = run(&c, LONG_QUERY).await;
+    let got = long_query_with_a_kill(&cluster, "TASK")
+        .await
+        .expect("under TASK the query survives the loss of a worker");
+    assert_eq!(got.strings(), expected.strings());
+    let attempts = task_attempts(&cluster.coordinator, LONG_QUERY).await;
+    let lost: Vec<_> = attempts
+        .iter()
+        .filter(|(.., worker, state)| worker == "w2" && state == "FAILED")
+        .collect();
+    assert!(!lost.is_empty(), "a task was lost with w2: {attempts:?}");
+    for (stage, task, attempt, ..) in lost {
+        assert!(
+            attempts
+                .iter()
+                .any(|(s, t, a, w, state)| (s, t) == (stage, task)
+                    && a > attempt
+                    && w != "w2"
+                    && state == "FINISHED"),
+            "task {stage}.{task} ran again on a live worker: {attempts:?}"
+        );
+    }
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_retry_survives_a_killed_worker_with_the_spool_on_disk() {
+    let spool = TempDir::new("spool-kill");
+    let _cluster = task_retry_survives_a_killed_worker(&disk_spool(spool.path())).await;
+    wait_spool_empty("disk", || files_under(spool.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_retry_survives_a_killed_worker_with_the_spool_on_s3() {
+    let _cluster = task_retry_survives_a_killed_worker(&s3_spool("fte-kill")).await;
+    let moto = Moto::shared();
+    wait_spool_empty("s3", || {
+        moto.list_keys("fte-kill", "spool/")
+            .into_iter()
+            .filter(|k| !k.starts_with("spool/_journal/"))
+            .collect()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_by_past_the_memory_limit_completes_under_task_and_fails_under_none() {
+    let spool = TempDir::new("spool-memory");
+    let config = ConfigDir::new().config(&format!(
+        "[engine]\nquery_max_memory_per_node_mb = 3\n{FAST_RETRIES}{}",
+        disk_spool(spool.path())
+    ));
+    let server = Tributary::start(Some(config.path()));
+    let c = server.connect("tpch").await;
+    let sql = "SELECT count(*), sum(c) FROM (SELECT l_orderkey, l_partkey, count(*) AS c \
+               FROM tpch.sf1.lineitem GROUP BY 1, 2) AS t";
+    let err = results::query_text(&c, sql).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "53200", "{err:?}");
+    exec(&c, "SET retry_policy = 'TASK'").await;
+    assert_eq!(run(&c, sql).await.strings(), [["6001169", "6001215"]]);
+    wait_spool_empty("disk", || files_under(spool.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_killed_mid_query_removes_its_spool_data_when_it_starts_again() {
+    let spool = TempDir::new("spool-crash");
+    let config = ConfigDir::new().config(&format!("{FAST_RETRIES}{}", disk_spool(spool.path())));
+    let server = Tributary::start(Some(config.path()));
+    let c = Arc::new(server.connect("tpch").await);
+    exec(&c, "SET retry_policy = 'TASK'").await;
+    let long = {
+        let c = c.clone();
+        tokio::spawn(async move { results::query_text(&c, LONG_QUERY).await })
+    };
+    let data = |dir: &Path| -> Vec<PathBuf> {
+        files_under(dir)
+            .into_iter()
+            .filter(|f| !f.to_string_lossy().contains("/_journal/"))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while data(spool.path()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the query never spooled anything"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.kill();
+    let _ = long.await;
+    assert!(!data(spool.path()).is_empty(), "the crash left spool data");
+    let _restarted = Tributary::start(Some(config.path()));
+    wait_spool_empty("disk after restart", || files_under(spool.path())).await;
 }

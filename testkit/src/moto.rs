@@ -98,6 +98,22 @@ impl Moto {
         );
     }
 
+    /// The keys under `prefix` in `bucket` (ListObjectsV2, first 1000), sorted.
+    pub fn list_keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let path = format!("/{bucket}?list-type=2&prefix={}", encode_key(prefix));
+        let (status, body) = http(self.port, "GET", &path, &[])
+            .unwrap_or_else(|e| panic!("list s3://{bucket}/{prefix}: {e}"));
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 200, "list s3://{bucket}/{prefix}: {body}");
+        let mut keys: Vec<String> = body
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(k, _)| k.to_string()))
+            .collect();
+        keys.sort();
+        keys
+    }
+
     /// Reads one object (`None` if it does not exist).
     pub fn get_object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
         let path = format!("/{bucket}/{}", encode_key(key));
