@@ -295,6 +295,15 @@ async fn task_retry_reruns_only_the_failed_task() {
         "only the failed task runs again: {attempts:?}"
     );
 
+    // EXPLAIN ANALYZE shows the attempts and the bytes spooled.
+    let analyzed = run(&c, &format!("EXPLAIN ANALYZE {JOIN_QUERY}")).await.strings();
+    let text: Vec<&str> = analyzed.iter().map(|r| r[0].as_str()).collect();
+    let text = text.join("\n");
+    assert!(
+        text.contains("task 0 attempt 1 on") && text.contains("bytes spooled"),
+        "{text}"
+    );
+
     // Always failing: 1 + task_retry_attempts_per_task (4) attempts, then the query fails naming it.
     exec(&c, "SET inject_failure = '1.0:all'").await;
     let err = results::query_text(&c, JOIN_QUERY).await.unwrap_err();

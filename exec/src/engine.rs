@@ -15,7 +15,7 @@ use datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use tributary_connectors::sqlstate;
-use tributary_connectors::system::QueryState;
+use tributary_connectors::system::{QueryState, TaskInfo, TaskState};
 use tributary_exchange::flight::{ErrorClassifier, RemoteError};
 use tributary_planner::config::{Config, ConfigError};
 pub use tributary_planner::config::{EngineConfig, NodeConfig, NodeRole};
@@ -604,16 +604,28 @@ impl Engine {
         stages.dedup();
         for stage in stages {
             let of: Vec<_> = tasks.iter().filter(|t| t.stage == stage).collect();
-            let rows: i64 = of.iter().map(|t| t.rows).sum();
-            let bytes: i64 = of.iter().map(|t| t.bytes).sum();
+            let finished = |t: &&&TaskInfo| t.state == TaskState::Finished;
+            let rows: i64 = of.iter().filter(finished).map(|t| t.rows).sum();
+            let bytes: i64 = of.iter().filter(finished).map(|t| t.bytes).sum();
+            let spooled: i64 = of.iter().map(|t| t.spooled_bytes).sum();
+            let mut distinct: Vec<i64> = of.iter().map(|t| t.task).collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let spooled = if spooled > 0 {
+                format!(", {spooled} bytes spooled")
+            } else {
+                String::new()
+            };
             lines.push(format!(
-                "  Stage {stage}: {} tasks, {rows} rows, {bytes} bytes",
+                "  Stage {stage}: {} tasks, {} attempts, {rows} rows, {bytes} bytes{spooled}",
+                distinct.len(),
                 of.len()
             ));
             for t in of {
                 lines.push(format!(
-                    "    task {} on {}: {} rows, {} bytes, {} ms, {}",
+                    "    task {} attempt {} on {}: {} rows, {} bytes, {} ms, {}",
                     t.task,
+                    t.attempt,
                     t.worker,
                     t.rows,
                     t.bytes,

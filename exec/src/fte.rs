@@ -39,6 +39,7 @@ use tributary_planner::{Stage, StagePlan};
 
 use crate::ExecError;
 use crate::error::Failure;
+use crate::operator_metrics::OperatorMetrics;
 use crate::retry::{FailureInjection, QueryConfig};
 use crate::rpc::messages::RunTasks;
 use crate::rpc::run_remote_tasks;
@@ -74,6 +75,8 @@ struct Run<'a> {
     committed: Mutex<HashMap<(usize, usize), u32>>,
     /// Remote nodes that ran tasks of the query (released at its end).
     remote: Mutex<BTreeSet<String>>,
+    /// Operator metrics of committed remote attempts, by stage (for EXPLAIN ANALYZE).
+    metrics: Mutex<Vec<(usize, Vec<OperatorMetrics>)>>,
     plan: &'a StagePlan,
 }
 
@@ -115,6 +118,7 @@ impl TaskScheduler<'_> {
             inject,
             committed: Mutex::new(HashMap::new()),
             remote: Mutex::new(BTreeSet::new()),
+            metrics: Mutex::new(Vec::new()),
             plan,
         };
         // From here on, however this ends, the guard releases the spool and the remote nodes.
@@ -122,6 +126,9 @@ impl TaskScheduler<'_> {
             QueryExecution::spooled(query.clone(), self.runtime, self.tracker, spool);
         let result = self.run_stages(&run).await;
         execution.add_remote(run.remote.lock().iter().cloned());
+        for (stage, operators) in std::mem::take(&mut *run.metrics.lock()) {
+            execution.add_remote_metrics(stage, operators);
+        }
         result?;
         let root = plan.root();
         let ctx = self.runtime.spool_task_context(
@@ -261,6 +268,12 @@ impl TaskScheduler<'_> {
                     }
                     match failure {
                         None => {
+                            if matches!(worker.kind, WorkerKind::Remote { .. }) {
+                                let mut metrics = run.metrics.lock();
+                                for r in reports {
+                                    metrics.push((stage.id, r.operators));
+                                }
+                            }
                             let mut committed = run.committed.lock();
                             for &task in &tasks {
                                 committed.entry((stage.id, task)).or_insert(attempt);

@@ -84,6 +84,17 @@ impl QueryExecution {
         }
     }
 
+    /// Adds the operator metrics a remote instance of `stage` reported (for EXPLAIN ANALYZE).
+    pub fn add_remote_metrics(
+        &self,
+        stage: usize,
+        operators: Vec<crate::operator_metrics::OperatorMetrics>,
+    ) {
+        if !operators.is_empty() {
+            self.remote_metrics.lock().add(stage, operators);
+        }
+    }
+
     /// Remote nodes that ran tasks of the query (released with it).
     pub fn add_remote(&mut self, addresses: impl IntoIterator<Item = String>) {
         for address in addresses {
