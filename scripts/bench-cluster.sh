@@ -99,7 +99,7 @@ log "EXPLAIN ANALYZE on the coordinator: ${ANALYZE}"
 "$PY" - "$COORD_PORT" "$SCHEMA" "$ROOT/compat-tests/queries" "$ANALYZE" <<'PYEOF'
 import re, sys, time, psycopg
 port, schema, qdir, names = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4].split(",")
-task = re.compile(r"task (\d+) on (\S+): (\d+) rows, (\d+) bytes, (\d+) ms")
+task = re.compile(r"task (\d+) attempt \d+ on (\S+): (\d+) rows, (\d+) bytes, (\d+) ms")
 with psycopg.connect(host="127.0.0.1", port=port, dbname="lake", user="bench", autocommit=True) as c:
     c.execute(f"SET search_path TO {schema}")
     for name in names:

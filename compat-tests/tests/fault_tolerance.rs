@@ -296,7 +296,9 @@ async fn task_retry_reruns_only_the_failed_task() {
     );
 
     // EXPLAIN ANALYZE shows the attempts and the bytes spooled.
-    let analyzed = run(&c, &format!("EXPLAIN ANALYZE {JOIN_QUERY}")).await.strings();
+    let analyzed = run(&c, &format!("EXPLAIN ANALYZE {JOIN_QUERY}"))
+        .await
+        .strings();
     let text: Vec<&str> = analyzed.iter().map(|r| r[0].as_str()).collect();
     let text = text.join("\n");
     assert!(

@@ -325,7 +325,9 @@ impl TaskRuntime {
     ) -> Result<()> {
         let query = spec.query.as_str();
         let stage = spec.stage;
-        let mut sinks: Vec<(usize, Box<dyn ExchangeSink>, Option<Arc<AtomicU64>>)> = Vec::new();
+        // (task, its sink, the spooled-bytes counter of a spool sink)
+        type Sink = (usize, Box<dyn ExchangeSink>, Option<Arc<AtomicU64>>);
+        let mut sinks: Vec<Sink> = Vec::new();
         for &task in &spec.tasks {
             let output = tributary_exchange::TaskOutputId {
                 query: query.into(),
