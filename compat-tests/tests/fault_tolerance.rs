@@ -14,7 +14,7 @@
 //!   undisturbed answer; a GROUP BY far past the per-node memory limit completes under `TASK` and
 //!   fails with 53200 under `NONE`; a coordinator killed mid-query removes its spool data when it
 //!   starts again.
-//! - After every query, however it ended, the spool holds no data.
+//! - After every query, however it ended (finished, failed, canceled), the spool holds no data.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -417,4 +417,44 @@ async fn a_coordinator_killed_mid_query_removes_its_spool_data_when_it_starts_ag
     assert!(!data(spool.path()).is_empty(), "the crash left spool data");
     let _restarted = Tributary::start(Some(config.path()));
     wait_spool_empty("disk after restart", || files_under(spool.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canceled_task_query_leaves_an_empty_spool() {
+    let spool = TempDir::new("spool-cancel");
+    let config = ConfigDir::new().config(&format!("{FAST_RETRIES}{}", disk_spool(spool.path())));
+    let server = Tributary::start(Some(config.path()));
+    let c = Arc::new(server.connect("tpch").await);
+    exec(&c, "SET retry_policy = 'TASK'").await;
+    let token = c.cancel_token();
+    let long = {
+        let c = c.clone();
+        tokio::spawn(async move { results::query_text(&c, LONG_QUERY).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while files_under(spool.path())
+        .iter()
+        .all(|f| f.to_string_lossy().contains("/_journal/"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the query never spooled anything"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    token
+        .cancel_query(tokio_postgres::NoTls)
+        .await
+        .expect("cancel request");
+    let err = long.await.unwrap().expect_err("the query was canceled");
+    assert_eq!(sqlstate(&err), "57014", "{err:?}");
+    wait_spool_empty("disk after cancel", || files_under(spool.path())).await;
+    // The server serves on.
+    exec(&c, "RESET retry_policy").await;
+    assert_eq!(
+        run(&c, "SELECT count(*) FROM tpch.tiny.nation")
+            .await
+            .strings(),
+        [["25"]]
+    );
 }
