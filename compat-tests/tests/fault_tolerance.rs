@@ -97,6 +97,19 @@ async fn retry_policy_is_a_session_setting() {
     assert_eq!(sqlstate(&err), "22023");
     exec(&c, "RESET retry_policy").await;
     assert_eq!(run(&c, "SHOW retry_policy").await.strings(), [["NONE"]]);
+
+    // The cluster default comes from config.toml; TASK there without a spool is a startup error.
+    let query = ConfigDir::new().config("[query]\nretry_policy = \"query\"\n");
+    let server = Tributary::start(Some(query.path()));
+    let c = server.connect("tpch").await;
+    assert_eq!(run(&c, "SHOW retry_policy").await.strings(), [["QUERY"]]);
+    let task = ConfigDir::new().config("[query]\nretry_policy = \"TASK\"\n");
+    let failure = Tributary::try_start(Some(task.path())).expect_err("startup must fail");
+    assert!(
+        failure.log.contains("query.retry_policy") && failure.log.contains("base_directories"),
+        "{}",
+        failure.log
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
