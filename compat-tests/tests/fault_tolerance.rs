@@ -25,8 +25,10 @@ use compat_tests::results::{self, TextRows};
 use compat_tests::{ConfigDir, Moto, TempDir, Tributary, toml_string};
 use tokio_postgres::Client;
 
-/// Retries after 50 ms (Trino's default is 10 s), so the tests spend their time on queries.
-const FAST_RETRIES: &str = "[query]\nretry_initial_delay_ms = 50\nretry_max_delay_ms = 200\n";
+/// Retries after 50 ms (Trino's default is 10 s), so the tests spend their time on queries; a
+/// `QUERY` result past 1 MiB is spilled.
+const FAST_RETRIES: &str =
+    "[query]\nretry_initial_delay_ms = 50\nretry_max_delay_ms = 200\nresult_buffer_mb = 1\n";
 
 /// A multi-stage query (scan, join, partial and final aggregation, sort) over `tpch.tiny`.
 const JOIN_QUERY: &str = "SELECT o_orderpriority, count(*), sum(l_quantity) \
@@ -131,6 +133,13 @@ async fn query_retry_reruns_a_failed_query_and_returns_each_row_once() {
         query_record(&c, JOIN_QUERY).await,
         ("QUERY".into(), 2, "FINISHED".into())
     );
+
+    // A result far past result_buffer_mb (spilled while the attempt runs) arrives whole, once.
+    let rows = c
+        .query("SELECT l_orderkey, l_comment FROM tpch.tiny.lineitem", &[])
+        .await
+        .expect("a large result under QUERY");
+    assert_eq!(rows.len(), 60175);
 
     // A task that always fails: 1 + query_retry_attempts (4) attempts, then its error.
     exec(&c, "SET inject_failure = '1.0:all'").await;
