@@ -109,8 +109,7 @@ pub async fn plan_write(
             let Some((catalog, table)) = lake_table(state, &create.name)? else {
                 return Ok(None);
             };
-            if create.or_replace || create.temporary || create.external || create.like.is_some()
-            {
+            if create.or_replace || create.temporary || create.external || create.like.is_some() {
                 return Err(not_supported(
                     "CREATE OR REPLACE, TEMPORARY, EXTERNAL or LIKE for lake tables",
                 ));
@@ -220,7 +219,11 @@ fn ddl_plan(catalog: &LakeCatalog, ddl: LakeDdl) -> Result<Option<LogicalPlan>, 
 }
 
 fn normalize(state: &SessionState) -> bool {
-    state.config().options().sql_parser.enable_ident_normalization
+    state
+        .config()
+        .options()
+        .sql_parser
+        .enable_ident_normalization
 }
 
 /// The writable catalogs of a session, by name: a `SessionConfig` extension set by
@@ -312,11 +315,7 @@ fn string_value(key: &str, value: &Expr) -> Result<String, PlanError> {
 
 fn string_array(key: &str, value: &Expr) -> Result<Vec<String>, PlanError> {
     match value {
-        Expr::Array(array) => array
-            .elem
-            .iter()
-            .map(|e| string_value(key, e))
-            .collect(),
+        Expr::Array(array) => array.elem.iter().map(|e| string_value(key, e)).collect(),
         _ => Err(bad_property(key, value, "ARRAY['column', ...]")),
     }
 }

@@ -109,7 +109,9 @@ impl NewTable {
         {
             return Err(sql_error(
                 sqlstate::FEATURE_NOT_SUPPORTED,
-                format!("table format '{format}' is not supported: lake tables are written as PARQUET"),
+                format!(
+                    "table format '{format}' is not supported: lake tables are written as PARQUET"
+                ),
             ));
         }
         let mut data = Vec::new();
@@ -207,7 +209,10 @@ impl LakeCatalog {
                 name,
                 location,
                 if_not_exists,
-            } => self.create_schema(name, location.as_deref(), *if_not_exists).await,
+            } => {
+                self.create_schema(name, location.as_deref(), *if_not_exists)
+                    .await
+            }
             LakeDdl::DropSchema {
                 name,
                 if_exists,
@@ -314,7 +319,11 @@ impl LakeCatalog {
         self.schemas
             .write()
             .insert(name.to_string(), Arc::new(schema));
-        tracing::info!(catalog = self.lake.catalog, schema = name, "lake: schema created");
+        tracing::info!(
+            catalog = self.lake.catalog,
+            schema = name,
+            "lake: schema created"
+        );
         Ok(())
     }
 
@@ -342,7 +351,11 @@ impl LakeCatalog {
             .recursive(true)
             .await
             .map_err(|e| self.storage_error(&format!("cannot delete schema `{name}`"), &e))?;
-        tracing::info!(catalog = self.lake.catalog, schema = name, "lake: schema dropped");
+        tracing::info!(
+            catalog = self.lake.catalog,
+            schema = name,
+            "lake: schema dropped"
+        );
         Ok(())
     }
 

@@ -238,10 +238,7 @@ async fn directory_table(
 /// every value is an integer, `Date32` when every value is a `YYYY-MM-DD` date, `Timestamp(µs)` when
 /// every value is a `YYYY-MM-DD HH:MM:SS[.f]` timestamp, else `Utf8` (also for no values).
 pub fn infer_partition_type(values: &[String]) -> DataType {
-    let decoded: Vec<String> = values
-        .iter()
-        .map(|v| percent_decode(v))
-        .collect();
+    let decoded: Vec<String> = values.iter().map(|v| percent_decode(v)).collect();
     let all = |f: &dyn Fn(&str) -> bool| !decoded.is_empty() && decoded.iter().all(|v| f(v));
     if all(&|v| v.parse::<i64>().is_ok()) {
         DataType::Int64

@@ -249,10 +249,7 @@ impl Lake {
     }
 
     /// The tables of schema directory `schema` (see [`discover::list_tables`]).
-    async fn list_tables(
-        &self,
-        schema: &str,
-    ) -> opendal::Result<BTreeMap<String, LakeTableEntry>> {
+    async fn list_tables(&self, schema: &str) -> opendal::Result<BTreeMap<String, LakeTableEntry>> {
         discover::list_tables(&self.operator, schema, self.config.infer_partition_types).await
     }
 
@@ -345,16 +342,12 @@ impl LakeSchema {
     /// Re-lists the schema directory, replacing the table list and dropping cached tables whose
     /// description changed.
     async fn refresh(&self) -> Result<(), DataFusionError> {
-        let tables = self
-            .lake
-            .list_tables(&self.name)
-            .await
-            .map_err(|e| {
-                DataFusionError::External(Box::new(
-                    self.lake
-                        .source_error(&format!("cannot list schema `{}`", self.name), &e),
-                ))
-            })?;
+        let tables = self.lake.list_tables(&self.name).await.map_err(|e| {
+            DataFusionError::External(Box::new(
+                self.lake
+                    .source_error(&format!("cannot list schema `{}`", self.name), &e),
+            ))
+        })?;
         let mut providers = self.providers.write();
         let mut current = self.tables.write();
         providers.retain(|name, _| current.get(name) == tables.get(name));
@@ -384,12 +377,16 @@ impl SchemaProvider for LakeSchema {
                 }
             }
         };
-        let provider = self.lake.listing_table(&self.name, &entry).await.map_err(|e| {
-            DataFusionError::External(Box::new(self.lake.source_error(
-                &format!("cannot read table `{}.{}`", self.name, entry.name),
-                &e,
-            )))
-        })?;
+        let provider = self
+            .lake
+            .listing_table(&self.name, &entry)
+            .await
+            .map_err(|e| {
+                DataFusionError::External(Box::new(self.lake.source_error(
+                    &format!("cannot read table `{}.{}`", self.name, entry.name),
+                    &e,
+                )))
+            })?;
         self.providers
             .write()
             .insert(name.to_string(), Arc::clone(&provider));

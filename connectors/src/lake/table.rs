@@ -139,10 +139,8 @@ impl TableProvider for ManagedTable {
             .map_err(|e| {
                 DataFusionError::External(Box::new(crate::ConnectorError::Remote {
                     sqlstate: crate::sqlstate::IO_ERROR.into(),
-                    message: lake.message(
-                        &format!("cannot read the commits of `{}`", self.dir()),
-                        &e,
-                    ),
+                    message: lake
+                        .message(&format!("cannot read the commits of `{}`", self.dir()), &e),
                 }))
             })?;
         // Listed without DataFusion's listing cache (files come and go), and without statistics:
@@ -154,7 +152,10 @@ impl TableProvider for ManagedTable {
             .with_config(config)
             .with_runtime_env(Arc::clone(&lake.listing))
             .build();
-        let plan = self.inner.scan(&listing, projection, filters, limit).await?;
+        let plan = self
+            .inner
+            .scan(&listing, projection, filters, limit)
+            .await?;
         keep_committed(plan, &committed)
     }
 

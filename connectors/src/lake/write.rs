@@ -92,10 +92,7 @@ pub fn count_schema() -> SchemaRef {
 fn task_identity(context: &TaskContext) -> (String, u32) {
     match context.session_config().get_extension::<ExchangeContext>() {
         Some(exchange) => (exchange.query.to_string(), exchange.attempt),
-        None => (
-            format!("local_{}", uuid::Uuid::new_v4().simple()),
-            0,
-        ),
+        None => (format!("local_{}", uuid::Uuid::new_v4().simple()), 0),
     }
 }
 
@@ -160,7 +157,11 @@ impl DisplayAs for LakeWriteExec {
             self.spec.table_dir.trim_end_matches('/').replace('/', ".")
         )?;
         if !self.spec.partitioned_by.is_empty() {
-            write!(f, ", partitioned_by=[{}]", self.spec.partitioned_by.join(", "))?;
+            write!(
+                f,
+                ", partitioned_by=[{}]",
+                self.spec.partitioned_by.join(", ")
+            )?;
         }
         Ok(())
     }
@@ -254,9 +255,12 @@ impl PartitionWriter {
         let op = &self.lake.operator;
         if self.spec.create.is_some() {
             // Hides the directory from discovery until the commit writes table.json.
-            op.write(&managed::creating_path(&self.spec.table_dir), Vec::<u8>::new())
-                .await
-                .map_err(|e| self.error("cannot mark the table as being created", &e))?;
+            op.write(
+                &managed::creating_path(&self.spec.table_dir),
+                Vec::<u8>::new(),
+            )
+            .await
+            .map_err(|e| self.error("cannot mark the table as being created", &e))?;
         }
         let schema = input.schema();
         let partition_indices: Vec<usize> = self
@@ -389,7 +393,10 @@ impl PartitionWriter {
         DataFusionError::External(Box::new(crate::ConnectorError::Remote {
             sqlstate: crate::sqlstate::IO_ERROR.into(),
             message: self.lake.message(
-                &format!("writing `{}`: {what}", self.spec.table_dir.trim_end_matches('/')),
+                &format!(
+                    "writing `{}`: {what}",
+                    self.spec.table_dir.trim_end_matches('/')
+                ),
                 e,
             ),
         }))
@@ -542,7 +549,10 @@ impl Drop for CleanupOnDrop {
         if let Some(committer) = self.0.take()
             && let Ok(handle) = tokio::runtime::Handle::try_current()
         {
-            handle.spawn(async move { committer.clean_up().await });
+            handle.spawn(async move {
+                committer.clean_up().await;
+                committer.sweep_later();
+            });
         }
     }
 }
@@ -574,6 +584,7 @@ impl Committer {
             }
             Err(e) => {
                 self.clean_up().await;
+                self.sweep_later();
                 Err(e)
             }
         }
@@ -659,19 +670,7 @@ impl Committer {
             op.delete_with(&self.spec.table_dir).recursive(true).await
         } else {
             let _ = op.delete(&self.commit_path()).await;
-            match self.files_of_query().await {
-                Ok(paths) => {
-                    let prefix = file_prefix(&self.query);
-                    for path in paths {
-                        let name = path.rsplit('/').next().unwrap_or(&path);
-                        if name.starts_with(&prefix) {
-                            let _ = op.delete(&path).await;
-                        }
-                    }
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            }
+            self.delete_own_files().await
         };
         match result {
             Ok(()) => tracing::info!(
@@ -688,11 +687,65 @@ impl Committer {
         }
     }
 
+    /// Removes the table directory of a failed `CREATE TABLE AS` if a late writer left only the
+    /// `creating` marker there (no metadata, no data file).
+    async fn remove_abandoned_creation(&self) {
+        let op = &self.lake.operator;
+        let dir = &self.spec.table_dir;
+        let Ok(entries) = op.list_with(dir).recursive(true).await else {
+            return;
+        };
+        let marker = managed::creating_path(dir);
+        let abandoned = entries
+            .iter()
+            .filter(|e| e.metadata().is_file())
+            .all(|e| e.path() == marker);
+        if abandoned && let Err(e) = op.delete_with(dir).recursive(true).await {
+            tracing::warn!(error = %e, "lake: cannot remove an abandoned table directory");
+        }
+    }
+
+    /// Deletes the data files of this query attempt (`part-QUERY-t…`).
+    async fn delete_own_files(&self) -> opendal::Result<()> {
+        let prefix = file_prefix(&self.query);
+        for path in self.files_of_query().await? {
+            let name = path.rsplit('/').next().unwrap_or(&path);
+            if name.starts_with(&prefix) {
+                self.lake.operator.delete(&path).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A second sweep a few seconds later, in the background: writer tasks being aborted may still
+    /// close a file after the cleanup. Deletes only this attempt's data files (a statement run
+    /// meanwhile may have created the same table again).
+    fn sweep_later(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let committer = self.clone();
+        handle.spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            if let Err(e) = committer.delete_own_files().await
+                && e.kind() != opendal::ErrorKind::NotFound
+            {
+                tracing::warn!(error = %e, "lake: late sweep of a failed write failed");
+            }
+            if committer.spec.create.is_some() {
+                committer.remove_abandoned_creation().await;
+            }
+        });
+    }
+
     fn error(&self, what: &str, e: &dyn fmt::Display) -> DataFusionError {
         DataFusionError::External(Box::new(crate::ConnectorError::Remote {
             sqlstate: crate::sqlstate::IO_ERROR.into(),
             message: self.lake.message(
-                &format!("committing `{}`: {what}", self.spec.table_dir.trim_end_matches('/')),
+                &format!(
+                    "committing `{}`: {what}",
+                    self.spec.table_dir.trim_end_matches('/')
+                ),
                 e,
             ),
         }))
