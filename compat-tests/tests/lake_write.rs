@@ -179,6 +179,9 @@ async fn error_code(client: &tokio_postgres::Client, sql: &str) -> String {
     }
 }
 
+/// lineitem's columns with the partition column `l_returnflag` last.
+const LINEITEM_FLAG_LAST: &str = "l_orderkey, l_partkey, l_suppkey, l_linenumber, l_quantity, l_extendedprice, l_discount, l_tax, l_linestatus, l_shipdate, l_commitdate, l_receiptdate, l_shipinstruct, l_shipmode, l_comment, l_returnflag";
+
 /// The aggregates both copies of lineitem must agree on.
 const LINEITEM_AGGREGATES: &str = "count(*), sum(l_quantity), sum(l_extendedprice), \
      sum(l_discount), min(l_shipdate), max(l_receiptdate), count(distinct l_orderkey), \
@@ -195,10 +198,28 @@ async fn round_trip(lake: Lake) {
     assert_tag(
         &server,
         "CREATE TABLE lake.etl.nation WITH (format = 'PARQUET', partitioned_by = ARRAY['n_regionkey']) \
-         AS SELECT * FROM tpch.tiny.nation",
+         AS SELECT n_nationkey, n_name, n_comment, n_regionkey FROM tpch.tiny.nation",
         "SELECT 25",
     );
     let client = server.connect("lake").await;
+    // As in Trino, the partition columns must be the last columns.
+    assert_eq!(
+        error_code(
+            &client,
+            "CREATE TABLE lake.etl.wrong WITH (partitioned_by = ARRAY['n_regionkey']) \
+             AS SELECT * FROM tpch.tiny.nation"
+        )
+        .await,
+        "22023"
+    );
+    assert_eq!(
+        error_code(
+            &client,
+            "CREATE TABLE lake.etl.wrong WITH (format = 'ORC') AS SELECT 1 AS a"
+        )
+        .await,
+        "0A000"
+    );
     let source = strings(
         &client,
         "SELECT count(*), sum(o_totalprice), min(o_orderdate), max(o_comment) FROM tpch.tiny.orders",
@@ -548,8 +569,10 @@ async fn cluster_ctas_copies_lineitem_exactly() {
     assert!(writer_stage.contains("workers"), "{plan:#?}");
     assert_tag(
         server,
-        "CREATE TABLE lake.etl.lineitem_by_flag WITH (partitioned_by = ARRAY['l_returnflag']) \
-         AS SELECT * FROM tpch.tiny.lineitem",
+        &format!(
+            "CREATE TABLE lake.etl.lineitem_by_flag WITH (partitioned_by = ARRAY['l_returnflag']) \
+             AS SELECT {LINEITEM_FLAG_LAST} FROM tpch.tiny.lineitem"
+        ),
         "SELECT 60175",
     );
     let source = strings(

@@ -596,7 +596,7 @@ async fn lake_writers_survive_the_round_trip() {
     let statement = state
         .sql_to_statement(
             "CREATE TABLE lake.w.lineitem WITH (partitioned_by = ARRAY['l_returnflag']) \
-             AS SELECT * FROM tpch.tiny.lineitem",
+             AS SELECT l_orderkey, l_partkey, l_suppkey, l_linenumber, l_quantity, l_extendedprice, l_discount, l_tax, l_linestatus, l_shipdate, l_commitdate, l_receiptdate, l_shipinstruct, l_shipmode, l_comment, l_returnflag FROM tpch.tiny.lineitem",
             &state.config().options().sql_parser.dialect,
         )
         .expect("parses");

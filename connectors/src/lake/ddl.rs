@@ -37,7 +37,8 @@ use crate::sqlstate;
 /// A table to create: its columns and Trino's table properties.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewTable {
-    /// The columns, in the order written (partition columns are moved last).
+    /// The columns; the partition columns must be the last ones, in `partitioned_by` order (Trino's
+    /// rule).
     pub columns: SchemaRef,
     /// `format` property; only `PARQUET` (any case) is supported. `None` = Parquet.
     pub format: Option<String>,
@@ -100,9 +101,9 @@ fn sql_error(code: &str, message: String) -> DataFusionError {
 }
 
 impl NewTable {
-    /// The managed table's metadata: Parquet, partition columns last, every column nullable.
+    /// The managed table's metadata: Parquet, every column nullable.
     /// Errors (`0A000`, `22023`): another format, an unknown or repeated partition column, every
-    /// column a partition column.
+    /// column a partition column, partition columns that are not the last columns in order.
     fn meta(&self) -> Result<TableMeta> {
         if let Some(format) = &self.format
             && !format.eq_ignore_ascii_case("parquet")
@@ -114,13 +115,6 @@ impl NewTable {
                 ),
             ));
         }
-        let mut data = Vec::new();
-        for field in self.columns.fields() {
-            if !self.partitioned_by.contains(field.name()) {
-                data.push(field.as_ref().clone().with_nullable(true));
-            }
-        }
-        let mut partitions = Vec::new();
         for (i, name) in self.partitioned_by.iter().enumerate() {
             if self.partitioned_by[..i].contains(name) {
                 return Err(sql_error(
@@ -128,21 +122,44 @@ impl NewTable {
                     format!("partition column \"{name}\" is listed twice"),
                 ));
             }
-            let field = self.columns.field_with_name(name).map_err(|_| {
-                sql_error(
+            if self.columns.field_with_name(name).is_err() {
+                return Err(sql_error(
                     sqlstate::INVALID_PARAMETER_VALUE,
                     format!("partition column \"{name}\" is not a column of the table"),
-                )
-            })?;
-            partitions.push(field.clone().with_nullable(true));
+                ));
+            }
         }
-        if data.is_empty() {
+        let fields = self.columns.fields();
+        if self.partitioned_by.len() >= fields.len() {
             return Err(sql_error(
                 sqlstate::INVALID_PARAMETER_VALUE,
                 "a table cannot be partitioned by all of its columns".into(),
             ));
         }
-        data.extend(partitions);
+        // As in Trino: the partition columns are the last columns, in `partitioned_by` order (the
+        // order readers see them in, and the order a positional INSERT fills them in).
+        let last: Vec<&String> = fields[fields.len() - self.partitioned_by.len()..]
+            .iter()
+            .map(|f| f.name())
+            .collect();
+        if last.iter().zip(&self.partitioned_by).any(|(a, b)| *a != b) {
+            return Err(sql_error(
+                sqlstate::INVALID_PARAMETER_VALUE,
+                format!(
+                    "partition columns must be the last columns of the table, in partitioned_by \
+                     order: expected the columns to end with {}, they end with {}",
+                    self.partitioned_by.join(", "),
+                    last.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        let data: Vec<_> = fields
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
         Ok(TableMeta::parquet(
             &Schema::new(data),
             self.partitioned_by.clone(),
