@@ -596,3 +596,82 @@ async fn cluster_ctas_copies_lineitem_exactly() {
         "{files:?}"
     );
 }
+
+/// Writes under `retry_policy = TASK` (writer outputs through the spool, the commit reads the
+/// committed attempt of each writer) and `QUERY` (the result buffered until the attempt succeeds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_under_retry_policies() {
+    let lake = Lake::file();
+    let spool = TempDir::new("lake-write-spool");
+    let config = ConfigDir::new()
+        .config(&format!(
+            "[exchange]\nbase_directories = [{}]\n",
+            toml_string(&format!("file://{}", spool.path().display()))
+        ))
+        .catalog("lake", &lake.catalog(""))
+        .catalog("tpch", "connector = \"tpch\"\n");
+    let server = Tributary::start(Some(config.path()));
+    let client = server.connect("lake").await;
+    client
+        .batch_execute("CREATE SCHEMA lake.etl")
+        .await
+        .expect("CREATE SCHEMA");
+    for policy in ["TASK", "QUERY"] {
+        let table = format!("lake.etl.li_{}", policy.to_lowercase());
+        client
+            .batch_execute(&format!("SET retry_policy = '{policy}'"))
+            .await
+            .expect("SET retry_policy");
+        let created = client
+            .execute(
+                &format!(
+                    "CREATE TABLE {table} WITH (partitioned_by = ARRAY['l_returnflag']) \
+                     AS SELECT {LINEITEM_FLAG_LAST} FROM tpch.tiny.lineitem"
+                ),
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("CTAS under {policy}: {e:?}"));
+        assert_eq!(created, 60175, "{policy}");
+        let inserted = client
+            .execute(
+                &format!(
+                    "INSERT INTO {table} SELECT {LINEITEM_FLAG_LAST} FROM tpch.tiny.lineitem \
+                     WHERE l_orderkey < 1000"
+                ),
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("INSERT under {policy}: {e:?}"));
+        let expected = strings(
+            &client,
+            "SELECT count(*) FROM tpch.tiny.lineitem WHERE l_orderkey < 1000",
+        )
+        .await[0][0]
+            .parse::<u64>()
+            .expect("a count");
+        assert_eq!(inserted, expected, "{policy}");
+        let total = (60175 + expected).to_string();
+        assert_rows(
+            &client,
+            &format!("SELECT count(*) FROM {table}"),
+            &[&[total.as_str()]],
+        )
+        .await;
+        assert_eq!(
+            error_code(
+                &client,
+                &format!("INSERT INTO {table} SELECT {LINEITEM_FLAG_LAST} FROM tpch.tiny.lineitem WHERE 1 / (l_linenumber - 7) > 0")
+            )
+            .await,
+            "22012",
+            "{policy}"
+        );
+        assert_rows(
+            &client,
+            &format!("SELECT count(*) FROM {table}"),
+            &[&[total.as_str()]],
+        )
+        .await;
+    }
+}
