@@ -2,7 +2,7 @@
 //!
 //! Catalog file keys: `connector = "lake"`, `location = "file:///abs/path"` or `"s3://bucket/prefix"`, and
 //! for S3 `endpoint`, `region` (default `us-east-1`), `access_key_id`, `secret_access_key`,
-//! `allow_anonymous` (see [`LakeConfig`]). Any other key is an error naming it (a misspelt key must
+//! `allow_anonymous`, and `infer_partition_types` (default true; see [`LakeConfig`]). Any other key is an error naming it (a misspelt key must
 //! not silently fall back to a default).
 //!
 //! Layout (like Trino's Hive connector over a warehouse directory): each directory directly under the
