@@ -308,6 +308,30 @@ async fn round_trip(lake: Lake) {
     )
     .await;
 
+    // Partition values with characters a path may hold are written and read back as they are; a
+    // value that cannot be a directory name is refused.
+    assert_tag(
+        &server,
+        "CREATE TABLE lake.etl.odd WITH (partitioned_by = ARRAY['k', 'ts']) AS SELECT * FROM \
+         (VALUES (1, 'a=b', TIMESTAMP '2024-01-01 10:00:00'), (2, 'c:d%e f', TIMESTAMP '2024-01-01 11:30:00')) \
+         AS t(id, k, ts)",
+        "SELECT 2",
+    );
+    assert_rows(
+        &client,
+        "SELECT id, k, ts FROM lake.etl.odd WHERE ts > TIMESTAMP '2024-01-01 11:00:00'",
+        &[&["2", "c:d%e f", "2024-01-01 11:30:00"]],
+    )
+    .await;
+    assert_eq!(
+        error_code(
+            &client,
+            "CREATE TABLE lake.etl.slash WITH (partitioned_by = ARRAY['k']) AS SELECT 1 AS id, 'a/b' AS k"
+        )
+        .await,
+        "22023"
+    );
+
     // DROP TABLE removes data and metadata.
     assert_tag(&server, "DROP TABLE lake.etl.orders", "DROP TABLE");
     assert_eq!(

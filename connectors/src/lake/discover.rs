@@ -238,8 +238,9 @@ async fn directory_table(
 /// every value is an integer, `Date32` when every value is a `YYYY-MM-DD` date, `Timestamp(µs)` when
 /// every value is a `YYYY-MM-DD HH:MM:SS[.f]` timestamp, else `Utf8` (also for no values).
 pub fn infer_partition_type(values: &[String]) -> DataType {
-    let decoded: Vec<String> = values.iter().map(|v| percent_decode(v)).collect();
-    let all = |f: &dyn Fn(&str) -> bool| !decoded.is_empty() && decoded.iter().all(|v| f(v));
+    // As DataFusion will read them: the directory names as they are (it decodes the `%` escapes the
+    // object store adds, not Hive's), so a Hive-escaped `10%3A00` stays text.
+    let all = |f: &dyn Fn(&str) -> bool| !values.is_empty() && values.iter().all(|v| f(v));
     if all(&|v| v.parse::<i64>().is_ok()) {
         DataType::Int64
     } else if all(&|v| v.len() == 10 && chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").is_ok()) {
@@ -252,27 +253,6 @@ pub fn infer_partition_type(values: &[String]) -> DataType {
     } else {
         DataType::Utf8
     }
-}
-
-/// `%XX` escapes decoded (as DataFusion decodes partition values); invalid ones kept as written.
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(hex) = std::str::from_utf8(&bytes[i + 1..i + 3])
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap_or_else(|_| value.to_string())
 }
 
 #[cfg(test)]
@@ -289,9 +269,10 @@ mod tests {
         assert_eq!(infer(&["3", "x"]), DataType::Utf8);
         assert_eq!(infer(&["2024-01-01", "2023-12-31"]), DataType::Date32);
         assert_eq!(
-            infer(&["2024-01-01 10%3A00%3A00", "2024-01-01 11:30:00.5"]),
+            infer(&["2024-01-01 10:00:00", "2024-01-01 11:30:00.5"]),
             DataType::Timestamp(TimeUnit::Microsecond, None)
         );
+        assert_eq!(infer(&["2024-01-01 10%3A00%3A00"]), DataType::Utf8);
         assert_eq!(infer(&[]), DataType::Utf8);
     }
 }

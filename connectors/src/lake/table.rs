@@ -190,7 +190,12 @@ fn keep_committed(
                 FileGroup::new(
                     group
                         .iter()
-                        .filter(|f| committed.contains(f.object_meta.location.as_ref()))
+                        .filter(|f| {
+                            // The object store's paths escape `%`; the commit lists the keys.
+                            let key =
+                                opendal::raw::percent_decode_path(f.object_meta.location.as_ref());
+                            committed.contains(&key)
+                        })
                         .cloned()
                         .collect(),
                 )

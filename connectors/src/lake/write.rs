@@ -378,7 +378,7 @@ impl PartitionWriter {
             for (name, strings) in &values {
                 dir.push_str(name);
                 dir.push('=');
-                dir.push_str(&escape_partition_value(strings.value(row)));
+                dir.push_str(partition_dir_value(name, strings.value(row))?);
                 dir.push('/');
             }
             groups.entry(dir).or_default().push(row as u32);
@@ -403,20 +403,27 @@ impl PartitionWriter {
     }
 }
 
-/// A partition value as a Hive directory name: `%XX` for the characters Hive escapes.
-fn escape_partition_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        if c.is_control() || "\"#%'*/:=?\\{[]^".contains(c) {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        } else {
-            out.push(c);
-        }
+/// A partition value as it is written in its `key=value` directory: as is. Values are not
+/// `%XX`-escaped as Hive does, because DataFusion reads them back through the object store, which
+/// escapes `%` itself, so an escape would not round-trip; a value that cannot be a path segment
+/// (`/`, control characters, empty, `.`, `..`) is an error (`22023`).
+fn partition_dir_value<'a>(column: &str, value: &'a str) -> Result<&'a str> {
+    if value.is_empty()
+        || value == "."
+        || value == ".."
+        || value.contains('/')
+        || value.chars().any(char::is_control)
+    {
+        return Err(DataFusionError::External(Box::new(
+            crate::ConnectorError::Remote {
+                sqlstate: crate::sqlstate::INVALID_PARAMETER_VALUE.into(),
+                message: format!(
+                    "partition column `{column}` has the value {value:?}, which cannot be a directory name"
+                ),
+            },
+        )));
     }
-    out
+    Ok(value)
 }
 
 /// Publishes what the [`LakeWriteExec`]s below it wrote, or removes it: see the module docs. One
@@ -790,9 +797,14 @@ mod tests {
     }
 
     #[test]
-    fn partition_values_are_escaped_as_hive_does() {
-        assert_eq!(escape_partition_value("2024-01-01"), "2024-01-01");
-        assert_eq!(escape_partition_value("a/b=c"), "a%2Fb%3Dc");
-        assert_eq!(escape_partition_value("10:00"), "10%3A00");
+    fn partition_values_are_written_as_they_are() {
+        assert_eq!(
+            partition_dir_value("c", "2024-01-01 10:00:00").ok(),
+            Some("2024-01-01 10:00:00")
+        );
+        assert_eq!(partition_dir_value("c", "50%=x").ok(), Some("50%=x"));
+        assert!(partition_dir_value("c", "a/b").is_err());
+        assert!(partition_dir_value("c", "").is_err());
+        assert!(partition_dir_value("c", "..").is_err());
     }
 }
