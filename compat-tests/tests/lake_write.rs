@@ -465,6 +465,12 @@ async fn canceled_ctas_leaves_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Files are there, but no table yet (asked on another connection: this one is busy).
+    let reader = server.connect("lake").await;
+    assert_eq!(
+        error_code(&reader, "SELECT count(*) FROM lake.etl.big").await,
+        "42P01"
+    );
     cancel
         .cancel_query(tokio_postgres::NoTls)
         .await
@@ -697,5 +703,60 @@ async fn writes_under_retry_policies() {
             &[&[total.as_str()]],
         )
         .await;
+    }
+}
+
+/// A reader sees a table's committed rows only: not the files of a running `INSERT`, and not those
+/// of one that was canceled (which are removed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_see_only_committed_writes() {
+    let lake = Lake::file();
+    let (server, _config) = start(&lake);
+    let client = Arc::new(server.connect("lake").await);
+    client
+        .batch_execute(
+            "CREATE SCHEMA lake.etl; \
+             CREATE TABLE lake.etl.li AS SELECT * FROM tpch.tiny.lineitem",
+        )
+        .await
+        .expect("CREATE TABLE AS");
+    let before = lake.files("etl/li/");
+    let reader = server.connect("lake").await;
+    let cancel = client.cancel_token();
+    let running = {
+        let client = Arc::clone(&client);
+        tokio::spawn(async move {
+            client
+                .batch_execute("INSERT INTO lake.etl.li SELECT * FROM tpch.sf1.lineitem")
+                .await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lake.files("etl/li/").len() == before.len() {
+        assert!(
+            Instant::now() < deadline,
+            "the INSERT wrote nothing in 60 s"
+        );
+        assert!(!running.is_finished(), "the INSERT ended too early");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_rows(&reader, "SELECT count(*) FROM lake.etl.li", &[&["60175"]]).await;
+    cancel
+        .cancel_query(tokio_postgres::NoTls)
+        .await
+        .expect("cancel request");
+    assert!(
+        running.await.expect("join").is_err(),
+        "the INSERT was canceled"
+    );
+    assert_rows(&reader, "SELECT count(*) FROM lake.etl.li", &[&["60175"]]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lake.files("etl/li/") != before {
+        assert!(
+            Instant::now() < deadline,
+            "files of the canceled INSERT left after 30 s: {:?}",
+            lake.files("etl/li/")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
