@@ -3,7 +3,7 @@
 //! Layout of a managed table `SCHEMA/TABLE/` under the lake's location:
 //! ```text
 //! SCHEMA/TABLE/_tributary/table.json               columns (Arrow types), format, partitioned_by
-//! SCHEMA/TABLE/_tributary/creating                 present while a CREATE TABLE AS runs (no table.json yet)
+//! SCHEMA/TABLE/_tributary/creating                 while a CREATE TABLE AS runs (its query key; no table.json yet)
 //! SCHEMA/TABLE/_tributary/commits/QUERY.json       one per committed write: the data files it added
 //! SCHEMA/TABLE/k=v/.../part-QUERY-tT-aA-N.parquet  data files, Hive-style partition directories
 //! ```

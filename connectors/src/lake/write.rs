@@ -226,6 +226,7 @@ impl ExecutionPlan for LakeWriteExec {
             lake: Arc::clone(&self.lake),
             spec: self.spec.clone(),
             name_prefix: format!("{}{partition}-a{attempt}", file_prefix(&query)),
+            query,
         };
         let future = async move { writer.run(input).await };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
@@ -241,6 +242,8 @@ struct PartitionWriter {
     spec: WriteSpec,
     /// `part-QUERY-tTASK-aATTEMPT`: every file of this task attempt starts with it.
     name_prefix: String,
+    /// The query (attempt) key, which the `creating` marker holds.
+    query: String,
 }
 
 /// An open data file of one partition directory.
@@ -257,7 +260,7 @@ impl PartitionWriter {
             // Hides the directory from discovery until the commit writes table.json.
             op.write(
                 &managed::creating_path(&self.spec.table_dir),
-                Vec::<u8>::new(),
+                self.query.clone().into_bytes(),
             )
             .await
             .map_err(|e| self.error("cannot mark the table as being created", &e))?;
@@ -694,8 +697,8 @@ impl Committer {
         }
     }
 
-    /// Removes the table directory of a failed `CREATE TABLE AS` if a late writer left only the
-    /// `creating` marker there (no metadata, no data file).
+    /// Removes the table directory of a failed `CREATE TABLE AS` if a late writer of this attempt
+    /// left only its `creating` marker there (no metadata, no data file).
     async fn remove_abandoned_creation(&self) {
         let op = &self.lake.operator;
         let dir = &self.spec.table_dir;
@@ -703,10 +706,16 @@ impl Committer {
             return;
         };
         let marker = managed::creating_path(dir);
-        let abandoned = entries
-            .iter()
-            .filter(|e| e.metadata().is_file())
-            .all(|e| e.path() == marker);
+        // Only this attempt's marker: a later attempt (QUERY retry) or statement may be starting.
+        let ours = op
+            .read(&marker)
+            .await
+            .is_ok_and(|content| content.to_vec() == self.query.as_bytes());
+        let abandoned = ours
+            && entries
+                .iter()
+                .filter(|e| e.metadata().is_file())
+                .all(|e| e.path() == marker);
         if abandoned && let Err(e) = op.delete_with(dir).recursive(true).await {
             tracing::warn!(error = %e, "lake: cannot remove an abandoned table directory");
         }
