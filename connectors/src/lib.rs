@@ -126,6 +126,24 @@ pub trait Connector: Send + Sync + Debug {
             self.kind()
         )))
     }
+
+    /// Rebuilds the write node `spec` describes (made by [`ConnectorFactory::encode_write`],
+    /// possibly in another process) over `input`, writing through this connector.
+    ///
+    /// Errors (`DataFusionError::Plan`): a payload that does not parse or names another catalog, or a
+    /// kind that writes nothing on workers (the default).
+    fn decode_write(
+        &self,
+        spec: &ScanSpec,
+        input: Arc<dyn ExecutionPlan>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let _ = input;
+        Err(DataFusionError::Plan(format!(
+            "cannot rebuild a {} write: {} catalogs write nothing on workers",
+            spec.kind,
+            self.kind()
+        )))
+    }
 }
 
 /// One connector kind: its name, how a catalog file of that kind becomes a connector, and what of
@@ -152,6 +170,14 @@ pub trait ConnectorFactory: Send + Sync {
     /// The [`ScanSpec`] of `plan` if it is a scan of this kind that can run in another process,
     /// `None` for any other node (the default: the kind's scans are never shipped).
     fn encode_scan(&self, plan: &dyn ExecutionPlan) -> Option<ScanSpec> {
+        let _ = plan;
+        None
+    }
+
+    /// The [`ScanSpec`] (here: what to write) of `plan` if it is a write node of this kind that runs
+    /// on workers over one input (rebuilt by [`Connector::decode_write`]), `None` for any other node
+    /// (the default).
+    fn encode_write(&self, plan: &dyn ExecutionPlan) -> Option<ScanSpec> {
         let _ = plan;
         None
     }
@@ -245,6 +271,39 @@ pub struct ScanSpec {
 /// a spec.
 pub fn encode_scan(plan: &dyn ExecutionPlan) -> Option<ScanSpec> {
     FACTORIES.iter().find_map(|f| f.encode_scan(plan))
+}
+
+/// The spec of `plan` if it is a write node of this crate that runs on workers (a lake table writer,
+/// whose one child is encoded separately), `None` for any other node.
+pub fn encode_write(plan: &dyn ExecutionPlan) -> Option<ScanSpec> {
+    FACTORIES.iter().find_map(|f| f.encode_write(plan))
+}
+
+/// Rebuilds the write node `spec` describes over `input`, writing through `connector` (the connector
+/// of catalog `spec.catalog`, see [`Connector::decode_write`]).
+///
+/// Errors (`DataFusionError::Plan`): no connector (the catalog is not mounted here), a connector of
+/// another kind, or the connector's own errors.
+pub fn decode_write(
+    spec: &ScanSpec,
+    connector: Option<&dyn Connector>,
+    input: Arc<dyn ExecutionPlan>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let catalog = spec.catalog.as_deref().unwrap_or_default();
+    let Some(connector) = connector else {
+        return Err(DataFusionError::Plan(format!(
+            "cannot rebuild a {} write: catalog \"{catalog}\" is not mounted here",
+            spec.kind
+        )));
+    };
+    if connector.kind() != spec.kind {
+        return Err(DataFusionError::Plan(format!(
+            "cannot rebuild a {} write of catalog \"{catalog}\": that catalog is a {} catalog here",
+            spec.kind,
+            connector.kind()
+        )));
+    }
+    connector.decode_write(spec, input)
 }
 
 /// Rebuilds the scan `spec` describes, with output schema `schema` (the encoded scan's), reading

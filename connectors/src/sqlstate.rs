@@ -31,6 +31,8 @@ pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
 pub const INVALID_PASSWORD: &str = "28P01";
 /// `34000` invalid_cursor_name.
 pub const INVALID_CURSOR_NAME: &str = "34000";
+/// `2BP01` dependent_objects_still_exist (`DROP SCHEMA` of a schema with tables, without CASCADE).
+pub const DEPENDENT_OBJECTS_STILL_EXIST: &str = "2BP01";
 /// `3D000` invalid_catalog_name.
 pub const INVALID_CATALOG_NAME: &str = "3D000";
 /// `3F000` invalid_schema_name.
@@ -59,6 +61,10 @@ pub const WRONG_OBJECT_TYPE: &str = "42809";
 pub const UNDEFINED_FUNCTION: &str = "42883";
 /// `42P01` undefined_table.
 pub const UNDEFINED_TABLE: &str = "42P01";
+/// `42P06` duplicate_schema.
+pub const DUPLICATE_SCHEMA: &str = "42P06";
+/// `42P07` duplicate_table.
+pub const DUPLICATE_TABLE: &str = "42P07";
 /// `42P03` duplicate_cursor.
 pub const DUPLICATE_CURSOR: &str = "42P03";
 /// `42P18` indeterminate_datatype.

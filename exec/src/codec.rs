@@ -9,6 +9,10 @@
 //!   projection, limit) plus its output schema; the worker rebuilds it through the connector of the same
 //!   catalog in its own [`CatalogRegistry`], loaded from the same `etc/catalog/*.toml` (as in Trino,
 //!   every node mounts the catalogs), so pools and Kafka clients are the worker's own;
+//! - a connector's write node (a lake table writer, `LakeWriteExec`) as its spec (JSON: catalog,
+//!   table directory, partition columns, the metadata a `CREATE TABLE AS` publishes) over its one
+//!   input, encoded as the extension node's input; the worker rebuilds it through its own connector
+//!   of that catalog ([`tributary_connectors::decode_write`]);
 //! - an [`ExchangeReadExec`] as its producer stage, task count, read mode and the plan properties of the
 //!   node it stands for (schema, partitioning, orderings, equivalences, constants; not table
 //!   constraints, which no Tributary connector declares);
@@ -56,7 +60,7 @@ use datafusion_proto::physical_plan::{
 use datafusion_proto::protobuf;
 use parking_lot::Mutex;
 use prost::Message;
-use tributary_connectors::{ScanSpec, decode_scan, encode_scan};
+use tributary_connectors::{ScanSpec, decode_scan, decode_write, encode_scan, encode_write};
 use tributary_exchange::{ExchangeReadExec, ReadMode};
 use tributary_planner::CatalogRegistry;
 
@@ -222,7 +226,7 @@ impl PhysicalExtensionCodec for TributaryCodec {
     fn try_decode(
         &self,
         buf: &[u8],
-        _inputs: &[Arc<dyn ExecutionPlan>],
+        inputs: &[Arc<dyn ExecutionPlan>],
         ctx: &TaskContext,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
@@ -254,6 +258,24 @@ impl PhysicalExtensionCodec for TributaryCodec {
                     proto_converter,
                 )?))
             }
+            Some(NodeKind::Write(write)) => {
+                let spec: ScanSpec = serde_json::from_str(&write.spec).map_err(|e| {
+                    DataFusionError::Internal(format!("bad Tributary write node: {e}"))
+                })?;
+                let [input] = inputs else {
+                    return Err(DataFusionError::Internal(
+                        "bad Tributary write node: it has one input".into(),
+                    ));
+                };
+                decode_write(
+                    &spec,
+                    spec.catalog
+                        .as_deref()
+                        .and_then(|name| self.shared.registry.get(name))
+                        .map(|c| c.as_ref()),
+                    Arc::clone(input),
+                )
+            }
             None => Err(DataFusionError::Internal(
                 "bad Tributary plan node: empty".into(),
             )),
@@ -274,6 +296,11 @@ impl PhysicalExtensionCodec for TributaryCodec {
             })
         } else if let Some(read) = node.downcast_ref::<ExchangeReadExec>() {
             NodeKind::ExchangeRead(encode_exchange_read(read, self, proto_converter)?)
+        } else if let Some(spec) = encode_write(node.as_ref()) {
+            NodeKind::Write(WriteNode {
+                spec: serde_json::to_string(&spec)
+                    .map_err(|e| DataFusionError::Internal(e.to_string()))?,
+            })
         } else {
             return Err(self.refuse(node.name().to_string()));
         };
@@ -604,7 +631,7 @@ fn required<'a, T>(field: Option<&'a T>, name: &str) -> Result<&'a T> {
 /// A Tributary plan node (`PhysicalExtensionNode.node`).
 #[derive(Clone, PartialEq, Message)]
 struct NodeEnvelope {
-    #[prost(oneof = "NodeKind", tags = "1, 2")]
+    #[prost(oneof = "NodeKind", tags = "1, 2, 3")]
     node: Option<NodeKind>,
 }
 
@@ -614,6 +641,15 @@ enum NodeKind {
     Scan(ScanNode),
     #[prost(message, tag = "2")]
     ExchangeRead(ExchangeReadNode),
+    #[prost(message, tag = "3")]
+    Write(WriteNode),
+}
+
+/// A connector's write node over its one input (the extension node's input): its spec as JSON.
+#[derive(Clone, PartialEq, Message)]
+struct WriteNode {
+    #[prost(string, tag = "1")]
+    spec: String,
 }
 
 /// A connector scan: its [`ScanSpec`] as JSON and its output schema.

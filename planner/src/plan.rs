@@ -1,7 +1,8 @@
 //! From a statement to a distributed plan: the one path every query takes before `exec` runs it.
 //!
 //! 1. [`logical_plan`]: a parsed SQL statement to a DataFusion logical plan in the session's catalogs
-//!    (refusing statements that would write: catalogs are read-only).
+//!    (write statements on writable catalogs through [`crate::write`]; refusing any other statement
+//!    that would write).
 //! 2. [`plan_statement`]: a logical plan to what `exec` runs, a [`PlannedStatement`]: DataFusion's
 //!    optimizer (with [`SqlSourcePushdown`](crate::pushdown::SqlSourcePushdown) among its rules),
 //!    physical planning, then the [fragmenter](crate::fragment) cuts the physical plan into stages.
@@ -36,10 +37,11 @@ pub enum PlanError {
     /// DataFusion refused the statement (syntax it cannot plan, unknown table or column, type error).
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),
-    /// The statement would write or change a catalog (`INSERT`, `CREATE TABLE`, ...) or is one of
-    /// DataFusion's own session statements; the message names it. Front ends report SQLSTATE
-    /// `0A000` (feature_not_supported), as PostgreSQL does for what it cannot do.
-    #[error("{0} is not supported: catalogs are read-only")]
+    /// The statement would write or change a catalog that is read-only (anything but `lake`
+    /// catalogs; in a lake catalog, a table not written by Tributary), or is one of DataFusion's
+    /// own session statements; the message names it. Front ends report SQLSTATE `0A000`
+    /// (feature_not_supported), as PostgreSQL does for what it cannot do.
+    #[error("{0} is not supported: the catalog or table is read-only")]
     ReadOnly(String),
 }
 
@@ -47,18 +49,24 @@ pub enum PlanError {
 ///
 /// Errors: [`PlanError::DataFusion`] for what DataFusion refuses, [`PlanError::ReadOnly`] for DDL,
 /// DML, `COPY ... TO 'file'` and DataFusion's session statements (`SET` and transactions are the
-/// front end's, before they reach here).
+/// front end's, before they reach here) except the writes [`crate::write`] plans.
 pub async fn logical_plan(
     state: &SessionState,
     statement: Statement,
 ) -> std::result::Result<LogicalPlan, PlanError> {
+    if let Some(plan) = crate::write::plan_write(state, &statement).await? {
+        return Ok(plan);
+    }
     let plan = state.statement_to_plan(statement).await?;
     check_read_only(&plan)?;
     Ok(plan)
 }
 
-/// Refuses plans that would write: see [`PlanError::ReadOnly`].
+/// Refuses plans that would write, except into a writable table: see [`PlanError::ReadOnly`].
 pub fn check_read_only(plan: &LogicalPlan) -> std::result::Result<(), PlanError> {
+    if crate::write::is_writable_target(plan) {
+        return Ok(());
+    }
     let what = match plan {
         LogicalPlan::Dml(dml) => format!("{} on \"{}\"", dml.op, dml.table_name),
         LogicalPlan::Ddl(ddl) => ddl.name().to_string(),

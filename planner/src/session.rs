@@ -45,7 +45,8 @@ pub fn new_session_context(
             "false",
         )
         .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
-        .set_str("datafusion.sql_parser.enable_ident_normalization", "true");
+        .set_str("datafusion.sql_parser.enable_ident_normalization", "true")
+        .with_extension(Arc::new(crate::write::WritableCatalogs::of(registry)));
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)

@@ -54,6 +54,12 @@ struct LakeFile {
     secret_access_key: Option<Secret>,
     #[serde(default)]
     allow_anonymous: bool,
+    #[serde(default = "default_true")]
+    infer_partition_types: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// The `region` of an S3 location without one.
@@ -65,11 +71,15 @@ fn default_region() -> String {
 ///
 /// Keys: `connector = "lake"`, `location` (`file:///abs/path` or `s3://bucket/prefix`, required), and
 /// for S3 `endpoint`, `region` (default `us-east-1`), `access_key_id`, `secret_access_key`,
-/// `allow_anonymous`.
+/// `allow_anonymous`; and `infer_partition_types` (default true).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LakeConfig {
     /// The data's location.
     pub location: LakeLocation,
+    /// `infer_partition_types` key (boolean, default true): type the Hive partition columns of plain
+    /// tables from their directory values (integer, date, timestamp, as DuckDB does); `false` reads
+    /// them as text. Tables Tributary wrote always have their declared types.
+    pub infer_partition_types: bool,
 }
 
 impl LakeConfig {
@@ -127,7 +137,10 @@ impl LakeConfig {
                 });
             }
         };
-        Ok(Self { location })
+        Ok(Self {
+            location,
+            infer_partition_types: file.infer_partition_types,
+        })
     }
 
     /// The location as the user wrote it, without any credential (for messages).

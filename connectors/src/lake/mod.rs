@@ -2,14 +2,20 @@
 //!
 //! Catalog file keys: `connector = "lake"`, `location = "file:///abs/path"` or `"s3://bucket/prefix"`, and
 //! for S3 `endpoint`, `region` (default `us-east-1`), `access_key_id`, `secret_access_key`,
-//! `allow_anonymous` (see [`LakeConfig`]). Any other key is an error naming it (a misspelt key must
+//! `allow_anonymous`, and `infer_partition_types` (default true; see [`LakeConfig`]). Any other key is an error naming it (a misspelt key must
 //! not silently fall back to a default).
 //!
 //! Layout (like Trino's Hive connector over a warehouse directory): each directory directly under the
 //! location is a schema; each file in a schema (`.parquet`, `.csv` with a header, `.json` / `.jsonl` /
 //! `.ndjson` newline-delimited) is a table named after its stem, and each directory is a table of files
-//! of one format, possibly nested in Hive-style `key=value` directories that become Utf8 partition
-//! columns (`sales/year=2024/part-0.parquet` gives column `year`).
+//! of one format, possibly nested in Hive-style `key=value` directories that become partition
+//! columns (`sales/year=2024/part-0.parquet` gives column `year`), typed from their values (integer,
+//! date, timestamp, else text; `infer_partition_types = false` keeps them text).
+//!
+//! Lake catalogs are writable (see [`write`] and [`managed`]): `CREATE SCHEMA` makes a directory,
+//! `CREATE TABLE` (with columns, or `AS SELECT`) a managed table (Parquet, optionally Hive
+//! partitioned) whose metadata and commit files live in its `_tributary/` directory, `INSERT` appends
+//! to a managed table as one atomic commit, `DROP TABLE` / `DROP SCHEMA` delete the data.
 //!
 //! Tables are DataFusion [`ListingTable`]s reading through the lake's object store, which
 //! [`Connector::object_stores`](crate::Connector::object_stores) returns under the URL `lake://NAME/`
@@ -18,19 +24,23 @@
 //! filters down (Parquet row-group and page pruning, partition pruning).
 
 mod config;
+mod ddl;
 mod discover;
+pub mod managed;
+mod table;
+pub mod write;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::common::DataFusionError;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use object_store::ObjectStore;
 use object_store_opendal::OpendalStore;
@@ -38,7 +48,10 @@ use opendal::Operator;
 use parking_lot::RwLock;
 
 pub use config::{LakeConfig, LakeLocation, Secret};
-pub use discover::{LakeFormat, LakeTableEntry};
+pub use ddl::{LakeDdl, LakeDdlExec, NewTable};
+pub use discover::{LakeFormat, LakeTableEntry, infer_partition_type};
+pub use table::{ManagedTable, WriteTarget};
+pub use write::{LakeCommitExec, LakeWriteExec, WriteSpec};
 
 use crate::{ConnectorError, ConnectorFactory, ConnectorKind};
 
@@ -64,6 +77,18 @@ impl ConnectorFactory for Factory {
         config: &toml::Table,
     ) -> Result<Arc<dyn crate::Connector>, ConnectorError> {
         Ok(Arc::new(LakeConnector::from_config(name, config).await?))
+    }
+
+    fn encode_write(
+        &self,
+        plan: &dyn datafusion::physical_plan::ExecutionPlan,
+    ) -> Option<crate::ScanSpec> {
+        let write = plan.downcast_ref::<LakeWriteExec>()?;
+        Some(crate::ScanSpec {
+            kind: KIND,
+            catalog: Some(write.spec().catalog.clone()),
+            payload: serde_json::to_value(write.spec()).ok()?,
+        })
     }
 }
 
@@ -93,6 +118,12 @@ impl LakeConnector {
         let store: Arc<dyn ObjectStore> = Arc::new(OpendalStore::new(operator.clone()));
         let runtime = Arc::new(RuntimeEnv::default());
         runtime.register_object_store(&store_url, Arc::clone(&store));
+        // Managed tables list their directory at every scan: no listing cache.
+        let listing = RuntimeEnvBuilder::new()
+            .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
+            .build_arc()
+            .map_err(|e| ConnectorError::Source(e.to_string()))?;
+        listing.register_object_store(&store_url, Arc::clone(&store));
         let lake = Arc::new(Lake {
             catalog: name.to_string(),
             config,
@@ -100,21 +131,18 @@ impl LakeConnector {
             store_url,
             store,
             state: SessionStateBuilder::new().with_runtime_env(runtime).build(),
+            listing,
         });
         let schema_names = discover::list_schemas(&lake.operator)
             .await
             .map_err(|e| lake.source_error("cannot list the location", &e))?;
         let mut schemas = BTreeMap::new();
         for schema in schema_names {
-            let tables = discover::list_tables(&lake.operator, &schema)
+            let tables = lake
+                .list_tables(&schema)
                 .await
                 .map_err(|e| lake.source_error(&format!("cannot list schema `{schema}`"), &e))?;
-            let provider = LakeSchema {
-                lake: Arc::clone(&lake),
-                name: schema.clone(),
-                tables: RwLock::new(tables),
-                providers: RwLock::new(HashMap::new()),
-            };
+            let provider = LakeSchema::new(Arc::clone(&lake), &schema, tables);
             schemas.insert(schema, Arc::new(provider));
         }
         tracing::info!(
@@ -124,7 +152,10 @@ impl LakeConnector {
             "lake catalog opened"
         );
         Ok(Self {
-            catalog: Arc::new(LakeCatalog { lake, schemas }),
+            catalog: Arc::new(LakeCatalog {
+                lake,
+                schemas: Arc::new(RwLock::new(schemas)),
+            }),
         })
     }
 
@@ -167,6 +198,26 @@ impl crate::Connector for LakeConnector {
         let lake = &self.catalog.lake;
         vec![(lake.store_url.clone(), Arc::clone(&lake.store))]
     }
+
+    fn decode_write(
+        &self,
+        spec: &crate::ScanSpec,
+        input: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    ) -> datafusion::common::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        let spec: WriteSpec = serde_json::from_value(spec.payload.clone())
+            .map_err(|e| DataFusionError::Plan(format!("bad lake write: {e}")))?;
+        if spec.catalog != self.catalog.lake.catalog {
+            return Err(DataFusionError::Plan(format!(
+                "lake write of catalog `{}` sent to catalog `{}`",
+                spec.catalog, self.catalog.lake.catalog
+            )));
+        }
+        Ok(Arc::new(LakeWriteExec::new(
+            spec,
+            Arc::clone(&self.catalog.lake),
+            input,
+        )))
+    }
 }
 
 /// What every schema of one lake catalog shares.
@@ -179,6 +230,9 @@ struct Lake {
     store: Arc<dyn ObjectStore>,
     /// A private session whose runtime has the store registered, to infer table schemas with.
     state: SessionState,
+    /// A runtime with the store registered and no listing cache, which managed tables list their
+    /// files with (DataFusion's default runtime caches a directory's listing for good).
+    listing: Arc<RuntimeEnv>,
 }
 
 impl Lake {
@@ -194,21 +248,48 @@ impl Lake {
         ConnectorError::Source(self.message(what, error))
     }
 
-    /// Builds the DataFusion table for `entry`, inferring its schema from its files.
+    /// The tables of schema directory `schema` (see [`discover::list_tables`]).
+    async fn list_tables(&self, schema: &str) -> opendal::Result<BTreeMap<String, LakeTableEntry>> {
+        discover::list_tables(&self.operator, schema, self.config.infer_partition_types).await
+    }
+
+    /// Builds the DataFusion table for `entry`: a managed table from its metadata, any other by
+    /// inferring its schema from its files.
     async fn listing_table(
-        &self,
+        self: &Arc<Self>,
+        schema: &str,
         entry: &LakeTableEntry,
     ) -> Result<Arc<dyn TableProvider>, DataFusionError> {
         let url = ListingTableUrl::parse(format!("{}{}", self.store_url, entry.path))?;
         let options = ListingOptions::new(entry.format.file_format())
             .with_file_extension(entry.extension)
-            .with_table_partition_cols(
-                entry
-                    .partition_columns
-                    .iter()
-                    .map(|c| (c.clone(), DataType::Utf8))
-                    .collect(),
-            );
+            .with_table_partition_cols(entry.partition_columns.clone());
+        if entry.managed {
+            let meta = managed::read_meta(&self.operator, &entry.path)
+                .await
+                .map_err(DataFusionError::Plan)?
+                .ok_or_else(|| {
+                    DataFusionError::Plan(format!("table `{schema}.{}` was dropped", entry.name))
+                })?;
+            let file_schema = meta.file_schema().map_err(DataFusionError::Plan)?;
+            let table_schema = meta.schema().map_err(DataFusionError::Plan)?;
+            let config = ListingTableConfig::new(url)
+                .with_listing_options(options)
+                .with_schema(file_schema);
+            return Ok(Arc::new(ManagedTable {
+                inner: Arc::new(ListingTable::try_new(config)?),
+                target: WriteTarget {
+                    lake: Arc::clone(self),
+                    spec: WriteSpec {
+                        catalog: self.catalog.clone(),
+                        table_dir: entry.path.clone(),
+                        partitioned_by: meta.partitioned_by.clone(),
+                        create: None,
+                    },
+                    schema: table_schema,
+                },
+            }));
+        }
         let config = ListingTableConfig::new(url)
             .with_listing_options(options)
             .infer_schema(&self.state)
@@ -218,19 +299,21 @@ impl Lake {
 }
 
 /// The lake catalog: one schema per directory under the location, found when the catalog opened.
-#[derive(Debug)]
+/// `CREATE SCHEMA` and `DROP SCHEMA` on this node change the list (see [`LakeCatalog::ddl`]).
+#[derive(Debug, Clone)]
 pub struct LakeCatalog {
     lake: Arc<Lake>,
-    schemas: BTreeMap<String, Arc<LakeSchema>>,
+    schemas: Arc<RwLock<BTreeMap<String, Arc<LakeSchema>>>>,
 }
 
 impl CatalogProvider for LakeCatalog {
     fn schema_names(&self) -> Vec<String> {
-        self.schemas.keys().cloned().collect()
+        self.schemas.read().keys().cloned().collect()
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         self.schemas
+            .read()
             .get(name)
             .map(|s| Arc::clone(s) as Arc<dyn SchemaProvider>)
     }
@@ -247,17 +330,24 @@ pub struct LakeSchema {
 }
 
 impl LakeSchema {
+    fn new(lake: Arc<Lake>, name: &str, tables: BTreeMap<String, LakeTableEntry>) -> Self {
+        Self {
+            lake,
+            name: name.to_string(),
+            tables: RwLock::new(tables),
+            providers: RwLock::new(HashMap::new()),
+        }
+    }
+
     /// Re-lists the schema directory, replacing the table list and dropping cached tables whose
     /// description changed.
     async fn refresh(&self) -> Result<(), DataFusionError> {
-        let tables = discover::list_tables(&self.lake.operator, &self.name)
-            .await
-            .map_err(|e| {
-                DataFusionError::External(Box::new(
-                    self.lake
-                        .source_error(&format!("cannot list schema `{}`", self.name), &e),
-                ))
-            })?;
+        let tables = self.lake.list_tables(&self.name).await.map_err(|e| {
+            DataFusionError::External(Box::new(
+                self.lake
+                    .source_error(&format!("cannot list schema `{}`", self.name), &e),
+            ))
+        })?;
         let mut providers = self.providers.write();
         let mut current = self.tables.write();
         providers.retain(|name, _| current.get(name) == tables.get(name));
@@ -287,12 +377,16 @@ impl SchemaProvider for LakeSchema {
                 }
             }
         };
-        let provider = self.lake.listing_table(&entry).await.map_err(|e| {
-            DataFusionError::External(Box::new(self.lake.source_error(
-                &format!("cannot read table `{}.{}`", self.name, entry.name),
-                &e,
-            )))
-        })?;
+        let provider = self
+            .lake
+            .listing_table(&self.name, &entry)
+            .await
+            .map_err(|e| {
+                DataFusionError::External(Box::new(self.lake.source_error(
+                    &format!("cannot read table `{}.{}`", self.name, entry.name),
+                    &e,
+                )))
+            })?;
         self.providers
             .write()
             .insert(name.to_string(), Arc::clone(&provider));

@@ -120,7 +120,10 @@ fn result_fields(
                     .collect()
             })
             .unwrap_or_default()),
-        Statement::Command(_) | Statement::Copy { .. } | Statement::Declare { .. } => Ok(vec![]),
+        Statement::Command(_)
+        | Statement::Copy { .. }
+        | Statement::Declare { .. }
+        | Statement::Write { .. } => Ok(vec![]),
     }
 }
 

@@ -14,7 +14,7 @@ use super::errors::{self, sqlstate};
 use futures::StreamExt;
 
 use super::session::{Changes, Cursor, Session};
-use super::statement::{Command, Statement};
+use super::statement::{Command, Statement, WriteTag};
 
 /// What running a statement produced: the response and the parameters to report.
 pub struct Outcome {
@@ -73,6 +73,14 @@ pub async fn run(
                 .await
                 .map(|rows| Response::Query(rows).into())
         }
+        Statement::Write {
+            sql,
+            plan: unbound,
+            tag,
+        } => {
+            let plan = plan.unwrap_or_else(|| unbound.clone());
+            write(session, sql, plan, *tag).await.map(Into::into)
+        }
         Statement::Copy {
             sql,
             plan: unbound,
@@ -103,6 +111,40 @@ pub async fn run(
             Ok(Response::Execution(Tag::new("DECLARE CURSOR")).into())
         }
     }
+}
+
+/// Runs a write statement to its end and answers its command tag with the rows written (the sum of
+/// the plan's `count` column).
+async fn write(
+    session: &Session,
+    sql: &str,
+    plan: LogicalPlan,
+    tag: WriteTag,
+) -> PgWireResult<Response> {
+    use datafusion::arrow::array::{Array, UInt64Array};
+    let (_schema, mut stream, _guard) = start(session, sql, plan).await?;
+    let mut rows = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| {
+            errors::user_error(errors::datafusion_error(
+                &e,
+                Some(session.context().state().catalog_list().as_ref()),
+            ))
+        })?;
+        if let Some(count) = batch
+            .columns()
+            .first()
+            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+        {
+            rows += count.iter().flatten().sum::<u64>();
+        }
+    }
+    let rows = usize::try_from(rows).unwrap_or(usize::MAX);
+    Ok(Response::Execution(match tag {
+        WriteTag::Insert => Tag::new("INSERT").with_oid(0).with_rows(rows),
+        WriteTag::CreateTableAs => Tag::new("SELECT").with_rows(rows),
+        WriteTag::Plain(name) => Tag::new(name),
+    }))
 }
 
 /// `FETCH`: up to `count` (or all) of the cursor's remaining rows, tagged `FETCH n`.

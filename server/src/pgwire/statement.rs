@@ -33,6 +33,50 @@ pub enum Statement {
         sql: String,
         plan: LogicalPlan,
     },
+    /// A statement that writes (`INSERT`, `CREATE TABLE [AS]`, `CREATE SCHEMA`, `DROP ...`): run by
+    /// the engine like a query, whose one `count` row becomes the command tag.
+    Write {
+        sql: String,
+        plan: LogicalPlan,
+        tag: WriteTag,
+    },
+}
+
+/// The command tag of a write statement, as PostgreSQL sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteTag {
+    /// `INSERT 0 n`.
+    Insert,
+    /// `SELECT n` (`CREATE TABLE ... AS`).
+    CreateTableAs,
+    /// A tag without a row count (`CREATE SCHEMA`, `CREATE TABLE`, `DROP TABLE`, `DROP SCHEMA`).
+    Plain(&'static str),
+}
+
+impl WriteTag {
+    /// The tag of `statement` if it is a write statement the planner may accept.
+    fn of(statement: &DfStatement) -> Option<Self> {
+        let DfStatement::Statement(statement) = statement else {
+            return None;
+        };
+        Some(match statement.as_ref() {
+            ast::Statement::Insert(_) => WriteTag::Insert,
+            ast::Statement::CreateTable(create) if create.query.is_some() => {
+                WriteTag::CreateTableAs
+            }
+            ast::Statement::CreateTable(_) => WriteTag::Plain("CREATE TABLE"),
+            ast::Statement::CreateSchema { .. } => WriteTag::Plain("CREATE SCHEMA"),
+            ast::Statement::Drop {
+                object_type: ast::ObjectType::Table,
+                ..
+            } => WriteTag::Plain("DROP TABLE"),
+            ast::Statement::Drop {
+                object_type: ast::ObjectType::Schema,
+                ..
+            } => WriteTag::Plain("DROP SCHEMA"),
+            _ => return None,
+        })
+    }
 }
 
 impl Statement {
@@ -41,7 +85,8 @@ impl Statement {
         match self {
             Statement::Query { plan, .. }
             | Statement::Copy { plan, .. }
-            | Statement::Declare { plan, .. } => Some(plan),
+            | Statement::Declare { plan, .. }
+            | Statement::Write { plan, .. } => Some(plan),
             Statement::Command(_) => None,
         }
     }
@@ -191,6 +236,7 @@ pub async fn plan(session: &Session, statement: DfStatement) -> Result<Statement
         }
     }
     let sql = statement.to_string();
+    let write_tag = WriteTag::of(&statement);
     let mut statement = statement;
     if let DfStatement::Statement(inner) = &mut statement
         && let ast::Statement::Query(query) = inner.as_mut()
@@ -210,6 +256,9 @@ pub async fn plan(session: &Session, statement: DfStatement) -> Result<Statement
                 errors::boxed(sqlstate::FEATURE_NOT_SUPPORTED, read_only.to_string())
             }
         })?;
+    if let Some(tag) = write_tag {
+        return Ok(Statement::Write { sql, plan, tag });
+    }
     Ok(Statement::Query { sql, plan })
 }
 

@@ -1,0 +1,819 @@
+//! Writing lake tables: [`LakeWriteExec`] (one Parquet writer per input partition, run by the tasks
+//! of a distributed stage) and [`LakeCommitExec`] (the root, on the coordinator: publishes what the
+//! writers wrote, or removes it).
+//!
+//! Plan shape of `CREATE TABLE AS` and `INSERT`:
+//! ```text
+//! LakeCommitExec                       root stage, coordinator: one `count` row
+//!   CoalescePartitionsExec             stage boundary
+//!     LakeWriteExec                    one writer per partition of the query (task of a worker stage)
+//!       <the query>
+//! ```
+//! A writer task stages its files under names carrying the query key and its own attempt,
+//! `TABLE/k=v/part-QUERY-tTASK-aATTEMPT-N.parquet` (query key and attempt from the task's
+//! [`ExchangeContext`]), so attempts never overwrite each other, and returns one row per file (path
+//! relative to the table directory, rows, bytes). Nothing it writes is visible: readers of a managed
+//! table read only the files a commit lists (see [`super::managed`]).
+//!
+//! The commit step receives only the rows of the committed attempt of each writer task (under
+//! `retry_policy = TASK` the spooled exchange delivers the committed attempt; under `QUERY` only the
+//! succeeding query attempt reaches its root), writes them as `_tributary/commits/QUERY.json`, then,
+//! for `CREATE TABLE AS`, `_tributary/table.json` (the table appears) and removes the `creating`
+//! marker. It then deletes the files of other attempts of the same query (`part-QUERY…` not listed).
+//! When the query fails or is canceled, the commit step removes what the statement wrote: the whole
+//! table directory for `CREATE TABLE AS` (the table did not exist before), this query's commit file
+//! and `part-QUERY…` files for `INSERT`. Cleanup is best effort (a writer still running on a lost
+//! worker may write after it).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array,
+};
+use datafusion::arrow::compute::{cast, take_record_batch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result, internal_err};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::parquet::arrow::AsyncArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, Distribution, ExecutionPlan,
+    ExecutionPlanProperties, Partitioning, PlanProperties, ReplaceChildrenOptions,
+};
+use futures::StreamExt;
+use object_store::buffered::BufWriter;
+use serde::{Deserialize, Serialize};
+use tributary_exchange::ExchangeContext;
+
+use super::Lake;
+use super::managed::{self, Commit, CommittedFile, TableMeta};
+
+/// What a write statement writes to: shipped to the workers with [`LakeWriteExec`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriteSpec {
+    /// The lake catalog written to.
+    pub catalog: String,
+    /// The table directory relative to the lake root, with a trailing `/` (`sales/orders/`).
+    pub table_dir: String,
+    /// Hive partition columns, outermost first; they are the last columns of the input.
+    pub partitioned_by: Vec<String>,
+    /// For `CREATE TABLE AS`: the metadata the commit publishes (the table does not exist before).
+    /// `None` for `INSERT` into an existing managed table.
+    pub create: Option<TableMeta>,
+}
+
+/// The schema of a writer's output: one row per data file written.
+pub fn written_files_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("path", DataType::Utf8, false),
+        Field::new("rows", DataType::UInt64, false),
+        Field::new("bytes", DataType::UInt64, false),
+    ]))
+}
+
+/// The schema of a write statement's result: one row, the rows written (DataFusion's DML shape).
+pub fn count_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "count",
+        DataType::UInt64,
+        false,
+    )]))
+}
+
+/// The query key and attempt a task runs as (see [`ExchangeContext`]); outside the engine (a plan run
+/// directly) a fresh key.
+fn task_identity(context: &TaskContext) -> (String, u32) {
+    match context.session_config().get_extension::<ExchangeContext>() {
+        Some(exchange) => (exchange.query.to_string(), exchange.attempt),
+        None => (format!("local_{}", uuid::Uuid::new_v4().simple()), 0),
+    }
+}
+
+/// The prefix of the data file names of query attempt key `query` (`part-Q-t`), and of every attempt of
+/// the query it belongs to (`part-Q-` or `part-Q.`, see [`is_of_query`]).
+fn file_prefix(query: &str) -> String {
+    format!("part-{query}-t")
+}
+
+/// Whether data file name `name` was written by any attempt of the query whose key is `query`
+/// (`Q`, `Q.r1`, ...: the part before the first `.`).
+fn is_of_query(name: &str, query: &str) -> bool {
+    let base = query.split('.').next().unwrap_or(query);
+    name.strip_prefix("part-")
+        .and_then(|rest| rest.strip_prefix(base))
+        .is_some_and(|rest| rest.starts_with("-t") || rest.starts_with('.'))
+}
+
+/// Writes each partition of its input as Parquet files of one lake table: see the module docs.
+#[derive(Debug)]
+pub struct LakeWriteExec {
+    spec: WriteSpec,
+    lake: Arc<Lake>,
+    input: Arc<dyn ExecutionPlan>,
+    properties: Arc<PlanProperties>,
+}
+
+impl LakeWriteExec {
+    pub(super) fn new(spec: WriteSpec, lake: Arc<Lake>, input: Arc<dyn ExecutionPlan>) -> Self {
+        let schema = written_files_schema();
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema),
+            Partitioning::UnknownPartitioning(input.output_partitioning().partition_count()),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        Self {
+            spec,
+            lake,
+            input,
+            properties,
+        }
+    }
+
+    /// What the node writes to (what [`crate::ConnectorFactory::encode_write`] ships).
+    pub fn spec(&self) -> &WriteSpec {
+        &self.spec
+    }
+
+    /// The plan whose rows are written.
+    pub fn input(&self) -> &Arc<dyn ExecutionPlan> {
+        &self.input
+    }
+}
+
+impl DisplayAs for LakeWriteExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "LakeWrite: {}.{}, format=parquet",
+            self.spec.catalog,
+            self.spec.table_dir.trim_end_matches('/').replace('/', ".")
+        )?;
+        if !self.spec.partitioned_by.is_empty() {
+            write!(
+                f,
+                ", partitioned_by=[{}]",
+                self.spec.partitioned_by.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for LakeWriteExec {
+    fn name(&self) -> &'static str {
+        "LakeWriteExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let [input] = <[_; 1]>::try_from(children)
+            .map_err(|_| DataFusionError::Internal("LakeWriteExec takes one child".into()))?;
+        Ok(Arc::new(Self::new(
+            self.spec.clone(),
+            Arc::clone(&self.lake),
+            input,
+        )))
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, Arc::clone(&context))?;
+        let (query, attempt) = task_identity(&context);
+        let writer = PartitionWriter {
+            lake: Arc::clone(&self.lake),
+            spec: self.spec.clone(),
+            name_prefix: format!("{}{partition}-a{attempt}", file_prefix(&query)),
+            query,
+        };
+        let future = async move { writer.run(input).await };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            written_files_schema(),
+            futures::stream::once(future),
+        )))
+    }
+}
+
+/// One writer task's files.
+struct PartitionWriter {
+    lake: Arc<Lake>,
+    spec: WriteSpec,
+    /// `part-QUERY-tTASK-aATTEMPT`: every file of this task attempt starts with it.
+    name_prefix: String,
+    /// The query (attempt) key, which the `creating` marker holds.
+    query: String,
+}
+
+/// An open data file of one partition directory.
+struct OpenFile {
+    path: String,
+    rows: u64,
+    writer: AsyncArrowWriter<BufWriter>,
+}
+
+impl PartitionWriter {
+    async fn run(self, mut input: SendableRecordBatchStream) -> Result<RecordBatch> {
+        let op = &self.lake.operator;
+        if self.spec.create.is_some() {
+            // Hides the directory from discovery until the commit writes table.json.
+            op.write(
+                &managed::creating_path(&self.spec.table_dir),
+                self.query.clone().into_bytes(),
+            )
+            .await
+            .map_err(|e| self.error("cannot mark the table as being created", &e))?;
+        }
+        let schema = input.schema();
+        let partition_indices: Vec<usize> = self
+            .spec
+            .partitioned_by
+            .iter()
+            .map(|c| schema.index_of(c))
+            .collect::<std::result::Result<_, _>>()?;
+        let data_indices: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| !partition_indices.contains(i))
+            .collect();
+        let file_schema = Arc::new(schema.project(&data_indices)?);
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .build();
+        let mut files: BTreeMap<String, OpenFile> = BTreeMap::new();
+        while let Some(batch) = input.next().await {
+            let batch = batch?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            for (dir, rows) in self.split(&batch, &partition_indices)? {
+                let data = batch.project(&data_indices)?;
+                let data = match rows {
+                    Some(rows) => take_record_batch(&data, &rows)?,
+                    None => data,
+                };
+                if !files.contains_key(&dir) {
+                    let path = format!(
+                        "{}{dir}{}-{}.parquet",
+                        self.spec.table_dir,
+                        self.name_prefix,
+                        files.len()
+                    );
+                    let object = BufWriter::new(
+                        Arc::clone(&self.lake.store),
+                        object_store::path::Path::from(path.as_str()),
+                    );
+                    let writer = AsyncArrowWriter::try_new(
+                        object,
+                        Arc::clone(&file_schema),
+                        Some(properties.clone()),
+                    )?;
+                    files.insert(
+                        dir.clone(),
+                        OpenFile {
+                            path,
+                            rows: 0,
+                            writer,
+                        },
+                    );
+                }
+                let Some(file) = files.get_mut(&dir) else {
+                    return internal_err!("lake writer lost its file");
+                };
+                file.rows += data.num_rows() as u64;
+                file.writer.write(&data).await?;
+            }
+        }
+        let mut paths = Vec::new();
+        let mut rows = Vec::new();
+        let mut bytes = Vec::new();
+        for (_, file) in files {
+            file.writer.close().await?;
+            let size = op
+                .stat(&file.path)
+                .await
+                .map_err(|e| self.error("cannot read back a written file", &e))?
+                .content_length();
+            paths.push(
+                file.path
+                    .strip_prefix(&self.spec.table_dir)
+                    .unwrap_or(&file.path)
+                    .to_string(),
+            );
+            rows.push(file.rows);
+            bytes.push(size);
+        }
+        Ok(RecordBatch::try_new(
+            written_files_schema(),
+            vec![
+                Arc::new(StringArray::from(paths)) as ArrayRef,
+                Arc::new(UInt64Array::from(rows)),
+                Arc::new(UInt64Array::from(bytes)),
+            ],
+        )?)
+    }
+
+    /// Splits `batch` by its partition columns: (`k=v/...` directory, rows of it; `None` = all rows).
+    fn split(
+        &self,
+        batch: &RecordBatch,
+        partition_indices: &[usize],
+    ) -> Result<Vec<(String, Option<UInt32Array>)>> {
+        if partition_indices.is_empty() {
+            return Ok(vec![(String::new(), None)]);
+        }
+        let mut values = Vec::new();
+        for &i in partition_indices {
+            let column = cast(batch.column(i), &DataType::Utf8)?;
+            let Some(strings) = column.as_any().downcast_ref::<StringArray>() else {
+                return internal_err!("partition column cast to Utf8 is not a StringArray");
+            };
+            if strings.null_count() > 0 {
+                return Err(DataFusionError::Execution(format!(
+                    "partition column `{}` is NULL in a row: partition values cannot be NULL",
+                    batch.schema().field(i).name()
+                )));
+            }
+            values.push((batch.schema().field(i).name().clone(), strings.clone()));
+        }
+        let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for row in 0..batch.num_rows() {
+            let mut dir = String::new();
+            for (name, strings) in &values {
+                dir.push_str(name);
+                dir.push('=');
+                dir.push_str(partition_dir_value(name, strings.value(row))?);
+                dir.push('/');
+            }
+            groups.entry(dir).or_default().push(row as u32);
+        }
+        Ok(groups
+            .into_iter()
+            .map(|(dir, rows)| (dir, Some(UInt32Array::from(rows))))
+            .collect())
+    }
+
+    fn error(&self, what: &str, e: &dyn fmt::Display) -> DataFusionError {
+        DataFusionError::External(Box::new(crate::ConnectorError::Remote {
+            sqlstate: crate::sqlstate::IO_ERROR.into(),
+            message: self.lake.message(
+                &format!(
+                    "writing `{}`: {what}",
+                    self.spec.table_dir.trim_end_matches('/')
+                ),
+                e,
+            ),
+        }))
+    }
+}
+
+/// A partition value as it is written in its `key=value` directory: as is. Values are not
+/// `%XX`-escaped as Hive does, because DataFusion reads them back through the object store, which
+/// escapes `%` itself, so an escape would not round-trip; a value that cannot be a path segment
+/// (`/`, control characters, empty, `.`, `..`) is an error (`22023`).
+fn partition_dir_value<'a>(column: &str, value: &'a str) -> Result<&'a str> {
+    if value.is_empty()
+        || value == "."
+        || value == ".."
+        || value.contains('/')
+        || value.chars().any(char::is_control)
+    {
+        return Err(DataFusionError::External(Box::new(
+            crate::ConnectorError::Remote {
+                sqlstate: crate::sqlstate::INVALID_PARAMETER_VALUE.into(),
+                message: format!(
+                    "partition column `{column}` has the value {value:?}, which cannot be a directory name"
+                ),
+            },
+        )));
+    }
+    Ok(value)
+}
+
+/// Publishes what the [`LakeWriteExec`]s below it wrote, or removes it: see the module docs. One
+/// partition, one output row (`count`: rows written).
+#[derive(Debug)]
+pub struct LakeCommitExec {
+    spec: WriteSpec,
+    lake: Arc<Lake>,
+    input: Arc<dyn ExecutionPlan>,
+    properties: Arc<PlanProperties>,
+}
+
+impl LakeCommitExec {
+    pub(super) fn new(spec: WriteSpec, lake: Arc<Lake>, input: Arc<dyn ExecutionPlan>) -> Self {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(count_schema()),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        Self {
+            spec,
+            lake,
+            input,
+            properties,
+        }
+    }
+}
+
+impl DisplayAs for LakeCommitExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "LakeCommit: {}.{}{}",
+            self.spec.catalog,
+            self.spec.table_dir.trim_end_matches('/').replace('/', "."),
+            if self.spec.create.is_some() {
+                " (create)"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+impl ExecutionPlan for LakeCommitExec {
+    fn name(&self) -> &'static str {
+        "LakeCommitExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        vec![Distribution::SinglePartition]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let [input] = <[_; 1]>::try_from(children)
+            .map_err(|_| DataFusionError::Internal("LakeCommitExec takes one child".into()))?;
+        Ok(Arc::new(Self::new(
+            self.spec.clone(),
+            Arc::clone(&self.lake),
+            input,
+        )))
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if partition != 0 {
+            return internal_err!("LakeCommitExec has one partition, not {partition}");
+        }
+        let input = self.input.execute(0, Arc::clone(&context))?;
+        let (query, _) = task_identity(&context);
+        let committer = Committer {
+            lake: Arc::clone(&self.lake),
+            spec: self.spec.clone(),
+            query,
+        };
+        let future = async move { committer.run(input).await };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            count_schema(),
+            futures::stream::once(future),
+        )))
+    }
+}
+
+/// The commit step of one statement attempt.
+#[derive(Clone)]
+struct Committer {
+    lake: Arc<Lake>,
+    spec: WriteSpec,
+    query: String,
+}
+
+/// Removes a statement's files if its commit future is dropped before it finished (cancel).
+struct CleanupOnDrop(Option<Committer>);
+
+impl Drop for CleanupOnDrop {
+    fn drop(&mut self) {
+        if let Some(committer) = self.0.take()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            handle.spawn(async move {
+                committer.clean_up().await;
+                committer.sweep_later();
+            });
+        }
+    }
+}
+
+impl Committer {
+    async fn run(self, mut input: SendableRecordBatchStream) -> Result<RecordBatch> {
+        let mut guard = CleanupOnDrop(Some(self.clone()));
+        let mut files = Vec::new();
+        let result = async {
+            while let Some(batch) = input.next().await {
+                files.extend(files_of(&batch?)?);
+            }
+            self.publish(&files).await
+        }
+        .await;
+        guard.0 = None;
+        match result {
+            Ok(()) => {
+                let rows: u64 = files.iter().map(|f| f.rows).sum();
+                let committed: HashSet<String> = files
+                    .iter()
+                    .map(|f| format!("{}{}", self.spec.table_dir, f.path))
+                    .collect();
+                self.remove_other_attempts(&committed).await;
+                Ok(RecordBatch::try_new(
+                    count_schema(),
+                    vec![Arc::new(UInt64Array::from(vec![rows])) as ArrayRef],
+                )?)
+            }
+            Err(e) => {
+                self.clean_up().await;
+                self.sweep_later();
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes the commit file, then (`CREATE TABLE AS`) the table's metadata, which makes it visible.
+    async fn publish(&self, files: &[CommittedFile]) -> Result<()> {
+        let op = &self.lake.operator;
+        let commit = Commit {
+            query: self.query.clone(),
+            files: files.to_vec(),
+        };
+        let json = serde_json::to_vec_pretty(&commit)
+            .map_err(|e| DataFusionError::Internal(e.to_string()))?;
+        op.write(&self.commit_path(), json)
+            .await
+            .map_err(|e| self.error("cannot write the commit file", &e))?;
+        if let Some(meta) = &self.spec.create {
+            let json = serde_json::to_vec_pretty(meta)
+                .map_err(|e| DataFusionError::Internal(e.to_string()))?;
+            op.write(&managed::meta_path(&self.spec.table_dir), json)
+                .await
+                .map_err(|e| self.error("cannot write the table metadata", &e))?;
+            if let Err(e) = op
+                .delete(&managed::creating_path(&self.spec.table_dir))
+                .await
+            {
+                tracing::warn!(error = %e, "lake: cannot remove the creating marker");
+            }
+        }
+        tracing::info!(
+            catalog = self.spec.catalog,
+            table = self.spec.table_dir,
+            query = self.query,
+            files = files.len(),
+            "lake: write committed"
+        );
+        Ok(())
+    }
+
+    fn commit_path(&self) -> String {
+        format!(
+            "{}{}.json",
+            managed::commits_dir(&self.spec.table_dir),
+            self.query
+        )
+    }
+
+    /// Deletes the data files of this query's other attempts (task retries, earlier query attempts)
+    /// that the commit does not list. Best effort.
+    async fn remove_other_attempts(&self, committed: &HashSet<String>) {
+        match self.files_of_query().await {
+            Ok(paths) => {
+                for path in paths.into_iter().filter(|p| !committed.contains(p)) {
+                    if let Err(e) = self.lake.operator.delete(&path).await {
+                        tracing::warn!(path, error = %e, "lake: cannot delete an uncommitted file");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "lake: cannot list the table after its commit"),
+        }
+    }
+
+    /// Every data file of the table written by some attempt of this query.
+    async fn files_of_query(&self) -> opendal::Result<Vec<String>> {
+        let entries = self
+            .lake
+            .operator
+            .list_with(&self.spec.table_dir)
+            .recursive(true)
+            .await?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.metadata().is_file() && is_of_query(e.name(), &self.query))
+            .map(|e| e.path().to_string())
+            .collect())
+    }
+
+    /// Removes what this statement attempt wrote (it failed or was canceled). Best effort.
+    async fn clean_up(&self) {
+        let op = &self.lake.operator;
+        let result = if self.spec.create.is_some() {
+            op.delete_with(&self.spec.table_dir).recursive(true).await
+        } else {
+            let _ = op.delete(&self.commit_path()).await;
+            self.delete_own_files().await
+        };
+        match result {
+            Ok(()) => tracing::info!(
+                table = self.spec.table_dir,
+                query = self.query,
+                "lake: removed the files of a failed write"
+            ),
+            Err(e) => tracing::warn!(
+                table = self.spec.table_dir,
+                query = self.query,
+                error = %e,
+                "lake: cannot remove the files of a failed write"
+            ),
+        }
+    }
+
+    /// Removes the table directory of a failed `CREATE TABLE AS` if a late writer of this attempt
+    /// left only its `creating` marker there (no metadata, no data file).
+    async fn remove_abandoned_creation(&self) {
+        let op = &self.lake.operator;
+        let dir = &self.spec.table_dir;
+        let Ok(entries) = op.list_with(dir).recursive(true).await else {
+            return;
+        };
+        let marker = managed::creating_path(dir);
+        // Only this attempt's marker: a later attempt (QUERY retry) or statement may be starting.
+        let ours = op
+            .read(&marker)
+            .await
+            .is_ok_and(|content| content.to_vec() == self.query.as_bytes());
+        let abandoned = ours
+            && entries
+                .iter()
+                .filter(|e| e.metadata().is_file())
+                .all(|e| e.path() == marker);
+        if abandoned && let Err(e) = op.delete_with(dir).recursive(true).await {
+            tracing::warn!(error = %e, "lake: cannot remove an abandoned table directory");
+        }
+    }
+
+    /// Deletes the data files of this query attempt (`part-QUERY-t…`).
+    async fn delete_own_files(&self) -> opendal::Result<()> {
+        let prefix = file_prefix(&self.query);
+        for path in self.files_of_query().await? {
+            let name = path.rsplit('/').next().unwrap_or(&path);
+            if name.starts_with(&prefix) {
+                self.lake.operator.delete(&path).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A second sweep a few seconds later, in the background: writer tasks being aborted may still
+    /// close a file after the cleanup. Deletes only this attempt's data files (a statement run
+    /// meanwhile may have created the same table again).
+    fn sweep_later(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let committer = self.clone();
+        handle.spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            if let Err(e) = committer.delete_own_files().await
+                && e.kind() != opendal::ErrorKind::NotFound
+            {
+                tracing::warn!(error = %e, "lake: late sweep of a failed write failed");
+            }
+            if committer.spec.create.is_some() {
+                committer.remove_abandoned_creation().await;
+            }
+        });
+    }
+
+    fn error(&self, what: &str, e: &dyn fmt::Display) -> DataFusionError {
+        DataFusionError::External(Box::new(crate::ConnectorError::Remote {
+            sqlstate: crate::sqlstate::IO_ERROR.into(),
+            message: self.lake.message(
+                &format!(
+                    "committing `{}`: {what}",
+                    self.spec.table_dir.trim_end_matches('/')
+                ),
+                e,
+            ),
+        }))
+    }
+}
+
+/// The files a writer's output batch lists.
+fn files_of(batch: &RecordBatch) -> Result<Vec<CommittedFile>> {
+    let column = |i: usize| batch.column(i).as_any();
+    let (Some(paths), Some(rows), Some(bytes)) = (
+        column(0).downcast_ref::<StringArray>(),
+        column(1).downcast_ref::<UInt64Array>(),
+        column(2).downcast_ref::<UInt64Array>(),
+    ) else {
+        return internal_err!("LakeCommitExec: input is not a list of written files");
+    };
+    Ok((0..batch.num_rows())
+        .map(|i| CommittedFile {
+            path: paths.value(i).to_string(),
+            rows: rows.value(i),
+            bytes: bytes.value(i),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_belong_to_their_query() {
+        let name = "part-20261204_101010_00001_abcde-t3-a1-0.parquet";
+        assert!(is_of_query(name, "20261204_101010_00001_abcde"));
+        assert!(is_of_query(name, "20261204_101010_00001_abcde.r1"));
+        assert!(is_of_query(
+            "part-20261204_101010_00001_abcde.r1-t0-a0-0.parquet",
+            "20261204_101010_00001_abcde"
+        ));
+        assert!(!is_of_query(name, "20261204_101010_00001_abcd"));
+        assert!(name.starts_with(&file_prefix("20261204_101010_00001_abcde")));
+        assert!(!name.starts_with(&file_prefix("20261204_101010_00001_abcde.r1")));
+    }
+
+    #[test]
+    fn partition_values_are_written_as_they_are() {
+        assert_eq!(
+            partition_dir_value("c", "2024-01-01 10:00:00").ok(),
+            Some("2024-01-01 10:00:00")
+        );
+        assert_eq!(partition_dir_value("c", "50%=x").ok(), Some("50%=x"));
+        assert!(partition_dir_value("c", "a/b").is_err());
+        assert!(partition_dir_value("c", "").is_err());
+        assert!(partition_dir_value("c", "..").is_err());
+    }
+}

@@ -1,0 +1,351 @@
+//! Write statements on writable catalogs (`lake`), with Trino's syntax: planned here because
+//! DataFusion has no plan for them (`WITH (...)` table properties, `CREATE SCHEMA` / `DROP` on a
+//! catalog of ours) or would plan `CREATE TABLE AS` as an in-memory table.
+//!
+//! - `CREATE TABLE c.s.t [WITH (format = 'PARQUET', partitioned_by = ARRAY['col'])] AS query` is an
+//!   `INSERT` (a DataFusion `Dml` plan) into the table-to-be ([`LakeCatalog::create_table_as`]),
+//!   whose commit creates the table: the same write plan as `INSERT`.
+//! - `INSERT INTO c.s.t ...` is DataFusion's own plan; the table's `insert_into` builds the write.
+//! - `CREATE SCHEMA`, `DROP SCHEMA`, `CREATE TABLE (columns)`, `DROP TABLE` are scans of a one-row
+//!   table that makes the change when it runs ([`LakeCatalog::ddl`]).
+//!
+//! Statements on other catalogs are left to DataFusion (and refused as read-only).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::common::{DataFusionError, ResolvedTableReference, TableReference};
+use datafusion::datasource::provider_as_source;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{DmlStatement, LogicalPlan, LogicalPlanBuilder, WriteOp};
+use datafusion::sql::parser::Statement;
+use datafusion::sql::planner::object_name_to_table_reference;
+use datafusion::sql::sqlparser::ast::{
+    self, CreateTableOptions, Expr, ObjectName, ObjectType, SchemaName, SqlOption, Value,
+};
+use tributary_connectors::lake::{LakeCatalog, LakeDdl, ManagedTable, NewTable, WriteTarget};
+
+use crate::CatalogRegistry;
+use crate::plan::PlanError;
+
+/// Plans `statement` if it writes to a writable catalog; `Ok(None)` for any other statement.
+///
+/// Errors: [`PlanError::DataFusion`] for a bad name, query or property (SQLSTATEs in the wrapped
+/// error: `0A000` unsupported property, `22023` bad property value, `42P07`, `3F000`, ...).
+pub async fn plan_write(
+    state: &SessionState,
+    statement: &Statement,
+) -> Result<Option<LogicalPlan>, PlanError> {
+    let Statement::Statement(statement) = statement else {
+        return Ok(None);
+    };
+    match statement.as_ref() {
+        ast::Statement::CreateSchema {
+            schema_name,
+            if_not_exists,
+            with,
+            ..
+        } => {
+            let name = match schema_name {
+                SchemaName::Simple(name) | SchemaName::NamedAuthorization(name, _) => name,
+                SchemaName::UnnamedAuthorization(_) => return Ok(None),
+            };
+            let Some((catalog, schema)) = lake_schema(state, name)? else {
+                return Ok(None);
+            };
+            let mut location = None;
+            for (key, value) in properties(with.as_deref().unwrap_or_default())? {
+                match key.as_str() {
+                    "location" => location = Some(string_value(&key, &value)?),
+                    other => return Err(unknown_property("schema", other)),
+                }
+            }
+            ddl_plan(
+                &catalog,
+                LakeDdl::CreateSchema {
+                    name: schema,
+                    location,
+                    if_not_exists: *if_not_exists,
+                },
+            )
+        }
+        ast::Statement::Drop {
+            object_type: object_type @ (ObjectType::Table | ObjectType::Schema),
+            if_exists,
+            names,
+            cascade,
+            ..
+        } => {
+            let [name] = names.as_slice() else {
+                return Err(not_supported("DROP of several objects in one statement"));
+            };
+            if *object_type == ObjectType::Schema {
+                let Some((catalog, schema)) = lake_schema(state, name)? else {
+                    return Ok(None);
+                };
+                return ddl_plan(
+                    &catalog,
+                    LakeDdl::DropSchema {
+                        name: schema,
+                        if_exists: *if_exists,
+                        cascade: *cascade,
+                    },
+                );
+            }
+            let Some((catalog, table)) = lake_table(state, name)? else {
+                return Ok(None);
+            };
+            ddl_plan(
+                &catalog,
+                LakeDdl::DropTable {
+                    schema: table.schema.to_string(),
+                    table: table.table.to_string(),
+                    if_exists: *if_exists,
+                },
+            )
+        }
+        ast::Statement::CreateTable(create) => {
+            let Some((catalog, table)) = lake_table(state, &create.name)? else {
+                return Ok(None);
+            };
+            if create.or_replace || create.temporary || create.external || create.like.is_some() {
+                return Err(not_supported(
+                    "CREATE OR REPLACE, TEMPORARY, EXTERNAL or LIKE for lake tables",
+                ));
+            }
+            let options = match &create.table_options {
+                CreateTableOptions::None => Vec::new(),
+                CreateTableOptions::With(options) => properties(options)?,
+                other => {
+                    return Err(not_supported(&format!(
+                        "table options {other} (use WITH (format = ..., partitioned_by = ARRAY[...]))"
+                    )));
+                }
+            };
+            let mut format = None;
+            let mut partitioned_by = Vec::new();
+            for (key, value) in options {
+                match key.as_str() {
+                    "format" => format = Some(string_value(&key, &value)?),
+                    "partitioned_by" => partitioned_by = string_array(&key, &value)?,
+                    other => return Err(unknown_property("table", other)),
+                }
+            }
+            let schema = table.schema.to_string();
+            let name = table.table.to_string();
+            if let Some(query) = &create.query {
+                if !create.columns.is_empty() {
+                    return Err(not_supported("a column list with CREATE TABLE AS"));
+                }
+                let query = Statement::Statement(Box::new(ast::Statement::Query(query.clone())));
+                let input = state.statement_to_plan(query).await?;
+                let new = NewTable {
+                    columns: Arc::new(input.schema().as_arrow().clone()),
+                    format,
+                    partitioned_by,
+                };
+                let Some(target) = catalog
+                    .create_table_as(&schema, &name, &new, create.if_not_exists)
+                    .await?
+                else {
+                    return ddl_plan(&catalog, LakeDdl::Nothing);
+                };
+                let dml = DmlStatement::new(
+                    TableReference::full(table.catalog, table.schema, table.table),
+                    provider_as_source(target),
+                    WriteOp::Insert(InsertOp::Append),
+                    Arc::new(input),
+                );
+                return Ok(Some(LogicalPlan::Dml(dml)));
+            }
+            if create.columns.is_empty() {
+                return Err(not_supported("CREATE TABLE without columns"));
+            }
+            // The columns' Arrow types, as DataFusion maps SQL types in a query.
+            let select = create
+                .columns
+                .iter()
+                .map(|c| format!("CAST(NULL AS {}) AS {}", c.data_type, c.name))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let columns = state
+                .create_logical_plan(&format!("SELECT {select}"))
+                .await?;
+            let new = NewTable {
+                columns: Arc::new(columns.schema().as_arrow().clone()),
+                format,
+                partitioned_by,
+            };
+            ddl_plan(
+                &catalog,
+                LakeDdl::CreateTable {
+                    schema,
+                    table: name,
+                    new,
+                    if_not_exists: create.if_not_exists,
+                },
+            )
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Whether `plan` writes to a table that accepts writes (a lake table Tributary manages, or one a
+/// `CREATE TABLE AS` is creating).
+pub fn is_writable_target(plan: &LogicalPlan) -> bool {
+    let LogicalPlan::Dml(dml) = plan else {
+        return false;
+    };
+    if !matches!(dml.op, WriteOp::Insert(InsertOp::Append)) {
+        return false;
+    }
+    let Ok(provider) = datafusion::datasource::source_as_provider(&dml.target) else {
+        return false;
+    };
+    provider.downcast_ref::<ManagedTable>().is_some()
+        || provider.downcast_ref::<WriteTarget>().is_some()
+}
+
+/// A plan running `ddl` on `catalog` (see the module docs).
+fn ddl_plan(catalog: &LakeCatalog, ddl: LakeDdl) -> Result<Option<LogicalPlan>, PlanError> {
+    let plan = LogicalPlanBuilder::scan(
+        format!("{}.ddl", catalog.name()),
+        provider_as_source(catalog.ddl(ddl)),
+        None,
+    )?
+    .build()?;
+    Ok(Some(plan))
+}
+
+fn normalize(state: &SessionState) -> bool {
+    state
+        .config()
+        .options()
+        .sql_parser
+        .enable_ident_normalization
+}
+
+/// The writable catalogs of a session, by name: a `SessionConfig` extension set by
+/// [`crate::session::new_session_context`] (front ends may wrap the catalog providers the session
+/// resolves names with, so the write path does not look for them there).
+#[derive(Debug, Default)]
+pub struct WritableCatalogs(BTreeMap<String, LakeCatalog>);
+
+impl WritableCatalogs {
+    /// The lake catalogs of `registry`.
+    pub fn of(registry: &CatalogRegistry) -> Self {
+        Self(
+            registry
+                .connectors()
+                .filter_map(|(name, connector)| {
+                    let catalog = connector.catalog();
+                    let lake = catalog.downcast_ref::<LakeCatalog>()?.clone();
+                    Some((name.clone(), lake))
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The lake catalog a name resolves into, if it is one.
+fn lake_catalog(state: &SessionState, catalog: &str) -> Option<LakeCatalog> {
+    state
+        .config()
+        .get_extension::<WritableCatalogs>()?
+        .0
+        .get(catalog)
+        .cloned()
+}
+
+/// `[catalog.]schema` in a lake catalog: the catalog and the schema name.
+fn lake_schema(
+    state: &SessionState,
+    name: &ObjectName,
+) -> Result<Option<(LakeCatalog, String)>, PlanError> {
+    // A schema name is a table reference one level up: `c.s` parses as (schema c, table s).
+    let reference = object_name_to_table_reference(name.clone(), normalize(state))?;
+    let default_catalog = &state.config().options().catalog.default_catalog;
+    let (catalog, schema) = match reference {
+        TableReference::Bare { table } => (default_catalog.clone(), table.to_string()),
+        TableReference::Partial { schema, table } => (schema.to_string(), table.to_string()),
+        TableReference::Full { .. } => {
+            return Err(PlanError::DataFusion(DataFusionError::Plan(format!(
+                "schema name {name} has too many parts"
+            ))));
+        }
+    };
+    Ok(lake_catalog(state, &catalog).map(|c| (c, schema)))
+}
+
+/// `[[catalog.]schema.]table` in a lake catalog: the catalog and the resolved name.
+fn lake_table(
+    state: &SessionState,
+    name: &ObjectName,
+) -> Result<Option<(LakeCatalog, ResolvedTableReference)>, PlanError> {
+    let reference = object_name_to_table_reference(name.clone(), normalize(state))?;
+    let options = state.config().options();
+    let resolved = reference.resolve(
+        &options.catalog.default_catalog,
+        &options.catalog.default_schema,
+    );
+    Ok(lake_catalog(state, &resolved.catalog).map(|c| (c, resolved)))
+}
+
+/// `WITH (key = value, ...)` as (lower-case key, value) pairs.
+fn properties(options: &[SqlOption]) -> Result<Vec<(String, Expr)>, PlanError> {
+    options
+        .iter()
+        .map(|option| match option {
+            SqlOption::KeyValue { key, value } => Ok((key.value.to_lowercase(), value.clone())),
+            other => Err(not_supported(&format!("property {other}"))),
+        })
+        .collect()
+}
+
+fn string_value(key: &str, value: &Expr) -> Result<String, PlanError> {
+    match value {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) => Ok(s.clone()),
+            _ => Err(bad_property(key, value, "a string literal")),
+        },
+        _ => Err(bad_property(key, value, "a string literal")),
+    }
+}
+
+fn string_array(key: &str, value: &Expr) -> Result<Vec<String>, PlanError> {
+    match value {
+        Expr::Array(array) => array.elem.iter().map(|e| string_value(key, e)).collect(),
+        _ => Err(bad_property(key, value, "ARRAY['column', ...]")),
+    }
+}
+
+fn lake_error(code: &str, message: String) -> PlanError {
+    PlanError::DataFusion(DataFusionError::External(Box::new(
+        tributary_connectors::ConnectorError::Remote {
+            sqlstate: code.into(),
+            message,
+        },
+    )))
+}
+
+fn not_supported(what: &str) -> PlanError {
+    lake_error(
+        tributary_connectors::sqlstate::FEATURE_NOT_SUPPORTED,
+        format!("{what} is not supported"),
+    )
+}
+
+fn unknown_property(kind: &str, key: &str) -> PlanError {
+    lake_error(
+        tributary_connectors::sqlstate::FEATURE_NOT_SUPPORTED,
+        format!("{kind} property '{key}' is not supported by lake catalogs"),
+    )
+}
+
+fn bad_property(key: &str, value: &Expr, expected: &str) -> PlanError {
+    lake_error(
+        tributary_connectors::sqlstate::INVALID_PARAMETER_VALUE,
+        format!("property '{key}' = {value}: expected {expected}"),
+    )
+}
