@@ -122,25 +122,6 @@ impl Moto {
         (status == 200).then_some(body)
     }
 
-    /// The keys of every object under `prefix` in `bucket`, sorted (ListObjectsV2, up to 1000).
-    pub fn list_keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
-        let path = format!("/{bucket}?list-type=2&prefix={}", encode_key(prefix));
-        let (status, body) = http(self.port, "GET", &path, &[])
-            .unwrap_or_else(|e| panic!("list s3://{bucket}/{prefix}: {e}"));
-        let body = String::from_utf8_lossy(&body);
-        assert!(
-            (200..300).contains(&status),
-            "list s3://{bucket}/{prefix}: HTTP {status}: {body}"
-        );
-        let mut keys: Vec<String> = body
-            .split("<Key>")
-            .skip(1)
-            .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_string()))
-            .collect();
-        keys.sort();
-        keys
-    }
-
     /// Uploads every file under `dir` to `bucket` with keys `prefix/relative/path`
     /// (no prefix when `prefix` is empty). Returns the keys written.
     pub fn upload_dir(&self, bucket: &str, prefix: &str, dir: &Path) -> Vec<String> {
