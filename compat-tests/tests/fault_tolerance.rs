@@ -14,6 +14,8 @@
 //!   undisturbed answer; a GROUP BY far past the per-node memory limit completes under `TASK` and
 //!   fails with 53200 under `NONE`; a coordinator killed mid-query removes its spool data when it
 //!   starts again.
+//! - `CREATE TABLE AS` of `tpch.sf1.lineitem` into a lake table under `TASK` with a worker killed
+//!   mid-write: exactly 6,001,215 rows, aggregates equal to the source.
 //! - After every query, however it ended (finished, failed, canceled), the spool holds no data.
 
 use std::path::{Path, PathBuf};
@@ -479,4 +481,56 @@ async fn a_canceled_task_query_leaves_an_empty_spool() {
             .strings(),
         [["25"]]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ctas_under_task_survives_a_killed_worker_with_exactly_one_copy_of_each_row() {
+    let spool = TempDir::new("spool-ctas");
+    let lake = TempDir::new("lake-ctas");
+    let catalog = format!(
+        "connector = \"lake\"\nlocation = {}\n",
+        toml_string(&format!("file://{}", lake.path().display()))
+    );
+    let config = ConfigDir::new()
+        .config(&format!(
+            "[node]\nheartbeat_interval_ms = 200\nheartbeat_timeout_ms = 3000\n\
+             [engine]\ntask_threads = 1\n{FAST_RETRIES}{}",
+            disk_spool(spool.path())
+        ))
+        .catalog("lake", &catalog);
+    let cluster = Cluster::start_with(config, &["w1", "w2", "w3"]).await;
+    let c = Arc::new(cluster.coordinator.connect("tpch").await);
+    exec(&c, "CREATE SCHEMA lake.etl; SET retry_policy = 'TASK'").await;
+    let ctas = "CREATE TABLE lake.etl.lineitem AS SELECT * FROM tpch.sf1.lineitem";
+    let write = {
+        let c = c.clone();
+        tokio::spawn(async move { c.simple_query(ctas).await })
+    };
+    let watcher = cluster.coordinator.connect("tpch").await;
+    wait_running_task(&watcher, "w2").await;
+    cluster.kill_worker("w2");
+    let done = tokio::time::timeout(Duration::from_secs(600), write)
+        .await
+        .expect("the CTAS must end")
+        .unwrap()
+        .expect("under TASK the CTAS survives the loss of a worker");
+    let tag = done.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+        _ => None,
+    });
+    assert_eq!(tag, Some(6_001_215));
+    let aggregates = "count(*), sum(l_quantity), sum(l_extendedprice), count(DISTINCT l_orderkey)";
+    exec(&c, "RESET retry_policy").await;
+    let copy = run(&c, &format!("SELECT {aggregates} FROM lake.etl.lineitem")).await;
+    let source = run(&c, &format!("SELECT {aggregates} FROM tpch.sf1.lineitem")).await;
+    assert_eq!(copy.strings(), source.strings());
+    assert_eq!(copy.strings()[0][0], "6001215");
+    let attempts = task_attempts(&cluster.coordinator, ctas).await;
+    assert!(
+        attempts
+            .iter()
+            .any(|(.., w, state)| w == "w2" && state == "FAILED"),
+        "a writer task was lost with w2: {attempts:?}"
+    );
+    wait_spool_empty("disk", || files_under(spool.path())).await;
 }
