@@ -48,6 +48,18 @@ impl Cluster {
         self.wait_node_state(id, "active").await;
     }
 
+    /// Freezes worker `id` (`kill -STOP`): its process and connections stay open but it answers
+    /// nothing, like a hung or partitioned node. It is killed when the cluster is dropped.
+    pub fn freeze_worker(&self, id: &str) {
+        let workers = self.workers.lock().unwrap();
+        let (_, w) = workers.iter().find(|(w, _)| w == id).expect("known worker");
+        let status = std::process::Command::new("kill")
+            .args(["-STOP", &w.pid().to_string()])
+            .status()
+            .expect("run kill -STOP");
+        assert!(status.success(), "kill -STOP {id}: {status}");
+    }
+
     /// `kill -9` of worker `id`.
     pub fn kill_worker(&self, id: &str) {
         let workers = self.workers.lock().unwrap();

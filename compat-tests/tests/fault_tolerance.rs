@@ -14,6 +14,8 @@
 //!   undisturbed answer; a GROUP BY far past the per-node memory limit completes under `TASK` and
 //!   fails with 53200 under `NONE`; a coordinator killed mid-query removes its spool data when it
 //!   starts again.
+//! - A worker frozen mid-query (`kill -STOP`: connections open, no answers) under `TASK`: the coordinator
+//!   marks it dead after the heartbeat timeout and its attempts run again elsewhere.
 //! - `CREATE TABLE AS` of `tpch.sf1.lineitem` into a lake table under `TASK` with a worker killed
 //!   mid-write: exactly 6,001,215 rows, aggregates equal to the source.
 //! - After every query, however it ended (finished, failed, canceled), the spool holds no data.
@@ -532,5 +534,29 @@ async fn a_ctas_under_task_survives_a_killed_worker_with_exactly_one_copy_of_eac
             .any(|(.., w, state)| w == "w2" && state == "FAILED"),
         "a writer task was lost with w2: {attempts:?}"
     );
+    wait_spool_empty("disk", || files_under(spool.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_retry_survives_a_frozen_worker() {
+    let spool = TempDir::new("spool-freeze");
+    let cluster = three_workers(&disk_spool(spool.path())).await;
+    let c = Arc::new(cluster.coordinator.connect("tpch").await);
+    let expected = run(&c, LONG_QUERY).await;
+    exec(&c, "SET retry_policy = 'TASK'").await;
+    let long = {
+        let c = c.clone();
+        tokio::spawn(async move { results::query_text(&c, LONG_QUERY).await })
+    };
+    let watcher = cluster.coordinator.connect("tpch").await;
+    wait_running_task(&watcher, "w2").await;
+    cluster.freeze_worker("w2");
+    let got = tokio::time::timeout(Duration::from_secs(300), long)
+        .await
+        .expect("the query must not hang on a frozen worker")
+        .unwrap()
+        .expect("under TASK the query survives a frozen worker");
+    assert_eq!(got.strings(), expected.strings());
+    cluster.wait_node_state("w2", "dead").await;
     wait_spool_empty("disk", || files_under(spool.path())).await;
 }

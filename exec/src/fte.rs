@@ -35,6 +35,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
+use tributary_exchange::flight::RemoteError;
 use tributary_planner::{Stage, StagePlan};
 
 use crate::ExecError;
@@ -51,6 +52,9 @@ use crate::worker::{Worker, WorkerKind, WorkerPool};
 /// Growth of a task's memory limit after it ran out of memory (Trino's
 /// `fault-tolerant-execution-task-memory-growth-factor`).
 pub const MEMORY_GROWTH_FACTOR: usize = 3;
+
+/// How often a running remote attempt checks that its worker is still active.
+const LIVENESS_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Everything the fault-tolerant scheduler needs from the engine.
 pub struct TaskScheduler<'a> {
@@ -411,7 +415,9 @@ impl TaskScheduler<'_> {
         Ok(reports)
     }
 
-    /// Runs an attempt on a remote worker; returns its reports, or the error of a lost worker.
+    /// Runs an attempt on a remote worker; returns its reports, or the error of a lost worker: its
+    /// connection broke (killed), or the coordinator marked it dead while the attempt ran (no
+    /// heartbeat: a hung or partitioned worker whose connection stays open).
     async fn run_remote(
         &self,
         worker: &Worker,
@@ -420,27 +426,46 @@ impl TaskScheduler<'_> {
         spec: &TaskSpec,
         fragment: Option<&Bytes>,
     ) -> Result<Vec<TaskReport>> {
-        let partitioned = stage.output.partitioning().is_some();
-        let fragment = fragment.cloned().unwrap_or_default();
-        let request = RunTasks::new(&self.runtime.node_id, spec, partitioned, fragment);
-        let mut reports = run_remote_tasks(self.runtime, &worker.id, address, &request).await?;
-        self.tracker
-            .tasks_running(&spec.query, stage.id, &spec.tasks);
-        let mut done = Vec::new();
-        while done.len() < spec.tasks.len() {
-            match reports.next().await {
-                Some(report) => done.push(report?),
-                None => {
-                    return Err(tributary_exchange::flight::RemoteError::node_lost(
-                        &worker.id,
-                        address,
-                        "its task reports ended early",
-                    )
-                    .into_datafusion());
+        let attempt = async {
+            let partitioned = stage.output.partitioning().is_some();
+            let fragment = fragment.cloned().unwrap_or_default();
+            let request = RunTasks::new(&self.runtime.node_id, spec, partitioned, fragment);
+            let mut reports = run_remote_tasks(self.runtime, &worker.id, address, &request).await?;
+            self.tracker
+                .tasks_running(&spec.query, stage.id, &spec.tasks);
+            let mut done = Vec::new();
+            while done.len() < spec.tasks.len() {
+                match reports.next().await {
+                    Some(report) => done.push(report?),
+                    None => {
+                        return Err(RemoteError::node_lost(
+                            &worker.id,
+                            address,
+                            "its task reports ended early",
+                        )
+                        .into_datafusion());
+                    }
                 }
             }
+            Ok(done)
+        };
+        let marked_dead = async {
+            loop {
+                tokio::time::sleep(LIVENESS_CHECK).await;
+                if !self.workers.active().iter().any(|w| w.id == worker.id) {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            done = attempt => done,
+            () = marked_dead => Err(RemoteError::node_lost(
+                &worker.id,
+                address,
+                "marked dead (no heartbeat) while running the task",
+            )
+            .into_datafusion()),
         }
-        Ok(done)
     }
 }
 
