@@ -26,7 +26,7 @@ use crate::ExecError;
 use crate::codec::PlanCodec;
 use crate::fte::TaskScheduler;
 use crate::memory::node_runtime;
-use crate::retry::{QueryConfig, QueryOptions, RetryPolicy};
+use crate::retry::{QueryOptions, RetryPolicy};
 use crate::rpc::{NodeService, spawn_heartbeats};
 use crate::scheduler::{QueryExecution, Scheduler};
 use crate::subquery::{StagedRunner, run_scalar_subqueries};
@@ -315,11 +315,6 @@ impl Engine {
             retry_policy: self.config.query.retry_policy,
             inject_failure: None,
         }
-    }
-
-    /// `[query]` of the config: retry attempts and delays.
-    pub fn query_config(&self) -> &QueryConfig {
-        &self.config.query
     }
 
     /// Whether queries may run under `policy` on this node: `TASK` needs a spool (`[exchange]

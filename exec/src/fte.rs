@@ -29,8 +29,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, SessionState, TaskContext};
-use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::repartition::RepartitionExec;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use parking_lot::Mutex;
@@ -44,7 +42,7 @@ use crate::operator_metrics::OperatorMetrics;
 use crate::retry::{FailureInjection, QueryConfig};
 use crate::rpc::messages::RunTasks;
 use crate::rpc::run_remote_tasks;
-use crate::scheduler::{QueryExecution, lost_node};
+use crate::scheduler::{QueryExecution, encode_fragment, lost_node, session_settings};
 use crate::task::{TaskReport, TaskRuntime, TaskSpec};
 use crate::tracker::QueryTracker;
 use crate::worker::{Worker, WorkerKind, WorkerPool};
@@ -108,13 +106,7 @@ impl TaskScheduler<'_> {
             .journal_begin(&self.runtime.node_id, &query)
             .await
             .map_err(|e| e.into_datafusion())?;
-        let settings = base
-            .session_config()
-            .options()
-            .entries()
-            .into_iter()
-            .filter_map(|e| e.value.map(|v| (e.key, v)))
-            .collect();
+        let settings = session_settings(&base);
         let run = Run {
             query: query.clone(),
             state,
@@ -197,14 +189,7 @@ impl TaskScheduler<'_> {
         if !any_remote {
             return None;
         }
-        let plan: Arc<dyn ExecutionPlan> = match stage.output.partitioning() {
-            Some(p) => match RepartitionExec::try_new(stage.plan.clone(), p) {
-                Ok(r) => Arc::new(r),
-                Err(_) => return None,
-            },
-            None => stage.plan.clone(),
-        };
-        match self.runtime.codec.encode(&plan) {
+        match encode_fragment(&self.runtime.codec, stage) {
             Ok(f) => Some(f),
             Err(e) => {
                 tracing::debug!(stage = stage.id, "stage stays on the coordinator: {e}");

@@ -228,13 +228,7 @@ impl Scheduler<'_> {
         fails: &(dyn Fn(usize, usize) -> bool + Sync),
         may_place_again: &mut bool,
     ) -> Result<(QueryExecution, SendableRecordBatchStream)> {
-        let config: Vec<(String, String)> = base
-            .session_config()
-            .options()
-            .entries()
-            .into_iter()
-            .filter_map(|e| e.value.map(|v| (e.key, v)))
-            .collect();
+        let config = session_settings(&base);
         let active = self.workers.active();
         let placements = self.place(plan, &active)?;
         let locations: HashMap<(usize, usize), Location> = placements
@@ -428,11 +422,7 @@ impl Scheduler<'_> {
 
     /// Encodes a stage's fragment for remote workers, wrapped in the repartitioning of its output.
     fn encode(&self, stage: &Stage) -> Result<bytes::Bytes> {
-        let plan: Arc<dyn ExecutionPlan> = match stage.output.partitioning() {
-            Some(p) => Arc::new(RepartitionExec::try_new(stage.plan.clone(), p)?),
-            None => stage.plan.clone(),
-        };
-        self.runtime.codec.encode(&plan)
+        encode_fragment(&self.runtime.codec, stage)
     }
 
     fn location(&self, worker: &Worker) -> Location {
@@ -495,6 +485,27 @@ impl Scheduler<'_> {
             }
         })
     }
+}
+
+/// A stage's fragment as sent to remote workers: its plan wrapped in the `RepartitionExec` of its
+/// output partitioning (taken off again by [`crate::rpc::unwrap_partitioning`]), encoded by `codec`.
+/// Errors when the fragment uses something only this node has.
+pub fn encode_fragment(codec: &crate::codec::PlanCodec, stage: &Stage) -> Result<bytes::Bytes> {
+    let plan: Arc<dyn ExecutionPlan> = match stage.output.partitioning() {
+        Some(p) => Arc::new(RepartitionExec::try_new(stage.plan.clone(), p)?),
+        None => stage.plan.clone(),
+    };
+    codec.encode(&plan)
+}
+
+/// The session settings (`datafusion.*` options that have a value) a task carries to its node.
+pub fn session_settings(base: &TaskContext) -> Vec<(String, String)> {
+    base.session_config()
+        .options()
+        .entries()
+        .into_iter()
+        .filter_map(|e| e.value.map(|v| (e.key, v)))
+        .collect()
 }
 
 /// Whether `e` says a node was lost (rather than a task failing on it).

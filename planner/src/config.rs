@@ -306,9 +306,6 @@ pub enum RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The names `retry_policy` accepts (case-insensitive), in the order of the variants.
-    pub const NAMES: [&'static str; 3] = ["NONE", "QUERY", "TASK"];
-
     /// The name as Trino and `SHOW retry_policy` spell it.
     pub fn name(self) -> &'static str {
         match self {
