@@ -376,15 +376,22 @@ impl PartitionWriter {
             values.push((batch.schema().field(i).name().clone(), strings.clone()));
         }
         let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        // One directory buffer for every row: a new key is allocated only per new directory.
+        let mut dir = String::new();
         for row in 0..batch.num_rows() {
-            let mut dir = String::new();
+            dir.clear();
             for (name, strings) in &values {
                 dir.push_str(name);
                 dir.push('=');
                 dir.push_str(partition_dir_value(name, strings.value(row))?);
                 dir.push('/');
             }
-            groups.entry(dir).or_default().push(row as u32);
+            match groups.get_mut(&dir) {
+                Some(rows) => rows.push(row as u32),
+                None => {
+                    groups.insert(dir.clone(), vec![row as u32]);
+                }
+            }
         }
         Ok(groups
             .into_iter()
