@@ -47,6 +47,43 @@ pub fn batch_bytes(batch: &RecordBatch) -> usize {
         .sum()
 }
 
+/// `batch` with its string and binary view columns (`Utf8View`, `BinaryView`) compacted when they
+/// hold far more buffer bytes than their rows refer to: more than twice the bytes referred to and
+/// over 32 KiB. Other columns, and view columns already compact, are shared, not copied.
+///
+/// A view array that came out of a `take` or a slice (a hash repartition, a join's probe output)
+/// keeps every data buffer of the arrays it was gathered from, and Arrow IPC writes whole buffers:
+/// without this, an exchange or spool carries the same strings once per batch (q21's supplier names
+/// made a task's 37 MB of rows 89 MB of spool). DataFusion's spill files do the same
+/// (`gc_view_arrays`, not public).
+pub fn compact_views(batch: RecordBatch) -> RecordBatch {
+    use datafusion::arrow::array::{Array, ArrayRef, AsArray, GenericByteViewArray};
+    use datafusion::arrow::datatypes::{ByteViewType, DataType};
+
+    fn compact<T: ByteViewType + ?Sized>(a: &GenericByteViewArray<T>) -> Option<ArrayRef> {
+        let held: usize = a.data_buffers().iter().map(|b| b.len()).sum();
+        (held > 32 * 1024 && held > 2 * a.total_buffer_bytes_used()).then(|| Arc::new(a.gc()) as _)
+    }
+    let compacted = |c: &ArrayRef| match c.data_type() {
+        DataType::Utf8View => compact(c.as_string_view()),
+        DataType::BinaryView => compact(c.as_binary_view()),
+        _ => None,
+    };
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (i, c) in batch.columns().iter().enumerate() {
+        if let Some(new) = compacted(c) {
+            if columns.is_empty() {
+                columns = batch.columns().to_vec();
+            }
+            columns[i] = new;
+        }
+    }
+    if columns.is_empty() {
+        return batch;
+    }
+    RecordBatch::try_new(batch.schema(), columns).unwrap_or(batch)
+}
+
 /// The output of one task of one stage of one query.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskOutputId {

@@ -18,6 +18,7 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio::task::AbortHandle;
 use tracing::debug;
+use tributary_exchange::compact_views;
 use tributary_exchange::flight::{Channels, ErrorClassifier, Location, NodeSecret, RoutedSource};
 use tributary_exchange::memory::MemoryExchange;
 use tributary_exchange::spool::{Spool, SpoolError, SpoolSource};
@@ -450,13 +451,13 @@ async fn run_task(
             // Yield to the runtime between batches so sessions, accepts and cancels keep being served.
             tokio::task::consume_budget().await;
             match partitioner.as_mut() {
-                None => sink.write(0, batch).await?,
+                None => sink.write(0, compact_views(batch)).await?,
                 Some(partitioner) => {
                     let parts: Vec<(usize, RecordBatch)> =
                         partitioner.partition_iter(batch)?.collect::<Result<_>>()?;
                     for (p, b) in parts {
                         if b.num_rows() > 0 {
-                            sink.write(p, b).await?;
+                            sink.write(p, compact_views(b)).await?;
                         }
                     }
                 }
