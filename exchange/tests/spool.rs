@@ -33,7 +33,7 @@ struct Store {
 }
 
 impl Store {
-    fn new(at: Where, compression: SpoolCompression) -> Store {
+    fn new(at: Where, compression: Option<SpoolCompression>) -> Store {
         match at {
             Where::Local => {
                 let dir = TempDir::new("spool");
@@ -93,6 +93,7 @@ impl Store {
         self.spool().with_limits(BufferLimits {
             segment_bytes: 8 << 10,
             sink_bytes: 12 << 10,
+            batch_rows: 64,
         })
     }
 
@@ -266,15 +267,21 @@ on_local_and_s3!(
 );
 
 /// Several partitions written interleaved with many flushes, one partition empty: each partition
-/// reads back exactly, in order, for every compression; one data file plus the manifest per attempt.
+/// reads back exactly, in order, for every compression (unset: none on a local directory, LZ4 on
+/// S3); one data file plus the manifest per attempt.
 async fn round_trip_of_interleaved_partitions(at: Where) {
     let mut sizes = Vec::new();
-    for compression in [
-        SpoolCompression::None,
-        SpoolCompression::Lz4,
-        SpoolCompression::Zstd,
+    for configured in [
+        Some(SpoolCompression::None),
+        Some(SpoolCompression::Lz4),
+        Some(SpoolCompression::Zstd),
+        None,
     ] {
-        let store = Store::new(at, compression);
+        let compression = configured.unwrap_or(match at {
+            Where::Local => SpoolCompression::None,
+            Where::S3 => SpoolCompression::Lz4,
+        });
+        let store = Store::new(at, configured);
         let spool = store.small_segments();
         let out = output("q1", 1, 3);
         let sink = spool.create_sink(&out, 0, 4).expect("sink");
@@ -322,6 +329,11 @@ async fn round_trip_of_interleaved_partitions(at: Where) {
         for (p, want) in want.iter().enumerate() {
             let got = read(&spool, &out, 0, p).await;
             assert_eq!(&rows_of(&got), want, "{compression:?} partition {p}");
+            // Written in slices of 20 to 110 rows, read in batches of `batch_rows` (64) but the last.
+            let sizes: Vec<usize> = got.iter().map(|b| b.num_rows()).collect();
+            if let Some((_, full)) = sizes.split_last() {
+                assert!(full.iter().all(|&n| n == 64), "{sizes:?}");
+            }
         }
         // The same through a fresh spool (another process: no cached manifest).
         let got = read(&store.spool(), &out, 0, 3).await;
@@ -340,7 +352,7 @@ async fn round_trip_of_interleaved_partitions(at: Where) {
 /// With the default limits (1 MiB segments), an attempt larger than S3's 5 MiB part size: the data
 /// file is uploaded in parts and ranged reads cross part boundaries.
 async fn a_large_attempt_streams_through_multipart_upload(at: Where) {
-    let store = Store::new(at, SpoolCompression::None);
+    let store = Store::new(at, Some(SpoolCompression::None));
     let spool = store.spool();
     let out = output("big", 1, 0);
     let sink = spool.create_sink(&out, 0, 3).expect("sink");
@@ -375,7 +387,7 @@ async fn a_large_attempt_streams_through_multipart_upload(at: Where) {
 }
 
 async fn an_attempt_without_output_commits_an_empty_manifest(at: Where) {
-    let store = Store::new(at, SpoolCompression::Lz4);
+    let store = Store::new(at, Some(SpoolCompression::Lz4));
     let spool = store.spool();
     let out = output("q2", 2, 0);
     let sink: Box<dyn ExchangeSink> = Box::new(spool.create_sink(&out, 0, 3).expect("sink"));
@@ -390,7 +402,7 @@ async fn an_attempt_without_output_commits_an_empty_manifest(at: Where) {
 }
 
 async fn an_unfinished_attempt_is_never_readable(at: Where) {
-    let store = Store::new(at, SpoolCompression::Lz4);
+    let store = Store::new(at, Some(SpoolCompression::Lz4));
     let spool = store.small_segments();
     let dropped = output("q3", 1, 0);
     let aborted = output("q3", 1, 1);
@@ -432,7 +444,7 @@ async fn an_unfinished_attempt_is_never_readable(at: Where) {
 }
 
 async fn each_committed_attempt_reads_its_own_data(at: Where) {
-    let store = Store::new(at, SpoolCompression::Zstd);
+    let store = Store::new(at, Some(SpoolCompression::Zstd));
     let spool = store.spool();
     let out = output("q4", 1, 2);
     commit(&spool, &out, 0, &[(0, 0, 10), (1, 0, 5)]).await;
@@ -461,7 +473,7 @@ async fn each_committed_attempt_reads_its_own_data(at: Where) {
 }
 
 async fn release_query_deletes_everything_of_the_query(at: Where) {
-    let store = Store::new(at, SpoolCompression::Lz4);
+    let store = Store::new(at, Some(SpoolCompression::Lz4));
     let spool = store.small_segments();
     spool.journal_begin("coordinator", "q5").await.unwrap();
     for (stage, task) in [(1, 0), (1, 1), (2, 0)] {
@@ -505,7 +517,7 @@ async fn release_query_deletes_everything_of_the_query(at: Where) {
 }
 
 async fn recover_cleans_what_a_crashed_coordinator_journaled(at: Where) {
-    let store = Store::new(at, SpoolCompression::Lz4);
+    let store = Store::new(at, Some(SpoolCompression::Lz4));
     {
         let crashed = store.spool();
         crashed.journal_begin("coord-1", "lost").await.unwrap();
@@ -538,7 +550,7 @@ async fn recover_cleans_what_a_crashed_coordinator_journaled(at: Where) {
 }
 
 async fn sweep_deletes_only_expired_queries(at: Where) {
-    let store = Store::new(at, SpoolCompression::None);
+    let store = Store::new(at, Some(SpoolCompression::None));
     let spool = store.spool();
     spool.journal_begin("coord", "old").await.unwrap();
     commit(&spool, &output("old", 1, 0), 0, &[(0, 0, 10)]).await;
@@ -562,7 +574,7 @@ async fn sweep_deletes_only_expired_queries(at: Where) {
 }
 
 async fn result_buffer_spills_past_its_memory_bound(at: Where) {
-    let store = Store::new(at, SpoolCompression::Lz4);
+    let store = Store::new(at, Some(SpoolCompression::Lz4));
     let spool = store.small_segments();
     let mut buffer = ResultBuffer::new(spool.clone(), "q8", 1, schema(), 20_000);
     for i in 0..100 {
@@ -593,8 +605,8 @@ async fn result_buffer_spills_past_its_memory_bound(at: Where) {
 /// and release cleans both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_spread_over_several_bases() {
-    let local = Store::new(Where::Local, SpoolCompression::Lz4);
-    let s3 = Store::new(Where::S3, SpoolCompression::Lz4);
+    let local = Store::new(Where::Local, Some(SpoolCompression::Lz4));
+    let s3 = Store::new(Where::S3, Some(SpoolCompression::Lz4));
     let config = ExchangeConfig {
         base_directories: vec![
             local.config.base_directories[0].clone(),
@@ -646,11 +658,11 @@ fn config_keys_defaults_and_errors() {
     assert_eq!(config.base_directories.len(), 2);
     assert_eq!(config.s3.region, "us-east-1");
     assert_eq!(config.s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
-    assert_eq!(config.compression, SpoolCompression::Zstd);
+    assert_eq!(config.compression, Some(SpoolCompression::Zstd));
     assert_eq!(config.max_age_s, 60);
     assert!(!format!("{config:?}").contains("wJalrXUtnFEMI"));
     assert_eq!(parse("[exchange]\n").unwrap(), ExchangeConfig::default());
-    assert_eq!(ExchangeConfig::default().compression, SpoolCompression::Lz4);
+    assert_eq!(ExchangeConfig::default().compression, None);
     assert_eq!(ExchangeConfig::default().max_age_s, 86_400);
 
     for (text, key, reason) in [

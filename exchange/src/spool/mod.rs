@@ -30,7 +30,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -70,8 +69,13 @@ pub struct BufferLimits {
     /// (default 1 MiB): the unit of a reader's ranged read.
     pub segment_bytes: usize,
     /// When a sink's partitions together buffer more than this many encoded bytes, the largest
-    /// segment is appended (default 16 MiB): a sink's memory bound.
+    /// segment is appended (default 16 MiB): a sink's memory bound, beside the rows each
+    /// partition gathers before encoding them (below `batch_rows`).
     pub sink_bytes: usize,
+    /// A sink gathers each partition's rows into batches of this many rows before encoding them
+    /// (default 8192, DataFusion's batch size): a hash-partitioned task writes many small slices,
+    /// and IPC compression pays a fixed cost per buffer.
+    pub batch_rows: usize,
 }
 
 impl Default for BufferLimits {
@@ -79,6 +83,7 @@ impl Default for BufferLimits {
         Self {
             segment_bytes: 1 << 20,
             sink_bytes: 16 << 20,
+            batch_rows: 8192,
         }
     }
 }
@@ -94,8 +99,6 @@ pub struct Spool {
 struct Inner {
     /// Never empty.
     bases: Vec<Base>,
-    compression: SpoolCompression,
-    ipc_options: IpcWriteOptions,
     /// `{query}/{stage}/{task}/{attempt}/` -> its manifest.
     manifests: Mutex<HashMap<String, Arc<Manifest>>>,
     /// query -> the node whose journal entry this process wrote for it.
@@ -106,7 +109,15 @@ impl std::fmt::Debug for Spool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Spool")
             .field("bases", &self.inner.bases)
-            .field("compression", &self.inner.compression)
+            .field(
+                "compression",
+                &self
+                    .inner
+                    .bases
+                    .iter()
+                    .map(|b| b.compression)
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -122,32 +133,32 @@ impl Spool {
         let bases = config
             .bases()?
             .iter()
-            .map(|base| Base::open(base, &config.s3))
+            .map(|base| Base::open(base, &config.s3, config.compression))
             .collect::<Result<Vec<_>, _>>()?;
-        Self::build(bases, config.compression)
+        Ok(Self::build(bases))
     }
 
     /// A spool on the local directory `dir` (created when missing): for the QUERY result buffer
     /// when no base directory is configured, and for tests. Errors: [`SpoolError::Storage`] when
     /// the directory cannot be created.
-    pub fn local(dir: &Path, compression: SpoolCompression) -> Result<Spool, SpoolError> {
-        let base = Base::open(&BaseUrl::Fs(dir.to_path_buf()), &S3Settings::default())?;
-        Self::build(vec![base], compression)
+    pub fn local(dir: &Path, compression: Option<SpoolCompression>) -> Result<Spool, SpoolError> {
+        let base = Base::open(
+            &BaseUrl::Fs(dir.to_path_buf()),
+            &S3Settings::default(),
+            compression,
+        )?;
+        Ok(Self::build(vec![base]))
     }
 
-    fn build(bases: Vec<Base>, compression: SpoolCompression) -> Result<Spool, SpoolError> {
-        let ipc_options = format::ipc_options(compression)
-            .map_err(|e| SpoolError::config("compression", e.to_string()))?;
-        Ok(Spool {
+    fn build(bases: Vec<Base>) -> Spool {
+        Spool {
             inner: Arc::new(Inner {
                 bases,
-                compression,
-                ipc_options,
                 manifests: Mutex::default(),
                 journal: Mutex::default(),
             }),
             limits: BufferLimits::default(),
-        })
+        }
     }
 
     /// This spool with other buffer limits (for tuning, and tests that want many small segments).
@@ -216,7 +227,7 @@ impl Spool {
             return Ok(manifest.clone());
         }
         let path = format!("{dir}{MANIFEST_FILE}");
-        let bytes = match base.op.read(&path).await {
+        let bytes = match base.read_whole(&path).await {
             Ok(buffer) => buffer.to_bytes(),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => {
                 return Err(SpoolError::NotCommitted {

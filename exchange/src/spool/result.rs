@@ -52,6 +52,7 @@ impl ResultBuffer {
     ) -> Self {
         let dir = format!("{query}/result/{attempt}/");
         let base: Base = spool.base_for(&format!("{query}/result")).clone();
+        let ipc_options = base.ipc_options.clone();
         let file = check_segment("query id", query)
             .ok()
             .map(|()| DataFile::new(base, format!("{dir}{DATA_FILE}")));
@@ -64,7 +65,7 @@ impl ResultBuffer {
             limits: spool.limits,
             spill: Spill {
                 dir,
-                encoder: SegmentEncoder::new(spool.inner.ipc_options.clone()),
+                encoder: SegmentEncoder::new(ipc_options),
                 file,
                 segments: Vec::new(),
             },

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use datafusion::arrow::compute::BatchCoalescer;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
 
@@ -17,7 +18,9 @@ use crate::ExchangeSink;
 
 /// The sink of one task attempt, from [`super::Spool::create_sink`].
 ///
-/// Each output partition's batches are encoded (compressed Arrow IPC) into that partition's
+/// Each output partition's batches are first gathered into batches of
+/// [`BufferLimits::batch_rows`] rows (a hash-partitioned task writes many small slices), then
+/// encoded (compressed Arrow IPC) into that partition's
 /// current segment in memory; a segment is appended to the attempt's single `data.arrow` when it
 /// reaches the segment size (1 MiB), and when all partitions together buffer more than the sink
 /// limit (16 MiB) the largest is appended, so memory stays bounded whatever the output size.
@@ -31,6 +34,8 @@ pub struct SpoolSink {
     attempt: u32,
     compression: SpoolCompression,
     limits: BufferLimits,
+    /// Per output partition, rows not yet encoded (created on its first batch).
+    coalescers: Vec<Option<BatchCoalescer>>,
     encoders: Vec<SegmentEncoder>,
     index: Vec<PartitionIndex>,
     /// Encoded bytes buffered over all encoders.
@@ -50,14 +55,15 @@ impl SpoolSink {
         partitions: usize,
     ) -> Self {
         Self {
+            compression: base.compression,
+            encoders: (0..partitions)
+                .map(|_| SegmentEncoder::new(base.ipc_options.clone()))
+                .collect(),
             data: DataFile::new(base, format!("{dir}{DATA_FILE}")),
             dir,
             attempt,
-            compression: spool.inner.compression,
             limits: spool.limits,
-            encoders: (0..partitions)
-                .map(|_| SegmentEncoder::new(spool.inner.ipc_options.clone()))
-                .collect(),
+            coalescers: (0..partitions).map(|_| None).collect(),
             index: vec![PartitionIndex::default(); partitions],
             buffered: 0,
             spooled: Arc::default(),
@@ -69,6 +75,44 @@ impl SpoolSink {
     /// growing as segments are appended; final once `finish` returned.
     pub fn spooled_bytes(&self) -> Arc<AtomicU64> {
         self.spooled.clone()
+    }
+
+    /// Encodes `batch` into partition `partition`'s segment; appends segments to the data file as
+    /// they or the sink's buffer fill up.
+    async fn encode(&mut self, partition: usize, batch: &RecordBatch) -> Result<()> {
+        let encoder = &mut self.encoders[partition];
+        let before = encoder.buffered();
+        encoder.write(batch)?;
+        let after = encoder.buffered();
+        self.buffered += after - before;
+        if after >= self.limits.segment_bytes {
+            self.flush(partition).await?;
+        }
+        while self.buffered > self.limits.sink_bytes {
+            let largest = (0..self.encoders.len())
+                .max_by_key(|&p| self.encoders[p].buffered())
+                .unwrap_or(0);
+            self.flush(largest).await?;
+        }
+        Ok(())
+    }
+
+    /// Encodes the batches partition `partition`'s coalescer completed (all it holds if `all`).
+    async fn drain(&mut self, partition: usize, all: bool) -> Result<()> {
+        let Some(coalescer) = self.coalescers[partition].as_mut() else {
+            return Ok(());
+        };
+        if all {
+            coalescer.finish_buffered_batch()?;
+        }
+        let mut completed = Vec::new();
+        while let Some(batch) = coalescer.next_completed_batch() {
+            completed.push(batch);
+        }
+        for batch in completed {
+            self.encode(partition, &batch).await?;
+        }
+        Ok(())
     }
 
     /// Appends partition `partition`'s current segment to the data file.
@@ -91,30 +135,21 @@ impl SpoolSink {
 #[async_trait]
 impl ExchangeSink for SpoolSink {
     async fn write(&mut self, partition: usize, batch: RecordBatch) -> Result<()> {
-        let encoder = self.encoders.get_mut(partition).ok_or_else(|| {
+        let coalescer = self.coalescers.get_mut(partition).ok_or_else(|| {
             DataFusionError::Internal(format!("spool partition {partition} out of range"))
         })?;
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let before = encoder.buffered();
-        encoder.write(&batch)?;
-        let after = encoder.buffered();
-        self.buffered += after - before;
-        if after >= self.limits.segment_bytes {
-            self.flush(partition).await?;
-        }
-        while self.buffered > self.limits.sink_bytes {
-            let largest = (0..self.encoders.len())
-                .max_by_key(|&p| self.encoders[p].buffered())
-                .unwrap_or(0);
-            self.flush(largest).await?;
-        }
-        Ok(())
+        coalescer
+            .get_or_insert_with(|| BatchCoalescer::new(batch.schema(), self.limits.batch_rows))
+            .push_batch(batch)?;
+        self.drain(partition, false).await
     }
 
     async fn finish(mut self: Box<Self>) -> Result<()> {
         for partition in 0..self.encoders.len() {
+            self.drain(partition, true).await?;
             self.flush(partition).await?;
         }
         self.data.close().await?;
