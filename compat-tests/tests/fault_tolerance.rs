@@ -12,7 +12,7 @@
 //!   that always fails ends the query naming the stage and task after `task_retry_attempts_per_task`
 //!   retries; `kill -9` of a worker mid-query with the spool on local disk and on S3 (moto) gives the
 //!   undisturbed answer; a GROUP BY far past the per-node memory limit completes under `TASK` and
-//!   fails with 53200 under `NONE`; a coordinator killed mid-query removes its spool data when it
+//!   fails with 53200 under `NONE`; a task out of memory runs again with three times the memory; a coordinator killed mid-query removes its spool data when it
 //!   starts again.
 //! - A worker frozen mid-query (`kill -STOP`: connections open, no answers) under `TASK`: the coordinator
 //!   marks it dead after the heartbeat timeout and its attempts run again elsewhere.
@@ -410,6 +410,47 @@ async fn a_group_by_past_the_memory_limit_completes_under_task_and_fails_under_n
     assert_eq!(sqlstate(&err), "53200", "{err:?}");
     exec(&c, "SET retry_policy = 'TASK'").await;
     assert_eq!(run(&c, sql).await.strings(), [["6001169", "6001215"]]);
+    wait_spool_empty("disk", || files_under(spool.path())).await;
+}
+
+/// A task whose hash-join build side needs more than the per-node limit fails with 53200 on its
+/// first attempt and runs again with three times the memory (Trino's growth factor): the query
+/// completes, and `system.runtime.tasks` shows the failed and the retried attempt of each task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_out_of_memory_runs_again_with_three_times_the_memory() {
+    let spool = TempDir::new("spool-grow");
+    let config = ConfigDir::new().config(&format!(
+        "[engine]\nquery_max_memory_per_node_mb = 1\n{FAST_RETRIES}{}",
+        disk_spool(spool.path())
+    ));
+    let server = Tributary::start(Some(config.path()));
+    let c = server.connect("tpch").await;
+    // Each of the 4 join tasks builds a quarter of customer: about 1 MB, under 3 MB.
+    let sql =
+        "SELECT count(*) FROM tpch.sf1.orders JOIN tpch.sf1.customer ON o_custkey = c_custkey";
+    let err = results::query_text(&c, sql).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "53200", "{err:?}");
+    exec(&c, "SET retry_policy = 'TASK'").await;
+    assert_eq!(run(&c, sql).await.strings(), [["1500000"]]);
+    // Sorted here: a sort's reservation alone is past the 1 MB limit.
+    let mut attempts = run(
+        &c,
+        "SELECT t.stage, t.task, t.attempt, t.state, t.error LIKE 'out of memory%' \
+         FROM system.runtime.tasks t JOIN system.runtime.queries q ON t.query_id = q.query_id \
+         WHERE q.retry_policy = 'TASK' AND (t.attempt > 0 OR t.state = 'FAILED')",
+    )
+    .await
+    .strings();
+    attempts.sort();
+    assert!(!attempts.is_empty(), "no task ran out of memory");
+    for pair in attempts.chunks(2) {
+        let [failed, retried] = pair else {
+            panic!("a failed attempt without its retry: {attempts:?}");
+        };
+        assert_eq!(failed[..2], retried[..2], "{attempts:?}");
+        assert_eq!(failed[2..], ["0", "FAILED", "t"], "{attempts:?}");
+        assert_eq!(retried[2..4], ["1", "FINISHED"], "{attempts:?}");
+    }
     wait_spool_empty("disk", || files_under(spool.path())).await;
 }
 

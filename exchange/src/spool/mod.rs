@@ -300,10 +300,27 @@ impl Spool {
 
     /// Deletes everything of `query` under every base (`{base}/{query}/`: all attempts and its
     /// result buffers), forgets its cached manifests, then deletes its journal entry. A query with
-    /// nothing spooled is fine. Errors: [`SpoolError::Invalid`] for an invalid query id;
-    /// [`SpoolError::Storage`] (the journal entry is then kept, so [`Spool::recover`] retries).
+    /// nothing spooled is fine; a failed delete is tried again four times (50 to 400 ms apart).
+    /// Errors: [`SpoolError::Invalid`] for an invalid query id; [`SpoolError::Storage`] (the
+    /// journal entry is then kept, so [`Spool::recover`] retries).
     pub async fn release_query(&self, query: &str) -> Result<(), SpoolError> {
-        self.delete_query_data(query).await?;
+        // A task aborted a moment ago may still finish a write it began (OpenDAL's file writes run
+        // on blocking threads that outlive the aborted future), so a directory listed empty can
+        // gain a file before it is removed: try a few times, 50 ms apart and growing.
+        let mut delay = std::time::Duration::from_millis(50);
+        let mut retries = 4;
+        loop {
+            match self.delete_query_data(query).await {
+                Ok(()) => break,
+                Err(e @ SpoolError::Storage { .. }) if retries > 0 => {
+                    tracing::debug!(query, "spool: deleting the query's data again: {e}");
+                    retries -= 1;
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let node = self.inner.journal.lock().get(query).cloned();
         let base = self.journal_base();
         let nodes = match node {
