@@ -53,8 +53,10 @@ pub fn batch_bytes(batch: &RecordBatch) -> usize {
 ///
 /// A view array that came out of a `take` or a slice (a hash repartition, a join's probe output)
 /// keeps every data buffer of the arrays it was gathered from, and Arrow IPC writes whole buffers:
-/// without this, an exchange or spool carries the same strings once per batch (q21's supplier names
-/// made a task's 37 MB of rows 89 MB of spool). DataFusion's spill files do the same
+/// without this, an exchange carries the same strings once per batch (q21's supplier names made a
+/// task's 37 MB of rows 89 MB of spool). The streaming exchange ([`memory`]) calls it on every
+/// batch written; the spool's sink gets the same from arrow's `BatchCoalescer`, which compacts by
+/// the same rule while gathering batches. DataFusion's spill files do the same
 /// (`gc_view_arrays`, not public).
 pub fn compact_views(batch: RecordBatch) -> RecordBatch {
     use datafusion::arrow::array::{Array, ArrayRef, AsArray, GenericByteViewArray};
@@ -165,5 +167,33 @@ mod tests {
         let slice = batch.slice(100, 100);
         assert_eq!(batch_bytes(&slice), 800);
         assert!(slice.get_array_memory_size() >= 8000);
+    }
+
+    #[test]
+    fn compact_views_copies_only_wasteful_view_columns() {
+        use datafusion::arrow::array::{AsArray, StringViewArray};
+        let values: Vec<String> = (0..10_000)
+            .map(|i| format!("a value longer than a view's inline bytes, number {i:05}"))
+            .collect();
+        let views = StringViewArray::from_iter_values(&values);
+        let batch = RecordBatch::try_from_iter([
+            ("s", Arc::new(views) as _),
+            ("v", Arc::new(Int64Array::from_iter_values(0..10_000)) as _),
+        ])
+        .unwrap();
+        let held = |b: &RecordBatch| -> usize {
+            let column = b.column(0).as_string_view();
+            column.data_buffers().iter().map(|d| d.len()).sum()
+        };
+        // A whole, compact batch is returned as it is.
+        let same = compact_views(batch.clone());
+        assert!(Arc::ptr_eq(same.column(0), batch.column(0)));
+        // A 10-row slice keeps the 550 KB buffer; compacted it holds its 10 values only.
+        let slice = batch.slice(500, 10);
+        assert!(held(&slice) > 500_000);
+        let compacted = compact_views(slice.clone());
+        assert!(held(&compacted) < 1_000, "{}", held(&compacted));
+        assert_eq!(compacted, slice);
+        assert!(Arc::ptr_eq(compacted.column(1), slice.column(1)));
     }
 }

@@ -294,7 +294,9 @@ impl ExchangeSink for MemorySink {
         let buffer = self.buffers.get(partition).ok_or_else(|| {
             DataFusionError::Internal(format!("exchange partition {partition} out of range"))
         })?;
-        buffer.push(batch).await;
+        // Compacted here, where batches wait in memory and leave over Flight as IPC; the spool's
+        // sink compacts while it gathers batches (arrow's `BatchCoalescer`).
+        buffer.push(crate::compact_views(batch)).await;
         Ok(())
     }
 

@@ -18,11 +18,10 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio::task::AbortHandle;
 use tracing::debug;
-use tributary_exchange::compact_views;
 use tributary_exchange::flight::{Channels, ErrorClassifier, Location, NodeSecret, RoutedSource};
 use tributary_exchange::memory::MemoryExchange;
 use tributary_exchange::spool::{Spool, SpoolError, SpoolSource};
-use tributary_exchange::{Exchange, ExchangeContext, ExchangeSink};
+use tributary_exchange::{Exchange, ExchangeContext, ExchangeSink, ExchangeSource};
 
 use crate::codec::PlanCodec;
 
@@ -215,9 +214,9 @@ impl TaskRuntime {
     }
 
     /// The task context of a query's spooled tasks on this node (`retry_policy = TASK`), run as
-    /// attempt `attempt`: `base` plus a reader of the committed attempts `attempts` (`(stage, task) -> attempt`) of the
-    /// stages the tasks read, and the query's memory on this node bounded by `memory_limit` bytes
-    /// (else `[engine] query_max_memory_per_node_mb`).
+    /// attempt `attempt`: `base` plus a reader of the committed attempts `attempts`
+    /// (`(stage, task) -> attempt`) of the stages the tasks read, and the query's memory on this
+    /// node bounded by `memory_limit` bytes (else `[engine] query_max_memory_per_node_mb`).
     pub fn spool_task_context(
         &self,
         base: TaskContext,
@@ -227,6 +226,21 @@ impl TaskRuntime {
         memory_limit: Option<usize>,
     ) -> Result<Arc<TaskContext>> {
         let spool = self.spool()?.clone();
+        let source = Arc::new(SpoolSource { spool, attempts });
+        self.context(base, query, source, attempt, memory_limit)
+    }
+
+    /// `base` with the query's memory pool on this node (bounded by `memory_limit` bytes, else the
+    /// node's `[engine] query_max_memory_per_node_mb`) and the [`ExchangeContext`] its exchange
+    /// reads use (`source`, and `attempt` for failure injection and the spool).
+    fn context(
+        &self,
+        base: TaskContext,
+        query: &str,
+        source: Arc<dyn ExchangeSource>,
+        attempt: u32,
+        memory_limit: Option<usize>,
+    ) -> Result<Arc<TaskContext>> {
         let limit = memory_limit.or(self.query_memory);
         let runtime = crate::memory::query_runtime(&base.runtime_env(), query, limit)?;
         let base = base.with_runtime(runtime);
@@ -235,7 +249,7 @@ impl TaskRuntime {
             .clone()
             .with_extension(Arc::new(ExchangeContext {
                 query: query.into(),
-                source: Arc::new(SpoolSource { spool, attempts }),
+                source,
                 attempt,
             }));
         Ok(Arc::new(base.with_session_config(config)))
@@ -267,24 +281,13 @@ impl TaskRuntime {
         locations: HashMap<(usize, usize), Location>,
         memory_limit: Option<usize>,
     ) -> Result<Arc<TaskContext>> {
-        let limit = memory_limit.or(self.query_memory);
-        let runtime = crate::memory::query_runtime(&base.runtime_env(), query, limit)?;
-        let base = base.with_runtime(runtime);
         let source = Arc::new(RoutedSource {
             local_address: self.address.clone(),
             local: self.exchange.clone(),
             locations,
             channels: self.channels.clone(),
         });
-        let config = base
-            .session_config()
-            .clone()
-            .with_extension(Arc::new(ExchangeContext {
-                query: query.into(),
-                source,
-                attempt: 0,
-            }));
-        Ok(Arc::new(base.with_session_config(config)))
+        self.context(base, query, source, 0, memory_limit)
     }
 
     /// The context of a task that arrived over RPC: this node's session with the query's settings.
@@ -451,13 +454,13 @@ async fn run_task(
             // Yield to the runtime between batches so sessions, accepts and cancels keep being served.
             tokio::task::consume_budget().await;
             match partitioner.as_mut() {
-                None => sink.write(0, compact_views(batch)).await?,
+                None => sink.write(0, batch).await?,
                 Some(partitioner) => {
                     let parts: Vec<(usize, RecordBatch)> =
                         partitioner.partition_iter(batch)?.collect::<Result<_>>()?;
                     for (p, b) in parts {
                         if b.num_rows() > 0 {
-                            sink.write(p, compact_views(b)).await?;
+                            sink.write(p, b).await?;
                         }
                     }
                 }
