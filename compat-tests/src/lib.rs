@@ -30,6 +30,6 @@ pub use tributary::{StartFailure, Tributary};
 // The services and helpers live in the shared test kit; re-exported so tests name one crate.
 pub use tributary_testkit::{
     Mariadb, MariadbOptions, Moto, Postgres, PostgresOptions, Tansu, TempDir, TlsFiles,
-    connect_with, free_port, tail, target_dir, toml_string, try_connect_with, which,
+    connect_with, files_under, free_port, tail, target_dir, toml_string, try_connect_with, which,
     workspace_root,
 };

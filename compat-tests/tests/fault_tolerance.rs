@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use compat_tests::cluster::{Cluster, wait_running_task};
 use compat_tests::results::{self, TextRows};
-use compat_tests::{ConfigDir, Moto, TempDir, Tributary, toml_string};
+use compat_tests::{ConfigDir, Moto, TempDir, Tributary, files_under, toml_string};
 use tokio_postgres::Client;
 
 /// Retries after 50 ms (Trino's default is 10 s), so the tests spend their time on queries; a
@@ -239,26 +239,6 @@ fn s3_spool(bucket: &str) -> String {
         Moto::ACCESS_KEY_ID,
         Moto::SECRET_ACCESS_KEY
     )
-}
-
-/// The files under `dir` (recursively), journal entries included.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
 }
 
 /// Waits (15 s at most) until `files()` is empty: the spool data of ended queries is deleted in

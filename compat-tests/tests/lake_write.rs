@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use compat_tests::cluster::Cluster;
 use compat_tests::results::{self, TextRows};
-use compat_tests::{ConfigDir, Moto, TempDir, Tributary, toml_string};
+use compat_tests::{ConfigDir, Moto, TempDir, Tributary, files_under, toml_string};
 use datafusion::arrow::array::{ArrayRef, Int64Array};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
@@ -63,26 +63,15 @@ impl Lake {
     fn files(&self, relative: &str) -> Vec<String> {
         match self {
             Lake::File(dir) => {
-                let mut out = Vec::new();
-                let mut stack = vec![dir.path().join(relative)];
-                while let Some(current) = stack.pop() {
-                    let Ok(entries) = std::fs::read_dir(&current) else {
-                        continue;
-                    };
-                    for entry in entries {
-                        let path = entry.expect("dir entry").path();
-                        if path.is_dir() {
-                            stack.push(path);
-                        } else {
-                            out.push(
-                                path.strip_prefix(dir.path())
-                                    .expect("under the lake")
-                                    .to_string_lossy()
-                                    .into_owned(),
-                            );
-                        }
-                    }
-                }
+                let mut out: Vec<String> = files_under(&dir.path().join(relative))
+                    .iter()
+                    .map(|path| {
+                        path.strip_prefix(dir.path())
+                            .expect("under the lake")
+                            .to_string_lossy()
+                            .into_owned()
+                    })
+                    .collect();
                 out.sort();
                 out
             }
@@ -455,10 +444,15 @@ async fn canceled_ctas_leaves_nothing() {
                 .await
         })
     };
-    // Wait until the writers have written something, then cancel.
+    // Wait until a writer has begun a data file (not only the `_tributary/creating` marker, which
+    // comes first; a file being written is staged as `NAME.parquet#N`), then cancel.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while lake.files("etl/big/").is_empty() {
-        assert!(Instant::now() < deadline, "the CTAS wrote nothing in 60 s");
+    while !lake
+        .files("etl/big/")
+        .iter()
+        .any(|f| f.contains(".parquet"))
+    {
+        assert!(Instant::now() < deadline, "the CTAS wrote no data in 60 s");
         assert!(
             !running.is_finished(),
             "the CTAS ended before it was canceled"

@@ -87,20 +87,37 @@ pub const UNDEFINED_FILE: &str = "58P01";
 pub const DUPLICATE_FILE: &str = "58P02";
 /// `58030` io_error: reading or writing storage failed (the spool, a lake file).
 pub const IO_ERROR: &str = "58030";
+/// `40001` serialization_failure (at a source).
+pub const SERIALIZATION_FAILURE: &str = "40001";
+/// `40P01` deadlock_detected (at a source).
+pub const DEADLOCK_DETECTED: &str = "40P01";
+/// `53300` too_many_connections (at a source).
+pub const TOO_MANY_CONNECTIONS: &str = "53300";
+/// `57P01` admin_shutdown (a source shutting down).
+pub const ADMIN_SHUTDOWN: &str = "57P01";
+/// `57P02` crash_shutdown.
+pub const CRASH_SHUTDOWN: &str = "57P02";
+/// `57P03` cannot_connect_now (a source starting up).
+pub const CANNOT_CONNECT_NOW: &str = "57P03";
 
 /// Whether an error with this SQLSTATE is worth running again (a fault-tolerant retry policy re-runs
 /// the query or task; Trino retries all but user errors): connection failures (class `08`), a
 /// serialization failure or deadlock (`40001`, `40P01`), too many connections (`53300`), a server
 /// shutting down or starting (`57P01`..`57P03`), and system or I/O errors (class `58` but a missing
-/// or duplicate file, `58P01`/`58P02`; a lost worker or a failed exchange read reports `58000`). Never a user's error (syntax, missing table, division
-/// by zero, a cancel `57014`) and not `53200` out_of_memory, which [`is_out_of_memory`] singles out
-/// (only worth a retry with more memory).
+/// or duplicate file, `58P01`/`58P02`; a lost worker or a failed exchange read reports `58000`).
+/// Never a user's error (syntax, missing table, division by zero, a cancel `57014`) and not `53200`
+/// out_of_memory, which [`is_out_of_memory`] singles out (only worth a retry with more memory).
 pub fn is_retryable(sqlstate: &str) -> bool {
     sqlstate.starts_with("08")
         || (sqlstate.starts_with("58") && !matches!(sqlstate, UNDEFINED_FILE | DUPLICATE_FILE))
         || matches!(
             sqlstate,
-            "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03"
+            SERIALIZATION_FAILURE
+                | DEADLOCK_DETECTED
+                | TOO_MANY_CONNECTIONS
+                | ADMIN_SHUTDOWN
+                | CRASH_SHUTDOWN
+                | CANNOT_CONNECT_NOW
         )
 }
 
@@ -121,6 +138,12 @@ mod tests {
             CONNECTION_FAILURE_ON_CONNECT,
             SYSTEM_ERROR,
             IO_ERROR,
+            SERIALIZATION_FAILURE,
+            DEADLOCK_DETECTED,
+            TOO_MANY_CONNECTIONS,
+            ADMIN_SHUTDOWN,
+            CRASH_SHUTDOWN,
+            CANNOT_CONNECT_NOW,
         ] {
             assert!(is_retryable(code), "{code}");
         }
@@ -133,6 +156,7 @@ mod tests {
             INTERNAL_ERROR,
             INVALID_PASSWORD,
             UNDEFINED_FILE,
+            DUPLICATE_FILE,
         ] {
             assert!(!is_retryable(code), "{code}");
         }

@@ -106,3 +106,26 @@ pub fn toml_string(s: &str) -> String {
     out.push('"');
     out
 }
+
+/// Every file under `dir`, recursively, sorted (directories themselves are not listed); empty when
+/// `dir` does not exist. Unreadable directories are skipped: the callers look at what a server
+/// left, while it may still be deleting it.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}

@@ -23,7 +23,7 @@ mod postgres;
 pub mod service;
 mod tansu;
 
-pub use fsutil::{TempDir, toml_string};
+pub use fsutil::{TempDir, files_under, toml_string};
 pub use mariadb::{Mariadb, MariadbOptions};
 pub use moto::Moto;
 pub use postgres::{Postgres, PostgresOptions};

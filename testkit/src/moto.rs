@@ -98,13 +98,18 @@ impl Moto {
         );
     }
 
-    /// The keys under `prefix` in `bucket` (ListObjectsV2, first 1000), sorted.
+    /// The keys under `prefix` in `bucket` (one ListObjectsV2 page), sorted. Panics when there are
+    /// more than one page holds (1000), rather than answering with part of them.
     pub fn list_keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
         let path = format!("/{bucket}?list-type=2&prefix={}", encode_key(prefix));
         let (status, body) = http(self.port, "GET", &path, &[])
             .unwrap_or_else(|e| panic!("list s3://{bucket}/{prefix}: {e}"));
         let body = String::from_utf8_lossy(&body);
         assert_eq!(status, 200, "list s3://{bucket}/{prefix}: {body}");
+        assert!(
+            !body.contains("<IsTruncated>true</IsTruncated>"),
+            "list s3://{bucket}/{prefix}: more than one page of keys"
+        );
         let mut keys: Vec<String> = body
             .split("<Key>")
             .skip(1)

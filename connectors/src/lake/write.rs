@@ -25,12 +25,13 @@
 //! and `part-QUERY…` files for `INSERT`. Cleanup is best effort (a writer still running on a lost
 //! worker may write after it).
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array,
+    Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
 use datafusion::arrow::compute::{cast, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -249,7 +250,6 @@ struct PartitionWriter {
 /// An open data file of one partition directory.
 struct OpenFile {
     path: String,
-    rows: u64,
     writer: AsyncArrowWriter<BufWriter>,
 }
 
@@ -285,61 +285,52 @@ impl PartitionWriter {
             if batch.num_rows() == 0 {
                 continue;
             }
-            for (dir, rows) in self.split(&batch, &partition_indices)? {
-                let data = batch.project(&data_indices)?;
+            let groups = self.split(&batch, &partition_indices)?;
+            let data = batch.project(&data_indices)?;
+            for (dir, rows) in groups {
                 let data = match rows {
                     Some(rows) => take_record_batch(&data, &rows)?,
-                    None => data,
+                    None => data.clone(),
                 };
-                if !files.contains_key(&dir) {
-                    let path = format!(
-                        "{}{dir}{}-{}.parquet",
-                        self.spec.table_dir,
-                        self.name_prefix,
-                        files.len()
-                    );
-                    let object = BufWriter::new(
-                        Arc::clone(&self.lake.store),
-                        object_store::path::Path::from(path.as_str()),
-                    );
-                    let writer = AsyncArrowWriter::try_new(
-                        object,
-                        Arc::clone(&file_schema),
-                        Some(properties.clone()),
-                    )?;
-                    files.insert(
-                        dir.clone(),
-                        OpenFile {
-                            path,
-                            rows: 0,
-                            writer,
-                        },
-                    );
-                }
-                let Some(file) = files.get_mut(&dir) else {
-                    return internal_err!("lake writer lost its file");
+                let next = files.len();
+                let file = match files.entry(dir) {
+                    Entry::Occupied(open) => open.into_mut(),
+                    Entry::Vacant(new) => {
+                        let path = format!(
+                            "{}{}{}-{next}.parquet",
+                            self.spec.table_dir,
+                            new.key(),
+                            self.name_prefix
+                        );
+                        let object = BufWriter::new(
+                            Arc::clone(&self.lake.store),
+                            object_store::path::Path::from(path.as_str()),
+                        );
+                        let writer = AsyncArrowWriter::try_new(
+                            object,
+                            Arc::clone(&file_schema),
+                            Some(properties.clone()),
+                        )?;
+                        new.insert(OpenFile { path, writer })
+                    }
                 };
-                file.rows += data.num_rows() as u64;
                 file.writer.write(&data).await?;
             }
         }
         let mut paths = Vec::new();
         let mut rows = Vec::new();
         let mut bytes = Vec::new();
-        for (_, file) in files {
-            file.writer.close().await?;
-            let size = op
-                .stat(&file.path)
-                .await
-                .map_err(|e| self.error("cannot read back a written file", &e))?
-                .content_length();
+        for (_, mut file) in files {
+            // The footer's row count, and the bytes the writer put out: the object's size.
+            let metadata = file.writer.finish().await?;
+            let size = file.writer.bytes_written() as u64;
             paths.push(
                 file.path
                     .strip_prefix(&self.spec.table_dir)
                     .unwrap_or(&file.path)
                     .to_string(),
             );
-            rows.push(file.rows);
+            rows.push(metadata.file_metadata().num_rows() as u64);
             bytes.push(size);
         }
         Ok(RecordBatch::try_new(
@@ -364,9 +355,7 @@ impl PartitionWriter {
         let mut values = Vec::new();
         for &i in partition_indices {
             let column = cast(batch.column(i), &DataType::Utf8)?;
-            let Some(strings) = column.as_any().downcast_ref::<StringArray>() else {
-                return internal_err!("partition column cast to Utf8 is not a StringArray");
-            };
+            let strings = column.as_string::<i32>();
             if strings.null_count() > 0 {
                 return Err(DataFusionError::Execution(format!(
                     "partition column `{}` is NULL in a row: partition values cannot be NULL",

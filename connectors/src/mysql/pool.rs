@@ -247,10 +247,11 @@ impl PooledSource for MySource {
                     pool.catalog()
                 );
             }
-            // `other` was outside the pool's limit; close it rather than growing the pool.
+            // `other` (an idle connection taken from the pool, or a new one) no longer counts
+            // against `pool_size`: close it rather than growing the pool.
             let _ = other.disconnect().await;
         }
-        // Reads what is left of the killed result (an error at once), then closes.
+        // Closes the dirty connection (COM_QUIT); the source ends the killed statement.
         let _ = conn.disconnect().await;
     }
 }
