@@ -16,77 +16,19 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-SF="${SF:-1}"
-RUNS="${RUNS:-3}"
-DATA="${BENCH_DATA:-$ROOT/target/bench-data}"
-BENCH_PY="${BENCH_PY:-$ROOT/../shared/bench/tpch_bench.py}"
-SCHEMA="sf${SF//./_}"
-VENV="$ROOT/target/test-tools/bench-venv"
-
-log() { printf '\n==> %s\n' "$*" >&2; }
-die() { printf 'scripts/bench-cluster.sh: %s\n' "$*" >&2; exit 1; }
-
-log "data and tools (scripts/bench.sh DATA_ONLY=1)"
-DATA_ONLY=1 DUCKDB=0 SF="$SF" BENCH_DATA="$DATA" scripts/bench.sh
-PY=python3
-"$PY" -c "import psycopg" 2>/dev/null || PY="$VENV/bin/python"
-
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tributary"
-if [ ! -x "$BIN" ]; then
-  log "cargo build --release --bin tributary"
-  cargo build --release --bin tributary
-fi
+source scripts/bench-lib.sh
+bench_prepare
 
 CONFIG="$ROOT/target/bench-cluster-config"
-rm -rf "$CONFIG"
-mkdir -p "$CONFIG/catalog"
-cat > "$CONFIG/catalog/lake.toml" <<TOML
-connector = "lake"
-location = "file://$DATA"
-TOML
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-SINGLE_PORT="$(free_port)"
-COORD_PORT="$(free_port)"
-RPC_PORT="$(free_port)"
 LOGS="$ROOT/target/bench-cluster-logs"
 mkdir -p "$LOGS"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
-
+write_lake_catalog "$CONFIG"
+SINGLE_PORT="$(free_port)"
 "$BIN" --config "$CONFIG" --listen "127.0.0.1:$SINGLE_PORT" >"$LOGS/single.log" 2>&1 &
 PIDS+=($!)
-"$BIN" --config "$CONFIG" --role coordinator --listen "127.0.0.1:$COORD_PORT" \
-  --rpc-listen "127.0.0.1:$RPC_PORT" >"$LOGS/coordinator.log" 2>&1 &
-PIDS+=($!)
-for w in 1 2; do
-  "$BIN" --config "$CONFIG" --role worker --rpc-listen "127.0.0.1:$(free_port)" \
-    --coordinator "127.0.0.1:$RPC_PORT" --node-id "worker-$w" >"$LOGS/worker-$w.log" 2>&1 &
-  PIDS+=($!)
-done
-
-wait_port() {
-  for _ in $(seq 1 300); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 0.5)" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  die "nothing listens on port $1 (logs in $LOGS)"
-}
 wait_port "$SINGLE_PORT"
-wait_port "$COORD_PORT"
-log "waiting for both workers to join"
-for _ in $(seq 1 100); do
-  n="$("$PY" - "$COORD_PORT" <<'PYEOF'
-import sys, psycopg
-with psycopg.connect(host="127.0.0.1", port=int(sys.argv[1]), dbname="lake", user="bench") as c:
-    print(c.execute("SELECT count(*) FROM system.runtime.nodes WHERE role = 'worker' AND state = 'active'").fetchone()[0])
-PYEOF
-)"
-  [ "$n" = "2" ] && break
-  sleep 0.2
-done
-[ "$n" = "2" ] || die "workers did not join (logs in $LOGS)"
+log "coordinator + 2 workers"
+start_cluster cluster
 
 log "TPC-H scale $SF: single mode (baseline) vs coordinator + 2 workers"
 PGUSER="${PGUSER:-bench}" "$PY" "$BENCH_PY" --queries "$ROOT/compat-tests/queries" --runs "$RUNS" \

@@ -25,3 +25,14 @@ pub enum ConnectorError {
         message: String,
     },
 }
+
+impl ConnectorError {
+    /// A [`ConnectorError::Remote`] with `sqlstate` and `message`, as the `DataFusionError` a
+    /// table provider or plan returns (the front end reports the SQLSTATE).
+    pub fn sql(sqlstate: &str, message: impl Into<String>) -> datafusion::error::DataFusionError {
+        datafusion::error::DataFusionError::External(Box::new(ConnectorError::Remote {
+            sqlstate: sqlstate.into(),
+            message: message.into(),
+        }))
+    }
+}

@@ -289,21 +289,7 @@ pub fn decode_write(
     connector: Option<&dyn Connector>,
     input: Arc<dyn ExecutionPlan>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    let catalog = spec.catalog.as_deref().unwrap_or_default();
-    let Some(connector) = connector else {
-        return Err(DataFusionError::Plan(format!(
-            "cannot rebuild a {} write: catalog \"{catalog}\" is not mounted here",
-            spec.kind
-        )));
-    };
-    if connector.kind() != spec.kind {
-        return Err(DataFusionError::Plan(format!(
-            "cannot rebuild a {} write of catalog \"{catalog}\": that catalog is a {} catalog here",
-            spec.kind,
-            connector.kind()
-        )));
-    }
-    connector.decode_write(spec, input)
+    connector_of(spec, connector, "write")?.decode_write(spec, input)
 }
 
 /// Rebuilds the scan `spec` describes, with output schema `schema` (the encoded scan's), reading
@@ -318,21 +304,31 @@ pub fn decode_scan(
     connector: Option<&dyn Connector>,
     schema: SchemaRef,
 ) -> Result<Arc<dyn ExecutionPlan>> {
+    connector_of(spec, connector, "scan")?.decode_scan(spec, schema)
+}
+
+/// `connector` when it is there and of `spec`'s kind; else the `DataFusionError::Plan` saying why
+/// the `what` (`scan`, `write`) cannot be rebuilt on this node.
+fn connector_of<'a>(
+    spec: &ScanSpec,
+    connector: Option<&'a dyn Connector>,
+    what: &str,
+) -> Result<&'a dyn Connector> {
     let catalog = spec.catalog.as_deref().unwrap_or_default();
     let Some(connector) = connector else {
         return Err(DataFusionError::Plan(format!(
-            "cannot rebuild a {} scan: catalog \"{catalog}\" is not mounted here",
+            "cannot rebuild a {} {what}: catalog \"{catalog}\" is not mounted here",
             spec.kind
         )));
     };
     if connector.kind() != spec.kind {
         return Err(DataFusionError::Plan(format!(
-            "cannot rebuild a {} scan of catalog \"{catalog}\": that catalog is a {} catalog here",
+            "cannot rebuild a {} {what} of catalog \"{catalog}\": that catalog is a {} catalog here",
             spec.kind,
             connector.kind()
         )));
     }
-    connector.decode_scan(spec, schema)
+    Ok(connector)
 }
 
 /// Parses a spec's payload into the scan's own shape. Errors name the kind.

@@ -321,12 +321,7 @@ fn string_array(key: &str, value: &Expr) -> Result<Vec<String>, PlanError> {
 }
 
 fn lake_error(code: &str, message: String) -> PlanError {
-    PlanError::DataFusion(DataFusionError::External(Box::new(
-        tributary_connectors::ConnectorError::Remote {
-            sqlstate: code.into(),
-            message,
-        },
-    )))
+    PlanError::DataFusion(tributary_connectors::ConnectorError::sql(code, message))
 }
 
 fn not_supported(what: &str) -> PlanError {

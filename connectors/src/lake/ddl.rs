@@ -92,10 +92,7 @@ pub enum LakeDdl {
 
 /// An error with a SQLSTATE for the client.
 fn sql_error(code: &str, message: String) -> DataFusionError {
-    DataFusionError::External(Box::new(crate::ConnectorError::Remote {
-        sqlstate: code.into(),
-        message,
-    }))
+    crate::ConnectorError::sql(code, message)
 }
 
 impl NewTable {
@@ -193,17 +190,9 @@ impl LakeCatalog {
         new: &NewTable,
         if_not_exists: bool,
     ) -> Result<Option<Arc<dyn TableProvider>>> {
-        let meta = new.meta()?;
-        let provider = self.existing_schema(schema).await?;
-        if self.table_taken(&provider, table).await? {
-            if if_not_exists {
-                return Ok(None);
-            }
-            return Err(sql_error(
-                sqlstate::DUPLICATE_TABLE,
-                format!("relation \"{schema}.{table}\" already exists"),
-            ));
-        }
+        let Some((meta, _)) = self.new_table(schema, table, new, if_not_exists).await? else {
+            return Ok(None);
+        };
         let schema_ref = meta.schema().map_err(DataFusionError::Plan)?;
         Ok(Some(Arc::new(WriteTarget {
             lake: Arc::clone(&self.lake),
@@ -374,6 +363,31 @@ impl LakeCatalog {
         Ok(())
     }
 
+    /// What creating `schema.table` from `new` starts with: the table's metadata and its schema's
+    /// provider; `Ok(None)` when the table exists and `if_not_exists`.
+    /// Errors: [`NewTable::meta`]'s, `3F000` no such schema, `42P07` the table (or its directory)
+    /// exists, `58030` when the storage cannot be listed.
+    async fn new_table(
+        &self,
+        schema: &str,
+        table: &str,
+        new: &NewTable,
+        if_not_exists: bool,
+    ) -> Result<Option<(TableMeta, Arc<LakeSchema>)>> {
+        let meta = new.meta()?;
+        let provider = self.existing_schema(schema).await?;
+        if self.table_taken(&provider, table).await? {
+            if if_not_exists {
+                return Ok(None);
+            }
+            return Err(sql_error(
+                sqlstate::DUPLICATE_TABLE,
+                format!("relation \"{schema}.{table}\" already exists"),
+            ));
+        }
+        Ok(Some((meta, provider)))
+    }
+
     async fn create_table(
         &self,
         schema_name: &str,
@@ -381,17 +395,12 @@ impl LakeCatalog {
         new: &NewTable,
         if_not_exists: bool,
     ) -> Result<()> {
-        let meta = new.meta()?;
-        let schema = self.existing_schema(schema_name).await?;
-        if self.table_taken(&schema, table).await? {
-            if if_not_exists {
-                return Ok(());
-            }
-            return Err(sql_error(
-                sqlstate::DUPLICATE_TABLE,
-                format!("relation \"{schema_name}.{table}\" already exists"),
-            ));
-        }
+        let Some((meta, schema)) = self
+            .new_table(schema_name, table, new, if_not_exists)
+            .await?
+        else {
+            return Ok(());
+        };
         let json = serde_json::to_vec_pretty(&meta)
             .map_err(|e| DataFusionError::Internal(e.to_string()))?;
         let dir = format!("{schema_name}/{table}/");

@@ -20,6 +20,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use futures::StreamExt;
 use opendal::Operator;
 use serde::{Deserialize, Serialize};
 
@@ -175,20 +176,22 @@ pub async fn committed_files(op: &Operator, table_dir: &str) -> Result<HashSet<S
         Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(HashSet::new()),
         Err(e) => return Err(e.to_string()),
     };
+    // One commit file per write ever made: read them concurrently (round trips on S3).
+    let paths = entries
+        .into_iter()
+        .filter(|e| e.metadata().is_file() && e.name().ends_with(".json"))
+        .map(|e| e.path().to_string());
+    let mut commits = futures::stream::iter(paths)
+        .map(|path| async move {
+            let bytes = op.read(&path).await.map_err(|e| e.to_string())?.to_vec();
+            serde_json::from_slice::<Commit>(&bytes)
+                .map_err(|e| format!("bad commit file {path}: {e}"))
+        })
+        .buffer_unordered(16);
     let mut files = HashSet::new();
-    for entry in entries {
-        if !entry.metadata().is_file() || !entry.name().ends_with(".json") {
-            continue;
-        }
-        let bytes = op
-            .read(entry.path())
-            .await
-            .map_err(|e| e.to_string())?
-            .to_vec();
-        let commit: Commit = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("bad commit file {}: {e}", entry.path()))?;
+    while let Some(commit) = commits.next().await {
         files.extend(
-            commit
+            commit?
                 .files
                 .into_iter()
                 .map(|f| format!("{table_dir}{}", f.path)),

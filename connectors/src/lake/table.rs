@@ -137,11 +137,10 @@ impl TableProvider for ManagedTable {
         let committed = managed::committed_files(&lake.operator, self.dir())
             .await
             .map_err(|e| {
-                DataFusionError::External(Box::new(crate::ConnectorError::Remote {
-                    sqlstate: crate::sqlstate::IO_ERROR.into(),
-                    message: lake
-                        .message(&format!("cannot read the commits of `{}`", self.dir()), &e),
-                }))
+                crate::ConnectorError::sql(
+                    crate::sqlstate::IO_ERROR,
+                    lake.message(&format!("cannot read the commits of `{}`", self.dir()), &e),
+                )
             })?;
         // Listed without DataFusion's listing cache (files come and go), and without statistics:
         // uncommitted files must not count in row counts (which answer `count(*)`) nor stop the

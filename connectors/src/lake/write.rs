@@ -70,6 +70,13 @@ pub struct WriteSpec {
     pub create: Option<TableMeta>,
 }
 
+impl WriteSpec {
+    /// The table as `schema.table` (its directory with `/` as `.`), for plans and messages.
+    fn table_name(&self) -> String {
+        self.table_dir.trim_end_matches('/').replace('/', ".")
+    }
+}
+
 /// The schema of a writer's output: one row per data file written.
 pub fn written_files_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -155,7 +162,7 @@ impl DisplayAs for LakeWriteExec {
             f,
             "LakeWrite: {}.{}, format=parquet",
             self.spec.catalog,
-            self.spec.table_dir.trim_end_matches('/').replace('/', ".")
+            self.spec.table_name()
         )?;
         if !self.spec.partitioned_by.is_empty() {
             write!(
@@ -389,17 +396,24 @@ impl PartitionWriter {
     }
 
     fn error(&self, what: &str, e: &dyn fmt::Display) -> DataFusionError {
-        DataFusionError::External(Box::new(crate::ConnectorError::Remote {
-            sqlstate: crate::sqlstate::IO_ERROR.into(),
-            message: self.lake.message(
-                &format!(
-                    "writing `{}`: {what}",
-                    self.spec.table_dir.trim_end_matches('/')
-                ),
-                e,
-            ),
-        }))
+        io_error(&self.lake, &self.spec, "writing", what, e)
     }
+}
+
+/// A storage failure (`58030`) while `doing` (`writing`, `committing`) the table of `spec`: `what`
+/// went wrong, and the store's error `e` (the lake's message never shows a secret).
+fn io_error(
+    lake: &Lake,
+    spec: &WriteSpec,
+    doing: &str,
+    what: &str,
+    e: &dyn fmt::Display,
+) -> DataFusionError {
+    let table = spec.table_dir.trim_end_matches('/');
+    crate::ConnectorError::sql(
+        crate::sqlstate::IO_ERROR,
+        lake.message(&format!("{doing} `{table}`: {what}"), e),
+    )
 }
 
 /// A partition value as it is written in its `key=value` directory: as is. Values are not
@@ -413,14 +427,12 @@ fn partition_dir_value<'a>(column: &str, value: &'a str) -> Result<&'a str> {
         || value.contains('/')
         || value.chars().any(char::is_control)
     {
-        return Err(DataFusionError::External(Box::new(
-            crate::ConnectorError::Remote {
-                sqlstate: crate::sqlstate::INVALID_PARAMETER_VALUE.into(),
-                message: format!(
-                    "partition column `{column}` has the value {value:?}, which cannot be a directory name"
-                ),
-            },
-        )));
+        return Err(crate::ConnectorError::sql(
+            crate::sqlstate::INVALID_PARAMETER_VALUE,
+            format!(
+                "partition column `{column}` has the value {value:?}, which cannot be a directory name"
+            ),
+        ));
     }
     Ok(value)
 }
@@ -458,7 +470,7 @@ impl DisplayAs for LakeCommitExec {
             f,
             "LakeCommit: {}.{}{}",
             self.spec.catalog,
-            self.spec.table_dir.trim_end_matches('/').replace('/', "."),
+            self.spec.table_name(),
             if self.spec.create.is_some() {
                 " (create)"
             } else {
@@ -751,16 +763,7 @@ impl Committer {
     }
 
     fn error(&self, what: &str, e: &dyn fmt::Display) -> DataFusionError {
-        DataFusionError::External(Box::new(crate::ConnectorError::Remote {
-            sqlstate: crate::sqlstate::IO_ERROR.into(),
-            message: self.lake.message(
-                &format!(
-                    "committing `{}`: {what}",
-                    self.spec.table_dir.trim_end_matches('/')
-                ),
-                e,
-            ),
-        }))
+        io_error(&self.lake, &self.spec, "committing", what, e)
     }
 }
 
