@@ -434,6 +434,72 @@ async fn a_task_out_of_memory_runs_again_with_three_times_the_memory() {
     wait_spool_empty("disk", || files_under(spool.path())).await;
 }
 
+/// Under TASK a stage's task count follows its input bytes (`task_target_input_mb`), not the
+/// cluster: orders' 30 splits (about 24 MB of `o_orderkey, o_custkey`) make about 6 tasks of 4 MB,
+/// customer's 3 splits stay 3 tasks. The query scans about 25 MB, so its joins get 7 hash
+/// partitions (one per 4 MB, more than `[engine] hash_partitions`); the join's input, about 4 MB
+/// once filtered, fits the 4 tasks of `[engine] hash_partitions`, each running its partitions one
+/// after another. The join, whose build side is past the 1 MB per-node limit, completes without
+/// any attempt running out of memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_count_follows_input_bytes_and_a_join_past_memory_runs_in_pieces() {
+    let spool = TempDir::new("spool-sized");
+    let config = ConfigDir::new().config(&format!(
+        "[engine]\nquery_max_memory_per_node_mb = 1\n{FAST_RETRIES}task_target_input_mb = 4\n{}",
+        disk_spool(spool.path())
+    ));
+    let server = Tributary::start(Some(config.path()));
+    let c = server.connect("tpch").await;
+    let sql = "SELECT count(*) FROM tpch.sf1.orders JOIN tpch.sf1.customer \
+               ON o_custkey = c_custkey WHERE o_orderkey % 4 = 0";
+    exec(&c, "SET retry_policy = 'TASK'").await;
+    // Every order has its customer.
+    let expected = run(
+        &c,
+        "SELECT count(*) FROM tpch.sf1.orders WHERE o_orderkey % 4 = 0",
+    )
+    .await;
+    assert_eq!(run(&c, sql).await.strings(), expected.strings());
+    // Per stage: tasks, attempts that failed, the most partitions a task ran, all partitions run.
+    let stages = c
+        .query(
+            "SELECT stage, count(DISTINCT task), count(*) FILTER (WHERE state <> 'FINISHED'), \
+                    max(partitions), sum(partitions) \
+             FROM system.runtime.tasks \
+             WHERE query_id = (SELECT query_id FROM system.runtime.queries WHERE query = $1 \
+                               ORDER BY created DESC LIMIT 1) \
+             GROUP BY stage ORDER BY stage",
+            &[&sql],
+        )
+        .await
+        .expect("system.runtime.tasks");
+    let stages: Vec<(i64, i64, i64, i64, i64)> = stages
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    assert!(
+        stages.iter().all(|s| s.2 == 0),
+        "no attempt fails: {stages:?}"
+    );
+    // The orders scan: more tasks than the 4 of [engine] hash_partitions, fewer than its splits.
+    assert!(
+        stages.iter().any(|s| s.4 == 30 && s.1 > 4 && s.1 < 30),
+        "orders' 30 splits in tasks of about 4 MB: {stages:?}"
+    );
+    assert!(
+        stages.iter().any(|s| s.4 == 3 && s.1 == 3),
+        "customer's 3 splits: {stages:?}"
+    );
+    // The join: more hash partitions than [engine] hash_partitions, in 4 tasks.
+    assert!(
+        stages
+            .iter()
+            .any(|s| s.4 > 4 && s.4 <= 16 && s.3 > 1 && s.1 == 4),
+        "the join's partitions grouped by bytes: {stages:?}"
+    );
+    wait_spool_empty("disk", || files_under(spool.path())).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_killed_mid_query_removes_its_spool_data_when_it_starts_again() {
     let spool = TempDir::new("spool-crash");

@@ -157,6 +157,9 @@ pub struct TaskInfo {
     pub bytes: i64,
     /// Bytes the task wrote to the spool (`retry_policy = TASK`; 0 for streaming exchanges).
     pub spooled_bytes: i64,
+    /// Plan partitions the task runs: 1, or under `retry_policy = TASK` as many splits or hash
+    /// partitions as fit its target input size, run one after another.
+    pub partitions: i64,
     /// Elapsed wall time so far or in total, milliseconds.
     pub elapsed_ms: i64,
     /// Error message if the task failed.
@@ -339,6 +342,7 @@ static TASKS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("elapsed_ms", DataType::Int64, false),
         Field::new("error", DataType::Utf8, true),
         Field::new("spooled_bytes", DataType::Int64, false),
+        Field::new("partitions", DataType::Int64, false),
     ]))
 });
 
@@ -412,6 +416,7 @@ impl SystemTable {
                             .collect::<StringArray>(),
                     ),
                     ints(|t| t.spooled_bytes),
+                    ints(|t| t.partitions),
                 ]
             }
         };

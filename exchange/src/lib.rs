@@ -137,6 +137,15 @@ pub trait ExchangeSource: Send + Sync + Debug {
         partition: usize,
         schema: SchemaRef,
     ) -> Result<SendableRecordBatchStream>;
+
+    /// The task outputs of `stage` a gathering reader reads, in task order: `0..planned` (one per
+    /// partition of the producer's plan) unless the source knows better. A spooled source lists
+    /// the producer's committed tasks, which may each have run several plan partitions
+    /// (`retry_policy = TASK` sizes tasks by input bytes).
+    fn producer_tasks(&self, stage: usize, planned: usize) -> Vec<usize> {
+        let _ = stage;
+        (0..planned).collect()
+    }
 }
 
 /// An exchange implementation: creates sinks and serves reads, and frees a query's data at its end.

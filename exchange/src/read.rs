@@ -7,6 +7,7 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::EmptyRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, ReplaceChildrenOptions,
@@ -156,9 +157,20 @@ impl ExecutionPlan for ExchangeReadExec {
             task,
         };
         match self.mode {
-            ReadMode::PerTask => ctx.source.read(&output(partition), 0, schema),
+            ReadMode::PerTask => {
+                // Partition `i` is the `i`-th producer task; a spooled producer whose tasks each
+                // ran several partitions has fewer tasks than planned, and the rest read nothing.
+                let tasks = ctx.source.producer_tasks(self.stage, self.producer_tasks);
+                match tasks.get(partition) {
+                    Some(&task) => ctx.source.read(&output(task), 0, schema),
+                    None => Ok(Box::pin(EmptyRecordBatchStream::new(schema))),
+                }
+            }
             ReadMode::Gather => {
-                let streams = (0..self.producer_tasks)
+                let streams = ctx
+                    .source
+                    .producer_tasks(self.stage, self.producer_tasks)
+                    .into_iter()
                     .map(|t| ctx.source.read(&output(t), partition, schema.clone()))
                     .collect::<Result<Vec<_>>>()?;
                 Ok(Box::pin(RecordBatchStreamAdapter::new(

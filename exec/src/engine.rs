@@ -19,7 +19,8 @@ use tributary_connectors::system::{QueryState, TaskInfo, TaskState};
 use tributary_exchange::flight::{ErrorClassifier, RemoteError};
 use tributary_planner::config::{Config, ConfigError};
 pub use tributary_planner::config::{EngineConfig, NodeConfig, NodeRole};
-use tributary_planner::plan::plan_statement;
+use tributary_planner::plan::plan_statement_sized;
+use tributary_planner::sizing::PartitionSizing;
 use tributary_planner::{CatalogRegistry, DistributedPlan, PlannedStatement, StagePlan, explain};
 
 use crate::ExecError;
@@ -478,7 +479,7 @@ impl Engine {
         ResultBuffer::new(self.result_spool.clone(), key, attempt, schema, memory)
     }
 
-    /// Plans a statement through the planner ([`plan_statement`]) and starts it: returns the
+    /// Plans a statement through the planner ([`plan_statement_sized`]) and starts it: returns the
     /// running tasks (if any) and the result stream. `key` names the attempt's tasks and exchange
     /// data; `attempt` is the query attempt (0 for the first), for failure injection.
     async fn start_query(
@@ -490,12 +491,23 @@ impl Engine {
         attempt: u32,
     ) -> DfResult<(Option<QueryExecution>, SendableRecordBatchStream)> {
         let state = ctx.state();
+        // Under TASK, a query scanning much gets more hash partitions (up to `[query]
+        // task_hash_partitions`), so a join or aggregation larger than memory runs in pieces.
+        let sizing = (options.retry_policy == RetryPolicy::Task).then(|| PartitionSizing {
+            min: state.config().target_partitions(),
+            max: self.config.query.task_hash_partitions,
+            target_bytes: self
+                .config
+                .query
+                .task_target_input_mb
+                .saturating_mul(1 << 20),
+        });
         let runner = SessionRunner {
             engine: self,
             state: &state,
             options,
         };
-        match plan_statement(&state, plan).await? {
+        match plan_statement_sized(&state, plan, sizing).await? {
             PlannedStatement::Explain(lines) => Ok((None, plan_lines_stream(lines)?)),
             PlannedStatement::Analyze(plan) => {
                 run_scalar_subqueries(&runner, &plan, query_id).await?;
@@ -541,6 +553,7 @@ impl Engine {
         let inject = options.inject_failure;
         if options.retry_policy == RetryPolicy::Task {
             let scheduler = TaskScheduler {
+                min_tasks: self.config.engine.hash_partitions,
                 runtime: &self.tasks,
                 workers: &self.workers,
                 tracker: &self.tracker,

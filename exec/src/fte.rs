@@ -23,18 +23,21 @@
 //! query ends, however it ends ([`QueryExecution`] drop), and journaled before the first task
 //! writes so a restarted coordinator can delete what a crashed one left.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, SessionState, TaskContext};
+use datafusion::physical_plan::ExecutionPlanProperties;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tributary_exchange::flight::RemoteError;
-use tributary_planner::{Stage, StagePlan};
+use tributary_exchange::{ExchangeReadExec, ReadMode};
+use tributary_planner::{Stage, StageOutput, StagePlan};
 
 use crate::ExecError;
 use crate::error::Failure;
@@ -56,6 +59,9 @@ const LIVENESS_CHECK: std::time::Duration = std::time::Duration::from_millis(250
 
 /// Everything the fault-tolerant scheduler needs from the engine.
 pub struct TaskScheduler<'a> {
+    /// The fewest tasks a stage is cut into when it has that many partitions (`[engine]
+    /// hash_partitions`), so that a small input keeps the cluster's parallelism.
+    pub min_tasks: usize,
     /// This node's task runtime (its spool, the root stage, and tasks that stay here).
     pub runtime: &'a Arc<TaskRuntime>,
     /// The workers tasks are placed on.
@@ -75,6 +81,9 @@ struct Run<'a> {
     inject: Option<FailureInjection>,
     /// `(stage, task) -> committed attempt`.
     committed: Mutex<HashMap<(usize, usize), u32>>,
+    /// `(stage, task) -> Arrow bytes the committed attempt wrote to each output partition`: the
+    /// input size of the consumer's partitions.
+    outputs: Mutex<HashMap<(usize, usize), Vec<u64>>>,
     /// Remote nodes that ran tasks of the query (released at its end).
     remote: Mutex<BTreeSet<String>>,
     /// Operator metrics of committed remote attempts, by stage (for EXPLAIN ANALYZE).
@@ -113,6 +122,7 @@ impl TaskScheduler<'_> {
             settings,
             inject,
             committed: Mutex::new(HashMap::new()),
+            outputs: Mutex::new(HashMap::new()),
             remote: Mutex::new(BTreeSet::new()),
             metrics: Mutex::new(Vec::new()),
             plan,
@@ -166,16 +176,56 @@ impl TaskScheduler<'_> {
     /// Runs every task of `stage` until each has a committed attempt.
     async fn run_stage(&self, run: &Run<'_>, stage: &Stage) -> Result<()> {
         let fragment = self.encode(stage);
-        let units: Vec<Vec<usize>> = if stage.single_instance {
-            vec![(0..stage.tasks).collect()]
-        } else {
-            (0..stage.tasks).map(|t| vec![t]).collect()
-        };
+        let units = self.units(run, stage);
+        let stage_tasks = units.iter().map(|u| u.tasks.len()).sum();
         let attempts = units
             .into_iter()
-            .map(|tasks| self.run_unit(run, stage, fragment.as_ref(), tasks));
+            .map(|unit| self.run_unit(run, stage, fragment.as_ref(), unit, stage_tasks));
         futures::future::try_join_all(attempts).await?;
         Ok(())
+    }
+
+    /// The units of retry of `stage`. A stage that must keep one plan instance is one unit of a
+    /// task per partition. A stage whose partitions' input bytes are known
+    /// ([`partition_weights`]) gets tasks sized by bytes ([`group_partitions`]: `[query]
+    /// task_target_input_mb` each, at least [`TaskScheduler::min_tasks`]), each running its
+    /// partitions one after another into one output. Any other stage (a broadcast, sorted output
+    /// read task by task for a merge, inputs of unknown size) has a task per partition.
+    fn units(&self, run: &Run<'_>, stage: &Stage) -> Vec<Unit> {
+        if stage.single_instance {
+            return vec![Unit {
+                tasks: (0..stage.tasks).collect(),
+                partitions: Vec::new(),
+            }];
+        }
+        // A task's partitions run in turn into one output: fine for a partitioned output, and
+        // for one read task by task unless its reader merges sorted outputs.
+        let sized = !stage.broadcast
+            && match stage.output {
+                StageOutput::Hash(..) | StageOutput::RoundRobin(_) => true,
+                StageOutput::PerTask => stage.plan.output_ordering().is_none(),
+                StageOutput::Client => false,
+            };
+        let weights = sized
+            .then(|| partition_weights(stage, run.plan, &run.outputs.lock()))
+            .flatten();
+        let Some(weights) = weights else {
+            return (0..stage.tasks)
+                .map(|t| Unit {
+                    tasks: vec![t],
+                    partitions: Vec::new(),
+                })
+                .collect();
+        };
+        let target = self.config.task_target_input_mb.saturating_mul(1 << 20);
+        group_partitions(&weights, target, self.min_tasks)
+            .into_iter()
+            .enumerate()
+            .map(|(task, partitions)| Unit {
+                tasks: vec![task],
+                partitions: vec![partitions],
+            })
+            .collect()
     }
 
     /// The stage's fragment encoded for remote workers (with its output partitioning), or `None`
@@ -198,30 +248,34 @@ impl TaskScheduler<'_> {
         }
     }
 
-    /// Runs one unit of retry (`tasks` of `stage`, in one plan instance) until it commits or is out
-    /// of attempts.
+    /// Runs one unit of retry (its tasks of `stage`, in one plan instance) until it commits or is
+    /// out of attempts. `stage_tasks` is the stage's task count.
     async fn run_unit(
         &self,
         run: &Run<'_>,
         stage: &Stage,
         fragment: Option<&Bytes>,
-        tasks: Vec<usize>,
+        unit: Unit,
+        stage_tasks: usize,
     ) -> Result<()> {
+        let Unit { tasks, partitions } = unit;
         let mut attempt = 0u32;
         let mut memory_limit: Option<usize> = None;
         let mut failed_on: Vec<String> = Vec::new();
         loop {
             let worker = self.pick(stage, &tasks, attempt, &failed_on, fragment.is_some())?;
-            for &task in &tasks {
+            for (i, &task) in tasks.iter().enumerate() {
+                let runs = partitions.get(i).map_or(1, Vec::len);
                 self.tracker
-                    .task_planned(&run.query, stage.id, task, attempt, &worker.id);
+                    .task_planned(&run.query, stage.id, task, attempt, &worker.id, runs);
             }
             worker.add_tasks(tasks.len());
             let spec = TaskSpec {
                 query: run.query.to_string(),
                 stage: stage.id,
                 tasks: tasks.clone(),
-                stage_tasks: stage.tasks,
+                task_partitions: partitions.clone(),
+                stage_tasks,
                 output_partitions: stage.output.partitions(),
                 readers: 1,
                 locations: Vec::new(),
@@ -257,15 +311,18 @@ impl TaskScheduler<'_> {
                     }
                     match failure {
                         None => {
-                            if matches!(worker.kind, WorkerKind::Remote { .. }) {
-                                let mut metrics = run.metrics.lock();
-                                for r in reports {
+                            let remote = matches!(worker.kind, WorkerKind::Remote { .. });
+                            let mut committed = run.committed.lock();
+                            let mut outputs = run.outputs.lock();
+                            let mut metrics = run.metrics.lock();
+                            for r in reports {
+                                if let Entry::Vacant(e) = committed.entry((stage.id, r.task)) {
+                                    e.insert(attempt);
+                                    outputs.insert((stage.id, r.task), r.partition_bytes);
+                                }
+                                if remote {
                                     metrics.push((stage.id, r.operators));
                                 }
-                            }
-                            let mut committed = run.committed.lock();
-                            for &task in &tasks {
-                                committed.entry((stage.id, task)).or_insert(attempt);
                             }
                             return Ok(());
                         }
@@ -463,5 +520,176 @@ impl Run<'_> {
             .filter(|((s, _), _)| stage.inputs.contains(s))
             .map(|(k, v)| (*k, *v))
             .collect()
+    }
+}
+
+/// One unit of retry of a stage: tasks run in one plan instance, committed together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Unit {
+    /// Task numbers within the stage.
+    tasks: Vec<usize>,
+    /// The plan partitions each task runs in turn (`partitions[i]` for `tasks[i]`); empty when
+    /// each task runs the partition of its own number.
+    partitions: Vec<Vec<usize>>,
+}
+
+/// Cuts partitions `0..weights.len()` (in order) into tasks of contiguous partitions:
+/// `ceil(total / target)` tasks, at least `min_tasks` and at most one per partition, whose weights
+/// (input bytes) are as even as contiguous cuts allow. Trino sizes fault-tolerant tasks the same
+/// way (`fault-tolerant-execution-*-task-target-size`), by split weight for source stages and by
+/// the bytes of each hash partition for the others. Returns one list of partitions per task; empty
+/// for no partitions.
+pub fn group_partitions(weights: &[u64], target: u64, min_tasks: usize) -> Vec<Vec<usize>> {
+    let n = weights.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let total: u128 = weights.iter().map(|&w| u128::from(w)).sum();
+    let by_size = total.div_ceil(u128::from(target.max(1)));
+    let wanted = usize::try_from(by_size)
+        .unwrap_or(n)
+        .max(min_tasks)
+        .clamp(1, n);
+    let mut tasks: Vec<Vec<usize>> = Vec::with_capacity(wanted);
+    let mut current = Vec::new();
+    let mut seen: u128 = 0;
+    for (p, &w) in weights.iter().enumerate() {
+        current.push(p);
+        seen += u128::from(w);
+        let closed = tasks.len() + 1;
+        if closed == wanted {
+            continue;
+        }
+        // Close the task once it reaches its share of the total, or when every partition left
+        // must make a task of its own.
+        let share_reached = seen * (wanted as u128) >= total * (closed as u128);
+        let left = n - p - 1;
+        if share_reached || left == wanted - closed {
+            tasks.push(std::mem::take(&mut current));
+        }
+    }
+    tasks.push(current);
+    tasks
+}
+
+/// Input bytes of each partition of `stage`, when all are known: the Arrow bytes of that
+/// partition in the committed outputs (`outputs`) of each stage it gathers from, plus the whole
+/// output of the task it reads under [`ReadMode::PerTask`] (everything read, for a stage of one
+/// partition), plus its scan's split size ([`tributary_planner::sizing::split_bytes`]). `None` when the
+/// stage scans more than one source, or a scan whose partitions it does not map one to one, or one
+/// that knows no sizes (a SQL source, Kafka). A broadcast input is read whole by every partition
+/// and adds nothing.
+fn partition_weights(
+    stage: &Stage,
+    plan: &StagePlan,
+    outputs: &HashMap<(usize, usize), Vec<u64>>,
+) -> Option<Vec<u64>> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+
+    let n = stage.tasks;
+    let mut weights = vec![0u64; n];
+    // (input stage, read mode, reader partitions)
+    let mut readers: Vec<(usize, ReadMode, usize)> = Vec::new();
+    let mut scans = Vec::new();
+    stage
+        .plan
+        .apply(|node| {
+            if let Some(read) = node.downcast_ref::<ExchangeReadExec>() {
+                readers.push((
+                    read.stage(),
+                    read.mode(),
+                    node.output_partitioning().partition_count(),
+                ));
+            } else if node.children().is_empty() {
+                scans.push(node.clone());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .ok()?;
+    for (input, mode, reader_partitions) in readers {
+        if plan.stages.iter().any(|s| s.id == input && s.broadcast) {
+            continue;
+        }
+        // A reader feeds the stage's partition of its own number, or all of it the single
+        // partition of a stage that merges it (a coalesce above it).
+        if reader_partitions != n && n != 1 {
+            return None;
+        }
+        for ((s, task), bytes) in outputs {
+            if *s != input {
+                continue;
+            }
+            let mut add = |partition: usize, b: u64| {
+                let p = if n == 1 { 0 } else { partition };
+                if let Some(w) = weights.get_mut(p) {
+                    *w += b;
+                }
+            };
+            match mode {
+                ReadMode::Gather => {
+                    for (partition, &b) in bytes.iter().enumerate() {
+                        add(partition, b);
+                    }
+                }
+                ReadMode::PerTask => add(*task, bytes.iter().sum()),
+            }
+        }
+    }
+    match scans.as_slice() {
+        [] => {}
+        [scan] => {
+            let sizes = tributary_planner::sizing::split_bytes(scan.as_ref())?;
+            if sizes.len() != n {
+                return None;
+            }
+            for (w, b) in weights.iter_mut().zip(sizes) {
+                *w += b;
+            }
+        }
+        _ => return None,
+    }
+    Some(weights)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group_partitions;
+
+    #[test]
+    fn tasks_follow_input_bytes() {
+        // 16 partitions of 10 bytes: 160 bytes in tasks of 40 -> 4 tasks of 4 partitions.
+        let tasks = group_partitions(&[10; 16], 40, 1);
+        assert_eq!(tasks.len(), 4);
+        assert!(tasks.iter().all(|t| t.len() == 4), "{tasks:?}");
+        // Every partition once, in order.
+        let flat: Vec<usize> = tasks.concat();
+        assert_eq!(flat, (0..16).collect::<Vec<_>>());
+        // Twice the input, twice the tasks.
+        assert_eq!(group_partitions(&[20; 16], 40, 1).len(), 8);
+        // More input than partitions can split: a task per partition.
+        assert_eq!(group_partitions(&[1000; 5], 40, 1).len(), 5);
+    }
+
+    #[test]
+    fn a_small_input_keeps_the_minimum_parallelism() {
+        let tasks = group_partitions(&[1; 16], 1 << 30, 4);
+        assert_eq!(tasks.len(), 4);
+        assert_eq!(group_partitions(&[1; 3], 1 << 30, 4).len(), 3);
+        // Nothing at all still runs every partition.
+        let empty = group_partitions(&[0; 6], 100, 2);
+        assert_eq!(empty.len(), 2);
+        assert_eq!(empty.concat(), (0..6).collect::<Vec<_>>());
+        assert!(group_partitions(&[], 100, 2).is_empty());
+    }
+
+    #[test]
+    fn a_heavy_partition_gets_a_task_of_its_own() {
+        let tasks = group_partitions(&[1, 1, 100, 1, 1, 1], 60, 1);
+        assert_eq!(tasks.len(), 2);
+        assert!(tasks[0].contains(&2), "{tasks:?}");
+        assert_eq!(tasks.concat(), (0..6).collect::<Vec<_>>());
+        let tasks = group_partitions(&[1, 1, 100, 1, 1, 1], 40, 1);
+        assert_eq!(tasks.len(), 3);
+        assert_eq!(tasks[1], vec![3]);
     }
 }

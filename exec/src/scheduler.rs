@@ -265,7 +265,8 @@ impl Scheduler<'_> {
             let mut remote: BTreeMap<String, (Arc<Worker>, Vec<usize>)> = BTreeMap::new();
             for (task, w) in placement.workers.iter().enumerate() {
                 w.add_tasks(1);
-                self.tracker.task_planned(&query, stage.id, task, 0, &w.id);
+                self.tracker
+                    .task_planned(&query, stage.id, task, 0, &w.id, 1);
                 match &w.kind {
                     WorkerKind::Local => local.push(task),
                     WorkerKind::Remote { address } => remote
@@ -284,6 +285,7 @@ impl Scheduler<'_> {
                     .filter(|&t| fails(stage.id, t))
                     .collect(),
                 tasks,
+                task_partitions: Vec::new(),
                 stage_tasks: stage.tasks,
                 output_partitions: stage.output.partitions(),
                 readers,

@@ -38,6 +38,9 @@ pub struct TaskReport {
     pub bytes: u64,
     /// Bytes written to the spool (`retry_policy = TASK`; 0 for a streaming exchange).
     pub spooled_bytes: u64,
+    /// Bytes of the rows written to each output partition, as Arrow data (index = partition): the
+    /// input size of the consumer's partitions, by which `retry_policy = TASK` sizes its tasks.
+    pub partition_bytes: Vec<u64>,
     /// Wall time from start to end, milliseconds.
     pub elapsed_ms: u64,
     /// `(SQLSTATE, message)` if the task failed.
@@ -140,8 +143,13 @@ pub struct TaskSpec {
     pub query: String,
     /// Stage id.
     pub stage: usize,
-    /// The tasks to run here (partitions of the stage plan).
+    /// The tasks to run here: task numbers within the stage, each also the plan partition it runs
+    /// unless `task_partitions` says otherwise.
     pub tasks: Vec<usize>,
+    /// When not empty, `task_partitions[i]` are the plan partitions task `tasks[i]` runs one after
+    /// another into its one output (`retry_policy = TASK` sizes tasks by input bytes, so a task may
+    /// hold several partitions; running them in turn bounds its memory to one partition's).
+    pub task_partitions: Vec<Vec<usize>>,
     /// Tasks of the whole stage.
     pub stage_tasks: usize,
     /// Output partitions each task writes.
@@ -353,7 +361,12 @@ impl TaskRuntime {
             }
         }
         let mut handles = Vec::new();
-        for (task, sink, spooled) in sinks {
+        for (i, (task, sink, spooled)) in sinks.into_iter().enumerate() {
+            let partitions = spec
+                .task_partitions
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| vec![task]);
             let span = tracing::info_span!("task", query, stage, task, attempt = spec.attempt, node = %self.node_id);
             let injected =
                 spec.fail_tasks
@@ -366,6 +379,7 @@ impl TaskRuntime {
             let run = run_task(
                 plan.clone(),
                 task,
+                partitions,
                 spec.stage_tasks,
                 partitioning.clone(),
                 ctx.clone(),
@@ -414,14 +428,16 @@ impl TaskRuntime {
     }
 }
 
-/// Runs task `task` of a stage: executes partition `task` of `plan` and writes its batches to `sink`,
-/// split into output partitions by `partitioning`. Any error aborts the sink, and readers receive that
-/// error itself. The task stops early when no reader wants its output any more. An `injected` failure
-/// fails the task before it reads anything.
+/// Runs task `task` of a stage: executes `partitions` of `plan` one after another (usually just
+/// partition `task`) and writes their batches to `sink`, split into output partitions by
+/// `partitioning`. Any error aborts the sink, and readers receive that error itself. The task stops
+/// early when no reader wants its output any more. An `injected` failure fails the task before it
+/// reads anything.
 #[allow(clippy::too_many_arguments)]
 async fn run_task(
     plan: Arc<dyn ExecutionPlan>,
     task: usize,
+    partitions: Vec<usize>,
     stage_tasks: usize,
     partitioning: Option<Partitioning>,
     ctx: Arc<TaskContext>,
@@ -433,11 +449,12 @@ async fn run_task(
     let started = Instant::now();
     let mut rows = 0u64;
     let mut bytes = 0u64;
+    let output_partitions = partitioning.as_ref().map_or(1, |p| p.partition_count());
+    let mut partition_bytes = vec![0u64; output_partitions];
     let result = async {
         if let Some(e) = injected {
             return Err(e.into_datafusion());
         }
-        let mut stream = plan.execute(task, ctx)?;
         let mut partitioner = match partitioning {
             Some(p) => Some(BatchPartitioner::try_new(
                 p,
@@ -447,27 +464,38 @@ async fn run_task(
             )?),
             None => None,
         };
-        while let Some(batch) = stream.next().await {
-            let batch: RecordBatch = batch?;
-            rows += batch.num_rows() as u64;
-            bytes += tributary_exchange::batch_bytes(&batch) as u64;
-            // Yield to the runtime between batches so sessions, accepts and cancels keep being served.
-            tokio::task::consume_budget().await;
-            match partitioner.as_mut() {
-                None => sink.write(0, batch).await?,
-                Some(partitioner) => {
-                    let parts: Vec<(usize, RecordBatch)> =
-                        partitioner.partition_iter(batch)?.collect::<Result<_>>()?;
-                    for (p, b) in parts {
-                        if b.num_rows() > 0 {
-                            sink.write(p, b).await?;
+        'partitions: for partition in partitions {
+            let mut stream = plan.execute(partition, ctx.clone())?;
+            while let Some(batch) = stream.next().await {
+                let batch: RecordBatch = batch?;
+                let size = tributary_exchange::batch_bytes(&batch) as u64;
+                rows += batch.num_rows() as u64;
+                bytes += size;
+                // Yield to the runtime between batches so sessions, accepts and cancels keep being
+                // served.
+                tokio::task::consume_budget().await;
+                match partitioner.as_mut() {
+                    None => {
+                        partition_bytes[0] += size;
+                        sink.write(0, batch).await?;
+                    }
+                    Some(partitioner) => {
+                        let parts: Vec<(usize, RecordBatch)> =
+                            partitioner.partition_iter(batch)?.collect::<Result<_>>()?;
+                        for (p, b) in parts {
+                            if b.num_rows() > 0 {
+                                if let Some(total) = partition_bytes.get_mut(p) {
+                                    *total += tributary_exchange::batch_bytes(&b) as u64;
+                                }
+                                sink.write(p, b).await?;
+                            }
                         }
                     }
                 }
-            }
-            if sink.is_abandoned() {
-                debug!("every reader has ended; stopping early");
-                break;
+                if sink.is_abandoned() {
+                    debug!("every reader has ended; stopping early");
+                    break 'partitions;
+                }
             }
         }
         Ok::<_, DataFusionError>(())
@@ -493,6 +521,7 @@ async fn run_task(
         rows,
         bytes,
         spooled_bytes: 0,
+        partition_bytes,
         elapsed_ms: started.elapsed().as_millis() as u64,
         error,
         operators: Vec::new(),

@@ -122,7 +122,8 @@ impl QueryTracker {
 
     /// Records a task of `query_id` (or of one of its sub-plans, `QUERY.sqN`, or a later placement
     /// attempt, `QUERY.aN`: those keys count as the query) placed on `worker`: PLANNED until [`QueryTracker::tasks_running`] says the worker
-    /// accepted it. `attempt` is the task's attempt number (0 for the first).
+    /// accepted it. `attempt` is the task's attempt number (0 for the first); `partitions` how
+    /// many plan partitions it runs.
     pub fn task_planned(
         &self,
         query_id: &str,
@@ -130,6 +131,7 @@ impl QueryTracker {
         task: usize,
         attempt: u32,
         worker: &str,
+        partitions: usize,
     ) {
         let mut t = self.tasks.lock();
         trim(&mut t, MAX_TASK_HISTORY);
@@ -144,6 +146,7 @@ impl QueryTracker {
                 rows: 0,
                 bytes: 0,
                 spooled_bytes: 0,
+                partitions: partitions as i64,
                 elapsed_ms: 0,
                 error: None,
             },

@@ -371,6 +371,21 @@ pub struct QueryConfig {
     /// before the rest is spilled to the spool, MiB >= 1 (default 32).
     #[serde(deserialize_with = "de::positive")]
     pub result_buffer_mb: u64,
+    /// `[query] task_hash_partitions`: the most hash partitions a repartitioned stage gets under
+    /// `TASK`, 1..=[`MAX_PARALLELISM`] (default 16; Trino's
+    /// `fault-tolerant-execution-max-partition-count`). A query gets one partition per
+    /// `task_target_input_mb` it scans, at least `[engine] hash_partitions`, so a join or
+    /// aggregation over much data runs in pieces small enough for memory.
+    #[serde(deserialize_with = "de::parallelism")]
+    pub task_hash_partitions: usize,
+    /// `[query] task_target_input_mb`: input a task is sized to under `TASK`, MiB >= 1 (default
+    /// 512; Trino's `fault-tolerant-execution-*-task-target-size`): a task runs as many of its
+    /// stage's partitions (splits, or hash partitions of its input) as fit, one after another, so
+    /// a stage's task count follows its input bytes. A stage still gets as many tasks as
+    /// `[engine] hash_partitions` when it has that many partitions, so a small query keeps its
+    /// parallelism.
+    #[serde(deserialize_with = "de::positive")]
+    pub task_target_input_mb: u64,
 }
 
 impl Default for QueryConfig {
@@ -383,6 +398,8 @@ impl Default for QueryConfig {
             retry_max_delay_ms: 60_000,
             retry_delay_scale_factor: 2.0,
             result_buffer_mb: 32,
+            task_hash_partitions: 16,
+            task_target_input_mb: 512,
         }
     }
 }
@@ -893,7 +910,7 @@ mod tests {
         assert_eq!(config.query.retry_delay(2).as_millis(), 20_000);
         assert_eq!(config.query.retry_delay(9).as_millis(), 60_000);
         let config = parse(
-            "[query]\nretry_policy = \"task\"\nquery_retry_attempts = 0\ntask_retry_attempts_per_task = 2\nretry_initial_delay_ms = 5\nretry_max_delay_ms = 12\nretry_delay_scale_factor = 3\nresult_buffer_mb = 1\n",
+            "[query]\nretry_policy = \"task\"\nquery_retry_attempts = 0\ntask_retry_attempts_per_task = 2\nretry_initial_delay_ms = 5\nretry_max_delay_ms = 12\nretry_delay_scale_factor = 3\nresult_buffer_mb = 1\ntask_hash_partitions = 32\ntask_target_input_mb = 64\n",
         )
         .unwrap();
         assert_eq!(config.query.retry_policy, RetryPolicy::Task);
@@ -901,6 +918,8 @@ mod tests {
         assert_eq!(config.query.task_retry_attempts_per_task, 2);
         assert_eq!(config.query.retry_delay(2).as_millis(), 12);
         assert_eq!(config.query.result_buffer_mb, 1);
+        assert_eq!(config.query.task_hash_partitions, 32);
+        assert_eq!(config.query.task_target_input_mb, 64);
         for (text, key) in [
             ("[query]\nretry_policy = \"ALWAYS\"\n", "query.retry_policy"),
             (

@@ -85,7 +85,8 @@ pub struct Stage {
     pub id: usize,
     /// The fragment; its leaves are scans (splits) or [`ExchangeReadExec`]s of input stages.
     pub plan: Arc<dyn ExecutionPlan>,
-    /// Tasks = partitions of `plan`; task `i` runs partition `i`.
+    /// Partitions of `plan`: its tasks under streaming exchanges (task `i` runs partition `i`);
+    /// under `retry_policy = TASK` a task may run several of them in turn (`exec::fte`).
     pub tasks: usize,
     /// How each task lays out its output for the consumer stage.
     pub output: StageOutput,

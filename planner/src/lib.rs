@@ -14,6 +14,7 @@ pub mod plan;
 pub mod pushdown;
 pub mod registry;
 pub mod session;
+pub mod sizing;
 pub mod write;
 
 pub use fragment::{Stage, StageOutput, StagePlan, fragment};

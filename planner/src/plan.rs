@@ -30,6 +30,7 @@ use datafusion::sql::parser::Statement;
 
 use crate::explain;
 use crate::fragment::{StagePlan, fragment};
+use crate::sizing::{PartitionSizing, scanned_bytes};
 
 /// Why a statement could not be planned.
 #[derive(Debug, thiserror::Error)]
@@ -127,9 +128,20 @@ impl ScalarSubquery {
 /// scalar subqueries in place so they show. Errors: DataFusion's planning errors, and
 /// `NotImplemented` from [`fragment`] for a plan the exchanges cannot run.
 pub async fn plan_statement(state: &SessionState, plan: LogicalPlan) -> Result<PlannedStatement> {
+    plan_statement_sized(state, plan, None).await
+}
+
+/// [`plan_statement`] whose hash partition count follows the bytes the statement scans when
+/// `sizing` is given (`retry_policy = TASK`): planned once with the session's partitions, and
+/// again with [`PartitionSizing::partitions`] of its [`scanned_bytes`] when that differs.
+pub async fn plan_statement_sized(
+    state: &SessionState,
+    plan: LogicalPlan,
+    sizing: Option<PartitionSizing>,
+) -> Result<PlannedStatement> {
     match plan {
         LogicalPlan::Explain(explain) => {
-            let physical = state.create_physical_plan(&explain.plan).await?;
+            let physical = physical_plan(state, &explain.plan, sizing).await?;
             let staged = fragment(physical)?;
             let mut lines = Vec::new();
             if explain.verbose {
@@ -147,15 +159,35 @@ pub async fn plan_statement(state: &SessionState, plan: LogicalPlan) -> Result<P
             Ok(PlannedStatement::Explain(lines))
         }
         LogicalPlan::Analyze(analyze) => {
-            let physical = state.create_physical_plan(&analyze.input).await?;
+            let physical = physical_plan(state, &analyze.input, sizing).await?;
             Ok(PlannedStatement::Analyze(distribute(physical)?))
         }
         plan => {
             check_read_only(&plan).map_err(|e| DataFusionError::NotImplemented(e.to_string()))?;
-            let physical = state.create_physical_plan(&plan).await?;
+            let physical = physical_plan(state, &plan, sizing).await?;
             Ok(PlannedStatement::Query(distribute(physical)?))
         }
     }
+}
+
+/// DataFusion's physical plan of `plan`, with as many hash partitions as `sizing` gives for the
+/// bytes it scans (the session's `target_partitions` without `sizing`).
+async fn physical_plan(
+    state: &SessionState,
+    plan: &LogicalPlan,
+    sizing: Option<PartitionSizing>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let physical = state.create_physical_plan(plan).await?;
+    let Some(sizing) = sizing else {
+        return Ok(physical);
+    };
+    let partitions = sizing.partitions(scanned_bytes(&physical));
+    if partitions == state.config().target_partitions() {
+        return Ok(physical);
+    }
+    let mut sized = state.clone();
+    sized.config_mut().options_mut().execution.target_partitions = partitions;
+    sized.create_physical_plan(plan).await
 }
 
 /// Pulls the scalar subqueries out of `physical` and cuts the rest into stages.

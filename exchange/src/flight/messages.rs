@@ -12,7 +12,7 @@ use prost::Message;
 /// Version of the node RPC messages this build sends and accepts. Raise it whenever a message of node
 /// RPC changes in a way an older node would misread; nodes of different versions refuse each other's
 /// requests ([`RequestError::Version`]).
-pub const NODE_RPC_VERSION: u32 = 1;
+pub const NODE_RPC_VERSION: u32 = 2;
 
 /// SQLSTATE of a request refused for its node RPC version (PostgreSQL answers a client speaking a
 /// protocol version it does not support with `feature_not_supported` too).

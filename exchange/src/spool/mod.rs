@@ -532,4 +532,20 @@ impl ExchangeSource for SpoolSource {
             })?;
         self.spool.read(output, *attempt, partition, schema)
     }
+
+    /// The committed tasks of `stage`, in task order (`0..planned` when none is known, so that
+    /// the read of a missing one fails as [`SpoolSource::read`] does).
+    fn producer_tasks(&self, stage: usize, planned: usize) -> Vec<usize> {
+        let mut tasks: Vec<usize> = self
+            .attempts
+            .keys()
+            .filter(|(s, _)| *s == stage)
+            .map(|(_, t)| *t)
+            .collect();
+        if tasks.is_empty() {
+            return (0..planned).collect();
+        }
+        tasks.sort_unstable();
+        tasks
+    }
 }

@@ -67,6 +67,17 @@ pub struct RunTasks {
     /// Memory the tasks' plan instance may use, bytes; 0 for the node's default.
     #[prost(uint64, tag = "17")]
     pub memory_limit: u64,
+    /// When not empty, the plan partitions each task of `tasks` runs in turn (same order).
+    #[prost(message, repeated, tag = "18")]
+    pub task_partitions: Vec<TaskPartitions>,
+}
+
+/// The plan partitions one task runs, one after another.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct TaskPartitions {
+    /// Partitions of the stage plan.
+    #[prost(uint64, repeated, tag = "1")]
+    pub partitions: Vec<u64>,
 }
 
 /// The committed attempt of one task of an input stage (spooled exchanges).
@@ -190,6 +201,9 @@ pub struct TaskReportMessage {
     /// Bytes written to the spool (spooled exchanges).
     #[prost(uint64, tag = "7")]
     pub spooled_bytes: u64,
+    /// Bytes of the rows written to each output partition, as Arrow data.
+    #[prost(uint64, repeated, tag = "8")]
+    pub partition_bytes: Vec<u64>,
 }
 
 /// A task's failure, as the front end of the node it ran on would report it.
@@ -289,6 +303,13 @@ impl RunTasks {
                 })
                 .collect(),
             memory_limit: spec.memory_limit.map_or(0, |m| m as u64),
+            task_partitions: spec
+                .task_partitions
+                .iter()
+                .map(|ps| TaskPartitions {
+                    partitions: ps.iter().map(|&p| p as u64).collect(),
+                })
+                .collect(),
         }
     }
 
@@ -322,6 +343,11 @@ impl RunTasks {
                 .map(|a| ((a.stage as usize, a.task as usize), a.attempt))
                 .collect(),
             memory_limit: (self.memory_limit > 0).then_some(self.memory_limit as usize),
+            task_partitions: self
+                .task_partitions
+                .into_iter()
+                .map(|ps| ps.partitions.into_iter().map(|p| p as usize).collect())
+                .collect(),
         };
         (spec, self.partitioned, self.fragment)
     }
@@ -373,6 +399,7 @@ impl From<&TaskReport> for TaskReportMessage {
             rows: r.rows,
             bytes: r.bytes,
             spooled_bytes: r.spooled_bytes,
+            partition_bytes: r.partition_bytes.clone(),
             elapsed_ms: r.elapsed_ms,
             error: r.error.as_ref().map(|(sqlstate, message)| TaskError {
                 sqlstate: sqlstate.clone(),
@@ -391,6 +418,7 @@ impl From<TaskReportMessage> for TaskReport {
             rows: r.rows,
             bytes: r.bytes,
             spooled_bytes: r.spooled_bytes,
+            partition_bytes: r.partition_bytes,
             elapsed_ms: r.elapsed_ms,
             error: r.error.map(|e| (e.sqlstate, e.message)),
             operators: r.operators.into_iter().map(Into::into).collect(),
@@ -471,6 +499,7 @@ mod tests {
             query: "q1".into(),
             stage: 2,
             tasks: vec![0, 3],
+            task_partitions: vec![vec![0, 1], vec![5, 6, 7]],
             stage_tasks: 4,
             output_partitions: 8,
             readers: 2,
@@ -507,6 +536,7 @@ mod tests {
         assert!(back.spooled);
         assert_eq!(back.input_attempts, spec.input_attempts);
         assert_eq!(back.memory_limit, spec.memory_limit);
+        assert_eq!(back.task_partitions, spec.task_partitions);
     }
 
     #[test]
@@ -535,6 +565,7 @@ mod tests {
             rows: 10,
             bytes: 80,
             spooled_bytes: 40,
+            partition_bytes: vec![30, 0, 50],
             elapsed_ms: 7,
             error: Some(("22012".into(), "division by zero".into())),
             operators: vec![OperatorMetrics {
@@ -556,6 +587,7 @@ mod tests {
         let back = TaskReport::from(wire);
         assert_eq!(back.task, report.task);
         assert_eq!((back.rows, back.bytes, back.elapsed_ms), (10, 80, 7));
+        assert_eq!(back.partition_bytes, report.partition_bytes);
         assert_eq!(back.error, report.error);
         assert_eq!(back.operators, report.operators);
     }
