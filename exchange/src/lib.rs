@@ -138,7 +138,7 @@ pub trait ExchangeSource: Send + Sync + Debug {
         schema: SchemaRef,
     ) -> Result<SendableRecordBatchStream>;
 
-    /// The task outputs of `stage` a gathering reader reads, in task order: `0..planned` (one per
+    /// The task outputs of `stage` a reader reads, in task order: `0..planned` (one per
     /// partition of the producer's plan) unless the source knows better. A spooled source lists
     /// the producer's committed tasks, which may each have run several plan partitions
     /// (`retry_policy = TASK` sizes tasks by input bytes).

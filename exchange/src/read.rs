@@ -75,7 +75,8 @@ impl ExchangeReadExec {
         self.stage
     }
 
-    /// Number of tasks of the producer stage.
+    /// Partitions of the producer stage's plan: its task count as planned (a spooled producer
+    /// may have run them as fewer tasks, see [`crate::ExchangeSource::producer_tasks`]).
     pub fn producer_tasks(&self) -> usize {
         self.producer_tasks
     }

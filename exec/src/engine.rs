@@ -630,8 +630,13 @@ impl Engine {
                 of.len()
             ));
             for t in of {
+                let partitions = if t.partitions > 1 {
+                    format!(" ({} partitions)", t.partitions)
+                } else {
+                    String::new()
+                };
                 lines.push(format!(
-                    "    task {} attempt {} on {}: {} rows, {} bytes, {} ms, {}",
+                    "    task {} attempt {} on {}{partitions}: {} rows, {} bytes, {} ms, {}",
                     t.task,
                     t.attempt,
                     t.worker,

@@ -6,8 +6,11 @@
 //! it reads has all its tasks committed, so a consumer only ever reads committed attempts, and
 //! independent stages (the two sides of a join) run at the same time. Each task is a unit of retry
 //! running its own plan instance; a stage that must keep all its tasks in one instance
-//! ([`tributary_planner::Stage::single_instance`]) is one unit. The root stage runs on the
-//! coordinator once every other stage has committed, reading the spool.
+//! ([`tributary_planner::Stage::single_instance`]) is one unit. Task size follows input bytes: a
+//! task runs as many of the stage's partitions as fit `[query] task_target_input_mb`, one after
+//! another into its one output ([`group_partitions`]), so tasks are numbered within the stage
+//! independently of partitions. The root stage runs on the coordinator once every other stage has
+//! committed, reading the spool.
 //!
 //! Retries: an attempt that fails with a retryable error ([`Failure::is_retryable`]: a lost worker,
 //! a dropped source connection, a spool read failure, an injected failure) runs again as the next
@@ -574,11 +577,11 @@ pub fn group_partitions(weights: &[u64], target: u64, min_tasks: usize) -> Vec<V
 
 /// Input bytes of each partition of `stage`, when all are known: the Arrow bytes of that
 /// partition in the committed outputs (`outputs`) of each stage it gathers from, plus the whole
-/// output of the task it reads under [`ReadMode::PerTask`] (everything read, for a stage of one
-/// partition), plus its scan's split size ([`tributary_planner::sizing::split_bytes`]). `None` when the
-/// stage scans more than one source, or a scan whose partitions it does not map one to one, or one
-/// that knows no sizes (a SQL source, Kafka). A broadcast input is read whole by every partition
-/// and adds nothing.
+/// output of the tasks it reads under [`ReadMode::PerTask`] (only in a stage of one partition),
+/// plus its scan's split size ([`tributary_planner::sizing::split_bytes`]). `None` when the stage
+/// scans more than one source, or a scan whose partitions it does not map one to one, or one that
+/// knows no sizes (a SQL source), or reads task by task into several partitions. A broadcast input
+/// is read whole by every partition and adds nothing.
 fn partition_weights(
     stage: &Stage,
     plan: &StagePlan,
@@ -610,9 +613,14 @@ fn partition_weights(
         if plan.stages.iter().any(|s| s.id == input && s.broadcast) {
             continue;
         }
-        // A reader feeds the stage's partition of its own number, or all of it the single
-        // partition of a stage that merges it (a coalesce above it).
-        if reader_partitions != n && n != 1 {
+        // A gathering reader feeds the stage's partition of its own number; a per-task reader
+        // feeds a coalesce or a merge, so all of it goes to one partition, known only when the
+        // stage has one.
+        let maps = match mode {
+            ReadMode::Gather => reader_partitions == n || n == 1,
+            ReadMode::PerTask => n == 1,
+        };
+        if !maps {
             return None;
         }
         for ((s, task), bytes) in outputs {

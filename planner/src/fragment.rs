@@ -1,7 +1,8 @@
 //! The fragmenter: cuts an optimized DataFusion physical plan into stages at exchange boundaries.
 //!
 //! A boundary is any operator whose output partition `i` needs more than input partition `i`, because a
-//! task of a stage runs exactly one partition of the stage's plan, possibly on another worker:
+//! task of a stage runs one partition of the stage's plan (or, under `retry_policy = TASK`, several
+//! in turn), possibly on another worker:
 //! - `RepartitionExec` (hash or round-robin): the subtree below becomes a producer stage whose tasks
 //!   partition their output the same way; the operator is replaced by an [`ExchangeReadExec`] in
 //!   [`ReadMode::Gather`] (reader partition `p` = partition `p` of every producer task).
@@ -10,8 +11,8 @@
 //!   [`ExchangeReadExec`] in [`ReadMode::PerTask`].
 //!
 //! The root stage (id 0) has exactly one partition and runs on the coordinator, streaming to the client;
-//! every other stage runs as tasks on workers. A source stage's tasks are its scans' splits (a connector
-//! exposes one partition per split). This follows Trino's fragmenter (stages cut at exchanges, the
+//! every other stage runs as tasks on workers. A source stage's partitions are its scans' splits (a
+//! connector exposes one partition per split). This follows Trino's fragmenter (stages cut at exchanges, the
 //! root fragment `SINGLE`-distributed on the coordinator) and Ballista's `DistributedPlanner`.
 
 use std::sync::Arc;

@@ -15,7 +15,7 @@ use crate::CatalogRegistry;
 /// `target_partitions` is the number of hash partitions the planner gives a repartitioned stage
 /// (Trino's `hash_partition_count`). Dynamic filter pushdown is off: its shared state spans partitions of
 /// one plan instance, which tasks on other workers do not share; so is file work stealing. Round-robin repartitioning is off:
-/// a source stage has one task per split, and an extra exchange would only copy data.
+/// a source stage's partitions are its splits, and an extra exchange would only copy data.
 pub fn new_session_context(
     registry: &CatalogRegistry,
     runtime: Arc<RuntimeEnv>,

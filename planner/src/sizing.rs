@@ -83,7 +83,7 @@ pub fn split_bytes(scan: &dyn ExecutionPlan) -> Option<Vec<u64>> {
                 None => stats
                     .num_rows
                     .get_value()
-                    .map(|&rows| rows as u64 * row_width(&scan.schema())),
+                    .map(|&rows| (rows as u64).saturating_mul(row_width(&scan.schema()))),
             }
         })
         .collect()
