@@ -38,6 +38,7 @@ mod sql_filter;
 mod sql_scan;
 pub mod sql_source;
 mod sql_table;
+mod sql_write;
 pub mod sqlstate;
 pub mod system;
 pub mod tpch;

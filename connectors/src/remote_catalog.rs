@@ -240,8 +240,9 @@ impl<T> Snapshot<T> {
     }
 
     /// Adds the tables of column rows `rows` (ordered by schema and table) to the snapshot's
-    /// schemas (tables of other schemas are left out), each built by `build` from its rows and
-    /// its primary key in `keys` (empty when it has none).
+    /// schemas (tables of other schemas, and the staging tables of running `INSERT`s, are left
+    /// out), each built by `build` from its rows and its primary key in `keys` (empty when it has
+    /// none).
     pub(crate) fn add_tables<X, C>(
         &mut self,
         rows: impl IntoIterator<Item = ColumnRow<X, C>>,
@@ -249,6 +250,9 @@ impl<T> Snapshot<T> {
         build: impl Fn(TableRows<X, C>, &[String]) -> T,
     ) {
         let mut finish = |table: TableRows<X, C>| {
+            if table.table.starts_with(crate::sql_write::STAGE_PREFIX) {
+                return;
+            }
             if let Some(tables) = self.schemas.get_mut(&table.schema) {
                 let key = keys
                     .get(&(table.schema.clone(), table.table.clone()))

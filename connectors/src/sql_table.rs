@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{Constraints, DataFusionError, Result, ScalarValue, Statistics};
+use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
@@ -22,6 +23,7 @@ use crate::remote_catalog::{MetadataSource, RemoteTable};
 use crate::sql_filter::filter_to_sql;
 use crate::sql_scan::{SqlReader, SqlScanExec};
 use crate::sql_source::{SqlDialect, SqlKind, SqlSource, SqlTable};
+use crate::sql_write::{SqlWriteSpec, SqlWriter, insert_plan};
 
 /// How a SQL source's column is read (the connector's type mapping), as plain data so a scan can
 /// be shipped to another process.
@@ -61,6 +63,8 @@ pub(crate) trait SqlCatalog:
     type Type: ColumnType;
     /// How the source's scans read their statements.
     type Reader: SqlReader<Type = Self::Type>;
+    /// How `INSERT` writes into the source, through the same pool.
+    type Writer: SqlWriter<Pool = <Self::Reader as SqlReader>::Pool>;
     /// What the connector keeps of a table besides its columns.
     type Info: Debug + Send + Sync + 'static;
     /// The source's name in messages (`PostgreSQL`).
@@ -218,6 +222,33 @@ impl<S: SqlCatalog> TableProvider for SqlTableProvider<S> {
 
     fn statistics(&self) -> Option<Statistics> {
         S::statistics(&self.meta)
+    }
+
+    /// `INSERT INTO` the table (every column, in order), published in one source transaction: see
+    /// [`crate::sql_write`]. Only appends (`INSERT OVERWRITE` and `REPLACE INTO` are refused).
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if insert_op != InsertOp::Append {
+            return Err(DataFusionError::NotImplemented(format!(
+                "{insert_op} into a {} table (only INSERT INTO, which appends)",
+                S::SOURCE
+            )));
+        }
+        let spec = SqlWriteSpec {
+            catalog: self.shared.name().to_string(),
+            schema: self.meta.schema.clone(),
+            table: self.meta.name.clone(),
+            columns: self.meta.columns.iter().map(|c| c.name.clone()).collect(),
+        };
+        Ok(insert_plan::<S::Writer>(
+            spec,
+            Arc::clone(self.shared.pool()),
+            input,
+        ))
     }
 }
 

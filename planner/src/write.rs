@@ -9,6 +9,9 @@
 //! - `CREATE SCHEMA`, `DROP SCHEMA`, `CREATE TABLE (columns)`, `DROP TABLE` are scans of a one-row
 //!   table that makes the change when it runs ([`LakeCatalog::ddl`]).
 //!
+//! - `INSERT INTO` a table of a SQL source (`postgres`, `mysql`) is DataFusion's own plan too; the
+//!   table's `insert_into` builds the write (`tributary_connectors`' `sql_write`).
+//!
 //! Statements on other catalogs are left to DataFusion (and refused as read-only).
 
 use std::collections::BTreeMap;
@@ -191,8 +194,8 @@ pub async fn plan_write(
     }
 }
 
-/// Whether `plan` writes to a table that accepts writes (a lake table Tributary manages, or one a
-/// `CREATE TABLE AS` is creating).
+/// Whether `plan` writes to a table that accepts writes (a lake table Tributary manages, one a
+/// `CREATE TABLE AS` is creating, or a table of a SQL source: `postgres`, `mysql`).
 pub fn is_writable_target(plan: &LogicalPlan) -> bool {
     let LogicalPlan::Dml(dml) = plan else {
         return false;
@@ -205,6 +208,7 @@ pub fn is_writable_target(plan: &LogicalPlan) -> bool {
     };
     provider.downcast_ref::<ManagedTable>().is_some()
         || provider.downcast_ref::<WriteTarget>().is_some()
+        || tributary_connectors::sql_source::as_sql_table(provider.as_ref()).is_some()
 }
 
 /// A plan running `ddl` on `catalog` (see the module docs).

@@ -58,6 +58,7 @@ mod pushdown;
 mod scan;
 mod table;
 mod types;
+mod write;
 
 use std::any::Any;
 use std::collections::HashSet;
@@ -249,6 +250,10 @@ impl ConnectorFactory for Factory {
             .map(MySqlScanExec::to_spec)
     }
 
+    fn encode_write(&self, plan: &dyn ExecutionPlan) -> Option<ScanSpec> {
+        crate::sql_write::encode_write::<write::MyWriter>(plan)
+    }
+
     fn sql_table<'a>(&self, provider: &'a dyn TableProvider) -> Option<&'a dyn SqlTable> {
         let any: &dyn Any = provider;
         any.downcast_ref::<MySqlTable>().map(|t| t as &dyn SqlTable)
@@ -270,6 +275,19 @@ impl crate::Connector for MySqlConnector {
         schema: SchemaRef,
     ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
         Ok(Arc::new(MySqlScanExec::from_spec(self, spec, schema)?))
+    }
+
+    fn decode_write(
+        &self,
+        spec: &ScanSpec,
+        input: Arc<dyn ExecutionPlan>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        crate::sql_write::decode_write::<write::MyWriter>(
+            spec,
+            &self.shared.name,
+            &self.shared.pool,
+            input,
+        )
     }
 }
 

@@ -60,6 +60,7 @@ impl SqlCatalog for Shared {
     type Type = MyType;
     type Info = MyTableInfo;
     type Reader = MySqlReader;
+    type Writer = super::write::MyWriter;
     const SOURCE: &'static str = "MySQL";
 
     fn name(&self) -> &str {

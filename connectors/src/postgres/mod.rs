@@ -53,6 +53,7 @@ mod scan;
 mod table;
 mod tls;
 mod types;
+mod write;
 
 use std::any::Any;
 use std::fmt;
@@ -215,6 +216,10 @@ impl ConnectorFactory for Factory {
             .map(PostgresScanExec::to_spec)
     }
 
+    fn encode_write(&self, plan: &dyn ExecutionPlan) -> Option<ScanSpec> {
+        crate::sql_write::encode_write::<write::PgWriter>(plan)
+    }
+
     fn sql_table<'a>(&self, provider: &'a dyn TableProvider) -> Option<&'a dyn SqlTable> {
         let any: &dyn Any = provider;
         any.downcast_ref::<PostgresTable>()
@@ -237,6 +242,19 @@ impl crate::Connector for PostgresConnector {
         schema: SchemaRef,
     ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
         Ok(Arc::new(PostgresScanExec::from_spec(self, spec, schema)?))
+    }
+
+    fn decode_write(
+        &self,
+        spec: &ScanSpec,
+        input: Arc<dyn ExecutionPlan>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        crate::sql_write::decode_write::<write::PgWriter>(
+            spec,
+            &self.shared.name,
+            &self.shared.pool,
+            input,
+        )
     }
 }
 

@@ -45,6 +45,7 @@ impl SqlCatalog for Shared {
     type Type = PgType;
     type Info = PgTableInfo;
     type Reader = PostgresReader;
+    type Writer = super::write::PgWriter;
     const SOURCE: &'static str = "PostgreSQL";
 
     fn name(&self) -> &str {
