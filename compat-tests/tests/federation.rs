@@ -97,3 +97,54 @@ async fn a_source_that_is_down_fails_its_query_not_the_server() {
     // The server keeps serving other catalogs.
     assert_tpch_still_served(&client).await;
 }
+
+/// A pushed-down string literal means the user's value even when the source's sessions have
+/// `standard_conforming_strings = off` (where a backslash in a plain `'...'` literal is an
+/// escape): a backslash is matched as itself, and one before a quote does not end the literal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_string_literals_keep_their_backslashes_without_standard_conforming_strings() {
+    let pg = Postgres::shared();
+    pg.create_database("sloppy").await;
+    let admin = pg.connect("sloppy").await;
+    admin
+        .batch_execute(
+            "alter database sloppy set standard_conforming_strings = off;
+             create table if not exists notes (id int, note text);
+             truncate notes;
+             insert into notes values (1, E'a\\\\b'), (2, 'ab'), (3, E'x\\\\'' or true --');",
+        )
+        .await
+        .unwrap();
+    let config = ConfigDir::new().catalog(
+        "pg",
+        &format!(
+            "connector = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"sloppy\"\nuser = \"postgres\"\n",
+            pg.port()
+        ),
+    );
+    let server = Tributary::start(Some(config.path()));
+    let client = server.connect("pg").await;
+    let ids = |sql: &'static str| {
+        let client = &client;
+        async move {
+            query_text(client, sql)
+                .await
+                .unwrap()
+                .rows
+                .into_iter()
+                .map(|r| r[0].clone().unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    let plan = ids("explain select id from public.notes where note = 'a\\b'").await;
+    // An escape string (shown with the SQL's backslashes escaped again).
+    assert!(plan.join("\n").contains("= E'a\\"), "{plan:?}");
+    assert_eq!(
+        ids("select id from public.notes where note = 'a\\b'").await,
+        ["1"]
+    );
+    assert_eq!(
+        ids("select id from public.notes where note = 'x\\'' or true --' order by id").await,
+        ["3"]
+    );
+}

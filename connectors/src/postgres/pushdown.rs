@@ -60,13 +60,21 @@ pub(super) fn literal_sql(ty: &PgType, value: &ScalarValue, ordered: bool) -> Op
     }
 }
 
-/// A PostgreSQL string literal (standard_conforming_strings, the default since 9.1); none for
-/// strings PostgreSQL cannot hold (NUL).
+/// A PostgreSQL string literal that means `s` whatever the session's
+/// `standard_conforming_strings`: `'...'` with quotes doubled, or, when `s` holds a backslash,
+/// an escape string `E'...'` with backslashes doubled too (a plain literal's backslash would be an
+/// escape with the setting off, turning a user's value into other text or SQL). None for strings
+/// PostgreSQL cannot hold (NUL).
 pub(super) fn string_literal(s: &str) -> Option<String> {
     if s.contains('\0') {
         return None;
     }
-    Some(format!("'{}'", s.replace('\'', "''")))
+    let quoted = s.replace('\'', "''");
+    Some(if s.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    })
 }
 
 /// `TIMESTAMP '...'` (or `TIMESTAMPTZ '...+00'` with `with_tz`) of `micros` since the epoch.
@@ -92,6 +100,10 @@ mod tests {
     fn strings() {
         assert_eq!(string_literal("it's").as_deref(), Some("'it''s'"));
         assert_eq!(string_literal("a\0b"), None);
+        assert_eq!(
+            string_literal("a\\' OR TRUE --").as_deref(),
+            Some("E'a\\\\'' OR TRUE --'")
+        );
     }
 
     #[test]
