@@ -345,6 +345,19 @@ async fn errors_carry_sqlstate_and_the_session_keeps_working() {
             "set server_version = '1'",
             SqlState::CANT_CHANGE_RUNTIME_PARAM,
         ),
+        // PostgreSQL's 1 GiB per value, checked before anything is allocated.
+        (
+            "select repeat('x', 2000000000)",
+            SqlState::PROGRAM_LIMIT_EXCEEDED,
+        ),
+        (
+            "select length(repeat(n_name, 200000000)) from tpch.tiny.nation",
+            SqlState::PROGRAM_LIMIT_EXCEEDED,
+        ),
+        (
+            "select lpad('x', 1000000000)",
+            SqlState::PROGRAM_LIMIT_EXCEEDED,
+        ),
     ];
     for (sql, expected) in cases {
         assert_eq!(&sqlstate(&client, sql).await, expected, "{sql}");

@@ -71,6 +71,8 @@ pub const DUPLICATE_CURSOR: &str = "42P03";
 pub const INDETERMINATE_DATATYPE: &str = "42P18";
 /// `53200` out_of_memory (a memory limit reached).
 pub const OUT_OF_MEMORY: &str = "53200";
+/// `54000` program_limit_exceeded (a value over 1 GiB, as PostgreSQL refuses it).
+pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 /// `55P02` cant_change_runtime_param.
 pub const CANT_CHANGE_RUNTIME_PARAM: &str = "55P02";
 /// `57014` query_canceled.

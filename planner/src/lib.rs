@@ -10,6 +10,7 @@
 pub mod config;
 pub mod explain;
 pub mod fragment;
+pub mod limits;
 pub mod plan;
 pub mod pushdown;
 pub mod registry;

@@ -55,5 +55,10 @@ pub fn new_session_context(
         // Whole single-source subplans into SQL sources, after DataFusion's own rules.
         .with_optimizer_rule(Arc::new(crate::pushdown::SqlSourcePushdown))
         .build();
-    SessionContext::new_with_state(state)
+    let ctx = SessionContext::new_with_state(state);
+    // PostgreSQL's 1 GiB bound on one value, for the functions whose result size a user chooses.
+    for f in crate::limits::functions() {
+        ctx.register_udf(f);
+    }
+    ctx
 }
