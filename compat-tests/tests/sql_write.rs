@@ -154,6 +154,17 @@ async fn insert_into_postgres_is_atomic_and_retry_safe() {
         .unwrap()
         .get(0);
     assert!(attempts > 0, "the injected failure was retried");
+
+    // From the catalog into itself.
+    let copied = c
+        .execute(
+            "INSERT INTO pg.public.nations SELECT DISTINCT nationkey + 5000, name, regionkey, \
+             comment, added FROM pg.public.nations",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(copied, 78);
     let left: i64 = source.query_one(staging, &[]).await.unwrap().get(0);
     assert_eq!(left, 0, "staging tables left behind");
 }

@@ -238,6 +238,21 @@ impl<S: SqlCatalog> TableProvider for SqlTableProvider<S> {
                 S::SOURCE
             )));
         }
+        if let Some(nested) = self
+            .meta
+            .arrow_schema
+            .fields()
+            .iter()
+            .find(|f| f.data_type().is_nested())
+        {
+            return Err(DataFusionError::NotImplemented(format!(
+                "INSERT into a {} table with column `{}` of type {} (arrays and records are not \
+                 written)",
+                S::SOURCE,
+                nested.name(),
+                nested.data_type()
+            )));
+        }
         let spec = SqlWriteSpec {
             catalog: self.shared.name().to_string(),
             schema: self.meta.schema.clone(),

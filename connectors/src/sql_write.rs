@@ -12,12 +12,17 @@
 //! ```
 //! A writer creates its own staging table next to the target, shaped like it, named after the
 //! query attempt key, its partition and its attempt (`tributary_stage_QUERY_pP_aA`), fills it
-//! (PostgreSQL: `COPY ... FROM STDIN`; MySQL: batched multi-row `INSERT`s) and returns one row
+//! (PostgreSQL: `COPY ... FROM STDIN`; MySQL: batched multi-row `INSERT`s) over a connection of its
+//! own, outside the catalog's pool (an `INSERT ... SELECT` within one catalog would otherwise have
+//! its writers hold every pooled connection while their scans wait for one), and returns one row
 //! (staging table, rows). The commit step receives the rows of the committed attempt of each writer
 //! only (the spooled exchange under `TASK`, the succeeding attempt under `QUERY`), copies those
 //! staging tables into the target in one transaction, then drops every staging table of the query.
 //! A failed or canceled statement drops them too and leaves the target untouched; a staging table a
-//! writer on a lost worker creates after that is dropped by a second sweep a minute later.
+//! writer on a lost worker creates after that is dropped by a second sweep of the same statement
+//! attempt's tables a minute later (not the query's: a `QUERY` retry may be writing by then). A
+//! lost connection during the commit is `40003` (statement_completion_unknown), which no retry
+//! policy re-runs: the commit may have happened.
 
 use std::fmt;
 use std::sync::Arc;
@@ -49,6 +54,9 @@ pub(crate) const STAGE_PREFIX: &str = "tributary_stage_";
 /// How long after a statement ended its staging tables are swept once more (a writer still
 /// running on a lost worker may create its table after the first sweep).
 const SWEEP_AGAIN_AFTER: Duration = Duration::from_secs(60);
+
+/// How long the answer to a statement waits for its staging tables to be dropped.
+const SWEEP_WAIT: Duration = Duration::from_secs(5);
 
 /// What an `INSERT` into a SQL source's table writes: shipped to the workers with [`SqlWriteExec`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,9 +205,26 @@ fn query_stage_prefix(query: &str) -> String {
     format!("{STAGE_PREFIX}{}", name_part(base))
 }
 
+/// The prefix of the staging tables of query attempt `query` only (`Q.r1`, not `Q` nor `Q.r2`).
+fn attempt_stage_prefix(query: &str) -> String {
+    format!("{STAGE_PREFIX}{}_p", name_part(query))
+}
+
 /// The staging table of attempt `attempt` of writer `partition` of query attempt `query`.
 fn stage_name(query: &str, partition: usize, attempt: u32) -> String {
-    format!("{STAGE_PREFIX}{}_p{partition}_a{attempt}", name_part(query))
+    format!("{}{partition}_a{attempt}", attempt_stage_prefix(query))
+}
+
+/// The error of a commit whose connection broke after it was sent: it may or may not have
+/// happened (`40003` statement_completion_unknown, which no retry policy re-runs).
+pub(crate) fn commit_unknown(catalog: &str, reason: &str) -> DataFusionError {
+    crate::ConnectorError::sql(
+        crate::sqlstate::STATEMENT_COMPLETION_UNKNOWN,
+        format!(
+            "catalog \"{catalog}\": the connection was lost while the INSERT committed, so it may or \
+             may not have been applied: {reason}"
+        ),
+    )
 }
 
 /// The schema of a writer's output: one row, its staging table and the rows in it.
@@ -446,6 +471,7 @@ impl<W: SqlWriter> ExecutionPlan for SqlCommitExec<W> {
             spec: self.spec.clone(),
             pool: Arc::clone(&self.pool),
             prefix: query_stage_prefix(&query),
+            attempt_prefix: attempt_stage_prefix(&query),
         };
         let future = async move { committer.run(input).await };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
@@ -461,6 +487,8 @@ struct Committer<W: SqlWriter> {
     pool: Arc<W::Pool>,
     /// Every staging table of the query starts with it.
     prefix: String,
+    /// Every staging table of this statement attempt (`Q.rN`) starts with it.
+    attempt_prefix: String,
 }
 
 impl<W: SqlWriter> Clone for Committer<W> {
@@ -469,6 +497,7 @@ impl<W: SqlWriter> Clone for Committer<W> {
             spec: self.spec.clone(),
             pool: Arc::clone(&self.pool),
             prefix: self.prefix.clone(),
+            attempt_prefix: self.attempt_prefix.clone(),
         }
     }
 }
@@ -500,7 +529,11 @@ impl<W: SqlWriter> Committer<W> {
         }
         .await;
         guard.0 = None;
-        self.sweep().await;
+        // The drops wait behind any statement still writing a staging table (an abandoned
+        // attempt's): the answer does not wait for them past a few seconds.
+        let sweep = self.clone();
+        let sweeping = tokio::spawn(async move { sweep.sweep().await });
+        let _ = tokio::time::timeout(SWEEP_WAIT, sweeping).await;
         let rows = result?;
         tracing::info!(
             catalog = self.spec.catalog,
@@ -515,19 +548,20 @@ impl<W: SqlWriter> Committer<W> {
         )?)
     }
 
-    /// Drops every staging table of the query now, and once more after [`SWEEP_AGAIN_AFTER`].
+    /// Drops every staging table of the query now, and those of this statement attempt once more
+    /// after [`SWEEP_AGAIN_AFTER`].
     async fn sweep(&self) {
-        self.drop_stages().await;
+        self.drop_stages(&self.prefix).await;
         let again = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(SWEEP_AGAIN_AFTER).await;
-            again.drop_stages().await;
+            again.drop_stages(&again.attempt_prefix).await;
         });
     }
 
-    async fn drop_stages(&self) {
+    async fn drop_stages(&self, prefix: &str) {
         let dropped = async {
-            let names = W::tables_like(&self.pool, &self.spec.schema, &self.prefix).await?;
+            let names = W::tables_like(&self.pool, &self.spec.schema, prefix).await?;
             if !names.is_empty() {
                 W::drop_tables(&self.pool, &self.spec.schema, &names).await?;
             }
@@ -576,7 +610,7 @@ mod tests {
 
     use datafusion::arrow::array::{ArrayRef, BinaryArray, Int32Array};
 
-    use super::{column_texts, query_stage_prefix, stage_name};
+    use super::{attempt_stage_prefix, column_texts, query_stage_prefix, stage_name};
 
     #[test]
     fn staging_tables_are_named_after_the_query_attempt() {
@@ -585,6 +619,11 @@ mod tests {
         assert!(name.len() <= 63, "a PostgreSQL identifier: {name}");
         assert!(name.starts_with(&query_stage_prefix("20261204_233219_00001_abcde.r1")));
         assert!(name.starts_with(&query_stage_prefix("20261204_233219_00001_abcde")));
+        assert!(name.starts_with(&attempt_stage_prefix("20261204_233219_00001_abcde.r1")));
+        // The first attempt's tables are not the retry's, and the other way round.
+        assert!(!name.starts_with(&attempt_stage_prefix("20261204_233219_00001_abcde")));
+        let first = stage_name("20261204_233219_00001_abcde", 3, 0);
+        assert!(!first.starts_with(&attempt_stage_prefix("20261204_233219_00001_abcde.r1")));
     }
 
     #[test]

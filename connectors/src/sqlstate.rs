@@ -67,6 +67,8 @@ pub const DUPLICATE_SCHEMA: &str = "42P06";
 pub const DUPLICATE_TABLE: &str = "42P07";
 /// `42P03` duplicate_cursor.
 pub const DUPLICATE_CURSOR: &str = "42P03";
+/// `40003` statement_completion_unknown (a commit whose outcome is unknown: never retried).
+pub const STATEMENT_COMPLETION_UNKNOWN: &str = "40003";
 /// `42P18` indeterminate_datatype.
 pub const INDETERMINATE_DATATYPE: &str = "42P18";
 /// `53200` out_of_memory (a memory limit reached).
@@ -155,6 +157,7 @@ mod tests {
             DIVISION_BY_ZERO,
             QUERY_CANCELED,
             OUT_OF_MEMORY,
+            STATEMENT_COMPLETION_UNKNOWN,
             INTERNAL_ERROR,
             INVALID_PASSWORD,
             UNDEFINED_FILE,

@@ -1,6 +1,7 @@
 //! How `INSERT` writes into MySQL and MariaDB ([`crate::sql_write`]): a writer fills a staging table
-//! (`CREATE TABLE ... LIKE` the target) with multi-row `INSERT`s of bound values, the commit copies
-//! the staging tables into the target in one transaction (InnoDB).
+//! (`CREATE TABLE ... SELECT` of the target's columns with no rows: their types and `NOT NULL`, but
+//! no `AUTO_INCREMENT` handing out values of its own, nor keys) with multi-row `INSERT`s of bound
+//! values, the commit copies the staging tables into the target in one transaction (InnoDB).
 
 use std::sync::Arc;
 
@@ -20,7 +21,8 @@ use mysql_async::{TxOpts, Value};
 use super::pool::Pool;
 use super::quote_ident;
 use crate::ConnectorError;
-use crate::sql_write::{SqlWriteSpec, SqlWriter, column_texts};
+use crate::pool::PooledSource;
+use crate::sql_write::{SqlWriteSpec, SqlWriter, column_texts, commit_unknown};
 
 /// MySQL's [`SqlWriter`].
 #[derive(Debug)]
@@ -54,13 +56,17 @@ impl SqlWriter for MyWriter {
         stage: &str,
         mut input: SendableRecordBatchStream,
     ) -> Result<u64> {
-        let mut conn = pool.get().await.map_err(external)?;
+        // A connection of its own (see `crate::sql_write`), closed when the writer ends.
+        let mut conn = pool.source().connect().await.map_err(external)?;
         let stage = spec.stage::<Self>(stage);
-        let create = format!("CREATE TABLE {stage} LIKE {}", spec.target::<Self>());
+        let columns = spec.column_list::<Self>();
+        let create = format!(
+            "CREATE TABLE {stage} SELECT {columns} FROM {} LIMIT 0",
+            spec.target::<Self>()
+        );
         conn.query_drop(create.as_str())
             .await
             .map_err(|e| query_error(pool, &e, &create))?;
-        let columns = spec.column_list::<Self>();
         let row_marks = format!("({})", vec!["?"; spec.columns.len()].join(", "));
         let per_insert = ROWS_PER_INSERT
             .min(65_535 / spec.columns.len().max(1))
@@ -80,11 +86,15 @@ impl SqlWriter for MyWriter {
                 rows += chunk.len() as u64;
             }
         }
+        let _ = conn.disconnect().await;
         Ok(rows)
     }
 
     async fn commit(pool: &Arc<Pool>, spec: &SqlWriteSpec, stages: &[String]) -> Result<u64> {
         let mut conn = pool.get().await.map_err(external)?;
+        // Back to the pool only once the transaction ended (a dropped one rolls back lazily, holding
+        // its locks meanwhile).
+        conn.set_reusable(false);
         let columns = spec.column_list::<Self>();
         let target = spec.target::<Self>();
         let mut tx = conn
@@ -97,14 +107,17 @@ impl SqlWriter for MyWriter {
                 "INSERT INTO {target} ({columns}) SELECT {columns} FROM {}",
                 spec.stage::<Self>(stage)
             );
-            tx.query_drop(sql.as_str())
-                .await
-                .map_err(|e| query_error(pool, &e, &sql))?;
+            if let Err(e) = tx.query_drop(sql.as_str()).await {
+                let _ = tx.rollback().await;
+                return Err(query_error(pool, &e, &sql));
+            }
             rows += tx.affected_rows();
         }
-        tx.commit()
-            .await
-            .map_err(|e| query_error(pool, &e, "COMMIT"))?;
+        tx.commit().await.map_err(|e| match e {
+            mysql_async::Error::Server(_) => query_error(pool, &e, "COMMIT"),
+            other => commit_unknown(pool.catalog(), &other.to_string()),
+        })?;
+        conn.set_reusable(true);
         Ok(rows)
     }
 
@@ -214,9 +227,45 @@ fn column_values(column: &ArrayRef) -> Result<Vec<Value>> {
             let naive = cast(column, &DataType::Timestamp(*unit, None))?;
             text_values(&naive)?
         }
-        DataType::Timestamp(_, None) => text_values(column)?,
+        DataType::Interval(_) | DataType::Duration(_) => time_values(column)?,
         _ => text_values(column)?,
     })
+}
+
+/// Each value of an interval or duration `column` as MySQL `TIME` text, `[-]H:MM:SS.ffffff` (the
+/// catalog's `time_type = "interval"` reads `TIME` as intervals; months cannot be a `TIME`).
+fn time_values(column: &ArrayRef) -> Result<Vec<Value>> {
+    let micros = cast(
+        column,
+        &DataType::Duration(datafusion::arrow::datatypes::TimeUnit::Microsecond),
+    )
+    .map_err(|_| {
+        DataFusionError::NotImplemented(format!(
+            "writing {} values into MySQL (only intervals of days and time fit a TIME)",
+            column.data_type()
+        ))
+    })?;
+    let micros = micros.as_primitive::<datafusion::arrow::datatypes::DurationMicrosecondType>();
+    Ok(micros
+        .iter()
+        .map(|m| match m {
+            None => Value::NULL,
+            Some(m) => {
+                let sign = if m < 0 { "-" } else { "" };
+                let m = m.unsigned_abs();
+                let (secs, frac) = (m / 1_000_000, m % 1_000_000);
+                Value::Bytes(
+                    format!(
+                        "{sign}{}:{:02}:{:02}.{frac:06}",
+                        secs / 3600,
+                        secs / 60 % 60,
+                        secs % 60
+                    )
+                    .into_bytes(),
+                )
+            }
+        })
+        .collect())
 }
 
 /// Each value of `column` as text (`T` between date and time, which MySQL accepts).
@@ -257,5 +306,21 @@ mod tests {
         );
         assert_eq!(rows[1][0], Value::NULL);
         assert_eq!(rows[1][1], Value::Int(0));
+    }
+
+    #[test]
+    fn intervals_are_written_as_time() {
+        use datafusion::arrow::array::IntervalMonthDayNanoArray;
+        use datafusion::arrow::datatypes::IntervalMonthDayNano;
+        let column: ArrayRef = Arc::new(IntervalMonthDayNanoArray::from(vec![
+            Some(IntervalMonthDayNano::new(0, 0, 5_400_500_000_000)),
+            Some(IntervalMonthDayNano::new(0, 0, -61_000_000_000)),
+            None,
+        ]));
+        let batch = RecordBatch::try_from_iter([("t", column)]).unwrap();
+        let rows = row_values(&batch).unwrap();
+        assert_eq!(rows[0][0], Value::Bytes(b"1:30:00.500000".to_vec()));
+        assert_eq!(rows[1][0], Value::Bytes(b"-0:01:01.000000".to_vec()));
+        assert_eq!(rows[2][0], Value::NULL);
     }
 }

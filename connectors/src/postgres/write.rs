@@ -14,7 +14,8 @@ use futures::{SinkExt, StreamExt};
 use super::pool::Pool;
 use super::quote_ident;
 use crate::ConnectorError;
-use crate::sql_write::{SqlWriteSpec, SqlWriter, column_texts};
+use crate::pool::PooledSource;
+use crate::sql_write::{SqlWriteSpec, SqlWriter, column_texts, commit_unknown};
 
 /// PostgreSQL's [`SqlWriter`].
 #[derive(Debug)]
@@ -45,9 +46,8 @@ impl SqlWriter for PgWriter {
         stage: &str,
         mut input: SendableRecordBatchStream,
     ) -> Result<u64> {
-        let mut client = pool.get().await.map_err(external)?;
-        // A COPY left half-sent leaves the connection unusable.
-        client.set_reusable(false);
+        // A connection of its own (see `crate::sql_write`), closed when the writer ends.
+        let client = pool.source().connect().await.map_err(external)?;
         let stage = spec.stage::<Self>(stage);
         let create = format!(
             "CREATE UNLOGGED TABLE {stage} (LIKE {})",
@@ -74,7 +74,6 @@ impl SqlWriter for PgWriter {
             .finish()
             .await
             .map_err(|e| query_error(pool, &e, &copy))?;
-        client.set_reusable(true);
         Ok(rows)
     }
 
@@ -98,9 +97,10 @@ impl SqlWriter for PgWriter {
                 .await
                 .map_err(|e| query_error(pool, &e, &sql))?;
         }
-        tx.commit()
-            .await
-            .map_err(|e| query_error(pool, &e, "COMMIT"))?;
+        tx.commit().await.map_err(|e| match e.as_db_error() {
+            Some(_) => query_error(pool, &e, "COMMIT"),
+            None => commit_unknown(pool.catalog(), &e.to_string()),
+        })?;
         client.set_reusable(true);
         Ok(rows)
     }
