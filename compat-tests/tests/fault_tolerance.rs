@@ -500,6 +500,42 @@ async fn task_count_follows_input_bytes_and_a_join_past_memory_runs_in_pieces() 
     wait_spool_empty("disk", || files_under(spool.path())).await;
 }
 
+/// A file scan's splits follow its bytes under TASK even when the query's hash partitions are
+/// capped (`task_hash_partitions = 4`): orders of scale 1 in Parquet (tens of MB) are read in
+/// splits of about 4 MB, so by more than 4 tasks, and the answer is the source's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_scans_are_split_by_bytes_under_task() {
+    let spool = TempDir::new("spool-split");
+    let lake = TempDir::new("lake-split");
+    let catalog = format!(
+        "connector = \"lake\"\nlocation = {}\n",
+        toml_string(&format!("file://{}", lake.path().display()))
+    );
+    let config = ConfigDir::new()
+        .config(&format!(
+            "{FAST_RETRIES}task_target_input_mb = 4\ntask_hash_partitions = 4\n{}",
+            disk_spool(spool.path())
+        ))
+        .catalog("lake", &catalog);
+    let server = Tributary::start(Some(config.path()));
+    let c = server.connect("tpch").await;
+    exec(
+        &c,
+        "CREATE SCHEMA lake.etl; \
+         CREATE TABLE lake.etl.orders AS SELECT * FROM tpch.sf1.orders",
+    )
+    .await;
+    let aggregates = "count(*), sum(o_totalprice), max(o_comment)";
+    let source = run(&c, &format!("SELECT {aggregates} FROM tpch.sf1.orders")).await;
+    exec(&c, "SET retry_policy = 'TASK'").await;
+    let sql = format!("SELECT {aggregates} FROM lake.etl.orders");
+    assert_eq!(run(&c, &sql).await.strings(), source.strings());
+    let attempts = task_attempts(&server, &sql).await;
+    let scan_tasks = attempts.iter().filter(|(stage, ..)| *stage == 1).count();
+    assert!(scan_tasks > 4, "splits of about 4 MB: {attempts:?}");
+    wait_spool_empty("disk", || files_under(spool.path())).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_killed_mid_query_removes_its_spool_data_when_it_starts_again() {
     let spool = TempDir::new("spool-crash");

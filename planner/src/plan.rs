@@ -30,7 +30,7 @@ use datafusion::sql::parser::Statement;
 
 use crate::explain;
 use crate::fragment::{StagePlan, fragment};
-use crate::sizing::{PartitionSizing, scanned_bytes};
+use crate::sizing::{PartitionSizing, scanned_bytes, split_file_scans};
 
 /// Why a statement could not be planned.
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +133,8 @@ pub async fn plan_statement(state: &SessionState, plan: LogicalPlan) -> Result<P
 
 /// [`plan_statement`] whose hash partition count follows the bytes the statement scans when
 /// `sizing` is given (`retry_policy = TASK`): planned once with the session's partitions, and
-/// again with [`PartitionSizing::partitions`] of its [`scanned_bytes`] when that differs.
+/// again with [`PartitionSizing::partitions`] of its [`scanned_bytes`] when that differs; then its
+/// file scans are cut into splits of the target size ([`split_file_scans`]).
 pub async fn plan_statement_sized(
     state: &SessionState,
     plan: LogicalPlan,
@@ -182,12 +183,14 @@ async fn physical_plan(
         return Ok(physical);
     };
     let partitions = sizing.partitions(scanned_bytes(&physical));
-    if partitions == state.config().target_partitions() {
-        return Ok(physical);
-    }
-    let mut sized = state.clone();
-    sized.config_mut().options_mut().execution.target_partitions = partitions;
-    sized.create_physical_plan(plan).await
+    let physical = if partitions == state.config().target_partitions() {
+        physical
+    } else {
+        let mut sized = state.clone();
+        sized.config_mut().options_mut().execution.target_partitions = partitions;
+        sized.create_physical_plan(plan).await?
+    };
+    split_file_scans(physical, sizing.target_bytes, state.config_options())
 }
 
 /// Pulls the scalar subqueries out of `physical` and cuts the rest into stages.

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::Schema;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::Result;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
@@ -33,6 +35,45 @@ impl PartitionSizing {
             .unwrap_or(usize::MAX)
             .clamp(min, self.max.max(min))
     }
+}
+
+/// The most splits a file scan is cut into (as many as a `tpch` scan may have).
+const MAX_FILE_SPLITS: usize = 4096;
+
+/// Cuts each file scan of `plan` into splits of about `target_bytes` (byte ranges of its files, by
+/// DataFusion's own file scan repartitioning) when its splits are larger: under `retry_policy =
+/// TASK` a source task's size follows its input bytes however few hash partitions the query has
+/// (`[query] task_hash_partitions` caps those). Scans DataFusion cannot cut (compressed CSV or
+/// JSON) stay as they are.
+///
+/// Errors: DataFusion's, rebuilding the operators above a scan it cut.
+pub fn split_file_scans(
+    plan: Arc<dyn ExecutionPlan>,
+    target_bytes: u64,
+    config: &ConfigOptions,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        let is_file_scan = node.downcast_ref::<DataSourceExec>().is_some_and(|exec| {
+            exec.data_source()
+                .downcast_ref::<FileScanConfig>()
+                .is_some()
+        });
+        let Some(sizes) = is_file_scan.then(|| split_bytes(node.as_ref())).flatten() else {
+            return Ok(Transformed::no(node));
+        };
+        let total: u64 = sizes.iter().sum();
+        let wanted = usize::try_from(total.div_ceil(target_bytes.max(1)))
+            .unwrap_or(usize::MAX)
+            .min(MAX_FILE_SPLITS);
+        if wanted <= sizes.len() {
+            return Ok(Transformed::no(node));
+        }
+        Ok(match node.repartitioned(wanted, config)? {
+            Some(split) => Transformed::yes(split),
+            None => Transformed::no(node),
+        })
+    })
+    .map(|t| t.data)
 }
 
 /// Bytes `plan`'s scans read: the sum of [`split_bytes`] over its leaves, a leaf of unknown size
