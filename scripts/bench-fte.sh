@@ -72,13 +72,20 @@ wait_port "$SINGLE_PORT"
 start_cluster killed
 ( sleep "$KILL_AFTER"; kill -9 "${WORKER_PIDS[1]}"; echo "killed worker-2 after ${KILL_AFTER}s" >&2 ) &
 KILLER=$!
+killed_status=0
 PGUSER="${PGUSER:-bench}" "$PY" "$BENCH_PY" --queries "$ROOT/compat-tests/queries" --runs 1 \
   --engine "$(engine "$COORD_PORT" TASK)" \
   --engine "pg:127.0.0.1:$SINGLE_PORT:lake:SET search_path TO $SCHEMA" --check "$@" \
-  | tee "$LOGS/killed.tsv" || true
+  | tee "$LOGS/killed.tsv" || killed_status=$?
 wait "$KILLER" 2>/dev/null || true
 retried="$(sql "$COORD_PORT" "SELECT count(*) FROM system.runtime.tasks WHERE attempt > 0")"
 echo "task attempts retried after the kill: $retried"
 none_total="$(awk '$1 == "total" {print $2}' "$LOGS/policies.tsv")"
 killed_total="$(awk '$1 == "total" {print $2}' "$LOGS/killed.tsv")"
-"$PY" -c "print(f'TASK with a worker killed: {float(\"$killed_total\"):.3f} s total = {float(\"$killed_total\") / float(\"$none_total\"):.2f}x NONE without failures ({float(\"$none_total\"):.3f} s)')"
+if [ -n "$killed_total" ] && [ -n "$none_total" ]; then
+  "$PY" -c "print(f'TASK with a worker killed: {float(\"$killed_total\"):.3f} s total = {float(\"$killed_total\") / float(\"$none_total\"):.2f}x NONE without failures ({float(\"$none_total\"):.3f} s)')"
+fi
+if [ "$killed_status" -ne 0 ]; then
+  echo "scripts/bench-fte.sh: the run with a worker killed failed or its answers differ (exit $killed_status)" >&2
+  exit 1
+fi
