@@ -44,6 +44,19 @@ fn inserts(catalog: &str, offset: i64) -> [String; 2] {
     ]
 }
 
+/// Asserts that a task attempt ran again (the injected failure).
+async fn assert_retried(client: &Client) {
+    let attempts: i64 = client
+        .query_one(
+            "SELECT count(*) FROM system.runtime.tasks WHERE attempt > 0",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(attempts > 0, "the injected failure was retried");
+}
+
 /// Runs both [`inserts`] through `client` and checks their command tags.
 async fn insert_all(client: &Client, catalog: &str, offset: i64) {
     let [nations, odd] = inserts(catalog, offset);
@@ -145,15 +158,7 @@ async fn insert_into_postgres_is_atomic_and_retry_safe() {
         .unwrap()
         .get(0);
     assert_eq!(count, 78);
-    let attempts: i64 = c
-        .query_one(
-            "SELECT count(*) FROM system.runtime.tasks WHERE attempt > 0",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(attempts > 0, "the injected failure was retried");
+    assert_retried(&c).await;
 
     // From the catalog into itself.
     let copied = c
@@ -221,14 +226,6 @@ async fn insert_into_mysql_is_atomic_and_retry_safe() {
         my.query("SELECT count(*) FROM msink.nations"),
         [vec![text("78")]]
     );
-    let attempts: i64 = c
-        .query_one(
-            "SELECT count(*) FROM system.runtime.tasks WHERE attempt > 0",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(attempts > 0, "the injected failure was retried");
+    assert_retried(&c).await;
     assert_eq!(my.query(staging), [vec![text("0")]]);
 }

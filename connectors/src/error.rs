@@ -26,6 +26,13 @@ pub enum ConnectorError {
     },
 }
 
+/// A connector error as DataFusion carries it (`External`), keeping its SQLSTATE for the front end.
+impl From<ConnectorError> for datafusion::error::DataFusionError {
+    fn from(e: ConnectorError) -> Self {
+        datafusion::error::DataFusionError::External(Box::new(e))
+    }
+}
+
 impl ConnectorError {
     /// A [`ConnectorError::Remote`] with `sqlstate` and `message`, as the `DataFusionError` a
     /// table provider or plan returns (the front end reports the SQLSTATE).

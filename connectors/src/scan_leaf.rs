@@ -1,6 +1,7 @@
 //! What the scans of this crate share as DataFusion plan leaves: the [`ExecutionPlan`] methods of a
-//! node without children or expressions ([`leaf_exec_methods!`]), and the stream of a reader that
-//! produces one partition's batches on demand ([`batch_stream`]).
+//! node without children or expressions ([`leaf_exec_methods!`]; [`unary_exec_methods!`] for the
+//! write nodes' one child), and the stream of a reader that produces one partition's batches on
+//! demand ([`batch_stream`]).
 //!
 //! [`ExecutionPlan`]: datafusion::physical_plan::ExecutionPlan
 
@@ -67,6 +68,63 @@ macro_rules! leaf_exec_methods {
     };
 }
 pub(crate) use leaf_exec_methods;
+
+/// The [`ExecutionPlan`](datafusion::physical_plan::ExecutionPlan) methods of a node with one child
+/// in its field `input` and no expressions (the write nodes): replacing the child rebuilds the node
+/// with `$rebuild`, an expression of `$this` (the node) and `$input` (the new child). Written
+/// inside the node's `impl ExecutionPlan` block.
+macro_rules! unary_exec_methods {
+    (|$this:ident, $input:ident| $rebuild:expr) => {
+        fn children(
+            &self,
+        ) -> Vec<&::std::sync::Arc<dyn ::datafusion::physical_plan::ExecutionPlan>> {
+            vec![&self.input]
+        }
+
+        fn apply_expressions(
+            &self,
+            _f: &mut dyn FnMut(
+                &::std::sync::Arc<dyn ::datafusion::physical_expr::PhysicalExpr>,
+            ) -> ::datafusion::common::Result<
+                ::datafusion::common::tree_node::TreeNodeRecursion,
+            >,
+        ) -> ::datafusion::common::Result<::datafusion::common::tree_node::TreeNodeRecursion> {
+            Ok(::datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        }
+
+        fn replace_children(
+            self: ::std::sync::Arc<Self>,
+            children: Vec<::std::sync::Arc<dyn ::datafusion::physical_plan::ExecutionPlan>>,
+            _options: ::datafusion::physical_plan::ReplaceChildrenOptions,
+        ) -> ::datafusion::common::Result<
+            ::std::sync::Arc<dyn ::datafusion::physical_plan::ExecutionPlan>,
+        > {
+            let [$input] = <[_; 1]>::try_from(children).map_err(|_| {
+                ::datafusion::common::DataFusionError::Internal(format!(
+                    "{} takes one child",
+                    ::datafusion::physical_plan::ExecutionPlan::name(self.as_ref())
+                ))
+            })?;
+            let $this = self.as_ref();
+            Ok(::std::sync::Arc::new($rebuild))
+        }
+
+        fn with_new_children(
+            self: ::std::sync::Arc<Self>,
+            children: Vec<::std::sync::Arc<dyn ::datafusion::physical_plan::ExecutionPlan>>,
+        ) -> ::datafusion::common::Result<
+            ::std::sync::Arc<dyn ::datafusion::physical_plan::ExecutionPlan>,
+        > {
+            self.replace_children(
+                children,
+                ::datafusion::physical_plan::ReplaceChildrenOptions::new(
+                    ::datafusion::physical_plan::ChildrenPropertiesMode::Recompute,
+                ),
+            )
+        }
+    };
+}
+pub(crate) use unary_exec_methods;
 
 /// A reader of one output partition that produces its batches on demand.
 pub(crate) trait BatchReader: Send + 'static {

@@ -20,7 +20,6 @@ use mysql_async::{TxOpts, Value};
 
 use super::pool::Pool;
 use super::quote_ident;
-use crate::ConnectorError;
 use crate::pool::PooledSource;
 use crate::sql_write::{SqlWriteSpec, SqlWriter, column_texts, commit_unknown};
 
@@ -31,13 +30,9 @@ pub(crate) struct MyWriter;
 /// Placeholders of one statement are at most 65,535; rows of one `INSERT` at most this many.
 const ROWS_PER_INSERT: usize = 1000;
 
-fn external(e: ConnectorError) -> DataFusionError {
-    DataFusionError::External(Box::new(e))
-}
-
 /// The error of statement `sql` sent through `pool`.
 fn query_error(pool: &Pool, e: &mysql_async::Error, sql: &str) -> DataFusionError {
-    external(pool.source().query_error(e, sql))
+    pool.source().query_error(e, sql).into()
 }
 
 #[async_trait]
@@ -57,7 +52,7 @@ impl SqlWriter for MyWriter {
         mut input: SendableRecordBatchStream,
     ) -> Result<u64> {
         // A connection of its own (see `crate::sql_write`), closed when the writer ends.
-        let mut conn = pool.source().connect().await.map_err(external)?;
+        let mut conn = pool.source().connect().await?;
         let stage = spec.stage::<Self>(stage);
         let columns = spec.column_list::<Self>();
         let create = format!(
@@ -91,7 +86,7 @@ impl SqlWriter for MyWriter {
     }
 
     async fn commit(pool: &Arc<Pool>, spec: &SqlWriteSpec, stages: &[String]) -> Result<u64> {
-        let mut conn = pool.get().await.map_err(external)?;
+        let mut conn = pool.get().await?;
         // Back to the pool only once the transaction ended (a dropped one rolls back lazily, holding
         // its locks meanwhile).
         conn.set_reusable(false);
@@ -122,7 +117,7 @@ impl SqlWriter for MyWriter {
     }
 
     async fn tables_like(pool: &Arc<Pool>, schema: &str, prefix: &str) -> Result<Vec<String>> {
-        let mut conn = pool.get().await.map_err(external)?;
+        let mut conn = pool.get().await?;
         let sql = "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
                    WHERE table_schema = ? AND LEFT(table_name, CHAR_LENGTH(?)) = ?";
         conn.exec(sql, (schema, prefix, prefix))
@@ -131,7 +126,7 @@ impl SqlWriter for MyWriter {
     }
 
     async fn drop_tables(pool: &Arc<Pool>, schema: &str, names: &[String]) -> Result<()> {
-        let mut conn = pool.get().await.map_err(external)?;
+        let mut conn = pool.get().await?;
         let list: Vec<String> = names
             .iter()
             .map(|n| format!("{}.{}", quote_ident(schema), quote_ident(n)))

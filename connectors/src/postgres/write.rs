@@ -13,7 +13,6 @@ use futures::{SinkExt, StreamExt};
 
 use super::pool::Pool;
 use super::quote_ident;
-use crate::ConnectorError;
 use crate::pool::PooledSource;
 use crate::sql_write::{SqlWriteSpec, SqlWriter, column_texts, commit_unknown};
 
@@ -21,13 +20,9 @@ use crate::sql_write::{SqlWriteSpec, SqlWriter, column_texts, commit_unknown};
 #[derive(Debug)]
 pub(crate) struct PgWriter;
 
-fn external(e: ConnectorError) -> DataFusionError {
-    DataFusionError::External(Box::new(e))
-}
-
 /// The error of statement `sql` sent through `pool`.
 fn query_error(pool: &Pool, e: &tokio_postgres::Error, sql: &str) -> DataFusionError {
-    external(pool.source().query_error(e, sql))
+    pool.source().query_error(e, sql).into()
 }
 
 #[async_trait]
@@ -47,7 +42,7 @@ impl SqlWriter for PgWriter {
         mut input: SendableRecordBatchStream,
     ) -> Result<u64> {
         // A connection of its own (see `crate::sql_write`), closed when the writer ends.
-        let client = pool.source().connect().await.map_err(external)?;
+        let client = pool.source().connect().await?;
         let stage = spec.stage::<Self>(stage);
         let create = format!(
             "CREATE UNLOGGED TABLE {stage} (LIKE {})",
@@ -78,7 +73,7 @@ impl SqlWriter for PgWriter {
     }
 
     async fn commit(pool: &Arc<Pool>, spec: &SqlWriteSpec, stages: &[String]) -> Result<u64> {
-        let mut client = pool.get().await.map_err(external)?;
+        let mut client = pool.get().await?;
         client.set_reusable(false);
         let columns = spec.column_list::<Self>();
         let target = spec.target::<Self>();
@@ -106,7 +101,7 @@ impl SqlWriter for PgWriter {
     }
 
     async fn tables_like(pool: &Arc<Pool>, schema: &str, prefix: &str) -> Result<Vec<String>> {
-        let client = pool.get().await.map_err(external)?;
+        let client = pool.get().await?;
         let sql = "SELECT tablename::text FROM pg_catalog.pg_tables \
                    WHERE schemaname = $1 AND left(tablename, length($2)) = $2";
         let rows = client
@@ -117,7 +112,7 @@ impl SqlWriter for PgWriter {
     }
 
     async fn drop_tables(pool: &Arc<Pool>, schema: &str, names: &[String]) -> Result<()> {
-        let client = pool.get().await.map_err(external)?;
+        let client = pool.get().await?;
         let list: Vec<String> = names
             .iter()
             .map(|n| format!("{}.{}", quote_ident(schema), quote_ident(n)))
