@@ -43,9 +43,8 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tributary_exchange::ExchangeContext;
 
-use crate::lake::write::count_schema;
+use crate::lake::write::{count_schema, task_identity};
 
 /// Every staging table's name starts with this.
 pub(crate) const STAGE_PREFIX: &str = "tributary_stage_";
@@ -174,14 +173,6 @@ pub(crate) fn decode_write<W: SqlWriter>(
         Arc::clone(pool),
         input,
     )))
-}
-
-/// The query attempt key and task attempt a task runs as (see [`ExchangeContext`]).
-fn task_identity(context: &TaskContext) -> (String, u32) {
-    match context.session_config().get_extension::<ExchangeContext>() {
-        Some(exchange) => (exchange.query.to_string(), exchange.attempt),
-        None => (format!("local_{}", uuid::Uuid::new_v4().simple()), 0),
-    }
 }
 
 /// `key` as part of a table name: lower case letters, digits and `_`.

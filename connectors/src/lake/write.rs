@@ -96,7 +96,7 @@ pub fn count_schema() -> SchemaRef {
 
 /// The query key and attempt a task runs as (see [`ExchangeContext`]); outside the engine (a plan run
 /// directly) a fresh key.
-fn task_identity(context: &TaskContext) -> (String, u32) {
+pub(crate) fn task_identity(context: &TaskContext) -> (String, u32) {
     match context.session_config().get_extension::<ExchangeContext>() {
         Some(exchange) => (exchange.query.to_string(), exchange.attempt),
         None => (format!("local_{}", uuid::Uuid::new_v4().simple()), 0),
