@@ -426,6 +426,37 @@ write_tests! {
 }
 
 /// A canceled `CREATE TABLE AS` leaves no table, and (once its cleanup ran) no files.
+/// `EXPLAIN CREATE TABLE ... AS` shows the write (writers, commit) and creates nothing;
+/// `EXPLAIN ANALYZE` runs it, as PostgreSQL's does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_ctas_shows_the_write_and_writes_nothing() {
+    let lake = Lake::file();
+    let (server, _config) = start(&lake);
+    let client = server.connect("lake").await;
+    client
+        .batch_execute("CREATE SCHEMA lake.etl")
+        .await
+        .expect("CREATE SCHEMA");
+    let ctas = "CREATE TABLE lake.etl.n WITH (partitioned_by = ARRAY['n_regionkey']) AS \
+                SELECT n_nationkey, n_name, n_regionkey FROM tpch.tiny.nation";
+    let plan = strings(&client, &format!("EXPLAIN {ctas}"))
+        .await
+        .concat()
+        .join("\n");
+    assert!(
+        plan.contains("LakeCommit: lake.etl.n (create)")
+            && plan.contains("LakeWrite: lake.etl.n, format=parquet, partitioned_by=[n_regionkey]"),
+        "{plan}"
+    );
+    assert!(lake.files("etl").is_empty(), "{:?}", lake.files("etl"));
+    assert_eq!(
+        error_code(&client, "SELECT * FROM lake.etl.n").await,
+        "42P01"
+    );
+    strings(&client, &format!("EXPLAIN ANALYZE {ctas}")).await;
+    assert_rows(&client, "SELECT count(*) FROM lake.etl.n", &[&["25"]]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canceled_ctas_leaves_nothing() {
     let lake = Lake::file();

@@ -8,6 +8,8 @@
 //! - `INSERT INTO c.s.t ...` is DataFusion's own plan; the table's `insert_into` builds the write.
 //! - `CREATE SCHEMA`, `DROP SCHEMA`, `CREATE TABLE (columns)`, `DROP TABLE` are scans of a one-row
 //!   table that makes the change when it runs ([`LakeCatalog::ddl`]).
+//! - `EXPLAIN [ANALYZE]` of any of these explains the same plan (planning has no side effect; the
+//!   writers' `creating` marker and files appear only when the statement runs).
 //!
 //! - `INSERT INTO` a table of a SQL source (`postgres`, `mysql`) is DataFusion's own plan too; the
 //!   table's `insert_into` builds the write (`tributary_connectors`' `sql_write`).
@@ -40,8 +42,21 @@ pub async fn plan_write(
     state: &SessionState,
     statement: &Statement,
 ) -> Result<Option<LogicalPlan>, PlanError> {
-    let Statement::Statement(statement) = statement else {
-        return Ok(None);
+    let statement = match statement {
+        Statement::Statement(statement) => statement,
+        // `EXPLAIN [ANALYZE] CREATE TABLE ... AS` and the other writes planned here: the same plan,
+        // explained (ANALYZE runs it, as PostgreSQL's and Trino's do).
+        Statement::Explain(explain) => {
+            let Some(plan) = Box::pin(plan_write(state, &explain.statement)).await? else {
+                return Ok(None);
+            };
+            let options = &explain.options;
+            let explained = LogicalPlanBuilder::from(plan)
+                .explain(options.verbose, options.analyze)?
+                .build()?;
+            return Ok(Some(explained));
+        }
+        _ => return Ok(None),
     };
     match statement.as_ref() {
         ast::Statement::CreateSchema {
