@@ -325,6 +325,58 @@ async fn task_retry_reruns_only_the_failed_task() {
     wait_spool_empty("disk", || files_under(spool.path())).await;
 }
 
+/// With `[log] format = "json"` every log line is a JSON object, and a query's lines carry its
+/// session (`pid`, `user`) and its id: here the line of a task retried under TASK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_log_lines_carry_the_session_and_the_query() {
+    let spool = TempDir::new("spool-log");
+    let config = ConfigDir::new().config(&format!(
+        "[log]\nformat = \"json\"\n{FAST_RETRIES}{}",
+        disk_spool(spool.path())
+    ));
+    let server = Tributary::start(Some(config.path()));
+    let c = server.connect("tpch").await;
+    exec(&c, "SET retry_policy = 'TASK'; SET inject_failure = '1.0'").await;
+    run(&c, JOIN_QUERY).await;
+    let query_id: String = c
+        .query_one(
+            "SELECT query_id FROM system.runtime.queries WHERE query = $1 \
+             ORDER BY created DESC LIMIT 1",
+            &[&JOIN_QUERY],
+        )
+        .await
+        .expect("system.runtime.queries")
+        .get(0);
+    let log = server.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(!lines.is_empty(), "{log}");
+    let retry = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("retrying the task"))
+        })
+        .unwrap_or_else(|| panic!("no retry line: {log}"));
+    let spans = retry["spans"].as_array().expect("spans");
+    assert!(
+        spans
+            .iter()
+            .any(|s| s["name"] == "session" && s["pid"].is_number() && s["user"].is_string()),
+        "{retry}"
+    );
+    assert!(
+        spans
+            .iter()
+            .any(|s| s["name"] == "query" && s["query"] == query_id.as_str()),
+        "{retry}"
+    );
+}
+
 /// Kills worker `w2` of a three-worker cluster spooling as `spool` during [`LONG_QUERY`] under
 /// `TASK`: the answer equals the undisturbed one, and w2's lost attempts ran again elsewhere.
 async fn task_retry_survives_a_killed_worker(spool: &str) -> Cluster {

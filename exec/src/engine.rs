@@ -364,10 +364,14 @@ impl Engine {
             cancel,
             options,
         } = ticket;
+        // Planning, scheduling and retries log under the query's id.
+        let span = tracing::info_span!("query", query = %query_id);
+        let starting = tracing::Instrument::instrument(
+            self.start_with_retries(ctx, plan, &query_id, &options),
+            span,
+        );
         let started = tokio::select! {
-            started = self.start_with_retries(ctx, plan, &query_id, &options) => {
-                started.map_err(ExecError::from)
-            }
+            started = starting => started.map_err(ExecError::from),
             // Planning, scalar subqueries and EXPLAIN ANALYZE run before the result stream exists.
             _ = cancel.cancelled() => Err(ExecError::Canceled),
         };

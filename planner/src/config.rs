@@ -116,10 +116,33 @@ pub struct Config {
     /// `[exchange]`: the spool of fault-tolerant execution (base directories, S3 settings,
     /// compression, TTL); see [`ExchangeConfig`].
     pub exchange: ExchangeConfig,
+    /// `[log]`: how the log (standard error) is written.
+    pub log: LogConfig,
     /// The config directory the file was read from (`--config DIR`); `None` when only the built-in
     /// catalogs are served. Not a key of the file.
     #[serde(skip)]
     pub dir: Option<PathBuf>,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `[log] format`: `"text"` (default, for people) or `"json"` (one JSON object per line, for
+    /// log pipelines: every line of a query's work carries its session's `pid` and `user`, the
+    /// query id, and a task's `query`, `stage`, `task` and `attempt`).
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (tracing's default format).
+    #[default]
+    Text,
+    /// One JSON object per line, with the fields of the spans it happened in.
+    Json,
 }
 
 /// `[server]`.
@@ -898,6 +921,20 @@ mod tests {
             config.engine.query_max_memory_per_node_bytes(),
             Some(2 << 20)
         );
+    }
+
+    #[test]
+    fn reads_the_log_format() {
+        assert_eq!(parse("").unwrap().log.format, LogFormat::Text);
+        let config = parse("[log]\nformat = \"json\"\n").unwrap();
+        assert_eq!(config.log.format, LogFormat::Json);
+        for (text, key) in [
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+            ("[log]\nlevel = \"debug\"\n", "log.level"),
+        ] {
+            let msg = parse(text).unwrap_err().to_string();
+            assert!(msg.contains(key), "{text}: {msg}");
+        }
     }
 
     #[test]

@@ -2,4 +2,4 @@
 //! checks and the command-line overrides) is `tributary_planner::config`, shared with the engine:
 //! this module only re-exports what the front end (`main`, `auth`, `pgwire`) reads.
 
-pub use tributary_planner::config::{AuthMethod, Config, NodeRole, Overrides};
+pub use tributary_planner::config::{AuthMethod, Config, LogFormat, NodeRole, Overrides};

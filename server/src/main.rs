@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tributary_exec::Engine;
 
 use crate::auth::Security;
-use crate::config::{AuthMethod, Config, NodeRole, Overrides};
+use crate::config::{AuthMethod, Config, LogFormat, NodeRole, Overrides};
 
 /// Tributary: a PostgreSQL-wire-compatible federated query server.
 ///
@@ -102,7 +102,6 @@ fn main() -> ExitCode {
             Err(message) => fail(&message),
         };
     }
-    init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -121,13 +120,23 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn init_tracing() {
+/// Logs to standard error at `RUST_LOG`'s levels (default `info`), as `[log] format` says: text,
+/// or one JSON object per line carrying the fields of the spans it happened in (session `pid` and
+/// `user`, `query` id, task ids).
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
 }
 
 /// Loads the config, starts the engine and serves until Ctrl-C. Errors are one-line messages.
@@ -144,6 +153,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         node_id: cli.node_id,
     };
     let config = Config::resolve(dir.as_deref(), overrides).map_err(|e| e.to_string())?;
+    init_tracing(config.log.format);
     tracing::info!(
         config_dir = %dir.as_deref().map_or("(none: built-in catalogs)".into(), |d| d.display().to_string()),
         role = ?config.node.role,

@@ -106,11 +106,21 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>, security: Securit
         }
         let handlers = handlers.clone();
         let tls = tls.clone();
-        tokio::spawn(async move {
-            tracing::debug!(%peer, "connection");
-            if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
+        // The session's span: its `pid` and `user` are recorded once the startup knows them.
+        let span = tracing::info_span!(
+            "session",
+            %peer,
+            pid = tracing::field::Empty,
+            user = tracing::field::Empty
+        );
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                tracing::debug!("connection");
+                if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            },
+            span,
+        ));
     }
 }

@@ -274,6 +274,10 @@ impl Frontend {
                 tracing::debug!(%name, %value, error = %e.message, "startup parameter ignored");
             }
         }
+        // The connection's span (`pgwire::serve`): every later line of the session carries them.
+        let span = tracing::Span::current();
+        span.record("pid", pid);
+        span.record("user", user.as_str());
         tracing::info!(%user, catalog = %database, schema = %session.schema(), pid, "session started");
 
         client
