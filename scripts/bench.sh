@@ -14,6 +14,8 @@
 #   BENCH_PY    the bench kit script (default ../shared/bench/tpch_bench.py next to the repo)
 #   PORT        Tributary's port (default: a free one)
 #   DATA_ONLY   1 to generate the Parquet data (and install tools) and stop
+#   TASK_THREADS  comma-separated `[engine] task_threads` values (e.g. 1,2): one server per value,
+#               side by side (ratios to the first), to show how a node scales with its cores
 # Extra arguments go to tpch_bench.py (e.g. --only q01,q06). Takes ~20 min the first time
 # (release build); the data generation takes seconds.
 set -euo pipefail
@@ -87,39 +89,56 @@ cargo build --release --bin tributary
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tributary"
 [ -x "$BIN" ] || die "release binary not found at $BIN"
 
-CONFIG="$ROOT/target/bench-config"
-rm -rf "$CONFIG"
-mkdir -p "$CONFIG/catalog"
-cat > "$CONFIG/catalog/lake.toml" <<TOML
+# One server per `[engine] task_threads` value in $TASK_THREADS (one server with the defaults when
+# unset), each with catalog `lake` on $DATA; ENGINES gets one engine per server.
+SERVER_PIDS=()
+cleanup() {
+  for pid in "${SERVER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT INT TERM
+ENGINES=()
+start_server() { # NAME ENGINE_TOML
+  local config="$ROOT/target/bench-config-$1" port logfile pid
+  rm -rf "$config"
+  mkdir -p "$config/catalog"
+  cat > "$config/catalog/lake.toml" <<TOML
 connector = "lake"
 location = "file://$DATA"
 TOML
-
-if [ -z "${PORT:-}" ]; then
-  PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  printf '%s' "$2" > "$config/config.toml"
+  port="${PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
+  PORT=""
+  logfile="$ROOT/target/bench-tributary-$1.log"
+  log "starting $BIN ($1) on 127.0.0.1:$port (log: $logfile)"
+  "$BIN" --config "$config" --listen "127.0.0.1:$port" >"$logfile" 2>&1 &
+  pid=$!
+  SERVER_PIDS+=("$pid")
+  for _ in $(seq 1 300); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      cat "$logfile" >&2
+      die "tributary ($1) exited during startup"
+    fi
+    if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $port), 0.5)" 2>/dev/null; then
+      break
+    fi
+    sleep 0.1
+  done
+  python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.5)" 2>/dev/null \
+    || { cat "$logfile" >&2; die "tributary ($1) did not accept connections on port $port within 30 s"; }
+  ENGINES+=(--engine "pg:127.0.0.1:$port:lake:SET search_path TO $SCHEMA")
+}
+if [ -n "${TASK_THREADS:-}" ]; then
+  IFS=',' read -r -a THREADS <<< "$TASK_THREADS"
+  for n in "${THREADS[@]}"; do
+    start_server "t$n" "[engine]
+task_threads = $n
+"
+  done
+else
+  start_server default ""
 fi
-SERVER_LOG="$ROOT/target/bench-tributary.log"
-log "starting $BIN on 127.0.0.1:$PORT (log: $SERVER_LOG)"
-"$BIN" --config "$CONFIG" --listen "127.0.0.1:$PORT" >"$SERVER_LOG" 2>&1 &
-SERVER_PID=$!
-cleanup() { kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
-
-for _ in $(seq 1 300); do
-  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    cat "$SERVER_LOG" >&2
-    die "tributary exited during startup"
-  fi
-  if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $PORT), 0.5)" 2>/dev/null; then
-    break
-  fi
-  sleep 0.1
-done
-python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 0.5)" 2>/dev/null \
-  || { cat "$SERVER_LOG" >&2; die "tributary did not accept connections on port $PORT within 30 s"; }
 
 # ---- run ------------------------------------------------------------------------------------
-ENGINES=(--engine "pg:127.0.0.1:$PORT:lake:SET search_path TO $SCHEMA")
 CHECK=()
 if [ "$DUCKDB" = "1" ]; then
   ENGINES+=(--engine "duckdb:$TABLE_DIR")
