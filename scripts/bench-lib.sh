@@ -1,4 +1,4 @@
-# Shared by the cluster benchmarks (scripts/bench-cluster.sh, scripts/bench-fte.sh): sourced, not
+# Shared by the benchmarks (scripts/bench.sh, bench-cluster.sh, bench-fte.sh): sourced, not
 # run. Expects ROOT (the repository) and the caller's cwd there; reads SF, BENCH_DATA, BENCH_PY.
 # Sets SF, RUNS, DATA, BENCH_PY, SCHEMA, PY (a python with psycopg), BIN (the release binary) once
 # bench_prepare ran, and PIDS (processes killed on exit).

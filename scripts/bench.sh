@@ -23,17 +23,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-SF="${SF:-1}"
-RUNS="${RUNS:-3}"
+# SF, RUNS, DATA, BENCH_PY, SCHEMA, VENV, log, die, free_port, wait_port, write_lake_catalog, and
+# PIDS killed on exit (bench_prepare, which runs this script, is not used here).
+source scripts/bench-lib.sh
 DUCKDB="${DUCKDB:-1}"
-DATA="${BENCH_DATA:-$ROOT/target/bench-data}"
-BENCH_PY="${BENCH_PY:-$ROOT/../shared/bench/tpch_bench.py}"
 QUERIES="$ROOT/compat-tests/queries"
-SCHEMA="sf${SF//./_}"
-VENV="$ROOT/target/test-tools/bench-venv"
-
-log() { printf '\n==> %s\n' "$*" >&2; }
-die() { printf 'scripts/bench.sh: %s\n' "$*" >&2; exit 1; }
+LOGS="$ROOT/target"
 
 [ -f "$BENCH_PY" ] || die "bench script not found at $BENCH_PY (set BENCH_PY)"
 [ -d "$QUERIES" ] || die "queries not found at $QUERIES"
@@ -91,40 +86,17 @@ BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tributary"
 
 # One server per `[engine] task_threads` value in $TASK_THREADS (one server with the defaults when
 # unset), each with catalog `lake` on $DATA; ENGINES gets one engine per server.
-SERVER_PIDS=()
-cleanup() {
-  for pid in "${SERVER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT INT TERM
 ENGINES=()
-start_server() { # NAME ENGINE_TOML
-  local config="$ROOT/target/bench-config-$1" port logfile pid
-  rm -rf "$config"
-  mkdir -p "$config/catalog"
-  cat > "$config/catalog/lake.toml" <<TOML
-connector = "lake"
-location = "file://$DATA"
-TOML
+start_server() { # NAME CONFIG_TOML
+  local config="$ROOT/target/bench-config-$1" port
+  write_lake_catalog "$config"
   printf '%s' "$2" > "$config/config.toml"
-  port="${PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
+  port="${PORT:-$(free_port)}"
   PORT=""
-  logfile="$ROOT/target/bench-tributary-$1.log"
-  log "starting $BIN ($1) on 127.0.0.1:$port (log: $logfile)"
-  "$BIN" --config "$config" --listen "127.0.0.1:$port" >"$logfile" 2>&1 &
-  pid=$!
-  SERVER_PIDS+=("$pid")
-  for _ in $(seq 1 300); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      cat "$logfile" >&2
-      die "tributary ($1) exited during startup"
-    fi
-    if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $port), 0.5)" 2>/dev/null; then
-      break
-    fi
-    sleep 0.1
-  done
-  python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.5)" 2>/dev/null \
-    || { cat "$logfile" >&2; die "tributary ($1) did not accept connections on port $port within 30 s"; }
+  log "starting $BIN ($1) on 127.0.0.1:$port (log: $LOGS/bench-tributary-$1.log)"
+  "$BIN" --config "$config" --listen "127.0.0.1:$port" >"$LOGS/bench-tributary-$1.log" 2>&1 &
+  PIDS+=($!)
+  wait_port "$port"
   ENGINES+=(--engine "pg:127.0.0.1:$port:lake:SET search_path TO $SCHEMA")
 }
 if [ -n "${TASK_THREADS:-}" ]; then
