@@ -31,6 +31,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::{DataFusionError, Result, internal_err};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::EquivalenceProperties;
@@ -510,30 +511,56 @@ impl<W: SqlWriter> Committer<W> {
     }
 }
 
-/// The text of each value of `column` as the source reads it in a text format, `None` for NULL:
-/// Arrow's display of the value (ISO dates and timestamps, decimal digits, `true`/`false`),
-/// binary values as `\x` and hex.
-pub(crate) fn column_texts(column: &ArrayRef) -> Result<Vec<Option<String>>> {
-    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+/// The values of one column as a source reads them in a text format: Arrow's display of each value
+/// (ISO dates and timestamps, decimal digits, `true`/`false`), binary values as `\x` and hex.
+pub(crate) struct ColumnText<'a> {
+    column: &'a ArrayRef,
+    formatter: ArrayFormatter<'a>,
+    binary: bool,
+}
 
-    let binary = matches!(
-        column.data_type(),
-        DataType::Binary
-            | DataType::LargeBinary
-            | DataType::BinaryView
-            | DataType::FixedSizeBinary(_)
-    );
-    let options = FormatOptions::default();
-    let formatter = ArrayFormatter::try_new(column.as_ref(), &options)?;
-    Ok((0..column.len())
-        .map(|i| {
-            if column.is_null(i) {
-                return None;
-            }
-            let text = formatter.value(i).to_string();
-            Some(if binary { format!("\\x{text}") } else { text })
+impl<'a> ColumnText<'a> {
+    /// The text form of `column`'s values. Errors: a type Arrow cannot display.
+    pub(crate) fn new(column: &'a ArrayRef, options: &'a FormatOptions<'a>) -> Result<Self> {
+        let binary = matches!(
+            column.data_type(),
+            DataType::Binary
+                | DataType::LargeBinary
+                | DataType::BinaryView
+                | DataType::FixedSizeBinary(_)
+        );
+        Ok(Self {
+            column,
+            formatter: ArrayFormatter::try_new(column.as_ref(), options)?,
+            binary,
         })
-        .collect())
+    }
+
+    /// Appends the text of value `row` to `out`; false (nothing appended) for NULL.
+    pub(crate) fn write(&self, row: usize, out: &mut String) -> Result<bool> {
+        use std::fmt::Write;
+        if self.column.is_null(row) {
+            return Ok(false);
+        }
+        if self.binary {
+            out.push_str("\\x");
+        }
+        write!(out, "{}", self.formatter.value(row))
+            .map_err(|e| DataFusionError::Execution(format!("cannot format a value: {e}")))?;
+        Ok(true)
+    }
+}
+
+/// The text of each value of `column` (see [`ColumnText`]), `None` for NULL.
+pub(crate) fn column_texts(column: &ArrayRef) -> Result<Vec<Option<String>>> {
+    let options = FormatOptions::default();
+    let text = ColumnText::new(column, &options)?;
+    (0..column.len())
+        .map(|row| {
+            let mut value = String::new();
+            Ok(text.write(row, &mut value)?.then_some(value))
+        })
+        .collect()
 }
 
 #[cfg(test)]

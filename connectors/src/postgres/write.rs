@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::display::FormatOptions;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
 use futures::{SinkExt, StreamExt};
@@ -14,7 +15,7 @@ use futures::{SinkExt, StreamExt};
 use super::pool::Pool;
 use super::quote_ident;
 use crate::pool::PooledSource;
-use crate::sql_write::{SqlWriteSpec, SqlWriter, column_texts, commit_unknown};
+use crate::sql_write::{ColumnText, SqlWriteSpec, SqlWriter, commit_unknown};
 
 /// PostgreSQL's [`SqlWriter`].
 #[derive(Debug)]
@@ -126,31 +127,34 @@ impl SqlWriter for PgWriter {
 }
 
 /// `batch` in `COPY`'s text format: a line per row, tab-separated values, `\N` for NULL, and
-/// backslash, tab, newline and carriage return escaped with a backslash.
+/// backslash, tab, newline and carriage return escaped with a backslash. Values are formatted into
+/// one reused buffer, not a string each.
 fn copy_text(batch: &RecordBatch) -> Result<Bytes> {
+    let options = FormatOptions::default();
     let columns = batch
         .columns()
         .iter()
-        .map(column_texts)
+        .map(|c| ColumnText::new(c, &options))
         .collect::<Result<Vec<_>>>()?;
     let mut out = String::new();
+    let mut value = String::new();
     for row in 0..batch.num_rows() {
         for (i, column) in columns.iter().enumerate() {
             if i > 0 {
                 out.push('\t');
             }
-            match &column[row] {
-                None => out.push_str("\\N"),
-                Some(text) => {
-                    for c in text.chars() {
-                        match c {
-                            '\\' => out.push_str("\\\\"),
-                            '\t' => out.push_str("\\t"),
-                            '\n' => out.push_str("\\n"),
-                            '\r' => out.push_str("\\r"),
-                            c => out.push(c),
-                        }
-                    }
+            value.clear();
+            if !column.write(row, &mut value)? {
+                out.push_str("\\N");
+                continue;
+            }
+            for c in value.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\t' => out.push_str("\\t"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    c => out.push(c),
                 }
             }
         }
