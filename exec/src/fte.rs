@@ -82,11 +82,8 @@ struct Run<'a> {
     state: &'a SessionState,
     settings: Vec<(String, String)>,
     inject: Option<FailureInjection>,
-    /// `(stage, task) -> committed attempt`.
-    committed: Mutex<HashMap<(usize, usize), u32>>,
-    /// `(stage, task) -> Arrow bytes the committed attempt wrote to each output partition`: the
-    /// input size of the consumer's partitions.
-    outputs: Mutex<HashMap<(usize, usize), Vec<u64>>>,
+    /// `(stage, task) -> its committed attempt`.
+    committed: Mutex<HashMap<(usize, usize), Committed>>,
     /// Remote nodes that ran tasks of the query (released at its end).
     remote: Mutex<BTreeSet<String>>,
     /// Operator metrics of committed remote attempts, by stage (for EXPLAIN ANALYZE).
@@ -125,7 +122,6 @@ impl TaskScheduler<'_> {
             settings,
             inject,
             committed: Mutex::new(HashMap::new()),
-            outputs: Mutex::new(HashMap::new()),
             remote: Mutex::new(BTreeSet::new()),
             metrics: Mutex::new(Vec::new()),
             plan,
@@ -210,7 +206,7 @@ impl TaskScheduler<'_> {
                 StageOutput::Client => false,
             };
         let weights = sized
-            .then(|| partition_weights(stage, run.plan, &run.outputs.lock()))
+            .then(|| partition_weights(stage, run.plan, &run.committed.lock()))
             .flatten();
         let Some(weights) = weights else {
             return (0..stage.tasks)
@@ -316,12 +312,13 @@ impl TaskScheduler<'_> {
                         None => {
                             let remote = matches!(worker.kind, WorkerKind::Remote { .. });
                             let mut committed = run.committed.lock();
-                            let mut outputs = run.outputs.lock();
                             let mut metrics = run.metrics.lock();
                             for r in reports {
                                 if let Entry::Vacant(e) = committed.entry((stage.id, r.task)) {
-                                    e.insert(attempt);
-                                    outputs.insert((stage.id, r.task), r.partition_bytes);
+                                    e.insert(Committed {
+                                        attempt,
+                                        partition_bytes: r.partition_bytes,
+                                    });
                                 }
                                 if remote {
                                     metrics.push((stage.id, r.operators));
@@ -521,9 +518,18 @@ impl Run<'_> {
             .lock()
             .iter()
             .filter(|((s, _), _)| stage.inputs.contains(s))
-            .map(|(k, v)| (*k, *v))
+            .map(|(k, c)| (*k, c.attempt))
             .collect()
     }
+}
+
+/// The attempt of a task that committed, and what it wrote.
+#[derive(Debug)]
+struct Committed {
+    attempt: u32,
+    /// Arrow bytes the attempt wrote to each output partition: the input size of the consumer's
+    /// partitions.
+    partition_bytes: Vec<u64>,
 }
 
 /// One unit of retry of a stage: tasks run in one plan instance, committed together.
@@ -576,7 +582,7 @@ pub fn group_partitions(weights: &[u64], target: u64, min_tasks: usize) -> Vec<V
 }
 
 /// Input bytes of each partition of `stage`, when all are known: the Arrow bytes of that
-/// partition in the committed outputs (`outputs`) of each stage it gathers from, plus the whole
+/// partition in the committed attempts (`committed`) of each stage it gathers from, plus the whole
 /// output of the tasks it reads under [`ReadMode::PerTask`] (only in a stage of one partition),
 /// plus its scan's split size ([`tributary_planner::sizing::split_bytes`]). `None` when the stage
 /// scans more than one source, or a scan whose partitions it does not map one to one, or one that
@@ -585,7 +591,7 @@ pub fn group_partitions(weights: &[u64], target: u64, min_tasks: usize) -> Vec<V
 fn partition_weights(
     stage: &Stage,
     plan: &StagePlan,
-    outputs: &HashMap<(usize, usize), Vec<u64>>,
+    committed: &HashMap<(usize, usize), Committed>,
 ) -> Option<Vec<u64>> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 
@@ -623,7 +629,8 @@ fn partition_weights(
         if !maps {
             return None;
         }
-        for ((s, task), bytes) in outputs {
+        for ((s, task), output) in committed {
+            let bytes = &output.partition_bytes;
             if *s != input {
                 continue;
             }
