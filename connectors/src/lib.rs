@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 mod catalog_file;
 pub mod error;
+pub mod iceberg;
 pub mod kafka;
 pub mod lake;
 pub mod mysql;
@@ -105,6 +106,12 @@ pub trait Connector: Send + Sync + Debug {
 
     /// The DataFusion catalog holding this source's schemas and tables.
     fn catalog(&self) -> Arc<dyn CatalogProvider>;
+
+    /// The catalog as one that accepts DDL and `CREATE TABLE AS` (`lake`, `iceberg`), `None` for a
+    /// catalog that does not (the default; SQL sources accept only `INSERT`).
+    fn writable(&self) -> Option<Arc<dyn lake::WritableCatalog>> {
+        None
+    }
 
     /// Object stores the scans of this connector read through, to register in DataFusion's
     /// `RuntimeEnv` under the given URL (scheme + host) before any query runs. Empty by default.
@@ -201,6 +208,7 @@ pub static FACTORIES: &[&dyn ConnectorFactory] = &[
     &postgres::Factory,
     &mysql::Factory,
     &kafka::Factory,
+    &iceberg::Factory,
 ];
 
 /// The factory of kind `name`, if [`FACTORIES`] has one.
@@ -278,6 +286,15 @@ pub fn encode_scan(plan: &dyn ExecutionPlan) -> Option<ScanSpec> {
 /// whose one child is encoded separately), `None` for any other node.
 pub fn encode_write(plan: &dyn ExecutionPlan) -> Option<ScanSpec> {
     FACTORIES.iter().find_map(|f| f.encode_write(plan))
+}
+
+/// Whether `provider` is a table that accepts `INSERT`: a lake table Tributary manages, one a
+/// `CREATE TABLE AS` is creating, an Iceberg table, or a table of a SQL source (`postgres`, `mysql`).
+pub fn is_write_target(provider: &dyn TableProvider) -> bool {
+    provider.downcast_ref::<lake::ManagedTable>().is_some()
+        || provider.downcast_ref::<lake::WriteTarget>().is_some()
+        || iceberg::is_write_target(provider)
+        || sql_source::as_sql_table(provider).is_some()
 }
 
 /// Rebuilds the write node `spec` describes over `input`, writing through `connector` (the connector

@@ -16,6 +16,7 @@ pub mod pushdown;
 pub mod registry;
 pub mod session;
 pub mod sizing;
+pub mod time_travel;
 pub mod write;
 
 pub use fragment::{Stage, StageOutput, StagePlan, fragment};

@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::{DataFusionError, ResolvedTableReference, TableReference};
 use datafusion::datasource::provider_as_source;
 use datafusion::execution::SessionState;
@@ -29,7 +30,7 @@ use datafusion::sql::planner::object_name_to_table_reference;
 use datafusion::sql::sqlparser::ast::{
     self, CreateTableOptions, Expr, ObjectName, ObjectType, SchemaName, SqlOption, Value,
 };
-use tributary_connectors::lake::{LakeCatalog, LakeDdl, ManagedTable, NewTable, WriteTarget};
+use tributary_connectors::lake::{LakeDdl, NewTable, WritableCatalog, ddl_provider};
 
 use crate::CatalogRegistry;
 use crate::plan::PlanError;
@@ -146,7 +147,10 @@ pub async fn plan_write(
             for (key, value) in options {
                 match key.as_str() {
                     "format" => format = Some(string_value(&key, &value)?),
-                    "partitioned_by" => partitioned_by = string_array(&key, &value)?,
+                    // `partitioning` is the Iceberg connector's name for it in Trino.
+                    "partitioned_by" | "partitioning" => {
+                        partitioned_by = string_array(&key, &value)?
+                    }
                     other => return Err(unknown_property("table", other)),
                 }
             }
@@ -169,6 +173,9 @@ pub async fn plan_write(
                 else {
                     return ddl_plan(&catalog, LakeDdl::Nothing);
                 };
+                // The table may store some types otherwise (Iceberg: microsecond timestamps,
+                // 32-bit for small integers): the query's columns are cast to them, as INSERT's are.
+                let input = cast_to(input, &target.schema())?;
                 let dml = DmlStatement::new(
                     TableReference::full(table.catalog, table.schema, table.table),
                     provider_as_source(target),
@@ -209,6 +216,34 @@ pub async fn plan_write(
     }
 }
 
+/// `input` with its columns cast to the types of `schema` (same column count and order), as the
+/// rows a `CREATE TABLE AS` writes; `input` itself when the types already agree.
+fn cast_to(input: LogicalPlan, schema: &SchemaRef) -> Result<LogicalPlan, PlanError> {
+    let same = input
+        .schema()
+        .fields()
+        .iter()
+        .zip(schema.fields())
+        .all(|(a, b)| a.data_type() == b.data_type());
+    if same {
+        return Ok(input);
+    }
+    let exprs: Vec<_> = input
+        .schema()
+        .columns()
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            datafusion::logical_expr::cast(
+                datafusion::logical_expr::Expr::Column(column),
+                field.data_type().clone(),
+            )
+            .alias(field.name())
+        })
+        .collect();
+    Ok(LogicalPlanBuilder::from(input).project(exprs)?.build()?)
+}
+
 /// Whether `plan` writes to a table that accepts writes (a lake table Tributary manages, one a
 /// `CREATE TABLE AS` is creating, or a table of a SQL source: `postgres`, `mysql`).
 pub fn is_writable_target(plan: &LogicalPlan) -> bool {
@@ -221,16 +256,17 @@ pub fn is_writable_target(plan: &LogicalPlan) -> bool {
     let Ok(provider) = datafusion::datasource::source_as_provider(&dml.target) else {
         return false;
     };
-    provider.downcast_ref::<ManagedTable>().is_some()
-        || provider.downcast_ref::<WriteTarget>().is_some()
-        || tributary_connectors::sql_source::as_sql_table(provider.as_ref()).is_some()
+    tributary_connectors::is_write_target(provider.as_ref())
 }
 
 /// A plan running `ddl` on `catalog` (see the module docs).
-fn ddl_plan(catalog: &LakeCatalog, ddl: LakeDdl) -> Result<Option<LogicalPlan>, PlanError> {
+fn ddl_plan(
+    catalog: &Arc<dyn WritableCatalog>,
+    ddl: LakeDdl,
+) -> Result<Option<LogicalPlan>, PlanError> {
     let plan = LogicalPlanBuilder::scan(
         format!("{}.ddl", catalog.name()),
-        provider_as_source(catalog.ddl(ddl)),
+        provider_as_source(ddl_provider(Arc::clone(catalog), ddl)),
         None,
     )?
     .build()?;
@@ -249,26 +285,25 @@ fn normalize(state: &SessionState) -> bool {
 /// [`crate::session::new_session_context`] (front ends may wrap the catalog providers the session
 /// resolves names with, so the write path does not look for them there).
 #[derive(Debug, Default)]
-pub struct WritableCatalogs(BTreeMap<String, LakeCatalog>);
+pub struct WritableCatalogs(BTreeMap<String, Arc<dyn WritableCatalog>>);
 
 impl WritableCatalogs {
-    /// The lake catalogs of `registry`.
+    /// The writable catalogs (`lake`, `iceberg`) of `registry`.
     pub fn of(registry: &CatalogRegistry) -> Self {
         Self(
             registry
                 .connectors()
-                .filter_map(|(name, connector)| {
-                    let catalog = connector.catalog();
-                    let lake = catalog.downcast_ref::<LakeCatalog>()?.clone();
-                    Some((name.clone(), lake))
-                })
+                .filter_map(|(name, connector)| Some((name.clone(), connector.writable()?)))
                 .collect(),
         )
     }
 }
 
-/// The lake catalog a name resolves into, if it is one.
-fn lake_catalog(state: &SessionState, catalog: &str) -> Option<LakeCatalog> {
+/// A writable catalog (`lake`, `iceberg`).
+type Catalog = Arc<dyn WritableCatalog>;
+
+/// The writable catalog a name resolves into, if it is one.
+fn lake_catalog(state: &SessionState, catalog: &str) -> Option<Arc<dyn WritableCatalog>> {
     state
         .config()
         .get_extension::<WritableCatalogs>()?
@@ -281,7 +316,7 @@ fn lake_catalog(state: &SessionState, catalog: &str) -> Option<LakeCatalog> {
 fn lake_schema(
     state: &SessionState,
     name: &ObjectName,
-) -> Result<Option<(LakeCatalog, String)>, PlanError> {
+) -> Result<Option<(Catalog, String)>, PlanError> {
     // A schema name is a table reference one level up: `c.s` parses as (schema c, table s).
     let reference = object_name_to_table_reference(name.clone(), normalize(state))?;
     let default_catalog = &state.config().options().catalog.default_catalog;
@@ -301,7 +336,7 @@ fn lake_schema(
 fn lake_table(
     state: &SessionState,
     name: &ObjectName,
-) -> Result<Option<(LakeCatalog, ResolvedTableReference)>, PlanError> {
+) -> Result<Option<(Catalog, ResolvedTableReference)>, PlanError> {
     let reference = object_name_to_table_reference(name.clone(), normalize(state))?;
     let options = state.config().options();
     let resolved = reference.resolve(

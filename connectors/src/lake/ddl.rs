@@ -162,21 +162,58 @@ impl NewTable {
     }
 }
 
-impl LakeCatalog {
+/// A catalog that accepts Trino's DDL and `CREATE TABLE AS` (`lake`, `iceberg`): what the planner's
+/// write path ([`crate::Connector::writable`]) works with.
+#[async_trait]
+pub trait WritableCatalog: fmt::Debug + Send + Sync {
     /// The catalog's name.
-    pub fn name(&self) -> &str {
+    fn name(&self) -> &str;
+
+    /// Runs `ddl` (in the root stage, on the coordinator). Errors: see the module docs.
+    async fn run_ddl(&self, ddl: &LakeDdl) -> Result<()>;
+
+    /// The target of `CREATE TABLE schema.table AS ...` with the query's `new.columns`: a provider
+    /// whose `insert_into` plans the write and the commit that creates the table, and whose schema
+    /// is what the query's columns are cast to first. `Ok(None)` when the table exists and
+    /// `if_not_exists`. Errors: `3F000` no such schema, `42P07` the table exists, `0A000` / `22023`
+    /// for properties or column types the catalog cannot store.
+    async fn create_table_as(
+        &self,
+        schema: &str,
+        table: &str,
+        new: &NewTable,
+        if_not_exists: bool,
+    ) -> Result<Option<Arc<dyn TableProvider>>>;
+}
+
+/// A provider whose scan runs `ddl` on `catalog` when executed ([`LakeDdlExec`]); its one column is
+/// `count` (UInt64, always 0).
+pub fn ddl_provider(catalog: Arc<dyn WritableCatalog>, ddl: LakeDdl) -> Arc<dyn TableProvider> {
+    Arc::new(DdlTable { catalog, ddl })
+}
+
+#[async_trait]
+impl WritableCatalog for LakeCatalog {
+    fn name(&self) -> &str {
         &self.lake.catalog
     }
 
-    /// A provider whose scan runs `ddl` when executed ([`LakeDdlExec`]); its one column is
-    /// `count` (UInt64, always 0).
-    pub fn ddl(&self, ddl: LakeDdl) -> Arc<dyn TableProvider> {
-        Arc::new(DdlTable {
-            catalog: self.clone(),
-            ddl,
-        })
+    async fn run_ddl(&self, ddl: &LakeDdl) -> Result<()> {
+        LakeCatalog::run_ddl(self, ddl).await
     }
 
+    async fn create_table_as(
+        &self,
+        schema: &str,
+        table: &str,
+        new: &NewTable,
+        if_not_exists: bool,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
+        LakeCatalog::create_table_as(self, schema, table, new, if_not_exists).await
+    }
+}
+
+impl LakeCatalog {
     /// The target of `CREATE TABLE schema.table AS ...` with the query's `new.columns`: a provider
     /// whose `insert_into` plans the write and the commit that creates the table
     /// ([`super::write`]). `Ok(None)` when the table exists and `if_not_exists`.
@@ -201,8 +238,11 @@ impl LakeCatalog {
                 table_dir: format!("{schema}/{table}/"),
                 partitioned_by: meta.partitioned_by.clone(),
                 create: Some(meta),
+                field_ids: Vec::new(),
+                keep_partition_columns: false,
             },
             schema: schema_ref,
+            publisher: None,
         })))
     }
 
@@ -462,7 +502,7 @@ impl LakeCatalog {
 /// The one-row "table" a DDL statement is planned as (see the module docs).
 #[derive(Debug)]
 struct DdlTable {
-    catalog: LakeCatalog,
+    catalog: Arc<dyn WritableCatalog>,
     ddl: LakeDdl,
 }
 
@@ -484,7 +524,7 @@ impl TableProvider for DdlTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         Ok(Arc::new(LakeDdlExec::new(
-            self.catalog.clone(),
+            Arc::clone(&self.catalog),
             self.ddl.clone(),
         )))
     }
@@ -495,13 +535,13 @@ impl TableProvider for DdlTable {
 /// whose catalog it updates.
 #[derive(Debug)]
 pub struct LakeDdlExec {
-    catalog: LakeCatalog,
+    catalog: Arc<dyn WritableCatalog>,
     ddl: LakeDdl,
     properties: Arc<PlanProperties>,
 }
 
 impl LakeDdlExec {
-    fn new(catalog: LakeCatalog, ddl: LakeDdl) -> Self {
+    fn new(catalog: Arc<dyn WritableCatalog>, ddl: LakeDdl) -> Self {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(count_schema()),
             Partitioning::UnknownPartitioning(1),
@@ -541,7 +581,7 @@ impl ExecutionPlan for LakeDdlExec {
         if partition != 0 {
             return internal_err!("LakeDdlExec has one partition, not {partition}");
         }
-        let catalog = self.catalog.clone();
+        let catalog = Arc::clone(&self.catalog);
         let ddl = self.ddl.clone();
         let future = async move {
             catalog.run_ddl(&ddl).await?;

@@ -48,9 +48,10 @@ use opendal::Operator;
 use parking_lot::RwLock;
 
 pub use config::{LakeConfig, LakeLocation, Secret};
-pub use ddl::{LakeDdl, LakeDdlExec, NewTable};
+pub use ddl::{LakeDdl, LakeDdlExec, NewTable, WritableCatalog, ddl_provider};
 pub use discover::{LakeFormat, LakeTableEntry, infer_partition_type};
 pub use table::{ManagedTable, WriteTarget};
+pub(crate) use write::Publisher;
 pub use write::{LakeCommitExec, LakeWriteExec, WriteSpec};
 
 use crate::{ConnectorError, ConnectorFactory, ConnectorKind};
@@ -85,7 +86,7 @@ impl ConnectorFactory for Factory {
     ) -> Option<crate::ScanSpec> {
         let write = plan.downcast_ref::<LakeWriteExec>()?;
         Some(crate::ScanSpec {
-            kind: KIND,
+            kind: write.lake_kind(),
             catalog: Some(write.spec().catalog.clone()),
             payload: serde_json::to_value(write.spec()).ok()?,
         })
@@ -113,26 +114,7 @@ impl LakeConnector {
     /// Opens catalog `name` over the location `config` describes, listing its schemas and tables.
     /// Errors as [`LakeConnector::from_config`].
     pub async fn open(name: &str, config: LakeConfig) -> Result<Self, ConnectorError> {
-        let operator = config.operator(name)?;
-        let store_url = Self::store_url(name)?;
-        let store: Arc<dyn ObjectStore> = Arc::new(OpendalStore::new(operator.clone()));
-        let runtime = Arc::new(RuntimeEnv::default());
-        runtime.register_object_store(&store_url, Arc::clone(&store));
-        // Managed tables list their directory at every scan: no listing cache.
-        let listing = RuntimeEnvBuilder::new()
-            .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
-            .build_arc()
-            .map_err(|e| ConnectorError::Source(e.to_string()))?;
-        listing.register_object_store(&store_url, Arc::clone(&store));
-        let lake = Arc::new(Lake {
-            catalog: name.to_string(),
-            config,
-            operator,
-            store_url,
-            store,
-            state: SessionStateBuilder::new().with_runtime_env(runtime).build(),
-            listing,
-        });
+        let lake = Lake::new(name, config, KIND)?;
         let schema_names = discover::list_schemas(&lake.operator)
             .await
             .map_err(|e| lake.source_error("cannot list the location", &e))?;
@@ -194,6 +176,10 @@ impl crate::Connector for LakeConnector {
         Arc::clone(&self.catalog) as Arc<dyn CatalogProvider>
     }
 
+    fn writable(&self) -> Option<Arc<dyn WritableCatalog>> {
+        Some(Arc::clone(&self.catalog) as Arc<dyn WritableCatalog>)
+    }
+
     fn object_stores(&self) -> Vec<(url::Url, Arc<dyn ObjectStore>)> {
         let lake = &self.catalog.lake;
         vec![(lake.store_url.clone(), Arc::clone(&lake.store))]
@@ -220,10 +206,13 @@ impl crate::Connector for LakeConnector {
     }
 }
 
-/// What every schema of one lake catalog shares.
+/// What every schema of one lake catalog shares (and the warehouse of an `iceberg` catalog).
 #[derive(Debug)]
-struct Lake {
+pub(crate) struct Lake {
     catalog: String,
+    /// The kind of the catalog this store belongs to (`lake`, or `iceberg` for a warehouse): written
+    /// into the specs of the writes it ships, so a worker rebuilds them through the same connector.
+    kind: ConnectorKind,
     config: LakeConfig,
     operator: Operator,
     store_url: url::Url,
@@ -236,7 +225,53 @@ struct Lake {
 }
 
 impl Lake {
-    fn message(&self, what: &str, error: &dyn std::fmt::Display) -> String {
+    /// The store of catalog `name` (of connector kind `kind`) over `config`'s location: its operator,
+    /// object store under [`LakeConnector::store_url`], and the sessions that read through it. Lists
+    /// nothing. Errors: [`ConnectorError::Config`] for a location that gives no operator or URL.
+    pub(crate) fn new(
+        name: &str,
+        config: LakeConfig,
+        kind: ConnectorKind,
+    ) -> Result<Arc<Self>, ConnectorError> {
+        let operator = config.operator(name)?;
+        let store_url = LakeConnector::store_url(name)?;
+        let store: Arc<dyn ObjectStore> = Arc::new(OpendalStore::new(operator.clone()));
+        let runtime = Arc::new(RuntimeEnv::default());
+        runtime.register_object_store(&store_url, Arc::clone(&store));
+        // Managed tables list their directory at every scan: no listing cache.
+        let listing = RuntimeEnvBuilder::new()
+            .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
+            .build_arc()
+            .map_err(|e| ConnectorError::Source(e.to_string()))?;
+        listing.register_object_store(&store_url, Arc::clone(&store));
+        Ok(Arc::new(Lake {
+            catalog: name.to_string(),
+            kind,
+            config,
+            operator,
+            store_url,
+            store,
+            state: SessionStateBuilder::new().with_runtime_env(runtime).build(),
+            listing,
+        }))
+    }
+
+    /// The operator over the location (paths relative to it).
+    pub(crate) fn operator(&self) -> &Operator {
+        &self.operator
+    }
+
+    /// The object store under [`Lake::store_url`].
+    pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// `lake://NAME/` (see [`LakeConnector::store_url`]).
+    pub(crate) fn store_url(&self) -> &url::Url {
+        &self.store_url
+    }
+
+    pub(crate) fn message(&self, what: &str, error: &dyn std::fmt::Display) -> String {
         self.config.redact(format!(
             "lake catalog `{}` at {}: {what}: {error}",
             self.catalog,
@@ -285,8 +320,11 @@ impl Lake {
                         table_dir: entry.path.clone(),
                         partitioned_by: meta.partitioned_by.clone(),
                         create: None,
+                        field_ids: Vec::new(),
+                        keep_partition_columns: false,
                     },
                     schema: table_schema,
+                    publisher: None,
                 },
             }));
         }

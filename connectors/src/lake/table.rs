@@ -21,7 +21,7 @@ use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 
 use super::Lake;
 use super::managed;
-use super::write::{LakeCommitExec, LakeWriteExec, WriteSpec};
+use super::write::{LakeCommitExec, LakeWriteExec, Publisher, WriteSpec};
 
 /// Where a write goes and the schema its input has: builds the write plan of `INSERT` and
 /// `CREATE TABLE AS` (see [`super::write`]).
@@ -30,9 +30,42 @@ pub struct WriteTarget {
     pub(super) lake: Arc<Lake>,
     pub(super) spec: WriteSpec,
     pub(super) schema: SchemaRef,
+    /// What publishes the files instead of a lake commit (an Iceberg snapshot); `None` for lake
+    /// tables.
+    pub(super) publisher: Option<Arc<dyn Publisher>>,
 }
 
 impl WriteTarget {
+    /// The target writing `spec` through `lake`'s store, whose input has `schema`, published by
+    /// `publisher` (see [`LakeCommitExec`]).
+    pub(crate) fn new(
+        lake: Arc<Lake>,
+        spec: WriteSpec,
+        schema: SchemaRef,
+        publisher: Option<Arc<dyn Publisher>>,
+    ) -> Self {
+        Self {
+            lake,
+            spec,
+            schema,
+            publisher,
+        }
+    }
+
+    /// Plans `INSERT` of `input` (already of the target's schema). Errors: an overwrite.
+    pub(crate) fn insert(
+        &self,
+        input: Arc<dyn ExecutionPlan>,
+        op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if op != InsertOp::Append {
+            return Err(DataFusionError::NotImplemented(format!(
+                "{op} into a lake table (only INSERT INTO, which appends)"
+            )));
+        }
+        Ok(self.plan(input))
+    }
+
     /// `LakeCommitExec(CoalescePartitionsExec(LakeWriteExec(input)))`.
     fn plan(&self, input: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
         let write = Arc::new(LakeWriteExec::new(
@@ -44,21 +77,9 @@ impl WriteTarget {
         Arc::new(LakeCommitExec::new(
             self.spec.clone(),
             Arc::clone(&self.lake),
+            self.publisher.clone(),
             gathered,
         ))
-    }
-
-    fn insert(
-        &self,
-        input: Arc<dyn ExecutionPlan>,
-        op: InsertOp,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        if op != InsertOp::Append {
-            return Err(DataFusionError::NotImplemented(format!(
-                "{op} into a lake table (only INSERT INTO, which appends)"
-            )));
-        }
-        Ok(self.plan(input))
     }
 }
 

@@ -67,6 +67,14 @@ pub struct WriteSpec {
     /// For `CREATE TABLE AS`: the metadata the commit publishes (the table does not exist before).
     /// `None` for `INSERT` into an existing managed table.
     pub create: Option<TableMeta>,
+    /// Iceberg field ids of the data columns, in file column order, written as the Parquet field ids
+    /// (`PARQUET:field_id`) so Iceberg readers resolve columns by id; empty for lake tables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub field_ids: Vec<i32>,
+    /// Whether the data files keep the partition columns (Iceberg: partition source columns are
+    /// data; Hive-style lake tables drop them, their values are in the directory names).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_partition_columns: bool,
 }
 
 impl WriteSpec {
@@ -74,6 +82,19 @@ impl WriteSpec {
     fn table_name(&self) -> String {
         self.table_dir.trim_end_matches('/').replace('/', ".")
     }
+}
+
+/// Publishes the files of a write somewhere other than a lake table's commit files: an Iceberg
+/// snapshot (see `crate::iceberg`). Given to [`LakeCommitExec`] by the table that plans the write.
+#[async_trait::async_trait]
+pub(crate) trait Publisher: fmt::Debug + Send + Sync {
+    /// Makes `files` (paths relative to `spec.table_dir`, the committed attempt of each writer task)
+    /// visible as one commit of query attempt `query`. On error nothing may be visible; the caller
+    /// then deletes the files.
+    async fn publish(&self, query: &str, spec: &WriteSpec, files: &[CommittedFile]) -> Result<()>;
+
+    /// What the commit publishes to, for EXPLAIN (`iceberg snapshot of ice.s.t`).
+    fn describe(&self) -> String;
 }
 
 /// The schema of a writer's output: one row per data file written.
@@ -128,7 +149,7 @@ pub struct LakeWriteExec {
 }
 
 impl LakeWriteExec {
-    pub(super) fn new(spec: WriteSpec, lake: Arc<Lake>, input: Arc<dyn ExecutionPlan>) -> Self {
+    pub(crate) fn new(spec: WriteSpec, lake: Arc<Lake>, input: Arc<dyn ExecutionPlan>) -> Self {
         let schema = written_files_schema();
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(schema),
@@ -152,6 +173,12 @@ impl LakeWriteExec {
     /// The plan whose rows are written.
     pub fn input(&self) -> &Arc<dyn ExecutionPlan> {
         &self.input
+    }
+
+    /// The kind of the catalog written to (`lake`, or `iceberg` for an Iceberg table's data files):
+    /// the kind its shipped spec names.
+    pub fn lake_kind(&self) -> crate::ConnectorKind {
+        self.lake.kind
     }
 }
 
@@ -250,9 +277,13 @@ impl PartitionWriter {
             .map(|c| schema.index_of(c))
             .collect::<std::result::Result<_, _>>()?;
         let data_indices: Vec<usize> = (0..schema.fields().len())
-            .filter(|i| !partition_indices.contains(i))
+            .filter(|i| self.spec.keep_partition_columns || !partition_indices.contains(i))
             .collect();
-        let file_schema = Arc::new(schema.project(&data_indices)?);
+        let mut file_schema = schema.project(&data_indices)?;
+        if !self.spec.field_ids.is_empty() {
+            file_schema = with_field_ids(&file_schema, &self.spec.field_ids)?;
+        }
+        let file_schema = Arc::new(file_schema);
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .build();
@@ -264,6 +295,8 @@ impl PartitionWriter {
             }
             let groups = self.split(&batch, &partition_indices)?;
             let data = batch.project(&data_indices)?;
+            // The writer's schema (with field ids, if any) on the same columns.
+            let data = RecordBatch::try_new(Arc::clone(&file_schema), data.columns().to_vec())?;
             for (dir, rows) in groups {
                 let data = match rows {
                     Some(rows) => take_record_batch(&data, &rows)?,
@@ -413,12 +446,19 @@ fn partition_dir_value<'a>(column: &str, value: &'a str) -> Result<&'a str> {
 pub struct LakeCommitExec {
     spec: WriteSpec,
     lake: Arc<Lake>,
+    /// Publishes instead of the lake's commit files (Iceberg tables); `None` for lake tables.
+    publisher: Option<Arc<dyn Publisher>>,
     input: Arc<dyn ExecutionPlan>,
     properties: Arc<PlanProperties>,
 }
 
 impl LakeCommitExec {
-    pub(super) fn new(spec: WriteSpec, lake: Arc<Lake>, input: Arc<dyn ExecutionPlan>) -> Self {
+    pub(crate) fn new(
+        spec: WriteSpec,
+        lake: Arc<Lake>,
+        publisher: Option<Arc<dyn Publisher>>,
+        input: Arc<dyn ExecutionPlan>,
+    ) -> Self {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(count_schema()),
             Partitioning::UnknownPartitioning(1),
@@ -428,6 +468,7 @@ impl LakeCommitExec {
         Self {
             spec,
             lake,
+            publisher,
             input,
             properties,
         }
@@ -436,6 +477,9 @@ impl LakeCommitExec {
 
 impl DisplayAs for LakeCommitExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        if let Some(publisher) = &self.publisher {
+            return write!(f, "LakeCommit: {}", publisher.describe());
+        }
         write!(
             f,
             "LakeCommit: {}.{}{}",
@@ -462,6 +506,7 @@ impl ExecutionPlan for LakeCommitExec {
     crate::scan_leaf::unary_exec_methods!(|this, input| Self::new(
         this.spec.clone(),
         Arc::clone(&this.lake),
+        this.publisher.clone(),
         input
     ));
 
@@ -482,6 +527,7 @@ impl ExecutionPlan for LakeCommitExec {
         let committer = Committer {
             lake: Arc::clone(&self.lake),
             spec: self.spec.clone(),
+            publisher: self.publisher.clone(),
             query,
         };
         let future = async move { committer.run(input).await };
@@ -497,6 +543,7 @@ impl ExecutionPlan for LakeCommitExec {
 struct Committer {
     lake: Arc<Lake>,
     spec: WriteSpec,
+    publisher: Option<Arc<dyn Publisher>>,
     query: String,
 }
 
@@ -551,6 +598,9 @@ impl Committer {
 
     /// Writes the commit file, then (`CREATE TABLE AS`) the table's metadata, which makes it visible.
     async fn publish(&self, files: &[CommittedFile]) -> Result<()> {
+        if let Some(publisher) = &self.publisher {
+            return publisher.publish(&self.query, &self.spec, files).await;
+        }
         let op = &self.lake.operator;
         let commit = Commit {
             query: self.query.clone(),
@@ -628,7 +678,9 @@ impl Committer {
         let result = if self.spec.create.is_some() {
             op.delete_with(&self.spec.table_dir).recursive(true).await
         } else {
-            let _ = op.delete(&self.commit_path()).await;
+            if self.publisher.is_none() {
+                let _ = op.delete(&self.commit_path()).await;
+            }
             self.delete_own_files().await
         };
         match result {
@@ -706,6 +758,32 @@ impl Committer {
     fn error(&self, what: &str, e: &dyn fmt::Display) -> DataFusionError {
         io_error(&self.lake, &self.spec, "committing", what, e)
     }
+}
+
+/// `schema` with Parquet field id `ids[i]` on its column `i` (the `PARQUET:field_id` field metadata
+/// the Parquet writer turns into the file schema's field ids). Errors: a count that differs.
+fn with_field_ids(schema: &Schema, ids: &[i32]) -> Result<Schema> {
+    if ids.len() != schema.fields().len() {
+        return internal_err!(
+            "{} field ids for {} data columns",
+            ids.len(),
+            schema.fields().len()
+        );
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .zip(ids)
+        .map(|(field, id)| {
+            let mut metadata = field.metadata().clone();
+            metadata.insert(
+                datafusion::parquet::arrow::PARQUET_FIELD_ID_META_KEY.to_string(),
+                id.to_string(),
+            );
+            field.as_ref().clone().with_metadata(metadata)
+        })
+        .collect();
+    Ok(Schema::new(fields))
 }
 
 /// The files a writer's output batch lists.

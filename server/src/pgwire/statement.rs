@@ -149,6 +149,10 @@ pub enum Command {
 /// DataFusion's parser handles its own `COPY ... TO 'file'` syntax; when it refuses a string, sqlparser's
 /// PostgreSQL grammar gets a second chance (`COPY (query) TO STDOUT`, `DECLARE ... CURSOR`).
 pub fn parse(sql: &str) -> Result<VecDeque<DfStatement>, Box<ErrorInfo>> {
+    // Trino's `FOR VERSION / TIMESTAMP AS OF`, which no dialect parses, as table names first.
+    let sql = tributary_planner::time_travel::rewrite(sql)
+        .map_err(|e| errors::boxed(e.sqlstate, e.message))?;
+    let sql = sql.as_ref();
     let dialect = PostgreSqlDialect {};
     let parsed = DFParserBuilder::new(sql)
         .with_dialect(&dialect)
