@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
+use datafusion::sql::sqlparser::tokenizer::{Location, Token, Tokenizer, Word};
 use tributary_connectors::iceberg::{timestamp_name, version_name};
 
 /// A clause that cannot be applied: its message (SQLSTATE `22007` for a timestamp that does not
@@ -30,10 +30,16 @@ pub fn rewrite(sql: &str) -> Result<Cow<'_, str>, TimeTravelError> {
     if !contains_ignore_case(sql, "AS OF") {
         return Ok(Cow::Borrowed(sql));
     }
-    let Ok(mut tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
+    // Only the table name and the clause are replaced, by their byte range in `sql`: every other
+    // character stays as written (tokens do not always print back as written: E'' strings).
+    let Ok(spanned) = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .with_unescape(false)
+        .tokenize_with_location()
+    else {
         return Ok(Cow::Borrowed(sql));
     };
-    let mut changed = false;
+    let tokens: Vec<Token> = spanned.iter().map(|t| t.token.clone()).collect();
+    let mut replacements: Vec<(usize, usize, String)> = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
         if !is_keyword(&tokens[i], Keyword::FOR) {
@@ -53,6 +59,11 @@ pub fn rewrite(sql: &str) -> Result<Cow<'_, str>, TimeTravelError> {
         let Token::Word(word) = &tokens[name_at] else {
             return Err(syntax("FOR ... AS OF must follow a table name"));
         };
+        if !follows_table_name(&tokens, name_at) {
+            return Err(syntax(
+                "FOR ... AS OF must follow the table name directly (before any alias)",
+            ));
+        }
         let base = if word.quote_style.is_some() {
             word.value.clone()
         } else {
@@ -62,18 +73,42 @@ pub fn rewrite(sql: &str) -> Result<Cow<'_, str>, TimeTravelError> {
             AsOf::Version(id) => version_name(&base, id),
             AsOf::Micros(micros) => timestamp_name(&base, micros),
         };
-        tokens[name_at] = Token::Word(Word {
+        let quoted = Token::Word(Word {
             value: name,
             quote_style: Some('"'),
             keyword: Keyword::NoKeyword,
         });
-        tokens.drain(name_at + 1..clause.end);
-        changed = true;
+        let (Some(from), Some(to)) = (
+            offset(sql, &spanned[name_at].span.start),
+            offset(sql, &spanned[clause.end - 1].span.end),
+        ) else {
+            return Err(syntax("FOR ... AS OF: cannot locate the clause"));
+        };
+        replacements.push((from, to, quoted.to_string()));
+        i = clause.end;
     }
-    if !changed {
+    if replacements.is_empty() {
         return Ok(Cow::Borrowed(sql));
     }
-    Ok(Cow::Owned(tokens.iter().map(|t| t.to_string()).collect()))
+    let mut out = sql.to_string();
+    for (from, to, text) in replacements.into_iter().rev() {
+        out.replace_range(from..to, &text);
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// The byte offset in `sql` of a tokenizer location (1-based line and character column).
+fn offset(sql: &str, location: &Location) -> Option<usize> {
+    let mut line_start = 0;
+    for _ in 1..location.line {
+        line_start += sql[line_start..].find('\n')? + 1;
+    }
+    let column = usize::try_from(location.column).ok()?.checked_sub(1)?;
+    let line = &sql[line_start..];
+    match line.char_indices().nth(column) {
+        Some((at, _)) => Some(line_start + at),
+        None => (line.chars().count() == column).then_some(line_start + line.len()),
+    }
 }
 
 enum AsOf {
@@ -188,6 +223,32 @@ fn parse_timestamp(text: &str) -> Option<i64> {
     })
 }
 
+/// Whether the word at `at` ends a table name in a FROM list: walking back over `a.b.` parts, the
+/// token before the name is `FROM`, `JOIN` or `,` (so `t AS x FOR ...`, whose word is an alias, is
+/// not taken for a table named `x`).
+fn follows_table_name(tokens: &[Token], at: usize) -> bool {
+    let previous = |from: usize| {
+        (0..from)
+            .rev()
+            .find(|&j| !matches!(tokens[j], Token::Whitespace(_)))
+    };
+    let mut start = at;
+    loop {
+        match previous(start) {
+            Some(dot) if tokens[dot] == Token::Period => match previous(dot) {
+                Some(part) if matches!(tokens[part], Token::Word(_)) => start = part,
+                _ => return false,
+            },
+            Some(before) => {
+                return tokens[before] == Token::Comma
+                    || is_keyword(&tokens[before], Keyword::FROM)
+                    || is_keyword(&tokens[before], Keyword::JOIN);
+            }
+            None => return false,
+        }
+    }
+}
+
 fn is_keyword(token: &Token, keyword: Keyword) -> bool {
     matches!(token, Token::Word(w) if w.keyword == keyword && w.quote_style.is_none())
 }
@@ -223,6 +284,20 @@ mod tests {
                 .unwrap(),
             "SELECT * FROM \"t@t0\""
         );
+        // Everything else prints back as written, quotes doubled inside literals included.
+        assert_eq!(
+            rewrite(
+                r"SELECT * FROM t FOR VERSION AS OF 1 WHERE n = 'x'' OR ''1''=''1' AND m = E'\\'''"
+            )
+            .unwrap(),
+            r#"SELECT * FROM "t@v1" WHERE n = 'x'' OR ''1''=''1' AND m = E'\\'''"#
+        );
+        assert_eq!(
+            rewrite(r#"SELECT 1 FROM a, "q""t" FOR VERSION AS OF 2 JOIN b ON true"#).unwrap(),
+            r#"SELECT 1 FROM a, "q""t@v2" JOIN b ON true"#
+        );
+        let alias = rewrite("SELECT * FROM t AS x FOR VERSION AS OF 1").unwrap_err();
+        assert_eq!(alias.sqlstate, "42601");
         let plain = "SELECT 'FOR VERSION AS OF 1' FROM t";
         assert!(matches!(rewrite(plain).unwrap(), Cow::Borrowed(_)));
         let e = rewrite("SELECT * FROM t FOR TIMESTAMP AS OF TIMESTAMP 'yesterday'").unwrap_err();

@@ -6,7 +6,8 @@ use crate::ConnectorError;
 use crate::lake::LakeConfig;
 
 /// Where an Iceberg catalog keeps its table list (Iceberg's "catalog"; Trino's `iceberg.catalog.type`).
-#[derive(Debug, Clone, PartialEq)]
+/// Its `Debug` shows the URI without its password.
+#[derive(Clone, PartialEq)]
 pub enum CatalogBackend {
     /// `catalog_type = "sql"` (the default): Iceberg's SQL catalog (`iceberg_tables` and
     /// `iceberg_namespace_properties` tables, created when missing) in the PostgreSQL database at
@@ -15,6 +16,17 @@ pub enum CatalogBackend {
         /// The database URL, password included: never shown (see [`IcebergConfig::display_uri`]).
         uri: String,
     },
+}
+
+impl std::fmt::Debug for CatalogBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CatalogBackend::Sql { uri } => f
+                .debug_struct("Sql")
+                .field("uri", &redact_uri(uri))
+                .finish(),
+        }
+    }
 }
 
 /// A parsed `iceberg` catalog file.
@@ -188,6 +200,7 @@ mod tests {
         ))
         .unwrap();
         assert!(!config.display_uri().contains("hunter2"));
+        assert!(!format!("{config:?}").contains("hunter2"));
         assert_eq!(config.redact("x hunter2 y".into()), "x *** y");
         let e = parse("catalog_uri = \"postgres://h/db\"").unwrap_err();
         assert!(e.to_string().contains("warehouse"), "{e}");

@@ -202,6 +202,9 @@ impl fmt::Debug for Inner {
     }
 }
 
+/// The snapshot summary property naming the query attempt that wrote a snapshot (Trino's name).
+const QUERY_ID_PROPERTY: &str = "trino_query_id";
+
 /// How often the cached namespace and table lists are refreshed from the backend.
 const REFRESH_EVERY: Duration = Duration::from_secs(10);
 
@@ -491,6 +494,21 @@ pub struct IcebergTable {
 impl IcebergTable {
     fn new(inner: &Arc<Inner>, table: Table, snapshot: Option<i64>) -> Result<Self> {
         let metadata = table.metadata();
+        if metadata.schemas_iter().len() > 1 {
+            // Files are read by column name: after a rename or a drop and re-add, older files
+            // would give wrong values. Refused until columns are mapped by field id.
+            let ident = table.identifier();
+            return Err(crate::ConnectorError::sql(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                format!(
+                    "Iceberg table {}.{} has an evolved schema ({} schema versions), which is not \
+                     supported yet",
+                    ident.namespace().join("."),
+                    ident.name(),
+                    metadata.schemas_iter().len()
+                ),
+            ));
+        }
         let iceberg_schema = match snapshot.and_then(|id| metadata.snapshot_by_id(id)) {
             Some(s) => s
                 .schema(metadata)
@@ -667,6 +685,19 @@ impl Append {
             .map_err(|e| DataFusionError::Internal(format!("iceberg data file: {e}")))
     }
 
+    /// Whether the table has a snapshot written by query attempt `query` (its `trino_query_id`).
+    async fn committed(&self, backend: &Arc<dyn Catalog>, query: &str) -> bool {
+        match backend.load_table(&self.ident).await {
+            Ok(table) => table.metadata().snapshots().any(|s| {
+                s.summary()
+                    .additional_properties
+                    .get(QUERY_ID_PROPERTY)
+                    .is_some_and(|q| q == query)
+            }),
+            Err(_) => false,
+        }
+    }
+
     /// The Parquet footer of the file at operator path `path`, `size` bytes long.
     async fn footer(
         &self,
@@ -773,17 +804,25 @@ impl Publisher for Append {
             let append = transaction
                 .fast_append()
                 .set_snapshot_properties(HashMap::from([(
-                    "trino_query_id".to_string(),
+                    QUERY_ID_PROPERTY.to_string(),
                     query.to_string(),
                 )]))
                 .add_data_files(data_files);
             let transaction = append
                 .apply(transaction)
                 .map_err(|e| self.inner.error("cannot prepare the append", &e))?;
-            transaction.commit(backend.as_ref()).await.map_err(|e| {
-                self.inner
-                    .error(&format!("cannot commit to `{}`", self.ident), &e)
-            })?;
+            if let Err(e) = transaction.commit(backend.as_ref()).await {
+                // A lost answer to a commit that happened must not delete the snapshot's files:
+                // look for this query's snapshot before failing.
+                if e.kind() != ErrorKind::CatalogCommitConflicts
+                    && self.committed(backend, query).await
+                {
+                    return Ok(());
+                }
+                return Err(self
+                    .inner
+                    .error(&format!("cannot commit to `{}`", self.ident), &e));
+            }
             Ok(())
         }
         .await;
@@ -794,7 +833,10 @@ impl Publisher for Append {
             }
         }
         result?;
-        self.inner.refresh_logged().await;
+        // The listing refresh runs on its own: the commit is done, and a cancel arriving while it
+        // ran would otherwise clean up files the snapshot lists.
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move { inner.refresh_logged().await });
         tracing::info!(
             catalog = self.inner.name,
             table = %self.ident,
@@ -803,6 +845,28 @@ impl Publisher for Append {
             "iceberg: snapshot committed"
         );
         Ok(())
+    }
+
+    async fn clean_up(&self, query: &str) {
+        // A CREATE TABLE AS canceled between the table's creation and its append: the table (ours:
+        // at our unique location, without our snapshot) goes too.
+        let Some(creation) = &self.create else {
+            return;
+        };
+        let Ok(backend) = self.inner.backend().await else {
+            return;
+        };
+        let Ok(table) = backend.load_table(&self.ident).await else {
+            return;
+        };
+        let ours = table.metadata().location().trim_end_matches('/')
+            == creation.location.trim_end_matches('/');
+        if ours
+            && !self.committed(backend, query).await
+            && let Err(e) = backend.purge_table(&self.ident).await
+        {
+            tracing::warn!(table = %self.ident, error = %error_chain(&e), "iceberg: cannot drop the table of a canceled CREATE TABLE AS");
+        }
     }
 
     fn describe(&self) -> String {
@@ -1095,8 +1159,10 @@ impl IcebergCatalog {
             .await
             .map_err(|e| inner.error(&format!("cannot drop table `{schema}.{table}`"), &e))?;
         // Files no snapshot listed (a writer's leftovers) go with the table's directory.
+        // Only a table directory of its own (`schema/table...`, never a parent or `..`).
         if let Some(dir) = inner.storage.relative(loaded.metadata().location())
-            && !dir.is_empty()
+            && dir.split('/').filter(|part| !part.is_empty()).count() >= 2
+            && !dir.split('/').any(|part| part == "..")
             && let Err(e) = inner
                 .lake
                 .operator()

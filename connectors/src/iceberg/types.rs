@@ -173,7 +173,11 @@ pub fn file_stats(
 ) -> FileStats {
     let mut stats = FileStats::default();
     let mut nulls_known: HashMap<i32, bool> = HashMap::new();
+    // Columns some row group gives no exact bound for while holding values: no bound for the file
+    // (a bound from the other row groups alone could exclude that row group's values).
+    let mut unbounded: std::collections::HashSet<i32> = std::collections::HashSet::new();
     for row_group in metadata.row_groups() {
+        let rows = row_group.num_rows().max(0) as u64;
         for (i, column) in row_group.columns().iter().enumerate() {
             let (Some(&id), Some(ty)) = (field_ids.get(i), types.get(i)) else {
                 continue;
@@ -183,22 +187,26 @@ pub fn file_stats(
             let known = nulls_known.entry(id).or_insert(true);
             let Some(statistics) = column.statistics() else {
                 *known = false;
-                stats.lower_bounds.remove(&id);
-                stats.upper_bounds.remove(&id);
+                unbounded.insert(id);
                 continue;
             };
-            match statistics.null_count_opt() {
+            let nulls = statistics.null_count_opt();
+            match nulls {
                 Some(n) => *stats.null_value_counts.entry(id).or_default() += n,
                 None => *known = false,
             }
-            merge_bound(&mut stats.lower_bounds, id, min_datum(statistics, ty), true);
-            merge_bound(
-                &mut stats.upper_bounds,
-                id,
-                max_datum(statistics, ty),
-                false,
-            );
+            let all_null = nulls == Some(rows);
+            let (low, high) = (min_datum(statistics, ty), max_datum(statistics, ty));
+            if !all_null && (low.is_none() || high.is_none()) {
+                unbounded.insert(id);
+            }
+            merge_bound(&mut stats.lower_bounds, id, low, true);
+            merge_bound(&mut stats.upper_bounds, id, high, false);
         }
+    }
+    for id in unbounded {
+        stats.lower_bounds.remove(&id);
+        stats.upper_bounds.remove(&id);
     }
     for (id, known) in nulls_known {
         if !known {
@@ -208,8 +216,8 @@ pub fn file_stats(
     stats
 }
 
-/// Keeps the smaller (`lower`) or larger bound of `bounds[id]` and `value`. A row group without a
-/// bound (all nulls) leaves the others' bound: nulls are outside Iceberg bounds.
+/// Keeps the smaller (`lower`) or larger bound of `bounds[id]` and `value`. An all-null row group
+/// (no bound) leaves the others' bound: nulls are outside Iceberg bounds.
 fn merge_bound(bounds: &mut HashMap<i32, Datum>, id: i32, value: Option<Datum>, lower: bool) {
     let Some(value) = value else {
         return;
@@ -307,11 +315,16 @@ fn predicate(expr: &Expr, schema: &spec::Schema) -> Option<Predicate> {
             Operator::And => Some(predicate(left, schema)?.and(predicate(right, schema)?)),
             Operator::Or => Some(predicate(left, schema)?.or(predicate(right, schema)?)),
             _ => {
-                let (column, literal, op) = match (column_of(left), literal_of(right)) {
+                let (column, literal, op) = match (column_of(left, schema), literal_of(right)) {
                     (Some(c), Some(l)) => (c, l, *op),
-                    _ => (column_of(right)?, literal_of(left)?, op.swap()?),
+                    _ => (column_of(right, schema)?, literal_of(left)?, op.swap()?),
                 };
                 let (reference, ty) = field(column, schema)?;
+                if is_float(&ty) {
+                    // DataFusion orders NaN above every number and -0.0 below 0.0; Iceberg bounds
+                    // leave NaN out: a comparison could prune a file holding a matching NaN.
+                    return None;
+                }
                 let datum = datum(literal, &ty)?;
                 Some(match op {
                     Operator::Eq => reference.equal_to(datum),
@@ -325,10 +338,13 @@ fn predicate(expr: &Expr, schema: &spec::Schema) -> Option<Predicate> {
             }
         },
         Expr::Not(inner) => Some(predicate(inner, schema)?.negate()),
-        Expr::IsNull(inner) => Some(field(column_of(inner)?, schema)?.0.is_null()),
-        Expr::IsNotNull(inner) => Some(field(column_of(inner)?, schema)?.0.is_not_null()),
+        Expr::IsNull(inner) => Some(field(bare_column(inner)?, schema)?.0.is_null()),
+        Expr::IsNotNull(inner) => Some(field(bare_column(inner)?, schema)?.0.is_not_null()),
         Expr::InList(list) => {
-            let (reference, ty) = field(column_of(&list.expr)?, schema)?;
+            let (reference, ty) = field(column_of(&list.expr, schema)?, schema)?;
+            if is_float(&ty) {
+                return None;
+            }
             let values = list
                 .list
                 .iter()
@@ -344,15 +360,46 @@ fn predicate(expr: &Expr, schema: &spec::Schema) -> Option<Predicate> {
     }
 }
 
-/// The column `expr` reads, looking through casts (DataFusion casts a narrower column to the
-/// literal's type; the literal is then converted back exactly or the filter is left out).
-fn column_of(expr: &Expr) -> Option<&str> {
+/// The column `expr` reads, looking through a cast only when it cannot change a value's order or
+/// equality (an integer column widened, a string column as another string type, a date as a date,
+/// a timestamp to a finer unit): the literal is then converted back exactly or the filter is left
+/// out. `TRY_CAST` is never looked through (it turns values into NULL).
+fn column_of<'a>(expr: &'a Expr, schema: &spec::Schema) -> Option<&'a str> {
     match expr {
         Expr::Column(column) => Some(column.name.as_str()),
-        Expr::Cast(cast) => column_of(&cast.expr),
-        Expr::TryCast(cast) => column_of(&cast.expr),
+        Expr::Cast(cast) => {
+            let name = bare_column(&cast.expr)?;
+            let (_, ty) = field(name, schema)?;
+            let lossless = matches!(
+                (&ty, cast.field.data_type()),
+                (PrimitiveType::Int, DataType::Int32 | DataType::Int64)
+                    | (PrimitiveType::Long, DataType::Int64)
+                    | (
+                        PrimitiveType::String,
+                        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                    )
+                    | (PrimitiveType::Date, DataType::Date32)
+                    | (
+                        PrimitiveType::Timestamp | PrimitiveType::Timestamptz,
+                        DataType::Timestamp(TimeUnit::Microsecond | TimeUnit::Nanosecond, _)
+                    )
+            );
+            lossless.then_some(name)
+        }
         _ => None,
     }
+}
+
+/// The column `expr` is, without any cast.
+fn bare_column(expr: &Expr) -> Option<&str> {
+    match expr {
+        Expr::Column(column) => Some(column.name.as_str()),
+        _ => None,
+    }
+}
+
+fn is_float(ty: &PrimitiveType) -> bool {
+    matches!(ty, PrimitiveType::Float | PrimitiveType::Double)
 }
 
 fn literal_of(expr: &Expr) -> Option<&ScalarValue> {
@@ -494,6 +541,16 @@ mod tests {
         );
         // Out of the column's range: left out, not wrapped.
         assert!(to_predicate(&[col("k").gt(lit(5_000_000_000i64))], &schema).is_none());
+        // Floats (NaN, -0.0) and TRY_CAST are never used for pruning.
+        let floats =
+            iceberg_schema(&Schema::new(vec![Field::new("f", DataType::Float64, true)])).unwrap();
+        assert!(to_predicate(&[col("f").gt(lit(1.0))], &floats).is_none());
+        assert!(to_predicate(&[col("f").is_null()], &floats).is_some());
+        let try_cast = Expr::TryCast(datafusion::logical_expr::TryCast::new(
+            Box::new(col("s")),
+            DataType::Int32,
+        ));
+        assert!(to_predicate(&[try_cast.is_null()], &schema).is_none());
         // An OR with an untranslatable side is left out whole.
         let or = col("k").eq(lit(1)).or(col("s").like(lit("a%")));
         assert!(to_predicate(&[or], &schema).is_none());

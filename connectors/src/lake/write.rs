@@ -93,6 +93,10 @@ pub(crate) trait Publisher: fmt::Debug + Send + Sync {
     /// then deletes the files.
     async fn publish(&self, query: &str, spec: &WriteSpec, files: &[CommittedFile]) -> Result<()>;
 
+    /// Undoes what `publish` of query attempt `query` may have left when the statement failed or
+    /// was canceled (an Iceberg table a canceled `CREATE TABLE AS` created). Best effort.
+    async fn clean_up(&self, query: &str);
+
     /// What the commit publishes to, for EXPLAIN (`iceberg snapshot of ice.s.t`).
     fn describe(&self) -> String;
 }
@@ -678,8 +682,11 @@ impl Committer {
         let result = if self.spec.create.is_some() {
             op.delete_with(&self.spec.table_dir).recursive(true).await
         } else {
-            if self.publisher.is_none() {
-                let _ = op.delete(&self.commit_path()).await;
+            match &self.publisher {
+                None => {
+                    let _ = op.delete(&self.commit_path()).await;
+                }
+                Some(publisher) => publisher.clean_up(&self.query).await,
             }
             self.delete_own_files().await
         };
