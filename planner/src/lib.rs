@@ -17,6 +17,7 @@ pub mod registry;
 pub mod session;
 pub mod sizing;
 pub mod time_travel;
+pub mod trino_catalog;
 pub mod write;
 
 pub use fragment::{Stage, StageOutput, StagePlan, fragment};

@@ -1,5 +1,6 @@
-//! The catalog registry: every mounted catalog by name, built from `DIR/catalog/*.toml` plus the
-//! built-in `tpch` and `system` catalogs.
+//! The catalog registry: every mounted catalog by name, built from `DIR/catalog/*.toml` (and Trino's
+//! `DIR/catalog/*.properties`, see [`crate::trino_catalog`]) plus the built-in `tpch` and `system`
+//! catalogs.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,7 +22,8 @@ pub struct CatalogRegistry {
 
 impl CatalogRegistry {
     /// Builds the registry: `tpch` and `system` always, then one catalog per `catalog_dir/NAME.toml`
-    /// (sorted by name; a file named `tpch.toml` or `system.toml` replaces the built-in one).
+    /// or `catalog_dir/NAME.properties` (a Trino catalog file; sorted by name; a file named
+    /// `tpch.toml` or `system.toml` replaces the built-in one; a name with both files is an error).
     ///
     /// A missing `catalog_dir` is not an error. A bad file fails with its path, the key and the reason.
     pub async fn load(
@@ -38,9 +40,13 @@ impl CatalogRegistry {
                     reason: e.to_string(),
                 })?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .filter(|p| {
+                    p.extension()
+                        .is_some_and(|x| x == "toml" || x == "properties")
+                })
                 .collect();
             files.sort();
+            let mut seen: BTreeMap<String, std::path::PathBuf> = BTreeMap::new();
             for file in files {
                 let name = file
                     .file_stem()
@@ -54,7 +60,20 @@ impl CatalogRegistry {
                             .into(),
                     });
                 }
-                let table = read_toml(&file)?;
+                if let Some(other) = seen.insert(name.clone(), file.clone()) {
+                    return Err(ConfigError {
+                        file,
+                        reason: format!(
+                            "catalog `{name}` is also defined by {}: keep one of the two files",
+                            other.display()
+                        ),
+                    });
+                }
+                let table = if file.extension().is_some_and(|x| x == "properties") {
+                    crate::trino_catalog::read_properties(&file)?
+                } else {
+                    read_toml(&file)?
+                };
                 let connector = build_connector(&name, &table)
                     .await
                     .map_err(|e| ConfigError {
