@@ -442,6 +442,68 @@ async fn cancel_request_stops_the_running_query() {
     assert_alive(&client).await;
 }
 
+/// `pg_stat_activity` lists the sessions with their running query; `pg_cancel_backend(pid)` from
+/// another session cancels it (57014 for the canceled client), refuses another user's session (42501)
+/// and answers false for an unknown pid.
+#[tokio::test]
+async fn pg_stat_activity_shows_sessions_and_pg_cancel_backend_cancels() {
+    let server = Tributary::start(None);
+    let runner = server.connect("tpch").await;
+    let watcher = server.connect("tpch").await;
+    let long = "select count(*) from generate_series(1, 100000000000) t(a)";
+    let running = tokio::spawn(async move { runner.simple_query(long).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (pid, state, application) = loop {
+        let rows = all_rows(
+            &watcher,
+            "select pid, state, application_name, usename, datname, backend_type, \
+                    query_start is not null \
+             from pg_stat_activity where query like '%generate_series(1, 100000000000)%' \
+               and query not like '%pg_stat_activity%'",
+        )
+        .await;
+        if let Some(row) = rows.first() {
+            assert_eq!(row[3].as_deref(), Some("tester"), "{row:?}");
+            assert_eq!(row[4].as_deref(), Some("tpch"), "{row:?}");
+            assert_eq!(row[5].as_deref(), Some("client backend"), "{row:?}");
+            assert_eq!(row[6].as_deref(), Some("t"), "{row:?}");
+            break (row[0].clone().unwrap(), row[1].clone(), row[2].clone());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the query never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(state.as_deref(), Some("active"));
+    assert_eq!(application.as_deref(), Some("compat-tests"));
+    // The watcher itself is listed too, idle or active.
+    let sessions = all_rows(&watcher, "select count(*) from pg_stat_activity").await;
+    assert_eq!(sessions[0][0].as_deref(), Some("2"), "{sessions:?}");
+
+    // Another user may not cancel it.
+    let mut as_other = server.config("tpch");
+    as_other.user("someone_else");
+    let other = compat_tests::try_connect_with(&as_other).await.unwrap();
+    let refused = other
+        .simple_query(&format!("select pg_cancel_backend({pid})"))
+        .await
+        .expect_err("another user's session");
+    assert_eq!(
+        refused.code(),
+        Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+        "{refused:?}"
+    );
+
+    let canceled = all_rows(&watcher, &format!("select pg_cancel_backend({pid})")).await;
+    assert_eq!(canceled[0][0].as_deref(), Some("t"));
+    let err = running.await.unwrap().expect_err("the query was canceled");
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err:?}");
+    let unknown = all_rows(&watcher, "select pg_cancel_backend(1)").await;
+    assert_eq!(unknown[0][0].as_deref(), Some("f"));
+    assert_alive(&watcher).await;
+}
+
 #[tokio::test]
 async fn session_statements() {
     let server = Tributary::start(None);

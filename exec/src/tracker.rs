@@ -50,6 +50,11 @@ impl QueryTracker {
         Arc::new(Self::default())
     }
 
+    /// The tracked queries (running and recent), as `system.runtime.queries` lists them.
+    pub fn query_infos(&self) -> Vec<QueryInfo> {
+        snapshot(&self.queries.lock())
+    }
+
     /// Replaces the node list (the scheduler calls this when membership changes).
     pub fn set_nodes(&self, nodes: Vec<NodeInfo>) {
         *self.nodes.lock() = nodes;

@@ -22,18 +22,43 @@ use super::Frontend;
 
 type Key = (i32, Bytes);
 
-/// Running-query slots of all sessions, by (pid, secret key).
+/// A registered session: who it is and the query it runs.
+type Slot = (Arc<SessionInfo>, Arc<RunningQuery>);
+
+/// Who a session is, for `pg_stat_activity`.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// The session's user.
+    pub user: String,
+    /// The catalog it connected to.
+    pub database: String,
+    /// `application_name` at startup (empty when none).
+    pub application_name: String,
+    /// The client's address.
+    pub client: std::net::SocketAddr,
+    /// When the session started, microseconds since the Unix epoch.
+    pub started_us: i64,
+}
+
+/// Running-query slots of all sessions, by (pid, secret key), with who each session is.
 #[derive(Debug, Default)]
 pub struct CancelRegistry {
-    sessions: Mutex<HashMap<Key, Arc<RunningQuery>>>,
+    sessions: Mutex<HashMap<Key, Slot>>,
 }
 
 impl CancelRegistry {
     /// Registers a session; the slot is removed when the returned registration is dropped.
-    pub fn register(self: &Arc<Self>, pid: i32, secret: &SecretKey) -> Registration {
+    pub fn register(
+        self: &Arc<Self>,
+        pid: i32,
+        secret: &SecretKey,
+        info: SessionInfo,
+    ) -> Registration {
         let key = (pid, secret.to_bytes());
         let slot = Arc::new(RunningQuery::default());
-        self.sessions.lock().insert(key.clone(), slot.clone());
+        self.sessions
+            .lock()
+            .insert(key.clone(), (Arc::new(info), slot.clone()));
         Registration {
             registry: self.clone(),
             key,
@@ -44,8 +69,86 @@ impl CancelRegistry {
     /// The query id running on the session with this key, if any.
     pub fn running(&self, pid: i32, secret: &SecretKey) -> Option<String> {
         let key = (pid, secret.to_bytes());
-        let slot = self.sessions.lock().get(&key).cloned()?;
+        let slot = self
+            .sessions
+            .lock()
+            .get(&key)
+            .map(|(_, slot)| slot.clone())?;
         slot.current()
+    }
+
+    /// Every session: pid, who, and the id of the query it runs.
+    pub fn snapshot(&self) -> Vec<(i32, Arc<SessionInfo>, Option<String>)> {
+        self.sessions
+            .lock()
+            .iter()
+            .map(|((pid, _), (info, slot))| (*pid, info.clone(), slot.current()))
+            .collect()
+    }
+}
+
+/// The sessions of a [`CancelRegistry`] and the queries of the engine, as `pg_stat_activity` shows
+/// them and `pg_cancel_backend` cancels them.
+#[derive(Debug)]
+pub struct SessionActivity {
+    /// The sessions.
+    pub registry: Arc<CancelRegistry>,
+    /// The engine running their queries.
+    pub engine: Arc<Engine>,
+}
+
+impl super::catalog::activity::Activity for SessionActivity {
+    fn sessions(&self) -> Vec<super::catalog::activity::ActivityRow> {
+        let queries = self.engine.tracker().query_infos();
+        self.registry
+            .snapshot()
+            .into_iter()
+            .map(|(pid, info, query_id)| {
+                let query = query_id
+                    .as_ref()
+                    .and_then(|id| queries.iter().find(|q| &q.query_id == id));
+                super::catalog::activity::ActivityRow {
+                    pid,
+                    datname: info.database.clone(),
+                    usename: info.user.clone(),
+                    application_name: info.application_name.clone(),
+                    client_addr: Some(info.client.ip().to_string()),
+                    client_port: Some(i32::from(info.client.port())),
+                    backend_start_us: info.started_us,
+                    state: if query_id.is_some() { "active" } else { "idle" },
+                    query: query.map(|q| q.query.clone()).unwrap_or_default(),
+                    query_start_us: query.map(|q| q.created_us),
+                    query_id,
+                }
+            })
+            .collect()
+    }
+
+    fn cancel(
+        &self,
+        pid: i32,
+        user: &str,
+    ) -> Result<bool, super::catalog::activity::CancelRefused> {
+        let found = self
+            .registry
+            .snapshot()
+            .into_iter()
+            .find(|(session, ..)| *session == pid);
+        let Some((_, info, query_id)) = found else {
+            tracing::warn!(
+                pid,
+                "pg_cancel_backend: PID {pid} is not a Tributary session"
+            );
+            return Ok(false);
+        };
+        if info.user != user {
+            return Err(super::catalog::activity::CancelRefused::OtherUser);
+        }
+        let Some(query_id) = query_id else {
+            return Ok(false);
+        };
+        tracing::info!(pid, %query_id, by = user, "pg_cancel_backend");
+        Ok(self.engine.cancel(&query_id))
     }
 }
 

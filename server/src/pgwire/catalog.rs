@@ -34,6 +34,7 @@ use parking_lot::Mutex;
 
 use super::session::SERVER_VERSION;
 
+pub mod activity;
 mod functions;
 mod information_schema;
 mod procedures;
@@ -148,6 +149,8 @@ pub struct PgCatalog {
     procedures: Arc<procedures::Procedures>,
     /// Comments and keys by OID, for the functions taking an OID.
     known: Mutex<relations::Known>,
+    /// The live sessions (`pg_stat_activity`, `pg_cancel_backend`), set by the front end.
+    activity: std::sync::OnceLock<Arc<dyn activity::Activity>>,
 }
 
 #[derive(Debug, Default)]
@@ -203,7 +206,13 @@ impl PgCatalog {
             static_rows,
             procedures,
             known: Mutex::new(relations::Known::default()),
+            activity: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Gives `pg_stat_activity` and `pg_cancel_backend` the server's sessions (once, at startup).
+    pub fn set_activity(&self, activity: Arc<dyn activity::Activity>) {
+        let _ = self.activity.set(activity);
     }
 
     /// The OID of a schema (`table` empty) or table, assigned on first sight and kept for the
@@ -237,7 +246,7 @@ impl PgCatalog {
     /// The OID of a relation, if it exists.
     fn relation_oid(&self, catalog: &str, schema: &str, table: &str) -> Option<u32> {
         let exists = if schema == PG_CATALOG {
-            pgc::PG_CATALOG_TABLES.contains(&table)
+            is_pg_catalog_table(table)
         } else {
             self.catalogs
                 .catalog(catalog)
@@ -321,13 +330,20 @@ impl PgCatalog {
     }
 
     fn session_udfs(self: &Arc<Self>, catalog: &str, schema: &str, user: &str) -> Vec<ScalarUDF> {
-        let mut udfs = vec![
+        let mut udfs = Vec::new();
+        if let Some(sessions) = self.activity.get() {
+            udfs.push(activity::cancel_backend(
+                Arc::clone(sessions),
+                user.to_string(),
+            ));
+        }
+        udfs.extend([
             constant_text("version", postgres_version()),
             constant_text("current_schema", schema.to_string()),
             constant_text("session_user", user.to_string()),
             constant_text("current_user", user.to_string()),
             constant_text("user", user.to_string()),
-        ];
+        ]);
         let search = vec![schema.to_string()];
         udfs.push(current_schemas(search));
         let visible_schema = schema.to_string();
@@ -883,12 +899,18 @@ impl SchemaProvider for PgCatalogSchema {
         pgc::PG_CATALOG_TABLES
             .iter()
             .map(|s| s.to_string())
+            .chain(std::iter::once("pg_stat_activity".to_string()))
             .collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        let library = self.pg.library(&self.catalog)?;
         let lower = name.to_ascii_lowercase();
+        if lower == "pg_stat_activity"
+            && let Some(sessions) = self.pg.activity.get()
+        {
+            return Ok(Some(activity::table(sessions.as_ref())?));
+        }
+        let library = self.pg.library(&self.catalog)?;
         let table_oid = WELL_KNOWN_TABLES
             .iter()
             .find(|(name, _)| *name == lower)
@@ -931,8 +953,13 @@ impl SchemaProvider for PgCatalogSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        pgc::PG_CATALOG_TABLES.contains(&name.to_ascii_lowercase().as_str())
+        is_pg_catalog_table(&name.to_ascii_lowercase())
     }
+}
+
+/// Whether `name` (lower case) is a table of `pg_catalog`: the library's, or `pg_stat_activity`.
+fn is_pg_catalog_table(name: &str) -> bool {
+    name == "pg_stat_activity" || pgc::PG_CATALOG_TABLES.contains(&name)
 }
 
 #[cfg(test)]

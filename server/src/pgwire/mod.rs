@@ -53,10 +53,15 @@ impl Frontend {
         // The library's static catalog rows are compiled in: failing to read them is a build defect.
         let pg_catalog = catalog::PgCatalog::new(engine.registry().catalog_list())
             .expect("the embedded pg_catalog data is readable");
+        let cancels = Arc::new(CancelRegistry::default());
+        pg_catalog.set_activity(Arc::new(cancel::SessionActivity {
+            registry: cancels.clone(),
+            engine: engine.clone(),
+        }));
         Self {
             pg_catalog,
             engine,
-            cancels: Arc::new(CancelRegistry::default()),
+            cancels,
             parser: Arc::new(extended::StatementParser),
             security,
         }

@@ -85,6 +85,22 @@ pub fn rewrite(sql: &str, statements: &mut VecDeque<DfStatement>) {
     }
 }
 
+/// `pg_catalog` tables of ours that the library's rule does not know (`pg_stat_activity`), qualified
+/// with `pg_catalog` when named alone, as PostgreSQL resolves them through the search path.
+fn qualify_own_pg_tables(statement: &mut Statement) {
+    use datafusion::sql::sqlparser::ast::{Ident, ObjectNamePart, visit_relations_mut};
+    let _ = visit_relations_mut(statement, |name| {
+        if let [ObjectNamePart::Identifier(table)] = name.0.as_slice()
+            && table.quote_style.is_none()
+            && table.value.eq_ignore_ascii_case("pg_stat_activity")
+        {
+            name.0
+                .insert(0, ObjectNamePart::Identifier(Ident::new("pg_catalog")));
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
 /// Our rewrites around the library's rules, or the library's `replacement` of the whole query.
 fn rewrite_statement(statement: &mut Statement, replacement: Option<&Statement>) {
     let library_only = COMPAT.rewrite(statement.clone());
@@ -97,6 +113,7 @@ fn rewrite_statement(statement: &mut Statement, replacement: Option<&Statement>)
         rewritten = replacement.clone();
     }
     planning::rewrite(&mut rewritten);
+    qualify_own_pg_tables(&mut rewritten);
     tracing::debug!(sql = %rewritten, "catalog query rewritten");
     *statement = rewritten;
 }

@@ -256,7 +256,17 @@ impl Frontend {
         }
         let (pid, secret) = PIDS.generate(client);
         client.set_pid_and_secret_key(pid, secret.clone());
-        let registration = self.cancels.register(pid, &secret);
+        let registration = self.cancels.register(
+            pid,
+            &secret,
+            super::cancel::SessionInfo {
+                user: user.clone(),
+                database: database.clone(),
+                application_name: application_name.clone().unwrap_or_default(),
+                client: client.socket_addr(),
+                started_us: chrono::Utc::now().timestamp_micros(),
+            },
+        );
         let session = Session::new(
             self.engine.clone(),
             self.pg_catalog.clone(),
