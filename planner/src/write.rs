@@ -388,7 +388,10 @@ fn not_supported(what: &str) -> PlanError {
 fn unknown_property(kind: &str, key: &str) -> PlanError {
     lake_error(
         tributary_connectors::sqlstate::FEATURE_NOT_SUPPORTED,
-        format!("{kind} property '{key}' is not supported by lake catalogs"),
+        format!(
+            "{kind} property '{key}' is not supported (tables take format and partitioned_by / \
+             partitioning; schemas take location)"
+        ),
     )
 }
 
