@@ -481,10 +481,20 @@ async fn pg_stat_activity_shows_sessions_and_pg_cancel_backend_cancels() {
     let sessions = all_rows(&watcher, "select count(*) from pg_stat_activity").await;
     assert_eq!(sessions[0][0].as_deref(), Some("2"), "{sessions:?}");
 
-    // Another user may not cancel it.
+    // Another user does not see its text, and may not cancel it.
     let mut as_other = server.config("tpch");
     as_other.user("someone_else");
     let other = compat_tests::try_connect_with(&as_other).await.unwrap();
+    let hidden = all_rows(
+        &other,
+        &format!("select query, query_start from pg_stat_activity where pid = {pid}"),
+    )
+    .await;
+    assert_eq!(
+        hidden,
+        [[Some("<insufficient privilege>".to_string()), None]],
+        "another user's query is hidden"
+    );
     let refused = other
         .simple_query(&format!("select pg_cancel_backend({pid})"))
         .await

@@ -298,6 +298,7 @@ impl PgCatalog {
         let list = Arc::new(WithPgCatalogList {
             inner: state.catalog_list().clone(),
             pg: self.clone(),
+            user: Arc::from(user),
         });
         // Our `information_schema` (in every catalog, PostgreSQL's shapes) replaces DataFusion's,
         // which the session state would otherwise answer before asking the catalog.
@@ -816,6 +817,8 @@ pub(crate) fn simple_udf(
 struct WithPgCatalogList {
     inner: Arc<dyn CatalogProviderList>,
     pg: Arc<PgCatalog>,
+    /// The session's user (`pg_stat_activity` shows only its own sessions' queries).
+    user: Arc<str>,
 }
 
 impl CatalogProviderList for WithPgCatalogList {
@@ -838,6 +841,7 @@ impl CatalogProviderList for WithPgCatalogList {
             inner,
             pg: self.pg.clone(),
             catalogs: self.inner.clone(),
+            user: self.user.clone(),
         }))
     }
 }
@@ -849,6 +853,8 @@ struct WithPgCatalog {
     pg: Arc<PgCatalog>,
     /// The session's catalogs (for DataFusion's `information_schema` tables).
     catalogs: Arc<dyn CatalogProviderList>,
+    /// The session's user.
+    user: Arc<str>,
 }
 
 impl CatalogProvider for WithPgCatalog {
@@ -867,6 +873,7 @@ impl CatalogProvider for WithPgCatalog {
             PG_CATALOG => Some(Arc::new(PgCatalogSchema {
                 catalog: self.name.clone(),
                 pg: self.pg.clone(),
+                user: Some(self.user.clone()),
             })),
             INFORMATION_SCHEMA => Some(Arc::new(information_schema::InformationSchema {
                 catalog: self.name.clone(),
@@ -891,6 +898,8 @@ impl CatalogProvider for WithPgCatalog {
 struct PgCatalogSchema {
     catalog: String,
     pg: Arc<PgCatalog>,
+    /// The session's user, for `pg_stat_activity` (`None`: no session, only listings).
+    user: Option<Arc<str>>,
 }
 
 #[async_trait]
@@ -908,7 +917,10 @@ impl SchemaProvider for PgCatalogSchema {
         if lower == "pg_stat_activity"
             && let Some(sessions) = self.pg.activity.get()
         {
-            return Ok(Some(activity::table(sessions.as_ref())?));
+            return Ok(Some(activity::table(
+                sessions.as_ref(),
+                self.user.as_deref().unwrap_or(""),
+            )?));
         }
         let library = self.pg.library(&self.catalog)?;
         let table_oid = WELL_KNOWN_TABLES

@@ -98,9 +98,21 @@ fn schema() -> SchemaRef {
     ]))
 }
 
-/// `pg_stat_activity` with the sessions of `activity` now, sorted by pid.
-pub fn table(activity: &dyn Activity) -> Result<Arc<MemTable>> {
+/// What PostgreSQL shows instead of another user's query to a non-superuser.
+const HIDDEN: &str = "<insufficient privilege>";
+
+/// `pg_stat_activity` with the sessions of `activity` now, sorted by pid, as user `viewer` sees it:
+/// other users' sessions without their query, its id and start, or their client address (as
+/// PostgreSQL shows them to a user who is not a superuser).
+pub fn table(activity: &dyn Activity, viewer: &str) -> Result<Arc<MemTable>> {
     let mut rows = activity.sessions();
+    for row in rows.iter_mut().filter(|r| r.usename != viewer) {
+        row.query = HIDDEN.to_string();
+        row.query_id = None;
+        row.query_start_us = None;
+        row.client_addr = None;
+        row.client_port = None;
+    }
     rows.sort_by_key(|r| r.pid);
     let n = rows.len();
     let nulls_int = || Arc::new(Int32Array::from(vec![None::<i32>; n])) as ArrayRef;

@@ -190,6 +190,7 @@ pub async fn relations(pg: &Arc<PgCatalog>, catalog: &str) -> Result<Vec<Relatio
     let own = PgCatalogSchema {
         catalog: catalog.to_string(),
         pg: pg.clone(),
+        user: None,
     };
     let library = pg.library(catalog)?;
     for name in datafusion::catalog::SchemaProvider::table_names(&own) {
