@@ -62,8 +62,7 @@ pub use config::{CatalogBackend, IcebergConfig};
 pub use storage::{WarehouseStorage, WarehouseStorageFactory};
 
 use crate::lake::{
-    Lake, LakeDdl, NewTable, Publisher, WritableCatalog, WriteSpec, WriteTarget,
-    managed::CommittedFile,
+    Lake, NewTable, Publisher, WritableCatalog, WriteSpec, WriteTarget, managed::CommittedFile,
 };
 use crate::{ConnectorError, ConnectorFactory, ConnectorKind, sqlstate};
 
@@ -1022,6 +1021,20 @@ impl IcebergCatalog {
             .await
             .map_err(|e| self.inner.error("cannot look up the table", &e))
     }
+}
+
+fn already_exists(schema: &str, table: &str) -> DataFusionError {
+    crate::ConnectorError::sql(
+        sqlstate::DUPLICATE_TABLE,
+        format!("relation \"{schema}.{table}\" already exists"),
+    )
+}
+
+#[async_trait]
+impl WritableCatalog for IcebergCatalog {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
 
     async fn create_schema(
         &self,
@@ -1180,51 +1193,9 @@ impl IcebergCatalog {
         );
         Ok(())
     }
-}
 
-fn already_exists(schema: &str, table: &str) -> DataFusionError {
-    crate::ConnectorError::sql(
-        sqlstate::DUPLICATE_TABLE,
-        format!("relation \"{schema}.{table}\" already exists"),
-    )
-}
-
-#[async_trait]
-impl WritableCatalog for IcebergCatalog {
-    fn name(&self) -> &str {
-        &self.inner.name
-    }
-
-    async fn run_ddl(&self, ddl: &LakeDdl) -> Result<()> {
-        let result = match ddl {
-            LakeDdl::CreateSchema {
-                name,
-                location,
-                if_not_exists,
-            } => {
-                self.create_schema(name, location.as_deref(), *if_not_exists)
-                    .await
-            }
-            LakeDdl::DropSchema {
-                name,
-                if_exists,
-                cascade,
-            } => self.drop_schema(name, *if_exists, *cascade).await,
-            LakeDdl::CreateTable {
-                schema,
-                table,
-                new,
-                if_not_exists,
-            } => self.create_table(schema, table, new, *if_not_exists).await,
-            LakeDdl::DropTable {
-                schema,
-                table,
-                if_exists,
-            } => self.drop_table(schema, table, *if_exists).await,
-            LakeDdl::Nothing => Ok(()),
-        };
+    async fn ddl_done(&self) {
         self.inner.refresh_logged().await;
-        result
     }
 
     async fn create_table_as(

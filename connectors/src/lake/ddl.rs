@@ -169,86 +169,36 @@ pub trait WritableCatalog: fmt::Debug + Send + Sync {
     /// The catalog's name.
     fn name(&self) -> &str;
 
+    /// `CREATE SCHEMA [IF NOT EXISTS] name [WITH (location = ...)]`.
+    async fn create_schema(
+        &self,
+        name: &str,
+        location: Option<&str>,
+        if_not_exists: bool,
+    ) -> Result<()>;
+
+    /// `DROP SCHEMA [IF EXISTS] name [CASCADE]`.
+    async fn drop_schema(&self, name: &str, if_exists: bool, cascade: bool) -> Result<()>;
+
+    /// `CREATE TABLE [IF NOT EXISTS] schema.table (columns) [WITH (...)]`: an empty table.
+    async fn create_table(
+        &self,
+        schema: &str,
+        table: &str,
+        new: &NewTable,
+        if_not_exists: bool,
+    ) -> Result<()>;
+
+    /// `DROP TABLE [IF EXISTS] schema.table`: the table and its files.
+    async fn drop_table(&self, schema: &str, table: &str, if_exists: bool) -> Result<()>;
+
+    /// Called after each DDL statement ran, whether it failed or not (the Iceberg catalog refreshes
+    /// its cached listing). Nothing by default.
+    async fn ddl_done(&self) {}
+
     /// Runs `ddl` (in the root stage, on the coordinator). Errors: see the module docs.
-    async fn run_ddl(&self, ddl: &LakeDdl) -> Result<()>;
-
-    /// The target of `CREATE TABLE schema.table AS ...` with the query's `new.columns`: a provider
-    /// whose `insert_into` plans the write and the commit that creates the table, and whose schema
-    /// is what the query's columns are cast to first. `Ok(None)` when the table exists and
-    /// `if_not_exists`. Errors: `3F000` no such schema, `42P07` the table exists, `0A000` / `22023`
-    /// for properties or column types the catalog cannot store.
-    async fn create_table_as(
-        &self,
-        schema: &str,
-        table: &str,
-        new: &NewTable,
-        if_not_exists: bool,
-    ) -> Result<Option<Arc<dyn TableProvider>>>;
-}
-
-/// A provider whose scan runs `ddl` on `catalog` when executed ([`LakeDdlExec`]); its one column is
-/// `count` (UInt64, always 0).
-pub fn ddl_provider(catalog: Arc<dyn WritableCatalog>, ddl: LakeDdl) -> Arc<dyn TableProvider> {
-    Arc::new(DdlTable { catalog, ddl })
-}
-
-#[async_trait]
-impl WritableCatalog for LakeCatalog {
-    fn name(&self) -> &str {
-        &self.lake.catalog
-    }
-
     async fn run_ddl(&self, ddl: &LakeDdl) -> Result<()> {
-        LakeCatalog::run_ddl(self, ddl).await
-    }
-
-    async fn create_table_as(
-        &self,
-        schema: &str,
-        table: &str,
-        new: &NewTable,
-        if_not_exists: bool,
-    ) -> Result<Option<Arc<dyn TableProvider>>> {
-        LakeCatalog::create_table_as(self, schema, table, new, if_not_exists).await
-    }
-}
-
-impl LakeCatalog {
-    /// The target of `CREATE TABLE schema.table AS ...` with the query's `new.columns`: a provider
-    /// whose `insert_into` plans the write and the commit that creates the table
-    /// ([`super::write`]). `Ok(None)` when the table exists and `if_not_exists`.
-    ///
-    /// Errors: `3F000` no such schema, `42P07` the table (or its directory) exists, the property
-    /// errors of [`NewTable`], `58030` when the storage cannot be listed.
-    pub async fn create_table_as(
-        &self,
-        schema: &str,
-        table: &str,
-        new: &NewTable,
-        if_not_exists: bool,
-    ) -> Result<Option<Arc<dyn TableProvider>>> {
-        let Some((meta, _)) = self.new_table(schema, table, new, if_not_exists).await? else {
-            return Ok(None);
-        };
-        let schema_ref = meta.schema().map_err(DataFusionError::Plan)?;
-        Ok(Some(Arc::new(WriteTarget {
-            lake: Arc::clone(&self.lake),
-            spec: WriteSpec {
-                catalog: self.lake.catalog.clone(),
-                table_dir: format!("{schema}/{table}/"),
-                partitioned_by: meta.partitioned_by.clone(),
-                create: Some(meta),
-                field_ids: Vec::new(),
-                keep_partition_columns: false,
-            },
-            schema: schema_ref,
-            publisher: None,
-        })))
-    }
-
-    /// Runs `ddl`. Errors: see the module docs.
-    pub async fn run_ddl(&self, ddl: &LakeDdl) -> Result<()> {
-        match ddl {
+        let result = match ddl {
             LakeDdl::CreateSchema {
                 name,
                 location,
@@ -274,58 +224,35 @@ impl LakeCatalog {
                 if_exists,
             } => self.drop_table(schema, table, *if_exists).await,
             LakeDdl::Nothing => Ok(()),
-        }
+        };
+        self.ddl_done().await;
+        result
     }
 
-    fn storage_error(&self, what: &str, e: &dyn fmt::Display) -> DataFusionError {
-        sql_error(sqlstate::IO_ERROR, self.lake.message(what, e))
-    }
+    /// The target of `CREATE TABLE schema.table AS ...` with the query's `new.columns`: a provider
+    /// whose `insert_into` plans the write and the commit that creates the table, and whose schema
+    /// is what the query's columns are cast to first. `Ok(None)` when the table exists and
+    /// `if_not_exists`. Errors: `3F000` no such schema, `42P07` the table exists, `0A000` / `22023`
+    /// for properties or column types the catalog cannot store.
+    async fn create_table_as(
+        &self,
+        schema: &str,
+        table: &str,
+        new: &NewTable,
+        if_not_exists: bool,
+    ) -> Result<Option<Arc<dyn TableProvider>>>;
+}
 
-    /// The schema `name`, re-listing the location when this node does not know it yet.
-    async fn find_schema(&self, name: &str) -> Result<Option<Arc<LakeSchema>>> {
-        if let Some(schema) = self.schemas.read().get(name) {
-            return Ok(Some(Arc::clone(schema)));
-        }
-        let names = discover::list_schemas(&self.lake.operator)
-            .await
-            .map_err(|e| self.storage_error("cannot list the location", &e))?;
-        if !names.iter().any(|n| n == name) {
-            return Ok(None);
-        }
-        let tables = self
-            .lake
-            .list_tables(name)
-            .await
-            .map_err(|e| self.storage_error(&format!("cannot list schema `{name}`"), &e))?;
-        let schema = Arc::new(LakeSchema::new(Arc::clone(&self.lake), name, tables));
-        self.schemas
-            .write()
-            .entry(name.to_string())
-            .or_insert_with(|| Arc::clone(&schema));
-        Ok(Some(schema))
-    }
+/// A provider whose scan runs `ddl` on `catalog` when executed ([`LakeDdlExec`]); its one column is
+/// `count` (UInt64, always 0).
+pub fn ddl_provider(catalog: Arc<dyn WritableCatalog>, ddl: LakeDdl) -> Arc<dyn TableProvider> {
+    Arc::new(DdlTable { catalog, ddl })
+}
 
-    async fn existing_schema(&self, name: &str) -> Result<Arc<LakeSchema>> {
-        self.find_schema(name).await?.ok_or_else(|| {
-            sql_error(
-                sqlstate::UNDEFINED_SCHEMA,
-                format!("schema \"{name}\" does not exist"),
-            )
-        })
-    }
-
-    /// Whether `table` exists in `schema` or its directory holds anything (a half-created table).
-    async fn table_taken(&self, schema: &LakeSchema, table: &str) -> Result<bool> {
-        schema.refresh().await?;
-        if schema.tables.read().contains_key(table) {
-            return Ok(true);
-        }
-        let dir = format!("{}/{table}/", schema.name);
-        match self.lake.operator.list(&dir).await {
-            Ok(entries) => Ok(entries.iter().any(|e| e.path() != dir)),
-            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(self.storage_error(&format!("cannot list `{dir}`"), &e)),
-        }
+#[async_trait]
+impl WritableCatalog for LakeCatalog {
+    fn name(&self) -> &str {
+        &self.lake.catalog
     }
 
     async fn create_schema(
@@ -403,31 +330,6 @@ impl LakeCatalog {
         Ok(())
     }
 
-    /// What creating `schema.table` from `new` starts with: the table's metadata and its schema's
-    /// provider; `Ok(None)` when the table exists and `if_not_exists`.
-    /// Errors: [`NewTable::meta`]'s, `3F000` no such schema, `42P07` the table (or its directory)
-    /// exists, `58030` when the storage cannot be listed.
-    async fn new_table(
-        &self,
-        schema: &str,
-        table: &str,
-        new: &NewTable,
-        if_not_exists: bool,
-    ) -> Result<Option<(TableMeta, Arc<LakeSchema>)>> {
-        let meta = new.meta()?;
-        let provider = self.existing_schema(schema).await?;
-        if self.table_taken(&provider, table).await? {
-            if if_not_exists {
-                return Ok(None);
-            }
-            return Err(sql_error(
-                sqlstate::DUPLICATE_TABLE,
-                format!("relation \"{schema}.{table}\" already exists"),
-            ));
-        }
-        Ok(Some((meta, provider)))
-    }
-
     async fn create_table(
         &self,
         schema_name: &str,
@@ -496,6 +398,126 @@ impl LakeCatalog {
             "lake: table dropped"
         );
         Ok(())
+    }
+
+    async fn create_table_as(
+        &self,
+        schema: &str,
+        table: &str,
+        new: &NewTable,
+        if_not_exists: bool,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
+        LakeCatalog::create_table_as(self, schema, table, new, if_not_exists).await
+    }
+}
+
+impl LakeCatalog {
+    /// The target of `CREATE TABLE schema.table AS ...` with the query's `new.columns`: a provider
+    /// whose `insert_into` plans the write and the commit that creates the table
+    /// ([`super::write`]). `Ok(None)` when the table exists and `if_not_exists`.
+    ///
+    /// Errors: `3F000` no such schema, `42P07` the table (or its directory) exists, the property
+    /// errors of [`NewTable`], `58030` when the storage cannot be listed.
+    pub async fn create_table_as(
+        &self,
+        schema: &str,
+        table: &str,
+        new: &NewTable,
+        if_not_exists: bool,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
+        let Some((meta, _)) = self.new_table(schema, table, new, if_not_exists).await? else {
+            return Ok(None);
+        };
+        let schema_ref = meta.schema().map_err(DataFusionError::Plan)?;
+        Ok(Some(Arc::new(WriteTarget {
+            lake: Arc::clone(&self.lake),
+            spec: WriteSpec {
+                catalog: self.lake.catalog.clone(),
+                table_dir: format!("{schema}/{table}/"),
+                partitioned_by: meta.partitioned_by.clone(),
+                create: Some(meta),
+                field_ids: Vec::new(),
+                keep_partition_columns: false,
+            },
+            schema: schema_ref,
+            publisher: None,
+        })))
+    }
+
+    fn storage_error(&self, what: &str, e: &dyn fmt::Display) -> DataFusionError {
+        sql_error(sqlstate::IO_ERROR, self.lake.message(what, e))
+    }
+
+    /// The schema `name`, re-listing the location when this node does not know it yet.
+    async fn find_schema(&self, name: &str) -> Result<Option<Arc<LakeSchema>>> {
+        if let Some(schema) = self.schemas.read().get(name) {
+            return Ok(Some(Arc::clone(schema)));
+        }
+        let names = discover::list_schemas(&self.lake.operator)
+            .await
+            .map_err(|e| self.storage_error("cannot list the location", &e))?;
+        if !names.iter().any(|n| n == name) {
+            return Ok(None);
+        }
+        let tables = self
+            .lake
+            .list_tables(name)
+            .await
+            .map_err(|e| self.storage_error(&format!("cannot list schema `{name}`"), &e))?;
+        let schema = Arc::new(LakeSchema::new(Arc::clone(&self.lake), name, tables));
+        self.schemas
+            .write()
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::clone(&schema));
+        Ok(Some(schema))
+    }
+
+    async fn existing_schema(&self, name: &str) -> Result<Arc<LakeSchema>> {
+        self.find_schema(name).await?.ok_or_else(|| {
+            sql_error(
+                sqlstate::UNDEFINED_SCHEMA,
+                format!("schema \"{name}\" does not exist"),
+            )
+        })
+    }
+
+    /// Whether `table` exists in `schema` or its directory holds anything (a half-created table).
+    async fn table_taken(&self, schema: &LakeSchema, table: &str) -> Result<bool> {
+        schema.refresh().await?;
+        if schema.tables.read().contains_key(table) {
+            return Ok(true);
+        }
+        let dir = format!("{}/{table}/", schema.name);
+        match self.lake.operator.list(&dir).await {
+            Ok(entries) => Ok(entries.iter().any(|e| e.path() != dir)),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(self.storage_error(&format!("cannot list `{dir}`"), &e)),
+        }
+    }
+
+    /// What creating `schema.table` from `new` starts with: the table's metadata and its schema's
+    /// provider; `Ok(None)` when the table exists and `if_not_exists`.
+    /// Errors: [`NewTable::meta`]'s, `3F000` no such schema, `42P07` the table (or its directory)
+    /// exists, `58030` when the storage cannot be listed.
+    async fn new_table(
+        &self,
+        schema: &str,
+        table: &str,
+        new: &NewTable,
+        if_not_exists: bool,
+    ) -> Result<Option<(TableMeta, Arc<LakeSchema>)>> {
+        let meta = new.meta()?;
+        let provider = self.existing_schema(schema).await?;
+        if self.table_taken(&provider, table).await? {
+            if if_not_exists {
+                return Ok(None);
+            }
+            return Err(sql_error(
+                sqlstate::DUPLICATE_TABLE,
+                format!("relation \"{schema}.{table}\" already exists"),
+            ));
+        }
+        Ok(Some((meta, provider)))
     }
 }
 
