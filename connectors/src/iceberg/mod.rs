@@ -487,6 +487,8 @@ pub struct IcebergTable {
     table: Table,
     /// The snapshot read; `None` = the current one (and the table accepts `INSERT`).
     snapshot: Option<i64>,
+    /// The Iceberg schema read (the snapshot's), and the Arrow schema it is read as.
+    iceberg_schema: iceberg::spec::SchemaRef,
     schema: SchemaRef,
 }
 
@@ -519,6 +521,7 @@ impl IcebergTable {
             inner: Arc::clone(inner),
             table,
             snapshot,
+            iceberg_schema,
             schema,
         })
     }

@@ -41,14 +41,8 @@ pub(super) async fn plan(
         // A table no write has committed to yet.
         return Ok(Arc::new(EmptyExec::new(projected)));
     };
-    let iceberg_schema = match metadata.snapshot_by_id(snapshot) {
-        Some(s) => s
-            .schema(metadata)
-            .unwrap_or_else(|_| Arc::clone(metadata.current_schema())),
-        None => Arc::clone(metadata.current_schema()),
-    };
     let mut builder = table.table.scan().snapshot_id(snapshot).select_all();
-    if let Some(predicate) = types::to_predicate(filters, &iceberg_schema) {
+    if let Some(predicate) = types::to_predicate(filters, &table.iceberg_schema) {
         builder = builder.with_filter(predicate);
     }
     let name = table.qualified_name();
