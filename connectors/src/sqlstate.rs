@@ -13,6 +13,8 @@ pub const CONNECTION_FAILURE_ON_CONNECT: &str = "08001";
 pub const CONNECTION_FAILURE: &str = "08006";
 /// `0A000` feature_not_supported.
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+/// `08P01` protocol_violation: a frontend message that is malformed, of an unknown type or length.
+pub const PROTOCOL_VIOLATION: &str = "08P01";
 /// `21000` cardinality_violation (a scalar subquery returned more than one row).
 pub const CARDINALITY_VIOLATION: &str = "21000";
 /// `22003` numeric_value_out_of_range.

@@ -95,6 +95,12 @@ impl std::fmt::Debug for Tls {
 }
 
 impl Security {
+    /// Whether clients authenticate with SASL (SCRAM-SHA-256): users are configured and the method is
+    /// SCRAM (or trust with a users file, which the startup also serves with SCRAM).
+    pub fn uses_sasl(&self) -> bool {
+        self.users.is_some() && matches!(self.method, AuthMethod::ScramSha256 | AuthMethod::Trust)
+    }
+
     /// Reads the users file and the certificate and key named in `config`.
     pub fn load(config: &Config) -> Result<Self, SecurityError> {
         let method = config.auth.method.unwrap_or(AuthMethod::Trust);

@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use pgwire::api::cancel::CancelHandler;
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::startup::SecretKey;
+use tokio_util::sync::CancellationToken;
 use tributary_exec::Engine;
 
 use super::Frontend;
@@ -176,6 +177,8 @@ impl Drop for Registration {
 #[derive(Debug, Default)]
 pub struct RunningQuery {
     query_id: Mutex<Option<String>>,
+    /// Fires when the session's client has closed its connection ([`super::frames::ClientGone`]).
+    client_gone: std::sync::OnceLock<CancellationToken>,
 }
 
 impl RunningQuery {
@@ -183,8 +186,15 @@ impl RunningQuery {
         self.query_id.lock().clone()
     }
 
+    /// Cancels every query of the session, running or later, once `gone` fires (the client closed
+    /// its connection: nobody is left to read the result).
+    pub fn cancel_when_client_gone(&self, gone: CancellationToken) {
+        let _ = self.client_gone.set(gone);
+    }
+
     /// Marks `query_id` as running until the guard is dropped; with a `timeout`
-    /// (`statement_timeout`), the query is canceled when it runs longer.
+    /// (`statement_timeout`), the query is canceled when it runs longer, and it is canceled as soon
+    /// as the client is gone.
     pub fn begin(
         self: &Arc<Self>,
         engine: &Arc<Engine>,
@@ -192,12 +202,31 @@ impl RunningQuery {
         timeout: Option<Duration>,
     ) -> RunningGuard {
         *self.query_id.lock() = Some(query_id.to_string());
-        let timer = timeout.map(|timeout| {
+        let gone = self.client_gone.get().cloned();
+        let timer = (timeout.is_some() || gone.is_some()).then(|| {
             let engine = engine.clone();
             let query_id = query_id.to_string();
             tokio::spawn(async move {
-                tokio::time::sleep(timeout).await;
-                tracing::info!(%query_id, ?timeout, "statement_timeout reached, canceling");
+                let timed_out = async {
+                    match timeout {
+                        Some(timeout) => tokio::time::sleep(timeout).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let client_gone = async {
+                    match &gone {
+                        Some(gone) => gone.cancelled().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    () = timed_out => {
+                        tracing::info!(%query_id, ?timeout, "statement_timeout reached, canceling");
+                    }
+                    () = client_gone => {
+                        tracing::info!(%query_id, "the client closed its connection, canceling");
+                    }
+                }
                 engine.cancel(&query_id);
             })
         });

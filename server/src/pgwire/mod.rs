@@ -8,7 +8,9 @@
 //! - [`simple`] and [`extended`]: the two query sub-protocols;
 //! - [`encoding`]: Arrow schemas and batches to pgwire fields and rows, bind parameters to values;
 //! - [`errors`]: every error to an SQLSTATE, in one place;
-//! - [`cancel`]: CancelRequest to the running query of a session.
+//! - [`cancel`]: CancelRequest to the running query of a session;
+//! - [`frames`]: every frontend message checked before `pgwire` decodes it, and the client's going
+//!   noticed while a query runs.
 
 pub mod cancel;
 pub mod catalog;
@@ -18,6 +20,7 @@ pub mod copy;
 pub mod encoding;
 pub mod errors;
 pub mod extended;
+pub mod frames;
 pub mod rewrite;
 pub mod run;
 pub mod session;
@@ -111,6 +114,7 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>, security: Securit
         }
         let handlers = handlers.clone();
         let tls = tls.clone();
+        let sasl = handlers.0.security.uses_sasl();
         // The session's span: its `pid` and `user` are recorded once the startup knows them.
         let span = tracing::info_span!(
             "session",
@@ -121,11 +125,121 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>, security: Securit
         tokio::spawn(tracing::Instrument::instrument(
             async move {
                 tracing::debug!("connection");
-                if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                if let Err(e) = serve_connection(socket, tls, handlers, sasl).await {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
             },
             span,
         ));
     }
+}
+
+/// How long a client has to finish its startup and authentication (pgwire's own bound), else the
+/// connection is dropped.
+const STARTUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// One connection, as `pgwire::tokio::process_socket` runs it (encryption negotiation, then each
+/// message to its handler, errors as ErrorResponse), except that the socket is read through
+/// [`frames::guard`]: a malformed message ends the connection with a FATAL `08P01` ErrorResponse
+/// instead of a panic inside `pgwire`'s decoder, and the client's closing is noticed while a query
+/// runs. `sasl`: the authentication is SCRAM (its first password message is checked as a
+/// SASLInitialResponse).
+async fn serve_connection(
+    socket: tokio::net::TcpStream,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
+    handlers: Handlers,
+    sasl: bool,
+) -> std::io::Result<()> {
+    use futures::{SinkExt, StreamExt};
+    use pgwire::api::{ClientInfo, PgWireConnectionState};
+    use pgwire::error::PgWireError;
+    use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+    use tokio_util::codec::{Framed, FramedParts};
+
+    let startup_timeout = tokio::time::sleep(STARTUP_TIMEOUT);
+    tokio::pin!(startup_timeout);
+    let negotiated = tokio::select! {
+        _ = &mut startup_timeout => return Ok(()),
+        negotiated = pgwire::tokio::server::negotiate_tls(socket, tls) => negotiated?,
+    };
+    // A direct TLS handshake while TLS is not configured: nothing to answer.
+    let Some(negotiated) = negotiated else {
+        return Ok(());
+    };
+    let parts = negotiated.into_parts();
+    let gone = frames::ClientGone::default();
+    let io = frames::guard(
+        parts.io,
+        parts.read_buf,
+        frames::FrameChecker::new(sasl),
+        gone.clone(),
+    );
+    let mut guarded = FramedParts::new::<PgWireBackendMessage>(io, parts.codec);
+    guarded.write_buf = parts.write_buf;
+    let mut socket = Framed::from_parts(guarded);
+    socket.session_extensions().get_or_insert_with(|| gone);
+
+    let startup = handlers.startup_handler();
+    let simple = handlers.simple_query_handler();
+    let extended = handlers.extended_query_handler();
+    let copy = handlers.copy_handler();
+    let cancel = handlers.cancel_handler();
+    let on_error = handlers.error_handler();
+    loop {
+        let next = if matches!(
+            socket.state(),
+            PgWireConnectionState::AwaitingStartup
+                | PgWireConnectionState::AuthenticationInProgress
+        ) {
+            tokio::select! {
+                _ = &mut startup_timeout => None,
+                next = socket.next() => next,
+            }
+        } else {
+            socket.next().await
+        };
+        let message = match next {
+            None | Some(Ok(PgWireFrontendMessage::Terminate(_))) => break,
+            Some(Ok(message)) => message,
+            Some(Err(e)) => {
+                let refused = match &e {
+                    PgWireError::IoError(io) => match frames::FrameError::of(io) {
+                        Some(frame) => frame.to_string(),
+                        // The connection broke: nobody to tell.
+                        None => return Ok(()),
+                    },
+                    // pgwire's decoder refused the message (too long, bad protocol version).
+                    other => other.to_string(),
+                };
+                let info = pgwire::error::ErrorInfo::new(
+                    "FATAL".into(),
+                    errors::sqlstate::PROTOCOL_VIOLATION.into(),
+                    refused,
+                );
+                socket
+                    .send(PgWireBackendMessage::ErrorResponse(info.into()))
+                    .await?;
+                return socket.close().await;
+            }
+        };
+        let in_extended = match socket.state() {
+            PgWireConnectionState::CopyInProgress(extended) => extended,
+            _ => message.is_extended_query(),
+        };
+        if let Err(mut e) = pgwire::tokio::server::process_message(
+            message,
+            &mut socket,
+            startup.clone(),
+            simple.clone(),
+            extended.clone(),
+            copy.clone(),
+            cancel.clone(),
+        )
+        .await
+        {
+            pgwire::api::ErrorHandler::on_error(on_error.as_ref(), &socket, &mut e);
+            pgwire::tokio::server::process_error(&mut socket, e, in_extended).await?;
+        }
+    }
+    Ok(())
 }

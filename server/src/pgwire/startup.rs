@@ -267,6 +267,12 @@ impl Frontend {
                 started_us: chrono::Utc::now().timestamp_micros(),
             },
         );
+        if let Some(gone) = client
+            .session_extensions()
+            .get::<super::frames::ClientGone>()
+        {
+            registration.slot().cancel_when_client_gone(gone.0.clone());
+        }
         let session = Session::new(
             self.engine.clone(),
             self.pg_catalog.clone(),
