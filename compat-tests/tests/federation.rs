@@ -111,7 +111,8 @@ async fn pushed_string_literals_keep_their_backslashes_without_standard_conformi
             "alter database sloppy set standard_conforming_strings = off;
              create table if not exists notes (id int, note text);
              truncate notes;
-             insert into notes values (1, E'a\\\\b'), (2, 'ab'), (3, E'x\\\\'' or true --');",
+             insert into notes values (1, E'a\\\\b'), (2, 'ab'), (3, E'x\\\\'' or true --'),
+               (4, 'naïve ☃ 𝄞 ''q'' ב');",
         )
         .await
         .unwrap();
@@ -147,4 +148,32 @@ async fn pushed_string_literals_keep_their_backslashes_without_standard_conformi
         ids("select id from public.notes where note = 'x\\'' or true --' order by id").await,
         ["3"]
     );
+    assert_eq!(
+        ids("select id from public.notes where note = 'naïve ☃ 𝄞 ''q'' ב'").await,
+        ["4"]
+    );
+    // Bind parameters reach the pushed SQL as literals too: quotes, backslashes and Unicode are
+    // compared, and a NUL (which no PostgreSQL text holds) is compared here, not sent.
+    for (value, expected) in [
+        ("x\\' or true --", vec![3]),
+        ("a\\b", vec![1]),
+        ("naïve ☃ 𝄞 'q' ב", vec![4]),
+        ("ab\0' or true --", vec![]),
+        ("' or 1=1 --", vec![]),
+    ] {
+        let rows = client
+            .query(
+                "select id from public.notes where note = $1 order by id",
+                &[&value],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{value:?}: {e}"));
+        let got: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(got, expected, "{value:?}");
+    }
+    let rows = client
+        .query("select count(*) from public.notes", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i64>(0), 4, "a literal changed the table");
 }

@@ -171,6 +171,30 @@ async fn mysql_catalog_text_binary_pushdown_and_federation() {
             ],
         ]
     );
+
+    // User literals with quotes, backslashes, NUL and Unicode are compared as values, never run as
+    // SQL at MariaDB (whose default sql_mode reads a backslash as an escape).
+    for (value, expected) in [
+        ("item 7", 1i64),
+        ("item 7' or '1'='1", 0),
+        ("item 7\\' or 1=1 -- ", 0),
+        ("item 7\0", 0),
+        ("ïtem ☃ 𝄞", 0),
+    ] {
+        let rows = client
+            .query(
+                "select count(*) from my.mshop.items where name = $1",
+                &[&value],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{value:?}: {e}"));
+        assert_eq!(rows[0].get::<_, i64>(0), expected, "{value:?}");
+    }
+    let rows = client
+        .query("select count(*) from my.mshop.items", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i64>(0), 51);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

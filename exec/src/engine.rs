@@ -127,8 +127,18 @@ impl Engine {
             file: config.file(),
             reason,
         };
-        let runtime = node_runtime(runtime, config.engine.max_memory_bytes())
+        let node_memory = config.engine.max_memory_bytes();
+        let runtime = node_runtime(runtime, node_memory)
             .map_err(|e| config_error(format!("[engine] max_memory_mb: {e}")))?;
+        tracing::info!(
+            node_mib = node_memory.map(|bytes| bytes >> 20),
+            query_mib = config
+                .engine
+                .query_max_memory_per_node_bytes()
+                .map(|bytes| bytes >> 20),
+            configured = config.engine.max_memory_mb.is_some(),
+            "memory limits"
+        );
         let cluster = &config.node;
         let heartbeats = Heartbeats::from(cluster);
         let session = tributary_planner::session::new_session_context(

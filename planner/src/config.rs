@@ -274,12 +274,14 @@ pub struct EngineConfig {
     /// `hash_partition_count`), 1..=[`MAX_PARALLELISM`] (default 4).
     #[serde(deserialize_with = "de::parallelism")]
     pub hash_partitions: usize,
-    /// `[engine] max_memory_mb`: memory in MiB all queries on this node may use together, >= 1
-    /// (unbounded when absent); operators that can spill do so past it.
+    /// `[engine] max_memory_mb`: memory in MiB all queries on this node may use together, >= 1;
+    /// operators that can spill do so past it. When absent: [`DEFAULT_NODE_MEMORY_PERCENT`] of the
+    /// machine's memory (or of the container's cgroup limit when that is lower).
     #[serde(deserialize_with = "de::optional_positive")]
     pub max_memory_mb: Option<usize>,
     /// `[engine] query_max_memory_per_node_mb`: memory in MiB one query may use on this node
-    /// (Trino's `query.max-memory-per-node`), >= 1 (unbounded when absent).
+    /// (Trino's `query.max-memory-per-node`), >= 1. When absent: [`DEFAULT_QUERY_MEMORY_PERCENT`] of
+    /// the node's limit.
     #[serde(deserialize_with = "de::optional_positive")]
     pub query_max_memory_per_node_mb: Option<usize>,
     /// `[engine] task_threads`: threads of the runtime tasks run on (Trino's
@@ -302,15 +304,60 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
-    /// `max_memory_mb` in bytes (saturating at `usize::MAX`).
+    /// The node's memory limit in bytes: `max_memory_mb`, else [`DEFAULT_NODE_MEMORY_PERCENT`] of
+    /// [`machine_memory_bytes`] (none when the machine's memory cannot be read).
     pub fn max_memory_bytes(&self) -> Option<usize> {
-        self.max_memory_mb.map(mib_to_bytes)
+        match self.max_memory_mb {
+            Some(mib) => Some(mib_to_bytes(mib)),
+            None => machine_memory_bytes().map(|bytes| bytes / 100 * DEFAULT_NODE_MEMORY_PERCENT),
+        }
     }
 
-    /// `query_max_memory_per_node_mb` in bytes (saturating at `usize::MAX`).
+    /// One query's limit on this node in bytes: `query_max_memory_per_node_mb`, else
+    /// [`DEFAULT_QUERY_MEMORY_PERCENT`] of [`Self::max_memory_bytes`].
     pub fn query_max_memory_per_node_bytes(&self) -> Option<usize> {
-        self.query_max_memory_per_node_mb.map(mib_to_bytes)
+        match self.query_max_memory_per_node_mb {
+            Some(mib) => Some(mib_to_bytes(mib)),
+            None => self
+                .max_memory_bytes()
+                .map(|bytes| bytes / 100 * DEFAULT_QUERY_MEMORY_PERCENT),
+        }
     }
+}
+
+/// The share of the machine's memory a node's queries may use together when `[engine]
+/// max_memory_mb` is absent, in percent (the rest is for the process itself, values no pool
+/// tracks, and the operating system; Trino's default heap sizing leaves a similar margin).
+pub const DEFAULT_NODE_MEMORY_PERCENT: usize = 70;
+
+/// The share of the node's limit one query may use when `[engine] query_max_memory_per_node_mb` is
+/// absent, in percent: two queries that each want it all still leave room for the others.
+pub const DEFAULT_QUERY_MEMORY_PERCENT: usize = 50;
+
+/// The memory this process may use, in bytes: the machine's (`MemTotal` of `/proc/meminfo`), or
+/// the cgroup's limit (`memory.max` of cgroup v2, `memory.limit_in_bytes` of v1) when lower, as a
+/// container runtime sets it. `None` where neither can be read (not Linux).
+pub fn machine_memory_bytes() -> Option<usize> {
+    let physical = std::fs::read_to_string("/proc/meminfo")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<usize>()
+        .ok()?
+        .saturating_mul(1024);
+    let cgroup = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .filter_map(|file| std::fs::read_to_string(file).ok())
+    // "max" (v2) and a near-`u64::MAX` page-rounded value (v1) mean no limit.
+    .filter_map(|text| text.trim().parse::<usize>().ok())
+    .min();
+    Some(cgroup.map_or(physical, |limit| limit.min(physical)))
 }
 
 /// What happens when a query fails for a reason worth trying again (Trino's `retry-policy`;
@@ -881,6 +928,26 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_table(Path::new("etc/config.toml"), &text.parse().unwrap())
+    }
+
+    /// Without `[engine]` memory keys a node is bounded by 70% of the machine and a query by half of
+    /// that; configured values win.
+    #[test]
+    fn memory_limits_default_to_shares_of_the_machine() {
+        let machine = machine_memory_bytes().expect("this machine's memory is readable");
+        let defaults = parse("").unwrap().engine;
+        assert_eq!(defaults.max_memory_bytes(), Some(machine / 100 * 70));
+        assert_eq!(
+            defaults.query_max_memory_per_node_bytes(),
+            Some(machine / 100 * 70 / 100 * 50)
+        );
+        let configured = parse("[engine]\nmax_memory_mb = 100\n").unwrap().engine;
+        assert_eq!(configured.max_memory_bytes(), Some(100 << 20));
+        assert_eq!(configured.query_max_memory_per_node_bytes(), Some(50 << 20));
+        let both = parse("[engine]\nmax_memory_mb = 100\nquery_max_memory_per_node_mb = 80\n")
+            .unwrap()
+            .engine;
+        assert_eq!(both.query_max_memory_per_node_bytes(), Some(80 << 20));
     }
 
     #[test]

@@ -25,12 +25,15 @@ use crate::remote_config::{SslMode, TlsSettings};
 use crate::sqlstate;
 
 /// Statements run on every new connection, so values do not depend on the server's defaults:
-/// results in UTF-8, `timestamp` columns in UTC, and `col IS NULL` never matching the last
-/// auto-increment id.
-const SESSION_INIT: [&str; 3] = [
+/// results in UTF-8, `timestamp` columns in UTC, `col IS NULL` never matching the last
+/// auto-increment id, and a backslash in a `'...'` literal being itself (`NO_BACKSLASH_ESCAPES`:
+/// string literals are never pushed to MySQL today, values travel as parameters; this keeps quote
+/// doubling the only escaping any future literal needs).
+const SESSION_INIT: [&str; 4] = [
     "SET NAMES utf8mb4",
     "SET time_zone = '+00:00'",
     "SET sql_auto_is_null = 0",
+    "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'NO_BACKSLASH_ESCAPES')",
 ];
 
 /// The connections of one catalog to its MySQL / MariaDB server.

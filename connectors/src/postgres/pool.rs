@@ -20,9 +20,12 @@ use crate::pool::{PooledSource, error_chain, scrub};
 use crate::sqlstate;
 
 /// Session settings sent in the startup packet of every connection, so that values cast to text at
-/// the source (uuid, json, enums, unmapped types) do not depend on the server's defaults.
-const SESSION_OPTIONS: &str =
-    "-c TimeZone=UTC -c DateStyle=ISO,MDY -c IntervalStyle=postgres -c extra_float_digits=3";
+/// the source (uuid, json, enums, unmapped types) do not depend on the server's defaults, and a
+/// backslash in a pushed-down `'...'` literal is itself whatever the database's
+/// `standard_conforming_strings` (literals are also written to mean the same either way:
+/// [`super::pushdown::string_literal`]).
+const SESSION_OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO,MDY -c IntervalStyle=postgres \
+     -c extra_float_digits=3 -c standard_conforming_strings=on";
 
 /// The connections of one catalog to its PostgreSQL server.
 pub type Pool = crate::pool::Pool<PgSource>;
