@@ -4,6 +4,8 @@
 //! (psql, pgjdbc, psycopg 3 and psycopg2 with `sslmode=require` and `verify-full`), `[tls] required`,
 //! and config errors naming the key.
 
+#[path = "support/certs.rs"]
+mod certs;
 #[path = "support/java.rs"]
 mod java;
 #[path = "support/python.rs"]
@@ -217,76 +219,12 @@ async fn cleartext_password_mode() {
     assert_log_clean(&server);
 }
 
-/// Runs the `openssl` CLI in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
-    let openssl = compat_tests::which("openssl").expect("openssl CLI on PATH");
-    let output = Command::new(&openssl)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A self-signed CA `{name}.crt` / `{name}.key` in `dir`.
-fn make_ca(dir: &Path, name: &str) {
-    let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
-    let subject = format!("/CN=Tributary test {name}");
-    openssl(
-        dir,
-        &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &subject,
-            "-keyout", &key, "-out", &crt,
-        ],
-    );
-}
-
-/// A throwaway CA and a server certificate for localhost / 127.0.0.1 signed by it, in `dir`; and
-/// `other-ca.crt`, a CA that signed nothing.
+/// A throwaway CA and a server certificate `server.crt` for localhost / 127.0.0.1 signed by it, in
+/// `dir`; and `other-ca.crt`, a CA that signed nothing.
 fn make_certificates(dir: &Path) {
-    let run = |args: &[&str]| openssl(dir, args);
-    make_ca(dir, "ca");
-    make_ca(dir, "other-ca");
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]);
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName = DNS:localhost, IP:127.0.0.1\nbasicConstraints = CA:FALSE\n\
-         keyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-sha256",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "server.crt",
-    ]);
+    certs::make_ca(dir, "ca");
+    certs::make_ca(dir, "other-ca");
+    certs::make_leaf(dir, "ca", "server");
 }
 
 fn tls_dir(required: bool) -> (TempDir, ConfigDir) {

@@ -211,25 +211,76 @@ impl std::fmt::Debug for NodeSecret {
     }
 }
 
+/// Mutual TLS between the nodes of a cluster (`[node] tls_ca_file`, `tls_cert_file`,
+/// `tls_key_file`): every node serves its RPC with its certificate and accepts only peers whose
+/// certificate the cluster's CA signed; every node connects with its certificate and checks the
+/// peer's against the CA and the address it dialed (a node certificate names its RPC host as a
+/// subject alternative name, an IP address or a DNS name). PEM contents, read once at startup.
+#[derive(Clone)]
+pub struct NodeTls {
+    /// The cluster's CA certificate(s).
+    pub ca_pem: Vec<u8>,
+    /// This node's certificate chain, its own first.
+    pub cert_pem: Vec<u8>,
+    /// This node's private key.
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for NodeTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeTls(***)")
+    }
+}
+
+impl NodeTls {
+    /// The server side: this node's identity, client certificates required and checked against the
+    /// CA (a peer without one fails the handshake).
+    pub fn server_config(&self) -> tonic::transport::ServerTlsConfig {
+        // tonic's TLS server builds on the process's default rustls provider: ring, as everywhere
+        // in this workspace.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(
+                &self.cert_pem,
+                &self.key_pem,
+            ))
+            .client_ca_root(tonic::transport::Certificate::from_pem(&self.ca_pem))
+    }
+
+    /// The client side: the CA as the only trust root, and this node's identity.
+    pub fn client_config(&self) -> tonic::transport::ClientTlsConfig {
+        tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&self.ca_pem))
+            .identity(tonic::transport::Identity::from_pem(
+                &self.cert_pem,
+                &self.key_pem,
+            ))
+    }
+}
+
 /// gRPC channels to other nodes by address, created lazily and shared by every read and RPC.
 #[derive(Debug, Default)]
 pub struct Channels {
     channels: Mutex<HashMap<String, Channel>>,
     /// Sent with every request when set.
     secret: Option<NodeSecret>,
+    /// Connections use TLS with these when set.
+    tls: Option<Arc<NodeTls>>,
 }
 
 impl Channels {
-    /// An empty cache whose requests carry no secret.
+    /// An empty cache whose requests carry no secret, over plain connections.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
 
-    /// An empty cache whose requests carry `secret` (none when `None`).
-    pub fn with_secret(secret: Option<NodeSecret>) -> Arc<Self> {
+    /// An empty cache whose requests carry `secret` (none when `None`), over mutual TLS when `tls`
+    /// is set (plain connections otherwise).
+    pub fn with_security(secret: Option<NodeSecret>, tls: Option<Arc<NodeTls>>) -> Arc<Self> {
         Arc::new(Self {
             channels: Mutex::default(),
             secret,
+            tls,
         })
     }
 
@@ -238,15 +289,26 @@ impl Channels {
         self.secret.as_ref()
     }
 
+    /// The TLS identity and CA connections use, if any.
+    pub fn tls(&self) -> Option<&Arc<NodeTls>> {
+        self.tls.as_ref()
+    }
+
     /// The channel to `address` (`host:port`); connects on first use. Errors on an unparsable address.
     pub fn get(&self, address: &str) -> Result<Channel> {
         if let Some(c) = self.channels.lock().get(address) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| {
-                DataFusionError::Configuration(format!("bad node address {address}: {e}"))
-            })?
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}")).map_err(|e| {
+            DataFusionError::Configuration(format!("bad node address {address}: {e}"))
+        })?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.client_config()).map_err(|e| {
+                DataFusionError::Configuration(format!("node TLS for {address}: {e}"))
+            })?;
+        }
+        let endpoint = endpoint
             .connect_timeout(std::time::Duration::from_secs(5))
             .tcp_nodelay(true)
             .http2_adaptive_window(false)

@@ -213,6 +213,7 @@ impl Engine {
                 query_memory: config.engine.query_max_memory_per_node_bytes(),
                 task_threads: config.engine.task_threads,
                 secret: cluster.shared_secret.clone(),
+                tls: node_tls(cluster)?,
                 spool,
             },
         );
@@ -824,4 +825,35 @@ fn plan_lines_stream(lines: Vec<String>) -> DfResult<SendableRecordBatchStream> 
     )]));
     let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(lines))])?;
     Ok(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?))
+}
+
+/// The node's mutual TLS material from `[node] tls_ca_file`, `tls_cert_file` and `tls_key_file`
+/// (none when they are absent; the config allows all three or none). Errors name the file that
+/// cannot be read or holds no PEM block.
+fn node_tls(
+    node: &tributary_planner::config::NodeConfig,
+) -> Result<Option<Arc<tributary_exchange::flight::NodeTls>>, ConfigError> {
+    let (Some(ca), Some(cert), Some(key)) =
+        (&node.tls_ca_file, &node.tls_cert_file, &node.tls_key_file)
+    else {
+        return Ok(None);
+    };
+    let read = |file: &std::path::PathBuf| {
+        let pem = std::fs::read(file).map_err(|e| ConfigError {
+            file: file.clone(),
+            reason: format!("[node] TLS file: {e}"),
+        })?;
+        if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
+            return Err(ConfigError {
+                file: file.clone(),
+                reason: "[node] TLS file: no PEM block".into(),
+            });
+        }
+        Ok(pem)
+    };
+    Ok(Some(Arc::new(tributary_exchange::flight::NodeTls {
+        ca_pem: read(ca)?,
+        cert_pem: read(cert)?,
+        key_pem: read(key)?,
+    })))
 }

@@ -75,6 +75,7 @@ impl NodeService {
     /// every request without it is refused with `UNAUTHENTICATED` before it reaches the service.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> Result<()> {
         let secret = self.runtime.channels.secret().cloned();
+        let tls = self.runtime.channels.tls().cloned();
         let server = FlightServiceServer::new(self)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -92,7 +93,13 @@ impl NodeService {
         // partition) waits for the peer's delayed ACK: about 40 ms per stage on Linux.
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder
+                .tls_config(tls.server_config())
+                .map_err(|e| DataFusionError::Configuration(format!("[node] tls: {e}")))?;
+        }
+        builder
             .add_service(server)
             .serve_with_incoming(incoming)
             .await
@@ -397,8 +404,10 @@ pub async fn heartbeat_loop(
     interval: std::time::Duration,
 ) {
     // Own channels: their connection tasks live on this loop's runtime.
-    let channels =
-        tributary_exchange::flight::Channels::with_secret(runtime.channels.secret().cloned());
+    let channels = tributary_exchange::flight::Channels::with_security(
+        runtime.channels.secret().cloned(),
+        runtime.channels.tls().cloned(),
+    );
     let mut announced = false;
     // Whether the current run of failures was logged (the first failure of each run is).
     let mut failure_logged = false;

@@ -18,7 +18,9 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio::task::AbortHandle;
 use tracing::debug;
-use tributary_exchange::flight::{Channels, ErrorClassifier, Location, NodeSecret, RoutedSource};
+use tributary_exchange::flight::{
+    Channels, ErrorClassifier, Location, NodeSecret, NodeTls, RoutedSource,
+};
 use tributary_exchange::memory::MemoryExchange;
 use tributary_exchange::spool::{Spool, SpoolError, SpoolSource};
 use tributary_exchange::{Exchange, ExchangeContext, ExchangeSink, ExchangeSource};
@@ -131,6 +133,8 @@ pub struct RuntimeOptions {
     /// The cluster's shared secret: sent with every request to other nodes and required on every
     /// request this node serves (none when `None`).
     pub secret: Option<NodeSecret>,
+    /// Mutual TLS for node RPC and exchange reads (`[node] tls_*`; plain connections when `None`).
+    pub tls: Option<Arc<NodeTls>>,
     /// The spool of `[exchange] base_directories`, if configured.
     pub spool: Option<Spool>,
 }
@@ -194,7 +198,7 @@ impl TaskRuntime {
             node_id,
             address,
             exchange: MemoryExchange::new(),
-            channels: Channels::with_secret(options.secret),
+            channels: Channels::with_security(options.secret, options.tls),
             codec,
             session,
             classify,

@@ -245,6 +245,19 @@ pub struct NodeConfig {
     /// When set, node RPC without it is refused (gRPC `UNAUTHENTICATED`). Never printed.
     #[serde(deserialize_with = "de::secret")]
     pub shared_secret: Option<NodeSecret>,
+    /// `[node] tls_ca_file`: PEM CA certificate(s) that signed every node's certificate. With
+    /// `tls_cert_file` and `tls_key_file` (all three or none), node RPC and exchange reads use
+    /// mutual TLS: peers without a certificate the CA signed are refused, and the shared secret
+    /// travels encrypted.
+    #[serde(deserialize_with = "de::path")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// `[node] tls_cert_file`: this node's PEM certificate chain (its own first), naming its RPC
+    /// host (`rpc_listen`'s, as the others dial it) as a subject alternative name.
+    #[serde(deserialize_with = "de::path")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// `[node] tls_key_file`: this node's PEM private key.
+    #[serde(deserialize_with = "de::path")]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -258,6 +271,9 @@ impl Default for NodeConfig {
             heartbeat_interval_ms: 1000,
             heartbeat_timeout_ms: 5000,
             shared_secret: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -684,6 +700,9 @@ impl Config {
             &mut config.auth.users_file,
             &mut config.tls.cert_file,
             &mut config.tls.key_file,
+            &mut config.node.tls_ca_file,
+            &mut config.node.tls_cert_file,
+            &mut config.node.tls_key_file,
         ]
         .into_iter()
         .flatten()
@@ -712,6 +731,17 @@ impl Config {
                     .join(".");
                 err(&key, e.inner().message().to_string())
             })?;
+        let node_tls = [
+            &config.node.tls_ca_file,
+            &config.node.tls_cert_file,
+            &config.node.tls_key_file,
+        ];
+        if node_tls.iter().any(|f| f.is_some()) && !node_tls.iter().all(|f| f.is_some()) {
+            return Err(err(
+                "node.tls_ca_file",
+                "node TLS needs all of tls_ca_file, tls_cert_file and tls_key_file".into(),
+            ));
+        }
         match (config.auth.method, &config.auth.users_file) {
             (Some(m), None) if m != AuthMethod::Trust => {
                 return Err(err(
