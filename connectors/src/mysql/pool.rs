@@ -132,8 +132,13 @@ impl MySource {
 
     /// `catalog "NAME": cannot connect to MySQL at host:port: reason`, never with the password.
     fn connect_error(&self, e: &mysql_async::Error) -> ConnectorError {
+        // A refused login keeps its class-28 code (the catalog's credentials are wrong); any other
+        // refusal (too many connections, unknown database, host blocked) is, for our client, a
+        // source it cannot reach: 08001, with MySQL's code in the message.
         let sqlstate = match e {
-            mysql_async::Error::Server(s) => sqlstate_of(s.code, &s.state),
+            mysql_async::Error::Server(s) if sqlstate_of(s.code, &s.state).starts_with("28") => {
+                sqlstate_of(s.code, &s.state)
+            }
             _ => sqlstate::CONNECTION_FAILURE_ON_CONNECT.to_string(),
         };
         ConnectorError::Remote {

@@ -94,8 +94,16 @@ impl PgSource {
     /// `catalog "NAME": cannot connect to PostgreSQL at host:port: reason`, never with the password.
     fn connect_error(&self, e: &tokio_postgres::Error) -> ConnectorError {
         let (sqlstate, reason) = match e.as_db_error() {
+            // A refused login keeps its class-28 code (the catalog's credentials are wrong); any
+            // other refusal (55000 not accepting connections, 57P03 starting up, 53300 too many
+            // connections, 3D000 no such database) is, for our client, a source it cannot reach:
+            // 08001, with the source's code in the message.
             Some(db) => (
-                db.code().code().to_string(),
+                if db.code().code().starts_with("28") {
+                    db.code().code().to_string()
+                } else {
+                    sqlstate::CONNECTION_FAILURE_ON_CONNECT.to_string()
+                },
                 format!("{} (SQLSTATE {})", db.message(), db.code().code()),
             ),
             None => (
@@ -116,6 +124,12 @@ impl PgSource {
     /// connection failure, naming the catalog.
     pub(crate) fn query_error(&self, e: &tokio_postgres::Error, sql: &str) -> ConnectorError {
         let sqlstate = match e.as_db_error() {
+            // The source ended the connection (57P01 admin_shutdown: terminated, 57P02 crash,
+            // 57P03 cannot connect now, 57P04 database dropped, 57P05 idle timeout): for our client
+            // that is a lost source connection, not its own session being shut down.
+            Some(db) if db.code().code().starts_with("57P") => {
+                sqlstate::CONNECTION_FAILURE.to_string()
+            }
             Some(db) => db.code().code().to_string(),
             None => sqlstate::CONNECTION_FAILURE.to_string(),
         };
