@@ -28,6 +28,8 @@ use datafusion::physical_plan::scalar_subquery::ScalarSubqueryExec;
 use datafusion::physical_plan::{ExecutionPlan, replace_children_if_necessary};
 use datafusion::sql::parser::Statement;
 
+use tributary_connectors::sqlstate;
+
 use crate::explain;
 use crate::fragment::{StagePlan, fragment};
 use crate::sizing::{PartitionSizing, scanned_bytes, split_file_scans};
@@ -44,6 +46,86 @@ pub enum PlanError {
     /// (feature_not_supported), as PostgreSQL does for what it cannot do.
     #[error("{0} is not supported: the catalog or table is read-only")]
     ReadOnly(String),
+    /// A relation the statement names does not exist; found by looking the statement's
+    /// references up in the catalogs after DataFusion refused it, not by reading its message.
+    #[error(transparent)]
+    Undefined(#[from] UndefinedObject),
+}
+
+/// What is missing of a relation a statement names, PostgreSQL's way: the catalog (`3D000`
+/// invalid_catalog_name, `catalog "c" does not exist`), the schema (`3F000`, `schema "s" does not
+/// exist`) or the table (`42P01` undefined_table, `relation "c.s.t" does not exist`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UndefinedObject {
+    /// No catalog of this name.
+    #[error("catalog \"{0}\" does not exist")]
+    Catalog(String),
+    /// The catalog has no schema of this name.
+    #[error("schema \"{0}\" does not exist")]
+    Schema(String),
+    /// The schema has no table of this name (the name fully qualified).
+    #[error("relation \"{0}\" does not exist")]
+    Table(String),
+}
+
+impl UndefinedObject {
+    /// The SQLSTATE PostgreSQL reports for it.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            UndefinedObject::Catalog(_) => sqlstate::INVALID_CATALOG_NAME,
+            UndefinedObject::Schema(_) => sqlstate::UNDEFINED_SCHEMA,
+            UndefinedObject::Table(_) => sqlstate::UNDEFINED_TABLE,
+        }
+    }
+}
+
+/// DataFusion's `statement_to_plan`, except that when it fails and one of the relations the statement
+/// names is missing, the error is that relation as an [`UndefinedObject`] (DataFusion reports it
+/// only as planning text). CTE names are not relations (DataFusion's reference resolution skips
+/// them).
+pub async fn statement_to_plan(
+    state: &SessionState,
+    statement: Statement,
+) -> std::result::Result<LogicalPlan, PlanError> {
+    let references = state.resolve_table_references(&statement)?;
+    match state.statement_to_plan(statement).await {
+        Ok(plan) => Ok(plan),
+        Err(e) => match missing_relation(state, references).await {
+            Some(missing) => Err(missing.into()),
+            None => Err(e.into()),
+        },
+    }
+}
+
+/// The first of `references` that does not resolve in `state`'s catalogs, if any.
+async fn missing_relation(
+    state: &SessionState,
+    references: Vec<datafusion::common::TableReference>,
+) -> Option<UndefinedObject> {
+    let catalogs = state.catalog_list();
+    for reference in references {
+        let defaults = &state.config_options().catalog;
+        let resolved = reference.resolve(&defaults.default_catalog, &defaults.default_schema);
+        if *resolved.schema == *datafusion::catalog::information_schema::INFORMATION_SCHEMA
+            && state.config().information_schema()
+        {
+            continue;
+        }
+        let Some(catalog) = catalogs.catalog(&resolved.catalog) else {
+            return Some(UndefinedObject::Catalog(resolved.catalog.to_string()));
+        };
+        let Some(schema) = catalog.schema(&resolved.schema) else {
+            return Some(UndefinedObject::Schema(resolved.schema.to_string()));
+        };
+        // `table`, not `table_exist`: some catalogs only know a table once they looked it up. A
+        // lookup that fails (a source down, no snapshot at that time) is DataFusion's error already.
+        if matches!(schema.table(&resolved.table).await, Ok(None)) {
+            return Some(UndefinedObject::Table(
+                datafusion::common::TableReference::from(resolved).to_string(),
+            ));
+        }
+    }
+    None
 }
 
 /// Plans one parsed statement in `state`'s catalogs (DataFusion's `statement_to_plan`).
@@ -58,7 +140,7 @@ pub async fn logical_plan(
     if let Some(plan) = crate::write::plan_write(state, &statement).await? {
         return Ok(plan);
     }
-    let plan = state.statement_to_plan(statement).await?;
+    let plan = statement_to_plan(state, statement).await?;
     check_read_only(&plan)?;
     Ok(plan)
 }
@@ -229,5 +311,55 @@ fn extract_scalar_subqueries(
         Ok(plan)
     } else {
         replace_children_if_necessary(plan, children)
+    }
+}
+
+#[cfg(test)]
+mod undefined_tests {
+    use super::*;
+    use datafusion::prelude::SessionContext;
+
+    async fn plan(ctx: &SessionContext, sql: &str) -> std::result::Result<LogicalPlan, PlanError> {
+        let state = ctx.state();
+        let statement = state
+            .sql_to_statement(sql, &datafusion::config::Dialect::PostgreSQL)
+            .unwrap();
+        statement_to_plan(&state, statement).await
+    }
+
+    /// Which part of a missing relation is missing comes from the catalogs, with PostgreSQL's codes;
+    /// CTE names and other planning errors are left alone.
+    #[tokio::test]
+    async fn missing_relations_are_typed() {
+        let ctx = SessionContext::new();
+        ctx.sql("create table t as values (1)").await.unwrap();
+        let undefined = |r: std::result::Result<LogicalPlan, PlanError>| match r {
+            Err(PlanError::Undefined(u)) => (u.sqlstate(), u.to_string()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            undefined(plan(&ctx, "select * from t join nope on true").await),
+            (
+                "42P01",
+                "relation \"datafusion.public.nope\" does not exist".into()
+            )
+        );
+        assert_eq!(
+            undefined(plan(&ctx, "select * from nosuch.t").await),
+            ("3F000", "schema \"nosuch\" does not exist".into())
+        );
+        assert_eq!(
+            undefined(plan(&ctx, "select * from nocat.s.t").await),
+            ("3D000", "catalog \"nocat\" does not exist".into())
+        );
+        assert!(
+            plan(&ctx, "with nope as (select 1) select * from nope")
+                .await
+                .is_ok()
+        );
+        assert!(matches!(
+            plan(&ctx, "select nope_column from t").await,
+            Err(PlanError::DataFusion(_))
+        ));
     }
 }

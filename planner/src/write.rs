@@ -161,7 +161,7 @@ pub async fn plan_write(
                     return Err(not_supported("a column list with CREATE TABLE AS"));
                 }
                 let query = Statement::Statement(Box::new(ast::Statement::Query(query.clone())));
-                let input = state.statement_to_plan(query).await?;
+                let input = crate::plan::statement_to_plan(state, query).await?;
                 let new = NewTable {
                     columns: Arc::new(input.schema().as_arrow().clone()),
                     format,

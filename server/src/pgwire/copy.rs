@@ -55,7 +55,7 @@ pub async fn copy_out(
                 Ok(batch) => batch,
                 Err(e) => {
                     return stream::iter(vec![Err(errors::user_error(errors::datafusion_error(
-                        &e, None,
+                        &e,
                     )))]);
                 }
             };

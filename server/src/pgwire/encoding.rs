@@ -145,7 +145,7 @@ pub fn rows(
                 },
                 Ok(batch) => Box::new(data_rows(fields.clone(), batch)),
                 Err(e) => Box::new(std::iter::once(Err(errors::user_error(
-                    errors::datafusion_error(&e, None),
+                    errors::datafusion_error(&e),
                 )))),
             };
             stream::iter(rows)
@@ -345,7 +345,7 @@ pub fn text_fields(columns: &[&str], format: &Format) -> Vec<FieldInfo> {
 pub fn parameter_types(plan: &LogicalPlan) -> PgWireResult<Vec<Option<DataType>>> {
     let inferred = plan
         .get_parameter_types()
-        .map_err(|e| errors::user_error(errors::datafusion_error(&e, None)))?;
+        .map_err(|e| errors::user_error(errors::datafusion_error(&e)))?;
     let mut casts: HashMap<String, DataType> = HashMap::new();
     let _ = plan.apply_with_subqueries(|node| {
         node.apply_expressions(|expr| {
@@ -401,7 +401,7 @@ pub fn bind<S: Clone>(portal: &Portal<S>, plan: &LogicalPlan) -> PgWireResult<Lo
     let values = deserialize_parameters(portal, &refs)?;
     plan.clone()
         .with_param_values(values)
-        .map_err(|e| errors::user_error(errors::datafusion_error(&e, None)))
+        .map_err(|e| errors::user_error(errors::datafusion_error(&e)))
 }
 
 #[cfg(test)]

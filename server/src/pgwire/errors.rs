@@ -5,7 +5,6 @@
 //! PostgreSQL handles ours the same way.
 
 use datafusion::arrow::error::ArrowError;
-use datafusion::catalog::CatalogProviderList;
 use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
 use pgwire::error::{ErrorInfo, PgWireError};
@@ -63,11 +62,10 @@ pub fn user_error(info: impl Into<Box<ErrorInfo>>) -> PgWireError {
     PgWireError::UserError(info.into())
 }
 
-/// Maps an engine error. `catalogs` (the session's) refines "table not found" into an undefined schema or
-/// catalog when the qualifier is what is missing.
-pub fn exec_error(err: &ExecError, catalogs: Option<&dyn CatalogProviderList>) -> ErrorInfo {
+/// Maps an engine error.
+pub fn exec_error(err: &ExecError) -> ErrorInfo {
     match err {
-        ExecError::DataFusion(e) => datafusion_error(e, catalogs),
+        ExecError::DataFusion(e) => datafusion_error(e),
         ExecError::Canceled => error(sqlstate::QUERY_CANCELED, err.to_string()),
         ExecError::SubqueryReturnedMoreThanOneRow => {
             error(sqlstate::CARDINALITY_VIOLATION, err.to_string())
@@ -78,10 +76,7 @@ pub fn exec_error(err: &ExecError, catalogs: Option<&dyn CatalogProviderList>) -
 }
 
 /// Maps a DataFusion error (planning or execution) to SQLSTATE and a PostgreSQL-style message.
-pub fn datafusion_error(
-    err: &DataFusionError,
-    catalogs: Option<&dyn CatalogProviderList>,
-) -> ErrorInfo {
+pub fn datafusion_error(err: &DataFusionError) -> ErrorInfo {
     let root = root_cause(err);
     match root {
         DataFusionError::SQL(parser_error, _) => error(
@@ -100,7 +95,7 @@ pub fn datafusion_error(
             other => error(sqlstate::DUPLICATE_COLUMN, other.to_string()),
         },
         DataFusionError::ArrowError(arrow_error, _) => arrow_error_info(arrow_error),
-        DataFusionError::Plan(message) => plan_error(message, catalogs),
+        DataFusionError::Plan(message) => plan_error(message),
         DataFusionError::Execution(message) => execution_error(message),
         DataFusionError::NotImplemented(message) => {
             error(sqlstate::FEATURE_NOT_SUPPORTED, strip_prefix(message))
@@ -120,7 +115,7 @@ pub fn datafusion_error(
         },
         DataFusionError::External(inner) => {
             if let Some(exec) = inner.downcast_ref::<ExecError>() {
-                exec_error(exec, catalogs)
+                exec_error(exec)
             } else if let Some(catalog) = inner.downcast_ref::<CatalogError>() {
                 error(catalog.sqlstate, catalog.message.clone())
             } else if let Some(remote) = inner.downcast_ref::<RemoteError>() {
@@ -142,10 +137,10 @@ pub fn datafusion_error(
 }
 
 /// The classifier the engine uses to send an error to another node with the SQLSTATE and message a
-/// client would see here ([`datafusion_error`] without session catalogs).
+/// client would see here ([`datafusion_error`]).
 pub fn classifier() -> ErrorClassifier {
     std::sync::Arc::new(|e: &DataFusionError| {
-        let info = datafusion_error(e, None);
+        let info = datafusion_error(e);
         (info.code, info.message)
     })
 }
@@ -183,24 +178,11 @@ fn arrow_error_info(err: &ArrowError) -> ErrorInfo {
     }
 }
 
-fn plan_error(message: &str, catalogs: Option<&dyn CatalogProviderList>) -> ErrorInfo {
+/// A planning error DataFusion reports only as text. Missing relations do not come here: the planner
+/// finds which catalog, schema or table is missing itself (`tributary_planner::plan::UndefinedObject`).
+fn plan_error(message: &str) -> ErrorInfo {
     if message.starts_with("unrecognized configuration parameter") {
         return error(sqlstate::UNDEFINED_OBJECT, message);
-    }
-    if let Some(name) = between(message, "table '", "' not found") {
-        return undefined_table(name, catalogs);
-    }
-    if let Some(schema) = message.strip_prefix("failed to resolve schema: ") {
-        return error(
-            sqlstate::UNDEFINED_SCHEMA,
-            format!("schema \"{schema}\" does not exist"),
-        );
-    }
-    if let Some(catalog) = message.strip_prefix("failed to resolve catalog: ") {
-        return error(
-            sqlstate::INVALID_CATALOG_NAME,
-            format!("catalog \"{catalog}\" does not exist"),
-        );
     }
     if let Some(column) = between(message, "column '", "' not found") {
         return error(
@@ -229,34 +211,6 @@ fn plan_error(message: &str, catalogs: Option<&dyn CatalogProviderList>) -> Erro
     }
     // A planning error is about the statement the client wrote, not a server fault.
     error(sqlstate::SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION, message)
-}
-
-/// `relation "x" does not exist`, or the schema / catalog of `x` when that is what is missing.
-fn undefined_table(name: &str, catalogs: Option<&dyn CatalogProviderList>) -> ErrorInfo {
-    let parts: Vec<&str> = name.split('.').collect();
-    if let (Some(catalogs), [catalog, schema, _table]) = (catalogs, parts.as_slice()) {
-        match catalogs.catalog(catalog) {
-            None => {
-                return error(
-                    sqlstate::INVALID_CATALOG_NAME,
-                    format!("catalog \"{catalog}\" does not exist"),
-                );
-            }
-            Some(provider)
-                if *schema != "information_schema" && provider.schema(schema).is_none() =>
-            {
-                return error(
-                    sqlstate::UNDEFINED_SCHEMA,
-                    format!("schema \"{schema}\" does not exist"),
-                );
-            }
-            Some(_) => {}
-        }
-    }
-    error(
-        sqlstate::UNDEFINED_TABLE,
-        format!("relation \"{name}\" does not exist"),
-    )
 }
 
 fn execution_error(message: &str) -> ErrorInfo {
@@ -301,10 +255,6 @@ fn strip_prefix(message: &str) -> String {
 mod tests {
     use std::sync::Arc;
 
-    use datafusion::catalog::CatalogProvider;
-    use datafusion::catalog::{
-        MemoryCatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider,
-    };
     use datafusion::common::{Column, DataFusionError};
     use datafusion::prelude::SessionContext;
     use datafusion::sql::sqlparser::parser::ParserError;
@@ -312,7 +262,7 @@ mod tests {
     use super::*;
 
     fn code(err: DataFusionError) -> String {
-        datafusion_error(&err, None).code
+        datafusion_error(&err).code
     }
 
     #[test]
@@ -324,12 +274,6 @@ mod tests {
             )),
             "42601"
         );
-        assert_eq!(
-            code(DataFusionError::Plan(
-                "table 'tpch.tiny.nope' not found".into()
-            )),
-            "42P01"
-        );
         let missing = DataFusionError::SchemaError(
             Box::new(SchemaError::FieldNotFound {
                 field: Box::new(Column::from_name("nope")),
@@ -337,7 +281,7 @@ mod tests {
             }),
             Box::new(None),
         );
-        let info = datafusion_error(&missing, None);
+        let info = datafusion_error(&missing);
         assert_eq!(info.code, "42703");
         assert_eq!(info.message, "column \"nope\" does not exist");
         assert_eq!(
@@ -351,18 +295,12 @@ mod tests {
         assert_eq!(code(DataFusionError::NotImplemented("x".into())), "0A000");
         assert_eq!(code(DataFusionError::Configuration("x".into())), "22023");
         assert_eq!(code(DataFusionError::Internal("x".into())), "XX000");
-        assert_eq!(
-            code(DataFusionError::Plan(
-                "failed to resolve schema: nope".into()
-            )),
-            "3F000"
-        );
-        assert_eq!(exec_error(&ExecError::Canceled, None).code, "57014");
+        assert_eq!(exec_error(&ExecError::Canceled).code, "57014");
         let ambiguous = CatalogError::new(
             sqlstate::AMBIGUOUS_FUNCTION,
             "more than one function named \"abs\"",
         );
-        let info = datafusion_error(&ambiguous.clone().into_datafusion(), None);
+        let info = datafusion_error(&ambiguous.clone().into_datafusion());
         assert_eq!(
             (info.code.as_str(), info.message),
             ("42725", ambiguous.message)
@@ -376,7 +314,7 @@ mod tests {
             let ctx = ctx.clone();
             async move {
                 let e = ctx.sql(sql).await.expect_err(sql);
-                datafusion_error(&e, None).code
+                datafusion_error(&e).code
             }
         };
         assert_eq!(
@@ -406,31 +344,6 @@ mod tests {
         assert_eq!(code(external), "57014");
     }
 
-    #[test]
-    fn refines_missing_schema_and_catalog() {
-        let list = MemoryCatalogProviderList::new();
-        let catalog = MemoryCatalogProvider::new();
-        catalog
-            .register_schema("tiny", Arc::new(MemorySchemaProvider::new()))
-            .unwrap();
-        list.register_catalog("tpch".into(), Arc::new(catalog));
-        let err = |name: &str| DataFusionError::Plan(format!("table '{name}' not found"));
-        let info = datafusion_error(&err("tpch.tiny.nope"), Some(&list));
-        assert_eq!(
-            (info.code.as_str(), info.message.as_str()),
-            ("42P01", "relation \"tpch.tiny.nope\" does not exist")
-        );
-        let info = datafusion_error(&err("tpch.nope.t"), Some(&list));
-        assert_eq!(
-            (info.code.as_str(), info.message.as_str()),
-            ("3F000", "schema \"nope\" does not exist")
-        );
-        assert_eq!(
-            datafusion_error(&err("nope.a.t"), Some(&list)).code,
-            "3D000"
-        );
-    }
-
     #[tokio::test]
     async fn maps_what_datafusion_really_produces() {
         let ctx = SessionContext::new();
@@ -444,7 +357,7 @@ mod tests {
             }
         };
         assert_eq!(code(plan_error("selec 1").await), "42601");
-        assert_eq!(code(plan_error("select * from nope").await), "42P01");
+        // Missing relations are the planner's typed error (`PlanError::Undefined`), not text.
         assert_eq!(
             code(plan_error("select nope from (values (1)) t(a)").await),
             "42703"

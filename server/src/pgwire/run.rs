@@ -125,12 +125,7 @@ async fn write(
     let (_schema, mut stream, _guard) = start(session, sql, plan).await?;
     let mut rows = 0u64;
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|e| {
-            errors::user_error(errors::datafusion_error(
-                &e,
-                Some(session.context().state().catalog_list().as_ref()),
-            ))
-        })?;
+        let batch = batch.map_err(|e| errors::user_error(errors::datafusion_error(&e)))?;
         if let Some(count) = batch
             .columns()
             .first()
@@ -245,12 +240,11 @@ pub async fn start(
         &ticket.query_id,
         session.statement_timeout(),
     );
-    let started = session.engine.run(ticket, &ctx, plan).await.map_err(|e| {
-        errors::user_error(errors::exec_error(
-            &e,
-            Some(ctx.state().catalog_list().as_ref()),
-        ))
-    })?;
+    let started = session
+        .engine
+        .run(ticket, &ctx, plan)
+        .await
+        .map_err(|e| errors::user_error(errors::exec_error(&e)))?;
     tracing::debug!(query_id = %started.query_id, %sql, "query started");
     Ok((started.schema, started.stream, guard))
 }

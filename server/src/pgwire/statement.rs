@@ -165,7 +165,7 @@ pub fn parse(sql: &str) -> Result<VecDeque<DfStatement>, Box<ErrorInfo>> {
                 .into_iter()
                 .map(|s| DfStatement::Statement(Box::new(s)))
                 .collect(),
-            Err(_) => return Err(Box::new(errors::datafusion_error(&e, None))),
+            Err(_) => return Err(Box::new(errors::datafusion_error(&e))),
         },
     };
     super::rewrite::rewrite(sql, &mut statements);
@@ -252,13 +252,11 @@ pub async fn plan(session: &Session, statement: DfStatement) -> Result<Statement
     let plan = tributary_planner::plan::logical_plan(&state, statement)
         .await
         .map_err(|e| match e {
-            PlanError::DataFusion(e) => Box::new(errors::datafusion_error(
-                &e,
-                Some(state.catalog_list().as_ref()),
-            )),
+            PlanError::DataFusion(e) => Box::new(errors::datafusion_error(&e)),
             read_only @ PlanError::ReadOnly(_) => {
                 errors::boxed(sqlstate::FEATURE_NOT_SUPPORTED, read_only.to_string())
             }
+            PlanError::Undefined(missing) => errors::boxed(missing.sqlstate(), missing.to_string()),
         })?;
     if let Some(tag) = write_tag {
         return Ok(Statement::Write { sql, plan, tag });

@@ -565,7 +565,7 @@ mod tests {
     }
 
     fn code(err: datafusion::error::DataFusionError) -> String {
-        crate::pgwire::errors::datafusion_error(&err, None).code
+        crate::pgwire::errors::datafusion_error(&err).code
     }
 
     #[test]
