@@ -177,9 +177,11 @@ pub fn install(ctx: &SessionContext, settings: &Settings) {
                 found
             })?;
             match missing {
-                Some(name) => Err(DataFusionError::Plan(format!(
-                    "unrecognized configuration parameter \"{name}\""
-                ))),
+                Some(name) => Err(super::errors::CatalogError::new(
+                    super::errors::sqlstate::UNDEFINED_OBJECT,
+                    format!("unrecognized configuration parameter \"{name}\""),
+                )
+                .into_datafusion()),
                 None => Ok(result),
             }
         },

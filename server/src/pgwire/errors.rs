@@ -181,9 +181,6 @@ fn arrow_error_info(err: &ArrowError) -> ErrorInfo {
 /// A planning error DataFusion reports only as text. Missing relations do not come here: the planner
 /// finds which catalog, schema or table is missing itself (`tributary_planner::plan::UndefinedObject`).
 fn plan_error(message: &str) -> ErrorInfo {
-    if message.starts_with("unrecognized configuration parameter") {
-        return error(sqlstate::UNDEFINED_OBJECT, message);
-    }
     if let Some(column) = between(message, "column '", "' not found") {
         return error(
             sqlstate::UNDEFINED_COLUMN,
