@@ -514,6 +514,94 @@ async fn pg_stat_activity_shows_sessions_and_pg_cancel_backend_cancels() {
     assert_alive(&watcher).await;
 }
 
+/// `pg_terminate_backend(pid)` ends a session as PostgreSQL does: a running query's client gets FATAL
+/// 57P01 and its connection closes, the query is canceled; an idle session is closed too; another
+/// user's session is refused (42501) and an unknown pid answers false.
+#[tokio::test]
+async fn pg_terminate_backend_ends_sessions() {
+    let server = Tributary::start(None);
+    let watcher = server.connect("tpch").await;
+    let runner = server.connect("tpch").await;
+    let runner_pid = text_value(&runner, "select pg_backend_pid()").await;
+    let idle = server.connect("tpch").await;
+    let idle_pid = text_value(&idle, "select pg_backend_pid()").await;
+
+    let mut as_other = server.config("tpch");
+    as_other.user("someone_else");
+    let other = compat_tests::try_connect_with(&as_other).await.unwrap();
+    let refused = other
+        .simple_query(&format!("select pg_terminate_backend({idle_pid})"))
+        .await
+        .expect_err("another user's session");
+    assert_eq!(
+        refused.code(),
+        Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+        "{refused:?}"
+    );
+
+    let long = "select count(*) from generate_series(1, 100000000000) t(terminated_query)";
+    let running = tokio::spawn(async move {
+        let result = runner.simple_query(long).await;
+        (result, runner)
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while all_rows(
+        &watcher,
+        &format!("select state from pg_stat_activity where pid = {runner_pid}"),
+    )
+    .await
+        != [[Some("active".to_string())]]
+    {
+        assert!(std::time::Instant::now() < deadline, "the query never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let done = all_rows(
+        &watcher,
+        &format!("select pg_terminate_backend({runner_pid})"),
+    )
+    .await;
+    assert_eq!(done[0][0].as_deref(), Some("t"));
+    let (result, runner) = tokio::time::timeout(Duration::from_secs(20), running)
+        .await
+        .expect("the terminated query ended")
+        .unwrap();
+    let err = result.expect_err("the session was terminated");
+    assert_eq!(err.code(), Some(&SqlState::ADMIN_SHUTDOWN), "{err:?}");
+    assert!(runner.simple_query("select 1").await.is_err());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = all_rows(
+            &watcher,
+            "select state from system.runtime.queries where query like '%(terminated_query)%' \
+               and query not like '%runtime.queries%'",
+        )
+        .await;
+        if state == [[Some("CANCELED".to_string())]] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{state:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // An idle session: closed with the same FATAL, seen by its next statement.
+    let done = all_rows(
+        &watcher,
+        &format!("select pg_terminate_backend({idle_pid})"),
+    )
+    .await;
+    assert_eq!(done[0][0].as_deref(), Some("t"));
+    assert!(idle.simple_query("select 1").await.is_err());
+    let listed = all_rows(
+        &watcher,
+        &format!("select count(*) from pg_stat_activity where pid in ({runner_pid}, {idle_pid})"),
+    )
+    .await;
+    assert_eq!(listed[0][0].as_deref(), Some("0"));
+    let unknown = all_rows(&watcher, "select pg_terminate_backend(1)").await;
+    assert_eq!(unknown[0][0].as_deref(), Some("f"));
+    assert_alive(&watcher).await;
+}
+
 #[tokio::test]
 async fn session_statements() {
     let server = Tributary::start(None);

@@ -78,6 +78,24 @@ impl CancelRegistry {
         slot.current()
     }
 
+    /// Fires the terminate signal of session `pid` (see [`RunningQuery::terminate`]); false when
+    /// there is no such session.
+    pub fn terminate(&self, pid: i32) -> bool {
+        let slot = self
+            .sessions
+            .lock()
+            .iter()
+            .find(|((p, _), _)| *p == pid)
+            .map(|(_, (_, slot))| slot.clone());
+        match slot {
+            Some(slot) => {
+                slot.terminate();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Every session: pid, who, and the id of the query it runs.
     pub fn snapshot(&self) -> Vec<(i32, Arc<SessionInfo>, Option<String>)> {
         self.sessions
@@ -151,6 +169,33 @@ impl super::catalog::activity::Activity for SessionActivity {
         tracing::info!(pid, %query_id, by = user, "pg_cancel_backend");
         Ok(self.engine.cancel(&query_id))
     }
+
+    fn terminate(
+        &self,
+        pid: i32,
+        user: &str,
+    ) -> Result<bool, super::catalog::activity::CancelRefused> {
+        let found = self
+            .registry
+            .snapshot()
+            .into_iter()
+            .find(|(session, ..)| *session == pid);
+        let Some((_, info, query_id)) = found else {
+            tracing::warn!(
+                pid,
+                "pg_terminate_backend: PID {pid} is not a Tributary session"
+            );
+            return Ok(false);
+        };
+        if info.user != user {
+            return Err(super::catalog::activity::CancelRefused::OtherUser);
+        }
+        tracing::info!(pid, ?query_id, by = user, "pg_terminate_backend");
+        if let Some(query_id) = query_id {
+            self.engine.cancel(&query_id);
+        }
+        Ok(self.registry.terminate(pid))
+    }
 }
 
 /// A session's entry in the [`CancelRegistry`].
@@ -164,6 +209,11 @@ pub struct Registration {
 impl Registration {
     pub fn slot(&self) -> &Arc<RunningQuery> {
         &self.slot
+    }
+
+    /// The session's pid (BackendKeyData's).
+    pub fn pid(&self) -> i32 {
+        self.key.0
     }
 }
 
@@ -179,7 +229,14 @@ pub struct RunningQuery {
     query_id: Mutex<Option<String>>,
     /// Fires when the session's client has closed its connection ([`super::frames::ClientGone`]).
     client_gone: std::sync::OnceLock<CancellationToken>,
+    /// The connection's terminate signal ([`Terminate`]), watched by its message loop.
+    terminate: std::sync::OnceLock<CancellationToken>,
 }
+
+/// A connection's terminate signal (`pg_terminate_backend`), stored in its session extensions: the
+/// connection's message loop ends the session with FATAL 57P01 when it fires.
+#[derive(Debug, Clone, Default)]
+pub struct Terminate(pub CancellationToken);
 
 impl RunningQuery {
     pub fn current(&self) -> Option<String> {
@@ -190,6 +247,19 @@ impl RunningQuery {
     /// its connection: nobody is left to read the result).
     pub fn cancel_when_client_gone(&self, gone: CancellationToken) {
         let _ = self.client_gone.set(gone);
+    }
+
+    /// The signal [`RunningQuery::terminate`] fires: the connection's [`Terminate`].
+    pub fn set_terminate(&self, terminate: CancellationToken) {
+        let _ = self.terminate.set(terminate);
+    }
+
+    /// Ends the session: fires its terminate signal (its connection loop cancels what runs and
+    /// closes with FATAL 57P01).
+    pub fn terminate(&self) {
+        if let Some(token) = self.terminate.get() {
+            token.cancel();
+        }
     }
 
     /// Marks `query_id` as running until the guard is dropped; with a `timeout`

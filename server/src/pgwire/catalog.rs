@@ -337,6 +337,10 @@ impl PgCatalog {
                 Arc::clone(sessions),
                 user.to_string(),
             ));
+            udfs.push(activity::terminate_backend(
+                Arc::clone(sessions),
+                user.to_string(),
+            ));
         }
         udfs.extend([
             constant_text("version", postgres_version()),

@@ -132,9 +132,20 @@ fn to_backslash_pattern(pattern: &str, escape: &str) -> String {
     out
 }
 
-/// Registers the session functions of this module in a session's context.
-pub fn install(ctx: &SessionContext, settings: &Settings) {
+/// Registers the session functions of this module in a session's context; `pid` is the session's
+/// (for `pg_backend_pid()`).
+pub fn install(ctx: &SessionContext, settings: &Settings, pid: i32) {
     let text = DataType::Utf8;
+    // pg_backend_pid(): the session's pid, as BackendKeyData and pg_stat_activity show it.
+    ctx.register_udf(datafusion::logical_expr::create_udf(
+        "pg_backend_pid",
+        vec![],
+        DataType::Int32,
+        Volatility::Stable,
+        Arc::new(move |_: &[ColumnarValue]| {
+            Ok(ColumnarValue::Scalar(ScalarValue::Int32(Some(pid))))
+        }),
+    ));
     ctx.register_udf(simple_udf(
         LIKE_ESCAPE,
         Signature::exact(vec![text.clone(), text.clone()], Volatility::Immutable),

@@ -178,6 +178,10 @@ async fn serve_connection(
     guarded.write_buf = parts.write_buf;
     let mut socket = Framed::from_parts(guarded);
     socket.session_extensions().get_or_insert_with(|| gone);
+    let terminate = cancel::Terminate::default();
+    socket
+        .session_extensions()
+        .get_or_insert_with(|| terminate.clone());
 
     let startup = handlers.startup_handler();
     let simple = handlers.simple_query_handler();
@@ -196,7 +200,10 @@ async fn serve_connection(
                 next = socket.next() => next,
             }
         } else {
-            socket.next().await
+            tokio::select! {
+                () = terminate.0.cancelled() => return terminated(&mut socket).await,
+                next = socket.next() => next,
+            }
         };
         let message = match next {
             None | Some(Ok(PgWireFrontendMessage::Terminate(_))) => break,
@@ -226,20 +233,44 @@ async fn serve_connection(
             PgWireConnectionState::CopyInProgress(extended) => extended,
             _ => message.is_extended_query(),
         };
-        if let Err(mut e) = pgwire::tokio::server::process_message(
-            message,
-            &mut socket,
-            startup.clone(),
-            simple.clone(),
-            extended.clone(),
-            copy.clone(),
-            cancel.clone(),
-        )
-        .await
-        {
+        let processed = tokio::select! {
+            processed = pgwire::tokio::server::process_message(
+                message,
+                &mut socket,
+                startup.clone(),
+                simple.clone(),
+                extended.clone(),
+                copy.clone(),
+                cancel.clone(),
+            ) => processed,
+            // The running query was canceled by whoever terminated the session; what was encoded
+            // of its answer stays ahead of the FATAL in the connection's write buffer.
+            () = terminate.0.cancelled() => return terminated(&mut socket).await,
+        };
+        if let Err(mut e) = processed {
             pgwire::api::ErrorHandler::on_error(on_error.as_ref(), &socket, &mut e);
             pgwire::tokio::server::process_error(&mut socket, e, in_extended).await?;
         }
     }
     Ok(())
+}
+
+/// Ends a terminated session as PostgreSQL does: FATAL `57P01`, then the connection closes.
+async fn terminated<S>(socket: &mut S) -> std::io::Result<()>
+where
+    S: futures::Sink<pgwire::messages::PgWireBackendMessage, Error = std::io::Error> + Unpin,
+{
+    use futures::SinkExt;
+    tracing::info!("session terminated by pg_terminate_backend");
+    let info = pgwire::error::ErrorInfo::new(
+        "FATAL".into(),
+        errors::sqlstate::ADMIN_SHUTDOWN.into(),
+        "terminating connection due to administrator command".into(),
+    );
+    socket
+        .send(pgwire::messages::PgWireBackendMessage::ErrorResponse(
+            info.into(),
+        ))
+        .await?;
+    socket.close().await
 }

@@ -173,7 +173,7 @@ impl Session {
         let settings: Settings = Arc::new(Mutex::new(settings));
         let ctx = engine.new_session_context(&catalog, &schema);
         pg_catalog.install(&ctx, &catalog, &schema, &user);
-        super::compat::install(&ctx, &settings);
+        super::compat::install(&ctx, &settings, registration.pid());
         apply_time_zone(&ctx, "UTC");
         Self {
             engine,
@@ -376,7 +376,7 @@ impl Session {
             state.ctx = self.engine.new_session_context(&self.catalog, &schema);
             self.pg_catalog
                 .install(&state.ctx, &self.catalog, &schema, &self.user);
-            super::compat::install(&state.ctx, &state.settings);
+            super::compat::install(&state.ctx, &state.settings, self.registration.pid());
             state.schema = schema;
             let tz = state
                 .settings

@@ -273,6 +273,12 @@ impl Frontend {
         {
             registration.slot().cancel_when_client_gone(gone.0.clone());
         }
+        if let Some(terminate) = client
+            .session_extensions()
+            .get::<super::cancel::Terminate>()
+        {
+            registration.slot().set_terminate(terminate.0.clone());
+        }
         let session = Session::new(
             self.engine.clone(),
             self.pg_catalog.clone(),

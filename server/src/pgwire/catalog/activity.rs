@@ -1,5 +1,6 @@
 //! `pg_stat_activity` (one row per session of this server, as PostgreSQL's view) and
-//! `pg_cancel_backend(pid)` (cancels the query a session runs, as a CancelRequest would), which psql
+//! `pg_cancel_backend(pid)` (cancels the query a session runs, as a CancelRequest would) and
+//! `pg_terminate_backend(pid)` (ends the session), which psql
 //! users, pgAdmin, DBeaver and Grafana dashboards use to see and stop running queries.
 
 use std::fmt;
@@ -58,6 +59,11 @@ pub trait Activity: fmt::Debug + Send + Sync {
     /// canceled, `Ok(false)` when there is no such session or it runs nothing (PostgreSQL returns
     /// false with a warning for an unknown pid).
     fn cancel(&self, pid: i32, user: &str) -> std::result::Result<bool, CancelRefused>;
+
+    /// Ends session `pid` on behalf of `user`, as PostgreSQL's `pg_terminate_backend`: its running
+    /// query is canceled and its client gets FATAL `57P01` (`terminating connection due to
+    /// administrator command`) before the connection closes. `Ok(true)` when the session existed.
+    fn terminate(&self, pid: i32, user: &str) -> std::result::Result<bool, CancelRefused>;
 }
 
 /// `pg_stat_activity`'s columns, PostgreSQL's names and order (columns Tributary has no value for
@@ -163,8 +169,42 @@ pub fn table(activity: &dyn Activity, viewer: &str) -> Result<Arc<MemTable>> {
 /// `pg_cancel_backend(pid integer) -> boolean` for a session of `user` (the argument is taken as
 /// int8 so any integer type coerces to it).
 pub fn cancel_backend(activity: Arc<dyn Activity>, user: String) -> ScalarUDF {
-    create_udf(
+    backend_signal(
         "pg_cancel_backend",
+        "permission denied to cancel query: must be a member of the role whose query is being \
+         canceled",
+        activity,
+        user,
+        |a, pid, user| a.cancel(pid, user),
+    )
+}
+
+/// `pg_terminate_backend(pid integer) -> boolean` for a session of `user`: see
+/// [`Activity::terminate`].
+pub fn terminate_backend(activity: Arc<dyn Activity>, user: String) -> ScalarUDF {
+    backend_signal(
+        "pg_terminate_backend",
+        "permission denied to terminate process: must be a member of the role whose process is \
+         being terminated",
+        activity,
+        user,
+        |a, pid, user| a.terminate(pid, user),
+    )
+}
+
+type Signal = fn(&dyn Activity, i32, &str) -> std::result::Result<bool, CancelRefused>;
+
+/// A `name(pid) -> boolean` function sending `signal` to a session, refusing another user's
+/// session with PostgreSQL's 42501 and `refusal`.
+fn backend_signal(
+    name: &'static str,
+    refusal: &'static str,
+    activity: Arc<dyn Activity>,
+    user: String,
+    signal: Signal,
+) -> ScalarUDF {
+    create_udf(
+        name,
         vec![DataType::Int64],
         DataType::Boolean,
         Volatility::Volatile,
@@ -177,14 +217,10 @@ pub fn cancel_backend(activity: Arc<dyn Activity>, user: String) -> ScalarUDF {
                 let Ok(pid) = i32::try_from(pid) else {
                     return Ok(Some(false));
                 };
-                match activity.cancel(pid, &user) {
-                    Ok(canceled) => Ok(Some(canceled)),
+                match signal(activity.as_ref(), pid, &user) {
+                    Ok(done) => Ok(Some(done)),
                     Err(CancelRefused::OtherUser) => {
-                        Err(tributary_exec::error::ConnectorError::sql(
-                            "42501",
-                            "permission denied to cancel query: must be a member of the role \
-                             whose query is being canceled",
-                        ))
+                        Err(tributary_exec::error::ConnectorError::sql("42501", refusal))
                     }
                 }
             };
@@ -194,13 +230,13 @@ pub fn cancel_backend(activity: Arc<dyn Activity>, user: String) -> ScalarUDF {
                 }
                 ColumnarValue::Array(array) => {
                     let pids = array.as_any().downcast_ref::<Int64Array>().ok_or_else(|| {
-                        DataFusionError::Internal("pg_cancel_backend: pids not int8".into())
+                        DataFusionError::Internal(format!("{name}: pids not int8"))
                     })?;
                     let results = pids.iter().map(cancel).collect::<Result<BooleanArray>>()?;
                     Ok(ColumnarValue::Array(Arc::new(results)))
                 }
                 other => Err(DataFusionError::Internal(format!(
-                    "pg_cancel_backend: unexpected argument {other:?}"
+                    "{name}: unexpected argument {other:?}"
                 ))),
             }
         }),
