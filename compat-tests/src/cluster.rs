@@ -60,6 +60,31 @@ impl Cluster {
         assert!(status.success(), "kill -STOP {id}: {status}");
     }
 
+    /// `kill -TERM` of worker `id`: a graceful shutdown (it drains, then exits).
+    pub fn terminate_worker(&self, id: &str) {
+        let workers = self.workers.lock().unwrap();
+        let (_, w) = workers.iter().find(|(w, _)| w == id).expect("known worker");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &w.pid().to_string()])
+            .status()
+            .expect("run kill -TERM");
+        assert!(status.success(), "kill -TERM {id}: {status}");
+    }
+
+    /// Worker `id`'s exit status once it has exited.
+    pub fn worker_exit(&self, id: &str) -> Option<std::process::ExitStatus> {
+        let workers = self.workers.lock().unwrap();
+        let (_, w) = workers.iter().find(|(w, _)| w == id).expect("known worker");
+        w.try_wait()
+    }
+
+    /// Worker `id`'s log so far.
+    pub fn worker_log(&self, id: &str) -> String {
+        let workers = self.workers.lock().unwrap();
+        let (_, w) = workers.iter().find(|(w, _)| w == id).expect("known worker");
+        w.log()
+    }
+
     /// `kill -9` of worker `id`.
     pub fn kill_worker(&self, id: &str) {
         let workers = self.workers.lock().unwrap();

@@ -260,6 +260,53 @@ async fn a_worker_started_later_joins_and_gets_tasks() {
     );
 }
 
+/// SIGTERM on a worker mid-query under `retry_policy = NONE` is a graceful shutdown: it shows
+/// `draining`, gets no new tasks, finishes what it runs (the query answers, the same as without the
+/// drain), leaves the cluster and exits 0; the next queries run on the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_drained_with_sigterm_mid_query_loses_no_query() {
+    let cluster = Cluster::start_with(config_dir(""), &["w1", "w2"]).await;
+    let c = Arc::new(cluster.coordinator.connect("tpch").await);
+    let long = {
+        let c = c.clone();
+        tokio::spawn(async move { results::query_text(&c, LONG_QUERY).await })
+    };
+    let watcher = cluster.coordinator.connect("tpch").await;
+    wait_running_task(&watcher, "w2").await;
+    cluster.terminate_worker("w2");
+    cluster.wait_node_state("w2", "draining").await;
+    let drained = tokio::time::timeout(Duration::from_secs(120), long)
+        .await
+        .expect("the query finishes")
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the drained worker's query failed: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = cluster.worker_exit("w2") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "w2 did not exit after draining:\n{}",
+            cluster.worker_log("w2")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "w2 exited with {status}");
+    let nodes = run(
+        &c,
+        "SELECT node_id, state FROM system.runtime.nodes WHERE role = 'worker' ORDER BY 1",
+        "nodes",
+    )
+    .await;
+    assert_eq!(
+        nodes.strings(),
+        vec![vec!["w1".to_string(), "active".to_string()]]
+    );
+    let again = run(&c, LONG_QUERY, "the same query on w1 alone").await;
+    assert_eq!(drained.strings(), again.strings());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_worker_fails_its_query_and_the_next_runs_on_the_survivor() {
     let cluster = Cluster::start_with(config_dir(""), &["w1", "w2"]).await;

@@ -602,6 +602,68 @@ async fn pg_terminate_backend_ends_sessions() {
     assert_alive(&watcher).await;
 }
 
+/// SIGTERM on a server that serves sessions: no new sessions, the running query finishes and its
+/// client gets its rows, then the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_running_queries_finish_then_exits() {
+    let server = Tributary::start(None);
+    let client = server.connect("tpch").await;
+    let watcher = server.connect("tpch").await;
+    let running = tokio::spawn(async move {
+        all_rows(
+            &client,
+            "select l_returnflag, count(*) from tpch.sf1.lineitem group by 1 order by 1",
+        )
+        .await
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while all_rows(
+        &watcher,
+        "select count(*) from pg_stat_activity where query like '%sf1.lineitem%' \
+           and query not like '%pg_stat_activity%'",
+    )
+    .await
+        != [[Some("1".to_string())]]
+    {
+        assert!(std::time::Instant::now() < deadline, "the query never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        server.try_connect("tpch").await.is_err(),
+        "a new session was accepted after SIGTERM"
+    );
+    let rows = tokio::time::timeout(Duration::from_secs(120), running)
+        .await
+        .expect("the running query finishes")
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            [Some("A".to_string()), Some("1478493".to_string())],
+            [Some("N".to_string()), Some("3043852".to_string())],
+            [Some("R".to_string()), Some("1478870".to_string())],
+        ]
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.try_wait() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "exited with {status}");
+}
+
 #[tokio::test]
 async fn session_statements() {
     let server = Tributary::start(None);

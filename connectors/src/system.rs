@@ -87,6 +87,9 @@ states! {
         Active => "active",
         /// Silent past the heartbeat timeout, or found lost by an RPC: given no tasks.
         Dead => "dead",
+        /// Shutting down gracefully (SIGTERM): given no new tasks, finishing the ones it has
+        /// (Trino's `SHUTTING_DOWN`).
+        Draining => "draining",
     }
 }
 

@@ -291,6 +291,60 @@ impl Engine {
         &self.registry
     }
 
+    /// A worker's graceful shutdown (SIGTERM; Trino's `SHUTTING_DOWN`): heartbeats say the node is
+    /// draining, so the coordinator places no new tasks on it; after two heartbeat intervals (tasks
+    /// placed before the coordinator heard it have arrived) it waits until no query holds tasks or
+    /// task output here (the coordinator releases them when each query ends), at most `timeout`;
+    /// then it tells the coordinator it leaves. The queries it served finish normally.
+    pub async fn drain(&self, timeout: std::time::Duration) {
+        self.tasks.set_draining();
+        let interval = std::time::Duration::from_millis(self.config.node.heartbeat_interval_ms);
+        tracing::info!(
+            held_queries = self.tasks.held_queries(),
+            "draining: no new tasks; finishing the running ones"
+        );
+        tokio::time::sleep(interval * 2).await;
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.tasks.held_queries() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let held = self.tasks.held_queries();
+        if held > 0 {
+            tracing::warn!(
+                held,
+                ?timeout,
+                "drain timeout: leaving with queries still here"
+            );
+        }
+        if let Some(coordinator) = &self.config.node.coordinator {
+            let channels = tributary_exchange::flight::Channels::with_security(
+                self.tasks.channels.secret().cloned(),
+                self.tasks.channels.tls().cloned(),
+            );
+            match crate::rpc::announce(&self.tasks, &channels, coordinator, true).await {
+                Ok(()) => tracing::info!("drained; left the cluster"),
+                Err(e) => tracing::warn!("drained; cannot tell the coordinator: {e}"),
+            }
+        }
+    }
+
+    /// A coordinator's graceful shutdown: waits until no query runs, at most `timeout` (new sessions
+    /// are the front end's to refuse). Returns how many still run.
+    pub async fn wait_for_queries(&self, timeout: std::time::Duration) -> usize {
+        let running = || {
+            self.tracker
+                .query_infos()
+                .iter()
+                .filter(|q| q.state == tributary_connectors::system::QueryState::Running)
+                .count()
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        while running() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        running()
+    }
+
     /// The query tracker behind `system.runtime.*`.
     pub fn tracker(&self) -> &Arc<QueryTracker> {
         &self.tracker

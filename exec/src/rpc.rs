@@ -301,7 +301,11 @@ impl FlightService for NodeService {
                     return Err(Status::failed_precondition("not a coordinator"));
                 };
                 let a: Announce = decode_request(ANNOUNCE, action.body, node)?;
-                pool.heartbeat(&a.node_id, &a.address, a.running_tasks as usize);
+                if a.leaving {
+                    pool.leave(&a.node_id, &a.address);
+                } else {
+                    pool.heartbeat(&a.node_id, &a.address, a.running_tasks as usize, a.draining);
+                }
                 Ok(Response::new(futures::stream::empty().boxed()))
             }
             other => Err(Status::unimplemented(format!("action {other}"))),
@@ -412,22 +416,7 @@ pub async fn heartbeat_loop(
     // Whether the current run of failures was logged (the first failure of each run is).
     let mut failure_logged = false;
     loop {
-        let body = Announce::new(&runtime.node_id, &runtime.address, runtime.running_tasks())
-            .encode_to_vec()
-            .into();
-        let result = async {
-            let mut client = channels.client(&coordinator)?;
-            let mut s = client
-                .do_action(Action {
-                    r#type: ANNOUNCE.into(),
-                    body,
-                })
-                .await
-                .map_err(|e| heartbeat_error(e, &coordinator))?;
-            while s.next().await.is_some() {}
-            Ok::<_, DataFusionError>(())
-        }
-        .await;
+        let result = announce(&runtime, &channels, &coordinator, false).await;
         match result {
             Ok(()) if !announced => {
                 tracing::info!(coordinator, "announced to the coordinator");
@@ -451,6 +440,29 @@ pub async fn heartbeat_loop(
         }
         tokio::time::sleep(interval).await;
     }
+}
+
+/// Sends one announcement of this node to `coordinator`: a heartbeat (saying whether the node is
+/// draining), or with `leaving` the last one of a drained node.
+pub async fn announce(
+    runtime: &TaskRuntime,
+    channels: &tributary_exchange::flight::Channels,
+    coordinator: &str,
+    leaving: bool,
+) -> Result<()> {
+    let mut message = Announce::new(&runtime.node_id, &runtime.address, runtime.running_tasks());
+    message.draining = runtime.is_draining();
+    message.leaving = leaving;
+    let mut client = channels.client(coordinator)?;
+    let mut s = client
+        .do_action(Action {
+            r#type: ANNOUNCE.into(),
+            body: message.encode_to_vec().into(),
+        })
+        .await
+        .map_err(|e| heartbeat_error(e, coordinator))?;
+    while s.next().await.is_some() {}
+    Ok(())
 }
 
 /// The error of a refused or failed heartbeat to the coordinator at `address`: the coordinator's own

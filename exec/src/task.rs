@@ -78,6 +78,8 @@ pub struct TaskRuntime {
     /// The runtime tasks run on, apart from the one serving sessions and RPC, so that a node busy
     /// with many tasks still answers heartbeats, reads, cancels and new sessions promptly.
     executor: Executor,
+    /// Set by a graceful shutdown: heartbeats tell the coordinator to place no new tasks here.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// Owns the task runtime; shuts it down without blocking when the node's runtime is dropped (which
@@ -206,6 +208,7 @@ impl TaskRuntime {
             query_memory: options.query_memory,
             spool: options.spool,
             executor: Executor::new(options.task_threads),
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -420,6 +423,23 @@ impl TaskRuntime {
             }
         }
         self.exchange.release_query(query);
+    }
+
+    /// Marks the node draining (SIGTERM): its heartbeats say so from now on.
+    pub fn set_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the node is draining.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Queries that still hold tasks or task output on this node (released by the coordinator when
+    /// they end): a draining node leaves when none is left.
+    pub fn held_queries(&self) -> usize {
+        self.running.lock().len()
     }
 
     /// Tasks started here that have not ended, over all queries.

@@ -32,6 +32,8 @@ pub enum WorkerKind {
 #[derive(Debug)]
 struct Liveness {
     active: bool,
+    /// Shutting down: alive, but given no new tasks.
+    draining: bool,
     last_heartbeat: Instant,
     last_heartbeat_us: i64,
     running_tasks: usize,
@@ -55,6 +57,7 @@ impl Worker {
             kind,
             liveness: Mutex::new(Liveness {
                 active: true,
+                draining: false,
                 last_heartbeat: Instant::now(),
                 last_heartbeat_us: now_us(),
                 running_tasks: 0,
@@ -192,8 +195,8 @@ impl WorkerPool {
     }
 
     /// Records a heartbeat (or first announcement) of remote worker `id` at `address`, running
-    /// `running_tasks` tasks.
-    pub fn heartbeat(&self, id: &str, address: &str, running_tasks: usize) {
+    /// `running_tasks` tasks; a `draining` worker gets no new tasks.
+    pub fn heartbeat(&self, id: &str, address: &str, running_tasks: usize, draining: bool) {
         let changed;
         {
             let mut workers = self.workers.write();
@@ -205,6 +208,10 @@ impl WorkerPool {
                     l.last_heartbeat = Instant::now();
                     l.last_heartbeat_us = now_us();
                     l.running_tasks = running_tasks;
+                    if draining && !l.draining {
+                        tracing::info!(worker = id, "worker draining: no new tasks");
+                    }
+                    l.draining = draining;
                 }
                 Some(i) => {
                     // Same id, new address: a restarted worker.
@@ -220,6 +227,18 @@ impl WorkerPool {
         }
         if changed {
             tracing::info!(worker = id, address, "worker active");
+        }
+        self.publish();
+    }
+
+    /// Forgets worker `id` at `address`: it drained and is leaving (a graceful shutdown).
+    pub fn leave(&self, id: &str, address: &str) {
+        let before = self.workers.read().len();
+        self.workers
+            .write()
+            .retain(|w| !(w.id == id && w.address() == address));
+        if self.workers.read().len() < before {
+            tracing::info!(worker = id, address, "worker drained and left");
         }
         self.publish();
     }
@@ -266,7 +285,7 @@ impl WorkerPool {
             .workers
             .read()
             .iter()
-            .filter(|w| w.is_active())
+            .filter(|w| w.is_active() && !w.liveness.lock().draining)
             .cloned()
             .collect();
         active.sort_by(|a, b| {
@@ -296,10 +315,10 @@ impl WorkerPool {
                 node_id: w.id.clone(),
                 address: w.address().to_string(),
                 role: "worker".into(),
-                state: if l.active {
-                    NodeState::Active
-                } else {
-                    NodeState::Dead
+                state: match (l.active, l.draining) {
+                    (true, false) => NodeState::Active,
+                    (true, true) => NodeState::Draining,
+                    (false, _) => NodeState::Dead,
                 },
                 last_heartbeat_us: if local { now_us() } else { l.last_heartbeat_us },
                 running_tasks: l.running_tasks as i64,

@@ -258,6 +258,18 @@ pub struct NodeConfig {
     /// `[node] tls_key_file`: this node's PEM private key.
     #[serde(deserialize_with = "de::path")]
     pub tls_key_file: Option<PathBuf>,
+    /// `[node] shutdown_timeout_ms`: on SIGTERM, how long a worker waits for the queries it serves
+    /// and a coordinator for running queries before exiting anyway, in milliseconds, >= 1 (default
+    /// 300000; Trino's `shutdown.grace-period` is similar).
+    #[serde(deserialize_with = "de::positive")]
+    pub shutdown_timeout_ms: u64,
+}
+
+impl NodeConfig {
+    /// `shutdown_timeout_ms` as a duration.
+    pub fn shutdown_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.shutdown_timeout_ms)
+    }
 }
 
 impl Default for NodeConfig {
@@ -274,6 +286,7 @@ impl Default for NodeConfig {
             tls_ca_file: None,
             tls_cert_file: None,
             tls_key_file: None,
+            shutdown_timeout_ms: 300_000,
         }
     }
 }

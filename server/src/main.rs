@@ -177,10 +177,12 @@ async fn run(cli: Cli) -> Result<(), String> {
             engine.node_id(),
             engine.rpc_address()
         );
-        tokio::signal::ctrl_c()
-            .await
-            .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
-        tracing::info!("shutting down");
+        match shutdown_signal().await? {
+            Shutdown::Graceful => {
+                engine.drain(config.node.shutdown_timeout()).await;
+            }
+            Shutdown::Now => tracing::info!("shutting down"),
+        }
         return Ok(());
     }
     if config.node.role == NodeRole::Coordinator {
@@ -211,11 +213,45 @@ async fn run(cli: Cli) -> Result<(), String> {
     println!("tributary ready on {addr}; connect with:");
     println!("  psql -h {host} -p {} -U $USER -d {database}", addr.port());
 
+    let signal = tokio::select! {
+        () = pgwire::serve(listener, engine.clone(), security) => return Ok(()),
+        signal = shutdown_signal() => signal?,
+    };
+    // The listener is closed now: no new sessions. Sessions already connected keep running.
+    if signal == Shutdown::Graceful {
+        let timeout = config.node.shutdown_timeout();
+        tracing::info!(
+            ?timeout,
+            "shutting down: no new sessions; waiting for running queries"
+        );
+        let left = engine.wait_for_queries(timeout).await;
+        if left > 0 {
+            tracing::warn!(left, "shutdown timeout: ending with queries still running");
+        }
+    }
+    tracing::info!("shutting down");
+    Ok(())
+}
+
+/// How the process was asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shutdown {
+    /// SIGTERM (what Kubernetes and systemd send): a worker drains, a coordinator lets running
+    /// queries finish, both within `[node] shutdown_timeout_ms`.
+    Graceful,
+    /// SIGINT (Ctrl-C): stop now.
+    Now,
+}
+
+/// Waits for SIGTERM or SIGINT.
+async fn shutdown_signal() -> Result<Shutdown, String> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("cannot wait for SIGTERM: {e}"))?;
     tokio::select! {
-        () = pgwire::serve(listener, engine, security) => Ok(()),
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("shutting down");
-            Ok(())
+        _ = term.recv() => Ok(Shutdown::Graceful),
+        interrupt = tokio::signal::ctrl_c() => {
+            interrupt.map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
+            Ok(Shutdown::Now)
         }
     }
 }

@@ -151,6 +151,12 @@ pub struct Announce {
     /// Tasks running on the worker now.
     #[prost(uint64, tag = "4")]
     pub running_tasks: u64,
+    /// The worker is shutting down (SIGTERM): place no new tasks on it.
+    #[prost(bool, tag = "5")]
+    pub draining: bool,
+    /// The worker has drained and is leaving: forget it.
+    #[prost(bool, tag = "6")]
+    pub leaving: bool,
 }
 
 /// One message of a `run_tasks` reply stream: first [`RunTasksReply::Started`], then one report per
@@ -372,6 +378,8 @@ impl Announce {
             node_id: node_id.to_string(),
             address: address.to_string(),
             running_tasks: running_tasks as u64,
+            draining: false,
+            leaving: false,
         }
     }
 }
