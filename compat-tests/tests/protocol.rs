@@ -572,11 +572,12 @@ async fn pg_terminate_backend_ends_sessions() {
     loop {
         let state = all_rows(
             &watcher,
-            "select state from system.runtime.queries where query like '%(terminated_query)%' \
-               and query not like '%runtime.queries%'",
+            "select state, session_pid from system.runtime.queries \
+             where query like '%(terminated_query)%' and query not like '%runtime.queries%'",
         )
         .await;
-        if state == [[Some("CANCELED".to_string())]] {
+        // The query is the terminated session's, by pid.
+        if state == [[Some("CANCELED".to_string()), Some(runner_pid.clone())]] {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{state:?}");

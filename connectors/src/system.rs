@@ -8,7 +8,7 @@ use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
@@ -133,6 +133,9 @@ pub struct QueryInfo {
     pub retry_policy: &'static str,
     /// How many times the query ran: 1, more when `retry_policy = QUERY` ran it again.
     pub attempts: i64,
+    /// The pid of the PostgreSQL-wire session that sent it (`pg_stat_activity.pid`,
+    /// `pg_backend_pid()`), when a session did.
+    pub session_pid: Option<i32>,
 }
 
 /// One task of a query's stage, as `system.runtime.tasks` shows it (Trino's `system.runtime.tasks`,
@@ -329,6 +332,7 @@ static QUERIES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("error", DataType::Utf8, true),
         Field::new("retry_policy", DataType::Utf8, false),
         Field::new("attempts", DataType::Int64, false),
+        Field::new("session_pid", DataType::Int32, true),
     ]))
 });
 
@@ -395,6 +399,12 @@ impl SystemTable {
                     Arc::new(Int64Array::from_iter_values(
                         queries.iter().map(|q| q.attempts),
                     )),
+                    Arc::new(
+                        queries
+                            .iter()
+                            .map(|q| q.session_pid)
+                            .collect::<Int32Array>(),
+                    ),
                 ]
             }
             SystemTableKind::Tasks => {

@@ -50,6 +50,7 @@ fn query(id: &str, error: Option<&str>) -> QueryInfo {
         error: error.map(str::to_string),
         retry_policy: "NONE",
         attempts: 1,
+        session_pid: Some(100_000),
     }
 }
 

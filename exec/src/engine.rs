@@ -375,11 +375,12 @@ impl Engine {
     }
 
     /// The options of a query whose session changed nothing: `[query] retry_policy`, no failure
-    /// injection.
+    /// injection, no session pid.
     pub fn default_options(&self) -> QueryOptions {
         QueryOptions {
             retry_policy: self.config.query.retry_policy,
             inject_failure: None,
+            session_pid: None,
         }
     }
 
@@ -402,9 +403,13 @@ impl Engine {
     /// `sql` and `user` are recorded as given; `options` are the session's.
     pub fn begin(&self, sql: &str, user: &str, options: QueryOptions) -> QueryTicket {
         let query_id = new_query_id();
-        let cancel = self
-            .tracker
-            .begin(&query_id, user, sql, options.retry_policy);
+        let cancel = self.tracker.begin(
+            &query_id,
+            user,
+            sql,
+            options.retry_policy,
+            options.session_pid,
+        );
         QueryTicket {
             query_id,
             cancel,

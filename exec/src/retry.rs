@@ -13,6 +13,9 @@ pub struct QueryOptions {
     pub retry_policy: RetryPolicy,
     /// A task made to fail on purpose (tests only; the session's `inject_failure` setting).
     pub inject_failure: Option<FailureInjection>,
+    /// The pid of the PostgreSQL-wire session running the query (shown in
+    /// `system.runtime.queries.session_pid`), when a session does.
+    pub session_pid: Option<i32>,
 }
 
 /// A task that fails on purpose with a retryable error (SQLSTATE 58000), so that tests can check

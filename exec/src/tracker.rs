@@ -60,14 +60,15 @@ impl QueryTracker {
         *self.nodes.lock() = nodes;
     }
 
-    /// Records a new RUNNING query (run under `retry_policy`, first attempt) and returns its
-    /// cancellation token.
+    /// Records a new RUNNING query (run under `retry_policy`, first attempt; sent by session
+    /// `session_pid` when given) and returns its cancellation token.
     pub fn begin(
         &self,
         query_id: &str,
         user: &str,
         sql: &str,
         retry_policy: RetryPolicy,
+        session_pid: Option<i32>,
     ) -> CancellationToken {
         let cancel = CancellationToken::new();
         let mut q = self.queries.lock();
@@ -84,6 +85,7 @@ impl QueryTracker {
                 error: None,
                 retry_policy: retry_policy.name(),
                 attempts: 1,
+                session_pid,
             },
             started: Instant::now(),
             cancel: cancel.clone(),

@@ -399,6 +399,7 @@ async fn system_scans_ship_their_snapshot() {
         "alice",
         "select 1",
         tributary_exec::RetryPolicy::None,
+        Some(100_000),
     );
     let ctx = node.session("system", "runtime");
     let plan = physical(&ctx, "select query_id, state, \"user\" from queries").await;
@@ -413,6 +414,7 @@ async fn system_scans_ship_their_snapshot() {
         "bob",
         "select 2",
         tributary_exec::RetryPolicy::None,
+        None,
     );
     // The rows are the snapshot taken when the coordinator planned the scan, not the worker's state.
     let got = rows(decoded, ctx.task_ctx()).await.join("\n");

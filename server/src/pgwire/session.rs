@@ -290,6 +290,7 @@ impl Session {
             .get("inject_failure")
             .filter(|v| !v.trim().is_empty())
             .and_then(|v| v.parse().ok());
+        options.session_pid = Some(self.registration.pid());
         options
     }
 
