@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use compat_tests::Tributary;
 use compat_tests::tpch_compare::query_text;
-use tokio_postgres::SimpleQueryMessage;
 
 /// What every session runs, in turn (starting at a different one each).
 fn workload() -> Vec<String> {
@@ -45,21 +44,10 @@ const PREPARED: &str = "SELECT n_name, count(*) FROM tpch.tiny.nation JOIN tpch.
 type Rows = Vec<Vec<Option<String>>>;
 
 async fn simple_rows(client: &tokio_postgres::Client, sql: &str) -> Result<Rows, String> {
-    let messages = client
-        .simple_query(sql)
+    compat_tests::results::query_text(client, sql)
         .await
-        .map_err(|e| format!("{e} ({:?})", e.code()))?;
-    Ok(messages
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(String::from))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect())
+        .map(|text| text.rows)
+        .map_err(|e| format!("{e} ({:?})", e.code()))
 }
 
 async fn prepared_rows(

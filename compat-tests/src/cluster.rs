@@ -51,45 +51,44 @@ impl Cluster {
     /// Freezes worker `id` (`kill -STOP`): its process and connections stay open but it answers
     /// nothing, like a hung or partitioned node. It is killed when the cluster is dropped.
     pub fn freeze_worker(&self, id: &str) {
-        let workers = self.workers.lock().unwrap();
-        let (_, w) = workers.iter().find(|(w, _)| w == id).expect("known worker");
-        let status = std::process::Command::new("kill")
-            .args(["-STOP", &w.pid().to_string()])
-            .status()
-            .expect("run kill -STOP");
-        assert!(status.success(), "kill -STOP {id}: {status}");
+        self.signal_worker(id, "STOP");
     }
 
     /// `kill -TERM` of worker `id`: a graceful shutdown (it drains, then exits).
     pub fn terminate_worker(&self, id: &str) {
-        let workers = self.workers.lock().unwrap();
-        let (_, w) = workers.iter().find(|(w, _)| w == id).expect("known worker");
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &w.pid().to_string()])
-            .status()
-            .expect("run kill -TERM");
-        assert!(status.success(), "kill -TERM {id}: {status}");
+        self.signal_worker(id, "TERM");
     }
 
     /// Worker `id`'s exit status once it has exited.
     pub fn worker_exit(&self, id: &str) -> Option<std::process::ExitStatus> {
-        let workers = self.workers.lock().unwrap();
-        let (_, w) = workers.iter().find(|(w, _)| w == id).expect("known worker");
-        w.try_wait()
+        self.worker(id).try_wait()
     }
 
     /// Worker `id`'s log so far.
     pub fn worker_log(&self, id: &str) -> String {
-        let workers = self.workers.lock().unwrap();
-        let (_, w) = workers.iter().find(|(w, _)| w == id).expect("known worker");
-        w.log()
+        self.worker(id).log()
     }
 
     /// `kill -9` of worker `id`.
     pub fn kill_worker(&self, id: &str) {
+        self.worker(id).kill();
+    }
+
+    /// Worker `id` (panics for an unknown id).
+    fn worker(&self, id: &str) -> Arc<Tributary> {
         let workers = self.workers.lock().unwrap();
         let (_, w) = workers.iter().find(|(w, _)| w == id).expect("known worker");
-        w.kill();
+        w.clone()
+    }
+
+    /// `kill -SIGNAL` of worker `id`.
+    fn signal_worker(&self, id: &str, signal: &str) {
+        let pid = self.worker(id).pid().to_string();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap_or_else(|e| panic!("run kill -{signal}: {e}"));
+        assert!(status.success(), "kill -{signal} {id}: {status}");
     }
 
     /// Waits (30 s at most) until `system.runtime.nodes` shows node `id` in `state`.

@@ -70,6 +70,20 @@ where
     answer
 }
 
+/// `sql` under `statement_timeout = 1s` fails with 57014; the session's timeout is reset after.
+async fn times_out(client: &Client, sql: &str) {
+    client
+        .batch_execute("set statement_timeout = '1s'")
+        .await
+        .unwrap();
+    let (code, message) = fails_with(client, sql).await;
+    assert_eq!(code, "57014", "{message}");
+    client
+        .batch_execute("reset statement_timeout")
+        .await
+        .unwrap();
+}
+
 async fn assert_answers(client: &Client, sql: &str, expected: &str) {
     let rows = query_text(client, sql)
         .await
@@ -138,16 +152,7 @@ async fn postgres_source_dropped_slow_and_refusing() {
     .await;
 
     // Too slow for statement_timeout: 57014 here, and the source's query is canceled too.
-    client
-        .batch_execute("set statement_timeout = '1s'")
-        .await
-        .unwrap();
-    let (code, message) = fails_with(&client, "select * from pgf.public.slow").await;
-    assert_eq!(code, "57014", "{message}");
-    client
-        .batch_execute("reset statement_timeout")
-        .await
-        .unwrap();
+    times_out(&client, "select * from pgf.public.slow").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while source_sessions("query like '%slow%' and state = 'active'").await > 0 {
         assert!(
@@ -238,16 +243,7 @@ async fn mariadb_source_dropped_and_slow() {
     )
     .await;
 
-    client
-        .batch_execute("set statement_timeout = '1s'")
-        .await
-        .unwrap();
-    let (code, message) = fails_with(&client, "select * from myf.mfaults.slow").await;
-    assert_eq!(code, "57014", "{message}");
-    client
-        .batch_execute("reset statement_timeout")
-        .await
-        .unwrap();
+    times_out(&client, "select * from myf.mfaults.slow").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while running("slow") {
         assert!(

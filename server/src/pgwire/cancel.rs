@@ -148,25 +148,12 @@ impl super::catalog::activity::Activity for SessionActivity {
         pid: i32,
         user: &str,
     ) -> Result<bool, super::catalog::activity::CancelRefused> {
-        let found = self
-            .registry
-            .snapshot()
-            .into_iter()
-            .find(|(session, ..)| *session == pid);
-        let Some((_, info, query_id)) = found else {
-            tracing::warn!(
-                pid,
-                "pg_cancel_backend: PID {pid} is not a Tributary session"
-            );
+        let Some(query_id) = self.signaled(pid, user, "pg_cancel_backend")? else {
             return Ok(false);
         };
-        if info.user != user {
-            return Err(super::catalog::activity::CancelRefused::OtherUser);
-        }
         let Some(query_id) = query_id else {
             return Ok(false);
         };
-        tracing::info!(pid, %query_id, by = user, "pg_cancel_backend");
         Ok(self.engine.cancel(&query_id))
     }
 
@@ -175,26 +162,39 @@ impl super::catalog::activity::Activity for SessionActivity {
         pid: i32,
         user: &str,
     ) -> Result<bool, super::catalog::activity::CancelRefused> {
+        let Some(query_id) = self.signaled(pid, user, "pg_terminate_backend")? else {
+            return Ok(false);
+        };
+        if let Some(query_id) = query_id {
+            self.engine.cancel(&query_id);
+        }
+        Ok(self.registry.terminate(pid))
+    }
+}
+
+impl SessionActivity {
+    /// The session `pid` that `function` (called by `user`) signals: `None` when there is no such
+    /// session, else the id of the query it runs (if any); another user's session is refused.
+    fn signaled(
+        &self,
+        pid: i32,
+        user: &str,
+        function: &str,
+    ) -> Result<Option<Option<String>>, super::catalog::activity::CancelRefused> {
         let found = self
             .registry
             .snapshot()
             .into_iter()
             .find(|(session, ..)| *session == pid);
         let Some((_, info, query_id)) = found else {
-            tracing::warn!(
-                pid,
-                "pg_terminate_backend: PID {pid} is not a Tributary session"
-            );
-            return Ok(false);
+            tracing::warn!(pid, "{function}: PID {pid} is not a Tributary session");
+            return Ok(None);
         };
         if info.user != user {
             return Err(super::catalog::activity::CancelRefused::OtherUser);
         }
-        tracing::info!(pid, ?query_id, by = user, "pg_terminate_backend");
-        if let Some(query_id) = query_id {
-            self.engine.cancel(&query_id);
-        }
-        Ok(self.registry.terminate(pid))
+        tracing::info!(pid, ?query_id, by = user, "{function}");
+        Ok(Some(query_id))
     }
 }
 
