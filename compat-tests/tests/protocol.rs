@@ -358,6 +358,17 @@ async fn errors_carry_sqlstate_and_the_session_keeps_working() {
             "select lpad('x', 1000000000)",
             SqlState::PROGRAM_LIMIT_EXCEEDED,
         ),
+        (
+            "select string_agg(repeat(n_name, 7000000), ',') from tpch.tiny.nation",
+            SqlState::PROGRAM_LIMIT_EXCEEDED,
+        ),
+        ("select no_such_function(1)", SqlState::UNDEFINED_FUNCTION),
+        (
+            "select a, count(*) from (values (1, 2)) t(a, b) group by b",
+            SqlState::GROUPING_ERROR,
+        ),
+        ("select 'a' + 1", SqlState::DATATYPE_MISMATCH),
+        ("select 5 % 0", SqlState::DIVISION_BY_ZERO),
     ];
     for (sql, expected) in cases {
         assert_eq!(&sqlstate(&client, sql).await, expected, "{sql}");

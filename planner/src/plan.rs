@@ -66,6 +66,10 @@ pub enum UndefinedObject {
     /// The schema has no table of this name (the name fully qualified).
     #[error("relation \"{0}\" does not exist")]
     Table(String),
+    /// No scalar, aggregate, window or higher-order function of this name (`42883`
+    /// undefined_function, `function "f" does not exist`; PostgreSQL also names the argument types).
+    #[error("function \"{0}\" does not exist")]
+    Function(String),
 }
 
 impl UndefinedObject {
@@ -75,26 +79,76 @@ impl UndefinedObject {
             UndefinedObject::Catalog(_) => sqlstate::INVALID_CATALOG_NAME,
             UndefinedObject::Schema(_) => sqlstate::UNDEFINED_SCHEMA,
             UndefinedObject::Table(_) => sqlstate::UNDEFINED_TABLE,
+            UndefinedObject::Function(_) => sqlstate::UNDEFINED_FUNCTION,
         }
     }
 }
 
-/// DataFusion's `statement_to_plan`, except that when it fails and one of the relations the statement
-/// names is missing, the error is that relation as an [`UndefinedObject`] (DataFusion reports it
-/// only as planning text). CTE names are not relations (DataFusion's reference resolution skips
-/// them).
+/// DataFusion's `statement_to_plan`, except that when it fails and one of the relations or functions
+/// the statement names is missing, the error is that object as an [`UndefinedObject`] (DataFusion
+/// reports them only as planning text). CTE names are not relations (DataFusion's reference
+/// resolution skips them).
 pub async fn statement_to_plan(
     state: &SessionState,
     statement: Statement,
 ) -> std::result::Result<LogicalPlan, PlanError> {
     let references = state.resolve_table_references(&statement)?;
+    let called = called_functions(&statement);
     match state.statement_to_plan(statement).await {
         Ok(plan) => Ok(plan),
         Err(e) => match missing_relation(state, references).await {
             Some(missing) => Err(missing.into()),
-            None => Err(e.into()),
+            None => match missing_function(state, called) {
+                Some(missing) => Err(missing.into()),
+                None => Err(e.into()),
+            },
         },
     }
+}
+
+/// The names of the functions `statement` calls with parentheses, as DataFusion's SQL planner looks
+/// them up: a one-part name normalized (lower case unless quoted), a qualified one as written. A
+/// name without parentheses (`current_date`) may be a column, so it is left out.
+fn called_functions(statement: &Statement) -> Vec<String> {
+    use datafusion::sql::sqlparser::ast::{Expr, FunctionArguments, visit_expressions};
+    let statement = match statement {
+        Statement::Statement(statement) => statement.as_ref(),
+        Statement::Explain(explain) => return called_functions(&explain.statement),
+        _ => return Vec::new(),
+    };
+    let mut names = Vec::new();
+    let _ = visit_expressions(statement, |expr: &Expr| {
+        if let Expr::Function(function) = expr
+            && !matches!(function.args, FunctionArguments::None)
+        {
+            let parts = &function.name.0;
+            let name = match (parts.len(), parts.first().and_then(|p| p.as_ident())) {
+                (1, Some(ident)) if ident.quote_style.is_some() => ident.value.clone(),
+                (1, Some(ident)) => ident.value.to_lowercase(),
+                _ => function.name.to_string(),
+            };
+            names.push(name);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    names
+}
+
+/// The first of `names` that is no function of `state` (scalar, higher-order, aggregate, window, or
+/// one DataFusion's SQL planner builds itself: `unnest`).
+fn missing_function(state: &SessionState, names: Vec<String>) -> Option<UndefinedObject> {
+    const PLANNED_BY_DATAFUSION: &[&str] = &["unnest", "unnest_outer"];
+    names
+        .into_iter()
+        .find(|name| {
+            let name = name.as_str();
+            !(PLANNED_BY_DATAFUSION.contains(&name)
+                || state.scalar_functions().contains_key(name)
+                || state.higher_order_functions().contains_key(name)
+                || state.aggregate_functions().contains_key(name)
+                || state.window_functions().contains_key(name))
+        })
+        .map(UndefinedObject::Function)
 }
 
 /// The first of `references` that does not resolve in `state`'s catalogs, if any.

@@ -60,5 +60,8 @@ pub fn new_session_context(
     for f in crate::limits::functions() {
         ctx.register_udf(f);
     }
+    for f in crate::limits::aggregate_functions() {
+        ctx.register_udaf(f);
+    }
     ctx
 }
