@@ -200,7 +200,10 @@ async fn serve_connection(
                 next = socket.next() => next,
             }
         } else {
+            // Biased: a session terminated while idle must not run the statement that arrives
+            // after pg_terminate_backend returned.
             tokio::select! {
+                biased;
                 () = terminate.0.cancelled() => return terminated(&mut socket).await,
                 next = socket.next() => next,
             }
