@@ -137,6 +137,11 @@ fn higher_order_type(f: &HigherOrderUDF) -> TypeId {
 }
 
 impl PlanCodec {
+    /// The catalogs scans and writes are rebuilt through.
+    pub fn registry(&self) -> &CatalogRegistry {
+        &self.shared.registry
+    }
+
     /// A codec rebuilding scans through `registry`'s connectors. Computes once which functions a plain
     /// worker session has, for [`PlanCodec::encode`] to refuse plans using any other.
     pub fn new(registry: CatalogRegistry) -> Self {
@@ -245,10 +250,11 @@ impl PhysicalExtensionCodec for TributaryCodec {
                         .shared
                         .registry
                         .connectors()
+                        .into_iter()
                         .map(|(_, c)| c)
                         .find(|c| c.kind() == spec.kind),
                 };
-                decode_scan(&spec, connector.map(|c| c.as_ref()), schema)
+                decode_scan(&spec, connector.as_deref(), schema)
             }
             Some(NodeKind::ExchangeRead(read)) => {
                 let decode_ctx = PhysicalPlanDecodeContext::new(ctx, self);
@@ -267,14 +273,11 @@ impl PhysicalExtensionCodec for TributaryCodec {
                         "bad Tributary write node: it has one input".into(),
                     ));
                 };
-                decode_write(
-                    &spec,
-                    spec.catalog
-                        .as_deref()
-                        .and_then(|name| self.shared.registry.get(name))
-                        .map(|c| c.as_ref()),
-                    Arc::clone(input),
-                )
+                let connector = spec
+                    .catalog
+                    .as_deref()
+                    .and_then(|name| self.shared.registry.get(name));
+                decode_write(&spec, connector.as_deref(), Arc::clone(input))
             }
             None => Err(DataFusionError::Internal(
                 "bad Tributary plan node: empty".into(),

@@ -20,6 +20,7 @@ use tributary_exchange::flight::{ErrorClassifier, RemoteError};
 use tributary_planner::config::{Config, ConfigError};
 pub use tributary_planner::config::{EngineConfig, NodeConfig, NodeRole};
 use tributary_planner::plan::plan_statement_sized;
+use tributary_planner::registry::ReloadReport;
 use tributary_planner::sizing::PartitionSizing;
 use tributary_planner::{CatalogRegistry, DistributedPlan, PlannedStatement, StagePlan, explain};
 
@@ -260,7 +261,8 @@ impl Engine {
             }
             NodeRole::Single => {}
         }
-        Ok(Arc::new(Self {
+        let refresh = config.catalogs.refresh_interval_ms;
+        let engine = Arc::new(Self {
             config,
             registry,
             runtime,
@@ -268,7 +270,26 @@ impl Engine {
             workers,
             tasks,
             result_spool,
-        }))
+        });
+        if refresh > 0 && engine.registry.dir().is_some() {
+            spawn_catalog_refresh(
+                Arc::downgrade(&engine),
+                std::time::Duration::from_millis(refresh),
+            );
+        }
+        Ok(engine)
+    }
+
+    /// Reads `DIR/catalog/` again and mounts what was added, changed or removed
+    /// ([`CatalogRegistry::reload`]); new catalogs' object stores become known to this node's
+    /// runtime. Statements planned afterwards see the new catalogs; running queries keep theirs.
+    /// Runs every `[catalogs] refresh_interval_ms` on every node, and on
+    /// `CALL system.reload_catalogs()`.
+    ///
+    /// Errors: only when the directory cannot be listed; bad files are in the report (and logged
+    /// by the periodic refresh), each naming its file, key and reason, never a secret.
+    pub async fn reload_catalogs(&self) -> Result<ReloadReport, ConfigError> {
+        reload_catalogs(&self.registry, &self.runtime).await
     }
 
     /// This node's id (`coordinator`, or a worker's id).
@@ -915,4 +936,53 @@ fn node_tls(
         cert_pem: read(cert)?,
         key_pem: read(key)?,
     })))
+}
+
+/// Reloads the catalogs every `interval` while the engine lives; logs each bad catalog file once (until
+/// it changes or is fixed), not at every refresh.
+fn spawn_catalog_refresh(engine: std::sync::Weak<Engine>, interval: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut reported: Vec<String> = Vec::new();
+        loop {
+            tokio::time::sleep(interval).await;
+            let Some(engine) = engine.upgrade() else {
+                return;
+            };
+            let errors = match engine.reload_catalogs().await {
+                Ok(report) => report.errors.iter().map(|e| e.to_string()).collect(),
+                Err(e) => vec![e.to_string()],
+            };
+            for error in errors.iter().filter(|e| !reported.contains(e)) {
+                tracing::warn!(
+                    "catalog file refused; the catalog keeps its previous definition: {error}"
+                );
+            }
+            reported = errors;
+        }
+    });
+}
+
+/// [`CatalogRegistry::reload`], then the new catalogs' object stores registered in `runtime`; logs
+/// what changed.
+pub(crate) async fn reload_catalogs(
+    registry: &CatalogRegistry,
+    runtime: &RuntimeEnv,
+) -> Result<ReloadReport, ConfigError> {
+    let report = registry.reload().await?;
+    for name in report.added.iter().chain(&report.changed) {
+        if let Some(connector) = registry.get(name) {
+            for (url, store) in connector.object_stores() {
+                runtime.register_object_store(&url, store);
+            }
+        }
+    }
+    if report.changed_anything() {
+        tracing::info!(
+            added = ?report.added,
+            changed = ?report.changed,
+            removed = ?report.removed,
+            "catalogs reloaded"
+        );
+    }
+    Ok(report)
 }

@@ -106,7 +106,7 @@ impl NodeService {
             .map_err(|e| DataFusionError::External(Box::new(e)))
     }
 
-    fn run_tasks(
+    async fn run_tasks(
         &self,
         body: Bytes,
     ) -> Result<BoxStream<'static, Result<arrow_flight::Result, Status>>, Status> {
@@ -116,10 +116,32 @@ impl NodeService {
         let ctx = rt
             .remote_task_context(&spec)
             .map_err(|e| error_to_status(&e, &rt.classify))?;
-        let plan = rt
-            .codec
-            .decode(&fragment, &ctx)
-            .map_err(|e| error_to_status(&e, &rt.classify))?;
+        let plan = match rt.codec.decode(&fragment, &ctx) {
+            Ok(plan) => Ok(plan),
+            // The coordinator may have mounted a catalog this node has not read yet: read the
+            // catalog directory now and try once more.
+            Err(_) if rt.codec.registry().dir().is_some() => {
+                if let Err(e) =
+                    crate::engine::reload_catalogs(rt.codec.registry(), ctx.runtime_env().as_ref())
+                        .await
+                {
+                    tracing::warn!("cannot read the catalog directory: {e}");
+                }
+                rt.codec.decode(&fragment, &ctx)
+            }
+            Err(e) => Err(e),
+        }
+        .map_err(|e| error_to_status(&e, &rt.classify))?;
+        // A file scan of a catalog the coordinator mounted since this node last read the catalog
+        // directory decodes without the catalog; its object store would be missing when it runs.
+        if rt.codec.registry().dir().is_some()
+            && missing_object_store(&plan, &ctx)
+            && let Err(e) =
+                crate::engine::reload_catalogs(rt.codec.registry(), ctx.runtime_env().as_ref())
+                    .await
+        {
+            tracing::warn!("cannot read the catalog directory: {e}");
+        }
         let (plan, partitioning) = if partitioned {
             unwrap_partitioning(plan).map_err(|e| error_to_status(&e, &rt.classify))?
         } else {
@@ -290,7 +312,7 @@ impl FlightService for NodeService {
         let action = request.into_inner();
         let node = &self.runtime.node_id;
         match action.r#type.as_str() {
-            RUN_TASKS => Ok(Response::new(self.run_tasks(action.body)?)),
+            RUN_TASKS => Ok(Response::new(self.run_tasks(action.body).await?)),
             RELEASE => {
                 let release: Release = decode_request(RELEASE, action.body, node)?;
                 self.runtime.release_query(&release.query);
@@ -491,4 +513,30 @@ pub fn spawn_heartbeats(
         .name("heartbeat".into())
         .spawn(move || rt.block_on(heartbeat_loop(runtime, coordinator, interval)))?;
     Ok(())
+}
+
+/// Whether a file scan in `plan` reads an object store `ctx`'s runtime does not know.
+fn missing_object_store(
+    plan: &Arc<dyn ExecutionPlan>,
+    ctx: &datafusion::execution::TaskContext,
+) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::datasource::physical_plan::FileScanConfig;
+    use datafusion::datasource::source::DataSourceExec;
+    let mut missing = false;
+    let _ = plan.apply(|node| {
+        if let Some(config) = node
+            .downcast_ref::<DataSourceExec>()
+            .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
+            && ctx
+                .runtime_env()
+                .object_store(&config.object_store_url)
+                .is_err()
+        {
+            missing = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    missing
 }

@@ -500,7 +500,7 @@ async fn mysql_and_kafka_scans_rebuild_from_their_payload() {
         let connector = node
             .registry
             .get(spec.catalog.as_deref().unwrap_or_default());
-        let scan = decode_scan(spec, connector.map(|c| c.as_ref()), schema).expect("decode");
+        let scan = decode_scan(spec, connector.as_deref(), schema).expect("decode");
         assert!(text(&scan).contains(shown), "{}", text(&scan));
         let decoded = round_trip(&node, &ctx, &scan);
         assert_eq!(encode_scan(decoded.as_ref()).as_ref(), Some(spec));
@@ -512,7 +512,7 @@ async fn mysql_and_kafka_scans_rebuild_from_their_payload() {
         ..mysql.clone()
     };
     let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int32, true)]));
-    let err = decode_scan(&wrong, node.registry.get("kf").map(|c| c.as_ref()), schema)
+    let err = decode_scan(&wrong, node.registry.get("kf").as_deref(), schema)
         .expect_err("a kafka catalog is no mysql catalog");
     assert!(err.to_string().contains("kafka catalog"), "{err}");
 }

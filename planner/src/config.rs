@@ -118,10 +118,47 @@ pub struct Config {
     pub exchange: ExchangeConfig,
     /// `[log]`: how the log (standard error) is written.
     pub log: LogConfig,
+    /// `[catalogs]`: how the catalog directory is watched, and whether SQL may add catalogs.
+    pub catalogs: CatalogsConfig,
     /// The config directory the file was read from (`--config DIR`); `None` when only the built-in
     /// catalogs are served. Not a key of the file.
     #[serde(skip)]
     pub dir: Option<PathBuf>,
+}
+
+/// `[catalogs]`: catalogs that change while the server runs (Trino's dynamic catalog management).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogsConfig {
+    /// `[catalogs] refresh_interval_ms`: how often each node reads `DIR/catalog/` again and mounts
+    /// what was added, changed or removed (default 3000 ms; 0 = only at start and on
+    /// `CALL system.reload_catalogs()`). Polled rather than watched, so a Kubernetes ConfigMap
+    /// (updated by swapping a symbolic link) is seen like any other change.
+    pub refresh_interval_ms: u64,
+    /// `[catalogs] management`: `"static"` (default: catalogs are files, changed by editing them) or
+    /// `"dynamic"` (also `CREATE CATALOG` and `DROP CATALOG`, which write and delete those files;
+    /// Trino's `catalog.management`).
+    pub management: CatalogManagement,
+}
+
+impl Default for CatalogsConfig {
+    fn default() -> Self {
+        Self {
+            refresh_interval_ms: 3000,
+            management: CatalogManagement::Static,
+        }
+    }
+}
+
+/// Whether SQL statements may add and drop catalogs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogManagement {
+    /// Catalogs change only through their files.
+    #[default]
+    Static,
+    /// `CREATE CATALOG` / `DROP CATALOG` too.
+    Dynamic,
 }
 
 /// `[log]`.

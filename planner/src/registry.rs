@@ -1,23 +1,137 @@
 //! The catalog registry: every mounted catalog by name, built from `DIR/catalog/*.toml` (and Trino's
 //! `DIR/catalog/*.properties`, see [`crate::trino_catalog`]) plus the built-in `tpch` and `system`
-//! catalogs.
+//! catalogs, and reloaded from the same directory while the server runs
+//! ([`CatalogRegistry::reload`]).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
+use parking_lot::RwLock;
 use tributary_connectors::system::{RuntimeInfo, SystemConnector};
 use tributary_connectors::tpch::TpchConnector;
 use tributary_connectors::{Connector, build_connector};
 
 use crate::config::{ConfigError, read_toml};
 
-/// All catalogs of this server, by name. Immutable once built; shared by every session.
+/// All catalogs of this server, by name; shared by every session (clones share one registry).
+///
+/// Sessions resolve names through [`CatalogRegistry::catalog_list`], which a reload changes in
+/// place: a statement planned after a reload sees the new catalogs, while a running query keeps the
+/// tables it resolved when it was planned.
 #[derive(Debug, Clone)]
 pub struct CatalogRegistry {
-    connectors: BTreeMap<String, Arc<dyn Connector>>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: Option<PathBuf>,
+    runtime: Arc<dyn RuntimeInfo>,
+    mounted: RwLock<BTreeMap<String, Mounted>>,
     list: Arc<MemoryCatalogProviderList>,
+    /// One reload at a time.
+    reloading: futures::lock::Mutex<()>,
+}
+
+/// A mounted catalog and the file it came from (none for a built-in one).
+#[derive(Debug, Clone)]
+struct Mounted {
+    connector: Arc<dyn Connector>,
+    source: Option<toml::Table>,
+}
+
+/// What a [`CatalogRegistry::reload`] changed. Catalog names, sorted.
+#[derive(Debug, Default)]
+pub struct ReloadReport {
+    /// Catalogs mounted by the reload.
+    pub added: Vec<String>,
+    /// Catalogs whose file changed and were mounted again.
+    pub changed: Vec<String>,
+    /// Catalogs whose file is gone (a built-in one comes back in its place).
+    pub removed: Vec<String>,
+    /// Files that could not be read or mounted; the catalog they name keeps its previous
+    /// definition (or stays absent).
+    pub errors: Vec<ConfigError>,
+}
+
+impl ReloadReport {
+    /// Whether the reload changed which catalogs are mounted.
+    pub fn changed_anything(&self) -> bool {
+        !(self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty())
+    }
+}
+
+/// A catalog file of the directory: its catalog name, path, and contents (or why it is bad).
+struct CatalogFile {
+    name: String,
+    path: PathBuf,
+    table: Result<toml::Table, ConfigError>,
+}
+
+/// The catalog files of `dir` (sorted by name; none when `dir` is absent or not a directory). A file
+/// whose name is not a catalog name, or whose name another file also defines, carries its error.
+fn catalog_files(dir: Option<&Path>) -> Result<Vec<CatalogFile>, ConfigError> {
+    let Some(dir) = dir.filter(|d| d.is_dir()) else {
+        return Ok(Vec::new());
+    };
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| ConfigError {
+            file: dir.to_path_buf(),
+            reason: e.to_string(),
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|x| x == "toml" || x == "properties")
+        })
+        .collect();
+    paths.sort();
+    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut files = Vec::new();
+    for path in paths {
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let bad = |reason: String| {
+            Err(ConfigError {
+                file: path.clone(),
+                reason,
+            })
+        };
+        let table =
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                bad("catalog name (the file name) must be letters, digits and `_`".into())
+            } else if let Some(other) = seen.insert(name.clone(), path.clone()) {
+                bad(format!(
+                    "catalog `{name}` is also defined by {}: keep one of the two files",
+                    other.display()
+                ))
+            } else if path.extension().is_some_and(|x| x == "properties") {
+                crate::trino_catalog::read_properties(&path)
+            } else {
+                read_toml(&path)
+            };
+        files.push(CatalogFile { name, path, table });
+    }
+    Ok(files)
+}
+
+/// Mounts one catalog file's contents.
+async fn mount(name: &str, path: &Path, table: toml::Table) -> Result<Mounted, ConfigError> {
+    let connector = build_connector(name, &table)
+        .await
+        .map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    Ok(Mounted {
+        connector,
+        source: Some(table),
+    })
 }
 
 impl CatalogRegistry {
@@ -30,83 +144,153 @@ impl CatalogRegistry {
         catalog_dir: Option<&Path>,
         runtime: Arc<dyn RuntimeInfo>,
     ) -> Result<Self, ConfigError> {
-        let mut connectors: BTreeMap<String, Arc<dyn Connector>> = BTreeMap::new();
-        connectors.insert("tpch".into(), Arc::new(TpchConnector::new()));
-        connectors.insert("system".into(), Arc::new(SystemConnector::new(runtime)));
-        if let Some(dir) = catalog_dir.filter(|d| d.is_dir()) {
-            let mut files: Vec<_> = std::fs::read_dir(dir)
-                .map_err(|e| ConfigError {
-                    file: dir.to_path_buf(),
-                    reason: e.to_string(),
-                })?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.extension()
-                        .is_some_and(|x| x == "toml" || x == "properties")
-                })
-                .collect();
-            files.sort();
-            let mut seen: BTreeMap<String, std::path::PathBuf> = BTreeMap::new();
-            for file in files {
-                let name = file
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or_default()
-                    .to_string();
-                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(ConfigError {
-                        file,
-                        reason: "catalog name (the file name) must be letters, digits and `_`"
-                            .into(),
-                    });
-                }
-                if let Some(other) = seen.insert(name.clone(), file.clone()) {
-                    return Err(ConfigError {
-                        file,
-                        reason: format!(
-                            "catalog `{name}` is also defined by {}: keep one of the two files",
-                            other.display()
-                        ),
-                    });
-                }
-                let table = if file.extension().is_some_and(|x| x == "properties") {
-                    crate::trino_catalog::read_properties(&file)?
-                } else {
-                    read_toml(&file)?
-                };
-                let connector = build_connector(&name, &table)
-                    .await
-                    .map_err(|e| ConfigError {
-                        file: file.clone(),
-                        reason: e.to_string(),
-                    })?;
-                connectors.insert(name, connector);
-            }
+        let mut mounted = Self::built_ins(&runtime);
+        for file in catalog_files(catalog_dir)? {
+            let table = file.table?;
+            mounted.insert(
+                file.name.clone(),
+                mount(&file.name, &file.path, table).await?,
+            );
         }
         let list = Arc::new(MemoryCatalogProviderList::new());
-        for (name, connector) in &connectors {
-            list.register_catalog(name.clone(), connector.catalog());
+        for (name, m) in &mounted {
+            list.register_catalog(name.clone(), m.connector.catalog());
         }
-        Ok(Self { connectors, list })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                dir: catalog_dir.map(Path::to_path_buf),
+                runtime,
+                mounted: RwLock::new(mounted),
+                list,
+                reloading: futures::lock::Mutex::new(()),
+            }),
+        })
+    }
+
+    fn built_ins(runtime: &Arc<dyn RuntimeInfo>) -> BTreeMap<String, Mounted> {
+        let built_in = |connector: Arc<dyn Connector>| Mounted {
+            connector,
+            source: None,
+        };
+        BTreeMap::from([
+            ("tpch".to_string(), built_in(Arc::new(TpchConnector::new()))),
+            (
+                "system".to_string(),
+                built_in(Arc::new(SystemConnector::new(Arc::clone(runtime)))),
+            ),
+        ])
+    }
+
+    /// Reads the catalog directory again and mounts what changed (Trino's dynamic catalogs, driven by
+    /// files): a new file mounts its catalog, a changed one mounts it anew, a removed one unmounts it
+    /// (a removed `tpch.toml` or `system.toml` brings the built-in back). An unchanged file keeps its
+    /// connector (and its connection pool). A file that cannot be read or mounted is reported in
+    /// [`ReloadReport::errors`] and leaves that catalog as it was; the other files still apply.
+    ///
+    /// Errors: only when the directory itself cannot be listed.
+    pub async fn reload(&self) -> Result<ReloadReport, ConfigError> {
+        let _one_at_a_time = self.inner.reloading.lock().await;
+        let files = catalog_files(self.inner.dir.as_deref())?;
+        let before = self.inner.mounted.read().clone();
+        let mut after = Self::built_ins(&self.inner.runtime);
+        // Built-ins that no file overrides keep their instance (and the queries they hold).
+        for (name, m) in &before {
+            if m.source.is_none() && after.contains_key(name) {
+                after.insert(name.clone(), m.clone());
+            }
+        }
+        let mut report = ReloadReport::default();
+        for file in files {
+            let previous = before.get(&file.name).filter(|m| m.source.is_some());
+            let table = match file.table {
+                Ok(table) => table,
+                Err(e) => {
+                    if let Some(previous) = previous {
+                        after.insert(file.name.clone(), previous.clone());
+                    }
+                    report.errors.push(e);
+                    continue;
+                }
+            };
+            if let Some(previous) = previous.filter(|m| m.source.as_ref() == Some(&table)) {
+                after.insert(file.name, previous.clone());
+                continue;
+            }
+            match mount(&file.name, &file.path, table).await {
+                Ok(m) => {
+                    if previous.is_some() {
+                        report.changed.push(file.name.clone());
+                    } else {
+                        report.added.push(file.name.clone());
+                    }
+                    after.insert(file.name, m);
+                }
+                Err(e) => {
+                    if let Some(previous) = previous {
+                        after.insert(file.name.clone(), previous.clone());
+                    }
+                    report.errors.push(e);
+                }
+            }
+        }
+        for (name, m) in &before {
+            let overridden_built_in =
+                m.source.is_some() && after.get(name).is_some_and(|now| now.source.is_none());
+            if !after.contains_key(name) || overridden_built_in {
+                report.removed.push(name.clone());
+            }
+        }
+        for name in before.keys() {
+            if !after.contains_key(name) {
+                self.inner.list.catalogs.remove(name);
+            }
+        }
+        for (name, m) in &after {
+            let same = before
+                .get(name)
+                .is_some_and(|b| Arc::ptr_eq(&b.connector, &m.connector));
+            if !same {
+                self.inner
+                    .list
+                    .register_catalog(name.clone(), m.connector.catalog());
+            }
+        }
+        *self.inner.mounted.write() = after;
+        Ok(report)
+    }
+
+    /// The directory catalogs are read from, if any.
+    pub fn dir(&self) -> Option<&Path> {
+        self.inner.dir.as_deref()
     }
 
     /// Catalog names, sorted.
     pub fn names(&self) -> Vec<String> {
-        self.connectors.keys().cloned().collect()
+        self.inner.mounted.read().keys().cloned().collect()
     }
 
     /// The connector mounted as `name`, if any.
-    pub fn get(&self, name: &str) -> Option<&Arc<dyn Connector>> {
-        self.connectors.get(name)
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Connector>> {
+        self.inner
+            .mounted
+            .read()
+            .get(name)
+            .map(|m| Arc::clone(&m.connector))
     }
 
-    /// Every connector, by catalog name.
-    pub fn connectors(&self) -> impl Iterator<Item = (&String, &Arc<dyn Connector>)> {
-        self.connectors.iter()
+    /// Every connector, by catalog name (sorted): a snapshot.
+    pub fn connectors(&self) -> Vec<(String, Arc<dyn Connector>)> {
+        self.inner
+            .mounted
+            .read()
+            .iter()
+            .map(|(name, m)| (name.clone(), Arc::clone(&m.connector)))
+            .collect()
     }
 
-    /// The catalogs as DataFusion sees them.
+    /// The catalogs as DataFusion sees them (one list for the registry's lifetime, changed in place
+    /// by [`CatalogRegistry::reload`]).
     pub fn catalog_list(&self) -> Arc<dyn CatalogProviderList> {
-        self.list.clone()
+        self.inner.list.clone()
     }
 }

@@ -16,7 +16,6 @@
 //!
 //! Statements on other catalogs are left to DataFusion (and refused as read-only).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -281,21 +280,17 @@ fn normalize(state: &SessionState) -> bool {
         .enable_ident_normalization
 }
 
-/// The writable catalogs of a session, by name: a `SessionConfig` extension set by
+/// The writable catalogs of a session, looked up by name in the registry when a write is planned (so a
+/// catalog mounted by a reload is writable at once): a `SessionConfig` extension set by
 /// [`crate::session::new_session_context`] (front ends may wrap the catalog providers the session
 /// resolves names with, so the write path does not look for them there).
-#[derive(Debug, Default)]
-pub struct WritableCatalogs(BTreeMap<String, Arc<dyn WritableCatalog>>);
+#[derive(Debug)]
+pub struct WritableCatalogs(CatalogRegistry);
 
 impl WritableCatalogs {
     /// The writable catalogs (`lake`, `iceberg`) of `registry`.
     pub fn of(registry: &CatalogRegistry) -> Self {
-        Self(
-            registry
-                .connectors()
-                .filter_map(|(name, connector)| Some((name.clone(), connector.writable()?)))
-                .collect(),
-        )
+        Self(registry.clone())
     }
 }
 
@@ -308,8 +303,8 @@ fn lake_catalog(state: &SessionState, catalog: &str) -> Option<Arc<dyn WritableC
         .config()
         .get_extension::<WritableCatalogs>()?
         .0
-        .get(catalog)
-        .cloned()
+        .get(catalog)?
+        .writable()
 }
 
 /// `[catalog.]schema` in a lake catalog: the catalog and the schema name.

@@ -66,6 +66,9 @@ pub async fn run(
             }))
             .into())
         }
+        Statement::Command(Command::ReloadCatalogs) => {
+            reload_catalogs(session).await.map(Into::into)
+        }
         Statement::Command(command) => command_outcome(session, command, format, transaction),
         Statement::Query { sql, plan: unbound } => {
             let plan = plan.unwrap_or_else(|| unbound.clone());
@@ -142,6 +145,28 @@ async fn write(
     }))
 }
 
+/// `CALL system.reload_catalogs()`: reads the catalog directory now
+/// (`tributary_exec::Engine::reload_catalogs`), tagged `CALL`. A file that cannot be mounted fails
+/// the statement with `F0000` (config_file_error) naming the file, key and reason; its catalog keeps
+/// its previous definition and the other files still apply.
+async fn reload_catalogs(session: &Session) -> PgWireResult<Response> {
+    let config_error =
+        |message: String| errors::user_error(errors::error(sqlstate::CONFIG_FILE_ERROR, message));
+    let report = session
+        .engine
+        .reload_catalogs()
+        .await
+        .map_err(|e| config_error(e.to_string()))?;
+    if !report.errors.is_empty() {
+        let refused: Vec<String> = report.errors.iter().map(|e| e.to_string()).collect();
+        return Err(config_error(format!(
+            "catalog files refused (their catalogs are unchanged): {}",
+            refused.join("; ")
+        )));
+    }
+    Ok(Response::Execution(Tag::new("CALL")))
+}
+
 /// `FETCH`: up to `count` (or all) of the cursor's remaining rows, tagged `FETCH n`.
 async fn fetch(session: &Session, name: &str, count: Option<usize>) -> PgWireResult<Response> {
     let mut cursor = session.take_cursor(name).map_err(errors::user_error)?;
@@ -212,9 +237,12 @@ fn command_outcome(
         Command::Rollback => Ok(Response::TransactionEnd(Tag::new("ROLLBACK")).into()),
         Command::Ignored(tag) => Ok(Response::Execution(Tag::new(tag)).into()),
         // Answered by `run` (they need the cursor, or await its rows).
-        Command::Fetch { .. } | Command::CloseCursor { .. } => Err(errors::user_error(
-            errors::error(sqlstate::INTERNAL_ERROR, "cursor command out of place"),
-        )),
+        Command::Fetch { .. } | Command::CloseCursor { .. } | Command::ReloadCatalogs => {
+            Err(errors::user_error(errors::error(
+                sqlstate::INTERNAL_ERROR,
+                "cursor or catalog command out of place",
+            )))
+        }
     }
 }
 

@@ -139,6 +139,9 @@ pub enum Command {
     CloseCursor {
         name: Option<String>,
     },
+    /// `CALL system.reload_catalogs()` (also `system.runtime.reload_catalogs()`): read the catalog
+    /// directory now instead of at the next `[catalogs] refresh_interval_ms`.
+    ReloadCatalogs,
     /// Accepted and ignored (`SET TRANSACTION ...`, `SET SESSION CHARACTERISTICS ...`, `SAVEPOINT`,
     /// `RELEASE`, `DISCARD ALL`, `DEALLOCATE`, `UNLISTEN`); the tag to answer.
     Ignored(&'static str),
@@ -378,6 +381,7 @@ fn command(statement: &DfStatement) -> Result<Option<Command>, Box<ErrorInfo>> {
             ast::DiscardObject::SEQUENCES => Command::Ignored("DISCARD SEQUENCES"),
             ast::DiscardObject::TEMP => Command::Ignored("DISCARD TEMP"),
         },
+        ast::Statement::Call(function) if is_reload_catalogs(function) => Command::ReloadCatalogs,
         ast::Statement::Deallocate { .. } => Command::Ignored("DEALLOCATE"),
         ast::Statement::UNLISTEN { .. } => Command::Ignored("UNLISTEN"),
         ast::Statement::Fetch {
@@ -432,6 +436,22 @@ fn command(statement: &DfStatement) -> Result<Option<Command>, Box<ErrorInfo>> {
         _ => return Ok(None),
     };
     Ok(Some(command))
+}
+
+/// Whether a `CALL` is `system.reload_catalogs()` or `system.runtime.reload_catalogs()`, without
+/// arguments.
+fn is_reload_catalogs(function: &ast::Function) -> bool {
+    let name = function.name.to_string().to_lowercase();
+    let no_arguments = match &function.args {
+        ast::FunctionArguments::None => true,
+        ast::FunctionArguments::List(list) => list.args.is_empty(),
+        ast::FunctionArguments::Subquery(_) => false,
+    };
+    no_arguments
+        && matches!(
+            name.as_str(),
+            "system.reload_catalogs" | "system.runtime.reload_catalogs"
+        )
 }
 
 /// How many rows a forward `FETCH` reads (`None`: all); backward and absolute moves are refused
