@@ -189,3 +189,179 @@ async fn call_reload_catalogs_mounts_at_once_on_coordinator_and_workers() {
         "the scan ran on the worker:\n{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_and_drop_catalog_write_catalog_files() {
+    // Off by default: catalogs are files.
+    let static_config = ConfigDir::new();
+    let server = Tributary::start(Some(static_config.path()));
+    let client = server.connect("tpch").await;
+    assert_eq!(
+        outcome(&client, "CREATE CATALOG x USING tpch")
+            .await
+            .as_deref(),
+        Some("0A000")
+    );
+    drop(server);
+
+    let pg = compat_tests::Postgres::shared();
+    pg.create_database("dyn_catalog").await;
+    pg.connect("dyn_catalog")
+        .await
+        .batch_execute(
+            "drop table if exists kinds; create table kinds (id int, name text);
+             insert into kinds values (1, 'one'), (2, 'two');",
+        )
+        .await
+        .unwrap();
+    let lake = TempDir::new("dyn-catalog-lake");
+    lake.write("s1/t1.csv", "a,b\n1,x\n2,y\n3,z\n");
+    let config =
+        ConfigDir::new().config("[catalogs]\nmanagement = \"dynamic\"\nrefresh_interval_ms = 0\n");
+    let dir = config.path().join("catalog");
+    let server = Tributary::start(Some(config.path()));
+    let client = server.connect("tpch").await;
+
+    // One of Tributary's kinds: a TOML file.
+    client
+        .batch_execute(&format!(
+            "CREATE CATALOG Lk USING lake WITH (location = 'file://{}')",
+            lake.path().display()
+        ))
+        .await
+        .expect("create a lake catalog");
+    assert_eq!(count(&client, "select count(*) from lk.s1.t1").await, 3);
+    let file = std::fs::read_to_string(dir.join("lk.toml")).unwrap();
+    assert!(file.contains("connector = \"lake\""), "{file}");
+    assert_eq!(
+        outcome(&client, "CREATE CATALOG lk USING tpch")
+            .await
+            .as_deref(),
+        Some("42710")
+    );
+    client
+        .batch_execute("CREATE CATALOG IF NOT EXISTS lk USING tpch")
+        .await
+        .unwrap();
+    assert_eq!(count(&client, "select count(*) from lk.s1.t1").await, 3);
+
+    // Refused definitions leave nothing behind.
+    for (sql, code) in [
+        ("CREATE CATALOG bad USING lake WITH (nope = 'x')", "22023"),
+        ("CREATE CATALOG bad USING nosuch", "22023"),
+        (
+            "CREATE CATALOG bad USING lake WITH (location = now())",
+            "22023",
+        ),
+        ("CREATE CATALOG \"b-d\" USING tpch", "42602"),
+        ("CREATE CATALOG USING", "42601"),
+    ] {
+        assert_eq!(outcome(&client, sql).await.as_deref(), Some(code), "{sql}");
+    }
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["lk.toml"]);
+
+    // A Trino connector name: a Trino catalog file, with Trino's property names.
+    client
+        .batch_execute(&format!(
+            "CREATE CATALOG pg USING postgresql WITH (\"connection-url\" = \
+             'jdbc:postgresql://127.0.0.1:{}/dyn_catalog', \"connection-user\" = 'postgres')",
+            pg.port()
+        ))
+        .await
+        .expect("create a Trino postgresql catalog");
+    let file = std::fs::read_to_string(dir.join("pg.properties")).unwrap();
+    assert!(file.contains("connector.name=postgresql"), "{file}");
+    assert_eq!(
+        count(&client, "select count(*) from pg.public.kinds").await,
+        2
+    );
+
+    // Dropped: gone, and so is its file.
+    client.batch_execute("DROP CATALOG lk").await.unwrap();
+    assert_eq!(
+        outcome(&client, "select count(*) from lk.s1.t1")
+            .await
+            .as_deref(),
+        Some("3D000")
+    );
+    assert!(!dir.join("lk.toml").exists());
+    assert_eq!(
+        outcome(&client, "DROP CATALOG lk").await.as_deref(),
+        Some("3D000")
+    );
+    client
+        .batch_execute("DROP CATALOG IF EXISTS lk")
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome(&client, "DROP CATALOG tpch").await.as_deref(),
+        Some("0A000")
+    );
+    drop(client);
+    drop(server);
+
+    // Persisted: a restarted server has the catalog.
+    let server = Tributary::start(Some(config.path()));
+    let client = server.connect("tpch").await;
+    assert_eq!(
+        count(&client, "select count(*) from pg.public.kinds").await,
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_passwords_only_admins_change_catalogs() {
+    let config = ConfigDir::new()
+        .config(
+            "[catalogs]\nmanagement = \"dynamic\"\n\
+             [auth]\nmethod = \"password\"\nusers_file = \"users.toml\"\nadmin_users = [\"root\"]\n",
+        )
+        .file(
+            "users.toml",
+            "[[user]]\nname = \"alice\"\npassword = \"a-pass\"\n\
+             [[user]]\nname = \"root\"\npassword = \"r-pass\"\n",
+        );
+    let server = Tributary::start(Some(config.path()));
+    let login = |user: &'static str, password: &'static str| {
+        let mut c = server.config("tpch");
+        c.user(user).password(password);
+        async move { compat_tests::try_connect_with(&c).await.unwrap() }
+    };
+    let alice = login("alice", "a-pass").await;
+    let root = login("root", "r-pass").await;
+    assert_eq!(
+        outcome(&alice, "CREATE CATALOG t2 USING tpch")
+            .await
+            .as_deref(),
+        Some("42501")
+    );
+    root.batch_execute("CREATE CATALOG t2 USING tpch")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&alice, "select count(*) from t2.tiny.region").await,
+        5
+    );
+    assert_eq!(
+        outcome(&alice, "DROP CATALOG t2").await.as_deref(),
+        Some("42501")
+    );
+    // An admin may also cancel another user's query.
+    let alice_pid: i32 = alice
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let canceled: bool = root
+        .query_one(&format!("select pg_cancel_backend({alice_pid})"), &[])
+        .await
+        .expect("an admin may signal another user's session")
+        .get(0);
+    assert!(!canceled, "alice runs nothing");
+    root.batch_execute("DROP CATALOG t2").await.unwrap();
+}

@@ -83,6 +83,12 @@ pub const CANT_CHANGE_RUNTIME_PARAM: &str = "55P02";
 pub const QUERY_CANCELED: &str = "57014";
 /// `58000` system_error: an error outside Tributary (a lost worker, a failing broker).
 pub const SYSTEM_ERROR: &str = "58000";
+/// `42710` duplicate_object (`CREATE CATALOG` of a catalog that exists).
+pub const DUPLICATE_OBJECT: &str = "42710";
+/// `42602` invalid_name (a catalog name that cannot be a file name).
+pub const INVALID_NAME: &str = "42602";
+/// `42501` insufficient_privilege.
+pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 /// `F0000` config_file_error: a catalog's configuration does not fit its source.
 pub const CONFIG_FILE_ERROR: &str = "F0000";
 /// `XX000` internal_error: everything without a more precise code.

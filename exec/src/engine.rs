@@ -307,6 +307,11 @@ impl Engine {
         &self.workers
     }
 
+    /// The configuration the engine was started with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// The mounted catalogs.
     pub fn registry(&self) -> &CatalogRegistry {
         &self.registry

@@ -609,6 +609,17 @@ pub struct AuthConfig {
     /// resolved against the config directory by [`Config::load`].
     #[serde(deserialize_with = "de::path")]
     pub users_file: Option<PathBuf>,
+    /// `[auth] admin_users`: users who may cancel and terminate other users' sessions
+    /// (`pg_cancel_backend`, `pg_terminate_backend`; PostgreSQL's `pg_signal_backend` role) and,
+    /// with a password method, run `CREATE CATALOG` / `DROP CATALOG` (default: none).
+    pub admin_users: Vec<String>,
+}
+
+impl AuthConfig {
+    /// Whether `user` is one of `[auth] admin_users`.
+    pub fn is_admin(&self, user: &str) -> bool {
+        self.admin_users.iter().any(|a| a == user)
+    }
 }
 
 /// `[tls]`.

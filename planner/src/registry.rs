@@ -63,6 +63,57 @@ impl ReloadReport {
     }
 }
 
+/// Why `CREATE CATALOG` or `DROP CATALOG` was refused ([`CatalogRegistry::create_catalog_file`],
+/// [`CatalogRegistry::drop_catalog_file`]); [`CatalogDdlError::sqlstate`] is PostgreSQL's code for it.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogDdlError {
+    /// `42710`: a catalog (or a file for it) of that name exists.
+    #[error("catalog \"{0}\" already exists")]
+    Exists(String),
+    /// `3D000`: no catalog of that name.
+    #[error("catalog \"{0}\" does not exist")]
+    Missing(String),
+    /// `0A000`: a built-in catalog has no file to drop.
+    #[error("catalog \"{0}\" is built in: it has no file to drop")]
+    BuiltIn(String),
+    /// `0A000`: the server has no config directory to keep catalog files in.
+    #[error(
+        "catalogs are files of the config directory, and this server has none (start it with --config DIR)"
+    )]
+    NoDirectory,
+    /// `42602`: the name cannot be a catalog file's name.
+    #[error("invalid catalog name \"{0}\": use letters, digits and `_`")]
+    BadName(String),
+    /// `22023`: the connector refused the properties (names the key and reason, never a value).
+    #[error("{0}")]
+    Invalid(String),
+    /// `58030`: the file could not be written or removed.
+    #[error("catalog file {0}")]
+    Io(String),
+}
+
+impl CatalogDdlError {
+    /// The SQLSTATE PostgreSQL would report.
+    pub fn sqlstate(&self) -> &'static str {
+        use tributary_connectors::sqlstate;
+        match self {
+            CatalogDdlError::Exists(_) => sqlstate::DUPLICATE_OBJECT,
+            CatalogDdlError::Missing(_) => sqlstate::INVALID_CATALOG_NAME,
+            CatalogDdlError::BuiltIn(_) | CatalogDdlError::NoDirectory => {
+                sqlstate::FEATURE_NOT_SUPPORTED
+            }
+            CatalogDdlError::BadName(_) => sqlstate::INVALID_NAME,
+            CatalogDdlError::Invalid(_) => sqlstate::INVALID_PARAMETER_VALUE,
+            CatalogDdlError::Io(_) => sqlstate::IO_ERROR,
+        }
+    }
+}
+
+/// How a catalog file names itself: letters, digits and `_`.
+fn is_catalog_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// A catalog file of the directory: its catalog name, path, and contents (or why it is bad).
 struct CatalogFile {
     name: String,
@@ -102,19 +153,18 @@ fn catalog_files(dir: Option<&Path>) -> Result<Vec<CatalogFile>, ConfigError> {
                 reason,
             })
         };
-        let table =
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                bad("catalog name (the file name) must be letters, digits and `_`".into())
-            } else if let Some(other) = seen.insert(name.clone(), path.clone()) {
-                bad(format!(
-                    "catalog `{name}` is also defined by {}: keep one of the two files",
-                    other.display()
-                ))
-            } else if path.extension().is_some_and(|x| x == "properties") {
-                crate::trino_catalog::read_properties(&path)
-            } else {
-                read_toml(&path)
-            };
+        let table = if !is_catalog_name(&name) {
+            bad("catalog name (the file name) must be letters, digits and `_`".into())
+        } else if let Some(other) = seen.insert(name.clone(), path.clone()) {
+            bad(format!(
+                "catalog `{name}` is also defined by {}: keep one of the two files",
+                other.display()
+            ))
+        } else if path.extension().is_some_and(|x| x == "properties") {
+            crate::trino_catalog::read_properties(&path)
+        } else {
+            read_toml(&path)
+        };
         files.push(CatalogFile { name, path, table });
     }
     Ok(files)
@@ -259,6 +309,113 @@ impl CatalogRegistry {
         Ok(report)
     }
 
+    /// `CREATE CATALOG name USING connector WITH (key = value, ...)` (Trino's dynamic catalogs),
+    /// persisted as a file of the catalog directory: `NAME.toml` with `connector = "KIND"` when
+    /// `connector` is one of Tributary's kinds (`postgres`, `mysql`, `lake`, ...; keys as in TOML
+    /// catalog files), else `NAME.properties` with `connector.name=CONNECTOR` (a Trino catalog,
+    /// `postgresql`, `mysql`, `kafka`, `iceberg`, `tpch`, with Trino's property names). Values may
+    /// say `${ENV}` as in files. The connector is built from the file before the file takes the
+    /// catalog's name, so a refused definition leaves nothing behind; the caller then
+    /// [`reload`](CatalogRegistry::reload)s. `Ok(false)`: it exists and `if_not_exists` was given.
+    pub async fn create_catalog_file(
+        &self,
+        name: &str,
+        connector: &str,
+        properties: &[(String, toml::Value)],
+        if_not_exists: bool,
+    ) -> Result<bool, CatalogDdlError> {
+        let dir = self
+            .inner
+            .dir
+            .as_deref()
+            .ok_or(CatalogDdlError::NoDirectory)?;
+        if !is_catalog_name(name) {
+            return Err(CatalogDdlError::BadName(name.to_string()));
+        }
+        let exists = self.inner.mounted.read().contains_key(name)
+            || ["toml", "properties"]
+                .iter()
+                .any(|x| dir.join(format!("{name}.{x}")).exists());
+        if exists {
+            return if if_not_exists {
+                Ok(false)
+            } else {
+                Err(CatalogDdlError::Exists(name.to_string()))
+            };
+        }
+        let io = |e: std::io::Error| CatalogDdlError::Io(format!("in {}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let ours = tributary_connectors::factory(connector).is_some();
+        let (extension, text) = if ours {
+            let mut table = toml::Table::new();
+            table.insert("connector".into(), toml::Value::String(connector.into()));
+            for (key, value) in properties {
+                table.insert(key.clone(), value.clone());
+            }
+            let text = toml::to_string(&table)
+                .map_err(|e| CatalogDdlError::Invalid(format!("cannot write the catalog: {e}")))?;
+            ("toml", text)
+        } else {
+            ("properties", properties_text(connector, properties)?)
+        };
+        // Written under a name the directory's readers skip, checked, then renamed into place.
+        let staged = dir.join(format!(".{name}.{extension}.new"));
+        let target = dir.join(format!("{name}.{extension}"));
+        std::fs::write(&staged, text).map_err(io)?;
+        let checked = async {
+            let table = if ours {
+                read_toml(&staged)
+            } else {
+                crate::trino_catalog::read_properties(&staged)
+            }
+            .map_err(|e| CatalogDdlError::Invalid(e.reason))?;
+            build_connector(name, &table)
+                .await
+                .map_err(|e| CatalogDdlError::Invalid(e.to_string()))
+        };
+        if let Err(e) = checked.await {
+            let _ = std::fs::remove_file(&staged);
+            return Err(e);
+        }
+        std::fs::rename(&staged, &target).map_err(io)?;
+        Ok(true)
+    }
+
+    /// `DROP CATALOG name`: removes the catalog's file (`NAME.toml` or `NAME.properties`); the
+    /// caller then [`reload`](CatalogRegistry::reload)s. `Ok(false)`: there was none and
+    /// `if_exists` was given. A built-in catalog (no file) cannot be dropped.
+    pub fn drop_catalog_file(&self, name: &str, if_exists: bool) -> Result<bool, CatalogDdlError> {
+        let dir = self
+            .inner
+            .dir
+            .as_deref()
+            .ok_or(CatalogDdlError::NoDirectory)?;
+        let files: Vec<PathBuf> = if is_catalog_name(name) {
+            ["toml", "properties"]
+                .iter()
+                .map(|x| dir.join(format!("{name}.{x}")))
+                .filter(|p| p.exists())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if files.is_empty() {
+            if self.inner.mounted.read().contains_key(name) {
+                return Err(CatalogDdlError::BuiltIn(name.to_string()));
+            }
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(CatalogDdlError::Missing(name.to_string()))
+            };
+        }
+        for file in files {
+            std::fs::remove_file(&file)
+                .map_err(|e| CatalogDdlError::Io(format!("{}: {e}", file.display())))?;
+        }
+        Ok(true)
+    }
+
     /// The directory catalogs are read from, if any.
     pub fn dir(&self) -> Option<&Path> {
         self.inner.dir.as_deref()
@@ -293,4 +450,30 @@ impl CatalogRegistry {
     pub fn catalog_list(&self) -> Arc<dyn CatalogProviderList> {
         self.inner.list.clone()
     }
+}
+
+/// A Trino catalog file's text: `connector.name` then the properties (strings as they are, other
+/// values in their SQL form), escaped as Java properties.
+fn properties_text(
+    connector: &str,
+    properties: &[(String, toml::Value)],
+) -> Result<String, CatalogDdlError> {
+    let invalid = |key: &str, e: java_properties::PropertiesError| {
+        CatalogDdlError::Invalid(format!("property `{key}`: {e}"))
+    };
+    let mut text = Vec::new();
+    let mut writer = java_properties::PropertiesWriter::new(&mut text);
+    writer
+        .write("connector.name", connector)
+        .map_err(|e| invalid("connector.name", e))?;
+    for (key, value) in properties {
+        let value = match value {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        writer.write(key, &value).map_err(|e| invalid(key, e))?;
+    }
+    writer.finish().map_err(|e| invalid("", e))?;
+    drop(writer);
+    Ok(String::from_utf8_lossy(&text).into_owned())
 }

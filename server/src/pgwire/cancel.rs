@@ -190,7 +190,7 @@ impl SessionActivity {
             tracing::warn!(pid, "{function}: PID {pid} is not a Tributary session");
             return Ok(None);
         };
-        if info.user != user {
+        if info.user != user && !self.engine.config().auth.is_admin(user) {
             return Err(super::catalog::activity::CancelRefused::OtherUser);
         }
         tracing::info!(pid, ?query_id, by = user, "{function}");

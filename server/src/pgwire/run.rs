@@ -69,6 +69,9 @@ pub async fn run(
         Statement::Command(Command::ReloadCatalogs) => {
             reload_catalogs(session).await.map(Into::into)
         }
+        Statement::Command(
+            command @ (Command::CreateCatalog { .. } | Command::DropCatalog { .. }),
+        ) => catalog_ddl(session, command).await.map(Into::into),
         Statement::Command(command) => command_outcome(session, command, format, transaction),
         Statement::Query { sql, plan: unbound } => {
             let plan = plan.unwrap_or_else(|| unbound.clone());
@@ -167,6 +170,88 @@ async fn reload_catalogs(session: &Session) -> PgWireResult<Response> {
     Ok(Response::Execution(Tag::new("CALL")))
 }
 
+/// `CREATE CATALOG` / `DROP CATALOG`: refused (`0A000`) unless `[catalogs] management = "dynamic"`,
+/// and (`42501`) with a password method unless the user is one of `[auth] admin_users`; then the
+/// catalog file is written or removed (`CatalogRegistry::create_catalog_file`) and the directory
+/// read again, so the catalog is there (or gone) for this node's next statement. Other nodes see it
+/// when they next read the directory (a directory shared by every node, as on one machine).
+async fn catalog_ddl(session: &Session, command: &Command) -> PgWireResult<Response> {
+    let fail = |code: &str, message: String| errors::user_error(errors::error(code, message));
+    let config = session.engine.config();
+    let what = match command {
+        Command::CreateCatalog { .. } => "CREATE CATALOG",
+        _ => "DROP CATALOG",
+    };
+    if config.catalogs.management != tributary_planner::config::CatalogManagement::Dynamic {
+        return Err(fail(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            format!(
+                "{what} needs [catalogs] management = \"dynamic\" in config.toml; catalogs are \
+                 otherwise files of catalog/"
+            ),
+        ));
+    }
+    let password_auth = !matches!(
+        config.auth.method,
+        None | Some(tributary_planner::config::AuthMethod::Trust)
+    );
+    if password_auth && !config.auth.is_admin(&session.user) {
+        return Err(fail(
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            format!("permission denied for {what}: only [auth] admin_users may change catalogs"),
+        ));
+    }
+    let registry = session.engine.registry();
+    let ddl_error =
+        |e: tributary_planner::registry::CatalogDdlError| fail(e.sqlstate(), e.to_string());
+    let (name, changed) = match command {
+        Command::CreateCatalog {
+            name,
+            connector,
+            if_not_exists,
+            properties,
+        } => (
+            name,
+            registry
+                .create_catalog_file(name, connector, properties, *if_not_exists)
+                .await
+                .map_err(ddl_error)?,
+        ),
+        Command::DropCatalog { name, if_exists } => (
+            name,
+            registry
+                .drop_catalog_file(name, *if_exists)
+                .map_err(ddl_error)?,
+        ),
+        _ => {
+            return Err(fail(
+                sqlstate::INTERNAL_ERROR,
+                "not a catalog command".into(),
+            ));
+        }
+    };
+    if changed {
+        let report = session
+            .engine
+            .reload_catalogs()
+            .await
+            .map_err(|e| fail(sqlstate::CONFIG_FILE_ERROR, e.to_string()))?;
+        let mounted = registry.get(name).is_some();
+        if mounted != matches!(command, Command::CreateCatalog { .. }) {
+            let refused: Vec<String> = report.errors.iter().map(|e| e.to_string()).collect();
+            return Err(fail(
+                sqlstate::CONFIG_FILE_ERROR,
+                format!(
+                    "{what} {name}: the catalog directory did not take it: {}",
+                    refused.join("; ")
+                ),
+            ));
+        }
+        tracing::info!(catalog = %name, user = %session.user, "{what}");
+    }
+    Ok(Response::Execution(Tag::new(what)))
+}
+
 /// `FETCH`: up to `count` (or all) of the cursor's remaining rows, tagged `FETCH n`.
 async fn fetch(session: &Session, name: &str, count: Option<usize>) -> PgWireResult<Response> {
     let mut cursor = session.take_cursor(name).map_err(errors::user_error)?;
@@ -237,12 +322,14 @@ fn command_outcome(
         Command::Rollback => Ok(Response::TransactionEnd(Tag::new("ROLLBACK")).into()),
         Command::Ignored(tag) => Ok(Response::Execution(Tag::new(tag)).into()),
         // Answered by `run` (they need the cursor, or await its rows).
-        Command::Fetch { .. } | Command::CloseCursor { .. } | Command::ReloadCatalogs => {
-            Err(errors::user_error(errors::error(
-                sqlstate::INTERNAL_ERROR,
-                "cursor or catalog command out of place",
-            )))
-        }
+        Command::Fetch { .. }
+        | Command::CloseCursor { .. }
+        | Command::ReloadCatalogs
+        | Command::CreateCatalog { .. }
+        | Command::DropCatalog { .. } => Err(errors::user_error(errors::error(
+            sqlstate::INTERNAL_ERROR,
+            "cursor or catalog command out of place",
+        ))),
     }
 }
 

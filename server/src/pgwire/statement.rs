@@ -7,7 +7,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::{DFParserBuilder, ResetStatement, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{self, Expr, Set, Value};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use pgwire::error::ErrorInfo;
 use tributary_planner::PlanError;
 
@@ -112,7 +112,7 @@ pub struct CopyOptions {
 }
 
 /// Session statements.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// `SET name = value`; `None` is `DEFAULT`.
     Set {
@@ -142,6 +142,21 @@ pub enum Command {
     /// `CALL system.reload_catalogs()` (also `system.runtime.reload_catalogs()`): read the catalog
     /// directory now instead of at the next `[catalogs] refresh_interval_ms`.
     ReloadCatalogs,
+    /// `CREATE CATALOG [IF NOT EXISTS] name USING connector [WITH (key = value, ...)]` (Trino's
+    /// dynamic catalogs; also `CALL system.create_catalog('name', 'connector', if_not_exists,
+    /// key => value, ...)`, which it is rewritten to).
+    CreateCatalog {
+        name: String,
+        connector: String,
+        if_not_exists: bool,
+        properties: Vec<(String, toml::Value)>,
+    },
+    /// `DROP CATALOG [IF EXISTS] name [CASCADE | RESTRICT]` (also `CALL
+    /// system.drop_catalog('name', if_exists)`).
+    DropCatalog {
+        name: String,
+        if_exists: bool,
+    },
     /// Accepted and ignored (`SET TRANSACTION ...`, `SET SESSION CHARACTERISTICS ...`, `SAVEPOINT`,
     /// `RELEASE`, `DISCARD ALL`, `DEALLOCATE`, `UNLISTEN`); the tag to answer.
     Ignored(&'static str),
@@ -156,6 +171,10 @@ pub fn parse(sql: &str) -> Result<VecDeque<DfStatement>, Box<ErrorInfo>> {
     let sql = tributary_planner::time_travel::rewrite(sql)
         .map_err(|e| errors::boxed(e.sqlstate, e.message))?;
     let sql = sql.as_ref();
+    let call = catalog_ddl(sql)
+        .transpose()
+        .map_err(|e| errors::boxed(sqlstate::SYNTAX_ERROR, format!("syntax error: {e}")))?;
+    let sql = call.as_deref().unwrap_or(sql);
     let dialect = PostgreSqlDialect {};
     let parsed = DFParserBuilder::new(sql)
         .with_dialect(&dialect)
@@ -382,6 +401,12 @@ fn command(statement: &DfStatement) -> Result<Option<Command>, Box<ErrorInfo>> {
             ast::DiscardObject::TEMP => Command::Ignored("DISCARD TEMP"),
         },
         ast::Statement::Call(function) if is_reload_catalogs(function) => Command::ReloadCatalogs,
+        ast::Statement::Call(function) if is_call_of(function, "system.create_catalog") => {
+            create_catalog_command(function)?
+        }
+        ast::Statement::Call(function) if is_call_of(function, "system.drop_catalog") => {
+            drop_catalog_command(function)?
+        }
         ast::Statement::Deallocate { .. } => Command::Ignored("DEALLOCATE"),
         ast::Statement::UNLISTEN { .. } => Command::Ignored("UNLISTEN"),
         ast::Statement::Fetch {
@@ -436,6 +461,188 @@ fn command(statement: &DfStatement) -> Result<Option<Command>, Box<ErrorInfo>> {
         _ => return Ok(None),
     };
     Ok(Some(command))
+}
+
+/// Trino's `CREATE CATALOG [IF NOT EXISTS] name USING connector [WITH (key = value, ...)]` and
+/// `DROP CATALOG [IF EXISTS] name [CASCADE | RESTRICT]`, which no SQL dialect parses, as the text of
+/// the `CALL system.create_catalog(...)` / `CALL system.drop_catalog(...)` they run as; `None` for
+/// any other statement. Unquoted names are lower-cased, as Trino does.
+fn catalog_ddl(sql: &str) -> Option<Result<String, ParserError>> {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::Token;
+    let dialect = PostgreSqlDialect {};
+    let mut p = Parser::new(&dialect).try_with_sql(sql).ok()?;
+    let create = if p.parse_keywords(&[Keyword::CREATE, Keyword::CATALOG]) {
+        true
+    } else if p.parse_keywords(&[Keyword::DROP, Keyword::CATALOG]) {
+        false
+    } else {
+        return None;
+    };
+    let literal = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let name = |p: &mut Parser| -> Result<String, ParserError> {
+        let ident = p.parse_identifier()?;
+        Ok(match ident.quote_style {
+            Some(_) => ident.value,
+            None => ident.value.to_lowercase(),
+        })
+    };
+    let mut call = || -> Result<String, ParserError> {
+        let call = if create {
+            let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+            let catalog = name(&mut p)?;
+            p.expect_keyword_is(Keyword::USING)?;
+            let connector = name(&mut p)?;
+            let mut args = vec![
+                literal(&catalog),
+                literal(&connector),
+                if_not_exists.to_string(),
+            ];
+            if p.parse_keyword(Keyword::WITH) {
+                p.expect_token(&Token::LParen)?;
+                let properties = p.parse_comma_separated(|p| {
+                    let key = name(p)?;
+                    p.expect_token(&Token::Eq)?;
+                    Ok((key, p.parse_expr()?))
+                })?;
+                p.expect_token(&Token::RParen)?;
+                for (key, value) in properties {
+                    args.push(format!("\"{}\" => {value}", key.replace('"', "\"\"")));
+                }
+            }
+            format!("CALL system.create_catalog({})", args.join(", "))
+        } else {
+            let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+            let catalog = name(&mut p)?;
+            let _ = p.parse_one_of_keywords(&[Keyword::CASCADE, Keyword::RESTRICT]);
+            format!(
+                "CALL system.drop_catalog({}, {if_exists})",
+                literal(&catalog)
+            )
+        };
+        while p.consume_token(&Token::SemiColon) {}
+        if p.peek_token().token != Token::EOF {
+            return p.expected("end of statement", p.peek_token());
+        }
+        Ok(call)
+    };
+    Some(call())
+}
+
+/// Whether a `CALL` names procedure `name` (`schema.procedure`, any case).
+fn is_call_of(function: &ast::Function, name: &str) -> bool {
+    function.name.to_string().eq_ignore_ascii_case(name)
+}
+
+/// A `CALL`'s arguments: the positional ones, then the named ones by name.
+#[allow(clippy::type_complexity)]
+fn call_arguments(function: &ast::Function) -> (Vec<&Expr>, Vec<(String, &Expr)>) {
+    let mut positional = Vec::new();
+    let mut named = Vec::new();
+    if let ast::FunctionArguments::List(list) = &function.args {
+        for arg in &list.args {
+            match arg {
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => positional.push(e),
+                ast::FunctionArg::Named {
+                    name,
+                    arg: ast::FunctionArgExpr::Expr(e),
+                    ..
+                } => named.push((name.value.clone(), e)),
+                // PostgreSQL's grammar: the name is an expression (an identifier here).
+                ast::FunctionArg::ExprNamed {
+                    name: Expr::Identifier(name),
+                    arg: ast::FunctionArgExpr::Expr(e),
+                    ..
+                } => named.push((name.value.clone(), e)),
+                _ => {}
+            }
+        }
+    }
+    (positional, named)
+}
+
+/// A literal argument as a catalog file's value: strings, integers, decimals and booleans.
+fn literal_value(what: &str, expr: &Expr) -> Result<toml::Value, Box<ErrorInfo>> {
+    let refuse = || {
+        errors::boxed(
+            sqlstate::INVALID_PARAMETER_VALUE,
+            format!("{what}: expected a string, number or boolean literal"),
+        )
+    };
+    let (negative, value) = match expr {
+        Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus,
+            expr,
+        } => (true, expr.as_ref()),
+        other => (false, other),
+    };
+    let Expr::Value(value) = value else {
+        return Err(refuse());
+    };
+    Ok(match (&value.value, negative) {
+        (Value::SingleQuotedString(s), false) => toml::Value::String(s.clone()),
+        (Value::Boolean(b), false) => toml::Value::Boolean(*b),
+        (Value::Number(n, _), _) => {
+            let n = if negative { format!("-{n}") } else { n.clone() };
+            match n.parse::<i64>() {
+                Ok(i) => toml::Value::Integer(i),
+                Err(_) => toml::Value::Float(n.parse::<f64>().map_err(|_| refuse())?),
+            }
+        }
+        _ => return Err(refuse()),
+    })
+}
+
+/// The text of a string argument.
+fn string_argument(what: &str, expr: Option<&&Expr>) -> Result<String, Box<ErrorInfo>> {
+    match expr.map(|e| literal_value(what, e)).transpose()? {
+        Some(toml::Value::String(s)) => Ok(s),
+        _ => Err(errors::boxed(
+            sqlstate::INVALID_PARAMETER_VALUE,
+            format!("{what}: expected a string"),
+        )),
+    }
+}
+
+/// The value of a boolean argument (absent: false).
+fn flag_argument(what: &str, expr: Option<&&Expr>) -> Result<bool, Box<ErrorInfo>> {
+    match expr.map(|e| literal_value(what, e)).transpose()? {
+        None => Ok(false),
+        Some(toml::Value::Boolean(b)) => Ok(b),
+        Some(_) => Err(errors::boxed(
+            sqlstate::INVALID_PARAMETER_VALUE,
+            format!("{what}: expected true or false"),
+        )),
+    }
+}
+
+/// `CALL system.create_catalog('name', 'connector', if_not_exists, key => value, ...)`.
+fn create_catalog_command(function: &ast::Function) -> Result<Command, Box<ErrorInfo>> {
+    let (positional, named) = call_arguments(function);
+    let properties = named
+        .into_iter()
+        .map(|(key, value)| {
+            Ok((
+                key.clone(),
+                literal_value(&format!("property \"{key}\""), value)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, Box<ErrorInfo>>>()?;
+    Ok(Command::CreateCatalog {
+        name: string_argument("catalog name", positional.first())?,
+        connector: string_argument("connector", positional.get(1))?,
+        if_not_exists: flag_argument("if_not_exists", positional.get(2))?,
+        properties,
+    })
+}
+
+/// `CALL system.drop_catalog('name', if_exists)`.
+fn drop_catalog_command(function: &ast::Function) -> Result<Command, Box<ErrorInfo>> {
+    let (positional, _) = call_arguments(function);
+    Ok(Command::DropCatalog {
+        name: string_argument("catalog name", positional.first())?,
+        if_exists: flag_argument("if_exists", positional.get(1))?,
+    })
 }
 
 /// Whether a `CALL` is `system.reload_catalogs()` or `system.runtime.reload_catalogs()`, without
@@ -571,5 +778,46 @@ mod tests {
         assert!(parse("-- ping").unwrap().is_empty());
         assert!(parse(" ; ;").unwrap().is_empty());
         assert_eq!(parse("selec 1").unwrap_err().code, "42601");
+    }
+
+    #[test]
+    fn catalog_ddl_runs_as_a_call() {
+        let command = |sql: &str| {
+            let mut statements = parse(sql).unwrap();
+            assert_eq!(statements.len(), 1, "{sql}");
+            let statement = statements.pop_front().unwrap();
+            command(&statement)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{statement:?}"))
+        };
+        assert_eq!(
+            command(
+                "create catalog IF NOT EXISTS Lk using Lake \
+                 with (location = 'file:///x''y', \"Max-Rows\" = -5, ssl = true, ratio = 0.5);"
+            ),
+            Command::CreateCatalog {
+                name: "lk".into(),
+                connector: "lake".into(),
+                if_not_exists: true,
+                properties: vec![
+                    ("location".into(), toml::Value::String("file:///x'y".into())),
+                    ("Max-Rows".into(), toml::Value::Integer(-5)),
+                    ("ssl".into(), toml::Value::Boolean(true)),
+                    ("ratio".into(), toml::Value::Float(0.5)),
+                ],
+            }
+        );
+        assert_eq!(
+            command("DROP CATALOG IF EXISTS \"Pg\" CASCADE"),
+            Command::DropCatalog {
+                name: "Pg".into(),
+                if_exists: true,
+            }
+        );
+        assert_eq!(parse("CREATE CATALOG x USING").unwrap_err().code, "42601");
+        assert_eq!(
+            parse("CREATE CATALOG x USING tpch extra").unwrap_err().code,
+            "42601"
+        );
     }
 }
