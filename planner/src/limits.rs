@@ -9,8 +9,9 @@
 //! runs the scalar function unchanged; [`SizeLimitedAggregate`] counts the bytes each group's value
 //! has taken in and refuses the batch that would pass the limit, before the aggregate sees it.
 //!
-//! Not covered: the `||` operator, which DataFusion evaluates as a binary expression rather than a
-//! function; its result is at most the sum of two values that are each bounded here.
+//! The `||` operator is a binary expression in DataFusion, not a function: [`LimitStringConcat`]
+//! turns what is left of it after pushdown into [`TextConcat`], the same check around DataFusion's
+//! own evaluation.
 
 use std::sync::Arc;
 
@@ -20,16 +21,26 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::compute::kernels::length::length;
 use datafusion::arrow::datatypes::FieldRef;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::Result;
 use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::logical_expr::expr::AggregateFunctionParams;
+use datafusion::logical_expr::expr::{BinaryExpr as BinaryExprNode, ScalarFunction};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::type_coercion::binary::BinaryTypeCoercer;
 use datafusion::logical_expr::utils::AggregateOrderSensitivity;
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, Documentation, EmitTo,
     GroupsAccumulator, ReturnFieldArgs, ReversedUDAF, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature,
 };
+use datafusion::logical_expr::{Expr, LogicalPlan, Operator, Volatility};
+use datafusion::optimizer::optimizer::ApplyOrder;
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{BinaryExpr, Column};
 use tributary_connectors::ConnectorError;
 use tributary_connectors::sqlstate;
 
@@ -72,6 +83,7 @@ pub fn functions() -> Vec<ScalarUDF> {
     ]
     .into_iter()
     .map(|(inner, rule)| ScalarUDF::new_from_impl(LengthLimited { inner, rule }))
+    .chain([ScalarUDF::new_from_impl(TextConcat::new())])
     .collect()
 }
 
@@ -539,6 +551,124 @@ impl GroupsAccumulator for LimitedGroupsAccumulator {
     }
 }
 
+/// `a || b` on text and binary values, as DataFusion evaluates it, after refusing a row whose two
+/// values add up past [`MAX_VALUE_BYTES`] (54000). [`LimitStringConcat`] puts it in place of the
+/// operator in plans; its column name is the operator's (`a || b`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TextConcat {
+    signature: Signature,
+}
+
+impl TextConcat {
+    /// The function's name in plans and on other nodes.
+    pub const NAME: &'static str = "text_concat";
+
+    fn new() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for TextConcat {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        let [left, right] = arg_types else {
+            return datafusion::common::plan_err!("text_concat takes two arguments");
+        };
+        BinaryTypeCoercer::new(left, &Operator::StringConcat, right).get_result_type()
+    }
+
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        let [left, right] = args else {
+            return datafusion::common::plan_err!("text_concat takes two arguments");
+        };
+        Ok(format!("{} || {}", left.schema_name(), right.schema_name()))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        LengthLimited::check_sum(&args.args, false)?;
+        let rows = args.number_rows;
+        let all_scalars = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<Result<Vec<_>>>()?;
+        let fields: Vec<Field> = arrays
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Field::new(format!("c{i}"), a.data_type().clone(), true))
+            .collect();
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
+        let concat = BinaryExpr::new(
+            Arc::new(Column::new("c0", 0)),
+            Operator::StringConcat,
+            Arc::new(Column::new("c1", 1)),
+        );
+        let result = concat.evaluate(&batch)?;
+        match result {
+            ColumnarValue::Array(array) if all_scalars => Ok(ColumnarValue::Scalar(
+                ScalarValue::try_from_array(&array, 0)?,
+            )),
+            other => Ok(other),
+        }
+    }
+}
+
+/// Logical optimizer rule, after the pushdown rules: every `a || b` left in the plan is evaluated as
+/// [`TextConcat`], so that a value past 1 GiB is refused rather than built. Scans (and what was pushed
+/// to a source as SQL) keep the operator: their filters are the source's to translate.
+#[derive(Debug, Default)]
+pub struct LimitStringConcat;
+
+impl OptimizerRule for LimitStringConcat {
+    fn name(&self) -> &str {
+        "limit_string_concat"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::BottomUp)
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        if matches!(plan, LogicalPlan::TableScan(_) | LogicalPlan::Extension(_)) {
+            return Ok(Transformed::no(plan));
+        }
+        let udf = Arc::new(ScalarUDF::new_from_impl(TextConcat::new()));
+        plan.map_expressions(|expr| {
+            expr.transform_up(|e| match e {
+                Expr::BinaryExpr(BinaryExprNode {
+                    left,
+                    op: Operator::StringConcat,
+                    right,
+                }) => Ok(Transformed::yes(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(Arc::clone(&udf), vec![*left, *right]),
+                ))),
+                other => Ok(Transformed::no(other)),
+            })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use datafusion::prelude::SessionContext;
@@ -624,6 +754,53 @@ mod tests {
              FROM generate_series(1, 5) t(g)",
         )
         .await;
+        assert!(
+            err.to_string().contains("requested length too large"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_concat_operator_is_limited_and_unchanged_otherwise() {
+        use datafusion::execution::SessionStateBuilder;
+        let plain = SessionContext::new();
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_optimizer_rule(std::sync::Arc::new(super::LimitStringConcat))
+            .build();
+        let limited = SessionContext::new_with_state(state);
+        for f in super::functions() {
+            limited.register_udf(f);
+        }
+        let sql = "SELECT s || 'x', s || NULL, s || 1, b || b, 'a' || 'b' \
+                   FROM (VALUES ('a', X'01'), (NULL, X'02')) t(s, b)";
+        let show = |ctx: &SessionContext| {
+            let ctx = ctx.clone();
+            async move {
+                let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+                datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                    .unwrap()
+                    .to_string()
+            }
+        };
+        // Same column names, types and values as DataFusion's own operator.
+        assert_eq!(show(&limited).await, show(&plain).await);
+        let explain = limited
+            .sql(&format!("EXPLAIN {sql}"))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let explain = datafusion::arrow::util::pretty::pretty_format_batches(&explain)
+            .unwrap()
+            .to_string();
+        assert!(explain.contains("text_concat"), "{explain}");
+        let big = "SELECT length(repeat(s, 600000000) || repeat(s, 600000000)) \
+                   FROM (VALUES ('a')) t(s)";
+        let Err(err) = limited.sql(big).await.unwrap().collect().await else {
+            panic!("no error");
+        };
         assert!(
             err.to_string().contains("requested length too large"),
             "{err}"
