@@ -481,3 +481,38 @@ async fn pg_catalog_and_functions() {
         .expect_err("unknown pg_catalog table");
     assert_eq!(err.code().map(|c| c.code()), Some("42P01"), "{err:?}");
 }
+
+#[test]
+fn progress_notices_show_in_psql_while_a_query_runs() {
+    let tributary = Tributary::start(None);
+    let (out, err) = psql(
+        &tributary,
+        "tpch",
+        &[
+            "set progress_notices = on",
+            "set progress_interval = '200ms'",
+            "select count(*) from generate_series(1, 30000000)",
+            "select a % 3, count(*) from generate_series(1, 8000000) t(a) group by 1 order by 1",
+        ],
+    );
+    assert_contains(&out, &["30000000", "2666666"], "the queries' answers");
+    // The first query is one stage, on the coordinator; the second has tasks.
+    assert_contains(
+        &err,
+        &[
+            "NOTICE:  query ",
+            " s, running on the coordinator",
+            " stages finished, ",
+            " tasks finished, ",
+            " rows out",
+        ],
+        "progress notices",
+    );
+    // Off by default.
+    let (_, quiet) = psql(
+        &tributary,
+        "tpch",
+        &["select count(*) from generate_series(1, 30000000)"],
+    );
+    assert!(!quiet.contains("NOTICE"), "{quiet}");
+}

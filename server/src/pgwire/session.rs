@@ -82,6 +82,9 @@ const PARAMETERS: &[(&str, Kind, Option<&str>)] = &[
     ("xmloption", Kind::Plain, Some("content")),
     // Trino's session property: NONE, QUERY or TASK; the default is `[query] retry_policy`.
     ("retry_policy", Kind::Plain, None),
+    // Progress of a running query as NOTICEs (simple query protocol), every `progress_interval`.
+    ("progress_notices", Kind::Plain, Some("off")),
+    ("progress_interval", Kind::Plain, Some("2s")),
     // Tests only: a task made to fail on purpose (`STAGE.TASK[:ATTEMPTS|:all]`, empty for none).
     ("inject_failure", Kind::Plain, Some("")),
 ];
@@ -292,6 +295,19 @@ impl Session {
             .and_then(|v| v.parse().ok());
         options.session_pid = Some(self.registration.pid());
         options
+    }
+
+    /// How often a running query reports its progress as a NOTICE: `progress_interval` when
+    /// `progress_notices` is on, else `None`.
+    pub fn progress_interval(&self) -> Option<Duration> {
+        if self.get("progress_notices").as_deref() != Some("on") {
+            return None;
+        }
+        let value = self.get("progress_interval")?;
+        parse_duration_ms(&value)
+            .ok()
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
     }
 
     /// `statement_timeout`, when set.
@@ -552,6 +568,15 @@ fn validate(name: &str, value: &str) -> Result<String, Box<ErrorInfo>> {
             .parse::<FailureInjection>()
             .map(|_| value.trim().to_string())
             .map_err(|e| errors::boxed(sqlstate::INVALID_PARAMETER_VALUE, e.to_string())),
+        "progress_notices" => match value.trim().to_lowercase().as_str() {
+            "on" | "true" | "1" | "yes" => Ok("on".into()),
+            "off" | "false" | "0" | "no" => Ok("off".into()),
+            _ => Err(invalid()),
+        },
+        "progress_interval" => match parse_duration_ms(value) {
+            Ok(ms) if ms >= 100 => Ok(value.trim().to_string()),
+            _ => Err(invalid()),
+        },
         "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => {
             parse_duration_ms(value).map_err(|_| invalid())?;
             Ok(value.trim().to_string())
@@ -697,6 +722,11 @@ mod tests {
             "22023"
         );
         assert_eq!(validate("statement_timeout", "5s").unwrap(), "5s");
+        assert_eq!(validate("progress_notices", "TRUE").unwrap(), "on");
+        assert_eq!(validate("progress_notices", "off").unwrap(), "off");
+        assert!(validate("progress_notices", "loud").is_err());
+        assert_eq!(validate("progress_interval", "500ms").unwrap(), "500ms");
+        assert!(validate("progress_interval", "1ms").is_err());
         assert_eq!(
             validate("statement_timeout", "soon").unwrap_err().code,
             "22023"
