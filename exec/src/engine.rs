@@ -307,6 +307,11 @@ impl Engine {
         &self.workers
     }
 
+    /// Bytes reserved now in this node's memory pool (every query's operators).
+    pub fn memory_reserved(&self) -> usize {
+        self.runtime.memory_pool.reserved()
+    }
+
     /// The configuration the engine was started with.
     pub fn config(&self) -> &Config {
         &self.config

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod fte;
 pub mod memory;
+pub mod metrics;
 pub mod operator_metrics;
 pub mod retry;
 pub mod rpc;
@@ -21,6 +22,8 @@ pub mod worker;
 pub use engine::{Engine, EngineConfig, NodeConfig, NodeRole, QueryStream, QueryTicket};
 pub use error::ExecError;
 pub use retry::{FailureInjection, QueryOptions, RetryPolicy};
+/// What `system.runtime.*` shows of queries, tasks and nodes (the HTTP API shows the same).
+pub use tributary_connectors::system;
 pub use tributary_connectors::{PG_TYPE_KEY, sqlstate};
 pub use tributary_exchange::flight::NodeSecret;
 pub use tributary_planner::config::Config;

@@ -111,6 +111,7 @@ impl QueryTracker {
                 e.info.state = state;
                 e.info.error = error;
                 e.info.elapsed_ms = e.started.elapsed().as_millis() as i64;
+                crate::metrics::query_ended(state.as_str(), e.started.elapsed().as_secs_f64());
             }
         });
     }
@@ -207,6 +208,12 @@ impl QueryTracker {
             e.info.spooled_bytes = report.spooled_bytes as i64;
             e.info.elapsed_ms = report.elapsed_ms as i64;
             e.info.error = report.error.as_ref().map(|(_, m)| m.clone());
+            crate::metrics::task_ended(
+                report.error.as_ref().map(|(code, _)| Some(code.as_str())),
+                report.rows,
+                report.bytes,
+                report.spooled_bytes,
+            );
         }
     }
 
@@ -224,6 +231,7 @@ impl QueryTracker {
             e.info.state = TaskState::Failed;
             e.info.elapsed_ms = e.started.elapsed().as_millis() as i64;
             e.info.error = Some(error.to_string());
+            crate::metrics::task_ended(Some(None), 0, 0, 0);
         }
     }
 

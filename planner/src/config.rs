@@ -120,10 +120,23 @@ pub struct Config {
     pub log: LogConfig,
     /// `[catalogs]`: how the catalog directory is watched, and whether SQL may add catalogs.
     pub catalogs: CatalogsConfig,
+    /// `[http]`: the HTTP listener (metrics, query API); off unless `listen` is set.
+    pub http: HttpConfig,
     /// The config directory the file was read from (`--config DIR`); `None` when only the built-in
     /// catalogs are served. Not a key of the file.
     #[serde(skip)]
     pub dir: Option<PathBuf>,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `[http] listen`: `host:port` of the coordinator's HTTP listener: `GET /metrics`
+    /// (Prometheus), `GET /v1/info`, `GET /v1/node`, `GET /v1/query[/ID]`, `DELETE /v1/query/ID`.
+    /// Absent: no listener. With a password method in `[auth]`, requests need HTTP Basic
+    /// authentication as one of the users file's users.
+    pub listen: Option<String>,
 }
 
 /// `[catalogs]`: catalogs that change while the server runs (Trino's dynamic catalog management).

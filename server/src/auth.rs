@@ -175,6 +175,25 @@ enum Secret {
 }
 
 impl Users {
+    /// Whether `password` is `name`'s, checked against the users file's secret as the wire login
+    /// would (SCRAM: the salted password derived again; md5: the hash; cleartext: the text), in
+    /// constant time. For logins that carry a cleartext password (HTTP Basic authentication).
+    pub fn verify(&self, name: &str, password: &str) -> bool {
+        let expected: Vec<u8> = match self.secrets.get(name) {
+            None => return false,
+            Some(Secret::Scram { salt, salted }) => {
+                let derived = gen_salted_password(password, salt, self.scram_iterations);
+                return same_bytes(&derived, salted);
+            }
+            Some(Secret::Md5(hex)) => hex.as_bytes().to_vec(),
+            Some(Secret::Cleartext(text)) => {
+                return same_bytes(text.as_bytes(), password.as_bytes());
+            }
+        };
+        let given = format!("{:x}", md5::compute(format!("{password}{name}")));
+        same_bytes(given.as_bytes(), &expected)
+    }
+
     /// Reads `file`; every user must have the secret `method` needs. Errors name the user, never a
     /// secret.
     pub fn load(file: &Path, method: AuthMethod) -> Result<Self, SecurityError> {
@@ -329,6 +348,11 @@ fn parse_scram(hash: &str) -> Result<(usize, Vec<u8>, Vec<u8>), String> {
         return Err(bad());
     }
     Ok((iterations, salt, salted))
+}
+
+/// Whether `a` and `b` are equal, in time that depends on their lengths only.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn parse_md5(hash: &str) -> Result<String, String> {

@@ -7,11 +7,13 @@
 
 mod auth;
 mod config;
+mod http;
 mod pgwire;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -189,6 +191,20 @@ async fn run(cli: Cli) -> Result<(), String> {
         println!("tributary coordinator RPC on {}", engine.rpc_address());
     }
 
+    // Bound before the client listener, so that the HTTP API answers once clients can connect.
+    let http_listener = match &config.http.listen {
+        Some(http) => {
+            let http_listener = TcpListener::bind(http)
+                .await
+                .map_err(|e| format!("[http] listen: cannot listen on {http}: {e}"))?;
+            let http_addr = http_listener
+                .local_addr()
+                .map_err(|e| format!("cannot read the HTTP listen address: {e}"))?;
+            tracing::info!(addr = %http_addr, "listening (HTTP: /metrics, /v1/info, /v1/query)");
+            Some(http_listener)
+        }
+        None => None,
+    };
     let listen = &config.server.listen;
     let listener = TcpListener::bind(listen)
         .await
@@ -209,12 +225,16 @@ async fn run(cli: Cli) -> Result<(), String> {
     };
     check_trust(&config, addr)?;
     log_security(&security);
+    let frontend = Arc::new(pgwire::Frontend::new(engine.clone(), Arc::new(security)));
+    if let Some(http_listener) = http_listener {
+        tokio::spawn(http::serve(http_listener, engine.clone(), frontend.clone()));
+    }
     tracing::info!(%addr, catalogs = %catalogs.join(", "), "listening (PostgreSQL wire protocol)");
     println!("tributary ready on {addr}; connect with:");
     println!("  psql -h {host} -p {} -U $USER -d {database}", addr.port());
 
     let signal = tokio::select! {
-        () = pgwire::serve(listener, engine.clone(), security) => return Ok(()),
+        () = pgwire::serve(listener, frontend) => return Ok(()),
         signal = shutdown_signal() => signal?,
     };
     // The listener is closed now: no new sessions. Sessions already connected keep running.

@@ -52,6 +52,35 @@ pub struct Frontend {
 }
 
 impl Frontend {
+    /// The number of sessions connected now.
+    pub fn session_count(&self) -> usize {
+        self.cancels.snapshot().len()
+    }
+
+    /// Cancels running query `query_id` on behalf of `user` (HTTP `DELETE /v1/query/ID`), with
+    /// `pg_cancel_backend`'s rule: only the query's own user, or one of `[auth] admin_users`.
+    /// `Ok(true)`: it was running and is canceled; `Ok(false)`: no such running query.
+    pub fn cancel_query(&self, query_id: &str, user: &str) -> Result<bool, ()> {
+        let Some(info) = self
+            .engine
+            .tracker()
+            .query_infos()
+            .into_iter()
+            .find(|q| q.query_id == query_id)
+        else {
+            return Ok(false);
+        };
+        if info.user != user && !self.engine.config().auth.is_admin(user) {
+            return Err(());
+        }
+        Ok(self.engine.cancel(query_id))
+    }
+
+    /// How clients authenticate (the HTTP listener checks the same users).
+    pub fn security(&self) -> &Security {
+        &self.security
+    }
+
     pub fn new(engine: Arc<Engine>, security: Arc<Security>) -> Self {
         // The library's static catalog rows are compiled in: failing to read them is a build defect.
         let pg_catalog = catalog::PgCatalog::new(engine.registry().catalog_list())
@@ -96,9 +125,13 @@ impl PgWireServerHandlers for Handlers {
 
 /// Accepts connections forever, one task per connection. SSLRequest gets `S` and a TLS handshake
 /// when `[tls]` has a certificate, `N` otherwise.
-pub async fn serve(listener: TcpListener, engine: Arc<Engine>, security: Security) {
-    let tls = security.tls.as_ref().map(|tls| tls.acceptor.clone());
-    let handlers = Handlers(Arc::new(Frontend::new(engine, Arc::new(security))));
+pub async fn serve(listener: TcpListener, frontend: Arc<Frontend>) {
+    let tls = frontend
+        .security
+        .tls
+        .as_ref()
+        .map(|tls| tls.acceptor.clone());
+    let handlers = Handlers(frontend);
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
