@@ -9,6 +9,7 @@
 //! | `GET /v1/query` | every query the coordinator remembers, newest first, with its progress |
 //! | `GET /v1/query/ID` | one query, with its tasks (404 when unknown) |
 //! | `DELETE /v1/query/ID` | cancels it: 204; 404 when it does not run; 403 for another user's query unless an `[auth] admin_users` user |
+//! | `GET /ui/` (`/` redirects there), `/ui/app.js`, `/ui/style.css` | the web UI: query list, query page with its stage graph, cluster page (files in `server/ui/`, built in) |
 //!
 //! With a password method in `[auth]`, every request needs HTTP Basic authentication as a user of
 //! the users file (401 otherwise); with trust, the caller is anonymous and may cancel any query.
@@ -20,7 +21,7 @@ use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use base64::Engine as _;
 use prometheus::{Encoder, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
@@ -58,11 +59,42 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>, frontend: Arc<Fro
         .route("/v1/node", get(nodes))
         .route("/v1/query", get(queries))
         .route("/v1/query/{id}", get(query).delete(cancel))
+        .route("/", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui", get(|| async { Redirect::to("/ui/") }))
+        .route(
+            "/ui/",
+            get(|| ui_file("text/html; charset=utf-8", UI_INDEX)),
+        )
+        .route(
+            "/ui/app.js",
+            get(|| ui_file("text/javascript; charset=utf-8", UI_APP)),
+        )
+        .route(
+            "/ui/style.css",
+            get(|| ui_file("text/css; charset=utf-8", UI_STYLE)),
+        )
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!("HTTP listener stopped: {e}");
     }
+}
+
+/// The web UI's files, built into the binary.
+const UI_INDEX: &str = include_str!("../ui/index.html");
+const UI_APP: &str = include_str!("../ui/app.js");
+const UI_STYLE: &str = include_str!("../ui/style.css");
+
+/// One of the web UI's files, with its content type.
+async fn ui_file(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// HTTP Basic authentication against the users file, when `[auth]` has a password method.

@@ -200,7 +200,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let http_addr = http_listener
                 .local_addr()
                 .map_err(|e| format!("cannot read the HTTP listen address: {e}"))?;
-            tracing::info!(addr = %http_addr, "listening (HTTP: /metrics, /v1/info, /v1/query)");
+            tracing::info!(addr = %http_addr, "listening (HTTP: /ui/, /metrics, /v1/info, /v1/query)");
             Some(http_listener)
         }
         None => None,
