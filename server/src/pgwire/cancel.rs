@@ -165,10 +165,13 @@ impl super::catalog::activity::Activity for SessionActivity {
         let Some(query_id) = self.signaled(pid, user, "pg_terminate_backend")? else {
             return Ok(false);
         };
+        // The session's loop is told first, so that it answers FATAL 57P01 rather than the
+        // canceled query's 57014.
+        let terminated = self.registry.terminate(pid);
         if let Some(query_id) = query_id {
             self.engine.cancel(&query_id);
         }
-        Ok(self.registry.terminate(pid))
+        Ok(terminated)
     }
 }
 

@@ -270,6 +270,11 @@ async fn serve_connection(
             _ => message.is_extended_query(),
         };
         let processed = tokio::select! {
+            // Biased: once terminated, the FATAL goes out even if the query's cancel error is ready.
+            // The running query is canceled by whoever terminated the session; what was encoded of
+            // its answer stays ahead of the FATAL in the connection's write buffer.
+            biased;
+            () = terminate.0.cancelled() => return terminated(&mut socket).await,
             processed = pgwire::tokio::server::process_message(
                 message,
                 &mut socket,
@@ -279,9 +284,6 @@ async fn serve_connection(
                 copy.clone(),
                 cancel.clone(),
             ) => processed,
-            // The running query was canceled by whoever terminated the session; what was encoded
-            // of its answer stays ahead of the FATAL in the connection's write buffer.
-            () = terminate.0.cancelled() => return terminated(&mut socket).await,
         };
         if let Err(mut e) = processed {
             pgwire::api::ErrorHandler::on_error(on_error.as_ref(), &socket, &mut e);
