@@ -218,6 +218,9 @@ impl WorkerPool {
                     workers[i] = Worker::new(id.into(), remote(address));
                     changed = true;
                 }
+                // A draining worker this pool does not know has left already (a heartbeat sent
+                // before its leave message arrived after it) or is leaving: it gets no tasks anyway.
+                None if draining => return,
                 None => {
                     tracing::info!(worker = id, address, "worker joined");
                     workers.push(Worker::new(id.into(), remote(address)));
@@ -337,5 +340,37 @@ impl WorkerPool {
 fn remote(address: &str) -> WorkerKind {
     WorkerKind::Remote {
         address: address.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heartbeat_arriving_after_a_leave_does_not_bring_the_worker_back() {
+        let pool = WorkerPool::cluster(
+            "127.0.0.1:1",
+            false,
+            Heartbeats::default(),
+            QueryTracker::new(),
+        );
+        let workers = |pool: &WorkerPool| -> Vec<(String, NodeState)> {
+            pool.nodes()
+                .into_iter()
+                .filter(|n| n.role == "worker")
+                .map(|n| (n.node_id, n.state))
+                .collect()
+        };
+        pool.heartbeat("w2", "127.0.0.1:2", 0, false);
+        pool.heartbeat("w2", "127.0.0.1:2", 1, true);
+        assert_eq!(workers(&pool), [("w2".to_string(), NodeState::Draining)]);
+        pool.leave("w2", "127.0.0.1:2");
+        // Sent while draining, delivered after the leave.
+        pool.heartbeat("w2", "127.0.0.1:2", 0, true);
+        assert_eq!(workers(&pool), []);
+        // A worker that starts again joins as usual.
+        pool.heartbeat("w2", "127.0.0.1:2", 0, false);
+        assert_eq!(workers(&pool), [("w2".to_string(), NodeState::Active)]);
     }
 }
