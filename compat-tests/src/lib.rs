@@ -18,6 +18,7 @@
 
 pub mod cluster;
 mod config_dir;
+pub mod http;
 pub mod pushdown;
 pub mod results;
 pub mod source_failure;

@@ -3,88 +3,21 @@
 //! `DELETE /v1/query/ID` (the client gets 57014), and HTTP Basic authentication against the users
 //! file with `pg_cancel_backend`'s rule for other users' queries.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use compat_tests::http::sample;
 use compat_tests::{ConfigDir, Tributary, free_port};
 use serde_json::Value;
 
-/// One HTTP/1.1 request to `127.0.0.1:port` (Basic credentials `user:password` when given): the
-/// status code and the body.
+/// One request without a body: the status code and the body.
 fn request(port: u16, method: &str, path: &str, credentials: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("HTTP listener");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let auth = credentials
-        .map(|c| format!("Authorization: Basic {}\r\n", base64(c.as_bytes())))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    // Chunked bodies: keep the chunks' data only.
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = String::new();
-        let mut rest = body;
-        while let Some((size, after)) = rest.split_once("\r\n") {
-            let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if size == 0 {
-                break;
-            }
-            out.push_str(&after[..size]);
-            rest = &after[size + 2..];
-        }
-        out
-    } else {
-        body.to_string()
-    };
-    (status, body)
-}
-
-/// Standard base64 (what Basic authentication wants), without a dependency.
-fn base64(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    compat_tests::http::request(port, method, path, credentials, None)
 }
 
 fn json(port: u16, path: &str, credentials: Option<&str>) -> Value {
     let (status, body) = request(port, "GET", path, credentials);
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
-}
-
-/// The value of the sample `name` (with its labels, as written) in a Prometheus text page.
-fn sample(page: &str, name: &str) -> Option<f64> {
-    page.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// Waits until the query running `text` is listed RUNNING; its id.
@@ -210,4 +143,199 @@ async fn with_passwords_the_api_wants_users_and_respects_their_queries() {
     let err = running.await.unwrap().expect_err("canceled");
     assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err:?}");
     assert!(!server.log().contains("b-pass"), "a password was logged");
+}
+
+/// The count of the histogram or counter `name` for `catalog`'s requests of `connector` and
+/// `operation` in a Prometheus page (0 when absent).
+fn source_sample(page: &str, name: &str, catalog: &str, connector: &str, operation: &str) -> f64 {
+    sample(
+        page,
+        &format!(
+            "{name}{{catalog=\"{catalog}\",connector=\"{connector}\",operation=\"{operation}\"}}"
+        ),
+    )
+    .unwrap_or(0.0)
+}
+
+/// Per-catalog source requests, timed and counted where they are made: a `postgres` catalog's
+/// split queries (one failing in PostgreSQL itself) and a `lake` catalog's object-store reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_requests_are_measured_per_catalog() {
+    let pg = compat_tests::Postgres::shared();
+    pg.create_database("http_metrics").await;
+    pg.connect("http_metrics")
+        .await
+        .batch_execute(
+            "drop view if exists broken; drop table if exists t; \
+             create table t as select i from generate_series(1, 100) i; \
+             create view broken as select 1 / (i - i) as boom from t;",
+        )
+        .await
+        .unwrap();
+    let lake = compat_tests::TempDir::new("http-metrics-lake");
+    let port = free_port();
+    let config = ConfigDir::new()
+        .config(&format!("[http]\nlisten = \"127.0.0.1:{port}\"\n"))
+        .catalog(
+            "pgm",
+            &format!(
+                "connector = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\n\
+                 database = \"http_metrics\"\nuser = \"postgres\"\n",
+                pg.port()
+            ),
+        )
+        .catalog(
+            "lk",
+            &format!(
+                "connector = \"lake\"\nlocation = {}\n",
+                compat_tests::toml_string(&format!("file://{}", lake.path().display()))
+            ),
+        );
+    let server = Tributary::start(Some(config.path()));
+    let client = server.connect("tpch").await;
+    let rows = client
+        .simple_query("select count(*) from pgm.public.t")
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    let err = client
+        .simple_query("select boom from pgm.public.broken")
+        .await
+        .expect_err("division by zero in PostgreSQL");
+    assert_eq!(err.code().map(|c| c.code()), Some("22012"), "{err:?}");
+    client
+        .batch_execute(
+            "create schema lk.m; create table lk.m.orders as select * from tpch.tiny.orders",
+        )
+        .await
+        .unwrap();
+    client
+        .simple_query("select count(*), max(o_comment) from lk.m.orders")
+        .await
+        .unwrap();
+    let (_, page) = request(port, "GET", "/metrics", None);
+    let pg_requests = source_sample(
+        &page,
+        "tributary_source_request_seconds_count",
+        "pgm",
+        "postgres",
+        "query",
+    );
+    let pg_errors = source_sample(
+        &page,
+        "tributary_source_request_errors_total",
+        "pgm",
+        "postgres",
+        "query",
+    );
+    assert!(
+        pg_requests >= 2.0 && pg_errors >= 1.0,
+        "{pg_requests} requests, {pg_errors} errors:\n{page}"
+    );
+    assert!(
+        pg_errors < pg_requests,
+        "the good query is no error:\n{page}"
+    );
+    let lake_reads: f64 = ["get", "get_ranges"]
+        .iter()
+        .map(|op| {
+            source_sample(
+                &page,
+                "tributary_source_request_seconds_count",
+                "lk",
+                "lake",
+                op,
+            )
+        })
+        .sum();
+    let lake_writes = source_sample(
+        &page,
+        "tributary_source_request_seconds_count",
+        "lk",
+        "lake",
+        "put",
+    ) + source_sample(
+        &page,
+        "tributary_source_request_seconds_count",
+        "lk",
+        "lake",
+        "put_multipart",
+    );
+    assert!(
+        lake_reads >= 1.0 && lake_writes >= 1.0,
+        "{lake_reads} reads, {lake_writes} writes:\n{page}"
+    );
+}
+
+/// A worker with `[http] listen` serves its own `/metrics` (its tasks, its source requests) and
+/// `/v1/info`; the query API stays on the coordinator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_serves_its_own_metrics() {
+    let lake = compat_tests::TempDir::new("http-worker-lake");
+    let catalog = format!(
+        "connector = \"lake\"\nlocation = {}\n",
+        compat_tests::toml_string(&format!("file://{}", lake.path().display()))
+    );
+    let (coordinator_http, worker_http) = (free_port(), free_port());
+    let coordinator_config = ConfigDir::new()
+        .config(&format!(
+            "[http]\nlisten = \"127.0.0.1:{coordinator_http}\"\n"
+        ))
+        .catalog("lk", &catalog);
+    let worker_config = ConfigDir::new()
+        .config(&format!("[http]\nlisten = \"127.0.0.1:{worker_http}\"\n"))
+        .catalog("lk", &catalog);
+    let rpc = format!("127.0.0.1:{}", free_port());
+    let coordinator = Tributary::start_with_args(
+        Some(coordinator_config.path()),
+        &["--role", "coordinator", "--rpc-listen", &rpc],
+    );
+    let worker = Tributary::start_worker(Some(worker_config.path()), &rpc, "w1");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let nodes = json(coordinator_http, "/v1/node", None);
+        if nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["nodeId"] == "w1" && n["state"] == "active")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "w1 never active: {nodes}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let info = json(worker_http, "/v1/info", None);
+    assert_eq!(info["coordinator"], false, "{info}");
+    assert_eq!(info["nodeId"], "w1", "{info}");
+    assert_eq!(request(worker_http, "GET", "/v1/query", None).0, 404);
+
+    let client = coordinator.connect("tpch").await;
+    client
+        .batch_execute(
+            "create schema lk.w; create table lk.w.orders as select * from tpch.tiny.orders",
+        )
+        .await
+        .unwrap();
+    let rows = client
+        .simple_query("select o_orderstatus, count(*) from lk.w.orders group by 1")
+        .await
+        .unwrap();
+    assert!(rows.len() > 3);
+    let (status, page) = request(worker_http, "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    assert!(
+        sample(&page, r#"tributary_node_tasks_total{result="finished"}"#).is_some_and(|n| n >= 1.0),
+        "the worker ran tasks:\n{page}\nworker log:\n{}",
+        compat_tests::tail(&worker.log(), 30)
+    );
+    assert!(
+        page.contains(r#"tributary_source_request_seconds_count{catalog="lk",connector="lake""#),
+        "the worker read the lake:\n{page}"
+    );
+    assert!(page.contains("tributary_tasks_running "), "{page}");
+    assert!(
+        !page.contains("tributary_sessions_active") && !page.contains("tributary_workers{"),
+        "coordinator-only gauges:\n{page}"
+    );
 }

@@ -786,3 +786,52 @@ fn bad_config_fails_startup_naming_the_file() {
     assert!(failure.log.contains("config.toml"), "{}", failure.log);
     assert!(failure.log.contains("server.listn"), "{}", failure.log);
 }
+
+/// `SET progress_notices = on` over the extended protocol (tokio-postgres's `query` is Parse/Bind/
+/// Execute): NOTICEs arrive while the query runs, before its rows, and the rows still stream.
+#[tokio::test]
+async fn progress_notices_arrive_over_the_extended_protocol() {
+    use futures::StreamExt;
+    let tributary = Tributary::start(None);
+    let (client, mut connection) = tributary
+        .config("tpch")
+        .connect(NoTls)
+        .await
+        .expect("connects");
+    let (notices_tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notice(notice) = message {
+                let _ = notices_tx.send(notice.message().to_string());
+            }
+        }
+    });
+    client
+        .batch_execute("set progress_notices = on; set progress_interval = '200ms'")
+        .await
+        .expect("set");
+    let rows = client
+        .query(
+            "select a % $1, count(*) from generate_series(1, 8000000) t(a) group by 1 order by 1",
+            &[&3_i64],
+        )
+        .await
+        .expect("query");
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].get::<_, i64>(1), 2_666_666);
+    let mut seen = Vec::new();
+    while let Ok(notice) = notices.try_recv() {
+        seen.push(notice);
+    }
+    assert!(
+        seen.iter()
+            .any(|n| n.starts_with("query ") && n.contains(" tasks finished, ")),
+        "no progress notice over the extended protocol: {seen:?}\n{}",
+        compat_tests::tail(&tributary.log(), 30)
+    );
+    // A statement whose portal ran to the end: the rows and tag are PostgreSQL's.
+    let statement = client.prepare("select 1 union all select 2").await.unwrap();
+    assert_eq!(client.query(&statement, &[]).await.unwrap().len(), 2);
+    assert_eq!(client.execute(&statement, &[]).await.unwrap(), 2);
+}

@@ -7,7 +7,6 @@
 //! `scripts/deps/chromium.sh` installs `chromium` and `chromium-driver`; a missing one fails the
 //! tests.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,63 +16,8 @@ use serde_json::{Value, json};
 
 /// One HTTP/1.1 request with an optional JSON body to `127.0.0.1:port`: the status and the body.
 fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let body = body.map(Value::to_string).unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    // Read the head, then the body by its Content-Length (chromedriver says `Connection: close`
-    // but keeps the connection open), else chunks, else to the end.
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 16384];
-    let head_end = loop {
-        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = stream.read(&mut buf).unwrap();
-        assert!(n > 0, "{method} {path}: connection closed in the head");
-        raw.extend_from_slice(&buf[..n]);
-    };
-    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
-    let status = head[9..12].parse().unwrap();
-    let length = head.lines().find_map(|l| {
-        l.strip_prefix("content-length:")
-            .and_then(|v| v.trim().parse::<usize>().ok())
-    });
-    let mut body = raw.split_off(head_end);
-    match length {
-        Some(length) => {
-            while body.len() < length {
-                let n = stream.read(&mut buf).unwrap();
-                assert!(n > 0, "{method} {path}: connection closed in the body");
-                body.extend_from_slice(&buf[..n]);
-            }
-        }
-        None => {
-            stream.read_to_end(&mut body).unwrap();
-        }
-    }
-    let body = String::from_utf8_lossy(&body).into_owned();
-    if !head.contains("transfer-encoding: chunked") {
-        return (status, body);
-    }
-    let (mut out, mut rest) = (String::new(), body.as_str());
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.push_str(&after[..size]);
-        rest = &after[size + 2..];
-    }
-    (status, out)
+    let body = body.map(Value::to_string);
+    compat_tests::http::request(port, method, path, None, body.as_deref())
 }
 
 /// A headless Chromium behind a chromedriver of our own; ends both when dropped.

@@ -29,6 +29,7 @@ pub mod error;
 pub mod iceberg;
 pub mod kafka;
 pub mod lake;
+pub mod metrics;
 pub mod mysql;
 mod pool;
 pub mod postgres;

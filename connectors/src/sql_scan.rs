@@ -217,14 +217,15 @@ impl<R: SqlReader> ExecutionPlan for SqlScanExec<R> {
                 self.sqls.len()
             );
         };
-        Ok(R::read(SplitRead {
+        let stream = R::read(SplitRead {
             pool: Arc::clone(&self.pool),
             sql: sql.clone(),
             schema: Arc::clone(&self.schema),
             types: self.types.clone(),
             batch_size: context.session_config().batch_size().max(1),
             metrics: BaselineMetrics::new(&self.metrics, partition),
-        }))
+        });
+        Ok(crate::metrics::Source::new(self.catalog(), R::KIND).instrument("query", stream))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {

@@ -307,6 +307,11 @@ impl Engine {
         &self.workers
     }
 
+    /// Tasks started on this node that have not ended (in-process workers' too in `single` mode).
+    pub fn running_tasks(&self) -> usize {
+        self.tasks.running_tasks()
+    }
+
     /// Bytes reserved now in this node's memory pool (every query's operators).
     pub fn memory_reserved(&self) -> usize {
         self.runtime.memory_pool.reserved()

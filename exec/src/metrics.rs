@@ -131,4 +131,30 @@ pub fn init() {
     LazyLock::force(&TASK_ATTEMPTS);
     LazyLock::force(&EXCHANGE_ROWS);
     LazyLock::force(&EXCHANGE_BYTES);
+    LazyLock::force(&NODE_TASKS);
+    tributary_connectors::metrics::init();
 }
+
+/// Every metric of this node: this module's and the connectors' per-catalog source requests
+/// (`tributary_connectors::metrics`), as Prometheus metric families.
+pub fn gather() -> Vec<prometheus::proto::MetricFamily> {
+    let mut families = REGISTRY.gather();
+    families.extend(tributary_connectors::metrics::REGISTRY.gather());
+    families
+}
+
+/// `tributary_node_tasks_total{result}`: tasks this node ran that ended, `finished` or `failed`
+/// (on a worker: its own tasks; the coordinator's `tributary_task_attempts_total` counts the whole
+/// cluster's from their reports).
+pub static NODE_TASKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "tributary_node_tasks_total",
+                "Tasks this node ran that ended, by result",
+            ),
+            &["result"],
+        )
+        .expect("valid metric"),
+    )
+});

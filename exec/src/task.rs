@@ -398,6 +398,13 @@ impl TaskRuntime {
             let handle = self.executor.handle.spawn(tracing::Instrument::instrument(
                 async move {
                     let mut done = run.await;
+                    crate::metrics::NODE_TASKS
+                        .with_label_values(&[if done.error.is_none() {
+                            "finished"
+                        } else {
+                            "failed"
+                        }])
+                        .inc();
                     if let Some(spooled) = spooled {
                         done.spooled_bytes = spooled.load(Ordering::Relaxed);
                     }

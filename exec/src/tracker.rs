@@ -39,6 +39,46 @@ pub struct QueryTracker {
     tasks: Mutex<VecDeque<TaskEntry>>,
 }
 
+/// A query's progress: stages and tasks, and how many of them finished (a task that is no longer
+/// running, whatever its end; a stage whose tasks all are). A query of one stage runs on the
+/// coordinator alone and has no tasks: all counts are 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueryProgress {
+    /// Distributed stages with at least one task.
+    pub stages: usize,
+    /// Stages whose tasks have all ended.
+    pub finished_stages: usize,
+    /// Task attempts placed so far.
+    pub tasks: usize,
+    /// Task attempts that ended.
+    pub finished_tasks: usize,
+    /// Rows the tasks produced so far (their sum over all stages; a task's rows are set when it ends).
+    pub rows: i64,
+}
+
+impl QueryProgress {
+    /// Folds `tasks` (one query's, any attempts) into counts.
+    pub fn of(tasks: &[TaskInfo]) -> Self {
+        let mut stages = std::collections::BTreeMap::<i64, (usize, usize)>::new();
+        let mut rows = 0;
+        for t in tasks {
+            let (done, all) = stages.entry(t.stage).or_default();
+            *all += 1;
+            if !t.state.is_live() {
+                *done += 1;
+            }
+            rows += t.rows;
+        }
+        Self {
+            stages: stages.len(),
+            finished_stages: stages.values().filter(|(d, a)| d == a).count(),
+            tasks: tasks.len(),
+            finished_tasks: stages.values().map(|(d, _)| d).sum(),
+            rows,
+        }
+    }
+}
+
 /// Microseconds since the Unix epoch, now.
 pub fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
@@ -265,6 +305,12 @@ impl QueryTracker {
             .filter(|e| e.info.query_id == query_id || attempt_of(&e.info.query_id))
             .map(|e| e.info.clone())
             .collect()
+    }
+
+    /// How far `query_id` has come, folded from its tasks (all attempts) as [`Self::tasks_of`] lists
+    /// them; what the web UI's progress bar, `GET /v1/query` and `SET progress_notices` show.
+    pub fn progress(&self, query_id: &str) -> QueryProgress {
+        QueryProgress::of(&self.tasks_of(query_id))
     }
 
     fn update(&self, query_id: &str, f: impl FnOnce(&mut Entry)) {

@@ -1,9 +1,9 @@
-//! The coordinator's HTTP listener (`[http] listen`): Prometheus metrics and a Trino-like JSON API
-//! for scripts and the web UI.
+//! The HTTP listener (`[http] listen`): on the coordinator Prometheus metrics, a Trino-like JSON API
+//! for scripts and the web UI; on a worker its own metrics and `/v1/info` ([`serve_worker`]).
 //!
 //! | request | answer |
 //! |---|---|
-//! | `GET /metrics` | Prometheus text format: the engine's counters and histograms (`tributary_exec::metrics`) and gauges read now (running queries, sessions, workers by state, memory reserved) |
+//! | `GET /metrics` | Prometheus text format: the engine's counters and histograms and the connectors' per-catalog source requests (`tributary_exec::metrics::gather`), and gauges read now (running queries, sessions, workers by state, tasks running, memory reserved) |
 //! | `GET /v1/info` | `{"nodeId", "nodeVersion": {"version"}, "environment", "coordinator", "role", "starting", "uptimeSeconds"}` (Trino's `/v1/info`) |
 //! | `GET /v1/node` | the cluster's nodes, as `system.runtime.nodes` |
 //! | `GET /v1/query` | every query the coordinator remembers, newest first, with its progress |
@@ -30,6 +30,7 @@ use tokio::net::TcpListener;
 use tributary_exec::Engine;
 use tributary_exec::system::{QueryInfo, QueryState, TaskInfo};
 
+use crate::auth::Security;
 use crate::config::AuthMethod;
 use crate::pgwire::Frontend;
 
@@ -37,7 +38,9 @@ use crate::pgwire::Frontend;
 #[derive(Clone)]
 struct Http {
     engine: Arc<Engine>,
-    frontend: Arc<Frontend>,
+    /// The coordinator's front end (sessions, cancel); `None` on a worker.
+    frontend: Option<Arc<Frontend>>,
+    security: Arc<Security>,
     started: Instant,
 }
 
@@ -50,7 +53,8 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>, frontend: Arc<Fro
     tributary_exec::metrics::init();
     let state = Http {
         engine,
-        frontend,
+        security: Arc::clone(frontend.security()),
+        frontend: Some(frontend),
         started: Instant::now(),
     };
     let app = Router::new()
@@ -80,6 +84,27 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>, frontend: Arc<Fro
     }
 }
 
+/// A worker's HTTP listener (`[http] listen` in a worker's config): `GET /metrics` (its own tasks,
+/// source requests and memory; no queries or sessions, which live on the coordinator) and
+/// `GET /v1/info`, behind the same HTTP Basic authentication as the coordinator's.
+pub async fn serve_worker(listener: TcpListener, engine: Arc<Engine>, security: Arc<Security>) {
+    tributary_exec::metrics::init();
+    let state = Http {
+        engine,
+        frontend: None,
+        security,
+        started: Instant::now(),
+    };
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/v1/info", get(info))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!("HTTP listener stopped: {e}");
+    }
+}
+
 /// The web UI's files, built into the binary.
 const UI_INDEX: &str = include_str!("../ui/index.html");
 const UI_APP: &str = include_str!("../ui/app.js");
@@ -99,7 +124,7 @@ async fn ui_file(content_type: &'static str, body: &'static str) -> Response {
 
 /// HTTP Basic authentication against the users file, when `[auth]` has a password method.
 async fn authenticate(State(http): State<Http>, mut request: Request, next: Next) -> Response {
-    let security = http.frontend.security();
+    let security = &http.security;
     let users = match (&security.users, security.method) {
         (Some(users), method) if method != AuthMethod::Trust => users,
         _ => {
@@ -153,10 +178,17 @@ async fn metrics(State(http): State<Http>) -> Response {
         "Queries running now",
         running as i64,
     );
+    if let Some(frontend) = &http.frontend {
+        gauge(
+            "tributary_sessions_active",
+            "PostgreSQL-wire sessions connected now",
+            frontend.session_count() as i64,
+        );
+    }
     gauge(
-        "tributary_sessions_active",
-        "PostgreSQL-wire sessions connected now",
-        http.frontend.session_count() as i64,
+        "tributary_tasks_running",
+        "Tasks running now on this node",
+        engine.running_tasks() as i64,
     );
     gauge(
         "tributary_memory_reserved_bytes",
@@ -171,11 +203,13 @@ async fn metrics(State(http): State<Http>) -> Response {
     for state in ["active", "draining", "dead"] {
         workers.with_label_values(&[state]).set(0);
     }
-    for node in engine.workers().nodes() {
-        workers.with_label_values(&[node.state.as_str()]).inc();
+    if http.frontend.is_some() {
+        for node in engine.workers().nodes() {
+            workers.with_label_values(&[node.state.as_str()]).inc();
+        }
+        let _ = now.register(Box::new(workers));
     }
-    let _ = now.register(Box::new(workers));
-    let mut families = tributary_exec::metrics::REGISTRY.gather();
+    let mut families = tributary_exec::metrics::gather();
     families.extend(now.gather());
     let mut body = Vec::new();
     let encoder = TextEncoder::new();
@@ -195,7 +229,7 @@ async fn info(State(http): State<Http>) -> Response {
         "nodeId": http.engine.node_id(),
         "nodeVersion": {"version": env!("CARGO_PKG_VERSION")},
         "environment": "tributary",
-        "coordinator": true,
+        "coordinator": http.frontend.is_some(),
         "role": http.engine.config().node.role.name(),
         "starting": false,
         "uptimeSeconds": http.started.elapsed().as_secs_f64(),
@@ -226,14 +260,7 @@ async fn nodes(State(http): State<Http>) -> Response {
 
 /// A query as the API shows it, with its progress from its tasks.
 fn query_json(q: &QueryInfo, tasks: &[TaskInfo]) -> Value {
-    let mut stages = std::collections::BTreeMap::<i64, (usize, usize)>::new();
-    for t in tasks {
-        let (done, all) = stages.entry(t.stage).or_default();
-        *all += 1;
-        if !t.state.is_live() {
-            *done += 1;
-        }
-    }
+    let progress = tributary_exec::tracker::QueryProgress::of(tasks);
     json!({
         "queryId": q.query_id,
         "state": q.state.as_str(),
@@ -247,10 +274,10 @@ fn query_json(q: &QueryInfo, tasks: &[TaskInfo]) -> Value {
         "retryPolicy": q.retry_policy,
         "attempts": q.attempts,
         "progress": {
-            "stages": stages.len(),
-            "finishedStages": stages.values().filter(|(d, a)| d == a).count(),
-            "tasks": tasks.len(),
-            "finishedTasks": stages.values().map(|(d, _)| d).sum::<usize>(),
+            "stages": progress.stages,
+            "finishedStages": progress.finished_stages,
+            "tasks": progress.tasks,
+            "finishedTasks": progress.finished_tasks,
         },
     })
 }
@@ -314,7 +341,10 @@ async fn cancel(
             .map(|q| q.user)
             .unwrap_or_default(),
     };
-    match http.frontend.cancel_query(&id, &user) {
+    let Some(frontend) = &http.frontend else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match frontend.cancel_query(&id, &user) {
         Ok(true) => {
             tracing::info!(query = %id, by = %user, "canceled over HTTP");
             StatusCode::NO_CONTENT.into_response()

@@ -162,13 +162,20 @@ async fn run(cli: Cli) -> Result<(), String> {
         "starting"
     );
 
-    let security = Security::load(&config).map_err(|e| e.to_string())?;
+    let security = Arc::new(Security::load(&config).map_err(|e| e.to_string())?);
 
     let engine = Engine::start_with(config.clone(), pgwire::errors::classifier())
         .await
         .map_err(|e| e.to_string())?;
 
     if config.node.role == NodeRole::Worker {
+        if let Some(http_listener) = bind_http(&config, "/metrics, /v1/info").await? {
+            tokio::spawn(http::serve_worker(
+                http_listener,
+                engine.clone(),
+                security.clone(),
+            ));
+        }
         tracing::info!(
             node = engine.node_id(),
             rpc = engine.rpc_address(),
@@ -192,19 +199,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
 
     // Bound before the client listener, so that the HTTP API answers once clients can connect.
-    let http_listener = match &config.http.listen {
-        Some(http) => {
-            let http_listener = TcpListener::bind(http)
-                .await
-                .map_err(|e| format!("[http] listen: cannot listen on {http}: {e}"))?;
-            let http_addr = http_listener
-                .local_addr()
-                .map_err(|e| format!("cannot read the HTTP listen address: {e}"))?;
-            tracing::info!(addr = %http_addr, "listening (HTTP: /ui/, /metrics, /v1/info, /v1/query)");
-            Some(http_listener)
-        }
-        None => None,
-    };
+    let http_listener = bind_http(&config, "/ui/, /metrics, /v1/info, /v1/query").await?;
     let listen = &config.server.listen;
     let listener = TcpListener::bind(listen)
         .await
@@ -225,7 +220,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     };
     check_trust(&config, addr)?;
     log_security(&security);
-    let frontend = Arc::new(pgwire::Frontend::new(engine.clone(), Arc::new(security)));
+    let frontend = Arc::new(pgwire::Frontend::new(engine.clone(), security));
     if let Some(http_listener) = http_listener {
         tokio::spawn(http::serve(http_listener, engine.clone(), frontend.clone()));
     }
@@ -286,6 +281,22 @@ fn check_trust(config: &Config, addr: SocketAddr) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The `[http] listen` listener, bound now (`None` when the key is absent); `serves` names what it
+/// will answer, for the log line.
+async fn bind_http(config: &Config, serves: &str) -> Result<Option<TcpListener>, String> {
+    let Some(http) = &config.http.listen else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(http)
+        .await
+        .map_err(|e| format!("[http] listen: cannot listen on {http}: {e}"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the HTTP listen address: {e}"))?;
+    tracing::info!(%addr, "listening (HTTP: {serves})");
+    Ok(Some(listener))
 }
 
 fn log_security(security: &Security) {

@@ -393,7 +393,8 @@ impl ExecutionPlan for KafkaScanExec {
             metrics: BaselineMetrics::new(&self.metrics, partition),
             consumer: None,
         };
-        Ok(batch_stream(Arc::clone(&self.schema), reader))
+        let source = crate::metrics::Source::new(self.catalog(), super::KIND);
+        Ok(source.instrument("fetch", batch_stream(Arc::clone(&self.schema), reader)))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {

@@ -235,7 +235,10 @@ impl Lake {
     ) -> Result<Arc<Self>, ConnectorError> {
         let operator = config.operator(name)?;
         let store_url = LakeConnector::store_url(name)?;
-        let store: Arc<dyn ObjectStore> = Arc::new(OpendalStore::new(operator.clone()));
+        let store: Arc<dyn ObjectStore> = Arc::new(crate::metrics::TimedStore::new(
+            Arc::new(OpendalStore::new(operator.clone())),
+            crate::metrics::Source::new(name, kind),
+        ));
         let runtime = Arc::new(RuntimeEnv::default());
         runtime.register_object_store(&store_url, Arc::clone(&store));
         // Managed tables list their directory at every scan: no listing cache.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::{Sink, SinkExt};
-use pgwire::api::portal::{Format, Portal};
+use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::ExtendedQueryHandler;
 use pgwire::api::results::{
     DescribePortalResponse, DescribeStatementResponse, FieldInfo, Response,
@@ -24,6 +24,7 @@ use pgwire::types::format::FormatOptions;
 use super::Frontend;
 use super::encoding;
 use super::errors::{self, sqlstate};
+use super::rows::{Progress, complete_tag, stream_rows};
 use super::run::run;
 use super::session::Session;
 use super::statement::{self, Command, Statement};
@@ -191,7 +192,7 @@ impl ExtendedQueryHandler for Frontend {
         &self,
         client: &mut C,
         portal: &Portal<Statement>,
-        _max_rows: usize,
+        max_rows: usize,
     ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -233,6 +234,19 @@ impl ExtendedQueryHandler for Frontend {
                 )))
                 .await?;
         }
-        Ok(outcome.response)
+        match outcome.response {
+            // An Execute for all rows: they are sent here as they come, with progress NOTICEs when
+            // asked, and the portal is left finished (a second Execute gets `SELECT 0`, as in
+            // PostgreSQL). pgwire's own path collects every row before the first is sent.
+            Response::Query(mut response) if max_rows == 0 => {
+                let count = stream_rows(client, &mut response, Progress::of(&session)).await?;
+                *portal.state().lock().await = PortalExecutionState::Finished;
+                Ok(Response::Execution(complete_tag(
+                    response.command_tag(),
+                    count,
+                )))
+            }
+            response => Ok(response),
+        }
     }
 }

@@ -22,6 +22,7 @@ pub mod errors;
 pub mod extended;
 pub mod frames;
 pub mod rewrite;
+pub mod rows;
 pub mod run;
 pub mod session;
 pub mod simple;
@@ -77,7 +78,7 @@ impl Frontend {
     }
 
     /// How clients authenticate (the HTTP listener checks the same users).
-    pub fn security(&self) -> &Security {
+    pub fn security(&self) -> &Arc<Security> {
         &self.security
     }
 
