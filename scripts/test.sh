@@ -54,16 +54,21 @@ command -v psql >/dev/null 2>&1 || apt_install postgresql-client-15 || apt_insta
 # Installed into a virtualenv under target/ when not already on PATH (Debian's Python refuses
 # system-wide pip installs).
 VENV="$ROOT/target/test-tools/venv"
+# The test tools' virtualenv (Python from apt when missing), made once; every pip install goes there.
+ensure_venv() {
+  [ -x "$VENV/bin/python" ] && return 0
+  if ! command -v python3 >/dev/null 2>&1; then apt_install python3 python3-venv python3-pip; fi
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    apt_install python3-venv python3-pip
+  fi
+  log "python3 -m venv $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+}
 if ! command -v moto_server >/dev/null 2>&1; then
   if [ ! -x "$VENV/bin/moto_server" ]; then
-    if ! command -v python3 >/dev/null 2>&1; then apt_install python3 python3-venv python3-pip; fi
-    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
-      apt_install python3-venv python3-pip
-    fi
+    ensure_venv
     log "pip install 'moto[server]' into $VENV"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
     "$VENV/bin/python" -m pip install --quiet 'moto[server]'
   fi
   export PATH="$VENV/bin:$PATH"
@@ -71,7 +76,7 @@ if ! command -v moto_server >/dev/null 2>&1; then
 fi
 
 # ---- further services and clients: one script per component in scripts/deps/ ----------------
-# Each is sourced in name order and may use apt_install, log, die, $SUDO, $VENV and $ROOT; it installs
+# Each is sourced in name order and may use apt_install, log, die, ensure_venv, $SUDO, $VENV and $ROOT; it installs
 # what is missing and exports what the tests need to find it (e.g. PATH).
 for dep in "$ROOT"/scripts/deps/*.sh; do
   [ -e "$dep" ] || continue

@@ -26,15 +26,7 @@ export PGJDBC_JAR
 
 # ---- Python drivers --------------------------------------------------------------------------
 if ! clients_python_ok; then
-  if [ ! -x "$VENV/bin/python" ]; then
-    if ! command -v python3 >/dev/null 2>&1; then apt_install python3 python3-venv python3-pip; fi
-    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
-      apt_install python3-venv python3-pip
-    fi
-    log "python3 -m venv $VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  fi
+  ensure_venv
   log "pip install psycopg[binary] psycopg2-binary asyncpg SQLAlchemy into $VENV"
   "$VENV/bin/python" -m pip install --quiet 'psycopg[binary]' psycopg2-binary asyncpg SQLAlchemy
   clients_python_ok || die "Python client drivers installed but not importable from $VENV/bin/python"

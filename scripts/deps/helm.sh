@@ -16,15 +16,7 @@ helm_tools_ok() {
 }
 
 if ! helm_tools_ok; then
-  if [ ! -x "$VENV/bin/python" ]; then
-    if ! command -v python3 >/dev/null 2>&1; then apt_install python3 python3-venv python3-pip; fi
-    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
-      apt_install python3-venv python3-pip
-    fi
-    log "python3 -m venv $VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  fi
+  ensure_venv
   "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' ||
     die "helm-python-sdk needs Python >= 3.10; $VENV/bin/python is $("$VENV/bin/python" --version 2>&1)"
   log "pip install helm-python-sdk kubernetes-validate into $VENV"

