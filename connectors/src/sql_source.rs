@@ -107,6 +107,13 @@ pub trait SqlDialect: Send + Sync + Debug {
     /// Truncating integer division of two exact numbers (`div(a, b)` on PostgreSQL).
     fn int_div(&self, a: &str, b: &str) -> Option<String>;
 
+    /// Whether a subquery may reference the columns of the query around it from inside its own
+    /// derived tables (`(SELECT count(*) FROM (SELECT ... WHERE x.b < o1.c0) AS t)`): PostgreSQL yes,
+    /// MariaDB no. Without it, correlated subqueries are never pushed.
+    fn correlated_subqueries(&self) -> bool {
+        false
+    }
+
     /// `a IS [NOT] DISTINCT FROM b` (`distinct`: whether it is `IS DISTINCT FROM`).
     fn distinct_from(&self, a: &str, b: &str, distinct: bool) -> String {
         let not = if distinct { "" } else { "NOT " };

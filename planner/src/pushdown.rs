@@ -11,9 +11,16 @@
 //! The statement nests one derived table per operator, each naming its columns `c0..cn`; every
 //! computed column is cast to the Arrow type DataFusion gives it, so the source returns exactly the
 //! values Tributary would compute. What is pushed (see [`SqlKind`] for per-type rules):
-//! - scans with their pushed filters, projections of columns, literals, decimal `+ - *`, widening
-//!   numeric casts, comparisons (ordered ones never on strings or floats), AND/OR/NOT, IS NULL,
-//!   BETWEEN, IN lists, LIKE without escapes on byte-comparable strings, CASE;
+//! - scans with their pushed filters, projections of columns, literals, decimal `+ - *`, integer
+//!   `+ - * / %` (operands of one type), widening numeric casts, comparisons (ordered ones never on
+//!   strings or floats), AND/OR/NOT, IS NULL, BETWEEN, IN lists, LIKE without escapes on
+//!   byte-comparable strings, CASE;
+//! - subqueries in a filter or a select list (`EXISTS`, `IN (SELECT ...)`, scalar), correlated or
+//!   not, when they read the same source and follow the same rules, on sources whose dialect allows
+//!   outer references inside derived tables ([`SqlDialect::correlated_subqueries`]: PostgreSQL).
+//!   This is how a correlated subquery DataFusion cannot decorrelate (`x.b < t1.b`) still runs: whole,
+//!   at the source. The relation around a subquery is aliased `oN` (N: nesting depth) so that the
+//!   subquery's own derived tables (`t`, `l`, `r`) never hide it;
 //! - aggregates count, count(distinct), sum, min, max, avg, stddev/variance with GROUP BY;
 //!   avg of decimals truncates like DataFusion (`div(sum * 10^s, count)`), avg and stddev of
 //!   integers are computed on float8 like DataFusion;
@@ -32,7 +39,9 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema, NullEquality, Result, ScalarValue};
 use datafusion::datasource::{provider_as_source, source_as_provider};
-use datafusion::logical_expr::expr::{AggregateFunction, Alias, Between, Case, Cast, InList, Like};
+use datafusion::logical_expr::expr::{
+    AggregateFunction, Alias, Between, Case, Cast, Exists, InList, InSubquery, Like,
+};
 use datafusion::logical_expr::{
     BinaryExpr, Expr, ExprSchemable, FetchType, JoinType, LogicalPlan, LogicalPlanBuilder,
     Operator, Projection, SkipType, Sort, SortExpr, TableType,
@@ -60,7 +69,7 @@ impl OptimizerRule for SqlSourcePushdown {
 }
 
 fn rewrite(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
-    if let Some(rel) = translate(&plan).filter(|r| r.worth)
+    if let Some(rel) = translate(&plan, None).filter(|r| r.worth)
         && let Some(replaced) = replace(&plan, rel)
     {
         return Ok(Transformed::yes(replaced));
@@ -90,7 +99,8 @@ fn col_ref(d: &dyn SqlDialect, alias: &str, i: usize) -> String {
     format!("{alias}.{}", cname(d, i))
 }
 
-fn translate(plan: &LogicalPlan) -> Option<Rel> {
+fn translate(plan: &LogicalPlan, outer: Option<&Scope<'_>>) -> Option<Rel> {
+    let ctx = Ctx { outer, here: None };
     match plan {
         LogicalPlan::TableScan(scan) => {
             let provider = source_as_provider(&scan.source).ok()?;
@@ -131,18 +141,19 @@ fn translate(plan: &LogicalPlan) -> Option<Rel> {
             })
         }
         LogicalPlan::SubqueryAlias(a) => {
-            let rel = translate(&a.input)?;
+            let rel = translate(&a.input, outer)?;
             rel.order.is_none().then_some(rel)
         }
         LogicalPlan::Projection(p) => {
-            let input = unordered(translate(&p.input)?)?;
+            let input = unordered(translate(&p.input, outer)?)?;
             let d = input.source.dialect();
             let schema = p.input.schema();
-            let cols = |i: usize| Some((col_ref(d, "t", i), *input.kinds.get(i)?));
+            let (alias, ctx) = subquery_alias(&p.expr, &input, outer)?;
+            let cols = |i: usize| Some((col_ref(d, &alias, i), *input.kinds.get(i)?));
             let mut items = Vec::new();
             let mut kinds = Vec::new();
             for (i, e) in p.expr.iter().enumerate() {
-                let (sql, kind) = expr_sql(d, e, schema, &cols)?;
+                let (sql, kind) = expr_sql(d, e, schema, &cols, ctx)?;
                 let sql = if matches!(unalias(e), Expr::Column(_)) {
                     sql
                 } else {
@@ -154,23 +165,33 @@ fn translate(plan: &LogicalPlan) -> Option<Rel> {
             if items.is_empty() && !d.empty_select() {
                 items.push(format!("1 AS {}", d.quote_ident("c_")));
             }
-            let sql = format!("SELECT {} FROM ({}) AS t", items.join(", "), input.sql);
+            let sql = format!(
+                "SELECT {} FROM ({}) AS {alias}",
+                items.join(", "),
+                input.sql
+            );
             Some(Rel {
                 sql,
                 kinds,
+                worth: input.worth || ctx.here.is_some(),
                 ..input
             })
         }
         LogicalPlan::Filter(f) => {
-            let input = unordered(translate(&f.input)?)?;
+            let input = unordered(translate(&f.input, outer)?)?;
             let d = input.source.dialect();
-            let cols = |i: usize| Some((col_ref(d, "t", i), *input.kinds.get(i)?));
-            let (pred, _) = expr_sql(d, &f.predicate, f.input.schema(), &cols)?;
-            let sql = format!("SELECT * FROM ({}) AS t WHERE {pred}", input.sql);
-            Some(Rel { sql, ..input })
+            let (alias, ctx) = subquery_alias(std::slice::from_ref(&f.predicate), &input, outer)?;
+            let cols = |i: usize| Some((col_ref(d, &alias, i), *input.kinds.get(i)?));
+            let (pred, _) = expr_sql(d, &f.predicate, f.input.schema(), &cols, ctx)?;
+            let sql = format!("SELECT * FROM ({}) AS {alias} WHERE {pred}", input.sql);
+            Some(Rel {
+                sql,
+                worth: input.worth || ctx.here.is_some(),
+                ..input
+            })
         }
         LogicalPlan::Aggregate(a) => {
-            let input = translate(&a.input)?;
+            let input = translate(&a.input, outer)?;
             let d = input.source.dialect();
             let schema = a.input.schema();
             let cols = |i: usize| Some((col_ref(d, "t", i), *input.kinds.get(i)?));
@@ -178,7 +199,7 @@ fn translate(plan: &LogicalPlan) -> Option<Rel> {
             let mut kinds = Vec::new();
             let mut groups = Vec::new();
             for (i, e) in a.group_expr.iter().enumerate() {
-                let (sql, kind) = expr_sql(d, e, schema, &cols)?;
+                let (sql, kind) = expr_sql(d, e, schema, &cols, ctx)?;
                 if !kind.group_safe() {
                     return None;
                 }
@@ -194,7 +215,7 @@ fn translate(plan: &LogicalPlan) -> Option<Rel> {
             let n = a.group_expr.len();
             for (j, e) in a.aggr_expr.iter().enumerate() {
                 let out = a.schema.field(n + j).data_type();
-                let (sql, kind) = aggregate_sql(d, unalias(e), schema, &cols, out)?;
+                let (sql, kind) = aggregate_sql(d, unalias(e), schema, &cols, out, ctx)?;
                 items.push(format!("{sql} AS {}", cname(d, n + j)));
                 kinds.push(kind);
             }
@@ -215,7 +236,7 @@ fn translate(plan: &LogicalPlan) -> Option<Rel> {
         }
         LogicalPlan::Sort(s) => {
             let fetch = s.fetch?;
-            top_n(&s.input, &s.expr, Some(fetch), 0)
+            top_n(&s.input, &s.expr, Some(fetch), 0, outer)
         }
         LogicalPlan::Limit(l) => {
             let SkipType::Literal(skip) = l.get_skip_type().ok()? else {
@@ -232,9 +253,9 @@ fn translate(plan: &LogicalPlan) -> Option<Rel> {
                     (None, Some(sf)) => Some(sf.saturating_sub(skip)),
                     (None, None) => None,
                 };
-                return top_n(&s.input, &s.expr, fetch, skip);
+                return top_n(&s.input, &s.expr, fetch, skip, outer);
             }
-            let input = unordered(translate(&l.input)?)?;
+            let input = unordered(translate(&l.input, outer)?)?;
             let d = input.source.dialect();
             let sql = format!("SELECT * FROM ({}) AS t{}", input.sql, d.limit(fetch, skip));
             Some(Rel {
@@ -243,9 +264,81 @@ fn translate(plan: &LogicalPlan) -> Option<Rel> {
                 ..input
             })
         }
-        LogicalPlan::Join(j) => join(j),
+        LogicalPlan::Join(j) => join(j, outer),
         _ => None,
     }
+}
+
+/// The enclosing query of a correlated subquery being translated: its relation's columns (under an
+/// alias of its own, `oN`, so no derived table of the subquery hides it), and its own enclosing
+/// query. An outer reference resolves to the innermost scope whose schema has the column.
+struct Scope<'a> {
+    schema: &'a DFSchema,
+    cols: &'a Cols<'a>,
+    depth: usize,
+    parent: Option<&'a Scope<'a>>,
+}
+
+/// What an expression is translated within: the enclosing queries' columns (for outer
+/// references), and where subqueries may appear (a filter's predicate or a projection's list),
+/// the relation's source id and nesting depth.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    outer: Option<&'a Scope<'a>>,
+    here: Option<(&'a str, usize)>,
+}
+
+/// The alias of a filter's or projection's input and the context of its expressions: `t` and no
+/// subqueries when `exprs` hold none; `oN` (N: the nesting depth) when they do, which the source
+/// must be able to correlate (None otherwise).
+fn subquery_alias<'a>(
+    exprs: &[Expr],
+    input: &'a Rel,
+    outer: Option<&'a Scope<'a>>,
+) -> Option<(String, Ctx<'a>)> {
+    let has = exprs
+        .iter()
+        .any(|e| e.exists(|e| Ok(is_subquery(e))).unwrap_or(true));
+    if !has {
+        return Some(("t".into(), Ctx { outer, here: None }));
+    }
+    if !input.source.dialect().correlated_subqueries() {
+        return None;
+    }
+    let depth = outer.map_or(1, |s| s.depth + 1);
+    Some((
+        format!("o{depth}"),
+        Ctx {
+            outer,
+            here: Some((&input.id, depth)),
+        },
+    ))
+}
+
+fn is_subquery(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::Exists(_) | Expr::InSubquery(_) | Expr::ScalarSubquery(_) | Expr::SetComparison(_)
+    )
+}
+
+/// `subquery` written at the source as a correlated subquery of the relation whose columns are
+/// `schema`/`cols` (within `ctx`): its SQL and kinds, when the whole subquery reads the same source.
+fn subquery_sql(
+    subquery: &LogicalPlan,
+    schema: &DFSchema,
+    cols: &Cols<'_>,
+    ctx: Ctx<'_>,
+) -> Option<Rel> {
+    let (id, depth) = ctx.here?;
+    let scope = Scope {
+        schema,
+        cols,
+        depth,
+        parent: ctx.outer,
+    };
+    let rel = translate(subquery, Some(&scope))?;
+    (rel.id == id).then_some(rel)
 }
 
 fn unordered(rel: Rel) -> Option<Rel> {
@@ -257,13 +350,15 @@ fn top_n(
     order: &[SortExpr],
     fetch: Option<usize>,
     skip: usize,
+    outer: Option<&Scope<'_>>,
 ) -> Option<Rel> {
-    let rel = unordered(translate(input)?)?;
+    let ctx = Ctx { outer, here: None };
+    let rel = unordered(translate(input, outer)?)?;
     let d = rel.source.dialect();
     let cols = |i: usize| Some((col_ref(d, "t", i), *rel.kinds.get(i)?));
     let mut items = Vec::new();
     for s in order {
-        let (sql, kind) = expr_sql(d, &s.expr, input.schema(), &cols)?;
+        let (sql, kind) = expr_sql(d, &s.expr, input.schema(), &cols, ctx)?;
         if !kind.order_safe() {
             return None;
         }
@@ -283,12 +378,13 @@ fn top_n(
     })
 }
 
-fn join(j: &datafusion::logical_expr::Join) -> Option<Rel> {
+fn join(j: &datafusion::logical_expr::Join, outer: Option<&Scope<'_>>) -> Option<Rel> {
+    let ctx = Ctx { outer, here: None };
     if j.null_aware || j.null_equality != NullEquality::NullEqualsNothing {
         return None;
     }
-    let left = unordered(translate(&j.left)?)?;
-    let right = unordered(translate(&j.right)?)?;
+    let left = unordered(translate(&j.left, outer)?)?;
+    let right = unordered(translate(&j.right, outer)?)?;
     if left.id != right.id {
         return None;
     }
@@ -298,8 +394,8 @@ fn join(j: &datafusion::logical_expr::Join) -> Option<Rel> {
     let rcols = |i: usize| Some((col_ref(d, "r", i), *right.kinds.get(i)?));
     let mut conditions = Vec::new();
     for (le, re) in &j.on {
-        let (lsql, lk) = expr_sql(d, le, ls, &lcols)?;
-        let (rsql, rk) = expr_sql(d, re, rs, &rcols)?;
+        let (lsql, lk) = expr_sql(d, le, ls, &lcols, ctx)?;
+        let (rsql, rk) = expr_sql(d, re, rs, &rcols, ctx)?;
         if !lk.eq_safe() || !rk.eq_safe() || le.get_type(ls).ok()? != re.get_type(rs).ok()? {
             return None;
         }
@@ -311,7 +407,7 @@ fn join(j: &datafusion::logical_expr::Join) -> Option<Rel> {
         let cols = |i: usize| {
             if i < nl { lcols(i) } else { rcols(i - nl) }
         };
-        conditions.push(expr_sql(d, filter, &both, &cols)?.0);
+        conditions.push(expr_sql(d, filter, &both, &cols, ctx)?.0);
     }
     let on = if conditions.is_empty() {
         "TRUE".to_string()
@@ -421,11 +517,51 @@ fn expr_sql(
     e: &Expr,
     schema: &DFSchema,
     cols: &Cols<'_>,
+    ctx: Ctx<'_>,
 ) -> Option<(String, SqlKind)> {
     let ty = |e: &Expr| e.get_type(schema).ok();
     match e {
         Expr::Column(c) => cols(schema.index_of_column(c).ok()?),
-        Expr::Alias(Alias { expr, .. }) => expr_sql(d, expr, schema, cols),
+        Expr::OuterReferenceColumn(_, c) => {
+            let mut scope = ctx.outer;
+            while let Some(s) = scope {
+                if let Ok(i) = s.schema.index_of_column(c) {
+                    return (s.cols)(i);
+                }
+                scope = s.parent;
+            }
+            None
+        }
+        Expr::Exists(Exists { subquery, negated }) => {
+            let rel = subquery_sql(&subquery.subquery, schema, cols, ctx)?;
+            let not = if *negated { "NOT " } else { "" };
+            Some((format!("({not}EXISTS ({}))", rel.sql), SqlKind::Bool))
+        }
+        Expr::ScalarSubquery(subquery) => {
+            let rel = subquery_sql(&subquery.subquery, schema, cols, ctx)?;
+            let [kind] = rel.kinds.as_slice() else {
+                return None;
+            };
+            Some((format!("({})", rel.sql), *kind))
+        }
+        Expr::InSubquery(InSubquery {
+            expr,
+            subquery,
+            negated,
+        }) => {
+            let (x, xk) = expr_sql(d, expr, schema, cols, ctx)?;
+            let rel = subquery_sql(&subquery.subquery, schema, cols, ctx)?;
+            let [kind] = rel.kinds.as_slice() else {
+                return None;
+            };
+            let field = subquery.subquery.schema().field(0).data_type().clone();
+            if !xk.eq_safe() || !kind.eq_safe() || ty(expr)? != field {
+                return None;
+            }
+            let not = if *negated { "NOT " } else { "" };
+            Some((format!("({x} {not}IN ({}))", rel.sql), SqlKind::Bool))
+        }
+        Expr::Alias(Alias { expr, .. }) => expr_sql(d, expr, schema, cols, ctx),
         Expr::Literal(v, _) => {
             if v.is_null() {
                 return None;
@@ -433,8 +569,8 @@ fn expr_sql(
             Some((d.literal(v)?, kind_of_type(&v.data_type())))
         }
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-            let (l, lk) = expr_sql(d, left, schema, cols)?;
-            let (r, rk) = expr_sql(d, right, schema, cols)?;
+            let (l, lk) = expr_sql(d, left, schema, cols, ctx)?;
+            let (r, rk) = expr_sql(d, right, schema, cols, ctx)?;
             let same_type = ty(left)? == ty(right)?;
             let word = match op {
                 Operator::And => "AND",
@@ -466,8 +602,13 @@ fn expr_sql(
                     }
                 }
                 // Exact on both sides for decimals; the result is cast to DataFusion's type.
+                // Integers of one type: the same value, truncating division and remainder with
+                // the dividend's sign on both sides (only overflow differs: an error at the source,
+                // as in PostgreSQL).
                 Operator::Plus | Operator::Minus | Operator::Multiply => {
-                    if !(lk == SqlKind::Decimal && rk == SqlKind::Decimal) {
+                    let decimals = lk == SqlKind::Decimal && rk == SqlKind::Decimal;
+                    let integers = lk == SqlKind::Integer && rk == SqlKind::Integer && same_type;
+                    if !(decimals || integers) {
                         return None;
                     }
                     match op {
@@ -476,33 +617,46 @@ fn expr_sql(
                         _ => "*",
                     }
                 }
+                Operator::Divide | Operator::Modulo => {
+                    if !(lk == SqlKind::Integer && rk == SqlKind::Integer && same_type) {
+                        return None;
+                    }
+                    if *op == Operator::Divide { "/" } else { "%" }
+                }
                 _ => return None,
             };
             let kind = match op {
-                Operator::Plus | Operator::Minus | Operator::Multiply => {
+                Operator::Plus
+                | Operator::Minus
+                | Operator::Multiply
+                | Operator::Divide
+                | Operator::Modulo => {
                     let out = ty(e)?;
-                    if !matches!(out, DataType::Decimal128(..)) {
-                        return None;
-                    }
-                    return Some((
-                        d.cast(&format!("({l} {word} {r})"), &out)?,
-                        SqlKind::Decimal,
-                    ));
+                    let kind = match out {
+                        DataType::Decimal128(..) if lk == SqlKind::Decimal => SqlKind::Decimal,
+                        DataType::Int16 | DataType::Int32 | DataType::Int64
+                            if lk == SqlKind::Integer && ty(left)? == out =>
+                        {
+                            SqlKind::Integer
+                        }
+                        _ => return None,
+                    };
+                    return Some((d.cast(&format!("({l} {word} {r})"), &out)?, kind));
                 }
                 _ => SqlKind::Bool,
             };
             Some((format!("({l} {word} {r})"), kind))
         }
         Expr::Not(inner) => Some((
-            format!("(NOT {})", expr_sql(d, inner, schema, cols)?.0),
+            format!("(NOT {})", expr_sql(d, inner, schema, cols, ctx)?.0),
             SqlKind::Bool,
         )),
         Expr::IsNull(inner) => Some((
-            format!("({} IS NULL)", expr_sql(d, inner, schema, cols)?.0),
+            format!("({} IS NULL)", expr_sql(d, inner, schema, cols, ctx)?.0),
             SqlKind::Bool,
         )),
         Expr::IsNotNull(inner) => Some((
-            format!("({} IS NOT NULL)", expr_sql(d, inner, schema, cols)?.0),
+            format!("({} IS NOT NULL)", expr_sql(d, inner, schema, cols, ctx)?.0),
             SqlKind::Bool,
         )),
         Expr::Between(Between {
@@ -511,9 +665,9 @@ fn expr_sql(
             low,
             high,
         }) => {
-            let (x, xk) = expr_sql(d, expr, schema, cols)?;
-            let (lo, lk) = expr_sql(d, low, schema, cols)?;
-            let (hi, hk) = expr_sql(d, high, schema, cols)?;
+            let (x, xk) = expr_sql(d, expr, schema, cols, ctx)?;
+            let (lo, lk) = expr_sql(d, low, schema, cols, ctx)?;
+            let (hi, hk) = expr_sql(d, high, schema, cols, ctx)?;
             let t = ty(expr)?;
             if !(xk.order_safe() && lk.order_safe() && hk.order_safe())
                 || ty(low)? != t
@@ -529,14 +683,14 @@ fn expr_sql(
             list,
             negated,
         }) => {
-            let (x, xk) = expr_sql(d, expr, schema, cols)?;
+            let (x, xk) = expr_sql(d, expr, schema, cols, ctx)?;
             let t = ty(expr)?;
             if !xk.eq_safe() || list.is_empty() {
                 return None;
             }
             let mut items = Vec::new();
             for item in list {
-                let (s, k) = expr_sql(d, item, schema, cols)?;
+                let (s, k) = expr_sql(d, item, schema, cols, ctx)?;
                 if !k.eq_safe() || ty(item)? != t {
                     return None;
                 }
@@ -555,7 +709,7 @@ fn expr_sql(
             escape_char: None,
             case_insensitive: false,
         }) => {
-            let (x, xk) = expr_sql(d, expr, schema, cols)?;
+            let (x, xk) = expr_sql(d, expr, schema, cols, ctx)?;
             let Expr::Literal(
                 ScalarValue::Utf8(Some(p))
                 | ScalarValue::LargeUtf8(Some(p))
@@ -569,7 +723,7 @@ fn expr_sql(
             if !matches!(xk, SqlKind::Text { eq: true, .. }) || p.contains('\\') {
                 return None;
             }
-            let (p, _) = expr_sql(d, pattern, schema, cols)?;
+            let (p, _) = expr_sql(d, pattern, schema, cols, ctx)?;
             let not = if *negated { "NOT " } else { "" };
             Some((format!("({x} {not}LIKE {p})"), SqlKind::Bool))
         }
@@ -580,7 +734,7 @@ fn expr_sql(
         }) => {
             let mut sql = String::from("(CASE");
             if let Some(x) = expr {
-                let (x, xk) = expr_sql(d, x, schema, cols)?;
+                let (x, xk) = expr_sql(d, x, schema, cols, ctx)?;
                 if !xk.eq_safe() {
                     return None;
                 }
@@ -588,12 +742,12 @@ fn expr_sql(
             }
             let out = ty(e)?;
             for (w, t) in when_then_expr {
-                let (w, _) = expr_sql(d, w, schema, cols)?;
-                let (t, _) = expr_sql(d, t, schema, cols)?;
+                let (w, _) = expr_sql(d, w, schema, cols, ctx)?;
+                let (t, _) = expr_sql(d, t, schema, cols, ctx)?;
                 write!(sql, " WHEN {w} THEN {}", d.cast(&t, &out)?).ok()?;
             }
             if let Some(x) = else_expr {
-                let (x, _) = expr_sql(d, x, schema, cols)?;
+                let (x, _) = expr_sql(d, x, schema, cols, ctx)?;
                 write!(sql, " ELSE {}", d.cast(&x, &out)?).ok()?;
             }
             sql.push_str(" END)");
@@ -602,9 +756,9 @@ fn expr_sql(
         Expr::Cast(Cast { expr, field }) => {
             let to = field.data_type();
             let from = ty(expr)?;
-            let (x, _) = expr_sql(d, expr, schema, cols)?;
+            let (x, _) = expr_sql(d, expr, schema, cols, ctx)?;
             if &from == to {
-                return expr_sql(d, expr, schema, cols);
+                return expr_sql(d, expr, schema, cols, ctx);
             }
             let int_width = |t: &DataType| match t {
                 DataType::Int8 => Some(1),
@@ -641,6 +795,7 @@ fn aggregate_sql(
     schema: &DFSchema,
     cols: &Cols<'_>,
     out: &DataType,
+    ctx: Ctx<'_>,
 ) -> Option<(String, SqlKind)> {
     let Expr::AggregateFunction(AggregateFunction { func, params }) = e else {
         return None;
@@ -660,7 +815,7 @@ fn aggregate_sql(
         {
             return Some((d.cast("count(*)", out)?, out_kind));
         }
-        let (x, k) = expr_sql(d, arg, schema, cols)?;
+        let (x, k) = expr_sql(d, arg, schema, cols, ctx)?;
         if params.distinct && !k.group_safe() {
             return None;
         }
@@ -670,7 +825,7 @@ fn aggregate_sql(
     if params.distinct {
         return None;
     }
-    let (x, k) = expr_sql(d, arg, schema, cols)?;
+    let (x, k) = expr_sql(d, arg, schema, cols, ctx)?;
     let float8 = DataType::Float64;
     let sql = match func.name() {
         "sum" => match k {

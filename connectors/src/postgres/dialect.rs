@@ -95,6 +95,10 @@ impl SqlDialect for PostgresDialect {
         true
     }
 
+    fn correlated_subqueries(&self) -> bool {
+        true
+    }
+
     fn empty_select(&self) -> bool {
         true
     }
