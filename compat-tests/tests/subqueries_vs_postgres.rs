@@ -1,12 +1,19 @@
 //! Correlated subqueries DataFusion cannot decorrelate (non-equality correlation in the select list,
-//! WHERE, CASE and nested EXISTS), asked of a `postgres` catalog: the statement runs whole in
-//! PostgreSQL, and the answers are PostgreSQL's own, which is the oracle here (the same SQL is run on
-//! PostgreSQL directly and compared under `compat_tests::results`' rules).
+//! WHERE, CASE and nested EXISTS), with PostgreSQL as the oracle: the same SQL runs on PostgreSQL
+//! directly and through Tributary, and the answers are compared under `compat_tests::results`'
+//! rules.
+//! - Through a `postgres` catalog the statement runs whole in PostgreSQL (EXPLAIN shows it).
+//! - On a copy of the table in a `lake` catalog (no SQL source to push to), and through a `mysql`
+//!   catalog on MariaDB (which cannot take outer references inside derived tables), the nested-loop
+//!   apply (`planner::apply`) runs them: once per distinct outer binding.
+//! - On a coordinator with a worker the apply's stage stays on the coordinator.
 
 use compat_tests::pushdown::explain;
 use compat_tests::results::{self, compare, kinds_from_postgres};
 use compat_tests::tpch_compare::run_side;
-use compat_tests::{ConfigDir, Postgres, Tributary};
+use compat_tests::cluster::Cluster;
+use compat_tests::{ConfigDir, Mariadb, Postgres, TempDir, Tributary, toml_string};
+use tokio_postgres::Client;
 
 /// A table in the style of the classic sqllogictest `select` files: five integer columns, 30 rows,
 /// some NULLs.
@@ -42,33 +49,16 @@ const QUERIES: &[&str] = &[
     "SELECT a FROM t1 WHERE c > (SELECT min(x.c) FROM t1 AS x WHERE x.d > t1.d) ORDER BY 1",
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn correlated_subqueries_run_whole_in_postgres_with_its_answers() {
-    let pg = Postgres::shared();
-    pg.create_database("subqueries").await;
-    let direct = pg.connect("subqueries").await;
-    direct.batch_execute(SETUP).await.unwrap();
-    let config = ConfigDir::new().catalog(
-        "pgs",
-        &format!(
-            "connector = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\n\
-             database = \"subqueries\"\nuser = \"postgres\"\n",
-            pg.port()
-        ),
-    );
-    let server = Tributary::start(Some(config.path()));
-    let client = server.connect("pgs").await;
-    client
-        .batch_execute("SET search_path TO public")
-        .await
-        .unwrap();
+/// Runs every query of [`QUERIES`] on `direct` (PostgreSQL) and `client` (Tributary, its search path
+/// set), returning a report of each that fails or differs.
+async fn differences(direct: &Client, client: &Client) -> Vec<String> {
     let mut failures = Vec::new();
     for sql in QUERIES {
-        let kinds = kinds_from_postgres(&direct, sql).await.unwrap();
-        let expected = run_side("PostgreSQL", &direct, sql)
+        let kinds = kinds_from_postgres(direct, sql).await.unwrap();
+        let expected = run_side("PostgreSQL", direct, sql)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        match run_side("tributary", &client, sql).await {
+        match run_side("tributary", client, sql).await {
             Err(e) => failures.push(format!("{sql}\n  {e}")),
             Ok(actual) => {
                 let ordered = results::has_top_level_order_by(sql);
@@ -78,6 +68,27 @@ async fn correlated_subqueries_run_whole_in_postgres_with_its_answers() {
             }
         }
     }
+    failures
+}
+
+/// PostgreSQL's database `subqueries`, loaded with [`SETUP`]; a direct client.
+async fn postgres_loaded() -> (&'static Postgres, Client) {
+    let pg = Postgres::shared();
+    pg.create_database("subqueries").await;
+    let direct = pg.connect("subqueries").await;
+    direct.batch_execute(SETUP).await.unwrap();
+    (pg, direct)
+}
+
+fn postgres_catalog(pg: &Postgres) -> String {
+    format!(
+        "connector = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\n\
+         database = \"subqueries\"\nuser = \"postgres\"\n",
+        pg.port()
+    )
+}
+
+fn assert_none(failures: &[String], server: &Tributary) {
     assert!(
         failures.is_empty(),
         "{} of {} queries differ from PostgreSQL:\n{}\nlog:\n{}",
@@ -86,10 +97,97 @@ async fn correlated_subqueries_run_whole_in_postgres_with_its_answers() {
         failures.join("\n"),
         compat_tests::tail(&server.log(), 20)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correlated_subqueries_run_whole_in_postgres_with_its_answers() {
+    let (pg, direct) = postgres_loaded().await;
+    let config = ConfigDir::new().catalog("pgs", &postgres_catalog(pg));
+    let server = Tributary::start(Some(config.path()));
+    let client = server.connect("pgs").await;
+    client
+        .batch_execute("SET search_path TO public")
+        .await
+        .unwrap();
+    assert_none(&differences(&direct, &client).await, &server);
     // EXPLAIN shows the statement PostgreSQL runs, subquery included.
     let plan = explain(&client, QUERIES[1]).await;
     assert!(
         plan.contains("PostgresScan") && plan.contains("EXISTS (SELECT"),
         "{plan}"
     );
+}
+
+/// The same queries on a copy of the table in a `lake` catalog: the apply runs them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correlated_subqueries_on_a_lake_table_match_postgres() {
+    let (pg, direct) = postgres_loaded().await;
+    let lake = TempDir::new("subqueries-lake");
+    let config = ConfigDir::new()
+        .catalog("pgs", &postgres_catalog(pg))
+        .catalog(
+            "lk",
+            &format!(
+                "connector = \"lake\"\nlocation = {}\n",
+                toml_string(&format!("file://{}", lake.path().display()))
+            ),
+        );
+    let server = Tributary::start(Some(config.path()));
+    let client = server.connect("lk").await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA lk.s; CREATE TABLE lk.s.t1 AS SELECT * FROM pgs.public.t1; \
+             SET search_path TO s",
+        )
+        .await
+        .unwrap();
+    assert_none(&differences(&direct, &client).await, &server);
+    let plan = explain(&client, QUERIES[0]).await;
+    assert!(plan.contains("CorrelatedApplyExec: scalar subquery on [t1.b]"), "{plan}");
+    // The extended protocol (prepared, binary results) too.
+    let rows = client.query(QUERIES[1], &[]).await.unwrap();
+    let expected = direct.query(QUERIES[1], &[]).await.unwrap();
+    assert_eq!(rows.len(), expected.len());
+}
+
+/// Through a `mysql` catalog on MariaDB, which cannot run them whole: the apply runs them, each
+/// subquery still pushed to MariaDB with the outer values as literals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correlated_subqueries_through_mariadb_match_postgres() {
+    let (_, direct) = postgres_loaded().await;
+    let maria = Mariadb::shared();
+    maria.execute(
+        "CREATE DATABASE IF NOT EXISTS subqueries; \
+         CREATE OR REPLACE TABLE subqueries.t1 (a int, b int, c int, d int, e int); \
+         INSERT INTO subqueries.t1 \
+         SELECT 100 + (seq * 37) % 150, 100 + (seq * 53) % 150, \
+                CASE WHEN seq % 11 = 0 THEN NULL ELSE 100 + (seq * 71) % 150 END, \
+                100 + (seq * 13) % 150, CASE WHEN seq % 7 = 0 THEN NULL ELSE 100 + (seq * 29) % 150 END \
+         FROM subqueries.seq_1_to_30;",
+    );
+    let config = ConfigDir::new().catalog("my", &maria.catalog_toml("database = \"subqueries\"\n"));
+    let server = Tributary::start(Some(config.path()));
+    let client = server.connect("my").await;
+    client
+        .batch_execute("SET search_path TO subqueries")
+        .await
+        .unwrap();
+    assert_none(&differences(&direct, &client).await, &server);
+}
+
+/// On a coordinator with a worker, the apply's stage stays on the coordinator and answers right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correlated_subqueries_run_on_a_cluster() {
+    let cluster = Cluster::start_with(ConfigDir::new(), &["w1"]).await;
+    let client = cluster.coordinator.connect("tpch").await;
+    let sql = "SELECT n_nationkey, (SELECT count(*) FROM tpch.tiny.customer c \
+               WHERE c.c_nationkey < n.n_nationkey AND c.c_acctbal > 9000) \
+               FROM tpch.tiny.nation n ORDER BY 1";
+    let rows = results::query_text(&client, sql).await.unwrap().strings();
+    assert_eq!(rows.len(), 25);
+    let direct = "SELECT n_nationkey, count(c_custkey) FROM tpch.tiny.nation n \
+                  LEFT JOIN tpch.tiny.customer c ON c.c_nationkey < n.n_nationkey AND c.c_acctbal > 9000 \
+                  GROUP BY n_nationkey ORDER BY 1";
+    let expected = results::query_text(&client, direct).await.unwrap().strings();
+    assert_eq!(rows, expected);
 }

@@ -7,6 +7,7 @@
 //! The planner decides *what* runs where in the plan (stages, partitioning, exchanges); it never runs
 //! anything itself: scheduling and task execution belong to `exec`.
 
+pub mod apply;
 pub mod config;
 pub mod explain;
 pub mod fragment;

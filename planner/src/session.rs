@@ -56,6 +56,8 @@ pub fn new_session_context(
         .with_optimizer_rule(Arc::new(crate::pushdown::SqlSourcePushdown))
         // Then `||` as a function refusing values past 1 GiB (what pushdown left of it).
         .with_optimizer_rule(Arc::new(crate::limits::LimitStringConcat))
+        // Correlated subqueries DataFusion cannot decorrelate: a nested-loop apply.
+        .with_query_planner(Arc::new(crate::apply::TributaryQueryPlanner))
         .build();
     let ctx = SessionContext::new_with_state(state);
     // PostgreSQL's 1 GiB bound on one value, for the functions whose result size a user chooses.

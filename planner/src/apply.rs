@@ -1,0 +1,677 @@
+//! Correlated subqueries that DataFusion cannot decorrelate, run by a nested-loop apply (Trino's
+//! `CorrelatedJoin` evaluated as an apply, PostgreSQL's SubPlan): for every distinct binding of the
+//! outer columns a subquery reads, the subquery is planned with those values as literals and run
+//! once; the result is cached for the other rows with the same binding.
+//!
+//! DataFusion's optimizer turns most subqueries into joins (equality correlation under an
+//! aggregate, `EXISTS`/`IN` conjuncts of a WHERE). What is left in a filter or a select list,
+//! `(SELECT count(*) FROM t1 AS x WHERE x.b < t1.b)`, `CASE WHEN EXISTS (...)`, `a IN (SELECT ...) OR
+//! ...`, has no physical plan in DataFusion (`Physical plan does not support logical expression
+//! ScalarSubquery`). [`TributaryQueryPlanner`] rewrites the optimized logical plan before physical
+//! planning: each such subquery of a `Filter` or `Projection` becomes a column `__subquery_N` that
+//! an [`ApplyNode`] below adds to its input, planned as [`CorrelatedApplyExec`]. Uncorrelated scalar
+//! subqueries stay DataFusion's (run once before the query). A `postgres` catalog never gets here
+//! for a statement it can run whole (see `pushdown`).
+//!
+//! The apply runs where its input is: it cannot be shipped to a worker (its subqueries are
+//! logical plans, planned at run time), so the scheduler keeps its stage on the coordinator, and
+//! the subqueries themselves run in the coordinator's process.
+//!
+//! Semantics follow PostgreSQL: a scalar subquery of no rows is NULL and of more than one row is
+//! an error (21000); `x IN (subquery)` is NULL when x is NULL and the subquery has rows, or when no
+//! row equals x and some row is NULL.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchema, DFSchemaRef, Result, ScalarValue, internal_err};
+use datafusion::execution::context::{QueryPlanner, SessionState};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::expr::{Exists, InSubquery};
+use datafusion::logical_expr::{
+    Expr, Extension, Filter, LogicalPlan, Projection, Subquery, UserDefinedLogicalNode,
+    UserDefinedLogicalNodeCore,
+};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
+    ReplaceChildrenOptions,
+};
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
+use futures::StreamExt;
+use tributary_connectors::error::ConnectorError;
+use tributary_connectors::sqlstate;
+
+/// The session's query planner: [`rewrite`] the optimized plan's correlated subqueries into
+/// [`ApplyNode`]s, then DataFusion's physical planner with [`ApplyPlanner`].
+#[derive(Debug, Default)]
+pub struct TributaryQueryPlanner;
+
+#[async_trait]
+impl QueryPlanner for TributaryQueryPlanner {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session: &dyn Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let plan = rewrite(logical_plan.clone())?;
+        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(ApplyPlanner)])
+            .create_physical_plan(&plan, session)
+            .await
+    }
+}
+
+/// One subquery an [`ApplyNode`] evaluates per row of its input.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd)]
+enum Correlated {
+    /// `(SELECT ...)` as a value.
+    Scalar(Subquery),
+    /// `[NOT] EXISTS (SELECT ...)`.
+    Exists { subquery: Subquery, negated: bool },
+    /// `expr [NOT] IN (SELECT ...)`; `expr` is over the apply's input.
+    In {
+        expr: Box<Expr>,
+        subquery: Subquery,
+        negated: bool,
+    },
+}
+
+impl Correlated {
+    fn subquery(&self) -> &Subquery {
+        match self {
+            Correlated::Scalar(s) => s,
+            Correlated::Exists { subquery, .. } | Correlated::In { subquery, .. } => subquery,
+        }
+    }
+
+    /// The type of the column it adds.
+    fn field(&self, name: String) -> Field {
+        match self {
+            Correlated::Scalar(s) => {
+                let ty = s.subquery.schema().field(0).data_type().clone();
+                Field::new(name, ty, true)
+            }
+            Correlated::Exists { .. } => Field::new(name, DataType::Boolean, false),
+            Correlated::In { .. } => Field::new(name, DataType::Boolean, true),
+        }
+    }
+}
+
+/// A logical node adding one column per subquery (`__subquery_N`) to its input's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ApplyNode {
+    input: Arc<LogicalPlan>,
+    subqueries: Vec<Correlated>,
+    names: Vec<String>,
+    schema: DFSchemaRef,
+}
+
+impl PartialOrd for ApplyNode {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        (&self.input, &self.subqueries, &self.names).partial_cmp(&(
+            &other.input,
+            &other.subqueries,
+            &other.names,
+        ))
+    }
+}
+
+impl UserDefinedLogicalNodeCore for ApplyNode {
+    fn name(&self) -> &str {
+        "CorrelatedApply"
+    }
+
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.input]
+    }
+
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+
+    /// None: the node is made after the optimizer has run, and its subqueries are planned at run
+    /// time.
+    fn expressions(&self) -> Vec<Expr> {
+        Vec::new()
+    }
+
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "CorrelatedApply: {}", self.names.join(", "))
+    }
+
+    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> Result<Self> {
+        let [input] = <[LogicalPlan; 1]>::try_from(inputs)
+            .map_err(|_| datafusion::common::DataFusionError::Internal("apply: one input".into()))?;
+        Ok(Self {
+            input: Arc::new(input),
+            ..self.clone()
+        })
+    }
+}
+
+/// Gives every apply column a name of its own within the process.
+static NEXT_COLUMN: AtomicUsize = AtomicUsize::new(0);
+
+/// `plan` with each correlated subquery of a `Filter` or `Projection` (and every `EXISTS` or
+/// `IN (SELECT ...)` left there, which DataFusion cannot plan either) computed by an [`ApplyNode`]
+/// below it. The nodes keep their output schema exactly.
+pub fn rewrite(plan: LogicalPlan) -> Result<LogicalPlan> {
+    plan.transform_up(|node| match node {
+        LogicalPlan::Projection(p) if p.expr.iter().any(needs_apply) => {
+            let (exprs, apply) = extract(p.expr.clone(), &p.input)?;
+            let projection =
+                Projection::try_new_with_schema(exprs, Arc::new(apply), Arc::clone(&p.schema))?;
+            Ok(Transformed::yes(LogicalPlan::Projection(projection)))
+        }
+        LogicalPlan::Filter(f) if needs_apply(&f.predicate) => {
+            let (mut exprs, apply) = extract(vec![f.predicate.clone()], &f.input)?;
+            let filter = Filter::try_new(exprs.remove(0), Arc::new(apply))?;
+            // Back to the filter's own columns.
+            let columns = f
+                .input
+                .schema()
+                .iter()
+                .map(|(q, field)| Expr::Column(Column::new(q.cloned(), field.name())))
+                .collect();
+            let projection = Projection::try_new_with_schema(
+                columns,
+                Arc::new(LogicalPlan::Filter(filter)),
+                Arc::clone(f.input.schema()),
+            )?;
+            Ok(Transformed::yes(LogicalPlan::Projection(projection)))
+        }
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
+}
+
+/// Whether `e` holds a subquery expression DataFusion has no physical plan for.
+fn needs_apply(e: &Expr) -> bool {
+    e.exists(|e| Ok(applied(e)))
+        .unwrap_or(false)
+}
+
+fn applied(e: &Expr) -> bool {
+    match e {
+        Expr::ScalarSubquery(s) => !s.outer_ref_columns.is_empty(),
+        Expr::Exists(_) | Expr::InSubquery(_) => true,
+        _ => false,
+    }
+}
+
+/// `exprs` with their applied subqueries replaced by columns, and the apply node over `input`
+/// that computes those columns.
+fn extract(exprs: Vec<Expr>, input: &Arc<LogicalPlan>) -> Result<(Vec<Expr>, LogicalPlan)> {
+    let mut subqueries = Vec::new();
+    let mut names = Vec::new();
+    let exprs = exprs
+        .into_iter()
+        .map(|e| {
+            e.transform_up(|e| {
+                if !applied(&e) {
+                    return Ok(Transformed::no(e));
+                }
+                let correlated = match e {
+                    Expr::ScalarSubquery(s) => Correlated::Scalar(s),
+                    Expr::Exists(Exists { subquery, negated }) => {
+                        Correlated::Exists { subquery, negated }
+                    }
+                    Expr::InSubquery(InSubquery {
+                        expr,
+                        subquery,
+                        negated,
+                    }) => Correlated::In {
+                        expr,
+                        subquery,
+                        negated,
+                    },
+                    other => return Ok(Transformed::no(other)),
+                };
+                let name = format!(
+                    "__subquery_{}",
+                    NEXT_COLUMN.fetch_add(1, AtomicOrdering::Relaxed)
+                );
+                subqueries.push(correlated);
+                names.push(name.clone());
+                Ok(Transformed::yes(Expr::Column(Column::from_name(name))))
+            })
+            .map(|t| t.data)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let added = Schema::new(
+        subqueries
+            .iter()
+            .zip(&names)
+            .map(|(s, n)| s.field(n.clone()))
+            .collect::<Vec<_>>(),
+    );
+    let schema = input.schema().join(&DFSchema::try_from(added)?)?;
+    let node = ApplyNode {
+        input: Arc::clone(input),
+        subqueries,
+        names,
+        schema: Arc::new(schema),
+    };
+    Ok((
+        exprs,
+        LogicalPlan::Extension(Extension {
+            node: Arc::new(node),
+        }),
+    ))
+}
+
+/// Plans an [`ApplyNode`] as a [`CorrelatedApplyExec`].
+#[derive(Debug)]
+pub struct ApplyPlanner;
+
+#[async_trait]
+impl ExtensionPlanner for ApplyPlanner {
+    async fn plan_extension(
+        &self,
+        planner: &dyn PhysicalPlanner,
+        node: &dyn UserDefinedLogicalNode,
+        _logical_inputs: &[&LogicalPlan],
+        physical_inputs: &[Arc<dyn ExecutionPlan>],
+        session: &dyn Session,
+        planning_ctx: &PhysicalPlanningContext,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let Some(node) = node.as_any().downcast_ref::<ApplyNode>() else {
+            return Ok(None);
+        };
+        let Some(state) = session.as_any().downcast_ref::<SessionState>() else {
+            return internal_err!("correlated subqueries need a SessionState");
+        };
+        let [input] = physical_inputs else {
+            return internal_err!("CorrelatedApply has one input");
+        };
+        let outer = node.input.schema();
+        let mut subqueries = Vec::new();
+        for s in &node.subqueries {
+            let bindings = s
+                .subquery()
+                .outer_ref_columns
+                .iter()
+                .filter_map(|e| match e {
+                    Expr::OuterReferenceColumn(_, c) => Some(c.clone()),
+                    _ => None,
+                })
+                .map(|c| Ok((outer.index_of_column(&c)?, c)))
+                .collect::<Result<Vec<_>>>()?;
+            let kind = match s {
+                Correlated::Scalar(_) => Kind::Scalar,
+                Correlated::Exists { negated, .. } => Kind::Exists { negated: *negated },
+                Correlated::In { expr, negated, .. } => Kind::In {
+                    expr: planner.create_physical_expr(expr, outer, session, planning_ctx)?,
+                    negated: *negated,
+                },
+            };
+            subqueries.push(Apply {
+                kind,
+                plan: Arc::clone(&s.subquery().subquery),
+                bindings,
+            });
+        }
+        Ok(Some(Arc::new(CorrelatedApplyExec::new(
+            Arc::clone(input),
+            Arc::new(subqueries),
+            Arc::new(node.schema.as_arrow().clone()),
+            Arc::new(state.clone()),
+        ))))
+    }
+}
+
+#[derive(Debug)]
+enum Kind {
+    Scalar,
+    Exists {
+        negated: bool,
+    },
+    In {
+        expr: Arc<dyn PhysicalExpr>,
+        negated: bool,
+    },
+}
+
+/// One subquery as the apply runs it.
+#[derive(Debug)]
+struct Apply {
+    kind: Kind,
+    /// The subquery's logical plan, whose outer references are `bindings`.
+    plan: Arc<LogicalPlan>,
+    /// Input column index and the outer reference it fills.
+    bindings: Vec<(usize, Column)>,
+}
+
+/// What a subquery gave for one binding.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Value(ScalarValue),
+    Exists(bool),
+    /// The subquery's values, and whether one is NULL.
+    Values(Vec<ScalarValue>, bool),
+}
+
+/// Adds one column per subquery to each batch of its input: see the module docs.
+#[derive(Debug)]
+pub struct CorrelatedApplyExec {
+    input: Arc<dyn ExecutionPlan>,
+    subqueries: Arc<Vec<Apply>>,
+    schema: SchemaRef,
+    state: Arc<SessionState>,
+    properties: Arc<PlanProperties>,
+}
+
+impl CorrelatedApplyExec {
+    fn new(
+        input: Arc<dyn ExecutionPlan>,
+        subqueries: Arc<Vec<Apply>>,
+        schema: SchemaRef,
+        state: Arc<SessionState>,
+    ) -> Self {
+        let properties = Arc::new(PlanProperties::new(
+            datafusion::physical_expr::EquivalenceProperties::new(Arc::clone(&schema)),
+            input.output_partitioning().clone(),
+            input.pipeline_behavior(),
+            input.boundedness(),
+        ));
+        Self {
+            input,
+            subqueries,
+            schema,
+            state,
+            properties,
+        }
+    }
+}
+
+impl DisplayAs for CorrelatedApplyExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let kinds: Vec<String> = self
+            .subqueries
+            .iter()
+            .map(|s| {
+                let kind = match &s.kind {
+                    Kind::Scalar => "scalar".to_string(),
+                    Kind::Exists { negated: false } => "exists".to_string(),
+                    Kind::Exists { negated: true } => "not exists".to_string(),
+                    Kind::In { expr, negated } => {
+                        format!("{expr}{} in", if *negated { " not" } else { "" })
+                    }
+                };
+                let on: Vec<String> = s.bindings.iter().map(|(_, c)| c.flat_name()).collect();
+                format!("{kind} subquery on [{}]", on.join(", "))
+            })
+            .collect();
+        write!(f, "CorrelatedApplyExec: {}", kinds.join("; "))
+    }
+}
+
+impl ExecutionPlan for CorrelatedApplyExec {
+    fn name(&self) -> &'static str {
+        "CorrelatedApplyExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        for s in self.subqueries.iter() {
+            if let Kind::In { expr, .. } = &s.kind
+                && f(expr)? == TreeNodeRecursion::Stop
+            {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let [input] = <[Arc<dyn ExecutionPlan>; 1]>::try_from(children).map_err(|_| {
+            datafusion::common::DataFusionError::Internal(
+                "CorrelatedApplyExec takes one child".into(),
+            )
+        })?;
+        Ok(Arc::new(Self::new(
+            input,
+            Arc::clone(&self.subqueries),
+            Arc::clone(&self.schema),
+            Arc::clone(&self.state),
+        )))
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(
+                datafusion::physical_plan::ChildrenPropertiesMode::Recompute,
+            ),
+        )
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, Arc::clone(&context))?;
+        let subqueries = Arc::clone(&self.subqueries);
+        let state = Arc::clone(&self.state);
+        let schema = Arc::clone(&self.schema);
+        let caches: Vec<HashMap<Vec<ScalarValue>, Outcome>> =
+            (0..subqueries.len()).map(|_| HashMap::new()).collect();
+        let out_schema = Arc::clone(&schema);
+        let stream = futures::stream::unfold(
+            (input, caches),
+            move |(mut input, mut caches)| {
+                let subqueries = Arc::clone(&subqueries);
+                let state = Arc::clone(&state);
+                let context = Arc::clone(&context);
+                let schema = Arc::clone(&schema);
+                async move {
+                    let batch = match input.next().await? {
+                        Ok(batch) => batch,
+                        Err(e) => return Some((Err(e), (input, caches))),
+                    };
+                    let result = apply_batch(
+                        &batch,
+                        &subqueries,
+                        &mut caches,
+                        &state,
+                        &context,
+                        &schema,
+                    )
+                    .await;
+                    Some((result, (input, caches)))
+                }
+            },
+        );
+        Ok(Box::pin(RecordBatchStreamAdapter::new(out_schema, stream)))
+    }
+}
+
+/// `batch` with one column per subquery appended.
+async fn apply_batch(
+    batch: &RecordBatch,
+    subqueries: &[Apply],
+    caches: &mut [HashMap<Vec<ScalarValue>, Outcome>],
+    state: &SessionState,
+    context: &Arc<TaskContext>,
+    schema: &SchemaRef,
+) -> Result<RecordBatch> {
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    for (i, (s, cache)) in subqueries.iter().zip(caches.iter_mut()).enumerate() {
+        let tested = match &s.kind {
+            Kind::In { expr, .. } => Some(expr.evaluate(batch)?.into_array(batch.num_rows())?),
+            _ => None,
+        };
+        let mut values = Vec::with_capacity(batch.num_rows());
+        for row in 0..batch.num_rows() {
+            let key = s
+                .bindings
+                .iter()
+                .map(|(index, _)| ScalarValue::try_from_array(batch.column(*index), row))
+                .collect::<Result<Vec<_>>>()?;
+            if !cache.contains_key(&key) {
+                let outcome = run_subquery(s, &key, state, context).await?;
+                cache.insert(key.clone(), outcome);
+            }
+            let outcome = &cache[&key];
+            let value = match (outcome, &s.kind) {
+                (Outcome::Value(v), _) => v.clone(),
+                (Outcome::Exists(found), Kind::Exists { negated }) => {
+                    ScalarValue::Boolean(Some(*found != *negated))
+                }
+                (Outcome::Values(list, has_null), Kind::In { negated, .. }) => {
+                    let x = ScalarValue::try_from_array(
+                        tested.as_ref().expect("IN evaluates its expression"),
+                        row,
+                    )?;
+                    let found = if list.is_empty() && !*has_null {
+                        Some(false)
+                    } else if x.is_null() {
+                        None
+                    } else if list.contains(&x) {
+                        Some(true)
+                    } else if *has_null {
+                        None
+                    } else {
+                        Some(false)
+                    };
+                    ScalarValue::Boolean(found.map(|f| f != *negated))
+                }
+                _ => return internal_err!("apply: outcome of another kind"),
+            };
+            values.push(value);
+        }
+        let field = schema.field(batch.num_columns() + i);
+        let array = if values.is_empty() {
+            datafusion::arrow::array::new_empty_array(field.data_type())
+        } else {
+            ScalarValue::iter_to_array(values)?
+        };
+        let array = if array.data_type() == field.data_type() {
+            array
+        } else {
+            datafusion::arrow::compute::cast(&array, field.data_type())?
+        };
+        columns.push(array);
+    }
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+/// Runs `s` with its outer references set to `key` (in `s.bindings` order).
+async fn run_subquery(
+    s: &Apply,
+    key: &[ScalarValue],
+    state: &SessionState,
+    context: &Arc<TaskContext>,
+) -> Result<Outcome> {
+    let values: HashMap<&Column, &ScalarValue> = s
+        .bindings
+        .iter()
+        .map(|(_, c)| c)
+        .zip(key.iter())
+        .collect();
+    let plan = s
+        .plan
+        .as_ref()
+        .clone()
+        .transform_up(|node| {
+            node.map_expressions(|e| {
+                e.transform_up(|e| match &e {
+                    Expr::OuterReferenceColumn(field, c) => match values.get(c) {
+                        Some(v) => {
+                            let v = if v.data_type() == *field.data_type() {
+                                (*v).clone()
+                            } else {
+                                v.cast_to(field.data_type())?
+                            };
+                            Ok(Transformed::yes(Expr::Literal(v, None)))
+                        }
+                        None => Ok(Transformed::no(e)),
+                    },
+                    _ => Ok(Transformed::no(e)),
+                })
+            })
+        })?
+        .data;
+    let physical = state.create_physical_plan(&plan).await?;
+    let mut stream = datafusion::physical_plan::execute_stream(physical, Arc::clone(context))?;
+    match s.kind {
+        Kind::Exists { .. } => {
+            while let Some(batch) = stream.next().await {
+                if batch?.num_rows() > 0 {
+                    return Ok(Outcome::Exists(true));
+                }
+            }
+            Ok(Outcome::Exists(false))
+        }
+        Kind::Scalar => {
+            let mut value = None;
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                for row in 0..batch.num_rows() {
+                    if value.is_some() {
+                        return Err(ConnectorError::sql(
+                            sqlstate::CARDINALITY_VIOLATION,
+                            "more than one row returned by a subquery used as an expression",
+                        ));
+                    }
+                    value = Some(ScalarValue::try_from_array(batch.column(0), row)?);
+                }
+            }
+            match value {
+                Some(v) => Ok(Outcome::Value(v)),
+                None => Ok(Outcome::Value(ScalarValue::try_from(
+                    plan.schema().field(0).data_type(),
+                )?)),
+            }
+        }
+        Kind::In { .. } => {
+            let mut list = Vec::new();
+            let mut has_null = false;
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                for row in 0..batch.num_rows() {
+                    let v = ScalarValue::try_from_array(batch.column(0), row)?;
+                    if v.is_null() {
+                        has_null = true;
+                    } else {
+                        list.push(v);
+                    }
+                }
+            }
+            Ok(Outcome::Values(list, has_null))
+        }
+    }
+}
