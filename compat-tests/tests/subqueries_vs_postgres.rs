@@ -47,6 +47,12 @@ const QUERIES: &[&str] = &[
      FROM t1 WHERE c > d ORDER BY 1, 2, 3",
     "SELECT a, b FROM t1 WHERE b IN (SELECT x.d FROM t1 AS x WHERE x.a <> t1.a) ORDER BY 1, 2",
     "SELECT a FROM t1 WHERE c > (SELECT min(x.c) FROM t1 AS x WHERE x.d > t1.d) ORDER BY 1",
+    // IN and NOT IN in the select list, NULLs on both sides (c and e have some).
+    "SELECT a, c IN (SELECT x.e FROM t1 AS x WHERE x.a < t1.a), \
+     c NOT IN (SELECT x.e FROM t1 AS x WHERE x.a > t1.a) FROM t1 ORDER BY 1",
+    "SELECT a, EXISTS (SELECT 1 FROM t1 AS x WHERE x.b > t1.b) FROM t1 ORDER BY 1",
+    "SELECT a, EXISTS (SELECT 1 FROM t1 WHERE e IS NULL) FROM t1 ORDER BY 1",
+    "SELECT a FROM t1 WHERE a > 200 OR EXISTS (SELECT 1 FROM t1 AS x WHERE x.d = t1.c) ORDER BY 1",
 ];
 
 /// Runs every query of [`QUERIES`] on `direct` (PostgreSQL) and `client` (Tributary, its search path
