@@ -367,12 +367,39 @@ async fn errors_carry_sqlstate_and_the_session_keeps_working() {
             "select a, count(*) from (values (1, 2)) t(a, b) group by b",
             SqlState::GROUPING_ERROR,
         ),
-        ("select 'a' + 1", SqlState::DATATYPE_MISMATCH),
+        (
+            "select n_name + 1 from tpch.tiny.nation",
+            SqlState::UNDEFINED_FUNCTION,
+        ),
+        ("select 'a'::int", SqlState::INVALID_TEXT_REPRESENTATION),
         ("select 5 % 0", SqlState::DIVISION_BY_ZERO),
     ];
     for (sql, expected) in cases {
         assert_eq!(&sqlstate(&client, sql).await, expected, "{sql}");
         assert_alive(&client).await;
+    }
+    // PostgreSQL's words, never DataFusion's (nor its plea to file a bug).
+    for (sql, message) in [
+        (
+            "select sum(n_name) from tpch.tiny.nation",
+            "function sum(text) does not exist",
+        ),
+        (
+            "select n_name + 1 from tpch.tiny.nation",
+            "operator does not exist: text + bigint",
+        ),
+        (
+            "select 'a'::int",
+            "invalid input syntax for type integer: \"a\"",
+        ),
+        ("select 2147483648::bigint::int", "integer out of range"),
+    ] {
+        let err = client.simple_query(sql).await.expect_err(sql);
+        assert_eq!(
+            err.as_db_error().map(|e| e.message()),
+            Some(message),
+            "{sql}"
+        );
     }
     // The same through the extended protocol (errors at Parse and at Execute).
     let err = client

@@ -8,10 +8,10 @@
 //!   apply (`planner::apply`) runs them: once per distinct outer binding.
 //! - On a coordinator with a worker the apply's stage stays on the coordinator.
 
+use compat_tests::cluster::Cluster;
 use compat_tests::pushdown::explain;
 use compat_tests::results::{self, compare, kinds_from_postgres};
 use compat_tests::tpch_compare::run_side;
-use compat_tests::cluster::Cluster;
 use compat_tests::{ConfigDir, Mariadb, Postgres, TempDir, Tributary, toml_string};
 use tokio_postgres::Client;
 
@@ -149,7 +149,10 @@ async fn correlated_subqueries_on_a_lake_table_match_postgres() {
         .unwrap();
     assert_none(&differences(&direct, &client).await, &server);
     let plan = explain(&client, QUERIES[0]).await;
-    assert!(plan.contains("CorrelatedApplyExec: scalar subquery on [t1.b]"), "{plan}");
+    assert!(
+        plan.contains("CorrelatedApplyExec: scalar subquery on [t1.b]"),
+        "{plan}"
+    );
     // The extended protocol (prepared, binary results) too.
     let rows = client.query(QUERIES[1], &[]).await.unwrap();
     let expected = direct.query(QUERIES[1], &[]).await.unwrap();
@@ -194,6 +197,9 @@ async fn correlated_subqueries_run_on_a_cluster() {
     let direct = "SELECT n_nationkey, count(c_custkey) FROM tpch.tiny.nation n \
                   LEFT JOIN tpch.tiny.customer c ON c.c_nationkey < n.n_nationkey AND c.c_acctbal > 9000 \
                   GROUP BY n_nationkey ORDER BY 1";
-    let expected = results::query_text(&client, direct).await.unwrap().strings();
+    let expected = results::query_text(&client, direct)
+        .await
+        .unwrap()
+        .strings();
     assert_eq!(rows, expected);
 }

@@ -37,6 +37,7 @@ use datafusion::common::{Column, DFSchema, DFSchemaRef, Result, ScalarValue, int
 use datafusion::execution::context::{QueryPlanner, SessionState};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::expr::{Exists, InSubquery};
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{
     Expr, Extension, Filter, LogicalPlan, Projection, Subquery, UserDefinedLogicalNode,
     UserDefinedLogicalNodeCore,
@@ -47,7 +48,6 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
     ReplaceChildrenOptions,
 };
-use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 use futures::StreamExt;
 use tributary_connectors::error::ConnectorError;
@@ -151,8 +151,9 @@ impl UserDefinedLogicalNodeCore for ApplyNode {
     }
 
     fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> Result<Self> {
-        let [input] = <[LogicalPlan; 1]>::try_from(inputs)
-            .map_err(|_| datafusion::common::DataFusionError::Internal("apply: one input".into()))?;
+        let [input] = <[LogicalPlan; 1]>::try_from(inputs).map_err(|_| {
+            datafusion::common::DataFusionError::Internal("apply: one input".into())
+        })?;
         Ok(Self {
             input: Arc::new(input),
             ..self.clone()
@@ -198,8 +199,7 @@ pub fn rewrite(plan: LogicalPlan) -> Result<LogicalPlan> {
 
 /// Whether `e` holds a subquery expression DataFusion has no physical plan for.
 fn needs_apply(e: &Expr) -> bool {
-    e.exists(|e| Ok(applied(e)))
-        .unwrap_or(false)
+    e.exists(|e| Ok(applied(e))).unwrap_or(false)
 }
 
 fn applied(e: &Expr) -> bool {
@@ -490,31 +490,21 @@ impl ExecutionPlan for CorrelatedApplyExec {
         let caches: Vec<HashMap<Vec<ScalarValue>, Outcome>> =
             (0..subqueries.len()).map(|_| HashMap::new()).collect();
         let out_schema = Arc::clone(&schema);
-        let stream = futures::stream::unfold(
-            (input, caches),
-            move |(mut input, mut caches)| {
-                let subqueries = Arc::clone(&subqueries);
-                let state = Arc::clone(&state);
-                let context = Arc::clone(&context);
-                let schema = Arc::clone(&schema);
-                async move {
-                    let batch = match input.next().await? {
-                        Ok(batch) => batch,
-                        Err(e) => return Some((Err(e), (input, caches))),
-                    };
-                    let result = apply_batch(
-                        &batch,
-                        &subqueries,
-                        &mut caches,
-                        &state,
-                        &context,
-                        &schema,
-                    )
-                    .await;
-                    Some((result, (input, caches)))
-                }
-            },
-        );
+        let stream = futures::stream::unfold((input, caches), move |(mut input, mut caches)| {
+            let subqueries = Arc::clone(&subqueries);
+            let state = Arc::clone(&state);
+            let context = Arc::clone(&context);
+            let schema = Arc::clone(&schema);
+            async move {
+                let batch = match input.next().await? {
+                    Ok(batch) => batch,
+                    Err(e) => return Some((Err(e), (input, caches))),
+                };
+                let result =
+                    apply_batch(&batch, &subqueries, &mut caches, &state, &context, &schema).await;
+                Some((result, (input, caches)))
+            }
+        });
         Ok(Box::pin(RecordBatchStreamAdapter::new(out_schema, stream)))
     }
 }
@@ -596,12 +586,8 @@ async fn run_subquery(
     state: &SessionState,
     context: &Arc<TaskContext>,
 ) -> Result<Outcome> {
-    let values: HashMap<&Column, &ScalarValue> = s
-        .bindings
-        .iter()
-        .map(|(_, c)| c)
-        .zip(key.iter())
-        .collect();
+    let values: HashMap<&Column, &ScalarValue> =
+        s.bindings.iter().map(|(_, c)| c).zip(key.iter()).collect();
     let plan = s
         .plan
         .as_ref()

@@ -43,7 +43,7 @@ mod settings;
 mod shapes;
 mod system_columns;
 mod tables;
-mod types;
+pub(crate) mod types;
 
 /// The `pg_catalog` namespace OID every PostgreSQL cluster uses (the static rows reference it).
 const PG_CATALOG_OID: u32 = 11;

@@ -170,9 +170,7 @@ fn arrow_error_info(err: &ArrowError) -> ErrorInfo {
         ArrowError::ArithmeticOverflow(message) => {
             error(sqlstate::NUMERIC_VALUE_OUT_OF_RANGE, message.clone())
         }
-        ArrowError::CastError(message) | ArrowError::ParseError(message) => {
-            error(sqlstate::INVALID_TEXT_REPRESENTATION, message.clone())
-        }
+        ArrowError::CastError(message) | ArrowError::ParseError(message) => cast_error(message),
         ArrowError::ExternalError(inner) => execution_error(&inner.to_string()),
         other => error(sqlstate::INTERNAL_ERROR, other.to_string()),
     }
@@ -190,10 +188,129 @@ fn plan_error(message: &str) -> ErrorInfo {
     if message.contains("must appear in the GROUP BY clause") {
         return error(sqlstate::GROUPING_ERROR, message);
     }
-    if message.contains("oerce") || message.contains("No function matches") {
+    if let Some(info) = undefined_function(&message) {
+        return info;
+    }
+    if message.contains("oerce") {
         return error(sqlstate::DATATYPE_MISMATCH, message);
     }
     error(sqlstate::SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION, message)
+}
+
+/// A failed cast in PostgreSQL's words: Arrow's `Cannot cast string 'a' to value of Int32 type` is
+/// `22P02 invalid input syntax for type integer: "a"`, and `Can't cast value 2147483648 to type
+/// Int32` is `22003 integer out of range`; other cast errors keep Arrow's message under `22P02`.
+fn cast_error(message: &str) -> ErrorInfo {
+    if let Some(rest) = message.strip_prefix("Cannot cast string '")
+        && let Some((value, rest)) = rest.rsplit_once("' to value of ")
+        && let Some(arrow) = rest.strip_suffix(" type")
+    {
+        return error(
+            sqlstate::INVALID_TEXT_REPRESENTATION,
+            format!(
+                "invalid input syntax for type {}: \"{value}\"",
+                pg_type_name(arrow)
+            ),
+        );
+    }
+    if let Some(rest) = message.strip_prefix("Can't cast value ")
+        && let Some((_, arrow)) = rest.rsplit_once(" to type ")
+    {
+        return error(
+            sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
+            format!("{} out of range", pg_type_name(arrow)),
+        );
+    }
+    error(sqlstate::INVALID_TEXT_REPRESENTATION, message)
+}
+
+/// PostgreSQL's `42883` for arguments no function or operator takes, from DataFusion's wording:
+/// `No function matches the given name and argument types 'sum(Utf8)'` is `function sum(text) does
+/// not exist` (with PostgreSQL's hint), and `Cannot coerce arithmetic expression Utf8 + Int64 to
+/// valid types` is `operator does not exist: text + bigint`. Arrow types are named as PostgreSQL's
+/// `format_type` prints the types they are reported as. `None` for other messages.
+fn undefined_function(message: &str) -> Option<ErrorInfo> {
+    const FUNCTION: &str = "No function matches the given name and argument types '";
+    if let Some(start) = message.find(FUNCTION) {
+        let call = &message[start + FUNCTION.len()..];
+        let call = &call[..call.find("'.").or_else(|| call.rfind('\''))?];
+        let (name, args) = call.split_once('(')?;
+        let args = args.strip_suffix(')')?;
+        let types: Vec<String> = split_types(args).iter().map(|t| pg_type_name(t)).collect();
+        let mut info = error(
+            sqlstate::UNDEFINED_FUNCTION,
+            format!("function {name}({}) does not exist", types.join(", ")),
+        );
+        info.hint = Some(
+            "No function matches the given name and argument types. You might need to add \
+             explicit type casts."
+                .into(),
+        );
+        return Some(info);
+    }
+    const OPERATOR: &str = "Cannot coerce arithmetic expression ";
+    let start = message.find(OPERATOR)?;
+    let expression = message[start + OPERATOR.len()..].strip_suffix(" to valid types")?;
+    let mut parts = expression.splitn(3, ' ');
+    let (left, op, right) = (parts.next()?, parts.next()?, parts.next()?);
+    let mut info = error(
+        sqlstate::UNDEFINED_FUNCTION,
+        format!(
+            "operator does not exist: {} {op} {}",
+            pg_type_name(left),
+            pg_type_name(right)
+        ),
+    );
+    info.hint = Some(
+        "No operator matches the given name and argument types. You might need to add explicit \
+         type casts."
+            .into(),
+    );
+    Some(info)
+}
+
+/// `Int64, Decimal128(10, 2)` split at the top-level commas.
+fn split_types(args: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    for (i, c) in args.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                out.push(args[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if !args[start..].trim().is_empty() {
+        out.push(args[start..].trim());
+    }
+    out
+}
+
+/// An Arrow type as DataFusion prints it (`Utf8View`), named as PostgreSQL's `format_type` names the
+/// type it is reported as (`text`); `Null` is PostgreSQL's `unknown`; unparsable names as they are.
+fn pg_type_name(arrow: &str) -> String {
+    use std::str::FromStr;
+    let Ok(data_type) = datafusion::arrow::datatypes::DataType::from_str(arrow) else {
+        return arrow.to_string();
+    };
+    if data_type == datafusion::arrow::datatypes::DataType::Null {
+        return "unknown".into();
+    }
+    let ty = super::catalog::types::of_arrow(&data_type);
+    let (udt, _) = super::catalog::types::names(&ty);
+    match udt.strip_prefix('_') {
+        Some(element) => format!(
+            "{}[]",
+            super::catalog::types::standard_type_name(element).unwrap_or(element)
+        ),
+        None => super::catalog::types::standard_type_name(udt)
+            .unwrap_or(udt)
+            .to_string(),
+    }
 }
 
 /// An execution error DataFusion reports only as text: a server fault unless typed elsewhere
@@ -298,8 +415,74 @@ mod tests {
             plan_code("select a from (values (1, 2)) t(a, b) having b > 1").await,
             "42803"
         );
-        assert_eq!(plan_code("select 'a' + 1").await, "42804");
-        assert_eq!(plan_code("select abs('x', 'y')").await, "42804");
+        let plan_error = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move {
+                let e = ctx.sql(sql).await.expect_err(sql);
+                let info = datafusion_error(&e);
+                (info.code, info.message)
+            }
+        };
+        // Arguments no function or operator takes: PostgreSQL's 42883, never DataFusion's wording.
+        for (sql, message) in [
+            (
+                "select sum(a) from (values ('x')) t(a)",
+                "function sum(text) does not exist",
+            ),
+            (
+                "select avg(a) from (values (true)) t(a)",
+                "function avg(boolean) does not exist",
+            ),
+            (
+                "select abs('x', 'y')",
+                "function abs(text, text) does not exist",
+            ),
+            ("select upper(1)", "function upper(bigint) does not exist"),
+            (
+                "select a + 1 from (values ('x')) t(a)",
+                "operator does not exist: text + bigint",
+            ),
+            (
+                "select a - true from (values (1)) t(a)",
+                "operator does not exist: bigint - boolean",
+            ),
+        ] {
+            assert_eq!(
+                plan_error(sql).await,
+                ("42883".to_string(), message.to_string()),
+                "{sql}"
+            );
+        }
+        assert_eq!(pg_type_name("Decimal128(10, 2)"), "numeric");
+        let cast = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move {
+                let e = ctx.sql(sql).await.unwrap().collect().await.expect_err(sql);
+                let info = datafusion_error(&e);
+                (info.code, info.message)
+            }
+        };
+        assert_eq!(
+            cast("select cast(a as int) from (values ('a')) t(a)").await,
+            (
+                "22P02".to_string(),
+                "invalid input syntax for type integer: \"a\"".to_string()
+            )
+        );
+        assert_eq!(
+            cast("select cast(a as date) from (values ('x')) t(a)")
+                .await
+                .0,
+            "22P02"
+        );
+        assert_eq!(
+            cast("select cast(a as int) from (values (2147483648)) t(a)").await,
+            ("22003".to_string(), "integer out of range".to_string())
+        );
+        assert_eq!(
+            split_types("Int32, Decimal128(10, 2), Utf8View"),
+            ["Int32", "Decimal128(10, 2)", "Utf8View"]
+        );
         assert_eq!(
             code(ExecError::SubqueryReturnedMoreThanOneRow.into_datafusion()),
             "21000"
