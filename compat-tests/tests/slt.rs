@@ -3,6 +3,14 @@
 //! `sqllogictest --engine postgres` and `--engine postgres-extended` do; the library instead of
 //! `sqllogictest-bin` keeps the build short). Values are compared as PostgreSQL's text output:
 //! NULL as `NULL`, the empty string as `(empty)`, booleans as `true`/`false`.
+//!
+//! `compat-tests/slt/postgres/*.slt` is the PostgreSQL-oracle suite: its expected results are written
+//! by PostgreSQL 15 itself (`SLT_REGENERATE=1 cargo test -p compat-tests --test slt
+//! postgres_oracle_simple` runs each file against PostgreSQL and rewrites its results; they are never
+//! edited by hand), over the tables of `setup.sql`. Tributary must give the same answers through a
+//! `postgres` catalog and on copies of the tables in a `lake` catalog, under both protocols. A record
+//! Tributary does not answer like PostgreSQL yet is marked `skipif tributary` (or
+//! `skipif tributary-lake`, `skipif tributary-pg` for one target), with a comment saying why.
 
 use std::path::PathBuf;
 
@@ -212,6 +220,148 @@ async fn run_all(extended: bool) {
             );
         }
     }
+}
+
+/// The `.slt` files of the PostgreSQL-oracle suite, in name order.
+fn oracle_files() -> Vec<PathBuf> {
+    let dir = compat_tests::workspace_root().join("compat-tests/slt/postgres");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .slt files in {}", dir.display());
+    files
+}
+
+/// Runs the PostgreSQL-oracle suite against Tributary's `postgres` catalog and a `lake` copy; with
+/// `SLT_REGENERATE` set, rewrites the files' results from PostgreSQL instead.
+async fn postgres_oracle(extended: bool) {
+    let pg = compat_tests::Postgres::shared();
+    // One database per protocol: the two tests run at once and each loads the tables.
+    let database = if extended {
+        "slt_oracle_extended"
+    } else {
+        "slt_oracle_simple"
+    };
+    pg.create_database(database).await;
+    let setup = std::fs::read_to_string(
+        compat_tests::workspace_root().join("compat-tests/slt/postgres/setup.sql"),
+    )
+    .unwrap();
+    pg.connect(database)
+        .await
+        .batch_execute(&setup)
+        .await
+        .unwrap();
+    if std::env::var_os("SLT_REGENERATE").is_some() {
+        if extended {
+            return;
+        }
+        for file in oracle_files() {
+            let config = pg.config(database);
+            let mut runner = Runner::new(move || {
+                let config = config.clone();
+                async move {
+                    let (client, connection) = config.connect(NoTls).await?;
+                    tokio::spawn(connection);
+                    Ok(Db {
+                        client,
+                        extended: false,
+                    })
+                }
+            });
+            runner
+                .update_test_file(
+                    &file,
+                    " ",
+                    sqllogictest::default_validator,
+                    sqllogictest::default_normalizer,
+                    |_, _| true,
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        }
+        return;
+    }
+    let lake = compat_tests::TempDir::new("slt-oracle-lake");
+    let config = compat_tests::ConfigDir::new()
+        .catalog(
+            "pg",
+            &format!(
+                "connector = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\n\
+                 database = \"{database}\"\nuser = \"postgres\"\n",
+                pg.port()
+            ),
+        )
+        .catalog(
+            "lk",
+            &format!(
+                "connector = \"lake\"\nlocation = {}\n",
+                compat_tests::toml_string(&format!("file://{}", lake.path().display()))
+            ),
+        );
+    let tributary = Tributary::start(Some(config.path()));
+    tributary
+        .connect("lk")
+        .await
+        .batch_execute(
+            "CREATE SCHEMA lk.s; \
+             CREATE TABLE lk.s.t1 AS SELECT * FROM pg.public.t1; \
+             CREATE TABLE lk.s.t2 AS SELECT * FROM pg.public.t2",
+        )
+        .await
+        .unwrap();
+    let mut failures = Vec::new();
+    for (catalog, schema, label) in [
+        ("pg", "public", "tributary-pg"),
+        ("lk", "s", "tributary-lake"),
+    ] {
+        for file in oracle_files() {
+            let config = tributary.config(catalog);
+            let mut runner = Runner::new(move || {
+                let config = config.clone();
+                async move {
+                    let (client, connection) = config.connect(NoTls).await?;
+                    tokio::spawn(connection);
+                    client
+                        .batch_execute(&format!("SET search_path TO {schema}"))
+                        .await?;
+                    Ok(Db { client, extended })
+                }
+            });
+            runner.add_label("tributary");
+            runner.add_label(label);
+            runner.with_column_validator(|_, _| true);
+            // Every record, so one run reports every difference.
+            let records = sqllogictest::parse_file(&file)
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            for record in records {
+                if let Err(e) = runner.run_async(record).await {
+                    failures.push(format!("on catalog {catalog}: {e}"));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} records differ from PostgreSQL ({} protocol):\n{}\nserver log:\n{}",
+        failures.len(),
+        if extended { "extended" } else { "simple" },
+        failures.join("\n"),
+        compat_tests::tail(&tributary.log(), 20)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_oracle_simple() {
+    postgres_oracle(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_oracle_extended() {
+    postgres_oracle(true).await;
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ pub mod config;
 pub mod explain;
 pub mod fragment;
 pub mod limits;
+pub mod numeric;
 pub mod plan;
 pub mod pushdown;
 pub mod registry;

@@ -45,6 +45,9 @@ pub fn new_session_context(
             "false",
         )
         .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
+        // PostgreSQL types `1.5` as numeric, not float: `1.5 * 2` is `3.0`, `price + 0.25` keeps
+        // the column's scale, and comparisons with decimal columns stay exact.
+        .set_bool("datafusion.sql_parser.parse_float_as_decimal", true)
         .set_str("datafusion.sql_parser.enable_ident_normalization", "true")
         .with_extension(Arc::new(crate::write::WritableCatalogs::of(registry)));
     let state = SessionStateBuilder::new()
@@ -52,6 +55,9 @@ pub fn new_session_context(
         .with_runtime_env(runtime)
         .with_catalog_list(registry.catalog_list())
         .with_default_features()
+        // Numeric quotients with PostgreSQL's scale (at least 16 fractional digits), once types are
+        // known and before constants are folded.
+        .with_analyzer_rule(Arc::new(crate::numeric::NumericDivisionScale))
         // Whole single-source subplans into SQL sources, after DataFusion's own rules.
         .with_optimizer_rule(Arc::new(crate::pushdown::SqlSourcePushdown))
         // Then `||` as a function refusing values past 1 GiB (what pushdown left of it).

@@ -1,0 +1,156 @@
+//! PostgreSQL's scale for numeric division. Arrow divides decimals at the dividend's scale plus 4
+//! (`1.0 / 3` is `0.33333`); PostgreSQL keeps at least 16 significant digits (`select_div_scale`:
+//! `10.0 / 4` is `2.5000000000000000`). [`NumericDivisionScale`] raises the dividend's scale before
+//! the division so the quotient has one digit more than [`MIN_DIVISION_SCALE`] (and never fewer
+//! than either operand's scale), within Decimal128's 38 digits, and rounds that digit off as
+//! PostgreSQL does (Arrow truncates). A quotient's digits differ
+//! from PostgreSQL's only where PostgreSQL's per-value rule asks for more than 16 (quotients below
+//! 0.1), since an Arrow type has one scale for every row.
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, Result};
+use datafusion::logical_expr::expr::Cast;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
+use datafusion::optimizer::AnalyzerRule;
+
+/// The fewest fractional digits a numeric quotient gets (PostgreSQL's `NUMERIC_MIN_SIG_DIGITS`).
+pub const MIN_DIVISION_SCALE: i8 = 16;
+
+/// Arrow's decimal division adds this many digits to the dividend's scale.
+const ARROW_DIVISION_INCREMENT: i8 = 4;
+
+/// The analyzer rule (after DataFusion's type coercion, before constant folding); see the module
+/// docs. Output names are kept.
+#[derive(Debug, Default)]
+pub struct NumericDivisionScale;
+
+impl AnalyzerRule for NumericDivisionScale {
+    fn name(&self) -> &str {
+        "numeric_division_scale"
+    }
+
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(rewrite_node)
+            .map(|t| t.data)
+    }
+}
+
+fn rewrite_node(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let inputs = plan.inputs();
+    let [input] = inputs.as_slice() else {
+        return Ok(Transformed::no(plan));
+    };
+    if matches!(plan, LogicalPlan::TableScan(_) | LogicalPlan::Extension(_)) {
+        return Ok(Transformed::no(plan));
+    }
+    let schema = std::sync::Arc::clone(input.schema());
+    let names = NamePreserver::new(&plan);
+    plan.map_expressions(|expr| {
+        let name = names.save(&expr);
+        let rewritten = expr.transform_up(|e| scale_division(e, &schema))?;
+        Ok(rewritten.update_data(|e| name.restore(e)))
+    })
+}
+
+/// `a / b` of two decimals with `a` cast to the scale that gives the quotient PostgreSQL's.
+fn scale_division(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let Expr::BinaryExpr(BinaryExpr {
+        left,
+        op: Operator::Divide,
+        right,
+    }) = &e
+    else {
+        return Ok(Transformed::no(e));
+    };
+    let (Ok(DataType::Decimal128(p1, s1)), Ok(DataType::Decimal128(_, s2))) =
+        (left.get_type(schema), right.get_type(schema))
+    else {
+        return Ok(Transformed::no(e));
+    };
+    let Some(to) = dividend_type(p1, s1, s2) else {
+        return Ok(Transformed::no(e));
+    };
+    let left = Expr::Cast(Cast::new(left.clone(), to));
+    let quotient = Expr::BinaryExpr(BinaryExpr::new(
+        Box::new(left),
+        Operator::Divide,
+        right.clone(),
+    ));
+    // One digit more than kept, then rounded (half away from zero, as PostgreSQL rounds its last
+    // digit; Arrow's division truncates).
+    let kept = MIN_DIVISION_SCALE.max(s1).max(s2);
+    match quotient.get_type(schema)? {
+        DataType::Decimal128(p, s) if s > kept => {
+            let to = DataType::Decimal128(p - (s - kept) as u8, kept);
+            Ok(Transformed::yes(Expr::Cast(Cast::new(
+                Box::new(quotient),
+                to,
+            ))))
+        }
+        _ => Ok(Transformed::yes(quotient)),
+    }
+}
+
+/// The type a `Decimal128(p1, s1)` dividend of a divisor of scale `s2` is cast to, `None` when it
+/// already gives enough digits or cannot give more within 38.
+fn dividend_type(p1: u8, s1: i8, s2: i8) -> Option<DataType> {
+    let target = MIN_DIVISION_SCALE.max(s1).max(s2);
+    let integer_digits = i16::from(p1) - i16::from(s1);
+    // One digit more than the quotient keeps, for rounding.
+    let wanted = i16::from(target + 1 - ARROW_DIVISION_INCREMENT).max(i16::from(s1));
+    let scale = wanted.min(38 - integer_digits).max(i16::from(s1));
+    if scale <= i16::from(s1) {
+        return None;
+    }
+    Some(DataType::Decimal128(
+        (integer_digits + scale) as u8,
+        scale as i8,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    use super::*;
+
+    #[test]
+    fn the_dividend_gets_thirteen_digits_so_the_quotient_gets_sixteen_rounded() {
+        assert_eq!(dividend_type(3, 1, 0), Some(DataType::Decimal128(15, 13)));
+        assert_eq!(dividend_type(15, 2, 2), Some(DataType::Decimal128(26, 13)));
+        // Already enough, or no room left within 38 digits.
+        assert_eq!(dividend_type(30, 14, 2), None);
+        assert_eq!(dividend_type(38, 0, 0), None);
+        assert_eq!(dividend_type(32, 2, 0), Some(DataType::Decimal128(38, 8)));
+        assert_eq!(dividend_type(20, 0, 0), Some(DataType::Decimal128(33, 13)));
+    }
+
+    #[tokio::test]
+    async fn quotients_have_postgresql_scale_and_keep_their_names() {
+        let config =
+            SessionConfig::new().set_bool("datafusion.sql_parser.parse_float_as_decimal", true);
+        let ctx = SessionContext::new_with_config(config);
+        ctx.add_analyzer_rule(std::sync::Arc::new(NumericDivisionScale));
+        let batches = ctx
+            .sql("SELECT 10.0 / 4, 1.0 / 3, x / 7 AS q, 55.55 / 3 FROM (VALUES (1.50)) t(x)")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        assert!(text.contains("2.5000000000000000"), "{text}");
+        assert!(text.contains("0.3333333333333333"), "{text}");
+        assert!(text.contains("0.2142857142857143"), "{text}");
+        assert!(text.contains("18.5166666666666667"), "{text}");
+        let schema = batches[0].schema();
+        assert_eq!(schema.field(2).name(), "q");
+        assert!(!schema.field(0).name().contains("CAST"), "{schema:?}");
+    }
+}
