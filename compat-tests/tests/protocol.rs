@@ -862,3 +862,24 @@ async fn progress_notices_arrive_over_the_extended_protocol() {
     assert_eq!(client.query(&statement, &[]).await.unwrap().len(), 2);
     assert_eq!(client.execute(&statement, &[]).await.unwrap(), 2);
 }
+
+/// `now()` and `current_timestamp` are timestamptz in the session's zone, as in PostgreSQL.
+#[tokio::test]
+async fn now_is_a_timestamptz_in_the_session_zone() {
+    let server = Tributary::start(None);
+    let client = server.connect("tpch").await;
+    let statement = client
+        .prepare("select now(), current_timestamp")
+        .await
+        .unwrap();
+    assert_eq!(statement.columns()[0].type_(), &Type::TIMESTAMPTZ);
+    assert_eq!(statement.columns()[1].type_(), &Type::TIMESTAMPTZ);
+    let text = text_value(&client, "select now()").await;
+    assert!(text.ends_with("+00"), "{text}");
+    client
+        .batch_execute("set timezone = '+02:00'")
+        .await
+        .unwrap();
+    let text = text_value(&client, "select now()").await;
+    assert!(text.ends_with("+02"), "{text}");
+}

@@ -477,12 +477,20 @@ fn apply_time_zone(ctx: &SessionContext, tz: &str) {
     } else {
         "+00:00".to_string()
     };
-    ctx.state_ref()
-        .write()
-        .config_mut()
-        .options_mut()
-        .execution
-        .time_zone = Some(tz);
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    state.config_mut().options_mut().execution.time_zone = Some(tz);
+    // `now()` and friends read the zone when they are made (as DataFusion's own SET does): remake
+    // them, so `now()` is a timestamptz in the session's zone, as in PostgreSQL.
+    let options = state.config().options();
+    let updated: Vec<_> = state
+        .scalar_functions()
+        .values()
+        .filter_map(|udf| udf.inner().with_updated_config(options).map(Arc::new))
+        .collect();
+    for udf in updated {
+        let _ = datafusion::execution::FunctionRegistry::register_udf(&mut *state, udf);
+    }
 }
 
 fn missing_cursor(name: &str) -> Box<ErrorInfo> {
