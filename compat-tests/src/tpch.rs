@@ -147,6 +147,16 @@ CREATE INDEX lineitem_suppkey ON lineitem (l_suppkey);
 /// [`load_into_postgres`]. Rows go through `.tbl` files and `LOAD DATA INFILE` (the server runs
 /// locally, started by the tests).
 pub fn load_into_mariadb(server: &crate::Mariadb, database: &str, scale_factor: f64) {
+    load_into_mariadb_with(server, database, scale_factor, true);
+}
+
+/// [`load_into_mariadb`], with [`MYSQL_INDEXES`] (keys and indexes) or without any index.
+pub fn load_into_mariadb_with(
+    server: &crate::Mariadb,
+    database: &str,
+    scale_factor: f64,
+    indexes: bool,
+) {
     let q = format!("`{}`", database.replace('`', "``"));
     let dir = crate::TempDir::new("tpch-mariadb");
     let sf = scale_factor;
@@ -212,9 +222,10 @@ pub fn load_into_mariadb(server: &crate::Mariadb, database: &str, scale_factor: 
             .into_iter()
             .map(|r| text(&r)),
     );
+    let indexes = if indexes { MYSQL_INDEXES } else { "" };
     server.execute(&format!(
         "DROP DATABASE IF EXISTS {q}; CREATE DATABASE {q} CHARACTER SET utf8mb4; USE {q};\n\
-         {DDL}\n{MYSQL_INDEXES}\n{loads}\nANALYZE TABLE {};",
+         {DDL}\n{indexes}\n{loads}\nANALYZE TABLE {};",
         TABLES.join(", ")
     ));
 }

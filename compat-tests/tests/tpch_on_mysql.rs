@@ -107,3 +107,72 @@ async fn q06_aggregate_is_pushed() {
         }
     }
 }
+
+/// TPC-H loaded into MariaDB without any index: MariaDB would join by nested loops over whole tables
+/// (q04's pushed semi-join alone took minutes), so under `join_pushdown = "automatic"` (the
+/// default) joins and semi-joins stay here, over the tables' scans, and the answers are the
+/// `tpch` catalog's; `eager` pushes them anyway and `never` never does (on the indexed copy too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_are_pushed_only_where_mariadb_can_look_rows_up() {
+    const NO_INDEXES: &str = "tiny_noidx";
+    let my = mariadb_loaded().await;
+    tokio::task::spawn_blocking(|| {
+        tpch::load_into_mariadb_with(Mariadb::shared(), NO_INDEXES, SCALE_FACTOR, false)
+    })
+    .await
+    .expect("load TPC-H into MariaDB without indexes");
+    let config = ConfigDir::new()
+        .catalog("auto", &my.catalog_toml(""))
+        .catalog("eager", &my.catalog_toml("join_pushdown = \"eager\"\n"))
+        .catalog("never", &my.catalog_toml("join_pushdown = \"never\"\n"));
+    let server = Tributary::start(Some(config.path()));
+    let on = |catalog: &'static str, schema: &'static str| {
+        let server = &server;
+        async move {
+            let client = server.connect(catalog).await;
+            client
+                .batch_execute(&format!("SET search_path TO {schema}"))
+                .await
+                .unwrap();
+            client
+        }
+    };
+    let auto = on("auto", NO_INDEXES).await;
+    let tpch = on("tpch", "tiny").await;
+    let joined = |sqls: &[String]| {
+        sqls.iter()
+            .any(|s| s.contains(" JOIN ") || s.contains("EXISTS"))
+    };
+    for name in ["q04", "q05", "q07"] {
+        let sql = query_text(name);
+        let plan = explain(&auto, &sql).await;
+        let remote = compat_tests::pushdown::remote_sqls(&plan, "MySqlScan");
+        assert!(!joined(&remote), "{name}: a join was pushed:\n{plan}");
+        let expected = results::query_text(&tpch, &sql).await.unwrap().strings();
+        let actual = results::query_text(&auto, &sql)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"))
+            .strings();
+        assert_eq!(actual, expected, "{name}");
+    }
+    let sql = query_text("q05");
+    let eager = on("eager", NO_INDEXES).await;
+    let plan = explain(&eager, &sql).await;
+    assert!(
+        joined(&compat_tests::pushdown::remote_sqls(&plan, "MySqlScan")),
+        "eager pushes joins:\n{plan}"
+    );
+    // With MariaDB's keys and indexes, automatic pushes the same query; never does not.
+    let indexed = on("auto", SCHEMA).await;
+    let plan = explain(&indexed, &sql).await;
+    assert!(
+        joined(&compat_tests::pushdown::remote_sqls(&plan, "MySqlScan")),
+        "automatic pushes joins on indexed keys:\n{plan}"
+    );
+    let never = on("never", SCHEMA).await;
+    let plan = explain(&never, &sql).await;
+    assert!(
+        !joined(&compat_tests::pushdown::remote_sqls(&plan, "MySqlScan")),
+        "never:\n{plan}"
+    );
+}

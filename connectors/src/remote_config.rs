@@ -67,6 +67,7 @@ macro_rules! remote_catalog_file {
             pool_timeout_secs: Option<i64>,
             ssl_mode: Option<String>,
             ssl_root_cert: Option<String>,
+            join_pushdown: Option<String>,
             $($(#[$fmeta])* $field: $ty,)*
         }
 
@@ -87,6 +88,7 @@ macro_rules! remote_catalog_file {
                     pool_timeout_secs: self.pool_timeout_secs.take(),
                     ssl_mode: self.ssl_mode.take(),
                     ssl_root_cert: self.ssl_root_cert.take(),
+                    join_pushdown: self.join_pushdown.take(),
                 }
             }
         }
@@ -110,6 +112,7 @@ pub(crate) struct RemoteKeys {
     pub pool_timeout_secs: Option<i64>,
     pub ssl_mode: Option<String>,
     pub ssl_root_cert: Option<String>,
+    pub join_pushdown: Option<String>,
 }
 
 /// What differs between the connectors in reading the shared keys.
@@ -140,6 +143,8 @@ pub(crate) struct RemoteSettings {
     pub connect_timeout: Duration,
     pub pool_timeout: Duration,
     pub tls: TlsSettings,
+    /// `join_pushdown`, default `automatic`.
+    pub join_pushdown: crate::sql_source::JoinPushdown,
 }
 
 impl RemoteSettings {
@@ -174,6 +179,15 @@ impl RemoteSettings {
             .exclude_schemas
             .unwrap_or_else(|| defaults.excluded.iter().map(|s| s.to_string()).collect());
         let tls = TlsSettings::from_keys(keys.ssl_mode, keys.ssl_root_cert, SslMode::Prefer)?;
+        let join_pushdown = match keys.join_pushdown {
+            None => crate::sql_source::JoinPushdown::default(),
+            Some(name) => crate::sql_source::JoinPushdown::parse(&name).ok_or_else(|| {
+                config_error(
+                    "join_pushdown",
+                    format!("\"{name}\" is not one of automatic, eager, never"),
+                )
+            })?,
+        };
         // The ranges were checked above, so the conversions cannot fail.
         let as_usize = |v: i64| usize::try_from(v).unwrap_or(1);
         Ok(RemoteSettings {
@@ -189,6 +203,7 @@ impl RemoteSettings {
             connect_timeout: Duration::from_secs(connect_timeout.unsigned_abs()),
             pool_timeout: Duration::from_secs(pool_timeout.unsigned_abs()),
             tls,
+            join_pushdown,
         })
     }
 }

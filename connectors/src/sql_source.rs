@@ -72,6 +72,33 @@ impl SqlKind {
     }
 }
 
+/// Whether joins (and semi/anti joins) between tables of one SQL source run at the source: the
+/// catalog file's `join_pushdown` (Trino's `join_pushdown_strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JoinPushdown {
+    /// Pushed when the source can run them well: it has hash joins (PostgreSQL), or each join's
+    /// keys on the side it would look up lead an index there (MySQL/MariaDB, which otherwise run
+    /// a nested loop over whole tables). The default.
+    #[default]
+    Automatic,
+    /// Always pushed (the source's planner decides everything).
+    Eager,
+    /// Never pushed: joins run here, over the tables' scans.
+    Never,
+}
+
+impl JoinPushdown {
+    /// The strategy named `name` (`automatic`, `eager`, `never`; any case).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "automatic" => Some(Self::Automatic),
+            "eager" => Some(Self::Eager),
+            "never" => Some(Self::Never),
+            _ => None,
+        }
+    }
+}
+
 /// How a source writes SQL. Only rendering: the planner decides what may be pushed.
 pub trait SqlDialect: Send + Sync + Debug {
     /// A quoted identifier.
@@ -107,6 +134,12 @@ pub trait SqlDialect: Send + Sync + Debug {
     /// Truncating integer division of two exact numbers (`div(a, b)` on PostgreSQL).
     fn int_div(&self, a: &str, b: &str) -> Option<String>;
 
+    /// Whether the source joins large inputs by hashing (PostgreSQL: yes; MariaDB: only with a
+    /// non-default `join_cache_level`, so no), which decides [`JoinPushdown::Automatic`].
+    fn hash_joins(&self) -> bool {
+        false
+    }
+
     /// Whether a subquery may reference the columns of the query around it from inside its own
     /// derived tables (`(SELECT count(*) FROM (SELECT ... WHERE x.b < o1.c0) AS t)`): PostgreSQL yes,
     /// MariaDB no. Without it, correlated subqueries are never pushed.
@@ -133,6 +166,11 @@ pub trait SqlSource: Send + Sync + Debug {
     /// as `schema` (the statement's columns have exactly the types `schema` maps to, see
     /// [`SqlDialect::type_name`]). Executing the partition twice runs the statement twice.
     fn query_scan(&self, sql: String, schema: SchemaRef) -> Result<Arc<dyn ExecutionPlan>>;
+
+    /// The catalog's `join_pushdown` strategy.
+    fn join_pushdown(&self) -> JoinPushdown {
+        JoinPushdown::Automatic
+    }
 }
 
 /// A table of a [`SqlSource`].
@@ -149,6 +187,12 @@ pub trait SqlTable: Send + Sync + Debug {
 
     /// The SQL of a filter that the table's provider accepted as `Exact` (so the same rows).
     fn filter_sql(&self, filter: &Expr) -> Option<String>;
+
+    /// Whether column `index` is the first column of an index at the source (primary key
+    /// included), so a lookup by it is not a scan.
+    fn indexed(&self, _index: usize) -> bool {
+        false
+    }
 }
 
 /// The [`SqlTable`] behind a table provider: the first of [`crate::FACTORIES`] that knows the

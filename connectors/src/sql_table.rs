@@ -88,6 +88,14 @@ pub(crate) trait SqlCatalog:
 
     /// The estimated statistics of `table`, if the source keeps any.
     fn statistics(table: &Self::Table) -> Option<Statistics>;
+
+    /// The catalog's `join_pushdown` strategy.
+    fn join_pushdown(&self) -> crate::sql_source::JoinPushdown;
+
+    /// Whether column `index` of `table` leads an index at the source.
+    fn indexed(_table: &Self::Table, _index: usize) -> bool {
+        false
+    }
 }
 
 /// The scan of catalog `shared` running `sqls` (one per split), reading columns `types` as `schema`.
@@ -287,6 +295,10 @@ impl<S: SqlCatalog> SqlTable for SqlTableProvider<S> {
     fn filter_sql(&self, filter: &Expr) -> Option<String> {
         SqlTableProvider::filter_sql(self, filter)
     }
+
+    fn indexed(&self, index: usize) -> bool {
+        S::indexed(&self.meta, index)
+    }
 }
 
 /// One catalog of a SQL source as a [`SqlSource`].
@@ -319,6 +331,10 @@ impl<S: SqlCatalog> SqlSource for RemoteSqlSource<S> {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(scan(self.shared.as_ref(), schema, types, vec![sql]))
+    }
+
+    fn join_pushdown(&self) -> crate::sql_source::JoinPushdown {
+        self.shared.join_pushdown()
     }
 }
 

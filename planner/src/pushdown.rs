@@ -48,7 +48,9 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::physical_plan::ExecutionPlan;
-use tributary_connectors::sql_source::{SqlDialect, SqlKind, SqlSource, as_sql_table};
+use tributary_connectors::sql_source::{
+    JoinPushdown, SqlDialect, SqlKind, SqlSource, as_sql_table,
+};
 
 /// The optimizer rule; see the module docs.
 #[derive(Debug, Default)]
@@ -88,6 +90,9 @@ struct Rel {
     worth: bool,
     /// The rows come out in this order (a top-N at the top); nothing may be put above but a limit.
     order: Option<Vec<SortExpr>>,
+    /// Per column: a table column that leads an index at the source, reached through filters,
+    /// projections and joins only (so the source can still look rows up by it).
+    indexed: Vec<bool>,
 }
 
 fn cname(d: &dyn SqlDialect, i: usize) -> String {
@@ -113,10 +118,12 @@ fn translate(plan: &LogicalPlan, outer: Option<&Scope<'_>>) -> Option<Rel> {
             };
             let mut items = Vec::with_capacity(indices.len());
             let mut kinds = Vec::with_capacity(indices.len());
+            let mut indexed = Vec::with_capacity(indices.len());
             for (k, &i) in indices.iter().enumerate() {
                 let (e, kind) = table.column(i)?;
                 items.push(format!("{e} AS {}", cname(d, k)));
                 kinds.push(kind);
+                indexed.push(table.indexed(i));
             }
             if items.is_empty() && !d.empty_select() {
                 items.push(format!("1 AS {}", d.quote_ident("c_")));
@@ -138,6 +145,7 @@ fn translate(plan: &LogicalPlan, outer: Option<&Scope<'_>>) -> Option<Rel> {
                 kinds,
                 worth: false,
                 order: None,
+                indexed,
             })
         }
         LogicalPlan::SubqueryAlias(a) => {
@@ -152,6 +160,11 @@ fn translate(plan: &LogicalPlan, outer: Option<&Scope<'_>>) -> Option<Rel> {
             let cols = |i: usize| Some((col_ref(d, &alias, i), *input.kinds.get(i)?));
             let mut items = Vec::new();
             let mut kinds = Vec::new();
+            let indexed = p
+                .expr
+                .iter()
+                .map(|e| indexed_column(e, schema, &input.indexed))
+                .collect();
             for (i, e) in p.expr.iter().enumerate() {
                 let (sql, kind) = expr_sql(d, e, schema, &cols, ctx)?;
                 let sql = if matches!(unalias(e), Expr::Column(_)) {
@@ -174,6 +187,7 @@ fn translate(plan: &LogicalPlan, outer: Option<&Scope<'_>>) -> Option<Rel> {
                 sql,
                 kinds,
                 worth: input.worth || ctx.here.is_some(),
+                indexed,
                 ..input
             })
         }
@@ -227,6 +241,7 @@ fn translate(plan: &LogicalPlan, outer: Option<&Scope<'_>>) -> Option<Rel> {
                 write!(sql, " GROUP BY {}", groups.join(", ")).ok()?;
             }
             Some(Rel {
+                indexed: vec![false; kinds.len()],
                 sql,
                 kinds,
                 worth: true,
@@ -261,6 +276,7 @@ fn translate(plan: &LogicalPlan, outer: Option<&Scope<'_>>) -> Option<Rel> {
             Some(Rel {
                 sql,
                 worth: true,
+                indexed: vec![false; input.kinds.len()],
                 ..input
             })
         }
@@ -374,6 +390,7 @@ fn top_n(
         sql,
         worth: true,
         order: Some(order.to_vec()),
+        indexed: vec![false; rel.kinds.len()],
         ..rel
     })
 }
@@ -390,6 +407,9 @@ fn join(j: &datafusion::logical_expr::Join, outer: Option<&Scope<'_>>) -> Option
     }
     let d = left.source.dialect();
     let (ls, rs) = (j.left.schema(), j.right.schema());
+    if !join_worth_pushing(j, &left, &right) {
+        return None;
+    }
     let lcols = |i: usize| Some((col_ref(d, "l", i), *left.kinds.get(i)?));
     let rcols = |i: usize| Some((col_ref(d, "r", i), *right.kinds.get(i)?));
     let mut conditions = Vec::new();
@@ -414,6 +434,7 @@ fn join(j: &datafusion::logical_expr::Join, outer: Option<&Scope<'_>>) -> Option
     } else {
         conditions.join(" AND ")
     };
+    let mut indexed = left.indexed.clone();
     let (sql, kinds) = match j.join_type {
         JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full => {
             let word = match j.join_type {
@@ -436,6 +457,7 @@ fn join(j: &datafusion::logical_expr::Join, outer: Option<&Scope<'_>>) -> Option
             }
             let mut kinds = left.kinds.clone();
             kinds.extend(right.kinds.iter().copied());
+            indexed.extend(right.indexed.iter().copied());
             (
                 format!(
                     "SELECT {} FROM ({}) AS l {word} JOIN ({}) AS r ON {on}",
@@ -467,10 +489,13 @@ fn join(j: &datafusion::logical_expr::Join, outer: Option<&Scope<'_>>) -> Option
                 ""
             };
             (
-                format!(
-                    "SELECT r.* FROM ({}) AS r WHERE {not}EXISTS (SELECT 1 FROM ({}) AS l WHERE {on})",
-                    right.sql, left.sql
-                ),
+                {
+                    indexed = right.indexed.clone();
+                    format!(
+                        "SELECT r.* FROM ({}) AS r WHERE {not}EXISTS (SELECT 1 FROM ({}) AS l WHERE {on})",
+                        right.sql, left.sql
+                    )
+                },
                 right.kinds.clone(),
             )
         }
@@ -483,7 +508,40 @@ fn join(j: &datafusion::logical_expr::Join, outer: Option<&Scope<'_>>) -> Option
         kinds,
         worth: true,
         order: None,
+        indexed,
     })
+}
+
+/// Whether `j` between `left` and `right` (one source) should run at the source, by the
+/// catalog's `join_pushdown`: `never`, `eager`, or `automatic`: always on a source with hash
+/// joins; else only when the source can look rows up by an index instead of rescanning a table
+/// per row (MariaDB's block nested loop): some equi-join key, on either side (MariaDB picks the
+/// side it looks up, semi-joins included), is a column leading an index there.
+fn join_worth_pushing(j: &datafusion::logical_expr::Join, left: &Rel, right: &Rel) -> bool {
+    match left.source.join_pushdown() {
+        JoinPushdown::Never => return false,
+        JoinPushdown::Eager => return true,
+        JoinPushdown::Automatic => {}
+    }
+    if left.source.dialect().hash_joins() {
+        return true;
+    }
+    let (ls, rs) = (j.left.schema(), j.right.schema());
+    j.on.iter().any(|(le, re)| {
+        indexed_column(le, ls, &left.indexed) || indexed_column(re, rs, &right.indexed)
+    })
+}
+
+/// Whether `e` is a plain column of `schema` whose flag in `indexed` is set.
+fn indexed_column(e: &Expr, schema: &DFSchema, indexed: &[bool]) -> bool {
+    match unalias(e) {
+        Expr::Column(c) => schema
+            .index_of_column(c)
+            .ok()
+            .and_then(|i| indexed.get(i).copied())
+            .unwrap_or(false),
+        _ => false,
+    }
 }
 
 fn unalias(e: &Expr) -> &Expr {

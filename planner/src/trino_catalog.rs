@@ -4,8 +4,8 @@
 //!
 //! | `connector.name` | properties | Tributary kind |
 //! |---|---|---|
-//! | `postgresql` | `connection-url=jdbc:postgresql://host:port/db[?sslmode=...]`, `connection-user`, `connection-password` | `postgres` |
-//! | `mysql`, `mariadb` | `connection-url=jdbc:mysql://host:port[/db]` (or `jdbc:mariadb:`), `connection-user`, `connection-password` | `mysql` |
+//! | `postgresql` | `connection-url=jdbc:postgresql://host:port/db[?sslmode=...]`, `connection-user`, `connection-password`, `join-pushdown.enabled`, `join-pushdown.strategy` | `postgres` |
+//! | `mysql`, `mariadb` | `connection-url=jdbc:mysql://host:port[/db]` (or `jdbc:mariadb:`), `connection-user`, `connection-password`, `join-pushdown.enabled`, `join-pushdown.strategy` | `mysql` |
 //! | `kafka` | `kafka.nodes`, `kafka.default-schema`, `kafka.table-description-dir`, `kafka.table-names` (accepted: every topic is a table here) | `kafka` |
 //! | `tpch` | none | `tpch` |
 //! | `iceberg` | `iceberg.catalog.type=jdbc`, `iceberg.jdbc-catalog.connection-url=jdbc:postgresql://...`, `iceberg.jdbc-catalog.connection-user`, `iceberg.jdbc-catalog.connection-password`, `iceberg.jdbc-catalog.catalog-name`, `iceberg.jdbc-catalog.default-warehouse-dir`, `iceberg.file-format=PARQUET`, `fs.native-s3.enabled`, `s3.endpoint`, `s3.region`, `s3.aws-access-key`, `s3.aws-secret-key`, `s3.path-style-access` | `iceberg` |
@@ -103,6 +103,16 @@ fn translate(properties: BTreeMap<String, String>) -> Result<toml::Table, String
             }
             if let Some(password) = p.take("connection-password") {
                 put("password", password.into());
+            }
+            // Trino's join pushdown switch and strategy (`AUTOMATIC`, `EAGER`).
+            let strategy = p.take("join-pushdown.strategy");
+            match p.take("join-pushdown.enabled").as_deref() {
+                Some("false") => put("join_pushdown", "never".into()),
+                _ => {
+                    if let Some(strategy) = strategy {
+                        put("join_pushdown", strategy.to_lowercase().into());
+                    }
+                }
             }
         }
         "kafka" => {
@@ -264,6 +274,18 @@ mod tests {
         assert_eq!(pg["database"].as_str(), Some("shop"));
         assert_eq!(pg["ssl_mode"].as_str(), Some("require"));
         assert_eq!(pg["password"].as_str(), Some("s3cret"));
+        let eager = parse(
+            "connector.name=mysql\nconnection-url=jdbc:mysql://m:3306\n\
+             join-pushdown.enabled=true\njoin-pushdown.strategy=EAGER\n",
+        )
+        .unwrap();
+        assert_eq!(eager["join_pushdown"].as_str(), Some("eager"));
+        let off = parse(
+            "connector.name=postgresql\nconnection-url=jdbc:postgresql://p:5432/d\n\
+             join-pushdown.enabled=false\n",
+        )
+        .unwrap();
+        assert_eq!(off["join_pushdown"].as_str(), Some("never"));
 
         let kafka =
             parse("connector.name=kafka\nkafka.nodes=a:9092, b:9092\nkafka.table-names=t1,t2\n")

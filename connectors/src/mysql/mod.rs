@@ -14,6 +14,7 @@
 //! schemas = ["shop", "crm"]   # optional include list (exact names)
 //! exclude_schemas = ["mysql", "information_schema", "performance_schema", "sys"]  # the default; `*` suffix = prefix
 //! splits = 4                  # max splits (primary-key ranges) per table scan, default 4
+//! join_pushdown = "automatic" # joins at MariaDB only on a key leading an index there; "eager", "never"
 //! split_min_rows = 100000     # tables with fewer rows (TABLE_ROWS estimate) are one split, default 100000
 //! connect_timeout_secs = 10   # default 10
 //! pool_timeout_secs = 60      # wait for a free connection, default 60
@@ -133,6 +134,7 @@ pub(crate) struct Shared {
     pub(crate) pool: Arc<Pool>,
     schemas: SchemaFilter,
     splits: usize,
+    join_pushdown: crate::sql_source::JoinPushdown,
     split_min_rows: u64,
     time_as_interval: bool,
     cache: MetadataCache<TableMeta>,
@@ -205,6 +207,7 @@ impl MySqlConnector {
             pool: Arc::new(pool),
             schemas: SchemaFilter::new(include, settings.exclude),
             splits: settings.splits,
+            join_pushdown: settings.join_pushdown,
             split_min_rows: split_min_rows.unsigned_abs(),
             time_as_interval,
             cache: MetadataCache::default(),
@@ -361,6 +364,15 @@ impl MetadataSource for Shared {
             let get = |i: usize| row.get(i).and_then(text).unwrap_or_default();
             (get(0), get(1), get(2))
         }));
+        let index_sql = "\
+            SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
+            WHERE SEQ_IN_INDEX = 1";
+        let mut indexed: std::collections::HashMap<(String, String), Vec<String>> =
+            Default::default();
+        for row in self.query(index_sql).await? {
+            let get = |i: usize| row.get(i).and_then(text).unwrap_or_default();
+            indexed.entry((get(0), get(1))).or_default().push(get(2));
+        }
         let json_columns = self.json_checked_columns().await;
         let column_sql = "\
             SELECT c.TABLE_SCHEMA, c.TABLE_NAME, t.TABLE_TYPE, t.TABLE_ROWS, c.COLUMN_NAME, \
@@ -408,6 +420,10 @@ impl MetadataSource for Shared {
                 let full = format!("{schema}.{table}.{column}");
                 self.reported.report(&self.name, full, &column_type);
             }
+            let table_indexed = indexed
+                .get(&(schema.clone(), table.clone()))
+                .cloned()
+                .unwrap_or_default();
             Some(ColumnRow {
                 schema,
                 table,
@@ -415,6 +431,7 @@ impl MetadataSource for Shared {
                     view,
                     rows,
                     split_key: None,
+                    indexed: table_indexed,
                 },
                 table_comment,
                 column: SourceColumn {

@@ -27,6 +27,8 @@ pub(crate) struct MyTableInfo {
     pub rows: Option<u64>,
     /// The single-column integer primary key that splits range over, if any.
     pub split_key: Option<String>,
+    /// Columns that lead an index (`SEQ_IN_INDEX = 1` in `information_schema.STATISTICS`).
+    pub indexed: Vec<String>,
 }
 
 /// One table or view of the source.
@@ -85,6 +87,17 @@ impl SqlCatalog for Shared {
         } else {
             TableType::Base
         }
+    }
+
+    fn join_pushdown(&self) -> crate::sql_source::JoinPushdown {
+        self.join_pushdown
+    }
+
+    fn indexed(table: &TableMeta, index: usize) -> bool {
+        table
+            .columns
+            .get(index)
+            .is_some_and(|c| table.info.indexed.contains(&c.name))
     }
 
     fn statistics(table: &TableMeta) -> Option<Statistics> {

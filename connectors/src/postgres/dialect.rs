@@ -99,6 +99,10 @@ impl SqlDialect for PostgresDialect {
         true
     }
 
+    fn hash_joins(&self) -> bool {
+        true
+    }
+
     fn empty_select(&self) -> bool {
         true
     }

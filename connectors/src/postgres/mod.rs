@@ -13,6 +13,7 @@
 //! schemas = ["public"]        # optional include list (exact names)
 //! exclude_schemas = ["pg_catalog", "information_schema", "pg_toast*", "pg_temp*"]  # the default; `*` suffix = prefix
 //! splits = 4                  # max splits (ctid page ranges) per table scan, default 4
+//! join_pushdown = "automatic" # joins at PostgreSQL (it hashes); "eager" the same, "never" keeps them here
 //! split_min_pages = 1000      # tables with fewer pages are one split, default 1000
 //! connect_timeout_secs = 10   # default 10
 //! pool_timeout_secs = 60      # wait for a free connection, default 60
@@ -121,6 +122,7 @@ pub(crate) struct Shared {
     pub(crate) pool: Arc<Pool>,
     schemas: SchemaFilter,
     splits: usize,
+    join_pushdown: crate::sql_source::JoinPushdown,
     split_min_pages: i64,
     cache: MetadataCache<TableMeta>,
     /// Columns already reported as read as text.
@@ -170,6 +172,7 @@ impl PostgresConnector {
             pool: Arc::new(pool),
             schemas: SchemaFilter::new(settings.include, settings.exclude),
             splits: settings.splits,
+            join_pushdown: settings.join_pushdown,
             split_min_pages,
             cache: MetadataCache::default(),
             reported: TextColumns::default(),

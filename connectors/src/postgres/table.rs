@@ -71,6 +71,10 @@ impl SqlCatalog for Shared {
         }
     }
 
+    fn join_pushdown(&self) -> crate::sql_source::JoinPushdown {
+        self.join_pushdown
+    }
+
     fn statistics(table: &TableMeta) -> Option<Statistics> {
         if table.info.reltuples < 0.0 || !table.info.has_ctid() {
             return None;
