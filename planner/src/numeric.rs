@@ -3,9 +3,11 @@
 //! `10.0 / 4` is `2.5000000000000000`). [`NumericDivisionScale`] raises the dividend's scale before
 //! the division so the quotient has one digit more than [`MIN_DIVISION_SCALE`] (and never fewer
 //! than either operand's scale), within Decimal128's 38 digits, and rounds that digit off as
-//! PostgreSQL does (Arrow truncates). A quotient's digits differ
-//! from PostgreSQL's only where PostgreSQL's per-value rule asks for more than 16 (quotients below
-//! 0.1), since an Arrow type has one scale for every row.
+//! PostgreSQL does (Arrow truncates). PostgreSQL's scale follows each division's operands (16
+//! significant digits: 16 decimals when dividend and divisor have the same base-10000 weight, 20
+//! when the dividend is smaller, 12 when it is 10^4 times larger); an Arrow column has one scale
+//! for every row, so such quotients show more or fewer digits than PostgreSQL's, equal when rounded
+//! to the shorter.
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
