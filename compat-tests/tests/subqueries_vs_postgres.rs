@@ -53,6 +53,10 @@ const QUERIES: &[&str] = &[
     "SELECT a, EXISTS (SELECT 1 FROM t1 AS x WHERE x.b > t1.b) FROM t1 ORDER BY 1",
     "SELECT a, EXISTS (SELECT 1 FROM t1 WHERE e IS NULL) FROM t1 ORDER BY 1",
     "SELECT a FROM t1 WHERE a > 200 OR EXISTS (SELECT 1 FROM t1 AS x WHERE x.d = t1.c) ORDER BY 1",
+    // An uncorrelated scalar subquery holding a correlated EXISTS under OR (DataFusion plans the
+    // outer subquery on its own).
+    "SELECT (SELECT count(*) FROM t1 AS x WHERE x.a > 200 OR EXISTS (SELECT 1 FROM t1 AS y \
+     WHERE y.b > x.b AND y.c < x.c))",
 ];
 
 /// Runs every query of [`QUERIES`] on `direct` (PostgreSQL) and `client` (Tributary, its search path

@@ -134,6 +134,13 @@ pub trait SqlDialect: Send + Sync + Debug {
     /// Truncating integer division of two exact numbers (`div(a, b)` on PostgreSQL).
     fn int_div(&self, a: &str, b: &str) -> Option<String>;
 
+    /// Whether `+ - * / %` on two integers of one type mean what they do here, an error on overflow
+    /// or division by zero included (PostgreSQL: yes; MySQL: `/` is decimal division, division by
+    /// zero is NULL and unsigned columns refuse negative results, so no).
+    fn integer_arithmetic(&self) -> bool {
+        false
+    }
+
     /// Whether the source joins large inputs by hashing (PostgreSQL: yes; MariaDB: only with a
     /// non-default `join_cache_level`, so no), which decides [`JoinPushdown::Automatic`].
     fn hash_joins(&self) -> bool {

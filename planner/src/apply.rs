@@ -168,7 +168,31 @@ static NEXT_COLUMN: AtomicUsize = AtomicUsize::new(0);
 /// `IN (SELECT ...)` left there, which DataFusion cannot plan either) computed by an [`ApplyNode`]
 /// below it. The nodes keep their output schema exactly.
 pub fn rewrite(plan: LogicalPlan) -> Result<LogicalPlan> {
-    plan.transform_up(|node| match node {
+    plan.transform_up(|node| {
+        // DataFusion physical-plans an uncorrelated scalar subquery on its own (without this
+        // planner): what it holds is rewritten here.
+        let node = node
+            .map_expressions(|e| {
+                e.transform_up(|e| match e {
+                    Expr::ScalarSubquery(s) if s.outer_ref_columns.is_empty() => {
+                        let inner = rewrite(s.subquery.as_ref().clone())?;
+                        Ok(Transformed::yes(Expr::ScalarSubquery(Subquery {
+                            subquery: Arc::new(inner),
+                            ..s
+                        })))
+                    }
+                    other => Ok(Transformed::no(other)),
+                })
+            })?
+            .data;
+        rewrite_node(node)
+    })
+    .map(|t| t.data)
+}
+
+/// One node of [`rewrite`]: a Filter or Projection holding subqueries gets its apply.
+fn rewrite_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    match node {
         LogicalPlan::Projection(p) if p.expr.iter().any(needs_apply) => {
             let (exprs, apply) = extract(p.expr.clone(), &p.input)?;
             let projection =
@@ -193,8 +217,7 @@ pub fn rewrite(plan: LogicalPlan) -> Result<LogicalPlan> {
             Ok(Transformed::yes(LogicalPlan::Projection(projection)))
         }
         other => Ok(Transformed::no(other)),
-    })
-    .map(|t| t.data)
+    }
 }
 
 /// Whether `e` holds a subquery expression DataFusion has no physical plan for.
@@ -311,10 +334,14 @@ impl ExtensionPlanner for ApplyPlanner {
             let kind = match s {
                 Correlated::Scalar(_) => Kind::Scalar,
                 Correlated::Exists { negated, .. } => Kind::Exists { negated: *negated },
-                Correlated::In { expr, negated, .. } => Kind::In {
-                    expr: planner.create_physical_expr(expr, outer, session, planning_ctx)?,
-                    negated: *negated,
-                },
+                Correlated::In { expr, negated, .. } => {
+                    let expr = planner.create_physical_expr(expr, outer, session, planning_ctx)?;
+                    Kind::In {
+                        ty: expr.data_type(outer.as_arrow())?,
+                        expr,
+                        negated: *negated,
+                    }
+                }
             };
             subqueries.push(Apply {
                 kind,
@@ -339,6 +366,8 @@ enum Kind {
     },
     In {
         expr: Arc<dyn PhysicalExpr>,
+        /// The tested expression's type, which the subquery's values are cast to.
+        ty: DataType,
         negated: bool,
     },
 }
@@ -405,7 +434,7 @@ impl DisplayAs for CorrelatedApplyExec {
                     Kind::Scalar => "scalar".to_string(),
                     Kind::Exists { negated: false } => "exists".to_string(),
                     Kind::Exists { negated: true } => "not exists".to_string(),
-                    Kind::In { expr, negated } => {
+                    Kind::In { expr, negated, .. } => {
                         format!("{expr}{} in", if *negated { " not" } else { "" })
                     }
                 };
@@ -472,10 +501,6 @@ impl ExecutionPlan for CorrelatedApplyExec {
                 datafusion::physical_plan::ChildrenPropertiesMode::Recompute,
             ),
         )
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
     }
 
     fn execute(
@@ -564,6 +589,17 @@ async fn apply_batch(
             values.push(value);
         }
         let field = schema.field(batch.num_columns() + i);
+        // One type for the whole column (a NULL of the plan's type beside the values' type).
+        let values = values
+            .into_iter()
+            .map(|v| {
+                if v.data_type() == *field.data_type() {
+                    Ok(v)
+                } else {
+                    v.cast_to(field.data_type())
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
         let array = if values.is_empty() {
             datafusion::arrow::array::new_empty_array(field.data_type())
         } else {
@@ -650,6 +686,12 @@ async fn run_subquery(
                 let batch = batch?;
                 for row in 0..batch.num_rows() {
                     let v = ScalarValue::try_from_array(batch.column(0), row)?;
+                    let v = match &s.kind {
+                        Kind::In { ty, .. } if v.data_type() != *ty && !v.is_null() => {
+                            v.cast_to(ty)?
+                        }
+                        _ => v,
+                    };
                     if v.is_null() {
                         has_null = true;
                     } else {

@@ -103,7 +103,10 @@ fn dividend_type(p1: u8, s1: i8, s2: i8) -> Option<DataType> {
     let integer_digits = i16::from(p1) - i16::from(s1);
     // One digit more than the quotient keeps, for rounding.
     let wanted = i16::from(target + 1 - ARROW_DIVISION_INCREMENT).max(i16::from(s1));
-    let scale = wanted.min(38 - integer_digits).max(i16::from(s1));
+    // Arrow multiplies the dividend by 10^(4 + s2) in 128 bits before dividing: keep that within 38
+    // digits too.
+    let room = 38 - i16::from(ARROW_DIVISION_INCREMENT) - i16::from(s2.max(0)) - integer_digits;
+    let scale = wanted.min(room).max(i16::from(s1));
     if scale <= i16::from(s1) {
         return None;
     }
@@ -127,8 +130,10 @@ mod tests {
         // Already enough, or no room left within 38 digits.
         assert_eq!(dividend_type(30, 14, 2), None);
         assert_eq!(dividend_type(38, 0, 0), None);
-        assert_eq!(dividend_type(32, 2, 0), Some(DataType::Decimal128(38, 8)));
+        assert_eq!(dividend_type(32, 2, 0), Some(DataType::Decimal128(34, 4)));
         assert_eq!(dividend_type(20, 0, 0), Some(DataType::Decimal128(33, 13)));
+        // A divisor of scale 2 leaves two digits fewer.
+        assert_eq!(dividend_type(30, 0, 2), Some(DataType::Decimal128(32, 2)));
     }
 
     #[tokio::test]
@@ -154,5 +159,18 @@ mod tests {
         let schema = batches[0].schema();
         assert_eq!(schema.field(2).name(), "q");
         assert!(!schema.field(0).name().contains("CAST"), "{schema:?}");
+        // Quotients compared, combined and unioned with values of the old scale still plan.
+        ctx.add_analyzer_rule(std::sync::Arc::new(
+            datafusion::optimizer::analyzer::type_coercion::TypeCoercion::new(),
+        ));
+        for sql in [
+            "SELECT count(*) FROM (VALUES (1.50), (7.25)) t(x) WHERE x / 7 > 0.5",
+            "SELECT CASE WHEN x > 2 THEN x / 7 ELSE 0 END, coalesce(x / 7, 0) FROM (VALUES (1.50)) t(x)",
+            "SELECT x / 7 FROM (VALUES (1.50)) t(x) UNION ALL SELECT x FROM (VALUES (2.25)) t(x)",
+            "SELECT x / 7 IN (0.5, 1) FROM (VALUES (3.50)) t(x)",
+        ] {
+            let batches = ctx.sql(sql).await.unwrap().collect().await;
+            assert!(batches.is_ok(), "{sql}: {batches:?}");
+        }
     }
 }

@@ -12,7 +12,8 @@
 //! computed column is cast to the Arrow type DataFusion gives it, so the source returns exactly the
 //! values Tributary would compute. What is pushed (see [`SqlKind`] for per-type rules):
 //! - scans with their pushed filters, projections of columns, literals, decimal `+ - *`, integer
-//!   `+ - * / %` (operands of one type), widening numeric casts, comparisons (ordered ones never on
+//!   `+ - * / %` (operands of one type, on sources where they mean the same:
+//!   [`SqlDialect::integer_arithmetic`]), widening numeric casts, comparisons (ordered ones never on
 //!   strings or floats), AND/OR/NOT, IS NULL, BETWEEN, IN lists, LIKE without escapes on
 //!   byte-comparable strings, CASE;
 //! - subqueries in a filter or a select list (`EXISTS`, `IN (SELECT ...)`, scalar), correlated or
@@ -665,7 +666,10 @@ fn expr_sql(
                 // as in PostgreSQL).
                 Operator::Plus | Operator::Minus | Operator::Multiply => {
                     let decimals = lk == SqlKind::Decimal && rk == SqlKind::Decimal;
-                    let integers = lk == SqlKind::Integer && rk == SqlKind::Integer && same_type;
+                    let integers = lk == SqlKind::Integer
+                        && rk == SqlKind::Integer
+                        && same_type
+                        && d.integer_arithmetic();
                     if !(decimals || integers) {
                         return None;
                     }
@@ -676,7 +680,11 @@ fn expr_sql(
                     }
                 }
                 Operator::Divide | Operator::Modulo => {
-                    if !(lk == SqlKind::Integer && rk == SqlKind::Integer && same_type) {
+                    if !(lk == SqlKind::Integer
+                        && rk == SqlKind::Integer
+                        && same_type
+                        && d.integer_arithmetic())
+                    {
                         return None;
                     }
                     if *op == Operator::Divide { "/" } else { "%" }

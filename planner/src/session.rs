@@ -58,6 +58,10 @@ pub fn new_session_context(
         // Numeric quotients with PostgreSQL's scale (at least 16 fractional digits), once types are
         // known and before constants are folded.
         .with_analyzer_rule(Arc::new(crate::numeric::NumericDivisionScale))
+        // The quotients' new types reach what compares, unions or combines them.
+        .with_analyzer_rule(Arc::new(
+            datafusion::optimizer::analyzer::type_coercion::TypeCoercion::new(),
+        ))
         // Whole single-source subplans into SQL sources, after DataFusion's own rules.
         .with_optimizer_rule(Arc::new(crate::pushdown::SqlSourcePushdown))
         // Then `||` as a function refusing values past 1 GiB (what pushdown left of it).

@@ -103,6 +103,10 @@ impl SqlDialect for PostgresDialect {
         true
     }
 
+    fn integer_arithmetic(&self) -> bool {
+        true
+    }
+
     fn empty_select(&self) -> bool {
         true
     }

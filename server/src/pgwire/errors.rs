@@ -251,8 +251,20 @@ fn undefined_function(message: &str) -> Option<ErrorInfo> {
     const OPERATOR: &str = "Cannot coerce arithmetic expression ";
     let start = message.find(OPERATOR)?;
     let expression = message[start + OPERATOR.len()..].strip_suffix(" to valid types")?;
-    let mut parts = expression.splitn(3, ' ');
-    let (left, op, right) = (parts.next()?, parts.next()?, parts.next()?);
+    // `Decimal128(10, 2) + Utf8`: the operator is the token between the two types, whose names
+    // may hold spaces inside parentheses.
+    let mut depth = 0usize;
+    let split = expression.char_indices().find_map(|(i, c)| {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ' ' if depth == 0 => return Some(i),
+            _ => {}
+        }
+        None
+    })?;
+    let (left, rest) = (&expression[..split], expression[split..].trim_start());
+    let (op, right) = rest.split_once(' ')?;
     let mut info = error(
         sqlstate::UNDEFINED_FUNCTION,
         format!(
@@ -454,6 +466,13 @@ mod tests {
             );
         }
         assert_eq!(pg_type_name("Decimal128(10, 2)"), "numeric");
+        assert_eq!(
+            undefined_function(
+                "Cannot coerce arithmetic expression Decimal128(10, 2) + Utf8 to valid types"
+            )
+            .map(|i| i.message),
+            Some("operator does not exist: numeric + text".to_string())
+        );
         let cast = |sql: &'static str| {
             let ctx = ctx.clone();
             async move {
