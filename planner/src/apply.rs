@@ -22,15 +22,17 @@
 //! row equals x and some row is NULL.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array, new_empty_array};
+use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, DFSchemaRef, Result, ScalarValue, internal_err};
@@ -387,8 +389,37 @@ struct Apply {
 enum Outcome {
     Value(ScalarValue),
     Exists(bool),
-    /// The subquery's values, and whether one is NULL.
-    Values(Vec<ScalarValue>, bool),
+    /// The subquery's values (of the tested expression's type), and whether one is NULL.
+    Values(HashSet<ScalarValue>, bool),
+}
+
+/// One subquery's outcomes by outer binding, for one partition. A binding is looked up in Arrow's
+/// row format (its bytes), so a row whose binding was seen allocates nothing.
+struct Cache {
+    /// Encodes the binding columns; `None` for an uncorrelated subquery (one binding).
+    converter: Option<RowConverter>,
+    slots: HashMap<Box<[u8]>, usize>,
+    outcomes: Vec<Outcome>,
+}
+
+impl Cache {
+    fn new(s: &Apply, input: &Schema) -> Result<Self> {
+        let converter = if s.bindings.is_empty() {
+            None
+        } else {
+            let fields = s
+                .bindings
+                .iter()
+                .map(|(index, _)| SortField::new(input.field(*index).data_type().clone()))
+                .collect();
+            Some(RowConverter::new(fields)?)
+        };
+        Ok(Self {
+            converter,
+            slots: HashMap::new(),
+            outcomes: Vec::new(),
+        })
+    }
 }
 
 /// Adds one column per subquery to each batch of its input: see the module docs.
@@ -512,8 +543,11 @@ impl ExecutionPlan for CorrelatedApplyExec {
         let subqueries = Arc::clone(&self.subqueries);
         let state = Arc::clone(&self.state);
         let schema = Arc::clone(&self.schema);
-        let caches: Vec<HashMap<Vec<ScalarValue>, Outcome>> =
-            (0..subqueries.len()).map(|_| HashMap::new()).collect();
+        let input_schema = self.input.schema();
+        let caches = subqueries
+            .iter()
+            .map(|s| Cache::new(s, &input_schema))
+            .collect::<Result<Vec<_>>>()?;
         let out_schema = Arc::clone(&schema);
         let stream = futures::stream::unfold((input, caches), move |(mut input, mut caches)| {
             let subqueries = Arc::clone(&subqueries);
@@ -538,77 +572,109 @@ impl ExecutionPlan for CorrelatedApplyExec {
 async fn apply_batch(
     batch: &RecordBatch,
     subqueries: &[Apply],
-    caches: &mut [HashMap<Vec<ScalarValue>, Outcome>],
+    caches: &mut [Cache],
     state: &SessionState,
     context: &Arc<TaskContext>,
     schema: &SchemaRef,
 ) -> Result<RecordBatch> {
+    let rows = batch.num_rows();
     let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
     for (i, (s, cache)) in subqueries.iter().zip(caches.iter_mut()).enumerate() {
-        let tested = match &s.kind {
-            Kind::In { expr, .. } => Some(expr.evaluate(batch)?.into_array(batch.num_rows())?),
-            _ => None,
-        };
-        let mut values = Vec::with_capacity(batch.num_rows());
-        for row in 0..batch.num_rows() {
-            let key = s
-                .bindings
-                .iter()
-                .map(|(index, _)| ScalarValue::try_from_array(batch.column(*index), row))
-                .collect::<Result<Vec<_>>>()?;
-            if !cache.contains_key(&key) {
-                let outcome = run_subquery(s, &key, state, context).await?;
-                cache.insert(key.clone(), outcome);
+        let field = schema.field(batch.num_columns() + i);
+        // Each row's outcome slot; a binding not seen yet runs the subquery.
+        let keys = match &cache.converter {
+            Some(converter) => {
+                let columns: Vec<ArrayRef> = s
+                    .bindings
+                    .iter()
+                    .map(|(index, _)| Arc::clone(batch.column(*index)))
+                    .collect();
+                Some(converter.convert_columns(&columns)?)
             }
-            let outcome = &cache[&key];
-            let value = match (outcome, &s.kind) {
-                (Outcome::Value(v), _) => v.clone(),
-                (Outcome::Exists(found), Kind::Exists { negated }) => {
-                    ScalarValue::Boolean(Some(*found != *negated))
+            None => None,
+        };
+        let mut slots = Vec::with_capacity(rows);
+        for row in 0..rows {
+            let key: &[u8] = keys.as_ref().map_or(&[], |k| k.row(row).data());
+            let slot = match cache.slots.get(key) {
+                Some(&slot) => slot,
+                None => {
+                    let values = s
+                        .bindings
+                        .iter()
+                        .map(|(index, _)| ScalarValue::try_from_array(batch.column(*index), row))
+                        .collect::<Result<Vec<_>>>()?;
+                    let outcome = match run_subquery(s, &values, state, context).await? {
+                        // One type for the whole column (a NULL of the plan's type beside the
+                        // values' type).
+                        Outcome::Value(v) if v.data_type() != *field.data_type() => {
+                            Outcome::Value(v.cast_to(field.data_type())?)
+                        }
+                        other => other,
+                    };
+                    cache.outcomes.push(outcome);
+                    cache.slots.insert(key.into(), cache.outcomes.len() - 1);
+                    cache.outcomes.len() - 1
                 }
-                (Outcome::Values(list, has_null), Kind::In { negated, .. }) => {
-                    let x = ScalarValue::try_from_array(
-                        tested.as_ref().expect("IN evaluates its expression"),
-                        row,
-                    )?;
-                    let found = if list.is_empty() && !*has_null {
+            };
+            slots.push(slot);
+        }
+        let array: ArrayRef = match &s.kind {
+            Kind::Scalar => {
+                // The batch's distinct values once, then taken for every row.
+                let mut local = HashMap::new();
+                let mut values = Vec::new();
+                let indices: UInt32Array = slots
+                    .iter()
+                    .map(|slot| {
+                        let next = values.len() as u32;
+                        Some(*local.entry(*slot).or_insert_with(|| {
+                            values.push(match &cache.outcomes[*slot] {
+                                Outcome::Value(v) => v.clone(),
+                                _ => ScalarValue::Null,
+                            });
+                            next
+                        }))
+                    })
+                    .collect();
+                if values.is_empty() {
+                    new_empty_array(field.data_type())
+                } else {
+                    take(&ScalarValue::iter_to_array(values)?, &indices, None)?
+                }
+            }
+            Kind::Exists { negated } => Arc::new(
+                slots
+                    .iter()
+                    .map(|slot| match cache.outcomes[*slot] {
+                        Outcome::Exists(found) => Some(found != *negated),
+                        _ => None,
+                    })
+                    .collect::<BooleanArray>(),
+            ),
+            Kind::In { expr, negated, .. } => {
+                let tested = expr.evaluate(batch)?.into_array(rows)?;
+                let mut found = Vec::with_capacity(rows);
+                for (row, slot) in slots.iter().enumerate() {
+                    let Outcome::Values(set, has_null) = &cache.outcomes[*slot] else {
+                        return internal_err!("apply: outcome of another kind");
+                    };
+                    // SQL's IN: NULL when nothing is equal and a NULL is involved.
+                    let in_set = if set.is_empty() && !*has_null {
                         Some(false)
-                    } else if x.is_null() {
+                    } else if tested.is_null(row) {
                         None
-                    } else if list.contains(&x) {
+                    } else if set.contains(&ScalarValue::try_from_array(&tested, row)?) {
                         Some(true)
                     } else if *has_null {
                         None
                     } else {
                         Some(false)
                     };
-                    ScalarValue::Boolean(found.map(|f| f != *negated))
+                    found.push(in_set.map(|f| f != *negated));
                 }
-                _ => return internal_err!("apply: outcome of another kind"),
-            };
-            values.push(value);
-        }
-        let field = schema.field(batch.num_columns() + i);
-        // One type for the whole column (a NULL of the plan's type beside the values' type).
-        let values = values
-            .into_iter()
-            .map(|v| {
-                if v.data_type() == *field.data_type() {
-                    Ok(v)
-                } else {
-                    v.cast_to(field.data_type())
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let array = if values.is_empty() {
-            datafusion::arrow::array::new_empty_array(field.data_type())
-        } else {
-            ScalarValue::iter_to_array(values)?
-        };
-        let array = if array.data_type() == field.data_type() {
-            array
-        } else {
-            datafusion::arrow::compute::cast(&array, field.data_type())?
+                Arc::new(BooleanArray::from(found))
+            }
         };
         columns.push(array);
     }
@@ -680,7 +746,7 @@ async fn run_subquery(
             }
         }
         Kind::In { .. } => {
-            let mut list = Vec::new();
+            let mut set = HashSet::new();
             let mut has_null = false;
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
@@ -695,11 +761,11 @@ async fn run_subquery(
                     if v.is_null() {
                         has_null = true;
                     } else {
-                        list.push(v);
+                        set.insert(v);
                     }
                 }
             }
-            Ok(Outcome::Values(list, has_null))
+            Ok(Outcome::Values(set, has_null))
         }
     }
 }
