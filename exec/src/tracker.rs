@@ -58,10 +58,12 @@ pub struct QueryProgress {
 
 impl QueryProgress {
     /// Folds `tasks` (one query's, any attempts) into counts.
-    pub fn of(tasks: &[TaskInfo]) -> Self {
+    pub fn of<'a>(tasks: impl IntoIterator<Item = &'a TaskInfo>) -> Self {
         let mut stages = std::collections::BTreeMap::<i64, (usize, usize)>::new();
         let mut rows = 0;
+        let mut count = 0;
         for t in tasks {
+            count += 1;
             let (done, all) = stages.entry(t.stage).or_default();
             *all += 1;
             if !t.state.is_live() {
@@ -72,10 +74,26 @@ impl QueryProgress {
         Self {
             stages: stages.len(),
             finished_stages: stages.values().filter(|(d, a)| d == a).count(),
-            tasks: tasks.len(),
+            tasks: count,
             finished_tasks: stages.values().map(|(d, _)| d).sum(),
             rows,
         }
+    }
+}
+
+/// The query a task's query key belongs to: the key itself, or `QUERY` for a later attempt's key
+/// (`QUERY.aN`, `QUERY.rN`, `QUERY.rN.aM`; query ids hold no dot).
+fn query_of(key: &str) -> &str {
+    match key.split_once('.') {
+        Some((query, attempts))
+            if attempts.split('.').all(|part| {
+                part.strip_prefix(['a', 'r'])
+                    .is_some_and(|n| n.parse::<u32>().is_ok())
+            }) =>
+        {
+            query
+        }
+        _ => key,
     }
 }
 
@@ -289,21 +307,28 @@ impl QueryTracker {
     /// worker was found lost; `QUERY.rN`: run again under `retry_policy = QUERY`; and both, as
     /// `QUERY.rN.aM`), in start order.
     pub fn tasks_of(&self, query_id: &str) -> Vec<TaskInfo> {
-        let attempt_of = |key: &str| {
-            key.strip_prefix(query_id)
-                .and_then(|rest| rest.strip_prefix('.'))
-                .is_some_and(|rest| {
-                    rest.split('.').all(|part| {
-                        part.strip_prefix(['a', 'r'])
-                            .is_some_and(|n| n.parse::<u32>().is_ok())
-                    })
-                })
-        };
         self.tasks
             .lock()
             .iter()
-            .filter(|e| e.info.query_id == query_id || attempt_of(&e.info.query_id))
+            .filter(|e| query_of(&e.info.query_id) == query_id)
             .map(|e| e.info.clone())
+            .collect()
+    }
+
+    /// [`Self::progress`] of every query with tasks, in one pass over the tasks (what a list of
+    /// all queries wants).
+    pub fn progress_by_query(&self) -> std::collections::HashMap<String, QueryProgress> {
+        let tasks = self.tasks.lock();
+        let mut by_query: std::collections::HashMap<&str, Vec<&TaskInfo>> = Default::default();
+        for e in tasks.iter() {
+            by_query
+                .entry(query_of(&e.info.query_id))
+                .or_default()
+                .push(&e.info);
+        }
+        by_query
+            .into_iter()
+            .map(|(query, tasks)| (query.to_string(), QueryProgress::of(tasks)))
             .collect()
     }
 
@@ -401,4 +426,26 @@ fn snapshot<E: Tracked>(entries: &VecDeque<E>) -> Vec<E::Info> {
             info
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_of;
+
+    #[test]
+    fn later_attempts_belong_to_their_query() {
+        let q = "20261205_101500_00003_ab12c";
+        for key in [
+            q.to_string(),
+            format!("{q}.a1"),
+            format!("{q}.r2"),
+            format!("{q}.r2.a10"),
+        ] {
+            assert_eq!(query_of(&key), q, "{key}");
+        }
+        // Not an attempt suffix: the key is a query of its own.
+        for key in ["x.b1", "x.a", "x.a1.z", "x."] {
+            assert_eq!(query_of(key), key);
+        }
+    }
 }

@@ -28,7 +28,8 @@ use prometheus::{Encoder, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tributary_exec::Engine;
-use tributary_exec::system::{QueryInfo, QueryState, TaskInfo};
+use tributary_exec::system::{QueryInfo, QueryState};
+use tributary_exec::tracker::QueryProgress;
 
 use crate::auth::Security;
 use crate::config::AuthMethod;
@@ -259,8 +260,7 @@ async fn nodes(State(http): State<Http>) -> Response {
 }
 
 /// A query as the API shows it, with its progress from its tasks.
-fn query_json(q: &QueryInfo, tasks: &[TaskInfo]) -> Value {
-    let progress = tributary_exec::tracker::QueryProgress::of(tasks);
+fn query_json(q: &QueryInfo, progress: QueryProgress) -> Value {
     json!({
         "queryId": q.query_id,
         "state": q.state.as_str(),
@@ -285,10 +285,14 @@ fn query_json(q: &QueryInfo, tasks: &[TaskInfo]) -> Value {
 /// `GET /v1/query`.
 async fn queries(State(http): State<Http>) -> Response {
     let tracker = http.engine.tracker();
+    let progress = tracker.progress_by_query();
     let mut list: Vec<Value> = tracker
         .query_infos()
         .iter()
-        .map(|q| query_json(q, &tracker.tasks_of(&q.query_id)))
+        .map(|q| {
+            let p = progress.get(&q.query_id).copied().unwrap_or_default();
+            query_json(q, p)
+        })
         .collect();
     list.reverse();
     axum::Json(list).into_response()
@@ -301,7 +305,7 @@ async fn query(State(http): State<Http>, Path(id): Path<String>) -> Response {
         return (StatusCode::NOT_FOUND, format!("query {id} is not known\n")).into_response();
     };
     let tasks = tracker.tasks_of(&id);
-    let mut body = query_json(&q, &tasks);
+    let mut body = query_json(&q, QueryProgress::of(&tasks));
     body["tasks"] = tasks
         .iter()
         .map(|t| {
