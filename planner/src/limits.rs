@@ -372,7 +372,7 @@ impl AggregateUDFImpl for SizeLimitedAggregate {
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         Ok(Box::new(LimitedAccumulator {
             inner: self.inner.accumulator(args)?,
-            bytes: vec![0],
+            bytes: 0,
         }))
     }
 
@@ -436,14 +436,26 @@ impl AggregateUDFImpl for SizeLimitedAggregate {
 #[derive(Debug)]
 struct LimitedAccumulator {
     inner: Box<dyn Accumulator>,
-    /// Bytes taken in: one entry.
-    bytes: Vec<u64>,
+    /// Bytes taken in.
+    bytes: u64,
+}
+
+impl LimitedAccumulator {
+    /// Counts `values`' bytes into the group's total; refuses a total past the limit.
+    fn add(&mut self, values: &[ArrayRef]) -> Result<()> {
+        if let Some(first) = values.first() {
+            self.bytes += row_bytes(first)?.iter().sum::<u64>();
+            if self.bytes > MAX_VALUE_BYTES as u64 {
+                return Err(too_large());
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Accumulator for LimitedAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let rows = values.first().map_or(0, |v| v.len());
-        add_bytes(&mut self.bytes, values, &vec![0; rows], None, 1)?;
+        self.add(values)?;
         self.inner.update_batch(values)
     }
 
@@ -460,15 +472,14 @@ impl Accumulator for LimitedAccumulator {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let rows = states.first().map_or(0, |v| v.len());
-        add_bytes(&mut self.bytes, states, &vec![0; rows], None, 1)?;
+        self.add(states)?;
         self.inner.merge_batch(states)
     }
 
     fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         if let Some(first) = values.first() {
             let gone: u64 = row_bytes(first)?.iter().sum();
-            self.bytes[0] = self.bytes[0].saturating_sub(gone);
+            self.bytes = self.bytes.saturating_sub(gone);
         }
         self.inner.retract_batch(values)
     }
