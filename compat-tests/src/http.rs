@@ -5,6 +5,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
 /// One HTTP/1.1 request to `127.0.0.1:port`, with Basic authentication as `credentials`
 /// (`user:password`) when given and `body` as `application/json` when given: the status code and
 /// the body (chunks joined). The body is read by its Content-Length when there is one (chromedriver
@@ -22,7 +25,7 @@ pub fn request(
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let auth = credentials
-        .map(|c| format!("Authorization: Basic {}\r\n", base64(c.as_bytes())))
+        .map(|c| format!("Authorization: Basic {}\r\n", STANDARD.encode(c)))
         .unwrap_or_default();
     let body = body.unwrap_or_default();
     write!(
@@ -75,28 +78,6 @@ pub fn request(
         rest = &after[size + 2..];
     }
     (status, out)
-}
-
-/// Standard base64 with padding (what Basic authentication wants), without a dependency.
-pub fn base64(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// The value of the sample `name` (with its labels, as written) in a Prometheus text page.

@@ -34,3 +34,11 @@ pub use tributary_testkit::{
     connect_with, files_under, free_port, tail, target_dir, toml_string, try_connect_with, which,
     workspace_root,
 };
+
+/// The catalog file of a `lake` catalog over local directory `dir`.
+pub fn lake_catalog_toml(dir: &std::path::Path) -> String {
+    format!(
+        "connector = \"lake\"\nlocation = {}\n",
+        toml_string(&format!("file://{}", dir.display()))
+    )
+}

@@ -176,21 +176,8 @@ async fn source_requests_are_measured_per_catalog() {
     let port = free_port();
     let config = ConfigDir::new()
         .config(&format!("[http]\nlisten = \"127.0.0.1:{port}\"\n"))
-        .catalog(
-            "pgm",
-            &format!(
-                "connector = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\n\
-                 database = \"http_metrics\"\nuser = \"postgres\"\n",
-                pg.port()
-            ),
-        )
-        .catalog(
-            "lk",
-            &format!(
-                "connector = \"lake\"\nlocation = {}\n",
-                compat_tests::toml_string(&format!("file://{}", lake.path().display()))
-            ),
-        );
+        .catalog("pgm", &pg.catalog_toml("http_metrics", ""))
+        .catalog("lk", &compat_tests::lake_catalog_toml(lake.path()));
     let server = Tributary::start(Some(config.path()));
     let client = server.connect("tpch").await;
     let rows = client
@@ -272,10 +259,7 @@ async fn source_requests_are_measured_per_catalog() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_serves_its_own_metrics() {
     let lake = compat_tests::TempDir::new("http-worker-lake");
-    let catalog = format!(
-        "connector = \"lake\"\nlocation = {}\n",
-        compat_tests::toml_string(&format!("file://{}", lake.path().display()))
-    );
+    let catalog = compat_tests::lake_catalog_toml(lake.path());
     let (coordinator_http, worker_http) = (free_port(), free_port());
     let coordinator_config = ConfigDir::new()
         .config(&format!(

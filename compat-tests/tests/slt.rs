@@ -185,8 +185,11 @@ impl AsyncDB for Db {
     }
 }
 
-fn slt_files() -> Vec<PathBuf> {
-    let dir = compat_tests::workspace_root().join("compat-tests/slt");
+/// The `.slt` files directly in `compat-tests/{dir}`, in name order (at least one).
+fn slt_files(dir: &str) -> Vec<PathBuf> {
+    let dir = compat_tests::workspace_root()
+        .join("compat-tests")
+        .join(dir);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -197,20 +200,35 @@ fn slt_files() -> Vec<PathBuf> {
     files
 }
 
+/// A runner whose every connection goes to `config` (with `SET search_path TO {schema}` when
+/// given) over the simple or the extended protocol, checking no column types.
+fn runner(
+    config: tokio_postgres::Config,
+    extended: bool,
+    schema: Option<&'static str>,
+) -> Runner<Db, impl sqllogictest::MakeConnection<Conn = Db>> {
+    let mut runner = Runner::new(move || {
+        let config = config.clone();
+        async move {
+            let (client, connection) = config.connect(NoTls).await?;
+            tokio::spawn(connection);
+            if let Some(schema) = schema {
+                client
+                    .batch_execute(&format!("SET search_path TO {schema}"))
+                    .await?;
+            }
+            Ok(Db { client, extended })
+        }
+    });
+    runner.with_column_validator(|_, _| true);
+    runner
+}
+
 async fn run_all(extended: bool) {
     let tributary = Tributary::start(None);
     let config = tributary.config("tpch");
-    for file in slt_files() {
-        let config = config.clone();
-        let mut runner = Runner::new(move || {
-            let config = config.clone();
-            async move {
-                let (client, connection) = config.connect(NoTls).await?;
-                tokio::spawn(connection);
-                Ok(Db { client, extended })
-            }
-        });
-        runner.with_column_validator(|_, _| true);
+    for file in slt_files("slt") {
+        let mut runner = runner(config.clone(), extended, None);
         if let Err(e) = runner.run_file_async(&file).await {
             panic!(
                 "{} ({}):\n{e}\nserver log:\n{}",
@@ -220,19 +238,6 @@ async fn run_all(extended: bool) {
             );
         }
     }
-}
-
-/// The `.slt` files of the PostgreSQL-oracle suite, in name order.
-fn oracle_files() -> Vec<PathBuf> {
-    let dir = compat_tests::workspace_root().join("compat-tests/slt/postgres");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no .slt files in {}", dir.display());
-    files
 }
 
 /// Runs the PostgreSQL-oracle suite against Tributary's `postgres` catalog and a `lake` copy; with
@@ -259,20 +264,8 @@ async fn postgres_oracle(extended: bool) {
         if extended {
             return;
         }
-        for file in oracle_files() {
-            let config = pg.config(database);
-            let mut runner = Runner::new(move || {
-                let config = config.clone();
-                async move {
-                    let (client, connection) = config.connect(NoTls).await?;
-                    tokio::spawn(connection);
-                    Ok(Db {
-                        client,
-                        extended: false,
-                    })
-                }
-            });
-            runner
+        for file in slt_files("slt/postgres") {
+            runner(pg.config(database), false, None)
                 .update_test_file(
                     &file,
                     " ",
@@ -287,21 +280,8 @@ async fn postgres_oracle(extended: bool) {
     }
     let lake = compat_tests::TempDir::new("slt-oracle-lake");
     let config = compat_tests::ConfigDir::new()
-        .catalog(
-            "pg",
-            &format!(
-                "connector = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\n\
-                 database = \"{database}\"\nuser = \"postgres\"\n",
-                pg.port()
-            ),
-        )
-        .catalog(
-            "lk",
-            &format!(
-                "connector = \"lake\"\nlocation = {}\n",
-                compat_tests::toml_string(&format!("file://{}", lake.path().display()))
-            ),
-        );
+        .catalog("pg", &pg.catalog_toml(database, ""))
+        .catalog("lk", &compat_tests::lake_catalog_toml(lake.path()));
     let tributary = Tributary::start(Some(config.path()));
     tributary
         .connect("lk")
@@ -318,22 +298,10 @@ async fn postgres_oracle(extended: bool) {
         ("pg", "public", "tributary-pg"),
         ("lk", "s", "tributary-lake"),
     ] {
-        for file in oracle_files() {
-            let config = tributary.config(catalog);
-            let mut runner = Runner::new(move || {
-                let config = config.clone();
-                async move {
-                    let (client, connection) = config.connect(NoTls).await?;
-                    tokio::spawn(connection);
-                    client
-                        .batch_execute(&format!("SET search_path TO {schema}"))
-                        .await?;
-                    Ok(Db { client, extended })
-                }
-            });
+        for file in slt_files("slt/postgres") {
+            let mut runner = runner(tributary.config(catalog), extended, Some(schema));
             runner.add_label("tributary");
             runner.add_label(label);
-            runner.with_column_validator(|_, _| true);
             // Every record, so one run reports every difference.
             let records = sqllogictest::parse_file(&file)
                 .unwrap_or_else(|e| panic!("{}: {e}", file.display()));

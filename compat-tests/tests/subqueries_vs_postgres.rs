@@ -12,22 +12,8 @@ use compat_tests::cluster::Cluster;
 use compat_tests::pushdown::explain;
 use compat_tests::results::{self, compare, kinds_from_postgres};
 use compat_tests::tpch_compare::run_side;
-use compat_tests::{ConfigDir, Mariadb, Postgres, TempDir, Tributary, toml_string};
+use compat_tests::{ConfigDir, Mariadb, Postgres, TempDir, Tributary};
 use tokio_postgres::Client;
-
-/// A table in the style of the classic sqllogictest `select` files: five integer columns, 30 rows,
-/// some NULLs.
-const SETUP: &str = "
-    drop table if exists t1;
-    create table t1 (a int, b int, c int, d int, e int);
-    insert into t1
-    select 100 + (i * 37) % 150,
-           100 + (i * 53) % 150,
-           case when i % 11 = 0 then null else 100 + (i * 71) % 150 end,
-           100 + (i * 13) % 150,
-           case when i % 7 = 0 then null else 100 + (i * 29) % 150 end
-    from generate_series(1, 30) i;
-";
 
 /// Each is refused by DataFusion's physical planner today when run anywhere but whole at the source
 /// (`Physical plan does not support logical expression ScalarSubquery` / `Exists`).
@@ -81,21 +67,32 @@ async fn differences(direct: &Client, client: &Client) -> Vec<String> {
     failures
 }
 
-/// PostgreSQL's database `subqueries`, loaded with [`SETUP`]; a direct client.
+/// PostgreSQL's database `subqueries`, loaded once per test process (the tests run at once) with
+/// the tables of the PostgreSQL-oracle slt suite (`compat-tests/slt/postgres/setup.sql`: `t1`, five
+/// integer columns in the style of the classic sqllogictest `select` files, 30 rows, some NULLs);
+/// a direct client.
 async fn postgres_loaded() -> (&'static Postgres, Client) {
+    static LOADED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     let pg = Postgres::shared();
-    pg.create_database("subqueries").await;
-    let direct = pg.connect("subqueries").await;
-    direct.batch_execute(SETUP).await.unwrap();
-    (pg, direct)
+    LOADED
+        .get_or_init(|| async {
+            pg.create_database("subqueries").await;
+            let setup = std::fs::read_to_string(
+                compat_tests::workspace_root().join("compat-tests/slt/postgres/setup.sql"),
+            )
+            .unwrap();
+            pg.connect("subqueries")
+                .await
+                .batch_execute(&setup)
+                .await
+                .unwrap();
+        })
+        .await;
+    (pg, pg.connect("subqueries").await)
 }
 
 fn postgres_catalog(pg: &Postgres) -> String {
-    format!(
-        "connector = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\n\
-         database = \"subqueries\"\nuser = \"postgres\"\n",
-        pg.port()
-    )
+    pg.catalog_toml("subqueries", "")
 }
 
 fn assert_none(failures: &[String], server: &Tributary) {
@@ -135,13 +132,7 @@ async fn correlated_subqueries_on_a_lake_table_match_postgres() {
     let lake = TempDir::new("subqueries-lake");
     let config = ConfigDir::new()
         .catalog("pgs", &postgres_catalog(pg))
-        .catalog(
-            "lk",
-            &format!(
-                "connector = \"lake\"\nlocation = {}\n",
-                toml_string(&format!("file://{}", lake.path().display()))
-            ),
-        );
+        .catalog("lk", &compat_tests::lake_catalog_toml(lake.path()));
     let server = Tributary::start(Some(config.path()));
     let client = server.connect("lk").await;
     client

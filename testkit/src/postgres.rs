@@ -231,6 +231,22 @@ impl Postgres {
         self.base.join("postgres.log")
     }
 
+    /// The catalog file of a `postgres` catalog on database `db` of this server (superuser
+    /// `postgres` over TCP, its password if the server has one), plus `extra` lines.
+    pub fn catalog_toml(&self, db: &str, extra: &str) -> String {
+        let password = self
+            .password
+            .as_ref()
+            .map(|p| format!("password = {}\n", crate::toml_string(p)))
+            .unwrap_or_default();
+        format!(
+            "connector = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = {}\n\
+             user = \"postgres\"\n{password}{extra}",
+            self.port,
+            crate::toml_string(db)
+        )
+    }
+
     /// Client config for database `db` as superuser `postgres` over TCP (with the password, if
     /// the server has one; a TLS-only server refuses it: use [`Postgres::socket_config`]).
     pub fn config(&self, db: &str) -> tokio_postgres::Config {
