@@ -162,6 +162,7 @@ pub trait SqlDialect: Send + Sync + Debug {
 }
 
 /// One remote database: the unit within which subplans (joins included) can be pushed.
+#[async_trait::async_trait]
 pub trait SqlSource: Send + Sync + Debug {
     /// Identifies the remote database: tables with the same id can be joined in one statement.
     fn id(&self) -> String;
@@ -178,6 +179,31 @@ pub trait SqlSource: Send + Sync + Debug {
     fn join_pushdown(&self) -> JoinPushdown {
         JoinPushdown::Automatic
     }
+
+    /// `sql`, a query in the source's own dialect naming only the source's tables, as a statement
+    /// to run whole at the source ([`RemoteStatement`]), described there without running it (a
+    /// PostgreSQL Parse/Describe). `ordered`: the statement's rows come in an order that matters, so
+    /// the statement also numbers them. `Ok(None)` when the source does not take statement text
+    /// (MySQL/MariaDB: its string comparisons and `/` differ from PostgreSQL's, so the same text
+    /// would answer differently). Errors: the source refuses the text, or cannot be reached.
+    async fn statement(&self, _sql: &str, _ordered: bool) -> Result<Option<RemoteStatement>> {
+        Ok(None)
+    }
+}
+
+/// A query run whole at its source, as [`SqlSource::statement`] wraps it.
+#[derive(Debug, Clone)]
+pub struct RemoteStatement {
+    /// What [`SqlSource::query_scan`] runs: the query as a derived table, its columns renamed `c0`,
+    /// `c1`, ... and read as [`RemoteStatement::schema`] says (types without an Arrow equivalent
+    /// cast to text), plus `ord` (`row_number() OVER ()`, from 1) when asked for an order.
+    pub sql: String,
+    /// The columns of [`RemoteStatement::sql`]: `c0`, `c1`, ... (nullable; field metadata
+    /// `tributary.pg_type` where clients should see another type than the Arrow one), then `ord`
+    /// (Int64) if ordered.
+    pub schema: SchemaRef,
+    /// The query's own column names, as the source names them (`?column?`, `count`, ...).
+    pub names: Vec<String>,
 }
 
 /// A table of a [`SqlSource`].

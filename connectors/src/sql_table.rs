@@ -11,7 +11,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{Constraints, DataFusionError, Result, ScalarValue, Statistics};
 use datafusion::logical_expr::dml::InsertOp;
@@ -19,10 +19,10 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::ConnectorError;
-use crate::remote_catalog::{MetadataSource, RemoteTable};
+use crate::remote_catalog::{ColumnMeta, MetadataSource, RemoteTable, SourceColumn, table_schema};
 use crate::sql_filter::filter_to_sql;
 use crate::sql_scan::{SqlReader, SqlScanExec};
-use crate::sql_source::{SqlDialect, SqlKind, SqlSource, SqlTable};
+use crate::sql_source::{RemoteStatement, SqlDialect, SqlKind, SqlSource, SqlTable};
 use crate::sql_write::{SqlWriteSpec, SqlWriter, insert_plan};
 
 /// How a SQL source's column is read (the connector's type mapping), as plain data so a scan can
@@ -95,6 +95,15 @@ pub(crate) trait SqlCatalog:
     /// Whether column `index` of `table` leads an index at the source.
     fn indexed(_table: &Self::Table, _index: usize) -> bool {
         false
+    }
+
+    /// The output columns of query `sql` as the source describes it without running it; `None`
+    /// when the source does not take statement text ([`SqlSource::statement`]).
+    async fn describe(
+        &self,
+        _sql: &str,
+    ) -> Result<Option<Vec<SourceColumn<ColumnMeta<Self::Type>>>>, ConnectorError> {
+        Ok(None)
     }
 }
 
@@ -307,6 +316,7 @@ pub(crate) struct RemoteSqlSource<S> {
     shared: Arc<S>,
 }
 
+#[async_trait]
 impl<S: SqlCatalog> SqlSource for RemoteSqlSource<S> {
     fn id(&self) -> String {
         format!("{}:{}", S::Reader::KIND, self.shared.name())
@@ -335,6 +345,64 @@ impl<S: SqlCatalog> SqlSource for RemoteSqlSource<S> {
 
     fn join_pushdown(&self) -> crate::sql_source::JoinPushdown {
         self.shared.join_pushdown()
+    }
+
+    async fn statement(&self, sql: &str, ordered: bool) -> Result<Option<RemoteStatement>> {
+        let Some(columns) = self
+            .shared
+            .describe(sql)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+        else {
+            return Ok(None);
+        };
+        if columns.is_empty() {
+            return Ok(None);
+        }
+        let d = self.shared.dialect();
+        let aliases: Vec<String> = (0..columns.len())
+            .map(|i| d.quote_ident(&format!("c{i}")))
+            .collect();
+        let mut items: Vec<String> = columns
+            .iter()
+            .zip(&aliases)
+            .map(|(c, alias)| {
+                let read = c.column.ty.select_expr(&format!("q.{alias}"));
+                format!("{read} AS {alias}")
+            })
+            .collect();
+        let (mut schema, _) = table_schema(
+            &columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| SourceColumn {
+                    column: ColumnMeta {
+                        name: format!("c{i}"),
+                        ty: c.column.ty.clone(),
+                    },
+                    nullable: true,
+                    pg_type: c.pg_type.clone(),
+                    comment: None,
+                })
+                .collect::<Vec<_>>(),
+            None,
+            &[],
+        );
+        if ordered {
+            items.push(format!("row_number() OVER () AS {}", d.quote_ident("ord")));
+            let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
+            fields.push(Arc::new(Field::new("ord", DataType::Int64, false)));
+            schema = Schema::new(fields);
+        }
+        Ok(Some(RemoteStatement {
+            sql: format!(
+                "SELECT {} FROM ({sql}) AS q({})",
+                items.join(", "),
+                aliases.join(", ")
+            ),
+            schema: Arc::new(schema),
+            names: columns.into_iter().map(|c| c.column.name).collect(),
+        }))
     }
 }
 

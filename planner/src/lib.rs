@@ -18,6 +18,7 @@ pub mod pushdown;
 pub mod registry;
 pub mod session;
 pub mod sizing;
+pub mod statement_pushdown;
 pub mod time_travel;
 pub mod trino_catalog;
 pub mod write;

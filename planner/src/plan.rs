@@ -182,7 +182,9 @@ async fn missing_relation(
     None
 }
 
-/// Plans one parsed statement in `state`'s catalogs (DataFusion's `statement_to_plan`).
+/// Plans one parsed statement in `state`'s catalogs (DataFusion's `statement_to_plan`). A query
+/// DataFusion refuses (or whose subqueries its analyzer refuses) runs whole at its SQL source when
+/// [`crate::statement_pushdown`] applies.
 ///
 /// Errors: [`PlanError::DataFusion`] for what DataFusion refuses, [`PlanError::ReadOnly`] for DDL,
 /// DML, `COPY ... TO 'file'` and DataFusion's session statements (`SET` and transactions are the
@@ -194,8 +196,34 @@ pub async fn logical_plan(
     if let Some(plan) = crate::write::plan_write(state, &statement).await? {
         return Ok(plan);
     }
-    let plan = statement_to_plan(state, statement).await?;
+    // Kept for statement pushdown (a clone of the syntax tree, small beside planning).
+    let original = statement.clone();
+    let plan = match statement_to_plan(state, statement).await {
+        Ok(plan) => plan,
+        Err(e) => {
+            return match crate::statement_pushdown::plan_at_source(state, &original).await {
+                Some(plan) => Ok(plan),
+                None => Err(e),
+            };
+        }
+    };
     check_read_only(&plan)?;
+    // DataFusion's SQL planner takes some subqueries that its analyzer, or physical planning, then
+    // refuse (a correlated scalar subquery that is no aggregate; a reference two levels up, which
+    // no apply can bind). Only worth finding out here when the statement could run whole at a SQL
+    // source, as it is then planned twice (cheaply when it is pushed whole: no splits to list).
+    // (DataFusion plans an EXPLAIN whose plan fails as lines saying so: the plan itself is tried.)
+    let query = match &plan {
+        LogicalPlan::Explain(explain) => explain.plan.as_ref(),
+        LogicalPlan::Analyze(analyze) => analyze.input.as_ref(),
+        plan => plan,
+    };
+    if crate::statement_pushdown::may_run_at_source(query)
+        && state.create_physical_plan(query).await.is_err()
+        && let Some(at_source) = crate::statement_pushdown::plan_at_source(state, &original).await
+    {
+        return Ok(at_source);
+    }
     Ok(plan)
 }
 

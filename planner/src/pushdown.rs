@@ -1012,6 +1012,16 @@ pub struct RemoteQueryTable {
 }
 
 impl RemoteQueryTable {
+    /// A table whose scan runs `sql` at `source`, reading its columns as `schema` (see
+    /// [`SqlSource::query_scan`]).
+    pub fn new(source: Arc<dyn SqlSource>, sql: String, schema: SchemaRef) -> Self {
+        Self {
+            source,
+            sql,
+            schema,
+        }
+    }
+
     /// The statement sent to the source.
     pub fn sql(&self) -> &str {
         &self.sql

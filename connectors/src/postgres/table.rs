@@ -14,7 +14,7 @@ use super::pool::Pool;
 use super::scan::PostgresReader;
 use super::types::PgType;
 use crate::ConnectorError;
-use crate::remote_catalog::RemoteTable;
+use crate::remote_catalog::{ColumnMeta, RemoteTable, SourceColumn};
 use crate::sql_source::SqlDialect;
 use crate::sql_table::{SqlCatalog, SqlTableProvider};
 
@@ -73,6 +73,43 @@ impl SqlCatalog for Shared {
 
     fn join_pushdown(&self) -> crate::sql_source::JoinPushdown {
         self.join_pushdown
+    }
+
+    /// A Parse/Describe of `sql` on a pooled connection (the prepared statement is closed when
+    /// dropped). A domain is read as its base type, an array, enum, range or composite as text.
+    async fn describe(
+        &self,
+        sql: &str,
+    ) -> Result<Option<Vec<SourceColumn<ColumnMeta<PgType>>>>, ConnectorError> {
+        use tokio_postgres::types::Kind;
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare(sql)
+            .await
+            .map_err(|e| self.pool.source().query_error(&e, sql))?;
+        let columns = statement
+            .columns()
+            .iter()
+            .map(|c| {
+                let oid = match c.type_().kind() {
+                    Kind::Domain(base) => base.oid(),
+                    Kind::Simple | Kind::Pseudo => c.type_().oid(),
+                    _ => 0, // read as text
+                };
+                let typmod = c.type_modifier();
+                let ty = PgType::from_pg(oid, typmod, None, 0);
+                SourceColumn {
+                    pg_type: super::types::front_end_type(oid, typmod, &ty),
+                    column: ColumnMeta {
+                        name: c.name().to_string(),
+                        ty,
+                    },
+                    nullable: true,
+                    comment: None,
+                }
+            })
+            .collect();
+        Ok(Some(columns))
     }
 
     fn statistics(table: &TableMeta) -> Option<Statistics> {
