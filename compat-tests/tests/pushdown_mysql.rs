@@ -113,13 +113,14 @@ async fn aggregates_with_group_by() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn avg_keeps_datafusion_types() {
-    // avg of integers is float8 in Tributary (decimal at MariaDB); avg of decimals truncates to
-    // scale + 4 like DataFusion (MariaDB rounds).
+async fn avg_keeps_tributary_types() {
+    // avg of integers is numeric with 16 decimals, rounded, as PostgreSQL's (MariaDB's avg keeps
+    // 4); avg of decimals truncates to scale + 4 like DataFusion (MariaDB rounds).
     pushed(
         "select grp, avg(qty) as a, avg(price) as ap from mpush.items group by grp",
-        "select grp, avg(cast(qty as double)), avg(price) from mpush.items group by grp",
-        &["DIV", "avg(CAST(", "DOUBLE"],
+        "select grp, cast(cast(sum(qty) as decimal(38,16)) / count(qty) as decimal(38,16)), \
+         avg(price) from mpush.items group by grp",
+        &["DIV", "AS DECIMAL(38,16)) / NULLIF(count("],
     )
     .await;
     let server = setup().await;

@@ -8,6 +8,7 @@
 //! anything itself: scheduling and task execution belong to `exec`.
 
 pub mod apply;
+pub mod avg;
 pub mod config;
 pub mod explain;
 pub mod fragment;

@@ -23,8 +23,9 @@
 //!   at the source. The relation around a subquery is aliased `oN` (N: nesting depth) so that the
 //!   subquery's own derived tables (`t`, `l`, `r`) never hide it;
 //! - aggregates count, count(distinct), sum, min, max, avg, stddev/variance with GROUP BY;
-//!   avg of decimals truncates like DataFusion (`div(sum * 10^s, count)`), avg and stddev of
-//!   integers are computed on float8 like DataFusion;
+//!   avg of decimals truncates like DataFusion (`div(sum * 10^s, count)`), avg of integers is the
+//!   sum as a decimal divided by the count, rounded (as [`crate::avg`]), stddev of integers is
+//!   computed on float8 like DataFusion;
 //! - ORDER BY ... LIMIT (explicit null placement, in the dialect's syntax; keys never strings or
 //!   floats), LIMIT/OFFSET;
 //! - inner, left, right, full, semi and anti joins on byte-comparable keys (not null-aware anti).
@@ -908,6 +909,13 @@ fn aggregate_sql(
         "avg" => match (k, out) {
             (SqlKind::Integer | SqlKind::Float, DataType::Float64) => {
                 format!("{name}({})", d.cast(&x, &float8)?)
+            }
+            // Integers (`crate::avg`): the exact sum, as a decimal of the result's scale, divided
+            // by the count (the source's decimal division keeps at least that scale; the cast
+            // around rounds to it).
+            (SqlKind::Integer, DataType::Decimal128(..)) => {
+                let sum = d.cast(&format!("sum({x})"), out)?;
+                format!("({sum} / NULLIF(count({x}), 0))")
             }
             // DataFusion: sum scaled to the result's scale, divided by the count, truncated.
             (SqlKind::Decimal, DataType::Decimal128(_, s2)) => {

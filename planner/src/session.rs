@@ -77,5 +77,7 @@ pub fn new_session_context(
     for f in crate::limits::aggregate_functions() {
         ctx.register_udaf(f);
     }
+    // `avg` of integers is numeric, as in PostgreSQL.
+    ctx.register_udaf(crate::avg::PgAvg::udaf());
     ctx
 }

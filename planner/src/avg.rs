@@ -1,0 +1,424 @@
+//! `avg` of integers as PostgreSQL types it: numeric, not float8.
+//!
+//! PostgreSQL's `avg(int2/int4/int8)` sums in numeric and divides by the count, so `avg` of 1 and 2
+//! is `1.5000000000000000`, exact, where DataFusion's `avg` casts integers to float8 (`1.5`). [`PgAvg`]
+//! replaces DataFusion's `avg` (and its alias `mean`) in every session: integer inputs are summed
+//! exactly (i128; unsigned 64-bit values past `i64::MAX` are out of range) and the quotient is a `Decimal128(38, 16)` rounded half away from zero, as
+//! PostgreSQL rounds; every other input (decimals, floats, intervals) is DataFusion's own `avg`,
+//! unchanged.
+//!
+//! PostgreSQL's quotient scale follows the operands (`select_div_scale` in numeric.c: 16 significant
+//! digits after the quotient's first base-10000 digit group), so it shows 16 decimals for averages
+//! from about 1 to 10,000, 20 below 1 and 12 above; one Arrow column has one scale, so those come out
+//! with 16 decimals here (equal once rounded to the shorter).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Int64Array, ListArray, UInt64Array,
+};
+use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
+use datafusion::arrow::datatypes::{
+    DataType, Decimal128Type, Field, FieldRef, Int64Type, UInt64Type,
+};
+use datafusion::common::types::NativeType;
+use datafusion::common::{Result, ScalarValue, exec_datafusion_err};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, Coercion, Documentation, EmitTo,
+    GroupsAccumulator, ReversedUDAF, Signature, TypeSignature, TypeSignatureClass, Volatility,
+};
+
+/// Precision and scale of the average of integers.
+pub const AVG_PRECISION: u8 = 38;
+/// See [`AVG_PRECISION`]: PostgreSQL's 16 significant fractional digits.
+pub const AVG_SCALE: i8 = 16;
+/// 10^[`AVG_SCALE`].
+const SCALE_FACTOR: i128 = 10_i128.pow(AVG_SCALE as u32);
+
+/// The `avg` aggregate of every session; see the module docs.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct PgAvg {
+    /// DataFusion's own, for everything but integers.
+    inner: Arc<AggregateUDF>,
+    /// DataFusion's, with integers taken as Int64 before floats as Float64.
+    signature: Signature,
+}
+
+impl Default for PgAvg {
+    fn default() -> Self {
+        let exact = |class| TypeSignature::Coercible(vec![Coercion::new_exact(class)]);
+        let implicit = |to: NativeType, from| {
+            TypeSignature::Coercible(vec![Coercion::new_implicit(
+                TypeSignatureClass::Native(Arc::new(to.clone())),
+                vec![from],
+                to,
+            )])
+        };
+        Self {
+            inner: datafusion::functions_aggregate::average::avg_udaf(),
+            signature: Signature::one_of(
+                vec![
+                    exact(TypeSignatureClass::Decimal),
+                    exact(TypeSignatureClass::Duration),
+                    implicit(NativeType::Int64, TypeSignatureClass::Integer),
+                    implicit(NativeType::Float64, TypeSignatureClass::Float),
+                ],
+                Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+impl PgAvg {
+    /// As a DataFusion aggregate function, to register in a session (it replaces `avg`/`mean`).
+    pub fn udaf() -> AggregateUDF {
+        AggregateUDF::from(Self::default())
+    }
+}
+
+fn integer_input(fields: &[FieldRef]) -> bool {
+    fields
+        .first()
+        .is_some_and(|f| *f.data_type() == DataType::Int64)
+}
+
+impl AggregateUDFImpl for PgAvg {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match arg_types {
+            [DataType::Int64] => Ok(DataType::Decimal128(AVG_PRECISION, AVG_SCALE)),
+            _ => self.inner.inner().return_type(arg_types),
+        }
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        if !integer_input(args.expr_fields) {
+            return self.inner.inner().accumulator(args);
+        }
+        Ok(if args.is_distinct {
+            Box::<DistinctIntegerAvg>::default()
+        } else {
+            Box::<IntegerAvg>::default()
+        })
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        if !integer_input(args.input_fields) {
+            return self.inner.inner().state_fields(args);
+        }
+        let name = |what: &str| format!("{}[{what}]", args.name);
+        Ok(if args.is_distinct {
+            vec![Arc::new(Field::new_list(
+                name("distinct"),
+                Field::new_list_field(DataType::Int64, true),
+                true,
+            ))]
+        } else {
+            vec![
+                Arc::new(Field::new(name("count"), DataType::UInt64, true)),
+                Arc::new(Field::new(name("sum"), DataType::Decimal128(38, 0), true)),
+            ]
+        })
+    }
+
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        if integer_input(args.expr_fields) {
+            !args.is_distinct
+        } else {
+            self.inner.inner().groups_accumulator_supported(args)
+        }
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        if integer_input(args.expr_fields) {
+            Ok(Box::<IntegerAvgGroups>::default())
+        } else {
+            self.inner.inner().create_groups_accumulator(args)
+        }
+    }
+
+    fn reverse_expr(&self) -> ReversedUDAF {
+        ReversedUDAF::Identical
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        self.inner.documentation()
+    }
+}
+
+fn overflow() -> datafusion::error::DataFusionError {
+    exec_datafusion_err!("bigint out of range in avg")
+}
+
+/// `sum / count` at [`AVG_SCALE`], rounded half away from zero; `None` for no values. Exact for
+/// any i128 sum: the integer and fractional parts are divided separately.
+pub fn average(sum: i128, count: u64) -> Option<i128> {
+    if count == 0 {
+        return None;
+    }
+    let count = i128::from(count);
+    let (whole, rest) = (sum / count, sum % count);
+    // |rest| < count < 2^64, so rest * 10^16 fits.
+    let scaled = rest * SCALE_FACTOR;
+    let (mut fraction, remainder) = (scaled / count, scaled % count);
+    if 2 * remainder.abs() >= count {
+        fraction += sum.signum();
+    }
+    whole.checked_mul(SCALE_FACTOR)?.checked_add(fraction)
+}
+
+fn decimal(value: Option<i128>) -> ScalarValue {
+    ScalarValue::Decimal128(value, AVG_PRECISION, AVG_SCALE)
+}
+
+/// The running sum and count of one group.
+#[derive(Debug, Default)]
+struct IntegerAvg {
+    sum: i128,
+    count: u64,
+}
+
+impl Accumulator for IntegerAvg {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        for v in values[0].as_primitive::<Int64Type>().iter().flatten() {
+            self.sum = self.sum.checked_add(i128::from(v)).ok_or_else(overflow)?;
+            self.count += 1;
+        }
+        Ok(())
+    }
+
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        for v in values[0].as_primitive::<Int64Type>().iter().flatten() {
+            self.sum -= i128::from(v);
+            self.count -= 1;
+        }
+        Ok(())
+    }
+
+    fn supports_retract_batch(&self) -> bool {
+        true
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let counts = states[0].as_primitive::<UInt64Type>();
+        let sums = states[1].as_primitive::<Decimal128Type>();
+        for (count, sum) in counts.iter().zip(sums.iter()) {
+            if let (Some(count), Some(sum)) = (count, sum) {
+                self.count += count;
+                self.sum = self.sum.checked_add(sum).ok_or_else(overflow)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![
+            ScalarValue::UInt64(Some(self.count)),
+            ScalarValue::Decimal128(Some(self.sum), 38, 0),
+        ])
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(decimal(average(self.sum, self.count)))
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self)
+    }
+}
+
+/// `avg(DISTINCT integer)`: the distinct values seen.
+#[derive(Debug, Default)]
+struct DistinctIntegerAvg {
+    values: HashSet<i64>,
+}
+
+impl Accumulator for DistinctIntegerAvg {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.values
+            .extend(values[0].as_primitive::<Int64Type>().iter().flatten());
+        Ok(())
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let lists = states[0].as_list::<i32>();
+        for list in lists.iter().flatten() {
+            self.values
+                .extend(list.as_primitive::<Int64Type>().iter().flatten());
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        let values = Int64Array::from_iter_values(self.values.iter().copied());
+        let field = Arc::new(Field::new_list_field(DataType::Int64, true));
+        let list = ListArray::new(
+            field,
+            OffsetBuffer::from_lengths([values.len()]),
+            Arc::new(values),
+            None,
+        );
+        Ok(vec![ScalarValue::List(Arc::new(list))])
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let sum: i128 = self.values.iter().map(|v| i128::from(*v)).sum();
+        Ok(decimal(average(sum, self.values.len() as u64)))
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self) + self.values.capacity() * size_of::<i64>()
+    }
+}
+
+/// Sums and counts per group, for hash aggregation.
+#[derive(Debug, Default)]
+struct IntegerAvgGroups {
+    sums: Vec<i128>,
+    counts: Vec<u64>,
+}
+
+impl IntegerAvgGroups {
+    fn resize(&mut self, groups: usize) {
+        self.sums.resize(groups, 0);
+        self.counts.resize(groups, 0);
+    }
+}
+
+/// Whether row `i` passes the aggregate's FILTER.
+fn passes(filter: Option<&BooleanArray>, i: usize) -> bool {
+    filter.is_none_or(|f| f.is_valid(i) && f.value(i))
+}
+
+impl GroupsAccumulator for IntegerAvgGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.resize(total_num_groups);
+        let values = values[0].as_primitive::<Int64Type>();
+        for (i, &group) in group_indices.iter().enumerate() {
+            if values.is_valid(i) && passes(opt_filter, i) {
+                self.sums[group] = self.sums[group]
+                    .checked_add(i128::from(values.value(i)))
+                    .ok_or_else(overflow)?;
+                self.counts[group] += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.resize(total_num_groups);
+        let counts = values[0].as_primitive::<UInt64Type>();
+        let sums = values[1].as_primitive::<Decimal128Type>();
+        for (i, &group) in group_indices.iter().enumerate() {
+            if counts.is_valid(i) && sums.is_valid(i) {
+                self.counts[group] += counts.value(i);
+                self.sums[group] = self.sums[group]
+                    .checked_add(sums.value(i))
+                    .ok_or_else(overflow)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let sums = emit_to.take_needed(&mut self.sums);
+        let counts = emit_to.take_needed(&mut self.counts);
+        let values: Vec<Option<i128>> = sums
+            .into_iter()
+            .zip(counts)
+            .map(|(sum, count)| average(sum, count))
+            .collect();
+        Ok(Arc::new(
+            Decimal128Array::from(values).with_precision_and_scale(AVG_PRECISION, AVG_SCALE)?,
+        ))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let sums = emit_to.take_needed(&mut self.sums);
+        let counts = emit_to.take_needed(&mut self.counts);
+        let no_nulls: Option<NullBuffer> = None;
+        Ok(vec![
+            Arc::new(UInt64Array::new(counts.into(), no_nulls.clone())),
+            Arc::new(Decimal128Array::new(sums.into(), no_nulls).with_precision_and_scale(38, 0)?),
+        ])
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let values = values[0].as_primitive::<Int64Type>();
+        let taken = |i: usize| values.is_valid(i) && passes(opt_filter, i);
+        let counts: UInt64Array = (0..values.len()).map(|i| u64::from(taken(i))).collect();
+        let sums: Decimal128Array = (0..values.len())
+            .map(|i| {
+                if taken(i) {
+                    i128::from(values.value(i))
+                } else {
+                    0
+                }
+            })
+            .collect();
+        Ok(vec![
+            Arc::new(counts),
+            Arc::new(sums.with_precision_and_scale(38, 0)?),
+        ])
+    }
+
+    fn size(&self) -> usize {
+        self.sums.capacity() * size_of::<i128>() + self.counts.capacity() * size_of::<u64>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(value: Option<i128>) -> String {
+        decimal(value).to_string()
+    }
+
+    #[test]
+    fn averages_round_half_away_from_zero_at_16_digits() {
+        assert_eq!(text(average(3, 2)), "1.5000000000000000");
+        assert_eq!(text(average(2, 3)), "0.6666666666666667");
+        assert_eq!(text(average(-2, 3)), "-0.6666666666666667");
+        assert_eq!(text(average(1, 3)), "0.3333333333333333");
+        assert_eq!(text(average(-5, 2)), "-2.5000000000000000");
+        assert_eq!(average(7, 0), None);
+        // A sum far beyond what sum * 10^16 could hold.
+        let big = i128::from(i64::MAX) * 3;
+        assert_eq!(
+            text(average(big, 3)),
+            format!("{}.0000000000000000", i64::MAX)
+        );
+    }
+}
