@@ -1,11 +1,11 @@
 //! `COPY (query) TO STDOUT` (and `COPY table TO STDOUT`): the query's rows as CopyData in PostgreSQL's
-//! text, CSV or binary format, encoded by `arrow-pg` through `pgwire`'s [`CopyEncoder`]. Rows stream
+//! text, CSV or binary format: values written by the same per-column encoders as DataRows
+//! ([`RowWriter`]), framed and escaped by `pgwire`'s [`CopyEncoder`]. Rows stream
 //! batch by batch; the query stays cancelable meanwhile.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arrow_pg::encoder::encode_value;
 use bytes::{BufMut, BytesMut};
 use datafusion::logical_expr::LogicalPlan;
 use futures::{StreamExt, stream};
@@ -14,7 +14,7 @@ use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOp
 use pgwire::error::PgWireResult;
 use pgwire::messages::copy::CopyData;
 
-use super::encoding;
+use super::encoding::{self, RowWriter};
 use super::errors;
 use super::run::start;
 use super::session::Session;
@@ -59,20 +59,15 @@ pub async fn copy_out(
                     )))]);
                 }
             };
+            // Values are written by our per-column encoders (as DataRows are), arrow-pg's
+            // only for the types they leave to it; one CopyData per row, as PostgreSQL sends
+            // (psycopg's `Copy.rows()` reads one row per message).
+            let mut writer = RowWriter::for_copy(Arc::clone(&fields), &batch, binary);
             let mut out = Vec::with_capacity(batch.num_rows());
-            let arrow_schema = batch.schema();
-            'rows: for row in 0..batch.num_rows() {
-                for (col, field) in fields.iter().enumerate() {
-                    if let Err(e) = encode_value(
-                        &mut encoder,
-                        batch.column(col),
-                        row,
-                        arrow_schema.field(col),
-                        field,
-                    ) {
-                        out.push(Err(e));
-                        break 'rows;
-                    }
+            for row in 0..batch.num_rows() {
+                if let Err(e) = writer.write_row(&mut encoder, &batch, row) {
+                    out.push(Err(e));
+                    break;
                 }
                 out.push(Ok(encoder.take_copy()));
             }

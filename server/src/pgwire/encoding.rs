@@ -227,6 +227,21 @@ impl RowWriter {
         }
     }
 
+    /// The writer of COPY rows for batches with `batch`'s schema (`binary`: COPY's binary
+    /// format): as [`RowWriter::new`], except that in text and CSV formats array columns are left
+    /// to arrow-pg, since pgwire's COPY encoder would quote an array's text as one value.
+    pub fn for_copy(fields: Arc<Vec<FieldInfo>>, batch: &RecordBatch, binary: bool) -> Self {
+        let mut writer = Self::new(fields, batch);
+        if !binary {
+            for (encoder, field) in writer.encoders.iter_mut().zip(batch.schema().fields()) {
+                if matches!(field.data_type(), DataType::List(_)) {
+                    *encoder = None;
+                }
+            }
+        }
+        writer
+    }
+
     /// Writes row `row` of `batch` into `encoder` (one field per column; the row is not taken).
     pub fn write_row<E: Encoder>(
         &mut self,
