@@ -123,6 +123,11 @@ impl Tributary {
         if let Some(dir) = config_dir {
             command.arg("--config").arg(dir);
         }
+        // The `[engine]` defaults derive from the core count: tests see a 2-core node's (CI's)
+        // unless the environment says otherwise.
+        if std::env::var_os("TRIBUTARY_CORES").is_none() {
+            command.env("TRIBUTARY_CORES", "2");
+        }
         command
             .args(args)
             .env("RUST_BACKTRACE", "1")

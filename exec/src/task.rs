@@ -90,10 +90,11 @@ struct Executor {
 }
 
 impl Executor {
-    /// A runtime of `threads` worker threads (the machine's available parallelism when `None`).
+    /// A runtime of `threads` worker threads (the node's cores when `None`:
+    /// `tributary_planner::config::node_cores`).
     fn new(threads: Option<usize>) -> Self {
         let threads = threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .unwrap_or_else(tributary_planner::config::node_cores)
             .max(1);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
@@ -566,7 +567,7 @@ mod tests {
     #[test]
     fn the_task_runtime_has_the_configured_threads() {
         assert_eq!(Executor::new(Some(3)).handle.metrics().num_workers(), 3);
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cores = tributary_planner::config::node_cores();
         assert_eq!(Executor::new(None).handle.metrics().num_workers(), cores);
     }
 }

@@ -94,6 +94,23 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7432";
 /// per-task overhead dominates on any machine).
 pub const MAX_PARALLELISM: usize = 256;
 
+/// Environment variable overriding the core count [`node_cores`] reads (a positive integer): for
+/// nodes sharing a machine (tests, a cluster on one box) or a container whose CPU limit is not
+/// visible as affinity or a cgroup quota.
+pub const CORES_ENV: &str = "TRIBUTARY_CORES";
+
+/// The cores this node may use, which the `[engine]` defaults derive from: [`CORES_ENV`] when set
+/// to a positive integer, else the standard library's `available_parallelism` (CPU affinity and
+/// cgroup quotas included), else 2. At most [`MAX_PARALLELISM`].
+pub fn node_cores() -> usize {
+    std::env::var(CORES_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .min(MAX_PARALLELISM)
+}
+
 /// The settings of `DIR/config.toml`, with defaults for what the file leaves out.
 ///
 /// Built by [`Config::load`] (or [`Config::from_table`]), then [`Config::apply`] for the
@@ -346,11 +363,13 @@ impl Default for NodeConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
     /// `[engine] workers`: in-process workers tasks are spread over in `single` mode,
-    /// 1..=[`MAX_PARALLELISM`] (default 2).
+    /// 1..=[`MAX_PARALLELISM`] (default: a quarter of [`node_cores`], at least 2: 2 on up to 11
+    /// cores, 4 on 16).
     #[serde(deserialize_with = "de::parallelism")]
     pub workers: usize,
     /// `[engine] hash_partitions`: partitions of a hash-repartitioned stage (Trino's
-    /// `hash_partition_count`), 1..=[`MAX_PARALLELISM`] (default 4).
+    /// `hash_partition_count`, DataFusion's `target_partitions`), 1..=[`MAX_PARALLELISM`]
+    /// (default: [`node_cores`], at least 4).
     #[serde(deserialize_with = "de::parallelism")]
     pub hash_partitions: usize,
     /// `[engine] max_memory_mb`: memory in MiB all queries on this node may use together, >= 1;
@@ -364,7 +383,8 @@ pub struct EngineConfig {
     #[serde(deserialize_with = "de::optional_positive")]
     pub query_max_memory_per_node_mb: Option<usize>,
     /// `[engine] task_threads`: threads of the runtime tasks run on (Trino's
-    /// `task.max-worker-threads`), 1..=[`MAX_PARALLELISM`]; one per available core when absent.
+    /// `task.max-worker-threads`), 1..=[`MAX_PARALLELISM`]; one per core ([`node_cores`]) when
+    /// absent.
     /// Co-located nodes (tests, a cluster on one machine) share cores and may want fewer.
     #[serde(deserialize_with = "de::optional_parallelism")]
     pub task_threads: Option<usize>,
@@ -372,9 +392,17 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
+        Self::for_cores(node_cores())
+    }
+}
+
+impl EngineConfig {
+    /// The defaults on a node of `cores` cores: `workers` a quarter of them (at least 2),
+    /// `hash_partitions` one per core (at least 4), task threads one per core.
+    pub fn for_cores(cores: usize) -> Self {
         Self {
-            workers: 2,
-            hash_partitions: 4,
+            workers: (cores / 4).clamp(2, MAX_PARALLELISM),
+            hash_partitions: cores.clamp(4, MAX_PARALLELISM),
             max_memory_mb: None,
             query_max_memory_per_node_mb: None,
             task_threads: None,
