@@ -18,6 +18,7 @@ use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
 use arrow_flight::error::FlightError;
 use arrow_flight::{FlightClient, FlightData};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -142,8 +143,74 @@ pub fn flight_error(err: FlightError, node: &str, address: &str) -> DataFusionEr
     }
 }
 
+/// Rows per Flight message that [`serve_read`] gathers up to: DataFusion's default batch size.
+pub const FLIGHT_BATCH_ROWS: usize = 8192;
+
+/// `batches` with the batches already waiting merged, up to `target_rows` rows per batch (arrow's
+/// `BatchCoalescer`), without ever waiting for more: when the input has nothing ready, what was
+/// gathered goes out at once. A hash repartition's output partition arrives as slices of its input
+/// batches (2048 rows at 4 partitions): a reader that keeps up gets them as they come, one that
+/// lags gets them as fewer, fuller Flight messages (less per-message framing, encoding and decoding).
+pub fn coalesce_ready(
+    batches: SendableRecordBatchStream,
+    target_rows: usize,
+) -> impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static {
+    use datafusion::arrow::compute::BatchCoalescer;
+    use std::task::Poll;
+
+    let mut input = batches.fuse();
+    let mut coalescer: Option<BatchCoalescer> = None;
+    let mut ended = false;
+    futures::stream::poll_fn(move |cx| {
+        loop {
+            if let Some(c) = coalescer.as_mut()
+                && let Some(batch) = c.next_completed_batch()
+            {
+                return Poll::Ready(Some(Ok(batch)));
+            }
+            if ended {
+                return Poll::Ready(None);
+            }
+            let flush = |c: &mut Option<BatchCoalescer>| -> Result<()> {
+                if let Some(c) = c.as_mut() {
+                    c.finish_buffered_batch()?;
+                }
+                Ok(())
+            };
+            match input.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(batch))) => {
+                    let c = coalescer
+                        .get_or_insert_with(|| BatchCoalescer::new(batch.schema(), target_rows));
+                    if let Err(e) = c.push_batch(batch) {
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    // What was gathered before the error is dropped with it: the read fails.
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    ended = true;
+                    if let Err(e) = flush(&mut coalescer) {
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+                Poll::Pending => {
+                    if coalescer.as_ref().is_none_or(|c| c.is_empty()) {
+                        return Poll::Pending;
+                    }
+                    if let Err(e) = flush(&mut coalescer) {
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+            }
+        }
+    })
+}
+
 /// Serves a `do_get`: streams the ticket's partition from `source` (this node's exchange) as Flight
-/// data. Dictionaries are sent as dictionaries so the reader's schema matches the plan's.
+/// data, batches already waiting merged ([`coalesce_ready`]). Dictionaries are sent as dictionaries
+/// so the reader's schema matches the plan's.
 pub fn serve_read(
     source: &dyn ExchangeSource,
     ticket: &ReadTicket,
@@ -159,8 +226,8 @@ pub fn serve_read(
             Arc::new(Schema::empty()),
         )
         .map_err(|e| error_to_status(&e, &classify))?;
-    let batches =
-        stream.map_err(move |e| FlightError::Tonic(Box::new(error_to_status(&e, &classify))));
+    let batches = coalesce_ready(stream, FLIGHT_BATCH_ROWS)
+        .map_err(move |e| FlightError::Tonic(Box::new(error_to_status(&e, &classify))));
     let data = FlightDataEncoderBuilder::new()
         .with_dictionary_handling(DictionaryHandling::Resend)
         .build(batches)
@@ -400,5 +467,43 @@ impl ExchangeSource for RoutedSource {
         };
         let stream = futures::stream::once(read).try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int32Array;
+    use datafusion::arrow::datatypes::{DataType, Field};
+
+    fn batch(rows: i32) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int32, false)]));
+        RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int32Array::from_iter_values(0..rows))],
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn ready_batches_are_merged_and_nothing_waits_for_more() {
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Result<RecordBatch>>();
+        let schema = batch(1).schema();
+        let input: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(schema, rx));
+        let mut out = Box::pin(coalesce_ready(input, 8192));
+        // Five slices waiting: one full batch, then the rest at once.
+        for _ in 0..5 {
+            tx.unbounded_send(Ok(batch(2048))).unwrap();
+        }
+        assert_eq!(out.next().await.unwrap().unwrap().num_rows(), 8192);
+        assert_eq!(out.next().await.unwrap().unwrap().num_rows(), 2048);
+        // One slice and nothing else ready: it goes out alone, without waiting for the input.
+        tx.unbounded_send(Ok(batch(100))).unwrap();
+        assert_eq!(out.next().await.unwrap().unwrap().num_rows(), 100);
+        tx.unbounded_send(Err(DataFusionError::Execution("boom".into())))
+            .unwrap();
+        assert!(out.next().await.unwrap().is_err());
+        drop(tx);
+        assert!(out.next().await.is_none());
     }
 }
