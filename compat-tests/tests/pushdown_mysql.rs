@@ -120,7 +120,11 @@ async fn avg_keeps_tributary_types() {
         "select grp, avg(qty) as a, avg(price) as ap from mpush.items group by grp",
         "select grp, cast(cast(sum(qty) as decimal(38,16)) / count(qty) as decimal(38,16)), \
          avg(price) from mpush.items group by grp",
-        &["DIV", "AS DECIMAL(38,16)) / NULLIF(count("],
+        &[
+            "DIV",
+            "(round(CAST(sum(",
+            "* 10000000000000000 / NULLIF(count(",
+        ],
     )
     .await;
     let server = setup().await;

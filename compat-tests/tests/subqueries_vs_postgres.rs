@@ -206,6 +206,41 @@ async fn what_datafusion_refuses_runs_whole_in_postgres_as_written() {
             .strings(),
         [["30"]]
     );
+
+    // A function of the user's that writes: sent (no rule here knows it), but the statement runs
+    // in a read-only transaction, so PostgreSQL refuses the write (25006) and nothing is written.
+    direct
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS pushed_writes (n int); \
+             CREATE OR REPLACE FUNCTION pushed_write() RETURNS int LANGUAGE sql VOLATILE \
+               AS 'INSERT INTO pushed_writes VALUES (1) RETURNING n'",
+        )
+        .await
+        .unwrap();
+    let writes = "SELECT pushed_write(), a FROM t1 WHERE EXISTS (SELECT 1 FROM t1 AS x \
+                  WHERE x.a > t1.a AND EXISTS (SELECT 1 FROM t1 AS y WHERE y.b < x.b AND y.c > t1.c))";
+    let e = client.simple_query(writes).await.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("25006"), "{e}");
+    let written = direct
+        .query_one("SELECT count(*) FROM pushed_writes", &[])
+        .await
+        .unwrap();
+    assert_eq!(written.get::<_, i64>(0), 0);
+    // The pooled connection was rolled back and serves the next statement.
+    let rows = results::query_text(&client, REFUSED_BY_DATAFUSION[0])
+        .await
+        .unwrap();
+    assert!(!rows.strings().is_empty());
+
+    // A session in another time zone: the source's connections compute in UTC, so nothing is
+    // sent as text and DataFusion's refusal stands.
+    client
+        .batch_execute("SET TimeZone = 'Europe/Berlin'")
+        .await
+        .unwrap();
+    assert!(client.simple_query(REFUSED_BY_DATAFUSION[0]).await.is_err());
+    client.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
+    assert!(client.simple_query(REFUSED_BY_DATAFUSION[0]).await.is_ok());
 }
 
 /// The same queries on a copy of the table in a `lake` catalog: the apply runs them.

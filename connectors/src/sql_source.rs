@@ -191,12 +191,18 @@ pub trait SqlSource: Send + Sync + Debug {
     }
 }
 
+/// How a [`RemoteStatement`]'s SQL begins: a comment telling the source's reader to run it in a
+/// read-only transaction rolled back at its end (PostgreSQL's `BEGIN READ ONLY` ... `ROLLBACK`), since
+/// a statement as a user wrote it may call functions that write or change session settings.
+pub const READ_ONLY_MARKER: &str = "/* read-only */ ";
+
 /// A query run whole at its source, as [`SqlSource::statement`] wraps it.
 #[derive(Debug, Clone)]
 pub struct RemoteStatement {
-    /// What [`SqlSource::query_scan`] runs: the query as a derived table, its columns renamed `c0`,
-    /// `c1`, ... and read as [`RemoteStatement::schema`] says (types without an Arrow equivalent
-    /// cast to text), plus `ord` (`row_number() OVER ()`, from 1) when asked for an order.
+    /// What [`SqlSource::query_scan`] runs: [`READ_ONLY_MARKER`], then the query as a derived table,
+    /// its columns renamed `c0`, `c1`, ... and read as [`RemoteStatement::schema`] says (types
+    /// without an Arrow equivalent cast to text), plus `ord` (`row_number() OVER ()`, from 1) when
+    /// asked for an order.
     pub sql: String,
     /// The columns of [`RemoteStatement::sql`]: `c0`, `c1`, ... (nullable; field metadata
     /// `tributary.pg_type` where clients should see another type than the Arrow one), then `ord`

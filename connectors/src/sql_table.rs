@@ -22,7 +22,9 @@ use crate::ConnectorError;
 use crate::remote_catalog::{ColumnMeta, MetadataSource, RemoteTable, SourceColumn, table_schema};
 use crate::sql_filter::filter_to_sql;
 use crate::sql_scan::{SqlReader, SqlScanExec};
-use crate::sql_source::{RemoteStatement, SqlDialect, SqlKind, SqlSource, SqlTable};
+use crate::sql_source::{
+    READ_ONLY_MARKER, RemoteStatement, SqlDialect, SqlKind, SqlSource, SqlTable,
+};
 use crate::sql_write::{SqlWriteSpec, SqlWriter, insert_plan};
 
 /// How a SQL source's column is read (the connector's type mapping), as plain data so a scan can
@@ -396,7 +398,7 @@ impl<S: SqlCatalog> SqlSource for RemoteSqlSource<S> {
         }
         Ok(Some(RemoteStatement {
             sql: format!(
-                "SELECT {} FROM ({sql}) AS q({})",
+                "{READ_ONLY_MARKER}SELECT {} FROM ({sql}) AS q({})",
                 items.join(", "),
                 aliases.join(", ")
             ),

@@ -187,6 +187,8 @@ pub fn coalesce_ready(
                 }
                 Poll::Ready(Some(Err(e))) => {
                     // What was gathered before the error is dropped with it: the read fails.
+                    coalescer = None;
+                    ended = true;
                     return Poll::Ready(Some(Err(e)));
                 }
                 Poll::Ready(None) => {
@@ -500,10 +502,11 @@ mod tests {
         // One slice and nothing else ready: it goes out alone, without waiting for the input.
         tx.unbounded_send(Ok(batch(100))).unwrap();
         assert_eq!(out.next().await.unwrap().unwrap().num_rows(), 100);
+        // An error ends the stream, rows gathered before it dropped.
+        tx.unbounded_send(Ok(batch(10))).unwrap();
         tx.unbounded_send(Err(DataFusionError::Execution("boom".into())))
             .unwrap();
         assert!(out.next().await.unwrap().is_err());
-        drop(tx);
         assert!(out.next().await.is_none());
     }
 }

@@ -10,7 +10,8 @@
 //! PostgreSQL's quotient scale follows the operands (`select_div_scale` in numeric.c: 16 significant
 //! digits after the quotient's first base-10000 digit group), so it shows 16 decimals for averages
 //! from about 1 to 10,000, 20 below 1 and 12 above; one Arrow column has one scale, so those come out
-//! with 16 decimals here (equal once rounded to the shorter).
+//! with 16 decimals here (PostgreSQL's rounded to 16, or ours to 12, agree but where rounding twice
+//! differs from rounding once: a digit run like `...49999` past the shorter scale).
 
 use std::collections::HashSet;
 use std::sync::Arc;

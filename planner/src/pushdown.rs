@@ -23,8 +23,8 @@
 //!   at the source. The relation around a subquery is aliased `oN` (N: nesting depth) so that the
 //!   subquery's own derived tables (`t`, `l`, `r`) never hide it;
 //! - aggregates count, count(distinct), sum, min, max, avg, stddev/variance with GROUP BY;
-//!   avg of decimals truncates like DataFusion (`div(sum * 10^s, count)`), avg of integers is the
-//!   sum as a decimal divided by the count, rounded (as [`crate::avg`]), stddev of integers is
+//!   avg of decimals truncates like DataFusion (`div(sum * 10^s, count)`), avg of integers is
+//!   `round(sum * 10^16 / count) * 10^-16` (as [`crate::avg`] rounds), stddev of integers is
 //!   computed on float8 like DataFusion;
 //! - ORDER BY ... LIMIT (explicit null placement, in the dialect's syntax; keys never strings or
 //!   floats), LIMIT/OFFSET;
@@ -51,7 +51,7 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::physical_plan::ExecutionPlan;
 use tributary_connectors::sql_source::{
-    JoinPushdown, SqlDialect, SqlKind, SqlSource, as_sql_table,
+    JoinPushdown, READ_ONLY_MARKER, SqlDialect, SqlKind, SqlSource, as_sql_table,
 };
 
 /// The optimizer rule; see the module docs.
@@ -910,12 +910,20 @@ fn aggregate_sql(
             (SqlKind::Integer | SqlKind::Float, DataType::Float64) => {
                 format!("{name}({})", d.cast(&x, &float8)?)
             }
-            // Integers (`crate::avg`): the exact sum, as a decimal of the result's scale, divided
-            // by the count (the source's decimal division keeps at least that scale; the cast
-            // around rounds to it).
-            (SqlKind::Integer, DataType::Decimal128(..)) => {
-                let sum = d.cast(&format!("sum({x})"), out)?;
-                format!("({sum} / NULLIF(count({x}), 0))")
+            // Integers (`crate::avg`): the exact sum scaled by 10^s, divided by the count and
+            // rounded to an integer (PostgreSQL and MySQL round halves away from zero), then
+            // scaled back: exact for any sum, where dividing a decimal of scale s would overflow
+            // it (10^(38-s)) or leave the quotient's digits to the source's division scale.
+            (SqlKind::Integer, DataType::Decimal128(_, s)) if (0..=30).contains(s) => {
+                let sum = d.cast(&format!("sum({x})"), &DataType::Decimal128(38, 0))?;
+                let scale = usize::from(s.unsigned_abs());
+                let up = format!("1{}", "0".repeat(scale));
+                let down = if scale == 0 {
+                    "1".to_string()
+                } else {
+                    format!("0.{}1", "0".repeat(scale - 1))
+                };
+                format!("(round({sum} * {up} / NULLIF(count({x}), 0)) * {down})")
             }
             // DataFusion: sum scaled to the result's scale, divided by the count, truncated.
             (SqlKind::Decimal, DataType::Decimal128(_, s2)) => {
@@ -1054,6 +1062,11 @@ impl TableProvider for RemoteQueryTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let d = self.source.dialect();
+        // A statement's read-only marker stays in front of whatever is wrapped around it.
+        let (marker, inner) = match self.sql.strip_prefix(READ_ONLY_MARKER) {
+            Some(inner) => (READ_ONLY_MARKER, inner),
+            None => ("", self.sql.as_str()),
+        };
         let all: Vec<usize> = (0..self.schema.fields().len()).collect();
         let (mut sql, schema) = match projection {
             Some(p) if *p != all => {
@@ -1062,15 +1075,15 @@ impl TableProvider for RemoteQueryTable {
                     items.push(format!("1 AS {}", d.quote_ident("c_")));
                 }
                 (
-                    format!("SELECT {} FROM ({}) AS q", items.join(", "), self.sql),
+                    format!("SELECT {} FROM ({inner}) AS q", items.join(", ")),
                     Arc::new(self.schema.project(p)?),
                 )
             }
-            _ => (self.sql.clone(), Arc::clone(&self.schema)),
+            _ => (inner.to_string(), Arc::clone(&self.schema)),
         };
         if limit.is_some() {
             sql = format!("SELECT * FROM ({sql}) AS q{}", d.limit(limit, 0));
         }
-        self.source.query_scan(sql, schema)
+        self.source.query_scan(format!("{marker}{sql}"), schema)
     }
 }

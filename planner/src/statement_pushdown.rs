@@ -18,7 +18,12 @@
 //!   table it also reads is refused rather than guessed at);
 //! - it calls no function whose answer depends on the source's session rather than the client's
 //!   ([`SESSION_FUNCTIONS`]: `current_user` would name the catalog's user, `set_config` or an
-//!   advisory lock would leave state on a pooled connection, `nextval` writes).
+//!   advisory lock would leave state on a pooled connection, `nextval` writes, `query_to_xml` runs
+//!   SQL text), and holds only literals printed escaped (no `N'...'`, `X'...'`, parameters);
+//! - the session's `TimeZone` is UTC ([`ClientTimeZone`]), the zone of the source's connections.
+//!
+//! The statement runs in a read-only transaction, rolled back at its end, so a function that would
+//! write (a user's own) fails, and settings it changes do not stay on the pooled connection.
 //!
 //! The relation names are replaced by the tables' names at the source and the text is described
 //! there (a Parse/Describe, nothing runs); the plan is one scan of that statement, the source's own
@@ -51,8 +56,11 @@ use tributary_connectors::sql_source::{SqlSource, as_sql_table};
 use crate::pushdown::RemoteQueryTable;
 
 /// Functions never sent in statement text: their answer depends on the source's session (user,
-/// database, settings, backend), or they change it or write. Matched on the function name's last
-/// part, lower case; names starting with one of [`SESSION_PREFIXES`] too.
+/// database, settings, backend), they change it or write, or they run SQL given as text. Matched on
+/// the function name's last part, lower case (and on unquoted identifiers, which PostgreSQL reads
+/// as calls of the keyword functions); names starting with one of [`SESSION_PREFIXES`] too. Writes
+/// that slip through (a user's volatile function) fail anyway: the statement runs in a read-only
+/// transaction, rolled back ([`tributary_connectors::sql_source::READ_ONLY_MARKER`]).
 pub const SESSION_FUNCTIONS: &[&str] = &[
     "current_user",
     "session_user",
@@ -74,11 +82,47 @@ pub const SESSION_FUNCTIONS: &[&str] = &[
     "setval",
     "currval",
     "lastval",
+    "system_user",
+    "setseed",
+    // Run SQL text given as a string (which no check here sees).
+    "query_to_xml",
+    "query_to_xmlschema",
+    "query_to_xml_and_xmlschema",
+    "cursor_to_xml",
+    "cursor_to_xmlschema",
+    "table_to_xml",
+    "table_to_xmlschema",
+    "table_to_xml_and_xmlschema",
+    "schema_to_xml",
+    "schema_to_xmlschema",
+    "schema_to_xml_and_xmlschema",
+    "database_to_xml",
+    "database_to_xmlschema",
+    "database_to_xml_and_xmlschema",
+    "ts_stat",
+    "ts_rewrite",
+    "gin_clean_pending_list",
 ];
 
 /// Prefixes of function names never sent in statement text: PostgreSQL's `pg_*` (backend,
 /// locks, settings, sleeping), large objects `lo_*`, `dblink*`, `txid_*`, privilege checks `has_*`.
-pub const SESSION_PREFIXES: &[&str] = &["pg_", "lo_", "dblink", "txid_", "has_"];
+pub const SESSION_PREFIXES: &[&str] = &["pg_", "lo_", "dblink", "txid_", "has_", "brin_"];
+
+/// The client session's `TimeZone` as the client set it (a session config extension the front end
+/// keeps): statement pushdown only runs when it is UTC, the zone of the source's connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTimeZone(pub String);
+
+impl ClientTimeZone {
+    /// Whether the zone is UTC (`UTC`, `GMT`, `Z`, `Etc/UTC`, `+00:00`, `00:00`, any case).
+    pub fn is_utc(&self) -> bool {
+        let zone = self.0.trim().to_ascii_lowercase();
+        matches!(
+            zone.as_str(),
+            "utc" | "gmt" | "z" | "etc/utc" | "etc/gmt" | "+00:00" | "00:00" | "+00" | "0"
+        )
+    }
+}
 
 /// Table name of the statement's scan.
 const STATEMENT: &str = "__statement";
@@ -94,6 +138,15 @@ pub async fn plan_at_source(state: &SessionState, statement: &Statement) -> Opti
         },
         _ => return None,
     };
+    // The source's connections run in UTC: a statement computing with the session's zone
+    // (`ts::date`, `date_trunc`, `now()::date`) would answer for UTC.
+    if state
+        .config()
+        .get_extension::<ClientTimeZone>()
+        .is_some_and(|zone| !zone.is_utc())
+    {
+        return None;
+    }
     let mut checks = Checks::default();
     if query.visit(&mut checks).is_break() {
         return None;
@@ -352,12 +405,29 @@ impl Visitor for Checks {
                     return ControlFlow::Break(());
                 }
             }
-            ast::Expr::Value(value) if matches!(value.value, Value::Placeholder(_)) => {
+            // PostgreSQL reads these unquoted words as functions (`current_role`, `current_schema`,
+            // `system_user`), where sqlparser sees a column.
+            ast::Expr::Identifier(ident)
+                if ident.quote_style.is_none()
+                    && is_session_function(&ident.value.to_lowercase()) =>
+            {
                 return ControlFlow::Break(());
             }
             _ => {}
         }
         ControlFlow::Continue(())
+    }
+
+    /// Only literals whose printed form is escaped (sqlparser prints `N'...'`, `B'...'`, `X'...'`
+    /// and others as they were read, unescaped: a quote inside would end the literal in the text
+    /// sent), and no parameters.
+    fn pre_visit_value(&mut self, value: &ast::ValueWithSpan) -> ControlFlow<()> {
+        match value.value {
+            Value::Number(..) | Value::SingleQuotedString(_) | Value::Boolean(_) | Value::Null => {
+                ControlFlow::Continue(())
+            }
+            _ => ControlFlow::Break(()),
+        }
     }
 }
 
@@ -399,5 +469,15 @@ mod tests {
         assert!(refused("SELECT a INTO u FROM t"));
         assert!(refused("SELECT * FROM generate_series(1, 3)"));
         assert!(refused("INSERT INTO t VALUES (1)"));
+        // Literals printed unescaped, unquoted keyword functions, SQL run from a string.
+        assert!(refused("SELECT N'x'', (SELECT 1), ''y' FROM t"));
+        assert!(refused("SELECT X'00', B'1' FROM t"));
+        assert!(refused("SELECT current_role, current_schema FROM t"));
+        assert!(!refused("SELECT \"current_role\" FROM t"));
+        assert!(refused(
+            "SELECT query_to_xml('select 1', true, true, '') FROM t"
+        ));
+        assert!(ClientTimeZone("Etc/UTC".into()).is_utc());
+        assert!(!ClientTimeZone("Europe/Berlin".into()).is_utc());
     }
 }

@@ -18,6 +18,7 @@ use super::types::{ColumnBuilder, PgType, RawValue};
 use crate::ConnectorError;
 use crate::scan_leaf::{BatchReader, batch_stream};
 use crate::sql_scan::{SplitRead, SqlReader, SqlScanExec, column_error};
+use crate::sql_source::READ_ONLY_MARKER;
 
 /// Physical scan of a PostgreSQL table: output partition `i` runs the remote SQL of split `i` (a
 /// ctid page range of the table, or the whole table / view) and streams its rows.
@@ -98,6 +99,15 @@ impl BatchReader for Reader {
             let mut client = pool.get().await.map_err(external)?;
             // Until the result is read to the end, the connection must not be reused.
             client.set_reusable(false);
+            if sql.starts_with(READ_ONLY_MARKER) {
+                // A statement as a user wrote it (statement pushdown): in a read-only transaction,
+                // rolled back at the end, so whatever it calls can neither write nor leave settings
+                // on the pooled connection.
+                client
+                    .batch_execute("BEGIN READ ONLY")
+                    .await
+                    .map_err(|e| external(pool.source().query_error(&e, "BEGIN READ ONLY")))?;
+            }
             let rows = client
                 .query_raw(sql.as_str(), std::iter::empty::<i32>())
                 .await
@@ -147,6 +157,12 @@ impl BatchReader for Reader {
             count += 1;
         }
         if finished {
+            if sql.starts_with(READ_ONLY_MARKER) {
+                client
+                    .batch_execute("ROLLBACK")
+                    .await
+                    .map_err(|e| external(pool.source().query_error(&e, "ROLLBACK")))?;
+            }
             client.set_reusable(true);
         }
         let batch = if count == 0 {

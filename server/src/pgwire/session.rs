@@ -470,6 +470,7 @@ impl Session {
 /// Makes `timestamptz` values and `now()` use the session's time zone. Offsets and `UTC` are passed
 /// to DataFusion; a named zone leaves DataFusion on UTC (only `SHOW TimeZone` reflects it).
 fn apply_time_zone(ctx: &SessionContext, tz: &str) {
+    let client_zone = tz;
     let tz = if tz.eq_ignore_ascii_case("utc") || tz.eq_ignore_ascii_case("gmt") || tz == "Z" {
         "+00:00".to_string()
     } else if tz.starts_with(['+', '-']) && tz.len() == 6 && tz.as_bytes()[3] == b':' {
@@ -479,6 +480,9 @@ fn apply_time_zone(ctx: &SessionContext, tz: &str) {
     };
     let state = ctx.state_ref();
     let mut state = state.write();
+    state.config_mut().set_extension(Arc::new(
+        tributary_planner::statement_pushdown::ClientTimeZone(client_zone.to_string()),
+    ));
     state.config_mut().options_mut().execution.time_zone = Some(tz);
     // `now()` and friends read the zone when they are made (as DataFusion's own SET does): remake
     // them, so `now()` is a timestamptz in the session's zone, as in PostgreSQL.
