@@ -146,9 +146,9 @@ pub fn flight_error(err: FlightError, node: &str, address: &str) -> DataFusionEr
 /// Rows per Flight message that [`serve_read`] gathers up to: DataFusion's default batch size.
 pub const FLIGHT_BATCH_ROWS: usize = 8192;
 
-/// `batches` with the batches already waiting merged, up to `target_rows` rows per batch (arrow's
-/// `BatchCoalescer`), without ever waiting for more: when the input has nothing ready, what was
-/// gathered goes out at once. A hash repartition's output partition arrives as slices of its input
+/// `batches` with the small batches already waiting merged, up to `target_rows` rows per batch
+/// (arrow's `BatchCoalescer`), without ever waiting for more: when the input has nothing ready,
+/// what was gathered goes out at once; a batch of `target_rows` or more passes whole, in order. A hash repartition's output partition arrives as slices of its input
 /// batches (2048 rows at 4 partitions): a reader that keeps up gets them as they come, one that
 /// lags gets them as fewer, fuller Flight messages (less per-message framing, encoding and decoding).
 pub fn coalesce_ready(
@@ -160,12 +160,17 @@ pub fn coalesce_ready(
 
     let mut input = batches.fuse();
     let mut coalescer: Option<BatchCoalescer> = None;
+    // A batch of `target_rows` or more, passed on whole once what was gathered before it is out.
+    let mut whole: Option<RecordBatch> = None;
     let mut ended = false;
     futures::stream::poll_fn(move |cx| {
         loop {
             if let Some(c) = coalescer.as_mut()
                 && let Some(batch) = c.next_completed_batch()
             {
+                return Poll::Ready(Some(Ok(batch)));
+            }
+            if let Some(batch) = whole.take() {
                 return Poll::Ready(Some(Ok(batch)));
             }
             if ended {
@@ -178,6 +183,12 @@ pub fn coalesce_ready(
                 Ok(())
             };
             match input.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(batch))) if batch.num_rows() >= target_rows => {
+                    if let Err(e) = flush(&mut coalescer) {
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    whole = Some(batch);
+                }
                 Poll::Ready(Some(Ok(batch))) => {
                     let c = coalescer
                         .get_or_insert_with(|| BatchCoalescer::new(batch.schema(), target_rows));
@@ -499,6 +510,11 @@ mod tests {
         }
         assert_eq!(out.next().await.unwrap().unwrap().num_rows(), 8192);
         assert_eq!(out.next().await.unwrap().unwrap().num_rows(), 2048);
+        // A big batch passes whole, after what was gathered before it.
+        tx.unbounded_send(Ok(batch(100))).unwrap();
+        tx.unbounded_send(Ok(batch(20000))).unwrap();
+        assert_eq!(out.next().await.unwrap().unwrap().num_rows(), 100);
+        assert_eq!(out.next().await.unwrap().unwrap().num_rows(), 20000);
         // One slice and nothing else ready: it goes out alone, without waiting for the input.
         tx.unbounded_send(Ok(batch(100))).unwrap();
         assert_eq!(out.next().await.unwrap().unwrap().num_rows(), 100);
