@@ -350,7 +350,7 @@ impl<S: SqlCatalog> SqlSource for RemoteSqlSource<S> {
     }
 
     async fn statement(&self, sql: &str, ordered: bool) -> Result<Option<RemoteStatement>> {
-        let Some(columns) = self
+        let Some(mut columns) = self
             .shared
             .describe(sql)
             .await
@@ -361,9 +361,16 @@ impl<S: SqlCatalog> SqlSource for RemoteSqlSource<S> {
         if columns.is_empty() {
             return Ok(None);
         }
+        // The statement's own names are given back above the scan; the scan reads c0, c1, ...
+        let names: Vec<String> = columns
+            .iter_mut()
+            .enumerate()
+            .map(|(i, c)| std::mem::replace(&mut c.column.name, format!("c{i}")))
+            .collect();
         let d = self.shared.dialect();
-        let aliases: Vec<String> = (0..columns.len())
-            .map(|i| d.quote_ident(&format!("c{i}")))
+        let aliases: Vec<String> = columns
+            .iter()
+            .map(|c| d.quote_ident(&c.column.name))
             .collect();
         let mut items: Vec<String> = columns
             .iter()
@@ -373,23 +380,7 @@ impl<S: SqlCatalog> SqlSource for RemoteSqlSource<S> {
                 format!("{read} AS {alias}")
             })
             .collect();
-        let (mut schema, _) = table_schema(
-            &columns
-                .iter()
-                .enumerate()
-                .map(|(i, c)| SourceColumn {
-                    column: ColumnMeta {
-                        name: format!("c{i}"),
-                        ty: c.column.ty.clone(),
-                    },
-                    nullable: true,
-                    pg_type: c.pg_type.clone(),
-                    comment: None,
-                })
-                .collect::<Vec<_>>(),
-            None,
-            &[],
-        );
+        let (mut schema, _) = table_schema(&columns, None, &[]);
         if ordered {
             items.push(format!("row_number() OVER () AS {}", d.quote_ident("ord")));
             let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
@@ -403,7 +394,7 @@ impl<S: SqlCatalog> SqlSource for RemoteSqlSource<S> {
                 aliases.join(", ")
             ),
             schema: Arc::new(schema),
-            names: columns.into_iter().map(|c| c.column.name).collect(),
+            names,
         }))
     }
 }

@@ -158,6 +158,14 @@ pub fn coalesce_ready(
     use datafusion::arrow::compute::BatchCoalescer;
     use std::task::Poll;
 
+    /// Makes what `c` holds a completed batch.
+    fn flush(c: &mut Option<BatchCoalescer>) -> Result<()> {
+        if let Some(c) = c.as_mut() {
+            c.finish_buffered_batch()?;
+        }
+        Ok(())
+    }
+
     let mut input = batches.fuse();
     let mut coalescer: Option<BatchCoalescer> = None;
     // A batch of `target_rows` or more, passed on whole once what was gathered before it is out.
@@ -176,12 +184,6 @@ pub fn coalesce_ready(
             if ended {
                 return Poll::Ready(None);
             }
-            let flush = |c: &mut Option<BatchCoalescer>| -> Result<()> {
-                if let Some(c) = c.as_mut() {
-                    c.finish_buffered_batch()?;
-                }
-                Ok(())
-            };
             match input.poll_next_unpin(cx) {
                 Poll::Ready(Some(Ok(batch))) if batch.num_rows() >= target_rows => {
                     if let Err(e) = flush(&mut coalescer) {

@@ -24,12 +24,13 @@ use datafusion::arrow::datatypes::{
     DataType, Decimal128Type, Field, FieldRef, Int64Type, UInt64Type,
 };
 use datafusion::common::types::NativeType;
-use datafusion::common::{Result, ScalarValue, exec_datafusion_err};
+use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Coercion, Documentation, EmitTo,
     GroupsAccumulator, ReversedUDAF, Signature, TypeSignature, TypeSignatureClass, Volatility,
 };
+use datafusion_functions_aggregate_common::aggregate::groups_accumulator::accumulate::accumulate;
 
 /// Precision and scale of the average of integers.
 pub const AVG_PRECISION: u8 = 38;
@@ -163,10 +164,6 @@ impl AggregateUDFImpl for PgAvg {
     }
 }
 
-fn overflow() -> datafusion::error::DataFusionError {
-    exec_datafusion_err!("bigint out of range in avg")
-}
-
 /// `sum / count` at [`AVG_SCALE`], rounded half away from zero; `None` for no values. Exact for
 /// any i128 sum: the integer and fractional parts are divided separately.
 pub fn average(sum: i128, count: u64) -> Option<i128> {
@@ -188,7 +185,8 @@ fn decimal(value: Option<i128>) -> ScalarValue {
     ScalarValue::Decimal128(value, AVG_PRECISION, AVG_SCALE)
 }
 
-/// The running sum and count of one group.
+/// The running sum and count of one group. No sum here overflows: an i128 holds the sum of 2^64
+/// values of i64, more than a u64 count can number.
 #[derive(Debug, Default)]
 struct IntegerAvg {
     sum: i128,
@@ -198,7 +196,7 @@ struct IntegerAvg {
 impl Accumulator for IntegerAvg {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         for v in values[0].as_primitive::<Int64Type>().iter().flatten() {
-            self.sum = self.sum.checked_add(i128::from(v)).ok_or_else(overflow)?;
+            self.sum += i128::from(v);
             self.count += 1;
         }
         Ok(())
@@ -222,7 +220,7 @@ impl Accumulator for IntegerAvg {
         for (count, sum) in counts.iter().zip(sums.iter()) {
             if let (Some(count), Some(sum)) = (count, sum) {
                 self.count += count;
-                self.sum = self.sum.checked_add(sum).ok_or_else(overflow)?;
+                self.sum += sum;
             }
         }
         Ok(())
@@ -316,15 +314,16 @@ impl GroupsAccumulator for IntegerAvgGroups {
         total_num_groups: usize,
     ) -> Result<()> {
         self.resize(total_num_groups);
-        let values = values[0].as_primitive::<Int64Type>();
-        for (i, &group) in group_indices.iter().enumerate() {
-            if values.is_valid(i) && passes(opt_filter, i) {
-                self.sums[group] = self.sums[group]
-                    .checked_add(i128::from(values.value(i)))
-                    .ok_or_else(overflow)?;
-                self.counts[group] += 1;
-            }
-        }
+        let (sums, counts) = (&mut self.sums, &mut self.counts);
+        accumulate(
+            group_indices,
+            values[0].as_primitive::<Int64Type>(),
+            opt_filter,
+            |group, value| {
+                sums[group] += i128::from(value);
+                counts[group] += 1;
+            },
+        );
         Ok(())
     }
 
@@ -340,9 +339,7 @@ impl GroupsAccumulator for IntegerAvgGroups {
         for (i, &group) in group_indices.iter().enumerate() {
             if counts.is_valid(i) && sums.is_valid(i) {
                 self.counts[group] += counts.value(i);
-                self.sums[group] = self.sums[group]
-                    .checked_add(sums.value(i))
-                    .ok_or_else(overflow)?;
+                self.sums[group] += sums.value(i);
             }
         }
         Ok(())

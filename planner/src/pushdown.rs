@@ -914,15 +914,9 @@ fn aggregate_sql(
             // rounded to an integer (PostgreSQL and MySQL round halves away from zero), then
             // scaled back: exact for any sum, where dividing a decimal of scale s would overflow
             // it (10^(38-s)) or leave the quotient's digits to the source's division scale.
-            (SqlKind::Integer, DataType::Decimal128(_, s)) if (0..=30).contains(s) => {
+            (SqlKind::Integer, DataType::Decimal128(_, s)) => {
                 let sum = d.cast(&format!("sum({x})"), &DataType::Decimal128(38, 0))?;
-                let scale = usize::from(s.unsigned_abs());
-                let up = format!("1{}", "0".repeat(scale));
-                let down = if scale == 0 {
-                    "1".to_string()
-                } else {
-                    format!("0.{}1", "0".repeat(scale - 1))
-                };
+                let (up, down) = scaling(*s)?;
                 format!("(round({sum} * {up} / NULLIF(count({x}), 0)) * {down})")
             }
             // DataFusion: sum scaled to the result's scale, divided by the count, truncated.
@@ -930,16 +924,10 @@ fn aggregate_sql(
                 let DataType::Decimal128(_, s1) = ty_of(arg, schema)? else {
                     return None;
                 };
-                if s2 < &s1 || *s2 < 0 {
+                if s2 < &s1 {
                     return None;
                 }
-                let scale = usize::from(s2.unsigned_abs());
-                let up = format!("1{}", "0".repeat(scale));
-                let down = if scale == 0 {
-                    "1".to_string()
-                } else {
-                    format!("0.{}1", "0".repeat(scale - 1))
-                };
+                let (up, down) = scaling(*s2)?;
                 let q = d.int_div(
                     &format!("sum({x}) * {up}"),
                     &format!("NULLIF(count({x}), 0)"),
@@ -962,6 +950,17 @@ fn aggregate_sql(
         out_kind
     };
     Some((d.cast(&sql, out)?, kind))
+}
+
+/// The literals `10^scale` and `10^-scale` (`1000`, `0.001`), for a scale of 0 to 38.
+fn scaling(scale: i8) -> Option<(String, String)> {
+    let scale = usize::try_from(scale).ok().filter(|s| *s <= 38)?;
+    let up = format!("1{}", "0".repeat(scale));
+    let down = match scale {
+        0 => "1".to_string(),
+        _ => format!("0.{}1", "0".repeat(scale - 1)),
+    };
+    Some((up, down))
 }
 
 fn ty_of(e: &Expr, schema: &DFSchema) -> Option<DataType> {

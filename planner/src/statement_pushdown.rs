@@ -41,7 +41,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, TableReference};
+use datafusion::common::{Column, ResolvedTableReference, TableReference};
 use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, col};
@@ -152,31 +152,18 @@ pub async fn plan_at_source(state: &SessionState, statement: &Statement) -> Opti
         return None;
     }
     let normalize = state.config_options().sql_parser.enable_ident_normalization;
-    let (source, relations) = resolve(state, statement).await?;
-    // A one-part name that is both a CTE somewhere and a table read elsewhere: which is meant
-    // where depends on scoping; not guessed at.
-    if relations
-        .keys()
-        .any(|key| checks.ctes.contains(&key.table.to_string()) && key.one_part)
-    {
-        return None;
-    }
+    let (source, relations) = resolve(state, statement, &checks.ctes).await?;
     let mut query = query.clone();
     let defaults = &state.config_options().catalog;
     let rewritten = visit_relations_mut(&mut query, |name: &mut ObjectName| {
         let Ok(reference) = object_name_to_table_reference(name.clone(), normalize) else {
             return ControlFlow::Break(());
         };
-        let one_part = matches!(reference, TableReference::Bare { .. });
-        if one_part && checks.ctes.contains(reference.table()) {
+        if is_cte(&reference, &checks.ctes) {
             return ControlFlow::Continue(());
         }
-        let key = Key::of(
-            &reference,
-            &defaults.default_catalog,
-            &defaults.default_schema,
-        );
-        match relations.get(&key) {
+        let resolved = reference.resolve(&defaults.default_catalog, &defaults.default_schema);
+        match relations.get(&resolved) {
             // Already quoted in the source's dialect: printed as it is.
             Some(relation) => {
                 *name = ObjectName::from(vec![Ident::new(relation.clone())]);
@@ -285,46 +272,29 @@ fn as_query(statement: &ast::Statement) -> Option<&Query> {
     }
 }
 
-/// A relation as resolved against the session's default catalog and schema.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
-    catalog: Arc<str>,
-    schema: Arc<str>,
-    table: Arc<str>,
-    /// Written as one part (could also be a CTE's name).
-    one_part: bool,
-}
-
-impl Key {
-    fn of(reference: &TableReference, catalog: &str, schema: &str) -> Self {
-        let one_part = matches!(reference, TableReference::Bare { .. });
-        let resolved = reference.clone().resolve(catalog, schema);
-        Self {
-            catalog: resolved.catalog,
-            schema: resolved.schema,
-            table: resolved.table,
-            one_part,
-        }
-    }
+/// Whether `reference` may name one of `ctes` (a one-part name).
+fn is_cte(reference: &TableReference, ctes: &HashSet<String>) -> bool {
+    matches!(reference, TableReference::Bare { .. }) && ctes.contains(reference.table())
 }
 
 /// The one source of every relation `statement` reads (DataFusion's reference resolution: CTEs
 /// aside) and each relation's name there; `None` when some relation is of no SQL source, of
-/// another source, or missing.
+/// another source, or missing, or when a table is read under the one-part name of one of `ctes`
+/// (which is meant where depends on scoping: not guessed at).
 async fn resolve(
     state: &SessionState,
     statement: &Statement,
-) -> Option<(Arc<dyn SqlSource>, HashMap<Key, String>)> {
+    ctes: &HashSet<String>,
+) -> Option<(Arc<dyn SqlSource>, HashMap<ResolvedTableReference, String>)> {
     let references = state.resolve_table_references(statement).ok()?;
     let defaults = &state.config_options().catalog;
     let mut source: Option<Arc<dyn SqlSource>> = None;
     let mut relations = HashMap::new();
     for reference in references {
-        let key = Key::of(
-            &reference,
-            &defaults.default_catalog,
-            &defaults.default_schema,
-        );
+        if is_cte(&reference, ctes) {
+            return None;
+        }
+        let key = reference.resolve(&defaults.default_catalog, &defaults.default_schema);
         let provider = state
             .catalog_list()
             .catalog(&key.catalog)?
