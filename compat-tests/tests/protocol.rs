@@ -43,7 +43,7 @@ async fn sqlstate(client: &Client, sql: &str) -> SqlState {
 
 async fn assert_alive(client: &Client) {
     let row = client.query_one("select 41 + 1", &[]).await.unwrap();
-    assert_eq!(row.get::<_, i64>(0), 42);
+    assert_eq!(row.get::<_, i32>(0), 42);
 }
 
 #[tokio::test]
@@ -127,6 +127,68 @@ async fn simple_protocol_runs_each_statement_and_answers_empty_queries() {
             None,
         ]]
     );
+}
+
+/// Result types as PostgreSQL gives them, and the binary values agreeing with what was described:
+/// integer literals are `int4` when they fit (`l_linenumber + 1` stays `int4`), and a union is
+/// described with its inputs' common type (it was the first input's: 8-byte values went out under
+/// an `int4` description).
+#[tokio::test]
+async fn described_types_follow_postgres_and_match_the_values() {
+    let server = Tributary::start(None);
+    let client = server.connect("tpch").await;
+    let sql = "select 1, 3000000000, l_linenumber + 1, l_linenumber * 2::smallint, l_orderkey + 1 \
+               from tiny.lineitem where l_orderkey = 1 and l_linenumber = 1";
+    let statement = client.prepare(sql).await.unwrap();
+    let types: Vec<Type> = statement
+        .columns()
+        .iter()
+        .map(|c| c.type_().clone())
+        .collect();
+    assert_eq!(
+        types,
+        [Type::INT4, Type::INT8, Type::INT4, Type::INT4, Type::INT8]
+    );
+    let row = client.query_one(&statement, &[]).await.unwrap();
+    assert_eq!(
+        (
+            row.get::<_, i32>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i32>(2),
+            row.get::<_, i32>(3),
+            row.get::<_, i64>(4)
+        ),
+        (1, 3_000_000_000, 2, 2, 2)
+    );
+    let union = "select l_linenumber from tiny.lineitem where l_orderkey = 1 and l_linenumber = 2 \
+                 union all select l_orderkey * 3000000000 from tiny.lineitem \
+                 where l_orderkey = 1 and l_linenumber = 1 order by 1";
+    let statement = client.prepare(union).await.unwrap();
+    assert_eq!(statement.columns()[0].type_(), &Type::INT8);
+    let rows = client.query(&statement, &[]).await.unwrap();
+    let values: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(values, [2, 3_000_000_000]);
+    // Overflow is PostgreSQL's error, in both protocols.
+    for sql in [
+        "select 2147483647 + l_linenumber from tiny.lineitem",
+        "select l_linenumber * 1000000000 from tiny.lineitem",
+    ] {
+        let err = client.query(sql, &[]).await.expect_err(sql);
+        assert_eq!(
+            err.code(),
+            Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE),
+            "{sql}"
+        );
+        assert_eq!(
+            err.as_db_error().map(|e| e.message()),
+            Some("integer out of range")
+        );
+        assert_eq!(
+            sqlstate(&client, sql).await,
+            SqlState::NUMERIC_VALUE_OUT_OF_RANGE
+        );
+    }
+    assert_alive(&client).await;
 }
 
 #[tokio::test]
@@ -218,8 +280,8 @@ async fn extended_protocol_binary_parameters_and_results() {
         .unwrap();
     assert_eq!(statement.params(), &[Type::INT4]);
     let row = client.query_one(&statement, &[&41i32]).await.unwrap();
-    // DataFusion types the literal 1 as int8, so the sum is int8 (PostgreSQL: int4).
-    assert_eq!(row.get::<_, i64>(0), 42);
+    // int4 + the literal 1 (an int4, as in PostgreSQL) is int4.
+    assert_eq!(row.get::<_, i32>(0), 42);
     // Portals with a row limit (PortalSuspended) inside a transaction.
     let mut client = client;
     let transaction = client.transaction().await.unwrap();

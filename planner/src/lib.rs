@@ -12,6 +12,7 @@ pub mod avg;
 pub mod config;
 pub mod explain;
 pub mod fragment;
+pub mod integers;
 pub mod limits;
 pub mod numeric;
 pub mod plan;

@@ -84,7 +84,8 @@ impl UndefinedObject {
     }
 }
 
-/// DataFusion's `statement_to_plan`, except that when it fails and one of the relations or functions
+/// DataFusion's `statement_to_plan`, with integer literals typed as PostgreSQL types them
+/// ([`crate::integers::type_integer_literals`]), except that when it fails and one of the relations or functions
 /// the statement names is missing, the error is that object as an [`UndefinedObject`] (DataFusion
 /// reports them only as planning text). CTE names are not relations (DataFusion's reference
 /// resolution skips them).
@@ -95,7 +96,8 @@ pub async fn statement_to_plan(
     let references = state.resolve_table_references(&statement)?;
     let called = called_functions(&statement);
     match state.statement_to_plan(statement).await {
-        Ok(plan) => Ok(plan),
+        // Integer literals typed as PostgreSQL types them (`1` is an `integer`).
+        Ok(plan) => Ok(crate::integers::type_integer_literals(plan)?),
         Err(e) => match missing_relation(state, references).await {
             Some(missing) => Err(missing.into()),
             None => match missing_function(state, called) {

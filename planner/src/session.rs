@@ -62,8 +62,12 @@ pub fn new_session_context(
         .with_analyzer_rule(Arc::new(
             datafusion::optimizer::analyzer::type_coercion::TypeCoercion::new(),
         ))
+        // Integer arithmetic on constants refuses overflow (22003) before constants are folded.
+        .with_analyzer_rule(Arc::new(crate::integers::CheckedConstantArithmetic))
         // Whole single-source subplans into SQL sources, after DataFusion's own rules.
         .with_optimizer_rule(Arc::new(crate::pushdown::SqlSourcePushdown))
+        // Then every integer `+`, `-`, `*` left here refuses overflow, as in PostgreSQL.
+        .with_optimizer_rule(Arc::new(crate::integers::CheckedIntegerArithmetic))
         // Then `||` as a function refusing values past 1 GiB (what pushdown left of it).
         .with_optimizer_rule(Arc::new(crate::limits::LimitStringConcat))
         // Correlated subqueries DataFusion cannot decorrelate: a nested-loop apply.
@@ -76,6 +80,10 @@ pub fn new_session_context(
     }
     for f in crate::limits::aggregate_functions() {
         ctx.register_udaf(f);
+    }
+    // PostgreSQL's checked integer operators (`int4pl`, ...), which the rules above put in plans.
+    for f in crate::integers::functions() {
+        ctx.register_udf(f);
     }
     // `avg` of integers is numeric, as in PostgreSQL.
     ctx.register_udaf(crate::avg::PgAvg::udaf());
