@@ -186,6 +186,24 @@ async fn joins_within_the_catalog() {
         &["EXISTS"],
     )
     .await;
+    // EXPLAIN says why each join went to PostgreSQL.
+    let client = setup().await.connect("pg").await;
+    let plan = query_text(
+        &client,
+        "explain select o.name, i.price from owners o join items i on o.item_id = i.id",
+    )
+    .await
+    .unwrap()
+    .strings()
+    .concat()
+    .join("\n");
+    assert!(
+        plan.contains(
+            "Join pushdown:\n  Inner join on o.item_id = i.id: pushed (join_pushdown = automatic: \
+             the source hashes joins)"
+        ),
+        "{plan}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

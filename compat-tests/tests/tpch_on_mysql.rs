@@ -148,6 +148,15 @@ async fn joins_are_pushed_only_where_mariadb_can_look_rows_up() {
         let plan = explain(&auto, &sql).await;
         let remote = compat_tests::pushdown::remote_sqls(&plan, "MySqlScan");
         assert!(!joined(&remote), "{name}: a join was pushed:\n{plan}");
+        // EXPLAIN says which joins stayed here, and why.
+        assert!(
+            plan.contains("Join pushdown:")
+                && plan.contains(
+                    "kept here (join_pushdown = automatic: no join key leads an index at the source"
+                )
+                && !plan.contains(": pushed ("),
+            "{name}:\n{plan}"
+        );
         let expected = results::query_text(&tpch, &sql).await.unwrap().strings();
         let actual = results::query_text(&auto, &sql)
             .await
@@ -159,20 +168,25 @@ async fn joins_are_pushed_only_where_mariadb_can_look_rows_up() {
     let eager = on("eager", NO_INDEXES).await;
     let plan = explain(&eager, &sql).await;
     assert!(
-        joined(&compat_tests::pushdown::remote_sqls(&plan, "MySqlScan")),
+        joined(&compat_tests::pushdown::remote_sqls(&plan, "MySqlScan"))
+            && plan.contains(": pushed (join_pushdown = eager)"),
         "eager pushes joins:\n{plan}"
     );
     // With MariaDB's keys and indexes, automatic pushes the same query; never does not.
     let indexed = on("auto", SCHEMA).await;
     let plan = explain(&indexed, &sql).await;
     assert!(
-        joined(&compat_tests::pushdown::remote_sqls(&plan, "MySqlScan")),
+        joined(&compat_tests::pushdown::remote_sqls(&plan, "MySqlScan"))
+            && plan.contains(
+                ": pushed (join_pushdown = automatic: a join key leads an index at the source)"
+            ),
         "automatic pushes joins on indexed keys:\n{plan}"
     );
     let never = on("never", SCHEMA).await;
     let plan = explain(&never, &sql).await;
     assert!(
-        !joined(&compat_tests::pushdown::remote_sqls(&plan, "MySqlScan")),
+        !joined(&compat_tests::pushdown::remote_sqls(&plan, "MySqlScan"))
+            && plan.contains(": kept here (join_pushdown = never)"),
         "never:\n{plan}"
     );
 }

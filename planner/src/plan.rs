@@ -308,6 +308,15 @@ pub async fn plan_statement_sized(
 ) -> Result<PlannedStatement> {
     match plan {
         LogicalPlan::Explain(explain) => {
+            // Planned with a fresh notebook for the join pushdown decisions, shown at the end.
+            let notes = crate::pushdown::JoinPushdownNotes::default();
+            let mut noted = state.clone();
+            noted
+                .config_mut()
+                .options_mut()
+                .extensions
+                .insert(notes.clone());
+            let state = &noted;
             let physical = physical_plan(state, &explain.plan, sizing).await?;
             let staged = fragment(physical)?;
             let mut lines = Vec::new();
@@ -323,6 +332,11 @@ pub async fn plan_statement_sized(
                 );
             }
             lines.extend(explain::render(&staged, false));
+            let notes = notes.take();
+            if !notes.is_empty() {
+                lines.push("Join pushdown:".to_string());
+                lines.extend(notes.into_iter().map(|n| format!("  {n}")));
+            }
             Ok(PlannedStatement::Explain(lines))
         }
         LogicalPlan::Analyze(analyze) => {

@@ -66,10 +66,77 @@ impl OptimizerRule for SqlSourcePushdown {
     fn rewrite(
         &self,
         plan: LogicalPlan,
-        _config: &dyn OptimizerConfig,
+        config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        rewrite(plan)
+        let notes = config
+            .options()
+            .extensions
+            .get::<JoinPushdownNotes>()
+            .cloned();
+        NOTES.with(|n| *n.borrow_mut() = notes);
+        let rewritten = rewrite(plan);
+        NOTES.with(|n| *n.borrow_mut() = None);
+        rewritten
     }
+}
+
+thread_local! {
+    /// The notes of the plan being rewritten on this thread (the rule runs synchronously).
+    static NOTES: std::cell::RefCell<Option<JoinPushdownNotes>> = const { std::cell::RefCell::new(None) };
+}
+
+/// What `EXPLAIN` tells about each join between tables of one SQL source: pushed to the source or
+/// kept here, and which rule of the catalog's `join_pushdown` decided (Trino shows the same choice
+/// as a join in, or above, the remote query). Recorded by [`SqlSourcePushdown`] when the session's
+/// options carry one (EXPLAIN plans with a fresh one); each note once.
+#[derive(Debug, Clone, Default)]
+pub struct JoinPushdownNotes(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl JoinPushdownNotes {
+    /// The notes so far, in the order the joins were first decided.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn record(note: String) {
+        NOTES.with(|n| {
+            if let Some(notes) = n.borrow().as_ref() {
+                let mut notes = notes.0.lock().unwrap_or_else(|e| e.into_inner());
+                if !notes.contains(&note) {
+                    notes.push(note);
+                }
+            }
+        });
+    }
+}
+
+impl datafusion::common::config::ExtensionOptions for JoinPushdownNotes {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn cloned(&self) -> Box<dyn datafusion::common::config::ExtensionOptions> {
+        Box::new(self.clone())
+    }
+
+    fn set(&mut self, key: &str, _value: &str) -> Result<()> {
+        datafusion::common::config_err!(
+            "no setting {key} in {}",
+            <Self as datafusion::common::config::ConfigExtension>::PREFIX
+        )
+    }
+
+    fn entries(&self) -> Vec<datafusion::common::config::ConfigEntry> {
+        Vec::new()
+    }
+}
+
+impl datafusion::common::config::ConfigExtension for JoinPushdownNotes {
+    const PREFIX: &'static str = "tributary_join_pushdown_notes";
 }
 
 fn rewrite(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
@@ -409,7 +476,9 @@ fn join(j: &datafusion::logical_expr::Join, outer: Option<&Scope<'_>>) -> Option
     }
     let d = left.source.dialect();
     let (ls, rs) = (j.left.schema(), j.right.schema());
-    if !join_worth_pushing(j, &left, &right) {
+    let (push, why) = join_worth_pushing(j, &left, &right);
+    if !push {
+        JoinPushdownNotes::record(format!("{}: kept here ({why})", join_label(j)));
         return None;
     }
     let lcols = |i: usize| Some((col_ref(d, "l", i), *left.kinds.get(i)?));
@@ -503,6 +572,7 @@ fn join(j: &datafusion::logical_expr::Join, outer: Option<&Scope<'_>>) -> Option
         }
         _ => return None,
     };
+    JoinPushdownNotes::record(format!("{}: pushed ({why})", join_label(j)));
     Some(Rel {
         source: left.source,
         id: left.id,
@@ -518,20 +588,49 @@ fn join(j: &datafusion::logical_expr::Join, outer: Option<&Scope<'_>>) -> Option
 /// catalog's `join_pushdown`: `never`, `eager`, or `automatic`: always on a source with hash
 /// joins; else only when the source can look rows up by an index instead of rescanning a table
 /// per row (MariaDB's block nested loop): some equi-join key, on either side (MariaDB picks the
-/// side it looks up, semi-joins included), is a column leading an index there.
-fn join_worth_pushing(j: &datafusion::logical_expr::Join, left: &Rel, right: &Rel) -> bool {
+/// side it looks up, semi-joins included), is a column leading an index there. With the reason,
+/// as EXPLAIN shows it.
+fn join_worth_pushing(
+    j: &datafusion::logical_expr::Join,
+    left: &Rel,
+    right: &Rel,
+) -> (bool, &'static str) {
     match left.source.join_pushdown() {
-        JoinPushdown::Never => return false,
-        JoinPushdown::Eager => return true,
+        JoinPushdown::Never => return (false, "join_pushdown = never"),
+        JoinPushdown::Eager => return (true, "join_pushdown = eager"),
         JoinPushdown::Automatic => {}
     }
     if left.source.dialect().hash_joins() {
-        return true;
+        return (true, "join_pushdown = automatic: the source hashes joins");
     }
     let (ls, rs) = (j.left.schema(), j.right.schema());
-    j.on.iter().any(|(le, re)| {
+    if j.on.iter().any(|(le, re)| {
         indexed_column(le, ls, &left.indexed) || indexed_column(re, rs, &right.indexed)
-    })
+    }) {
+        (
+            true,
+            "join_pushdown = automatic: a join key leads an index at the source",
+        )
+    } else {
+        (
+            false,
+            "join_pushdown = automatic: no join key leads an index at the source, which would \
+             rescan a table per row",
+        )
+    }
+}
+
+/// `Inner join on a.x = b.y AND ...`, as EXPLAIN names a join in its notes.
+fn join_label(j: &datafusion::logical_expr::Join) -> String {
+    let keys: Vec<String> = j.on.iter().map(|(l, r)| format!("{l} = {r}")).collect();
+    let keys = if keys.is_empty() {
+        j.filter
+            .as_ref()
+            .map_or_else(|| "TRUE".to_string(), |f| f.to_string())
+    } else {
+        keys.join(" AND ")
+    };
+    format!("{} join on {keys}", j.join_type)
 }
 
 /// Whether `e` is a plain column of `schema` whose flag in `indexed` is set.
