@@ -16,6 +16,9 @@
 #   DATA_ONLY   1 to generate the Parquet data (and install tools) and stop
 #   TASK_THREADS  comma-separated `[engine] task_threads` values (e.g. 1,2): one server per value,
 #               side by side (ratios to the first), to show how a node scales with its cores
+#   PROFILES    comma-separated cargo profiles to build and run side by side (default release;
+#               `release,dist` compares the dist profile's thin LTO and one codegen unit)
+#   DATAFUSION  1 to run in-process DataFusion (the `datafusion` Python package) beside them too
 # Extra arguments go to tpch_bench.py (e.g. --only q01,q06). Takes ~20 min the first time
 # (release build); the data generation takes seconds.
 set -euo pipefail
@@ -27,6 +30,8 @@ cd "$ROOT"
 # PIDS killed on exit (bench_prepare, which runs this script, is not used here).
 source scripts/bench-lib.sh
 DUCKDB="${DUCKDB:-1}"
+DATAFUSION="${DATAFUSION:-0}"
+IFS=',' read -r -a PROFILE_LIST <<< "${PROFILES:-release}"
 QUERIES="$ROOT/compat-tests/queries"
 LOGS="$ROOT/target"
 
@@ -45,7 +50,9 @@ PY=python3
 py_has() { "$PY" -c "import $1" >/dev/null 2>&1; }
 PKGS=("psycopg[binary]")
 [ "$DUCKDB" = "1" ] && PKGS+=("duckdb")
-if ! py_has psycopg || { [ "$DUCKDB" = "1" ] && ! py_has duckdb; }; then
+[ "$DATAFUSION" = "1" ] && PKGS+=("datafusion")
+if ! py_has psycopg || { [ "$DUCKDB" = "1" ] && ! py_has duckdb; } \
+  || { [ "$DATAFUSION" = "1" ] && ! py_has datafusion; }; then
   # Try the current Python first; fall back to a virtualenv (Debian refuses system-wide pip).
   if ! "$PY" -m pip install --quiet "${PKGS[@]}" 2>/dev/null; then
     log "pip install ${PKGS[*]} into $VENV"
@@ -78,14 +85,20 @@ fi
 
 [ "${DATA_ONLY:-0}" = "1" ] && exit 0
 
-# ---- server: release build, config dir with catalog `lake` on $DATA -------------------------
-log "cargo build --release --bin tributary"
-cargo build --release --bin tributary
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tributary"
-[ -x "$BIN" ] || die "release binary not found at $BIN"
+# ---- server: release build(s), config dir with catalog `lake` on $DATA ----------------------
+BINS=()
+for profile in "${PROFILE_LIST[@]}"; do
+  log "cargo build --profile $profile --bin tributary"
+  cargo build --profile "$profile" --bin tributary
+  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$profile/tributary"
+  [ -x "$BIN" ] || die "$profile binary not found at $BIN"
+  BINS+=("$BIN")
+done
+BIN="${BINS[0]}"
 
-# One server per `[engine] task_threads` value in $TASK_THREADS (one server with the defaults when
-# unset), each with catalog `lake` on $DATA; ENGINES gets one engine per server.
+# One server per `[engine] task_threads` value in $TASK_THREADS (else one per profile in
+# $PROFILES, with the defaults), each with catalog `lake` on $DATA; ENGINES gets one engine per
+# server.
 ENGINES=()
 start_server() { # NAME CONFIG_TOML
   local config="$ROOT/target/bench-config-$1" port
@@ -106,12 +119,21 @@ if [ -n "${TASK_THREADS:-}" ]; then
 task_threads = $n
 "
   done
+elif [ "${#BINS[@]}" -gt 1 ]; then
+  for i in "${!BINS[@]}"; do
+    BIN="${BINS[$i]}"
+    start_server "${PROFILE_LIST[$i]}" ""
+  done
 else
   start_server default ""
 fi
 
 # ---- run ------------------------------------------------------------------------------------
 CHECK=()
+if [ "$DATAFUSION" = "1" ]; then
+  ENGINES+=(--engine "datafusion:$TABLE_DIR")
+  CHECK=(--check)
+fi
 if [ "$DUCKDB" = "1" ]; then
   ENGINES+=(--engine "duckdb:$TABLE_DIR")
   CHECK=(--check)
