@@ -168,6 +168,10 @@ async fn described_types_follow_postgres_and_match_the_values() {
     let rows = client.query(&statement, &[]).await.unwrap();
     let values: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(values, [2, 3_000_000_000]);
+    // Named by the leftmost SELECT, as PostgreSQL names them.
+    let statement = client.prepare("select 1 union all select 2").await.unwrap();
+    assert_eq!(statement.columns()[0].name(), "?column?");
+    assert_eq!(statement.columns()[0].type_(), &Type::INT4);
     // Overflow is PostgreSQL's error, in both protocols.
     for sql in [
         "select 2147483647 + l_linenumber from tiny.lineitem",

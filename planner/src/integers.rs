@@ -38,10 +38,10 @@ use datafusion::logical_expr::expr::{BinaryExpr, ScalarFunction};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ReturnFieldArgs, ScalarFunctionArgs,
-    ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ScalarUDF, ScalarUDFImpl, Signature, Union, Volatility,
 };
 use datafusion::optimizer::analyzer::AnalyzerRule;
-use datafusion::optimizer::analyzer::type_coercion::TypeCoercionRewriter;
+use datafusion::optimizer::analyzer::type_coercion::{TypeCoercionRewriter, coerce_union_schema};
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
 /// `left op right` on two values of one signed integer type, refusing overflow as PostgreSQL
@@ -239,7 +239,14 @@ pub fn type_integer_literals(plan: LogicalPlan) -> Result<LogicalPlan> {
         // union's types are its inputs' common ones, as the analyzer will make them (DataFusion's
         // planner gives a union its first input's types, and clients are told the planned ones).
         Ok(Transformed::yes(match plan {
-            LogicalPlan::Union(union) => TypeCoercionRewriter::coerce_union(union)?,
+            LogicalPlan::Union(union) => {
+                // From the inputs alone: the planned schema's types would count as one more input.
+                let schema = Arc::new(coerce_union_schema(&union.inputs)?);
+                TypeCoercionRewriter::coerce_union(Union {
+                    inputs: union.inputs,
+                    schema,
+                })?
+            }
             plan => plan.recompute_schema()?,
         }))
     })

@@ -8,11 +8,15 @@
 
 use std::collections::HashSet;
 
-use datafusion::sql::sqlparser::ast::{Expr, Ident, ObjectNamePart, Query, SelectItem, SetExpr};
+use datafusion::sql::sqlparser::ast::{
+    Expr, Ident, ObjectNamePart, Query, Select, SelectItem, SetExpr,
+};
 
-/// Gives each unaliased expression of `query`'s top-level SELECT list the name Postgres would.
+/// Gives each unaliased expression of `query`'s top-level SELECT list the name Postgres would; for
+/// a set operation (`UNION`, `INTERSECT`, `EXCEPT`), of its leftmost SELECT, which names the
+/// result's columns in Postgres and in DataFusion.
 pub fn apply(query: &mut Query) {
-    let SetExpr::Select(select) = query.body.as_mut() else {
+    let Some(select) = leftmost_select(query.body.as_mut()) else {
         return;
     };
     let mut taken: HashSet<String> = select
@@ -38,6 +42,15 @@ pub fn apply(query: &mut Query) {
                 alias: Ident::with_quote('"', name),
             };
         }
+    }
+}
+
+fn leftmost_select(body: &mut SetExpr) -> Option<&mut Select> {
+    match body {
+        SetExpr::Select(select) => Some(select),
+        SetExpr::SetOperation { left, .. } => leftmost_select(left),
+        SetExpr::Query(query) => leftmost_select(query.body.as_mut()),
+        _ => None,
     }
 }
 
@@ -97,5 +110,14 @@ mod tests {
         );
         // A second `?column?` is left to DataFusion rather than duplicated.
         assert_eq!(named("SELECT 1, 2"), "SELECT 1 AS \"?column?\", 2");
+        // A set operation's columns are named by its leftmost SELECT.
+        assert_eq!(
+            named("SELECT 1 UNION ALL SELECT 2 UNION SELECT count(*) FROM t"),
+            "SELECT 1 AS \"?column?\" UNION ALL SELECT 2 UNION SELECT count(*) FROM t"
+        );
+        assert_eq!(
+            named("(SELECT max(a) FROM t) EXCEPT SELECT 3"),
+            "(SELECT max(a) AS \"max\" FROM t) EXCEPT SELECT 3"
+        );
     }
 }
