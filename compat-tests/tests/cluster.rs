@@ -100,10 +100,15 @@ const SECRET: &str = "cluster-secret";
 /// catalogs; `engine` is added to `config.toml`'s `[engine]` table. Each node runs its tasks on one
 /// thread: the coordinator and both workers share this machine's cores.
 fn config_dir(engine: &str) -> ConfigDir {
+    config_dir_with_threads(1, engine)
+}
+
+/// [`config_dir`] whose nodes run their tasks on `threads` threads each.
+fn config_dir_with_threads(threads: usize, engine: &str) -> ConfigDir {
     ConfigDir::new()
         .config(&format!(
             "[node]\nheartbeat_interval_ms = 200\nheartbeat_timeout_ms = 3000\n\
-             shared_secret = \"{SECRET}\"\n[engine]\ntask_threads = 1\n{engine}"
+             shared_secret = \"{SECRET}\"\n[engine]\ntask_threads = {threads}\n{engine}"
         ))
         .catalog(
             "lake",
@@ -258,6 +263,40 @@ async fn a_worker_started_later_joins_and_gets_tasks() {
         "0",
         "a worker with another secret joined"
     );
+}
+
+/// Without `[engine] hash_partitions`, a coordinator gives a query as many hash partitions as its
+/// active workers have task threads together (Trino's `hash_partition_count` follows the cluster):
+/// 2 workers of 3 threads make 6, and a third worker joining makes 9.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hash_partitions_follow_the_workers_task_slots() {
+    let cluster = Cluster::start_with(config_dir_with_threads(3, ""), &["w1", "w2"]).await;
+    let c = cluster.coordinator.connect("tpch").await;
+    let sql = "EXPLAIN SELECT l_returnflag, count(*) FROM tpch.tiny.lineitem GROUP BY 1";
+    let partitions = |plan: TextRows| {
+        let text = plan.strings().concat().join("\n");
+        let hash = text
+            .lines()
+            .find(|l| l.contains("output: hash("))
+            .unwrap_or_else(|| panic!("no hash stage:\n{text}"))
+            .to_string();
+        hash.split(") x ")
+            .nth(1)
+            .and_then(|rest| rest.split(|ch: char| !ch.is_ascii_digit()).next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("no partition count in {hash}"))
+    };
+    assert_eq!(partitions(run(&c, sql, "two workers").await), 6);
+    cluster.add_worker("w3").await;
+    assert_eq!(partitions(run(&c, sql, "three workers").await), 9);
+    // The answer is the same as single mode's.
+    let rows = run(
+        &c,
+        "SELECT l_returnflag, count(*) FROM tpch.tiny.lineitem GROUP BY 1 ORDER BY 1",
+        "query",
+    )
+    .await;
+    assert_eq!(rows.rows.len(), 3);
 }
 
 /// SIGTERM on a worker mid-query under `retry_policy = NONE` is a graceful shutdown: it shows

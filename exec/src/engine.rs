@@ -589,6 +589,24 @@ impl Engine {
         ResultBuffer::new(self.result_spool.clone(), key, attempt, schema, memory)
     }
 
+    /// The hash partitions of a query planned now on a coordinator whose `[engine]
+    /// hash_partitions` is not set, by a session still at that default (`session`: its
+    /// `target_partitions`): the task slots of the active workers (their task threads together,
+    /// at least 4), as Trino sizes `hash_partition_count` to the cluster. `None` where nothing
+    /// changes: `single` mode, a configured count, a session that set its own, or no worker that
+    /// said its threads.
+    fn cluster_hash_partitions(&self, session: usize) -> Option<usize> {
+        let engine = &self.config.engine;
+        if self.config.node.role != NodeRole::Coordinator
+            || engine.hash_partitions_configured
+            || session != engine.hash_partitions
+        {
+            return None;
+        }
+        let slots = self.workers.task_slots();
+        (slots > 0).then(|| slots.clamp(4, tributary_planner::config::MAX_PARALLELISM))
+    }
+
     /// Plans a statement through the planner ([`plan_statement_sized`]) and starts it: returns the
     /// running tasks (if any) and the result stream. `key` names the attempt's tasks and exchange
     /// data; `attempt` is the query attempt (0 for the first), for failure injection.
@@ -600,7 +618,11 @@ impl Engine {
         options: &QueryOptions,
         attempt: u32,
     ) -> DfResult<(Option<QueryExecution>, SendableRecordBatchStream)> {
-        let state = ctx.state();
+        let mut state = ctx.state();
+        if let Some(partitions) = self.cluster_hash_partitions(state.config().target_partitions()) {
+            state.config_mut().options_mut().execution.target_partitions = partitions;
+        }
+        let state = state;
         // Under TASK, a query scanning much gets more hash partitions (up to `[query]
         // task_hash_partitions`), so a join or aggregation larger than memory runs in pieces.
         let sizing = (options.retry_policy == RetryPolicy::Task).then(|| PartitionSizing {
@@ -663,7 +685,7 @@ impl Engine {
         let inject = options.inject_failure;
         if options.retry_policy == RetryPolicy::Task {
             let scheduler = TaskScheduler {
-                min_tasks: self.config.engine.hash_partitions,
+                min_tasks: state.config().target_partitions(),
                 runtime: &self.tasks,
                 workers: &self.workers,
                 tracker: &self.tracker,

@@ -327,6 +327,7 @@ impl FlightService for NodeService {
                     pool.leave(&a.node_id, &a.address);
                 } else {
                     pool.heartbeat(&a.node_id, &a.address, a.running_tasks as usize, a.draining);
+                    pool.set_task_threads(&a.node_id, a.task_threads as usize);
                 }
                 Ok(Response::new(futures::stream::empty().boxed()))
             }
@@ -475,6 +476,7 @@ pub async fn announce(
     let mut message = Announce::new(&runtime.node_id, &runtime.address, runtime.running_tasks());
     message.draining = runtime.is_draining();
     message.leaving = leaving;
+    message.task_threads = u32::try_from(runtime.task_threads()).unwrap_or(u32::MAX);
     let mut client = channels.client(coordinator)?;
     let mut s = client
         .do_action(Action {

@@ -8,7 +8,7 @@
 //! from the next query on (Trino's failure detector and node manager behave the same way).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
@@ -48,6 +48,8 @@ pub struct Worker {
     pub kind: WorkerKind,
     liveness: Mutex<Liveness>,
     tasks_started: AtomicU64,
+    /// Threads of the worker's task runtime, as its heartbeat says (0: not said, in-process).
+    task_threads: AtomicUsize,
 }
 
 impl Worker {
@@ -63,6 +65,7 @@ impl Worker {
                 running_tasks: 0,
             }),
             tasks_started: AtomicU64::new(0),
+            task_threads: AtomicUsize::new(0),
         })
     }
 
@@ -295,6 +298,22 @@ impl WorkerPool {
             (a.kind != WorkerKind::Local, &a.id).cmp(&(b.kind != WorkerKind::Local, &b.id))
         });
         active
+    }
+
+    /// Records that remote worker `id` runs tasks on `threads` threads (from its heartbeat).
+    pub fn set_task_threads(&self, id: &str, threads: usize) {
+        if let Some(w) = self.workers.read().iter().find(|w| w.id == id) {
+            w.task_threads.store(threads, Ordering::Relaxed);
+        }
+    }
+
+    /// The task slots of the cluster: the task threads of the active workers together (0 when no
+    /// worker said, as in `single` mode). A coordinator sizes hash partitions by it.
+    pub fn task_slots(&self) -> usize {
+        self.active()
+            .iter()
+            .map(|w| w.task_threads.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Every worker known, active or dead.

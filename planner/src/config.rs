@@ -369,9 +369,16 @@ pub struct EngineConfig {
     pub workers: usize,
     /// `[engine] hash_partitions`: partitions of a hash-repartitioned stage (Trino's
     /// `hash_partition_count`, DataFusion's `target_partitions`), 1..=[`MAX_PARALLELISM`]
-    /// (default: [`node_cores`], at least 4).
+    /// (default: [`node_cores`], at least 4; on a coordinator with workers, the cluster's task
+    /// slots, see [`EngineConfig::hash_partitions_configured`]).
     #[serde(deserialize_with = "de::parallelism")]
     pub hash_partitions: usize,
+    /// Whether `config.toml` set `hash_partitions` (not a key: found by [`Config::from_table`]).
+    /// When it did not, a coordinator gives each query as many hash partitions as its active
+    /// workers have task threads together (at least 4), as Trino sizes `hash_partition_count` to
+    /// the cluster.
+    #[serde(skip)]
+    pub hash_partitions_configured: bool,
     /// `[engine] max_memory_mb`: memory in MiB all queries on this node may use together, >= 1;
     /// operators that can spill do so past it. When absent: [`DEFAULT_NODE_MEMORY_PERCENT`] of the
     /// machine's memory (or of the container's cgroup limit when that is lower).
@@ -403,6 +410,7 @@ impl EngineConfig {
         Self {
             workers: (cores / 4).clamp(2, MAX_PARALLELISM),
             hash_partitions: cores.clamp(4, MAX_PARALLELISM),
+            hash_partitions_configured: false,
             max_memory_mb: None,
             query_max_memory_per_node_mb: None,
             task_threads: None,
@@ -823,8 +831,8 @@ impl Config {
             file: file.to_path_buf(),
             reason: format!("key `{key}`: {reason}"),
         };
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table.clone()))
-            .map_err(|e| {
+        let mut config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
                 let key = e
                     .path()
                     .iter()
@@ -833,6 +841,10 @@ impl Config {
                     .join(".");
                 err(&key, e.inner().message().to_string())
             })?;
+        config.engine.hash_partitions_configured = table
+            .get("engine")
+            .and_then(|engine| engine.get("hash_partitions"))
+            .is_some();
         let node_tls = [
             &config.node.tls_ca_file,
             &config.node.tls_cert_file,
@@ -1091,6 +1103,8 @@ mod tests {
         assert_eq!(config.server.listen, "0.0.0.0:9000");
         assert_eq!(config.engine.workers, 3);
         assert_eq!(config.engine.hash_partitions, 8);
+        assert!(config.engine.hash_partitions_configured);
+        assert!(!parse("").unwrap().engine.hash_partitions_configured);
         assert_eq!(config.engine.task_threads, Some(3));
         let config = parse(
             "[node]\nrole = \"worker\"\nid = \"w1\"\nrpc_listen = \"127.0.0.1:7500\"\ncoordinator = \"127.0.0.1:7400\"\ninclude_coordinator = true\nheartbeat_interval_ms = 200\nheartbeat_timeout_ms = 900\nshared_secret = \"s3cret\"\n",

@@ -157,6 +157,9 @@ pub struct Announce {
     /// The worker has drained and is leaving: forget it.
     #[prost(bool, tag = "6")]
     pub leaving: bool,
+    /// Threads of the worker's task runtime (its task slots; 0 from a worker that does not say).
+    #[prost(uint32, tag = "7")]
+    pub task_threads: u32,
 }
 
 /// One message of a `run_tasks` reply stream: first [`RunTasksReply::Started`], then one report per
@@ -380,6 +383,7 @@ impl Announce {
             running_tasks: running_tasks as u64,
             draining: false,
             leaving: false,
+            task_threads: 0,
         }
     }
 }
