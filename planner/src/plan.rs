@@ -85,9 +85,9 @@ impl UndefinedObject {
 }
 
 /// DataFusion's `statement_to_plan`, with integer literals typed as PostgreSQL types them
-/// ([`crate::integers::type_integer_literals`]), except that when it fails and one of the relations or functions
-/// the statement names is missing, the error is that object as an [`UndefinedObject`] (DataFusion
-/// reports them only as planning text). CTE names are not relations (DataFusion's reference
+/// ([`crate::integers::type_integer_literals`]), except that when it fails and one of the
+/// relations or functions the statement names is missing, the error is that object as an
+/// [`UndefinedObject`] (DataFusion reports them only as planning text). CTE names are not relations (DataFusion's reference
 /// resolution skips them).
 pub async fn statement_to_plan(
     state: &SessionState,
