@@ -110,8 +110,8 @@ async fn aggregates_with_group_by() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn avg_stddev_variance_keep_local_types() {
-    // avg of integers is float8 in Tributary (numeric at PostgreSQL); avg of decimals truncates to
-    // scale + 4 like DataFusion.
+    // avg of integers is numeric rounded at 16 decimals (as in PostgreSQL, which shows its own
+    // scale); avg of decimals truncates to scale + 4 like DataFusion; stddev of integers is float8.
     pushed(
         "select grp, avg(qty) as a, avg(price) as ap, stddev(qty) as sd, var_samp(price) as v, \
          stddev_pop(score) as sp, var_pop(grp) as vp from items group by grp",
