@@ -452,7 +452,7 @@ async fn errors_carry_sqlstate_and_the_session_keeps_working() {
         ),
         (
             "select n_name + 1 from tpch.tiny.nation",
-            "operator does not exist: text + bigint",
+            "operator does not exist: text + integer",
         ),
         (
             "select 'a'::int",

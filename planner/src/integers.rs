@@ -2,8 +2,9 @@
 //!
 //! PostgreSQL types an integer literal that fits in 32 bits as `integer` and a larger one as
 //! `bigint`; DataFusion's SQL planner types every one `Int64`. So `int4_column + 1` was a `bigint`
-//! here and `2147483647::int + 1` was `2147483648`; [`type_integer_literals`] retypes the literals
-//! of a planned statement as PostgreSQL does (`SELECT 1` is an `int4`, `a + 1` keeps `a`'s type).
+//! here and `2147483647::int + 1` was `2147483648`; [`type_integer_literals`] types the literals
+//! of a statement as PostgreSQL does before it is planned (`SELECT 1` is an `int4`, `a + 1` keeps
+//! `a`'s type).
 //!
 //! PostgreSQL's integer arithmetic: `+`, `-` and `*` on `smallint`, `integer` and `bigint` refuse
 //! a result their type cannot hold with SQLSTATE `22003` (`integer out of range`, `smallint out of
@@ -35,13 +36,11 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result, ScalarValue, internal_err};
 use datafusion::logical_expr::expr::{BinaryExpr, ScalarFunction};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ReturnFieldArgs, ScalarFunctionArgs,
-    ScalarUDF, ScalarUDFImpl, Signature, Union, Volatility,
+    ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::analyzer::AnalyzerRule;
-use datafusion::optimizer::analyzer::type_coercion::{TypeCoercionRewriter, coerce_union_schema};
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
 /// `left op right` on two values of one signed integer type, refusing overflow as PostgreSQL
@@ -207,104 +206,155 @@ fn check_arithmetic(
     })
 }
 
-/// Retypes the integer literals of `plan`, as DataFusion's SQL planner made it (before parameters
-/// are bound and before analysis), as PostgreSQL types them: `Int32` when the value fits in 32 bits
-/// (PostgreSQL's `integer`), else `Int64` as before. Schemas above are recomputed (a union's from
-/// its inputs' common types, which it lacked before: `SELECT int4_col UNION ALL SELECT int8_col`
-/// was described to clients as `integer`); type coercion (in the analyzer, later) casts where an
-/// operand of another type meets them. Output names stay
-/// DataFusion's (`a + Int64(1)`; the front end names columns from the SQL text).
+/// Types the integer literals of `statement` as PostgreSQL does, before DataFusion plans it: a
+/// number without a fraction or exponent that fits in 32 bits becomes `CAST(n AS INT)` (an
+/// `Int32`, PostgreSQL's `integer`); larger ones stay `Int64` (`bigint`). Done on the syntax tree,
+/// so every type DataFusion's planner derives (unions, recursive CTEs, grouping sets, outer
+/// references of subqueries) follows; a cast's column name is its operand's (`Int64(1)`), so
+/// output names do not change (the front end names columns from the SQL text anyway).
 ///
-/// Left as they are: `LIMIT`/`OFFSET` (DataFusion wants `Int64` there), `VALUES` rows (their
-/// column types are fixed by the planner: `(VALUES (1)) t(a)` stays `bigint`), and literal
-/// arguments of aggregate and window functions (`count(*)` is DataFusion's `count(1)`, recognized by
-/// that `Int64` literal; `ntile(4)`, `lag(x, 1)`). Parameters (`$1`) keep the client's type.
-///
-/// Errors: none of its own; DataFusion's, if a schema cannot be recomputed.
-pub fn type_integer_literals(plan: LogicalPlan) -> Result<LogicalPlan> {
-    plan.transform_up_with_subqueries(|plan| {
-        let plan = if matches!(plan, LogicalPlan::Limit(_) | LogicalPlan::Values(_)) {
-            plan
-        } else {
-            // Output names stay as planned (`a + Int64(1)`): the nodes above refer to them.
-            let names = NamePreserver::new(&plan);
-            plan.map_expressions(|e| {
-                let name = names.save(&e);
-                Ok(e.transform_down(retype_literal)?
-                    .update_data(|e| name.restore(e)))
-            })?
-            .data
-        };
-        // Every node's schema again, as its expressions' or its inputs' types may have changed. A
-        // union's types are its inputs' common ones, as the analyzer will make them (DataFusion's
-        // planner gives a union its first input's types, and clients are told the planned ones).
-        Ok(Transformed::yes(match plan {
-            LogicalPlan::Union(union) => {
-                // From the inputs alone: the planned schema's types would count as one more input.
-                let schema = Arc::new(coerce_union_schema(&union.inputs)?);
-                TypeCoercionRewriter::coerce_union(Union {
-                    inputs: union.inputs,
-                    schema,
-                })?
-            }
-            plan => plan.recompute_schema()?,
-        }))
-    })
-    .map(|t| t.data)
-}
-
-fn retype_literal(e: Expr) -> Result<Transformed<Expr>> {
-    use datafusion::common::tree_node::TreeNodeRecursion;
-    let skip_literal_args = |args: &mut Vec<Expr>| -> Result<bool> {
-        let mut changed = false;
-        for arg in args.iter_mut() {
-            if !matches!(arg, Expr::Literal(..)) {
-                let t = std::mem::replace(arg, Expr::Literal(ScalarValue::Null, None))
-                    .transform_down(retype_literal)?;
-                changed |= t.transformed;
-                *arg = t.data;
-            }
+/// Left as written: numbers that are positions (`ORDER BY 1`, `GROUP BY 2`), `LIMIT`, `OFFSET`
+/// and `FETCH` counts, window frame offsets, `INTERVAL` quantities, and numbers passed directly to
+/// a function (`count(1)` is DataFusion's `count(*)`, recognized by its `Int64` literal; `ntile(4)`,
+/// `round(x, 2)`; a function's signature coerces them anyway). Parameters (`$1`) are not literals.
+/// `COPY ... TO` statements are left alone (their query is planned on its own).
+pub fn type_integer_literals(statement: &mut datafusion::sql::parser::Statement) {
+    use datafusion::sql::parser::Statement as DfStatement;
+    use datafusion::sql::sqlparser::ast::VisitMut;
+    match statement {
+        DfStatement::Statement(s) => {
+            let _ = s.visit(&mut IntegerLiterals::default());
         }
-        Ok(changed)
-    };
-    match e {
-        Expr::Literal(ScalarValue::Int64(Some(v)), metadata) => match i32::try_from(v) {
-            Ok(v) => Ok(Transformed::yes(Expr::Literal(
-                ScalarValue::Int32(Some(v)),
-                metadata,
-            ))),
-            Err(_) => Ok(Transformed::no(Expr::Literal(
-                ScalarValue::Int64(Some(v)),
-                metadata,
-            ))),
-        },
-        Expr::AggregateFunction(mut f) => {
-            let changed = skip_literal_args(&mut f.params.args)?;
-            Ok(Transformed::new(
-                Expr::AggregateFunction(f),
-                changed,
-                TreeNodeRecursion::Jump,
-            ))
-        }
-        Expr::WindowFunction(mut f) => {
-            let changed = skip_literal_args(&mut f.params.args)?;
-            Ok(Transformed::new(
-                Expr::WindowFunction(f),
-                changed,
-                TreeNodeRecursion::Jump,
-            ))
-        }
-        e => Ok(Transformed::no(e)),
+        DfStatement::Explain(explain) => type_integer_literals(&mut explain.statement),
+        _ => {}
     }
 }
 
-/// Whether `e` is computed from constants alone (no columns, parameters or volatile functions), so
-/// DataFusion's simplifier would fold it.
+/// The visitor of [`type_integer_literals`]: `keep` holds the numbers to leave as written, by
+/// address (found before their own visit, in the node that holds them).
+#[derive(Default)]
+struct IntegerLiterals {
+    keep: std::collections::HashSet<*const ast::Expr>,
+}
+
+use datafusion::sql::sqlparser::ast;
+
+impl IntegerLiterals {
+    fn keep(&mut self, e: &ast::Expr) {
+        if matches!(e, ast::Expr::Value(v) if matches!(v.value, ast::Value::Number(..))) {
+            self.keep.insert(e as *const ast::Expr);
+        }
+    }
+}
+
+impl ast::VisitorMut for IntegerLiterals {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, q: &mut ast::Query) -> std::ops::ControlFlow<()> {
+        if let Some(ast::OrderBy {
+            kind: ast::OrderByKind::Expressions(items),
+            ..
+        }) = &q.order_by
+        {
+            items.iter().for_each(|i| self.keep(&i.expr));
+        }
+        match &q.limit_clause {
+            Some(ast::LimitClause::LimitOffset {
+                limit,
+                offset,
+                limit_by,
+            }) => {
+                limit.iter().for_each(|e| self.keep(e));
+                offset.iter().for_each(|o| self.keep(&o.value));
+                limit_by.iter().for_each(|e| self.keep(e));
+            }
+            Some(ast::LimitClause::OffsetCommaLimit { offset, limit }) => {
+                self.keep(offset);
+                self.keep(limit);
+            }
+            None => {}
+        }
+        if let Some(quantity) = q.fetch.as_ref().and_then(|f| f.quantity.as_ref()) {
+            self.keep(quantity);
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+
+    fn pre_visit_select(&mut self, s: &mut ast::Select) -> std::ops::ControlFlow<()> {
+        if let ast::GroupByExpr::Expressions(exprs, _) = &s.group_by {
+            exprs.iter().for_each(|e| self.keep(e));
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, e: &mut ast::Expr) -> std::ops::ControlFlow<()> {
+        match e {
+            ast::Expr::Function(f) => {
+                if let ast::FunctionArguments::List(list) = &f.args {
+                    for arg in &list.args {
+                        match arg {
+                            ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x))
+                            | ast::FunctionArg::Named {
+                                arg: ast::FunctionArgExpr::Expr(x),
+                                ..
+                            }
+                            | ast::FunctionArg::ExprNamed {
+                                arg: ast::FunctionArgExpr::Expr(x),
+                                ..
+                            } => self.keep(x),
+                            _ => {}
+                        }
+                    }
+                }
+                if let Some(ast::WindowType::WindowSpec(spec)) = &f.over
+                    && let Some(frame) = &spec.window_frame
+                {
+                    for bound in std::iter::once(&frame.start_bound).chain(&frame.end_bound) {
+                        if let ast::WindowFrameBound::Preceding(Some(x))
+                        | ast::WindowFrameBound::Following(Some(x)) = bound
+                        {
+                            self.keep(x);
+                        }
+                    }
+                }
+            }
+            ast::Expr::Interval(interval) => self.keep(&interval.value),
+            _ => {}
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, e: &mut ast::Expr) -> std::ops::ControlFlow<()> {
+        let fits = matches!(
+            e,
+            ast::Expr::Value(v) if matches!(&v.value, ast::Value::Number(n, false) if n.parse::<i32>().is_ok())
+        );
+        if fits && !self.keep.contains(&(e as *const ast::Expr)) {
+            let literal = std::mem::replace(e, ast::Expr::Value(ast::Value::Null.into()));
+            *e = ast::Expr::Cast {
+                kind: ast::CastKind::Cast,
+                expr: Box::new(literal),
+                data_type: ast::DataType::Int(None),
+                array: false,
+                format: None,
+            };
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+/// Whether `e` is computed from constants alone (no columns, outer references, parameters or
+/// volatile functions), so DataFusion's simplifier would fold it.
 fn constant(e: &Expr) -> bool {
     !e.any_column_refs()
         && !e.is_volatile()
         && !e
-            .exists(|e| Ok(matches!(e, Expr::Placeholder(_) | Expr::ScalarSubquery(_))))
+            .exists(|e| {
+                Ok(matches!(
+                    e,
+                    Expr::Placeholder(_) | Expr::ScalarSubquery(_) | Expr::OuterReferenceColumn(..)
+                ))
+            })
             .unwrap_or(true)
 }
 

@@ -19,11 +19,12 @@
 
 use std::sync::Arc;
 
+use datafusion::common::Column;
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
-use datafusion::logical_expr::LogicalPlan;
 use datafusion::logical_expr::physical_planning_context::{ScalarSubqueryResults, SubqueryIndex};
+use datafusion::logical_expr::{Expr, LogicalPlan, Projection};
 use datafusion::physical_plan::scalar_subquery::ScalarSubqueryExec;
 use datafusion::physical_plan::{ExecutionPlan, replace_children_if_necessary};
 use datafusion::sql::parser::Statement;
@@ -95,9 +96,11 @@ pub async fn statement_to_plan(
 ) -> std::result::Result<LogicalPlan, PlanError> {
     let references = state.resolve_table_references(&statement)?;
     let called = called_functions(&statement);
+    // Integer literals typed as PostgreSQL types them (`1` is an `integer`).
+    let mut statement = statement;
+    crate::integers::type_integer_literals(&mut statement);
     match state.statement_to_plan(statement).await {
-        // Integer literals typed as PostgreSQL types them (`1` is an `integer`).
-        Ok(plan) => Ok(crate::integers::type_integer_literals(plan)?),
+        Ok(plan) => Ok(plan),
         Err(e) => match missing_relation(state, references).await {
             Some(missing) => Err(missing.into()),
             None => match missing_function(state, called) {
@@ -226,7 +229,79 @@ pub async fn logical_plan(
     {
         return Ok(at_source);
     }
-    Ok(plan)
+    Ok(settle_result_types(state, plan))
+}
+
+/// `plan` (a query) with the output types its analysis will give it, so that what clients are told
+/// (a prepared statement's Describe uses the planned schema) is what the rows carry. DataFusion's
+/// SQL planner gives a union its first input's types and a CASE its first branch's; type coercion
+/// later makes them the common type (`SELECT int4_col UNION ALL SELECT int8_col` was described as
+/// `integer` while its rows were `bigint`). When a type differs, a projection casting to the
+/// optimized plan's types is put on top (type coercion then makes those casts no-ops). A plan the
+/// analyzer refuses as it is (parameters of unknown type) is returned unchanged.
+fn settle_result_types(state: &SessionState, plan: LogicalPlan) -> LogicalPlan {
+    if !matches!(
+        plan,
+        LogicalPlan::Projection(_)
+            | LogicalPlan::Union(_)
+            | LogicalPlan::Sort(_)
+            | LogicalPlan::Limit(_)
+            | LogicalPlan::Distinct(_)
+            | LogicalPlan::Aggregate(_)
+            | LogicalPlan::Filter(_)
+            | LogicalPlan::Window(_)
+            | LogicalPlan::SubqueryAlias(_)
+            | LogicalPlan::RecursiveQuery(_)
+    ) {
+        return plan;
+    }
+    let same_types = |other: &LogicalPlan| {
+        let (planned, other) = (plan.schema(), other.schema());
+        planned.fields().len() != other.fields().len()
+            || planned
+                .fields()
+                .iter()
+                .zip(other.fields())
+                .all(|(p, o)| p.data_type() == o.data_type())
+    };
+    // Analysis alone is cheap and settles most plans; a type it changes may still change back
+    // once constants are folded (`round(x, 1)`'s scale needs its literal), so the optimized
+    // plan's types decide.
+    match state
+        .analyzer()
+        .execute_and_check(plan.clone(), state.config_options(), |_, _| {})
+    {
+        Ok(analyzed) if !same_types(&analyzed) => {}
+        _ => return plan,
+    }
+    let Ok(optimized) = state.optimize(&plan) else {
+        return plan;
+    };
+    if same_types(&optimized) {
+        return plan;
+    }
+    let planned = plan.schema();
+    let settled = optimized.schema();
+    let exprs: Vec<Expr> = planned
+        .iter()
+        .zip(settled.fields())
+        .map(|((qualifier, field), settled)| {
+            let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+            let column = if field.data_type() == settled.data_type() {
+                column
+            } else {
+                Expr::Cast(datafusion::logical_expr::Cast::new(
+                    Box::new(column),
+                    settled.data_type().clone(),
+                ))
+            };
+            column.alias_qualified(qualifier.cloned(), field.name())
+        })
+        .collect();
+    match Projection::try_new(exprs, Arc::new(plan.clone())) {
+        Ok(projection) => LogicalPlan::Projection(projection),
+        Err(_) => plan,
+    }
 }
 
 /// Refuses plans that would write, except into a writable table: see [`PlanError::ReadOnly`].
