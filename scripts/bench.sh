@@ -17,7 +17,8 @@
 #   TASK_THREADS  comma-separated `[engine] task_threads` values (e.g. 1,2): one server per value,
 #               side by side (ratios to the first), to show how a node scales with its cores
 #   PROFILES    comma-separated cargo profiles to build and run side by side (default release;
-#               `release,dist` compares the dist profile's thin LTO and one codegen unit)
+#               `release,dist` compares the dist profile's thin LTO and one codegen unit); with
+#               TASK_THREADS, only the first profile's binary runs
 #   DATAFUSION  1 to run in-process DataFusion (the `datafusion` Python package) beside them too
 # Extra arguments go to tpch_bench.py (e.g. --only q01,q06). Takes ~20 min the first time
 # (release build); the data generation takes seconds.
@@ -90,7 +91,9 @@ BINS=()
 for profile in "${PROFILE_LIST[@]}"; do
   log "cargo build --profile $profile --bin tributary"
   cargo build --profile "$profile" --bin tributary
-  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$profile/tributary"
+  dir="$profile"
+  [ "$profile" = "dev" ] && dir=debug   # cargo's directory for the dev profile
+  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$dir/tributary"
   [ -x "$BIN" ] || die "$profile binary not found at $BIN"
   BINS+=("$BIN")
 done
