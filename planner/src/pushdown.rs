@@ -585,11 +585,11 @@ fn join(j: &datafusion::logical_expr::Join, outer: Option<&Scope<'_>>) -> Option
 }
 
 /// Whether `j` between `left` and `right` (one source) should run at the source, by the
-/// catalog's `join_pushdown`: `never`, `eager`, or `automatic`: always on a source with hash
-/// joins; else only when the source can look rows up by an index instead of rescanning a table
-/// per row (MariaDB's block nested loop): some equi-join key, on either side (MariaDB picks the
-/// side it looks up, semi-joins included), is a column leading an index there. With the reason,
-/// as EXPLAIN shows it.
+/// catalog's `join_pushdown`: `never`, `eager`, or `automatic`: only on a source with hash joins
+/// (PostgreSQL). MariaDB joins by nested loops: without an index on a key it rescans a table per
+/// row (TPC-H q04 pushed took minutes), and with one its lookups per row were still slower than a
+/// hash join here (`scripts/bench-mysql.sh`, TPC-H 0.1 with the keys indexed: q14 14x, q07 3.5x,
+/// q18 3.3x slower pushed; none faster by more than 5%). With the reason, as EXPLAIN shows it.
 fn join_worth_pushing(
     j: &datafusion::logical_expr::Join,
     left: &Rel,
@@ -608,14 +608,15 @@ fn join_worth_pushing(
         indexed_column(le, ls, &left.indexed) || indexed_column(re, rs, &right.indexed)
     }) {
         (
-            true,
-            "join_pushdown = automatic: a join key leads an index at the source",
+            false,
+            "join_pushdown = automatic: the source joins by nested loops; a join key leads an \
+             index there, but looking rows up one by one is slower than a hash join here",
         )
     } else {
         (
             false,
-            "join_pushdown = automatic: no join key leads an index at the source, which would \
-             rescan a table per row",
+            "join_pushdown = automatic: the source joins by nested loops and no join key leads an \
+             index there: it would rescan a table per row",
         )
     }
 }
