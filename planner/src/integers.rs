@@ -34,14 +34,17 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{DFSchema, Result, ScalarValue, internal_err};
+use datafusion::common::{DFSchema, Result, internal_err};
 use datafusion::logical_expr::expr::{BinaryExpr, ScalarFunction};
+use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ReturnFieldArgs, ScalarFunctionArgs,
     ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::analyzer::AnalyzerRule;
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
+use datafusion::physical_expr_common::datum::apply;
+use datafusion::sql::sqlparser::ast;
 
 /// `left op right` on two values of one signed integer type, refusing overflow as PostgreSQL
 /// does. Arguments: two arrays or scalars of [`IntegerArithmetic::ty`]; result: the same type.
@@ -52,6 +55,8 @@ pub struct IntegerArithmetic {
     name: &'static str,
     op: Operator,
     ty: DataType,
+    /// PostgreSQL's word for the type in its error message (`integer`).
+    word: &'static str,
     signature: Signature,
 }
 
@@ -77,26 +82,10 @@ impl IntegerArithmetic {
         Some(Self {
             name: NAMES[t][o],
             op,
+            word: TYPES[t].1,
             signature: Signature::exact(vec![ty.clone(), ty.clone()], Volatility::Immutable),
             ty,
         })
-    }
-
-    /// The operator this function computes.
-    pub fn op(&self) -> Operator {
-        self.op
-    }
-
-    /// The integer type of both arguments and the result.
-    pub fn ty(&self) -> &DataType {
-        &self.ty
-    }
-
-    fn type_word(&self) -> &'static str {
-        TYPES
-            .iter()
-            .find(|(t, _)| *t == self.ty)
-            .map_or("integer", |(_, w)| *w)
     }
 }
 
@@ -152,26 +141,14 @@ impl ScalarUDFImpl for IntegerArithmetic {
             Operator::Minus => numeric::sub,
             _ => numeric::mul,
         };
-        let out_of_range = |e: ArrowError| match e {
-            ArrowError::ArithmeticOverflow(_) => {
-                ArrowError::ArithmeticOverflow(format!("{} out of range", self.type_word()))
-            }
-            e => e,
-        };
-        Ok(match (left, right) {
-            (ColumnarValue::Scalar(l), ColumnarValue::Scalar(r)) => {
-                let array = kernel(&l.to_scalar()?, &r.to_scalar()?).map_err(out_of_range)?;
-                ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
-            }
-            (ColumnarValue::Array(l), ColumnarValue::Scalar(r)) => {
-                ColumnarValue::Array(kernel(l, &r.to_scalar()?).map_err(out_of_range)?)
-            }
-            (ColumnarValue::Scalar(l), ColumnarValue::Array(r)) => {
-                ColumnarValue::Array(kernel(&l.to_scalar()?, r).map_err(out_of_range)?)
-            }
-            (ColumnarValue::Array(l), ColumnarValue::Array(r)) => {
-                ColumnarValue::Array(kernel(l, r).map_err(out_of_range)?)
-            }
+        // DataFusion's own mapping of a Datum kernel over arrays and scalars (as `BinaryExpr`).
+        apply(left, right, |l, r| {
+            kernel(l, r).map_err(|e| match e {
+                ArrowError::ArithmeticOverflow(_) => {
+                    ArrowError::ArithmeticOverflow(format!("{} out of range", self.word))
+                }
+                e => e,
+            })
         })
     }
 }
@@ -184,25 +161,24 @@ fn check_arithmetic(
     only: &dyn Fn(&Expr) -> bool,
 ) -> Result<Transformed<Expr>> {
     e.transform_up(|e| {
-        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else {
-            return Ok(Transformed::no(e));
+        let checked = match &e {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) if only(&e) => {
+                match (left.get_type(schema), right.get_type(schema)) {
+                    (Ok(lt), Ok(rt)) if lt == rt => IntegerArithmetic::new(*op, lt),
+                    _ => None,
+                }
+            }
+            _ => None,
         };
-        if !only(&e) {
-            return Ok(Transformed::no(e));
-        }
-        let (Ok(lt), Ok(rt)) = (left.get_type(schema), right.get_type(schema)) else {
-            return Ok(Transformed::no(e));
-        };
-        if lt != rt {
-            return Ok(Transformed::no(e));
-        }
-        let Some(f) = IntegerArithmetic::new(*op, lt) else {
-            return Ok(Transformed::no(e));
-        };
-        let args = vec![left.as_ref().clone(), right.as_ref().clone()];
-        Ok(Transformed::yes(Expr::ScalarFunction(
-            ScalarFunction::new_udf(Arc::new(ScalarUDF::new_from_impl(f)), args),
-        )))
+        Ok(match (checked, e) {
+            (Some(f), Expr::BinaryExpr(BinaryExpr { left, right, .. })) => {
+                Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
+                    Arc::new(ScalarUDF::new_from_impl(f)),
+                    vec![*left, *right],
+                )))
+            }
+            (_, e) => Transformed::no(e),
+        })
     })
 }
 
@@ -236,8 +212,6 @@ pub fn type_integer_literals(statement: &mut datafusion::sql::parser::Statement)
 struct IntegerLiterals {
     keep: std::collections::HashSet<*const ast::Expr>,
 }
-
-use datafusion::sql::sqlparser::ast;
 
 impl IntegerLiterals {
     fn keep(&mut self, e: &ast::Expr) {
@@ -358,15 +332,6 @@ fn constant(e: &Expr) -> bool {
             .unwrap_or(true)
 }
 
-/// The schema `plan`'s expressions are typed by: its inputs', merged.
-fn input_schema(plan: &LogicalPlan) -> DFSchema {
-    let mut schema = DFSchema::empty();
-    for input in plan.inputs() {
-        schema.merge(input.schema());
-    }
-    schema
-}
-
 /// Analyzer rule (after type coercion): integer arithmetic on constants only becomes
 /// [`IntegerArithmetic`] before DataFusion's simplifier folds it. See the module doc.
 #[derive(Debug, Default)]
@@ -379,7 +344,7 @@ impl AnalyzerRule for CheckedConstantArithmetic {
 
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         plan.transform_up_with_subqueries(|plan| {
-            let schema = input_schema(&plan);
+            let schema = merge_schema(&plan.inputs());
             plan.map_expressions(|e| check_arithmetic(e, &schema, &constant))
         })
         .map(|t| t.data)
@@ -413,7 +378,7 @@ impl OptimizerRule for CheckedIntegerArithmetic {
         if matches!(plan, LogicalPlan::TableScan(_) | LogicalPlan::Extension(_)) {
             return Ok(Transformed::no(plan));
         }
-        let schema = input_schema(&plan);
+        let schema = merge_schema(&plan.inputs());
         plan.map_expressions(|e| check_arithmetic(e, &schema, &|_| true))
     }
 }

@@ -88,16 +88,14 @@ impl UndefinedObject {
 /// DataFusion's `statement_to_plan`, with integer literals typed as PostgreSQL types them
 /// ([`crate::integers::type_integer_literals`]), except that when it fails and one of the
 /// relations or functions the statement names is missing, the error is that object as an
-/// [`UndefinedObject`] (DataFusion reports them only as planning text). CTE names are not relations (DataFusion's reference
-/// resolution skips them).
+/// [`UndefinedObject`] (DataFusion reports them only as planning text). CTE names are not
+/// relations (DataFusion's reference resolution skips them).
 pub async fn statement_to_plan(
     state: &SessionState,
-    statement: Statement,
+    mut statement: Statement,
 ) -> std::result::Result<LogicalPlan, PlanError> {
     let references = state.resolve_table_references(&statement)?;
     let called = called_functions(&statement);
-    // Integer literals typed as PostgreSQL types them (`1` is an `integer`).
-    let mut statement = statement;
     crate::integers::type_integer_literals(&mut statement);
     match state.statement_to_plan(statement).await {
         Ok(plan) => Ok(plan),
@@ -255,14 +253,14 @@ fn settle_result_types(state: &SessionState, plan: LogicalPlan) -> LogicalPlan {
     ) {
         return plan;
     }
-    let same_types = |other: &LogicalPlan| {
-        let (planned, other) = (plan.schema(), other.schema());
-        planned.fields().len() != other.fields().len()
-            || planned
-                .fields()
+    // Whether `other` has the plan's columns with some of another type.
+    let types_differ = |other: &LogicalPlan| {
+        let (planned, other) = (plan.schema().fields(), other.schema().fields());
+        planned.len() == other.len()
+            && planned
                 .iter()
-                .zip(other.fields())
-                .all(|(p, o)| p.data_type() == o.data_type())
+                .zip(other)
+                .any(|(p, o)| p.data_type() != o.data_type())
     };
     // Analysis alone is cheap and settles most plans; a type it changes may still change back
     // once constants are folded (`round(x, 1)`'s scale needs its literal), so the optimized
@@ -271,13 +269,13 @@ fn settle_result_types(state: &SessionState, plan: LogicalPlan) -> LogicalPlan {
         .analyzer()
         .execute_and_check(plan.clone(), state.config_options(), |_, _| {})
     {
-        Ok(analyzed) if !same_types(&analyzed) => {}
+        Ok(analyzed) if types_differ(&analyzed) => {}
         _ => return plan,
     }
     let Ok(optimized) = state.optimize(&plan) else {
         return plan;
     };
-    if same_types(&optimized) {
+    if !types_differ(&optimized) {
         return plan;
     }
     let planned = plan.schema();

@@ -98,9 +98,11 @@ impl JoinPushdownNotes {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    fn record(note: String) {
+    /// Adds the note `note` makes, when this plan is noted (EXPLAIN); other plans skip making it.
+    fn record(note: impl FnOnce() -> String) {
         NOTES.with(|n| {
             if let Some(notes) = n.borrow().as_ref() {
+                let note = note();
                 let mut notes = notes.0.lock().unwrap_or_else(|e| e.into_inner());
                 if !notes.contains(&note) {
                     notes.push(note);
@@ -478,7 +480,7 @@ fn join(j: &datafusion::logical_expr::Join, outer: Option<&Scope<'_>>) -> Option
     let (ls, rs) = (j.left.schema(), j.right.schema());
     let (push, why) = join_worth_pushing(j, &left, &right);
     if !push {
-        JoinPushdownNotes::record(format!("{}: kept here ({why})", join_label(j)));
+        JoinPushdownNotes::record(|| format!("{}: kept here ({why})", join_label(j)));
         return None;
     }
     let lcols = |i: usize| Some((col_ref(d, "l", i), *left.kinds.get(i)?));
@@ -572,7 +574,7 @@ fn join(j: &datafusion::logical_expr::Join, outer: Option<&Scope<'_>>) -> Option
         }
         _ => return None,
     };
-    JoinPushdownNotes::record(format!("{}: pushed ({why})", join_label(j)));
+    JoinPushdownNotes::record(|| format!("{}: pushed ({why})", join_label(j)));
     Some(Rel {
         source: left.source,
         id: left.id,
