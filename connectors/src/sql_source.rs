@@ -76,9 +76,10 @@ impl SqlKind {
 /// catalog file's `join_pushdown` (Trino's `join_pushdown_strategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum JoinPushdown {
-    /// Pushed when the source can run them well: it has hash joins (PostgreSQL). MySQL/MariaDB
-    /// join by nested loops, slower than a hash join here even with an index on the keys
-    /// (`scripts/bench-mysql.sh`), so their joins stay here. The default.
+    /// Pushed when the source's own estimates ([`SqlSource::estimate`]) say the joined statement
+    /// costs little more than its inputs apart, as Trino's `AUTOMATIC` decides (the planner's
+    /// `pushdown` module); without estimates, pushed to a source with hash joins (PostgreSQL) and
+    /// kept here from one joining by nested loops (MySQL/MariaDB). The default.
     #[default]
     Automatic,
     /// Always pushed (the source's planner decides everything).
@@ -142,7 +143,8 @@ pub trait SqlDialect: Send + Sync + Debug {
     }
 
     /// Whether the source joins large inputs by hashing (PostgreSQL: yes; MariaDB: only with a
-    /// non-default `join_cache_level`, so no), which decides [`JoinPushdown::Automatic`].
+    /// non-default `join_cache_level`, so no), which decides [`JoinPushdown::Automatic`] when the
+    /// source gives no estimate ([`SqlSource::estimate`]).
     fn hash_joins(&self) -> bool {
         false
     }
@@ -189,6 +191,31 @@ pub trait SqlSource: Send + Sync + Debug {
     async fn statement(&self, _sql: &str, _ordered: bool) -> Result<Option<RemoteStatement>> {
         Ok(None)
     }
+
+    /// The source planner's estimate of running query `sql` (its `EXPLAIN`, nothing run), which
+    /// `join_pushdown = "automatic"` weighs a pushed join by. `Ok(None)` when the source gives
+    /// none. Errors: the source refuses the text, or cannot be reached.
+    async fn estimate(&self, _sql: &str) -> Result<Option<Estimate>> {
+        Ok(None)
+    }
+}
+
+/// What answering one query at its source costs, by the source's own planner ([`SqlSource::estimate`]).
+/// Comparable only between queries of the same source.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    /// Rows the query returns.
+    pub rows: f64,
+    /// What sending its rows here costs, with what answering it costs where that dominates, in
+    /// the source's unit: PostgreSQL, which hashes joins, the bytes sent (rows x plan width), as
+    /// Trino's automatic join pushdown weighs a join; MariaDB, which joins by nested loops, the
+    /// rows it reads weighted by how it reads them plus the rows it sends (see the `mysql`
+    /// connector).
+    pub cost: f64,
+    /// What answering it costs the source, by its planner's own measure (PostgreSQL's total cost;
+    /// MariaDB's rows read, as in `cost`): bounds a pushed join the source would run by nested
+    /// loops.
+    pub work: f64,
 }
 
 /// How a [`RemoteStatement`]'s SQL begins: a comment telling the source's reader to run it in a

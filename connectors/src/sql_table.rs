@@ -23,7 +23,7 @@ use crate::remote_catalog::{ColumnMeta, MetadataSource, RemoteTable, SourceColum
 use crate::sql_filter::filter_to_sql;
 use crate::sql_scan::{SqlReader, SqlScanExec};
 use crate::sql_source::{
-    READ_ONLY_MARKER, RemoteStatement, SqlDialect, SqlKind, SqlSource, SqlTable,
+    Estimate, READ_ONLY_MARKER, RemoteStatement, SqlDialect, SqlKind, SqlSource, SqlTable,
 };
 use crate::sql_write::{SqlWriteSpec, SqlWriter, insert_plan};
 
@@ -105,6 +105,12 @@ pub(crate) trait SqlCatalog:
         &self,
         _sql: &str,
     ) -> Result<Option<Vec<SourceColumn<ColumnMeta<Self::Type>>>>, ConnectorError> {
+        Ok(None)
+    }
+
+    /// The source planner's estimate of query `sql` ([`SqlSource::estimate`]); `None` when the
+    /// source gives none.
+    async fn estimate(&self, _sql: &str) -> Result<Option<Estimate>, ConnectorError> {
         Ok(None)
     }
 }
@@ -347,6 +353,13 @@ impl<S: SqlCatalog> SqlSource for RemoteSqlSource<S> {
 
     fn join_pushdown(&self) -> crate::sql_source::JoinPushdown {
         self.shared.join_pushdown()
+    }
+
+    async fn estimate(&self, sql: &str) -> Result<Option<Estimate>> {
+        self.shared
+            .estimate(sql)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))
     }
 
     async fn statement(&self, sql: &str, ordered: bool) -> Result<Option<RemoteStatement>> {

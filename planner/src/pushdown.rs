@@ -28,10 +28,13 @@
 //!   computed on float8 like DataFusion;
 //! - ORDER BY ... LIMIT (explicit null placement, in the dialect's syntax; keys never strings or
 //!   floats), LIMIT/OFFSET;
-//! - inner, left, right, full, semi and anti joins on byte-comparable keys (not null-aware anti).
+//! - inner, left, right, full, semi and anti joins on byte-comparable keys (not null-aware anti),
+//!   as the catalog's `join_pushdown` decides; `automatic` weighs the source's own estimates of the
+//!   joined statement and of its inputs (`EXPLAIN`), as Trino's automatic join pushdown does.
 //!
 //! Scalar functions are never pushed (the source may lack them or differ).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -51,7 +54,7 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::physical_plan::ExecutionPlan;
 use tributary_connectors::sql_source::{
-    JoinPushdown, READ_ONLY_MARKER, SqlDialect, SqlKind, SqlSource, as_sql_table,
+    Estimate, JoinPushdown, READ_ONLY_MARKER, SqlDialect, SqlKind, SqlSource, as_sql_table,
 };
 
 /// The optimizer rule; see the module docs.
@@ -478,9 +481,10 @@ fn join(j: &datafusion::logical_expr::Join, outer: Option<&Scope<'_>>) -> Option
     }
     let d = left.source.dialect();
     let (ls, rs) = (j.left.schema(), j.right.schema());
-    let (push, why) = join_worth_pushing(j, &left, &right);
-    if !push {
-        JoinPushdownNotes::record(|| format!("{}: kept here ({why})", join_label(j)));
+    if left.source.join_pushdown() == JoinPushdown::Never {
+        JoinPushdownNotes::record(|| {
+            format!("{}: kept here (join_pushdown = never)", join_label(j))
+        });
         return None;
     }
     let lcols = |i: usize| Some((col_ref(d, "l", i), *left.kinds.get(i)?));
@@ -574,6 +578,11 @@ fn join(j: &datafusion::logical_expr::Join, outer: Option<&Scope<'_>>) -> Option
         }
         _ => return None,
     };
+    let (push, why) = join_worth_pushing(j, &left, &right, &sql);
+    if !push {
+        JoinPushdownNotes::record(|| format!("{}: kept here ({why})", join_label(j)));
+        return None;
+    }
     JoinPushdownNotes::record(|| format!("{}: pushed ({why})", join_label(j)));
     Some(Rel {
         source: left.source,
@@ -586,24 +595,59 @@ fn join(j: &datafusion::logical_expr::Join, outer: Option<&Scope<'_>>) -> Option
     })
 }
 
-/// Whether `j` between `left` and `right` (one source) should run at the source, by the
-/// catalog's `join_pushdown`: `never`, `eager`, or `automatic`: only on a source with hash joins
-/// (PostgreSQL). MariaDB joins by nested loops: without an index on a key it rescans a table per
-/// row (TPC-H q04 pushed took minutes), and with one its lookups per row were still slower than a
-/// hash join here (`scripts/bench-mysql.sh`, TPC-H 0.1 with the keys indexed: q14 14x, q07 3.5x,
-/// q18 3.3x slower pushed; none faster by more than 5%). With the reason, as EXPLAIN shows it.
+/// Whether `j` between `left` and `right` (one source), written as `sql`, should run at the
+/// source, by the catalog's `join_pushdown`: `never`, `eager`, or `automatic`, which weighs the
+/// source planner's estimates as Trino's automatic join pushdown does: pushed when answering `sql`
+/// there costs at most [`MAX_JOIN_TO_INPUTS_RATIO`] times answering `left` and `right` apart
+/// (PostgreSQL: bytes sent, so a join that multiplies rows stays here; MariaDB: rows read by its
+/// nested loops, weighted by how, plus rows sent; see [`SqlSource::estimate`]), and, for a join on
+/// equality keys (a hash join here), its work there at most [`MAX_JOIN_WORK_RATIO`] times theirs.
+/// Without estimates
+/// (the source refused the EXPLAIN, or did not answer within [`ESTIMATE_TIMEOUT`]), by rule: pushed
+/// to a source that hashes joins (PostgreSQL), kept here from one that joins by nested loops
+/// (MariaDB: `scripts/bench-mysql.sh`, TPC-H 0.1 with the keys indexed, found pushed joins up to 14x
+/// slower, none faster by more than 5%). With the reason, as EXPLAIN shows it.
 fn join_worth_pushing(
     j: &datafusion::logical_expr::Join,
     left: &Rel,
     right: &Rel,
-) -> (bool, &'static str) {
+    sql: &str,
+) -> (bool, String) {
     match left.source.join_pushdown() {
-        JoinPushdown::Never => return (false, "join_pushdown = never"),
-        JoinPushdown::Eager => return (true, "join_pushdown = eager"),
+        JoinPushdown::Never => return (false, "join_pushdown = never".into()),
+        JoinPushdown::Eager => return (true, "join_pushdown = eager".into()),
         JoinPushdown::Automatic => {}
     }
+    let estimates = estimate(&left.source, sql).and_then(|joined| {
+        Some((
+            joined,
+            estimate(&left.source, &left.sql)?,
+            estimate(&left.source, &right.sql)?,
+        ))
+    });
+    if let Some((joined, l, r)) = estimates {
+        let apart = l.cost + r.cost;
+        // Without equality keys the join is a nested loop here too, so the source's is no worse.
+        let push = joined.cost <= MAX_JOIN_TO_INPUTS_RATIO * apart
+            && (j.on.is_empty() || joined.work <= MAX_JOIN_WORK_RATIO * (l.work + r.work));
+        return (
+            push,
+            format!(
+                "join_pushdown = automatic: the source estimates cost {} and {} rows joined there, \
+                 against cost {} for its inputs of {} and {} rows",
+                round(joined.cost),
+                round(joined.rows),
+                round(apart),
+                round(l.rows),
+                round(r.rows)
+            ),
+        );
+    }
     if left.source.dialect().hash_joins() {
-        return (true, "join_pushdown = automatic: the source hashes joins");
+        return (
+            true,
+            "join_pushdown = automatic, no estimate: the source hashes joins".into(),
+        );
     }
     let (ls, rs) = (j.left.schema(), j.right.schema());
     if j.on.iter().any(|(le, re)| {
@@ -611,16 +655,92 @@ fn join_worth_pushing(
     }) {
         (
             false,
-            "join_pushdown = automatic: the source joins by nested loops; a join key leads an \
-             index there, but looking rows up one by one is slower than a hash join here",
+            "join_pushdown = automatic, no estimate: the source joins by nested loops; a join key \
+             leads an index there, but looking rows up one by one is slower than a hash join here"
+                .into(),
         )
     } else {
         (
             false,
-            "join_pushdown = automatic: the source joins by nested loops and no join key leads an \
-             index there: it would rescan a table per row",
+            "join_pushdown = automatic, no estimate: the source joins by nested loops and no join \
+             key leads an index there: it would rescan a table per row"
+                .into(),
         )
     }
+}
+
+/// How much more than its inputs apart a pushed join may cost: Trino's default
+/// `join-pushdown.automatic.max-join-to-tables-ratio`.
+const MAX_JOIN_TO_INPUTS_RATIO: f64 = 1.25;
+
+/// How much more work than its inputs apart a pushed join may cost the source, by its planner's
+/// own measure: a hash join costs PostgreSQL about its inputs' scans again at most, a nested loop
+/// over them far more.
+const MAX_JOIN_WORK_RATIO: f64 = 3.0;
+
+/// How long planning waits for one estimate from a source before deciding without it.
+const ESTIMATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long an estimate is reused for the same SQL of the same source.
+const ESTIMATE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Estimates (or their absence) of recent SQL, by source id and SQL text: the optimizer decides
+/// the same join more than once per query, and a query is often run more than once.
+type EstimateCache = HashMap<(String, String), (std::time::Instant, Option<Estimate>)>;
+static ESTIMATES: std::sync::LazyLock<parking_lot::Mutex<EstimateCache>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The source's estimate of `sql` ([`SqlSource::estimate`]), asked from this synchronous rule by
+/// blocking its thread (tokio's `block_in_place`, so other tasks move on), at most
+/// [`ESTIMATE_TIMEOUT`]. `None` when the source gives none, fails, or planning runs outside a
+/// multi-threaded runtime (unit tests).
+fn estimate(source: &Arc<dyn SqlSource>, sql: &str) -> Option<Estimate> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let key = (source.id(), sql.to_string());
+    let now = std::time::Instant::now();
+    {
+        let cache = ESTIMATES.lock();
+        if let Some((at, hit)) = cache.get(&key)
+            && now.duration_since(*at) < ESTIMATE_TTL
+        {
+            return *hit;
+        }
+    }
+    let handle = Handle::try_current().ok()?;
+    if handle.runtime_flavor() != RuntimeFlavor::MultiThread {
+        return None;
+    }
+    let asked = tokio::task::block_in_place(|| {
+        handle.block_on(tokio::time::timeout(ESTIMATE_TIMEOUT, source.estimate(sql)))
+    });
+    let found = match asked {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => {
+            tracing::debug!("no estimate from {}: {e}", source.id());
+            None
+        }
+        Err(_) => {
+            tracing::debug!(
+                "no estimate from {} within {ESTIMATE_TIMEOUT:?}",
+                source.id()
+            );
+            None
+        }
+    };
+    let mut cache = ESTIMATES.lock();
+    if cache.len() >= 4096 {
+        cache.retain(|_, (at, _)| now.duration_since(*at) < ESTIMATE_TTL);
+        if cache.len() >= 4096 {
+            cache.clear();
+        }
+    }
+    cache.insert(key, (now, found));
+    found
+}
+
+/// `x` rounded to a whole number, as the notes print estimates.
+fn round(x: f64) -> String {
+    format!("{:.0}", x.max(0.0))
 }
 
 /// `Inner join on a.x = b.y AND ...`, as EXPLAIN names a join in its notes.

@@ -54,6 +54,7 @@
 //! Not supported yet: statement timeouts.
 
 mod dialect;
+mod explain;
 mod pool;
 mod pushdown;
 mod scan;

@@ -15,7 +15,7 @@ use super::scan::MySqlReader;
 use super::types::MyType;
 use crate::ConnectorError;
 use crate::remote_catalog::{RemoteTable, TableRows};
-use crate::sql_source::SqlDialect;
+use crate::sql_source::{Estimate, SqlDialect};
 use crate::sql_table::{SqlCatalog, SqlTableProvider};
 
 /// What the connector keeps of a table besides its columns.
@@ -98,6 +98,18 @@ impl SqlCatalog for Shared {
             .columns
             .get(index)
             .is_some_and(|c| table.info.indexed.contains(&c.name))
+    }
+
+    /// `EXPLAIN FORMAT=JSON` of `sql` (planned, not run), costed as a nested loop
+    /// ([`super::explain`]).
+    async fn estimate(&self, sql: &str) -> Result<Option<Estimate>, ConnectorError> {
+        let explain = format!("EXPLAIN FORMAT=JSON {sql}");
+        let rows = self.query(&explain).await?;
+        Ok(rows
+            .first()
+            .and_then(|row| row.first())
+            .and_then(super::text)
+            .and_then(|json| super::explain::plan_estimate(&json)))
     }
 
     fn statistics(table: &TableMeta) -> Option<Statistics> {
