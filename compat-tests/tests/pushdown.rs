@@ -199,7 +199,7 @@ async fn joins_within_the_catalog() {
     .join("\n");
     assert!(
         plan.contains(
-            "Join pushdown:\n  Inner join on o.item_id = i.id: pushed (join_pushdown = automatic: \
+            "Pushdown decisions:\n  Inner join on o.item_id = i.id: pushed (join_pushdown = automatic: \
              the source estimates cost"
         ),
         "{plan}"

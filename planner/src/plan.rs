@@ -407,7 +407,7 @@ pub async fn plan_statement_sized(
             lines.extend(explain::render(&staged, false));
             let notes = notes.take();
             if !notes.is_empty() {
-                lines.push("Join pushdown:".to_string());
+                lines.push("Pushdown decisions:".to_string());
                 lines.extend(notes.into_iter().map(|n| format!("  {n}")));
             }
             Ok(PlannedStatement::Explain(lines))
