@@ -24,8 +24,11 @@
 //! [`CheckedIntegerArithmetic`] (optimizer, after pushdown) for the rest; pushdown to a SQL source
 //! sees the operator, which the source evaluates with its own overflow check.
 //!
+//! Unary minus is checked the same way, by [`IntegerNegation`] (`int2um`, `int4um`, `int8um`:
+//! `-(-2147483648)::int` is `integer out of range`, not `-2147483648`).
+//!
 //! Other integer types (`tinyint`, unsigned: MySQL's) keep DataFusion's arithmetic, as do `/` and
-//! `%` (Arrow's kernels already refuse `i32::MIN / -1`) and unary minus.
+//! `%` (Arrow's kernels already refuse `i32::MIN / -1`).
 
 use std::sync::Arc;
 
@@ -34,7 +37,7 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{DFSchema, Result, internal_err};
+use datafusion::common::{DFSchema, Result, ScalarValue, internal_err};
 use datafusion::logical_expr::expr::{BinaryExpr, ScalarFunction};
 use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
@@ -89,7 +92,8 @@ impl IntegerArithmetic {
     }
 }
 
-/// Every checked function, for registration in a session (`int2pl` ... `int8mul`).
+/// Every checked function, for registration in a session (`int2pl` ... `int8mul`, `int2um` ...
+/// `int8um`).
 pub fn functions() -> Vec<ScalarUDF> {
     TYPES
         .iter()
@@ -99,7 +103,91 @@ pub fn functions() -> Vec<ScalarUDF> {
                 .filter_map(|op| IntegerArithmetic::new(*op, ty.clone()))
         })
         .map(ScalarUDF::new_from_impl)
+        .chain(
+            TYPES
+                .iter()
+                .filter_map(|(ty, _)| IntegerNegation::new(ty.clone()))
+                .map(ScalarUDF::new_from_impl),
+        )
         .collect()
+}
+
+/// `-value` on a signed integer type, refusing `-(-2147483648)` as PostgreSQL does (its `int4um`).
+/// Argument: an array or scalar of the type; result: the same type. Errors: as
+/// [`IntegerArithmetic`]'s (`integer out of range`, SQLSTATE `22003`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct IntegerNegation {
+    name: &'static str,
+    ty: DataType,
+    /// PostgreSQL's word for the type in its error message (`integer`).
+    word: &'static str,
+    signature: Signature,
+}
+
+/// PostgreSQL's names of unary minus per type of [`TYPES`].
+const NEGATIONS: [&str; 3] = ["int2um", "int4um", "int8um"];
+
+impl IntegerNegation {
+    fn new(ty: DataType) -> Option<Self> {
+        let t = TYPES.iter().position(|(x, _)| *x == ty)?;
+        Some(Self {
+            name: NEGATIONS[t],
+            word: TYPES[t].1,
+            signature: Signature::exact(vec![ty.clone()], Volatility::Immutable),
+            ty,
+        })
+    }
+}
+
+impl ScalarUDFImpl for IntegerNegation {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(self.ty.clone())
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
+        Ok(Arc::new(Field::new(self.name, self.ty.clone(), nullable)))
+    }
+
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        let [value] = args else {
+            return internal_err!("{} takes one argument", self.name);
+        };
+        // As DataFusion names `Expr::Negative`.
+        Ok(format!("(- {})", value.schema_name()))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [value] = args.args.as_slice() else {
+            return internal_err!("{} takes one argument", self.name);
+        };
+        let overflow = |e| match e {
+            ArrowError::ArithmeticOverflow(_) => {
+                ArrowError::ArithmeticOverflow(format!("{} out of range", self.word))
+            }
+            e => e,
+        };
+        match value {
+            ColumnarValue::Array(array) => Ok(ColumnarValue::Array(
+                numeric::neg(array.as_ref()).map_err(overflow)?,
+            )),
+            ColumnarValue::Scalar(scalar) => {
+                let negated = numeric::neg(scalar.to_array()?.as_ref()).map_err(overflow)?;
+                Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                    negated.as_ref(),
+                    0,
+                )?))
+            }
+        }
+    }
 }
 
 impl ScalarUDFImpl for IntegerArithmetic {
@@ -153,8 +241,8 @@ impl ScalarUDFImpl for IntegerArithmetic {
     }
 }
 
-/// `e` with its integer `+`, `-` and `*` (those `only` accepts) replaced by [`IntegerArithmetic`];
-/// `schema` types the operands.
+/// `e` with its integer `+`, `-` and `*` (those `only` accepts) replaced by [`IntegerArithmetic`],
+/// and its integer unary minus by [`IntegerNegation`]; `schema` types the operands.
 fn check_arithmetic(
     e: Expr,
     schema: &DFSchema,
@@ -164,19 +252,25 @@ fn check_arithmetic(
         let checked = match &e {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) if only(&e) => {
                 match (left.get_type(schema), right.get_type(schema)) {
-                    (Ok(lt), Ok(rt)) if lt == rt => IntegerArithmetic::new(*op, lt),
+                    (Ok(lt), Ok(rt)) if lt == rt => IntegerArithmetic::new(*op, lt)
+                        .map(|f| Arc::new(ScalarUDF::new_from_impl(f))),
                     _ => None,
                 }
             }
+            Expr::Negative(value) if only(&e) => value
+                .get_type(schema)
+                .ok()
+                .and_then(IntegerNegation::new)
+                .map(|f| Arc::new(ScalarUDF::new_from_impl(f))),
             _ => None,
         };
         Ok(match (checked, e) {
-            (Some(f), Expr::BinaryExpr(BinaryExpr { left, right, .. })) => {
-                Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
-                    Arc::new(ScalarUDF::new_from_impl(f)),
-                    vec![*left, *right],
-                )))
-            }
+            (Some(f), Expr::BinaryExpr(BinaryExpr { left, right, .. })) => Transformed::yes(
+                Expr::ScalarFunction(ScalarFunction::new_udf(f, vec![*left, *right])),
+            ),
+            (Some(f), Expr::Negative(value)) => Transformed::yes(Expr::ScalarFunction(
+                ScalarFunction::new_udf(f, vec![*value]),
+            )),
             (_, e) => Transformed::no(e),
         })
     })
@@ -431,6 +525,15 @@ mod tests {
                 "SELECT int4pl(2147483647::int, 1::int)",
                 "integer out of range",
             ),
+            ("SELECT -(-2147483648)::int", "integer out of range"),
+            (
+                "SELECT -a FROM (VALUES ((-32768)::smallint)) t(a)",
+                "smallint out of range",
+            ),
+            (
+                "SELECT -a FROM (VALUES (-9223372036854775807 - 1)) t(a)",
+                "bigint out of range",
+            ),
         ] {
             let err = answer(&ctx, sql).await.expect_err(sql);
             assert!(err.contains(words), "{sql}: {err}");
@@ -442,6 +545,14 @@ mod tests {
         .await
         .unwrap();
         assert!(ok.contains("| 5 | 6 "), "{ok}");
+        let negated = answer(
+            &ctx,
+            "SELECT -a, -(-2147483647)::int FROM (VALUES (5::int)) t(a)",
+        )
+        .await
+        .unwrap();
+        assert!(negated.contains("| -5 "), "{negated}");
+        assert!(negated.contains("2147483647"), "{negated}");
         // The column name is the operator's.
         let df = ctx
             .sql("SELECT a + b FROM (VALUES (1::int, 2::int)) t(a, b)")
