@@ -172,6 +172,31 @@ async fn described_types_follow_postgres_and_match_the_values() {
     let statement = client.prepare("select 1 union all select 2").await.unwrap();
     assert_eq!(statement.columns()[0].name(), "?column?");
     assert_eq!(statement.columns()[0].type_(), &Type::INT4);
+    // sum of a bigint is numeric (past 2^63 without wrapping), of an integer bigint, as in
+    // PostgreSQL.
+    let statement = client
+        .prepare(
+            "select sum(l_orderkey * 3000000000000000000), sum(l_linenumber) from tiny.lineitem              where l_orderkey < 3",
+        )
+        .await
+        .unwrap();
+    let types: Vec<Type> = statement
+        .columns()
+        .iter()
+        .map(|c| c.type_().clone())
+        .collect();
+    assert_eq!(types, [Type::NUMERIC, Type::INT8]);
+    let row = client
+        .simple_query(
+            "select sum(l_orderkey * 3000000000000000000), sum(l_linenumber) from tiny.lineitem              where l_orderkey < 3",
+        )
+        .await
+        .unwrap();
+    let values: Vec<Option<&str>> = match &row[1] {
+        tokio_postgres::SimpleQueryMessage::Row(r) => vec![r.get(0), r.get(1)],
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(values, [Some("24000000000000000000"), Some("22")]);
     // Overflow is PostgreSQL's error, in both protocols.
     for sql in [
         "select 2147483647 + l_linenumber from tiny.lineitem",

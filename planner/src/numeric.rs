@@ -8,14 +8,18 @@
 //! when the dividend is smaller, 12 when it is 10^4 times larger); an Arrow column has one scale
 //! for every row, so such quotients show more or fewer digits than PostgreSQL's, equal when rounded
 //! to the shorter.
+//!
+//! The same rule makes `sum` of a `bigint` a `numeric`, as PostgreSQL's is (`sum_bigint_as_numeric`).
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{DFSchema, Result};
+use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::logical_expr::expr::Cast;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator, WindowFunctionDefinition,
+};
 use datafusion::optimizer::AnalyzerRule;
 
 /// The fewest fractional digits a numeric quotient gets (PostgreSQL's `NUMERIC_MIN_SIG_DIGITS`).
@@ -52,9 +56,55 @@ fn rewrite_node(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     let names = NamePreserver::new(&plan);
     plan.map_expressions(|expr| {
         let name = names.save(&expr);
-        let rewritten = expr.transform_up(|e| scale_division(e, &schema))?;
+        let rewritten = expr.transform_up(|e| {
+            scale_division(e, &schema)?.transform_data(|e| sum_bigint_as_numeric(e, &schema))
+        })?;
         Ok(rewritten.update_data(|e| name.restore(e)))
     })
+}
+
+/// `sum` of a `bigint` as PostgreSQL types it: `numeric` (its `int8_sum`), never wrapping around,
+/// where DataFusion's is an `Int64` that wraps. The argument is cast to `Decimal128(38, 0)`, whose
+/// sum is `Decimal128(38, 0)`; same digits, `numeric` to clients. `sum` of `smallint` and `integer`
+/// stays `bigint`, as in PostgreSQL. As an aggregate and as a window function.
+fn sum_bigint_as_numeric(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let widen = |args: &mut Vec<Expr>| -> Result<bool> {
+        // Type coercion already cast a smaller integer to Int64 for DataFusion's sum.
+        let widened_integer = |arg: &Expr| match arg {
+            Expr::Cast(Cast { expr, .. }) => matches!(
+                expr.get_type(schema),
+                Ok(DataType::Int8 | DataType::Int16 | DataType::Int32)
+            ),
+            _ => false,
+        };
+        if let [arg] = args.as_mut_slice()
+            && arg.get_type(schema)? == DataType::Int64
+            && !widened_integer(arg)
+        {
+            let value = std::mem::replace(arg, Expr::Literal(ScalarValue::Null, None));
+            *arg = Expr::Cast(Cast::new(Box::new(value), DataType::Decimal128(38, 0)));
+            return Ok(true);
+        }
+        Ok(false)
+    };
+    match e {
+        Expr::AggregateFunction(mut f) if f.func.name() == "sum" => {
+            let changed = widen(&mut f.params.args)?;
+            Ok(Transformed::new_transformed(
+                Expr::AggregateFunction(f),
+                changed,
+            ))
+        }
+        Expr::WindowFunction(mut w) if matches!(&w.fun, WindowFunctionDefinition::AggregateUDF(f) if f.name() == "sum") =>
+        {
+            let changed = widen(&mut w.params.args)?;
+            Ok(Transformed::new_transformed(
+                Expr::WindowFunction(w),
+                changed,
+            ))
+        }
+        e => Ok(Transformed::no(e)),
+    }
 }
 
 /// `a / b` of two decimals with `a` cast to the scale that gives the quotient PostgreSQL's.
@@ -134,6 +184,50 @@ mod tests {
         assert_eq!(dividend_type(20, 0, 0), Some(DataType::Decimal128(33, 13)));
         // A divisor of scale 2 leaves two digits fewer.
         assert_eq!(dividend_type(30, 0, 2), Some(DataType::Decimal128(32, 2)));
+    }
+
+    #[tokio::test]
+    async fn sum_of_bigint_is_numeric_and_keeps_its_name() {
+        let ctx = SessionContext::new();
+        ctx.add_analyzer_rule(std::sync::Arc::new(NumericDivisionScale));
+        ctx.add_analyzer_rule(std::sync::Arc::new(
+            datafusion::optimizer::analyzer::type_coercion::TypeCoercion::new(),
+        ));
+        let df = ctx
+            .sql(
+                "SELECT sum(a) + 1, sum(b) FROM \
+                 (VALUES (9223372036854775807, CAST(1 AS INT)), (1, CAST(2 AS INT))) t(a, b)",
+            )
+            .await
+            .unwrap();
+        // The types once analyzed (DataFusion's own plan has the types before).
+        let schema = df.clone().into_optimized_plan().unwrap().schema().clone();
+        assert_eq!(schema.field(0).name(), "sum(t.a) + Int64(1)");
+        assert!(
+            matches!(schema.field(0).data_type(), DataType::Decimal128(..)),
+            "{schema:?}"
+        );
+        // sum of an integer stays bigint, as in PostgreSQL.
+        assert_eq!(schema.field(1).data_type(), &DataType::Int64);
+        let window = ctx
+            .sql("SELECT sum(a) OVER () AS w FROM (VALUES (1), (2)) t(a)")
+            .await
+            .unwrap();
+        assert_eq!(
+            window
+                .into_optimized_plan()
+                .unwrap()
+                .schema()
+                .field(0)
+                .data_type(),
+            &DataType::Decimal128(38, 0)
+        );
+        let batches = df.collect().await.unwrap();
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        // Past i64::MAX without wrapping around.
+        assert!(text.contains("9223372036854775809"), "{text}");
     }
 
     #[tokio::test]
