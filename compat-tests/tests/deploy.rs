@@ -677,7 +677,10 @@ async fn rendered_configs_run_a_cluster_that_drains_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let row = client
-        .query_one("SELECT count(*), sum(amount) FROM files.sales.orders", &[])
+        .query_one(
+            "SELECT count(*), sum(amount)::bigint FROM files.sales.orders",
+            &[],
+        )
         .await
         .expect("query over the catalog from the rendered ConfigMap");
     assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (3, 60));

@@ -516,7 +516,7 @@ async fn task_count_follows_input_bytes_and_a_join_past_memory_runs_in_pieces() 
     let stages = c
         .query(
             "SELECT stage, count(DISTINCT task), count(*) FILTER (WHERE state <> 'FINISHED'), \
-                    max(partitions), sum(partitions) \
+                    max(partitions), sum(partitions)::bigint \
              FROM system.runtime.tasks \
              WHERE query_id = (SELECT query_id FROM system.runtime.queries WHERE query = $1 \
                                ORDER BY created DESC LIMIT 1) \

@@ -90,8 +90,9 @@ thread_local! {
 
 /// What `EXPLAIN` tells about each join between tables of one SQL source (pushed to the source or
 /// kept here) and each aggregate kept here by estimates, and which rule of the catalog's
-/// `join_pushdown` decided (Trino shows the same choice as a join in, or above, the remote query). Recorded by [`SqlSourcePushdown`] when the session's
-/// options carry one (EXPLAIN plans with a fresh one); each note once.
+/// `join_pushdown` decided (Trino shows the same choice as a join in, or above, the remote query).
+/// Recorded by [`SqlSourcePushdown`] when the session's options carry one (EXPLAIN plans with a
+/// fresh one); each note once.
 #[derive(Debug, Clone, Default)]
 pub struct JoinPushdownNotes(Arc<std::sync::Mutex<Vec<String>>>);
 
@@ -484,12 +485,6 @@ fn join(j: &datafusion::logical_expr::Join, outer: Option<&Scope<'_>>) -> Option
     }
     let d = left.source.dialect();
     let (ls, rs) = (j.left.schema(), j.right.schema());
-    if left.source.join_pushdown() == JoinPushdown::Never {
-        JoinPushdownNotes::record(|| {
-            format!("{}: kept here (join_pushdown = never)", join_label(j))
-        });
-        return None;
-    }
     let lcols = |i: usize| Some((col_ref(d, "l", i), *left.kinds.get(i)?));
     let rcols = |i: usize| Some((col_ref(d, "r", i), *right.kinds.get(i)?));
     let mut conditions = Vec::new();
@@ -605,11 +600,11 @@ fn join(j: &datafusion::logical_expr::Join, outer: Option<&Scope<'_>>) -> Option
 /// (PostgreSQL: bytes sent, so a join that multiplies rows stays here; MariaDB: rows read by its
 /// nested loops, weighted by how, plus rows sent; see [`SqlSource::estimate`]), and, for a join on
 /// equality keys (a hash join here), its work there at most [`MAX_JOIN_WORK_RATIO`] times theirs.
-/// Without estimates
-/// (the source refused the EXPLAIN, or did not answer within [`ESTIMATE_TIMEOUT`]), by rule: pushed
-/// to a source that hashes joins (PostgreSQL), kept here from one that joins by nested loops
-/// (MariaDB: `scripts/bench-mysql.sh`, TPC-H 0.1 with the keys indexed, found pushed joins up to 14x
-/// slower, none faster by more than 5%). With the reason, as EXPLAIN shows it.
+/// Without estimates (the source refused the EXPLAIN, or did not answer within
+/// [`ESTIMATE_TIMEOUT`]), by rule: pushed to a source that hashes joins (PostgreSQL), kept here
+/// from one that joins by nested loops (MariaDB: `scripts/bench-mysql.sh`, TPC-H 0.1 with the keys
+/// indexed, found pushed joins up to 14x slower, none faster by more than 5%). With the reason, as
+/// EXPLAIN shows it.
 fn join_worth_pushing(
     j: &datafusion::logical_expr::Join,
     left: &Rel,
@@ -747,12 +742,14 @@ fn round(x: f64) -> String {
 }
 
 /// Whether aggregate `a` over `input`, written as `sql`, should run at the source. Under
-/// `join_pushdown = "automatic"`, by the source's estimates: pushed unless answering `sql` costs more
-/// than [`MAX_JOIN_TO_INPUTS_RATIO`] times sending `input` here (MariaDB groups by walking a
-/// secondary index row by row when one leads with the grouping key: TPC-H q17's
-/// `avg(l_quantity) ... GROUP BY l_partkey` took 2.5 s that way against 0.24 s to send the rows;
-/// PostgreSQL's aggregates send fewer bytes than their input and are always pushed). Pushed when
-/// the source gives no estimate, and under `eager` and `never` (which are about joins).
+/// `join_pushdown = "automatic"`, by the source's estimates: pushed unless answering `sql` both costs
+/// more than [`MAX_JOIN_TO_INPUTS_RATIO`] times sending `input` here and is more than
+/// [`MAX_JOIN_WORK_RATIO`] times `input`'s work there. MariaDB groups by walking a secondary index
+/// row by row when one leads with the grouping key: TPC-H q17's `avg(l_quantity) ... GROUP BY
+/// l_partkey` took 2.5 s that way against 0.24 s to send the rows. PostgreSQL hashes or sorts, a
+/// few times its scan's work at most, so its aggregates are pushed even when their rows are wider
+/// than their input's. Pushed when the source gives no estimate, and under `eager` and `never`
+/// (which are about joins).
 fn aggregate_worth_pushing(
     a: &datafusion::logical_expr::Aggregate,
     input: &Rel,
@@ -766,17 +763,21 @@ fn aggregate_worth_pushing(
     else {
         return true;
     };
-    if grouped.cost <= MAX_JOIN_TO_INPUTS_RATIO * apart.cost {
+    if grouped.cost <= MAX_JOIN_TO_INPUTS_RATIO * apart.cost
+        || grouped.work <= MAX_JOIN_WORK_RATIO * apart.work
+    {
         return true;
     }
     JoinPushdownNotes::record(|| {
         let keys: Vec<String> = a.group_expr.iter().map(ToString::to_string).collect();
         format!(
             "Aggregate by [{}]: kept here (join_pushdown = automatic: the source estimates cost {} \
-             for it, against cost {} for its input of {} rows)",
+             and work {} for it, against cost {} and work {} for its input of {} rows)",
             keys.join(", "),
             round(grouped.cost),
+            round(grouped.work),
             round(apart.cost),
+            round(apart.work),
             round(apart.rows)
         )
     });
