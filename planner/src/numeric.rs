@@ -44,6 +44,64 @@ impl AnalyzerRule for NumericDivisionScale {
     }
 }
 
+/// The analyzer rule (after the type coercion that follows [`NumericDivisionScale`]) casting an
+/// `INSERT`'s input back to its target's column types where analysis changed them (`INSERT INTO t
+/// SELECT sum(bigint_col)`: DataFusion's SQL planner matched the input to the table while the sum
+/// was still a bigint, and writers take the input's types as the table's).
+#[derive(Debug, Default)]
+pub struct InsertTargetTypes;
+
+impl AnalyzerRule for InsertTargetTypes {
+    fn name(&self) -> &str {
+        "insert_target_types"
+    }
+
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        cast_insert_input(plan)
+    }
+}
+
+/// See [`InsertTargetTypes`].
+fn cast_insert_input(plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::logical_expr::{Projection, WriteOp};
+    let LogicalPlan::Dml(mut dml) = plan else {
+        return Ok(plan);
+    };
+    if !matches!(dml.op, WriteOp::Insert(_)) {
+        return Ok(LogicalPlan::Dml(dml));
+    }
+    let target = dml.target.schema();
+    let input = dml.input.schema();
+    if input.fields().len() != target.fields().len()
+        || input
+            .fields()
+            .iter()
+            .zip(target.fields())
+            .all(|(i, t)| i.data_type() == t.data_type())
+    {
+        return Ok(LogicalPlan::Dml(dml));
+    }
+    let exprs = input
+        .columns()
+        .into_iter()
+        .zip(target.fields())
+        .map(|(column, field)| {
+            let name = column.name.clone();
+            let value = Expr::Column(column);
+            if value.get_type(input)? == *field.data_type() {
+                Ok(value)
+            } else {
+                Ok(Expr::Cast(Cast::new(Box::new(value), field.data_type().clone())).alias(name))
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    dml.input = std::sync::Arc::new(LogicalPlan::Projection(Projection::try_new(
+        exprs,
+        std::sync::Arc::clone(&dml.input),
+    )?));
+    Ok(LogicalPlan::Dml(dml))
+}
+
 fn rewrite_node(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     let inputs = plan.inputs();
     let [input] = inputs.as_slice() else {
@@ -193,6 +251,7 @@ mod tests {
         ctx.add_analyzer_rule(std::sync::Arc::new(
             datafusion::optimizer::analyzer::type_coercion::TypeCoercion::new(),
         ));
+        ctx.add_analyzer_rule(std::sync::Arc::new(InsertTargetTypes));
         let df = ctx
             .sql(
                 "SELECT sum(a) + 1, sum(b) FROM \
@@ -228,6 +287,36 @@ mod tests {
             .to_string();
         // Past i64::MAX without wrapping around.
         assert!(text.contains("9223372036854775809"), "{text}");
+        // INSERT keeps the table's types (a writer takes its input's types as the table's).
+        ctx.sql("CREATE TABLE totals (n bigint)")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        ctx.sql("INSERT INTO totals SELECT sum(a) FROM (VALUES (1), (2)) t(a)")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let inserted = ctx
+            .sql("SELECT n FROM totals")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(inserted[0].schema().field(0).data_type(), &DataType::Int64);
+        assert_eq!(
+            inserted[0]
+                .column(0)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                .unwrap()
+                .value(0),
+            3
+        );
     }
 
     #[tokio::test]

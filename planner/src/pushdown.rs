@@ -315,7 +315,7 @@ fn translate(plan: &LogicalPlan, outer: Option<&Scope<'_>>) -> Option<Rel> {
             if !groups.is_empty() {
                 write!(sql, " GROUP BY {}", groups.join(", ")).ok()?;
             }
-            if !aggregate_worth_pushing(a, &input, &sql) {
+            if !aggregate_worth_pushing(a, &input, &sql, outer.is_some()) {
                 return None;
             }
             Some(Rel {
@@ -576,7 +576,7 @@ fn join(j: &datafusion::logical_expr::Join, outer: Option<&Scope<'_>>) -> Option
         }
         _ => return None,
     };
-    let (push, why) = join_worth_pushing(j, &left, &right, &sql);
+    let (push, why) = join_worth_pushing(j, &left, &right, &sql, outer.is_some());
     if !push {
         JoinPushdownNotes::record(|| format!("{}: kept here ({why})", join_label(j)));
         return None;
@@ -595,7 +595,8 @@ fn join(j: &datafusion::logical_expr::Join, outer: Option<&Scope<'_>>) -> Option
 
 /// Whether `j` between `left` and `right` (one source), written as `sql`, should run at the
 /// source, by the catalog's `join_pushdown`: `never`, `eager`, or `automatic`, which weighs the
-/// source planner's estimates as Trino's automatic join pushdown does: pushed when answering `sql`
+/// source planner's estimates (not asked inside a correlated subquery, whose SQL names the outer
+/// query's columns) as Trino's automatic join pushdown does: pushed when answering `sql`
 /// there costs at most [`MAX_JOIN_TO_INPUTS_RATIO`] times answering `left` and `right` apart
 /// (PostgreSQL: bytes sent, so a join that multiplies rows stays here; MariaDB: rows read by its
 /// nested loops, weighted by how, plus rows sent; see [`SqlSource::estimate`]), and, for a join on
@@ -610,19 +611,25 @@ fn join_worth_pushing(
     left: &Rel,
     right: &Rel,
     sql: &str,
+    correlated: bool,
 ) -> (bool, String) {
     match left.source.join_pushdown() {
         JoinPushdown::Never => return (false, "join_pushdown = never".into()),
         JoinPushdown::Eager => return (true, "join_pushdown = eager".into()),
         JoinPushdown::Automatic => {}
     }
-    let estimates = estimate(&left.source, sql).and_then(|joined| {
-        Some((
-            joined,
-            estimate(&left.source, &left.sql)?,
-            estimate(&left.source, &right.sql)?,
-        ))
-    });
+    // Inside a correlated subquery the SQL names the outer query's columns: it cannot be
+    // explained on its own.
+    let estimates = (!correlated)
+        .then(|| estimate(&left.source, sql))
+        .flatten()
+        .and_then(|joined| {
+            Some((
+                joined,
+                estimate(&left.source, &left.sql)?,
+                estimate(&left.source, &right.sql)?,
+            ))
+        });
     if let Some((joined, l, r)) = estimates {
         let apart = l.cost + r.cost;
         // Without equality keys the join is a nested loop here too, so the source's is no worse.
@@ -683,8 +690,12 @@ const ESTIMATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 const ESTIMATE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Estimates (or their absence) of recent SQL, by source id and SQL text: the optimizer decides
-/// the same join more than once per query, and a query is often run more than once.
+/// the same join more than once per query, and a query is often run more than once. An absent
+/// estimate (an error, a timeout) is kept [`NO_ESTIMATE_TTL`] only.
 type EstimateCache = HashMap<(String, String), (std::time::Instant, Option<Estimate>)>;
+
+/// How long the absence of an estimate is remembered.
+const NO_ESTIMATE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 static ESTIMATES: std::sync::LazyLock<parking_lot::Mutex<EstimateCache>> =
     std::sync::LazyLock::new(Default::default);
 
@@ -699,7 +710,7 @@ fn estimate(source: &Arc<dyn SqlSource>, sql: &str) -> Option<Estimate> {
     {
         let cache = ESTIMATES.lock();
         if let Some((at, hit)) = cache.get(&key)
-            && now.duration_since(*at) < ESTIMATE_TTL
+            && now.duration_since(*at) < ttl(hit)
         {
             return *hit;
         }
@@ -727,13 +738,22 @@ fn estimate(source: &Arc<dyn SqlSource>, sql: &str) -> Option<Estimate> {
     };
     let mut cache = ESTIMATES.lock();
     if cache.len() >= 4096 {
-        cache.retain(|_, (at, _)| now.duration_since(*at) < ESTIMATE_TTL);
+        cache.retain(|_, (at, hit)| now.duration_since(*at) < ttl(hit));
         if cache.len() >= 4096 {
             cache.clear();
         }
     }
     cache.insert(key, (now, found));
     found
+}
+
+/// How long `hit` is kept in [`ESTIMATES`].
+fn ttl(hit: &Option<Estimate>) -> std::time::Duration {
+    if hit.is_some() {
+        ESTIMATE_TTL
+    } else {
+        NO_ESTIMATE_TTL
+    }
 }
 
 /// `x` rounded to a whole number, as the notes print estimates.
@@ -747,15 +767,21 @@ fn round(x: f64) -> String {
 /// [`MAX_JOIN_WORK_RATIO`] times `input`'s work there. MariaDB groups by walking a secondary index
 /// row by row when one leads with the grouping key: TPC-H q17's `avg(l_quantity) ... GROUP BY
 /// l_partkey` took 2.5 s that way against 0.24 s to send the rows. PostgreSQL hashes or sorts, a
-/// few times its scan's work at most, so its aggregates are pushed even when their rows are wider
-/// than their input's. Pushed when the source gives no estimate, and under `eager` and `never`
-/// (which are about joins).
+/// few times its scan's work at most, so its aggregates are pushed without asking (`hash_joins`
+/// sources). Pushed when the source gives no estimate, inside a correlated subquery, and under
+/// `eager` and `never` (which are about joins).
 fn aggregate_worth_pushing(
     a: &datafusion::logical_expr::Aggregate,
     input: &Rel,
     sql: &str,
+    correlated: bool,
 ) -> bool {
-    if input.source.join_pushdown() != JoinPushdown::Automatic {
+    // Inside a correlated subquery the SQL cannot be explained on its own; a source that hashes
+    // (PostgreSQL) is not asked.
+    if input.source.join_pushdown() != JoinPushdown::Automatic
+        || correlated
+        || input.source.dialect().hash_joins()
+    {
         return true;
     }
     let Some((grouped, apart)) = estimate(&input.source, sql)

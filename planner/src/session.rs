@@ -55,13 +55,15 @@ pub fn new_session_context(
         .with_runtime_env(runtime)
         .with_catalog_list(registry.catalog_list())
         .with_default_features()
-        // Numeric quotients with PostgreSQL's scale (at least 16 fractional digits), once types are
-        // known and before constants are folded.
+        // Numeric quotients with PostgreSQL's scale (at least 16 fractional digits) and sums of
+        // bigints as numeric, once types are known and before constants are folded.
         .with_analyzer_rule(Arc::new(crate::numeric::NumericDivisionScale))
-        // The quotients' new types reach what compares, unions or combines them.
+        // The quotients' and sums' new types reach what compares, unions or combines them.
         .with_analyzer_rule(Arc::new(
             datafusion::optimizer::analyzer::type_coercion::TypeCoercion::new(),
         ))
+        // And an INSERT still writes its table's types.
+        .with_analyzer_rule(Arc::new(crate::numeric::InsertTargetTypes))
         // Integer arithmetic on constants refuses overflow (22003) before constants are folded.
         .with_analyzer_rule(Arc::new(crate::integers::CheckedConstantArithmetic))
         // Whole single-source subplans into SQL sources, after DataFusion's own rules.

@@ -18,7 +18,8 @@ use crate::sql_source::Estimate;
 
 /// Reading one row of a scan (full, range, or index-only).
 const SCAN: f64 = 1.0;
-/// Reading one row through the primary key (InnoDB's clustered index) or a covering index.
+/// Reading one row through the primary key (InnoDB's clustered index). (A covering index is read
+/// as a scan.)
 const CLUSTERED_LOOKUP: f64 = 8.0;
 /// Reading one row through a secondary index, then the row itself by its primary key.
 const SECONDARY_LOOKUP: f64 = 40.0;
@@ -58,12 +59,14 @@ fn block(query_block: &Value) -> Option<(f64, f64)> {
     let mut reaching = 1.0_f64;
     let mut cost = 0.0;
     for table in tables {
-        let rows = table.get("rows").and_then(Value::as_f64).unwrap_or(1.0);
-        let filtered = table
-            .get("filtered")
-            .and_then(Value::as_f64)
-            .unwrap_or(100.0)
-            / 100.0;
+        // MariaDB's `rows`, MySQL 8's `rows_examined_per_scan`; a table without either is a plan
+        // this model does not know: no estimate.
+        let rows = number(
+            table
+                .get("rows")
+                .or_else(|| table.get("rows_examined_per_scan")),
+        )?;
+        let filtered = number(table.get("filtered")).unwrap_or(100.0) / 100.0;
         if let Some(inner) = table.get("materialized").and_then(|m| m.get("query_block")) {
             // Built once, then read per row reaching it.
             cost += block(inner)?.0;
@@ -85,6 +88,15 @@ fn block(query_block: &Value) -> Option<(f64, f64)> {
         cost += reaching.max(1.0) * block(subquery)?.0;
     }
     Some((cost, reaching))
+}
+
+/// A number as MariaDB writes it, or as MySQL 8 does (`"filtered": "100.00"`).
+fn number(value: Option<&Value>) -> Option<f64> {
+    match value? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
 }
 
 /// What reading one row of `table` by `access` costs (see the module docs).
@@ -237,5 +249,21 @@ mod tests {
         );
         assert_eq!(e.cost, 10.0 + 10.0 * 5.0 + 10.0 * SENT);
         assert!(plan_estimate("{}").is_none());
+    }
+
+    #[test]
+    fn mysql_8_names_its_fields_otherwise() {
+        let e = estimate(
+            r#"{"query_block": {"select_id": 1, "table": {"table_name": "t",
+                "access_type": "ALL", "rows_examined_per_scan": 1000, "filtered": "10.00"}}}"#,
+        );
+        assert_eq!(e.rows, 100.0);
+        // A table whose rows are not given: no estimate rather than a guess.
+        assert!(
+            plan_estimate(
+                r#"{"query_block": {"table": {"table_name": "t", "access_type": "ALL"}}}"#
+            )
+            .is_none()
+        );
     }
 }

@@ -14,7 +14,7 @@
 //! schemas = ["shop", "crm"]   # optional include list (exact names)
 //! exclude_schemas = ["mysql", "information_schema", "performance_schema", "sys"]  # the default; `*` suffix = prefix
 //! splits = 4                  # max splits (primary-key ranges) per table scan, default 4
-//! join_pushdown = "automatic" # joins at MariaDB only on a key leading an index there; "eager", "never"
+//! join_pushdown = "automatic" # joins (and aggregates) at MariaDB when its EXPLAIN says cheaper; "eager", "never"
 //! split_min_rows = 100000     # tables with fewer rows (TABLE_ROWS estimate) are one split, default 100000
 //! connect_timeout_secs = 10   # default 10
 //! pool_timeout_secs = 60      # wait for a free connection, default 60

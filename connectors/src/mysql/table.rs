@@ -103,12 +103,22 @@ impl SqlCatalog for Shared {
     /// `EXPLAIN FORMAT=JSON` of `sql` (planned, not run), costed as a nested loop
     /// ([`super::explain`]).
     async fn estimate(&self, sql: &str) -> Result<Option<Estimate>, ConnectorError> {
+        use mysql_async::prelude::Queryable;
         let explain = format!("EXPLAIN FORMAT=JSON {sql}");
-        let rows = self.query(&explain).await?;
+        let mut conn = self.pool.get().await?;
+        // Planning gives up on a slow answer by dropping this future: the connection must not go
+        // back to the pool mid-result.
+        conn.set_reusable(false);
+        let rows: Vec<mysql_async::Row> = conn
+            .query(&explain)
+            .await
+            .map_err(|e| self.pool.source().query_error(&e, &explain))?;
+        conn.set_reusable(true);
         Ok(rows
-            .first()
-            .and_then(|row| row.first())
-            .and_then(super::text)
+            .into_iter()
+            .next()
+            .map(mysql_async::Row::unwrap)
+            .and_then(|row| row.first().and_then(super::text))
             .and_then(|json| super::explain::plan_estimate(&json)))
     }
 

@@ -13,7 +13,7 @@
 //! schemas = ["public"]        # optional include list (exact names)
 //! exclude_schemas = ["pg_catalog", "information_schema", "pg_toast*", "pg_temp*"]  # the default; `*` suffix = prefix
 //! splits = 4                  # max splits (ctid page ranges) per table scan, default 4
-//! join_pushdown = "automatic" # joins at PostgreSQL (it hashes); "eager" the same, "never" keeps them here
+//! join_pushdown = "automatic" # joins at PostgreSQL when its EXPLAIN says cheaper; "eager" always, "never" keeps them here
 //! split_min_pages = 1000      # tables with fewer pages are one split, default 1000
 //! connect_timeout_secs = 10   # default 10
 //! pool_timeout_secs = 60      # wait for a free connection, default 60
