@@ -206,6 +206,15 @@ async fn joins_within_the_catalog() {
     );
 }
 
+/// `sum` of a bigint is numeric (as in PostgreSQL): PostgreSQL sums the bigint itself, already
+/// exactly as numeric, not a numeric cast of it (slower there); the answer is PostgreSQL's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sum_of_bigint_is_summed_by_the_source_as_it_is() {
+    let sql = "select grp, sum(qty) as q from items group by grp order by grp";
+    pushed(sql, &["GROUP BY", "sum("]).await;
+    scans().await.assert_kept_local(sql, &["sum(CAST"]).await;
+}
+
 /// `join_pushdown = "automatic"` weighs PostgreSQL's own estimates as Trino does: a join whose
 /// result is many times its inputs (every item with every item of its group) would send more
 /// bytes than its inputs, so it is joined here; EXPLAIN says so, and the answer is PostgreSQL's.

@@ -1181,6 +1181,19 @@ fn aggregate_sql(
     if params.distinct {
         return None;
     }
+    // sum of a bigint is summed as numeric here (`crate::numeric`); the source's own sum of the
+    // bigint is already exact (PostgreSQL's numeric, MariaDB's DECIMAL) and faster than of its
+    // numeric cast.
+    let arg = match arg {
+        Expr::Cast(Cast { expr, field })
+            if func.name() == "sum"
+                && field.data_type() == &DataType::Decimal128(38, 0)
+                && expr.get_type(schema).ok()? == DataType::Int64 =>
+        {
+            expr.as_ref()
+        }
+        arg => arg,
+    };
     let (x, k) = expr_sql(d, arg, schema, cols, ctx)?;
     let float8 = DataType::Float64;
     let sql = match func.name() {
