@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use compat_tests::pushdown::RemoteScans;
+use compat_tests::pushdown::{RemoteScans, explain};
 use compat_tests::results::{self, query_text};
 use compat_tests::{ConfigDir, Postgres, Tributary};
 
@@ -188,15 +188,11 @@ async fn joins_within_the_catalog() {
     .await;
     // EXPLAIN says why each join went to PostgreSQL.
     let client = setup().await.connect("pg").await;
-    let plan = query_text(
+    let plan = explain(
         &client,
-        "explain select o.name, i.price from owners o join items i on o.item_id = i.id",
+        "select o.name, i.price from owners o join items i on o.item_id = i.id",
     )
-    .await
-    .unwrap()
-    .strings()
-    .concat()
-    .join("\n");
+    .await;
     assert!(
         plan.contains(
             "Pushdown decisions:\n  Inner join on o.item_id = i.id: pushed (join_pushdown = automatic: \
@@ -224,12 +220,7 @@ async fn joins_that_multiply_rows_stay_here() {
                order by a.id, b.id";
     kept_local(sql, sql, &["JOIN"]).await;
     let client = setup().await.connect("pg").await;
-    let plan = query_text(&client, &format!("explain {sql}"))
-        .await
-        .unwrap()
-        .strings()
-        .concat()
-        .join("\n");
+    let plan = explain(&client, sql).await;
     assert!(
         plan.contains(
             "Inner join on a.grp = b.grp: kept here (join_pushdown = automatic: the source \

@@ -24,8 +24,8 @@
 //! [`CheckedIntegerArithmetic`] (optimizer, after pushdown) for the rest; pushdown to a SQL source
 //! sees the operator, which the source evaluates with its own overflow check.
 //!
-//! Unary minus is checked the same way, by [`IntegerNegation`] (`int2um`, `int4um`, `int8um`:
-//! `-(-2147483648)::int` is `integer out of range`, not `-2147483648`).
+//! Unary minus is checked the same way (`int2um`, `int4um`, `int8um`: `-(-2147483648)::int` is
+//! `integer out of range`, not `-2147483648`).
 //!
 //! Other integer types (`tinyint`, unsigned: MySQL's) keep DataFusion's arithmetic, as do `/` and
 //! `%` (Arrow's kernels already refuse `i32::MIN / -1`).
@@ -49,14 +49,15 @@ use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 use datafusion::physical_expr_common::datum::apply;
 use datafusion::sql::sqlparser::ast;
 
-/// `left op right` on two values of one signed integer type, refusing overflow as PostgreSQL
-/// does. Arguments: two arrays or scalars of [`IntegerArithmetic::ty`]; result: the same type.
-/// Errors: Arrow's `ArithmeticOverflow` with PostgreSQL's message (`integer out of range`), which
-/// the front end reports as `22003`.
+/// `left op right` (or `-value`) on values of one signed integer type, refusing overflow as
+/// PostgreSQL does. Arguments: two (one for unary minus) arrays or scalars of
+/// [`IntegerArithmetic::ty`]; result: the same type. Errors: Arrow's `ArithmeticOverflow` with
+/// PostgreSQL's message (`integer out of range`), which the front end reports as `22003`.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct IntegerArithmetic {
     name: &'static str,
-    op: Operator,
+    /// The binary operator, or `None` for unary minus.
+    op: Option<Operator>,
     ty: DataType,
     /// PostgreSQL's word for the type in its error message (`integer`).
     word: &'static str,
@@ -69,26 +70,42 @@ const TYPES: [(DataType, &str); 3] = [
     (DataType::Int32, "integer"),
     (DataType::Int64, "bigint"),
 ];
-/// The operators checked.
-const OPERATORS: [Operator; 3] = [Operator::Plus, Operator::Minus, Operator::Multiply];
+/// The operators checked; `None` is unary minus.
+const OPERATORS: [Option<Operator>; 4] = [
+    Some(Operator::Plus),
+    Some(Operator::Minus),
+    Some(Operator::Multiply),
+    None,
+];
 /// PostgreSQL's names of the operators' implementations, per type (rows) and operator (columns).
-const NAMES: [[&str; 3]; 3] = [
-    ["int2pl", "int2mi", "int2mul"],
-    ["int4pl", "int4mi", "int4mul"],
-    ["int8pl", "int8mi", "int8mul"],
+const NAMES: [[&str; 4]; 3] = [
+    ["int2pl", "int2mi", "int2mul", "int2um"],
+    ["int4pl", "int4mi", "int4mul", "int4um"],
+    ["int8pl", "int8mi", "int8mul", "int8um"],
 ];
 
 impl IntegerArithmetic {
-    fn new(op: Operator, ty: DataType) -> Option<Self> {
+    fn new(op: Option<Operator>, ty: DataType) -> Option<Self> {
         let t = TYPES.iter().position(|(x, _)| *x == ty)?;
         let o = OPERATORS.iter().position(|x| *x == op)?;
+        let arity = if op.is_some() { 2 } else { 1 };
         Some(Self {
             name: NAMES[t][o],
             op,
             word: TYPES[t].1,
-            signature: Signature::exact(vec![ty.clone(), ty.clone()], Volatility::Immutable),
+            signature: Signature::exact(vec![ty.clone(); arity], Volatility::Immutable),
             ty,
         })
+    }
+
+    /// Arrow's overflow error `e` with PostgreSQL's message.
+    fn out_of_range(&self, e: ArrowError) -> ArrowError {
+        match e {
+            ArrowError::ArithmeticOverflow(_) => {
+                ArrowError::ArithmeticOverflow(format!("{} out of range", self.word))
+            }
+            e => e,
+        }
     }
 }
 
@@ -103,91 +120,7 @@ pub fn functions() -> Vec<ScalarUDF> {
                 .filter_map(|op| IntegerArithmetic::new(*op, ty.clone()))
         })
         .map(ScalarUDF::new_from_impl)
-        .chain(
-            TYPES
-                .iter()
-                .filter_map(|(ty, _)| IntegerNegation::new(ty.clone()))
-                .map(ScalarUDF::new_from_impl),
-        )
         .collect()
-}
-
-/// `-value` on a signed integer type, refusing `-(-2147483648)` as PostgreSQL does (its `int4um`).
-/// Argument: an array or scalar of the type; result: the same type. Errors: as
-/// [`IntegerArithmetic`]'s (`integer out of range`, SQLSTATE `22003`).
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct IntegerNegation {
-    name: &'static str,
-    ty: DataType,
-    /// PostgreSQL's word for the type in its error message (`integer`).
-    word: &'static str,
-    signature: Signature,
-}
-
-/// PostgreSQL's names of unary minus per type of [`TYPES`].
-const NEGATIONS: [&str; 3] = ["int2um", "int4um", "int8um"];
-
-impl IntegerNegation {
-    fn new(ty: DataType) -> Option<Self> {
-        let t = TYPES.iter().position(|(x, _)| *x == ty)?;
-        Some(Self {
-            name: NEGATIONS[t],
-            word: TYPES[t].1,
-            signature: Signature::exact(vec![ty.clone()], Volatility::Immutable),
-            ty,
-        })
-    }
-}
-
-impl ScalarUDFImpl for IntegerNegation {
-    fn name(&self) -> &str {
-        self.name
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(self.ty.clone())
-    }
-
-    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
-        Ok(Arc::new(Field::new(self.name, self.ty.clone(), nullable)))
-    }
-
-    fn schema_name(&self, args: &[Expr]) -> Result<String> {
-        let [value] = args else {
-            return internal_err!("{} takes one argument", self.name);
-        };
-        // As DataFusion names `Expr::Negative`.
-        Ok(format!("(- {})", value.schema_name()))
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [value] = args.args.as_slice() else {
-            return internal_err!("{} takes one argument", self.name);
-        };
-        let overflow = |e| match e {
-            ArrowError::ArithmeticOverflow(_) => {
-                ArrowError::ArithmeticOverflow(format!("{} out of range", self.word))
-            }
-            e => e,
-        };
-        match value {
-            ColumnarValue::Array(array) => Ok(ColumnarValue::Array(
-                numeric::neg(array.as_ref()).map_err(overflow)?,
-            )),
-            ColumnarValue::Scalar(scalar) => {
-                let negated = numeric::neg(scalar.to_array()?.as_ref()).map_err(overflow)?;
-                Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                    negated.as_ref(),
-                    0,
-                )?))
-            }
-        }
-    }
 }
 
 impl ScalarUDFImpl for IntegerArithmetic {
@@ -209,40 +142,50 @@ impl ScalarUDFImpl for IntegerArithmetic {
     }
 
     fn schema_name(&self, args: &[Expr]) -> Result<String> {
-        let [left, right] = args else {
-            return internal_err!("{} takes two arguments", self.name);
-        };
-        Ok(format!(
-            "{} {} {}",
-            left.schema_name(),
-            self.op,
-            right.schema_name()
-        ))
+        // As DataFusion names the operator (`Expr::Negative` as `(- a)`).
+        match (self.op, args) {
+            (Some(op), [left, right]) => Ok(format!(
+                "{} {op} {}",
+                left.schema_name(),
+                right.schema_name()
+            )),
+            (None, [value]) => Ok(format!("(- {})", value.schema_name())),
+            _ => internal_err!("{}: wrong number of arguments", self.name),
+        }
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [left, right] = args.args.as_slice() else {
-            return internal_err!("{} takes two arguments", self.name);
-        };
-        let kernel = match self.op {
-            Operator::Plus => numeric::add,
-            Operator::Minus => numeric::sub,
-            _ => numeric::mul,
-        };
-        // DataFusion's own mapping of a Datum kernel over arrays and scalars (as `BinaryExpr`).
-        apply(left, right, |l, r| {
-            kernel(l, r).map_err(|e| match e {
-                ArrowError::ArithmeticOverflow(_) => {
-                    ArrowError::ArithmeticOverflow(format!("{} out of range", self.word))
-                }
-                e => e,
-            })
-        })
+        match (self.op, args.args.as_slice()) {
+            (Some(op), [left, right]) => {
+                let kernel = match op {
+                    Operator::Plus => numeric::add,
+                    Operator::Minus => numeric::sub,
+                    _ => numeric::mul,
+                };
+                // DataFusion's own mapping of a Datum kernel over arrays and scalars (as
+                // `BinaryExpr`).
+                apply(left, right, |l, r| {
+                    kernel(l, r).map_err(|e| self.out_of_range(e))
+                })
+            }
+            (None, [ColumnarValue::Array(array)]) => Ok(ColumnarValue::Array(
+                numeric::neg(array.as_ref()).map_err(|e| self.out_of_range(e))?,
+            )),
+            (None, [ColumnarValue::Scalar(scalar)]) => {
+                let negated =
+                    numeric::neg(scalar.to_array()?.as_ref()).map_err(|e| self.out_of_range(e))?;
+                Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                    negated.as_ref(),
+                    0,
+                )?))
+            }
+            _ => internal_err!("{}: wrong number of arguments", self.name),
+        }
     }
 }
 
-/// `e` with its integer `+`, `-` and `*` (those `only` accepts) replaced by [`IntegerArithmetic`],
-/// and its integer unary minus by [`IntegerNegation`]; `schema` types the operands.
+/// `e` with its integer `+`, `-`, `*` and unary minus (those `only` accepts) replaced by
+/// [`IntegerArithmetic`]; `schema` types the operands.
 fn check_arithmetic(
     e: Expr,
     schema: &DFSchema,
@@ -252,18 +195,17 @@ fn check_arithmetic(
         let checked = match &e {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) if only(&e) => {
                 match (left.get_type(schema), right.get_type(schema)) {
-                    (Ok(lt), Ok(rt)) if lt == rt => IntegerArithmetic::new(*op, lt)
-                        .map(|f| Arc::new(ScalarUDF::new_from_impl(f))),
+                    (Ok(lt), Ok(rt)) if lt == rt => IntegerArithmetic::new(Some(*op), lt),
                     _ => None,
                 }
             }
             Expr::Negative(value) if only(&e) => value
                 .get_type(schema)
                 .ok()
-                .and_then(IntegerNegation::new)
-                .map(|f| Arc::new(ScalarUDF::new_from_impl(f))),
+                .and_then(|ty| IntegerArithmetic::new(None, ty)),
             _ => None,
-        };
+        }
+        .map(|f| Arc::new(ScalarUDF::new_from_impl(f)));
         Ok(match (checked, e) {
             (Some(f), Expr::BinaryExpr(BinaryExpr { left, right, .. })) => Transformed::yes(
                 Expr::ScalarFunction(ScalarFunction::new_udf(f, vec![*left, *right])),
