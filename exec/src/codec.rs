@@ -16,6 +16,8 @@
 //! - an [`ExchangeReadExec`] as its producer stage, task count, read mode and the plan properties of the
 //!   node it stands for (schema, partitioning, orderings, equivalences, constants; not table
 //!   constraints, which no Tributary connector declares);
+//! - a correlated apply (`tributary_planner::apply::CorrelatedApplyExec`) as its subqueries' logical
+//!   plans over its one input (see [`apply`]);
 //! - a `ScalarSubqueryExpr` whose value the engine already computed (see [`crate::subquery`]) as that
 //!   value; the worker gets an expression holding it, displayed the same way.
 //!
@@ -63,6 +65,9 @@ use prost::Message;
 use tributary_connectors::{ScanSpec, decode_scan, decode_write, encode_scan, encode_write};
 use tributary_exchange::{ExchangeReadExec, ReadMode};
 use tributary_planner::CatalogRegistry;
+use tributary_planner::apply::CorrelatedApplyExec;
+
+mod apply;
 
 /// Encodes and decodes physical plan fragments. One per process, built from the catalog registry, which
 /// coordinator and workers load from the same `etc/catalog/*.toml`. Cheap to clone.
@@ -264,6 +269,22 @@ impl PhysicalExtensionCodec for TributaryCodec {
                     proto_converter,
                 )?))
             }
+            Some(NodeKind::Apply(node)) => {
+                let [input] = inputs else {
+                    return Err(DataFusionError::Internal(
+                        "bad Tributary apply node: it has one input".into(),
+                    ));
+                };
+                let decode_ctx = PhysicalPlanDecodeContext::new(ctx, self);
+                apply::decode(
+                    &self.shared,
+                    &node,
+                    Arc::clone(input),
+                    ctx,
+                    proto_converter,
+                    &decode_ctx,
+                )
+            }
             Some(NodeKind::Write(write)) => {
                 let spec: ScanSpec = serde_json::from_str(&write.spec).map_err(|e| {
                     DataFusionError::Internal(format!("bad Tributary write node: {e}"))
@@ -299,6 +320,8 @@ impl PhysicalExtensionCodec for TributaryCodec {
             })
         } else if let Some(read) = node.downcast_ref::<ExchangeReadExec>() {
             NodeKind::ExchangeRead(encode_exchange_read(read, self, proto_converter)?)
+        } else if let Some(applied) = node.downcast_ref::<CorrelatedApplyExec>() {
+            NodeKind::Apply(apply::encode(self, applied, proto_converter)?)
         } else if let Some(spec) = encode_write(node.as_ref()) {
             NodeKind::Write(WriteNode {
                 spec: serde_json::to_string(&spec)
@@ -634,7 +657,7 @@ fn required<'a, T>(field: Option<&'a T>, name: &str) -> Result<&'a T> {
 /// A Tributary plan node (`PhysicalExtensionNode.node`).
 #[derive(Clone, PartialEq, Message)]
 struct NodeEnvelope {
-    #[prost(oneof = "NodeKind", tags = "1, 2, 3")]
+    #[prost(oneof = "NodeKind", tags = "1, 2, 3, 4")]
     node: Option<NodeKind>,
 }
 
@@ -646,6 +669,8 @@ enum NodeKind {
     ExchangeRead(ExchangeReadNode),
     #[prost(message, tag = "3")]
     Write(WriteNode),
+    #[prost(message, tag = "4")]
+    Apply(apply::ApplyNode),
 }
 
 /// A connector's write node over its one input (the extension node's input): its spec as JSON.

@@ -573,6 +573,32 @@ async fn postgres_scans_survive_the_round_trip() {
             round_trip(&node, &ctx, &stage.plan);
         }
     }
+
+    // A correlated apply over tpch whose subquery reads an aggregate pushed to PostgreSQL: the
+    // pushed statement travels as its catalog and SQL, rebuilt through the decoding side's
+    // connector.
+    let sql = "select n_name, (select count(*) from (select v, max(id) as m from t group by v) g \
+               where g.m > n.n_nationkey * 200 + 4000) from tpch.tiny.nation n";
+    let plan = physical(&ctx, sql).await;
+    assert!(
+        text(&plan).contains("CorrelatedApplyExec"),
+        "{}",
+        text(&plan)
+    );
+    let bytes = node.codec.encode(&plan).expect("encode");
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        contains(b"GROUP BY"),
+        "the subquery should carry the statement pushed to PostgreSQL"
+    );
+    let worker = node.session("system", "runtime");
+    let decoded = node
+        .codec
+        .decode(&bytes, &worker.task_ctx())
+        .expect("decode");
+    let expected = rows(Arc::clone(&plan), ctx.task_ctx()).await;
+    assert!(expected.len() > 20, "{expected:#?}");
+    assert_eq!(expected, rows(decoded, worker.task_ctx()).await, "{sql}");
 }
 
 /// A lake write ships its writer stage to workers (the writer over its input, rebuilt through the
@@ -633,4 +659,57 @@ async fn lake_writers_survive_the_round_trip() {
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .collect();
     assert_eq!(files.len(), 2, "one file per writer partition: {files:?}");
+}
+
+/// A correlated apply ships with its subqueries' logical plans: decoded (as a worker does, with a
+/// session whose default catalog is another), it displays the same and gives the same rows, its
+/// subqueries planned and run on the decoding side. One whose subquery reads a `system` table (the
+/// coordinator's own state) is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correlated_applies_ship_their_subqueries() {
+    let node = Node::start(None).await;
+    let ctx = node.session("tpch", "tiny");
+    let worker = node.session("system", "runtime");
+    for sql in [
+        // Scalar, in the select list, with a non-equality correlation.
+        "select n_nationkey, (select count(*) from customer c \
+         where c.c_nationkey < n.n_nationkey and c.c_acctbal > 9000) from nation n",
+        // EXISTS in the select list, two outer columns.
+        "select n_name, exists (select 1 from region r \
+         where r.r_regionkey > n.n_regionkey and r.r_regionkey * 5 < n.n_nationkey) from nation n",
+        // IN with a correlated filter, a checked integer operator inside.
+        "select n_name, n_regionkey in (select r_regionkey from tpch.tiny.region r \
+         where r.r_regionkey + 20 < n.n_nationkey) from nation n",
+    ] {
+        let plan = physical(&ctx, sql).await;
+        assert!(
+            text(&plan).contains("CorrelatedApplyExec"),
+            "no apply in:\n{}",
+            text(&plan)
+        );
+        let bytes = node
+            .codec
+            .encode(&plan)
+            .unwrap_or_else(|e| panic!("encode: {e}\n{}", text(&plan)));
+        let decoded = node
+            .codec
+            .decode(&bytes, &worker.task_ctx())
+            .unwrap_or_else(|e| panic!("decode: {e}\n{}", text(&plan)));
+        assert_eq!(text(&plan), text(&decoded), "display after the round trip");
+        let expected = rows(Arc::clone(&plan), ctx.task_ctx()).await;
+        assert!(expected.len() > 4, "{expected:?}");
+        assert_eq!(expected, rows(decoded, worker.task_ctx()).await, "{sql}");
+    }
+
+    let plan = physical(
+        &ctx,
+        "select n_name, (select count(*) from system.runtime.nodes s \
+         where s.node_id <> n.n_name) from nation n",
+    )
+    .await;
+    let message = refusal(&node, &plan);
+    assert!(
+        message.contains("system.runtime.nodes"),
+        "the refusal should name the table: {message}"
+    );
 }

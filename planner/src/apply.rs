@@ -13,9 +13,12 @@
 //! subqueries stay DataFusion's (run once before the query). A `postgres` catalog never gets here
 //! for a statement it can run whole (see `pushdown`).
 //!
-//! The apply runs where its input is: it cannot be shipped to a worker (its subqueries are
-//! logical plans, planned at run time), so the scheduler keeps its stage on the coordinator, and
-//! the subqueries themselves run in the coordinator's process.
+//! The apply runs where its input is, in the same stage, like any other operator that keeps its
+//! input's partitioning. Its subqueries are logical plans (their outer references as placeholders
+//! `$1..$n`), planned per binding where the task runs: a stage holding an apply ships to a worker
+//! with each subquery's logical plan encoded (the worker's codec, `tributary_exec::codec`, rebuilds
+//! it through a [`SubqueryLoader`] from the worker's own catalogs), and stays on the coordinator
+//! only when a subquery reads what a worker does not have (see that codec).
 //!
 //! Semantics follow PostgreSQL: a scalar subquery of no rows is NULL and of more than one row is
 //! an error (21000); `x IN (subquery)` is NULL when x is NULL and the subquery has rows, or when no
@@ -42,8 +45,10 @@ use datafusion::logical_expr::expr::{Exists, InSubquery};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{
     Expr, Extension, Filter, LogicalPlan, Projection, Subquery, UserDefinedLogicalNode,
-    UserDefinedLogicalNodeCore,
+    UserDefinedLogicalNodeCore, expr::Placeholder,
 };
+use datafusion::optimizer::optimizer::ApplyOrder;
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -160,6 +165,60 @@ impl UserDefinedLogicalNodeCore for ApplyNode {
             input: Arc::new(input),
             ..self.clone()
         })
+    }
+}
+
+/// The names of DataFusion's optimizer rules that turn subqueries into joins, and whose failure
+/// leaves a subquery the apply runs as written.
+const DECORRELATING_RULES: &[&str] = &["decorrelate_predicate_subquery", "scalar_subquery_to_join"];
+
+/// `rules` (an optimizer's, in order) with DataFusion's subquery decorrelation rules made
+/// tolerant: where one fails on a node (DataFusion 55 cannot pull a correlated filter on an
+/// aggregate's alias out of a derived table: `(SELECT count(*) FROM (SELECT v, max(id) AS m FROM t
+/// GROUP BY v) g WHERE g.m > outer.x)` fails with `No field named g."max(t.id)"`), the node is left
+/// as it was and its subquery runs by the apply, as PostgreSQL's SubPlan would. Other rules'
+/// failures stay errors.
+pub fn tolerant_decorrelation(
+    rules: Vec<Arc<dyn OptimizerRule + Send + Sync>>,
+) -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
+    rules
+        .into_iter()
+        .map(|rule| {
+            if DECORRELATING_RULES.contains(&rule.name()) {
+                Arc::new(Tolerant(rule)) as Arc<dyn OptimizerRule + Send + Sync>
+            } else {
+                rule
+            }
+        })
+        .collect()
+}
+
+/// A decorrelation rule whose failure on a node leaves the node unchanged.
+#[derive(Debug)]
+struct Tolerant(Arc<dyn OptimizerRule + Send + Sync>);
+
+impl OptimizerRule for Tolerant {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        self.0.apply_order()
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        let unchanged = plan.clone();
+        match self.0.rewrite(plan, config) {
+            Ok(rewritten) => Ok(rewritten),
+            Err(e) => {
+                tracing::debug!(rule = self.0.name(), "subquery left to the apply: {e}");
+                Ok(Transformed::no(unchanged))
+            }
+        }
     }
 }
 
@@ -334,20 +393,21 @@ impl ExtensionPlanner for ApplyPlanner {
                 .map(|c| Ok((outer.index_of_column(&c)?, c)))
                 .collect::<Result<Vec<_>>>()?;
             let kind = match s {
-                Correlated::Scalar(_) => Kind::Scalar,
-                Correlated::Exists { negated, .. } => Kind::Exists { negated: *negated },
+                Correlated::Scalar(_) => ApplyKind::Scalar,
+                Correlated::Exists { negated, .. } => ApplyKind::Exists { negated: *negated },
                 Correlated::In { expr, negated, .. } => {
                     let expr = planner.create_physical_expr(expr, outer, session, planning_ctx)?;
-                    Kind::In {
+                    ApplyKind::In {
                         ty: expr.data_type(outer.as_arrow())?,
                         expr,
                         negated: *negated,
                     }
                 }
             };
-            subqueries.push(Apply {
+            let plan = with_placeholders(&s.subquery().subquery, &bindings)?;
+            subqueries.push(ApplySubquery {
                 kind,
-                plan: Arc::clone(&s.subquery().subquery),
+                plan: SubqueryPlan::Planned(Arc::new(plan)),
                 bindings,
             });
         }
@@ -360,28 +420,127 @@ impl ExtensionPlanner for ApplyPlanner {
     }
 }
 
+/// `plan` with each outer reference named in `bindings` replaced by the placeholder `$i` (`i`:
+/// its 1-based position there), typed as the reference. References of nested subqueries' own
+/// plans are left as they are.
+fn with_placeholders(plan: &LogicalPlan, bindings: &[(usize, Column)]) -> Result<LogicalPlan> {
+    let ids: HashMap<&Column, String> = bindings
+        .iter()
+        .enumerate()
+        .map(|(i, (_, c))| (c, format!("${}", i + 1)))
+        .collect();
+    map_plan_expressions(plan.clone(), |e| match &e {
+        Expr::OuterReferenceColumn(field, c) => match ids.get(c) {
+            Some(id) => Ok(Transformed::yes(Expr::Placeholder(
+                Placeholder::new_with_field(id.clone(), Some(Arc::clone(field))),
+            ))),
+            None => Ok(Transformed::no(e)),
+        },
+        _ => Ok(Transformed::no(e)),
+    })
+}
+
+/// `plan` with `f` applied bottom-up to every expression of every node (not inside subqueries).
+fn map_plan_expressions(
+    plan: LogicalPlan,
+    f: impl Fn(Expr) -> Result<Transformed<Expr>>,
+) -> Result<LogicalPlan> {
+    Ok(plan
+        .transform_up(|node| node.map_expressions(|e| e.transform_up(&f)))?
+        .data)
+}
+
+/// What a subquery of a [`CorrelatedApplyExec`] gives for each input row.
 #[derive(Debug)]
-enum Kind {
+pub enum ApplyKind {
+    /// Its one value, NULL for no row, an error (21000) for more than one.
     Scalar,
+    /// Whether it has a row (`negated`: that it has none).
     Exists {
+        /// `NOT EXISTS`.
         negated: bool,
     },
+    /// Whether `expr` (over the apply's input) is among its values, with SQL's NULL rules.
     In {
+        /// The tested expression, over the apply's input schema.
         expr: Arc<dyn PhysicalExpr>,
         /// The tested expression's type, which the subquery's values are cast to.
         ty: DataType,
+        /// `NOT IN`.
         negated: bool,
     },
 }
 
 /// One subquery as the apply runs it.
 #[derive(Debug)]
-struct Apply {
-    kind: Kind,
-    /// The subquery's logical plan, whose outer references are `bindings`.
-    plan: Arc<LogicalPlan>,
-    /// Input column index and the outer reference it fills.
-    bindings: Vec<(usize, Column)>,
+pub struct ApplySubquery {
+    /// What it gives per row.
+    pub kind: ApplyKind,
+    /// Input column index and the outer reference it fills: the i-th (from 0) is the plan's
+    /// placeholder `$i+1`.
+    pub bindings: Vec<(usize, Column)>,
+    plan: SubqueryPlan,
+}
+
+/// Where a subquery's logical plan comes from.
+#[derive(Debug)]
+enum SubqueryPlan {
+    /// Planned in this process (the coordinator).
+    Planned(Arc<LogicalPlan>),
+    /// Encoded elsewhere, rebuilt on first use (a worker).
+    Loaded {
+        loader: Arc<dyn SubqueryLoader>,
+        plan: tokio::sync::OnceCell<Arc<LogicalPlan>>,
+    },
+}
+
+/// Rebuilds, in another process, the logical plan of a subquery another process planned (what a
+/// worker's plan codec decodes into): its tables resolved through this process's catalogs, which is
+/// asynchronous, hence not done while the stage's plan is decoded.
+#[async_trait]
+pub trait SubqueryLoader: fmt::Debug + Send + Sync {
+    /// The plan, its outer references as placeholders `$1..$n` ([`ApplySubquery::bindings`]
+    /// order), with `state`'s catalogs. Called once per apply operator instance.
+    ///
+    /// Errors: a table the process does not have, or has with another schema.
+    async fn load(&self, state: &SessionState) -> Result<LogicalPlan>;
+}
+
+impl ApplySubquery {
+    /// A subquery whose plan `loader` rebuilds on first use.
+    pub fn loaded(
+        kind: ApplyKind,
+        bindings: Vec<(usize, Column)>,
+        loader: Arc<dyn SubqueryLoader>,
+    ) -> Self {
+        Self {
+            kind,
+            bindings,
+            plan: SubqueryPlan::Loaded {
+                loader,
+                plan: tokio::sync::OnceCell::new(),
+            },
+        }
+    }
+
+    /// The logical plan when it was planned in this process (outer references as placeholders
+    /// `$1..$n`); `None` for a loaded one.
+    pub fn planned(&self) -> Option<&Arc<LogicalPlan>> {
+        match &self.plan {
+            SubqueryPlan::Planned(plan) => Some(plan),
+            SubqueryPlan::Loaded { .. } => None,
+        }
+    }
+
+    async fn plan(&self, state: &SessionState) -> Result<Arc<LogicalPlan>> {
+        match &self.plan {
+            SubqueryPlan::Planned(plan) => Ok(Arc::clone(plan)),
+            SubqueryPlan::Loaded { loader, plan } => plan
+                .get_or_try_init(|| async { loader.load(state).await.map(Arc::new) })
+                .await
+                .cloned(),
+        }
+    }
 }
 
 /// What a subquery gave for one binding.
@@ -403,7 +562,7 @@ struct Cache {
 }
 
 impl Cache {
-    fn new(s: &Apply, input: &Schema) -> Result<Self> {
+    fn new(s: &ApplySubquery, input: &Schema) -> Result<Self> {
         let converter = if s.bindings.is_empty() {
             None
         } else {
@@ -426,16 +585,19 @@ impl Cache {
 #[derive(Debug)]
 pub struct CorrelatedApplyExec {
     input: Arc<dyn ExecutionPlan>,
-    subqueries: Arc<Vec<Apply>>,
+    subqueries: Arc<Vec<ApplySubquery>>,
     schema: SchemaRef,
     state: Arc<SessionState>,
     properties: Arc<PlanProperties>,
 }
 
 impl CorrelatedApplyExec {
-    fn new(
+    /// An apply adding one column per subquery (of `schema`, which is the input's columns then
+    /// those) to `input`'s rows, planning the subqueries with `state` (its catalogs, functions
+    /// and rules).
+    pub fn new(
         input: Arc<dyn ExecutionPlan>,
-        subqueries: Arc<Vec<Apply>>,
+        subqueries: Arc<Vec<ApplySubquery>>,
         schema: SchemaRef,
         state: Arc<SessionState>,
     ) -> Self {
@@ -453,6 +615,16 @@ impl CorrelatedApplyExec {
             properties,
         }
     }
+
+    /// Its subqueries, in the order of the columns it adds.
+    pub fn subqueries(&self) -> &Arc<Vec<ApplySubquery>> {
+        &self.subqueries
+    }
+
+    /// The session its subqueries are planned with.
+    pub fn session(&self) -> &SessionState {
+        &self.state
+    }
 }
 
 impl DisplayAs for CorrelatedApplyExec {
@@ -462,10 +634,10 @@ impl DisplayAs for CorrelatedApplyExec {
             .iter()
             .map(|s| {
                 let kind = match &s.kind {
-                    Kind::Scalar => "scalar".to_string(),
-                    Kind::Exists { negated: false } => "exists".to_string(),
-                    Kind::Exists { negated: true } => "not exists".to_string(),
-                    Kind::In { expr, negated, .. } => {
+                    ApplyKind::Scalar => "scalar".to_string(),
+                    ApplyKind::Exists { negated: false } => "exists".to_string(),
+                    ApplyKind::Exists { negated: true } => "not exists".to_string(),
+                    ApplyKind::In { expr, negated, .. } => {
                         format!("{expr}{} in", if *negated { " not" } else { "" })
                     }
                 };
@@ -495,7 +667,7 @@ impl ExecutionPlan for CorrelatedApplyExec {
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
         for s in self.subqueries.iter() {
-            if let Kind::In { expr, .. } = &s.kind
+            if let ApplyKind::In { expr, .. } = &s.kind
                 && f(expr)? == TreeNodeRecursion::Stop
             {
                 return Ok(TreeNodeRecursion::Stop);
@@ -571,7 +743,7 @@ impl ExecutionPlan for CorrelatedApplyExec {
 /// `batch` with one column per subquery appended.
 async fn apply_batch(
     batch: &RecordBatch,
-    subqueries: &[Apply],
+    subqueries: &[ApplySubquery],
     caches: &mut [Cache],
     state: &SessionState,
     context: &Arc<TaskContext>,
@@ -620,7 +792,7 @@ async fn apply_batch(
             slots.push(slot);
         }
         let array: ArrayRef = match &s.kind {
-            Kind::Scalar => {
+            ApplyKind::Scalar => {
                 // The batch's distinct values once, then taken for every row.
                 let mut local = HashMap::new();
                 let mut values = Vec::new();
@@ -643,7 +815,7 @@ async fn apply_batch(
                     take(&ScalarValue::iter_to_array(values)?, &indices, None)?
                 }
             }
-            Kind::Exists { negated } => Arc::new(
+            ApplyKind::Exists { negated } => Arc::new(
                 slots
                     .iter()
                     .map(|slot| match cache.outcomes[*slot] {
@@ -652,7 +824,7 @@ async fn apply_batch(
                     })
                     .collect::<BooleanArray>(),
             ),
-            Kind::In { expr, negated, .. } => {
+            ApplyKind::In { expr, negated, .. } => {
                 let tested = expr.evaluate(batch)?.into_array(rows)?;
                 let mut found = Vec::with_capacity(rows);
                 for (row, slot) in slots.iter().enumerate() {
@@ -681,42 +853,36 @@ async fn apply_batch(
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
-/// Runs `s` with its outer references set to `key` (in `s.bindings` order).
+/// Runs `s` with its placeholders set to `key` (in `s.bindings` order).
 async fn run_subquery(
-    s: &Apply,
+    s: &ApplySubquery,
     key: &[ScalarValue],
     state: &SessionState,
     context: &Arc<TaskContext>,
 ) -> Result<Outcome> {
-    let values: HashMap<&Column, &ScalarValue> =
-        s.bindings.iter().map(|(_, c)| c).zip(key.iter()).collect();
-    let plan = s
-        .plan
-        .as_ref()
-        .clone()
-        .transform_up(|node| {
-            node.map_expressions(|e| {
-                e.transform_up(|e| match &e {
-                    Expr::OuterReferenceColumn(field, c) => match values.get(c) {
-                        Some(v) => {
-                            let v = if v.data_type() == *field.data_type() {
-                                (*v).clone()
-                            } else {
-                                v.cast_to(field.data_type())?
-                            };
-                            Ok(Transformed::yes(Expr::Literal(v, None)))
-                        }
-                        None => Ok(Transformed::no(e)),
-                    },
-                    _ => Ok(Transformed::no(e)),
-                })
-            })
-        })?
-        .data;
+    let values: HashMap<String, &ScalarValue> =
+        (1..).map(|i| format!("${i}")).zip(key.iter()).collect();
+    let plan = map_plan_expressions(s.plan(state).await?.as_ref().clone(), |e| match &e {
+        Expr::Placeholder(Placeholder {
+            id,
+            field: Some(field),
+        }) => match values.get(id) {
+            Some(v) => {
+                let v = if v.data_type() == *field.data_type() {
+                    (*v).clone()
+                } else {
+                    v.cast_to(field.data_type())?
+                };
+                Ok(Transformed::yes(Expr::Literal(v, None)))
+            }
+            None => Ok(Transformed::no(e)),
+        },
+        _ => Ok(Transformed::no(e)),
+    })?;
     let physical = state.create_physical_plan(&plan).await?;
     let mut stream = datafusion::physical_plan::execute_stream(physical, Arc::clone(context))?;
     match s.kind {
-        Kind::Exists { .. } => {
+        ApplyKind::Exists { .. } => {
             while let Some(batch) = stream.next().await {
                 if batch?.num_rows() > 0 {
                     return Ok(Outcome::Exists(true));
@@ -724,7 +890,7 @@ async fn run_subquery(
             }
             Ok(Outcome::Exists(false))
         }
-        Kind::Scalar => {
+        ApplyKind::Scalar => {
             let mut value = None;
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
@@ -745,7 +911,7 @@ async fn run_subquery(
                 )?)),
             }
         }
-        Kind::In { .. } => {
+        ApplyKind::In { .. } => {
             let mut set = HashSet::new();
             let mut has_null = false;
             while let Some(batch) = stream.next().await {
@@ -753,7 +919,7 @@ async fn run_subquery(
                 for row in 0..batch.num_rows() {
                     let v = ScalarValue::try_from_array(batch.column(0), row)?;
                     let v = match &s.kind {
-                        Kind::In { ty, .. } if v.data_type() != *ty && !v.is_null() => {
+                        ApplyKind::In { ty, .. } if v.data_type() != *ty && !v.is_null() => {
                             v.cast_to(ty)?
                         }
                         _ => v,

@@ -55,6 +55,10 @@ pub fn new_session_context(
         .with_runtime_env(runtime)
         .with_catalog_list(registry.catalog_list())
         .with_default_features()
+        // DataFusion's rules, a failing subquery decorrelation leaving the subquery to the apply.
+        .with_optimizer_rules(crate::apply::tolerant_decorrelation(
+            datafusion::optimizer::Optimizer::new().rules,
+        ))
         // Numeric quotients with PostgreSQL's scale (at least 16 fractional digits) and sums of
         // bigints as numeric, once types are known and before constants are folded.
         .with_analyzer_rule(Arc::new(crate::numeric::NumericDivisionScale))
