@@ -46,6 +46,13 @@ const QUERIES: &[&str] = &[
      WHERE g.m > t1.b) FROM t1 ORDER BY 1, 2",
     "SELECT a FROM t1 WHERE EXISTS (SELECT 1 FROM (SELECT d, count(*) AS n FROM t1 AS x GROUP BY d) \
      AS g WHERE g.n > t1.a % 7 AND g.d = t1.d) ORDER BY 1",
+    // ORDER BY a correlated subquery (computed below the sort), and an aggregate of one.
+    "SELECT a, b FROM t1 ORDER BY (SELECT count(*) FROM t1 AS x WHERE x.b < t1.b) DESC, a LIMIT 10",
+    "SELECT a FROM t1 ORDER BY EXISTS (SELECT 1 FROM t1 AS x WHERE x.c > t1.c AND x.d < t1.d), a",
+    "SELECT d % 3, sum((SELECT count(*) FROM t1 AS x WHERE x.a < t1.a)) FROM t1 GROUP BY 1 ORDER BY 1",
+    // An aggregate over an applied subquery's column (typed non-null by DataFusion, nullable here).
+    "SELECT count(*), sum(n), max(n) FROM (SELECT a, (SELECT count(*) FROM t1 AS x \
+     WHERE x.b < t1.b) AS n FROM t1) AS q",
     // An uncorrelated scalar subquery holding a correlated EXISTS under OR (DataFusion plans the
     // outer subquery on its own).
     "SELECT (SELECT count(*) FROM t1 AS x WHERE x.a > 200 OR EXISTS (SELECT 1 FROM t1 AS y \

@@ -37,6 +37,7 @@ use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::catalog::Session;
+use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, DFSchemaRef, Result, ScalarValue, internal_err};
 use datafusion::execution::context::{QueryPlanner, SessionState};
@@ -44,11 +45,11 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::expr::{Exists, InSubquery};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{
-    Expr, Extension, Filter, LogicalPlan, Projection, Subquery, UserDefinedLogicalNode,
-    UserDefinedLogicalNodeCore, expr::Placeholder,
+    Aggregate, Expr, ExprSchemable, Extension, Filter, LogicalPlan, Projection, Sort, Subquery,
+    UserDefinedLogicalNode, UserDefinedLogicalNodeCore, expr::Placeholder,
 };
 use datafusion::optimizer::optimizer::ApplyOrder;
-use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+use datafusion::optimizer::{AnalyzerRule, OptimizerConfig, OptimizerRule};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -222,33 +223,111 @@ impl OptimizerRule for Tolerant {
     }
 }
 
+/// The analyzer rule letting `ORDER BY` hold subqueries, which DataFusion's analyzer refuses in a
+/// sort (`Correlated scalar subquery can only be used in Projection, Filter, Aggregate plan
+/// nodes`) where PostgreSQL sorts by them: each sort key holding one is computed by a projection
+/// below the sort (`__order_N`), sorted by, and projected away above it. Then DataFusion
+/// decorrelates it or [`rewrite`] applies it like any select-list subquery.
+#[derive(Debug, Default)]
+pub struct OrderBySubqueries;
+
+impl AnalyzerRule for OrderBySubqueries {
+    fn name(&self) -> &str {
+        "order_by_subqueries"
+    }
+
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| match node {
+            LogicalPlan::Sort(sort) if sort.expr.iter().any(|s| has_subquery(&s.expr)) => {
+                sort_by_computed_keys(sort).map(Transformed::yes)
+            }
+            other => Ok(Transformed::no(other)),
+        })
+        .map(|t| t.data)
+    }
+}
+
+fn has_subquery(e: &Expr) -> bool {
+    e.exists(|e| {
+        Ok(matches!(
+            e,
+            Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
+        ))
+    })
+    .unwrap_or(false)
+}
+
+/// See [`OrderBySubqueries`].
+fn sort_by_computed_keys(sort: Sort) -> Result<LogicalPlan> {
+    let own: Vec<Expr> = sort
+        .input
+        .schema()
+        .iter()
+        .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
+        .collect();
+    let mut computed = own.clone();
+    let mut keys = Vec::with_capacity(sort.expr.len());
+    for key in sort.expr {
+        if has_subquery(&key.expr) {
+            let name = format!(
+                "__order_{}",
+                NEXT_COLUMN.fetch_add(1, AtomicOrdering::Relaxed)
+            );
+            computed.push(key.expr.clone().alias(name.clone()));
+            keys.push(key.with_expr(Expr::Column(Column::from_name(name))));
+        } else {
+            keys.push(key);
+        }
+    }
+    let below = Projection::try_new(computed, sort.input)?;
+    let sorted = LogicalPlan::Sort(Sort {
+        expr: keys,
+        input: Arc::new(LogicalPlan::Projection(below)),
+        fetch: sort.fetch,
+    });
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        own,
+        Arc::new(sorted),
+    )?))
+}
+
 /// Gives every apply column a name of its own within the process.
 static NEXT_COLUMN: AtomicUsize = AtomicUsize::new(0);
 
 /// `plan` with each correlated subquery of a `Filter` or `Projection` (and every `EXISTS` or
 /// `IN (SELECT ...)` left there, which DataFusion cannot plan either) computed by an [`ApplyNode`]
-/// below it. The nodes keep their output schema exactly.
+/// below it. The nodes keep their output column names exactly; a scalar subquery's column becomes
+/// nullable (no row is NULL, whatever DataFusion typed it as), and the nodes above recompute their
+/// schemas, as DataFusion's physical planner checks an aggregate's input against the physical one.
 pub fn rewrite(plan: LogicalPlan) -> Result<LogicalPlan> {
-    plan.transform_up(|node| {
-        // DataFusion physical-plans an uncorrelated scalar subquery on its own (without this
-        // planner): what it holds is rewritten here.
-        let node = node
-            .map_expressions(|e| {
-                e.transform_up(|e| match e {
-                    Expr::ScalarSubquery(s) if s.outer_ref_columns.is_empty() => {
-                        let inner = rewrite(s.subquery.as_ref().clone())?;
-                        Ok(Transformed::yes(Expr::ScalarSubquery(Subquery {
-                            subquery: Arc::new(inner),
-                            ..s
-                        })))
-                    }
-                    other => Ok(Transformed::no(other)),
-                })
-            })?
-            .data;
-        rewrite_node(node)
-    })
-    .map(|t| t.data)
+    rewrite_below(plan).map(|t| t.data)
+}
+
+fn rewrite_below(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let children = plan.map_children(rewrite_below)?;
+    let changed_below = children.transformed;
+    // DataFusion physical-plans an uncorrelated scalar subquery on its own (without this
+    // planner): what it holds is rewritten here.
+    let node = children
+        .data
+        .map_expressions(|e| {
+            e.transform_up(|e| match e {
+                Expr::ScalarSubquery(s) if s.outer_ref_columns.is_empty() => {
+                    let inner = rewrite(s.subquery.as_ref().clone())?;
+                    Ok(Transformed::yes(Expr::ScalarSubquery(Subquery {
+                        subquery: Arc::new(inner),
+                        ..s
+                    })))
+                }
+                other => Ok(Transformed::no(other)),
+            })
+        })?
+        .data;
+    let rewritten = rewrite_node(node)?;
+    if rewritten.transformed || !changed_below {
+        return Ok(rewritten);
+    }
+    Ok(Transformed::yes(rewritten.data.recompute_schema()?))
 }
 
 /// One node of [`rewrite`]: a Filter or Projection holding subqueries gets its apply.
@@ -256,8 +335,44 @@ fn rewrite_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     match node {
         LogicalPlan::Projection(p) if p.expr.iter().any(needs_apply) => {
             let (exprs, apply) = extract(p.expr.clone(), &p.input)?;
+            // The same names, each nullable as its new expression is.
+            let fields = p
+                .schema
+                .iter()
+                .zip(&exprs)
+                .map(|((q, f), e)| {
+                    let nullable = f.is_nullable() || e.nullable(apply.schema().as_ref())?;
+                    Ok((
+                        q.cloned(),
+                        Arc::new(f.as_ref().clone().with_nullable(nullable)),
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let schema = DFSchema::new_with_metadata(fields, p.schema.metadata().clone())?
+                .with_functional_dependencies(p.schema.functional_dependencies().clone())?;
             let projection =
-                Projection::try_new_with_schema(exprs, Arc::new(apply), Arc::clone(&p.schema))?;
+                Projection::try_new_with_schema(exprs, Arc::new(apply), Arc::new(schema))?;
+            Ok(Transformed::yes(LogicalPlan::Projection(projection)))
+        }
+        LogicalPlan::Aggregate(a) if a.group_expr.iter().chain(&a.aggr_expr).any(needs_apply) => {
+            // `sum((SELECT ...))`: the subquery's column below, the aggregate over it, then the
+            // aggregate's own output names back.
+            let groups = a.group_expr.len();
+            let exprs = a.group_expr.iter().chain(&a.aggr_expr).cloned().collect();
+            let (mut exprs, apply) = extract(exprs, &a.input)?;
+            let aggr = exprs.split_off(groups);
+            let aggregate = Aggregate::try_new(Arc::new(apply), exprs, aggr)?;
+            let columns = aggregate
+                .schema
+                .iter()
+                .zip(a.schema.iter())
+                .map(|((nq, nf), (q, f))| {
+                    Expr::Column(Column::new(nq.cloned(), nf.name()))
+                        .alias_qualified(q.cloned(), f.name())
+                })
+                .collect();
+            let projection =
+                Projection::try_new(columns, Arc::new(LogicalPlan::Aggregate(aggregate)))?;
             Ok(Transformed::yes(LogicalPlan::Projection(projection)))
         }
         LogicalPlan::Filter(f) if needs_apply(&f.predicate) => {

@@ -59,6 +59,8 @@ pub fn new_session_context(
         .with_optimizer_rules(crate::apply::tolerant_decorrelation(
             datafusion::optimizer::Optimizer::new().rules,
         ))
+        // Subqueries in ORDER BY computed below the sort, where DataFusion takes them.
+        .with_analyzer_rule(Arc::new(crate::apply::OrderBySubqueries))
         // Numeric quotients with PostgreSQL's scale (at least 16 fractional digits) and sums of
         // bigints as numeric, once types are known and before constants are folded.
         .with_analyzer_rule(Arc::new(crate::numeric::NumericDivisionScale))

@@ -332,8 +332,14 @@ fn execution_error(message: &str) -> ErrorInfo {
 }
 
 /// Drops DataFusion's category prefixes ("Error during planning: ", "sql parser error: ", ...), which
-/// mean nothing to a PostgreSQL client.
+/// mean nothing to a PostgreSQL client, and the plea to file a DataFusion bug report that follows an
+/// internal error's text (`\nThis issue was likely caused by a bug in DataFusion's code. ...`).
 fn strip_prefix(message: &str) -> String {
+    const PLEA: &str = "\nThis issue was likely caused by a bug in DataFusion's code. Please help \
+                        us to resolve this by filing a bug report in our issue tracker: \
+                        https://github.com/apache/datafusion/issues";
+    let message = message.replace(PLEA, "");
+    let message = message.as_str();
     const PREFIXES: &[&str] = &[
         "Error during planning: ",
         "Execution error: ",
@@ -397,6 +403,8 @@ mod tests {
         assert_eq!(code(DataFusionError::NotImplemented("x".into())), "0A000");
         assert_eq!(code(DataFusionError::Configuration("x".into())), "22023");
         assert_eq!(code(DataFusionError::Internal("x".into())), "XX000");
+        let internal = datafusion_error(&DataFusionError::Internal("schema mismatch".into()));
+        assert_eq!(internal.message, "schema mismatch.");
         assert_eq!(exec_error(&ExecError::Canceled).code, "57014");
         let ambiguous = CatalogError::new(
             sqlstate::AMBIGUOUS_FUNCTION,
