@@ -50,6 +50,19 @@ const QUERIES: &[&str] = &[
     "SELECT a, b FROM t1 ORDER BY (SELECT count(*) FROM t1 AS x WHERE x.b < t1.b) DESC, a LIMIT 10",
     "SELECT a FROM t1 ORDER BY EXISTS (SELECT 1 FROM t1 AS x WHERE x.c > t1.c AND x.d < t1.d), a",
     "SELECT d % 3, sum((SELECT count(*) FROM t1 AS x WHERE x.a < t1.a)) FROM t1 GROUP BY 1 ORDER BY 1",
+    // A subquery correlated with one side of a join compared with the other side (in WHERE and
+    // in ON), in a window, and as a grouping key.
+    "SELECT t1.a, y.a FROM t1, t1 AS y WHERE y.a = (SELECT min(x.a) FROM t1 AS x WHERE x.a > t1.a) \
+     ORDER BY 1",
+    "SELECT t1.a, y.b FROM t1 JOIN t1 AS y ON y.a = (SELECT max(x.a) FROM t1 AS x WHERE x.a < t1.a) \
+     ORDER BY 1",
+    "SELECT a, rank() OVER (ORDER BY (SELECT count(*) FROM t1 AS x WHERE x.b < t1.b), a) FROM t1 \
+     ORDER BY 2",
+    "SELECT (SELECT count(*) FROM t1 AS x WHERE x.d < t1.d) / 10 AS k, count(*) FROM t1 \
+     GROUP BY 1 ORDER BY 1",
+    // An applied subquery's column through a UNION, then grouped.
+    "SELECT n, count(*) FROM (SELECT (SELECT count(*) FROM t1 AS x WHERE x.b < t1.b) AS n FROM t1 \
+     UNION ALL SELECT 0) AS u GROUP BY n ORDER BY 1",
     // An aggregate over an applied subquery's column (typed non-null by DataFusion, nullable here).
     "SELECT count(*), sum(n), max(n) FROM (SELECT a, (SELECT count(*) FROM t1 AS x \
      WHERE x.b < t1.b) AS n FROM t1) AS q",
@@ -341,10 +354,13 @@ fn workers_of_stage_with(analyzed: &str, operator: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn correlated_subqueries_run_on_a_cluster() {
     let spool = TempDir::new("apply-spool");
-    let config = ConfigDir::new().config(&format!(
-        "[exchange]\nbase_directories = [\"file://{}\"]\n",
-        spool.path().display()
-    ));
+    let lake = TempDir::new("apply-lake");
+    let config = ConfigDir::new()
+        .config(&format!(
+            "[exchange]\nbase_directories = [\"file://{}\"]\n",
+            spool.path().display()
+        ))
+        .catalog("lk", &compat_tests::lake_catalog_toml(lake.path()));
     let cluster = Cluster::start_with(config, &["w1"]).await;
     let client = cluster.coordinator.connect("tpch").await;
     // Line items come in two splits, so the apply over them is in a stage of its own (under the
@@ -381,4 +397,32 @@ async fn correlated_subqueries_run_on_a_cluster() {
     );
     let spooled = results::query_text(&client, sql).await.unwrap().strings();
     assert_eq!(spooled, expected, "answers under retry_policy TASK");
+
+    // Over lake tables (two files, so two splits): the worker resolves the subquery's table by
+    // name through its own lake catalog.
+    client
+        .batch_execute(
+            "SET retry_policy = 'NONE'; CREATE SCHEMA lk.s; \
+             CREATE TABLE lk.s.nation AS SELECT * FROM tpch.tiny.nation; \
+             CREATE TABLE lk.s.items AS SELECT l_orderkey, l_linenumber, l_suppkey \
+               FROM tpch.tiny.lineitem WHERE l_orderkey < 150; \
+             INSERT INTO lk.s.items SELECT l_orderkey, l_linenumber, l_suppkey \
+               FROM tpch.tiny.lineitem WHERE l_orderkey >= 150 AND l_orderkey < 300",
+        )
+        .await
+        .unwrap();
+    let on_lake = sql
+        .replace("tpch.tiny.nation", "lk.s.nation")
+        .replace("tpch.tiny.lineitem", "lk.s.items");
+    let analyzed = explain(&client, &format!("ANALYZE {on_lake}")).await;
+    let workers = workers_of_stage_with(&analyzed, "CorrelatedApplyExec");
+    assert!(
+        workers.iter().any(|w| w == "w1"),
+        "over lake tables too, the apply's tasks should run on w1, ran on {workers:?}:\n{analyzed}"
+    );
+    let lake_rows = results::query_text(&client, &on_lake)
+        .await
+        .unwrap()
+        .strings();
+    assert_eq!(lake_rows, expected, "answers over lake tables");
 }

@@ -114,13 +114,6 @@ pub trait Connector: Send + Sync + Debug {
         None
     }
 
-    /// The catalog as one remote database that statements can be pushed to (`postgres`, `mysql`),
-    /// `None` for other kinds (the default). A worker rebuilds a statement the coordinator pushed
-    /// (a subquery's plan shipped with a correlated apply) through it.
-    fn sql_source(&self) -> Option<Arc<dyn sql_source::SqlSource>> {
-        None
-    }
-
     /// Object stores the scans of this connector read through, to register in DataFusion's
     /// `RuntimeEnv` under the given URL (scheme + host) before any query runs. Empty by default.
     fn object_stores(&self) -> Vec<(url::Url, Arc<dyn ObjectStore>)> {

@@ -169,10 +169,6 @@ pub trait SqlSource: Send + Sync + Debug {
     /// Identifies the remote database: tables with the same id can be joined in one statement.
     fn id(&self) -> String;
 
-    /// The name of the catalog it is mounted as (`etc/catalog/NAME.toml`), under which every node
-    /// finds the same source ([`crate::Connector::sql_source`]).
-    fn catalog(&self) -> &str;
-
     /// The dialect of the source.
     fn dialect(&self) -> &dyn SqlDialect;
 

@@ -294,7 +294,9 @@ impl<S: SqlCatalog> TableProvider for SqlTableProvider<S> {
 
 impl<S: SqlCatalog> SqlTable for SqlTableProvider<S> {
     fn sql_source(&self) -> Arc<dyn SqlSource> {
-        sql_source(&self.shared)
+        Arc::new(RemoteSqlSource {
+            shared: Arc::clone(&self.shared),
+        })
     }
 
     fn relation(&self) -> String {
@@ -322,21 +324,10 @@ pub(crate) struct RemoteSqlSource<S> {
     shared: Arc<S>,
 }
 
-/// The [`SqlSource`] of the catalog whose shared state is `shared`.
-pub(crate) fn sql_source<S: SqlCatalog>(shared: &Arc<S>) -> Arc<dyn SqlSource> {
-    Arc::new(RemoteSqlSource {
-        shared: Arc::clone(shared),
-    })
-}
-
 #[async_trait]
 impl<S: SqlCatalog> SqlSource for RemoteSqlSource<S> {
     fn id(&self) -> String {
         format!("{}:{}", S::Reader::KIND, self.shared.name())
-    }
-
-    fn catalog(&self) -> &str {
-        self.shared.name()
     }
 
     fn dialect(&self) -> &dyn SqlDialect {

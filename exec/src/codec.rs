@@ -222,14 +222,23 @@ impl TributaryCodec {
         name: &str,
         type_id: TypeId,
     ) -> Result<()> {
-        if known.get(name) == Some(&type_id) {
+        if worker_has(known, name, type_id) {
             Ok(())
         } else {
-            Err(self.refuse(format!(
-                "{kind} function {name} (a worker session has no such function)"
-            )))
+            Err(self.refuse(no_such_function(kind, name)))
         }
     }
+}
+
+/// Whether `known` (a plain worker session's functions of one kind) has `name` with implementation
+/// type `type_id`.
+fn worker_has(known: &HashMap<String, TypeId>, name: &str, type_id: TypeId) -> bool {
+    known.get(name) == Some(&type_id)
+}
+
+/// Why a plan using function `name` of `kind` stays on the coordinator.
+fn no_such_function(kind: &str, name: &str) -> String {
+    format!("{kind} function {name} (a worker session has no such function)")
 }
 
 impl PhysicalExtensionCodec for TributaryCodec {

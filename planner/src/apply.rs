@@ -7,9 +7,12 @@
 //! aggregate, `EXISTS`/`IN` conjuncts of a WHERE). What is left in a filter or a select list,
 //! `(SELECT count(*) FROM t1 AS x WHERE x.b < t1.b)`, `CASE WHEN EXISTS (...)`, `a IN (SELECT ...) OR
 //! ...`, has no physical plan in DataFusion (`Physical plan does not support logical expression
-//! ScalarSubquery`). [`TributaryQueryPlanner`] rewrites the optimized logical plan before physical
-//! planning: each such subquery of a `Filter` or `Projection` becomes a column `__subquery_N` that
-//! an [`ApplyNode`] below adds to its input, planned as [`CorrelatedApplyExec`]. Uncorrelated scalar
+//! ScalarSubquery`). [`CorrelatedApplyRule`], right after DataFusion's decorrelation rules (and
+//! [`TributaryQueryPlanner`] before physical planning, for anything left), rewrites the plan: each
+//! such subquery of a `Filter`, `Projection` or `Aggregate` becomes a column `__subquery_N` that an
+//! [`ApplyNode`] below adds to its input, planned as [`CorrelatedApplyExec`]. Subqueries where
+//! DataFusion takes none (ORDER BY, windows, GROUP BY, an inner join's ON) are first moved where it
+//! does ([`SubqueriesComputedBelow`]). Uncorrelated scalar
 //! subqueries stay DataFusion's (run once before the query). A `postgres` catalog never gets here
 //! for a statement it can run whole (see `pushdown`).
 //!
@@ -45,8 +48,8 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::expr::{Exists, InSubquery};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{
-    Aggregate, Expr, ExprSchemable, Extension, Filter, LogicalPlan, Projection, Sort, Subquery,
-    UserDefinedLogicalNode, UserDefinedLogicalNodeCore, expr::Placeholder,
+    Aggregate, Expr, ExprSchemable, Extension, Filter, JoinType, LogicalPlan, Projection, Sort,
+    Subquery, UserDefinedLogicalNode, UserDefinedLogicalNodeCore, Window, expr::Placeholder,
 };
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{AnalyzerRule, OptimizerConfig, OptimizerRule};
@@ -162,8 +165,22 @@ impl UserDefinedLogicalNodeCore for ApplyNode {
         let [input] = <[LogicalPlan; 1]>::try_from(inputs).map_err(|_| {
             datafusion::common::DataFusionError::Internal("apply: one input".into())
         })?;
+        // The input's columns as they are now (an optimizer pass may have changed their
+        // nullability), then the subqueries' own.
+        let added = self.schema.fields().len() - self.input.schema().fields().len();
+        let own: Vec<_> = self
+            .schema
+            .iter()
+            .skip(self.input.schema().fields().len())
+            .take(added)
+            .map(|(q, f)| (q.cloned(), Arc::clone(f)))
+            .collect();
+        let schema = input
+            .schema()
+            .join(&DFSchema::new_with_metadata(own, HashMap::new())?)?;
         Ok(Self {
             input: Arc::new(input),
+            schema: Arc::new(schema),
             ..self.clone()
         })
     }
@@ -174,24 +191,53 @@ impl UserDefinedLogicalNodeCore for ApplyNode {
 const DECORRELATING_RULES: &[&str] = &["decorrelate_predicate_subquery", "scalar_subquery_to_join"];
 
 /// `rules` (an optimizer's, in order) with DataFusion's subquery decorrelation rules made
-/// tolerant: where one fails on a node (DataFusion 55 cannot pull a correlated filter on an
+/// tolerant, and [`CorrelatedApplyRule`] right after the last of them.
+///
+/// Tolerant: where one fails on a node (DataFusion 55 cannot pull a correlated filter on an
 /// aggregate's alias out of a derived table: `(SELECT count(*) FROM (SELECT v, max(id) AS m FROM t
 /// GROUP BY v) g WHERE g.m > outer.x)` fails with `No field named g."max(t.id)"`), the node is left
 /// as it was and its subquery runs by the apply, as PostgreSQL's SubPlan would. Other rules'
 /// failures stay errors.
-pub fn tolerant_decorrelation(
+pub fn with_correlated_apply(
     rules: Vec<Arc<dyn OptimizerRule + Send + Sync>>,
 ) -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
-    rules
-        .into_iter()
-        .map(|rule| {
-            if DECORRELATING_RULES.contains(&rule.name()) {
-                Arc::new(Tolerant(rule)) as Arc<dyn OptimizerRule + Send + Sync>
-            } else {
-                rule
-            }
-        })
-        .collect()
+    let last = rules
+        .iter()
+        .rposition(|r| DECORRELATING_RULES.contains(&r.name()));
+    let mut out = Vec::with_capacity(rules.len() + 1);
+    for (i, rule) in rules.into_iter().enumerate() {
+        if DECORRELATING_RULES.contains(&rule.name()) {
+            out.push(Arc::new(Tolerant(rule)) as Arc<dyn OptimizerRule + Send + Sync>);
+        } else {
+            out.push(rule);
+        }
+        if Some(i) == last {
+            out.push(Arc::new(CorrelatedApplyRule));
+        }
+    }
+    out
+}
+
+/// The optimizer rule running [`rewrite`] right after DataFusion's decorrelation: what is still a
+/// correlated subquery then becomes an [`ApplyNode`] before the filter pushdown runs, which would
+/// otherwise push `r.k = (SELECT min(x.k) FROM x WHERE x.k >= n.k)` into `r`'s side of a join (it
+/// does not see the outer reference inside the subquery) where `n.k` does not exist. The subquery
+/// plans inside the node are optimized again per binding when they run.
+#[derive(Debug, Default)]
+pub struct CorrelatedApplyRule;
+
+impl OptimizerRule for CorrelatedApplyRule {
+    fn name(&self) -> &str {
+        "correlated_apply"
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        rewrite_below(plan)
+    }
 }
 
 /// A decorrelation rule whose failure on a node leaves the node unchanged.
@@ -212,91 +258,223 @@ impl OptimizerRule for Tolerant {
         plan: LogicalPlan,
         config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        let unchanged = plan.clone();
-        match self.0.rewrite(plan, config) {
-            Ok(rewritten) => Ok(rewritten),
-            Err(e) => {
+        // A copy to fall back to, when the rule can act here: a node holding a subquery (the
+        // optimizer visits each node), or any plan for a rule recursing by itself.
+        let unchanged = (self.0.apply_order().is_none()
+            || plan.expressions().iter().any(has_subquery))
+        .then(|| plan.clone());
+        match (self.0.rewrite(plan, config), unchanged) {
+            (Ok(rewritten), _) => Ok(rewritten),
+            (Err(e), Some(unchanged)) => {
                 tracing::debug!(rule = self.0.name(), "subquery left to the apply: {e}");
                 Ok(Transformed::no(unchanged))
             }
+            (Err(e), None) => Err(e),
         }
     }
 }
 
-/// The analyzer rule letting `ORDER BY` hold subqueries, which DataFusion's analyzer refuses in a
-/// sort (`Correlated scalar subquery can only be used in Projection, Filter, Aggregate plan
-/// nodes`) where PostgreSQL sorts by them: each sort key holding one is computed by a projection
-/// below the sort (`__order_N`), sorted by, and projected away above it. Then DataFusion
-/// decorrelates it or [`rewrite`] applies it like any select-list subquery.
+/// The analyzer rule letting subqueries stand where DataFusion's analyzer refuses them and
+/// PostgreSQL takes them: in `ORDER BY`, in window functions' arguments and windows, in `GROUP BY`
+/// (`Correlated scalar subquery can only be used in Projection, Filter, Aggregate plan nodes`,
+/// `... in the GROUP BY clause must also be in the aggregate expressions`), and in an inner join's
+/// `ON`. Each subquery of a sort key, window expression or grouping key is computed by a
+/// projection below the node (`__computed_N`, beside the input's columns), the node reads that
+/// column, and a projection above restores the node's own output columns and names; an inner
+/// join's condition holding one becomes a filter above the join. DataFusion then decorrelates the
+/// subquery or [`rewrite`] applies it like any select-list subquery.
 #[derive(Debug, Default)]
-pub struct OrderBySubqueries;
+pub struct SubqueriesComputedBelow;
 
-impl AnalyzerRule for OrderBySubqueries {
+impl AnalyzerRule for SubqueriesComputedBelow {
     fn name(&self) -> &str {
-        "order_by_subqueries"
+        "subqueries_computed_below"
     }
 
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        plan.transform_up_with_subqueries(|node| match node {
-            LogicalPlan::Sort(sort) if sort.expr.iter().any(|s| has_subquery(&s.expr)) => {
-                sort_by_computed_keys(sort).map(Transformed::yes)
-            }
-            other => Ok(Transformed::no(other)),
-        })
-        .map(|t| t.data)
+        plan.transform_up_with_subqueries(compute_subqueries_below)
+            .map(|t| t.data)
+    }
+}
+
+/// One node of [`SubqueriesComputedBelow`].
+fn compute_subqueries_below(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    match node {
+        LogicalPlan::Sort(sort) if sort.expr.iter().any(|s| has_subquery(&s.expr)) => {
+            let own = columns_of(sort.input.schema());
+            let (exprs, below) = computed_below(
+                sort.expr.iter().map(|s| s.expr.clone()).collect(),
+                &sort.input,
+            )?;
+            let keys = sort
+                .expr
+                .into_iter()
+                .zip(exprs)
+                .map(|(key, e)| key.with_expr(e))
+                .collect();
+            let sorted = LogicalPlan::Sort(Sort {
+                expr: keys,
+                input: Arc::new(below),
+                fetch: sort.fetch,
+            });
+            let above = Projection::try_new(own, Arc::new(sorted))?;
+            Ok(Transformed::yes(LogicalPlan::Projection(above)))
+        }
+        LogicalPlan::Window(w) if w.window_expr.iter().any(has_subquery) => {
+            let inputs = w.input.schema().fields().len();
+            let (exprs, below) = computed_below(w.window_expr.clone(), &w.input)?;
+            let added = below.schema().fields().len() - inputs;
+            let window = LogicalPlan::Window(Window::try_new(exprs, Arc::new(below))?);
+            // The input's columns, then each window column under its own name.
+            let restored = restore_names(&window, w.schema.as_ref(), |i| {
+                if i < inputs { i } else { i + added }
+            });
+            let above = Projection::try_new(restored, Arc::new(window))?;
+            Ok(Transformed::yes(LogicalPlan::Projection(above)))
+        }
+        LogicalPlan::Aggregate(a) if a.group_expr.iter().any(has_subquery) => {
+            let (groups, below) = computed_below(a.group_expr.clone(), &a.input)?;
+            let aggregate = LogicalPlan::Aggregate(Aggregate::try_new(
+                Arc::new(below),
+                groups,
+                a.aggr_expr.clone(),
+            )?);
+            let restored = restore_names(&aggregate, a.schema.as_ref(), |i| i);
+            let above = Projection::try_new(restored, Arc::new(aggregate))?;
+            Ok(Transformed::yes(LogicalPlan::Projection(above)))
+        }
+        LogicalPlan::Join(mut join)
+            if join.join_type == JoinType::Inner
+                && join.filter.as_ref().is_some_and(has_subquery) =>
+        {
+            let Some(condition) = join.filter.take() else {
+                return Ok(Transformed::no(LogicalPlan::Join(join)));
+            };
+            let filter = Filter::try_new(condition, Arc::new(LogicalPlan::Join(join)))?;
+            Ok(Transformed::yes(LogicalPlan::Filter(filter)))
+        }
+        other => Ok(Transformed::no(other)),
     }
 }
 
 fn has_subquery(e: &Expr) -> bool {
-    e.exists(|e| {
-        Ok(matches!(
-            e,
-            Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
-        ))
-    })
-    .unwrap_or(false)
+    e.exists(|e| Ok(is_subquery(e))).unwrap_or(false)
 }
 
-/// See [`OrderBySubqueries`].
-fn sort_by_computed_keys(sort: Sort) -> Result<LogicalPlan> {
-    let own: Vec<Expr> = sort
-        .input
-        .schema()
+fn is_subquery(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
+    )
+}
+
+/// Every column of `schema`, as column expressions.
+fn columns_of(schema: &DFSchema) -> Vec<Expr> {
+    schema
         .iter()
         .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
-        .collect();
-    let mut computed = own.clone();
-    let mut keys = Vec::with_capacity(sort.expr.len());
-    for key in sort.expr {
-        if has_subquery(&key.expr) {
-            let name = format!(
-                "__order_{}",
-                NEXT_COLUMN.fetch_add(1, AtomicOrdering::Relaxed)
+        .collect()
+}
+
+/// `exprs` with each subquery expression replaced by a column `__computed_N`, and the projection
+/// over `input` giving its columns then those. When `input` is a projection (a select list under
+/// its `ORDER BY`) without a column the subqueries correlate on (DataFusion's SQL planner adds
+/// the sort keys' missing columns, but not those only an outer reference names), they are computed
+/// below that projection, which passes them up.
+fn computed_below(exprs: Vec<Expr>, input: &Arc<LogicalPlan>) -> Result<(Vec<Expr>, LogicalPlan)> {
+    if let LogicalPlan::Projection(p) = input.as_ref() {
+        let outer: Vec<Column> = exprs
+            .iter()
+            .flat_map(|e| {
+                let mut refs = Vec::new();
+                let _ = e.apply(|e| {
+                    if let Expr::ScalarSubquery(s)
+                    | Expr::Exists(Exists { subquery: s, .. })
+                    | Expr::InSubquery(InSubquery { subquery: s, .. }) = e
+                    {
+                        for r in &s.outer_ref_columns {
+                            if let Expr::OuterReferenceColumn(_, c) = r {
+                                refs.push(c.clone());
+                            }
+                        }
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                });
+                refs
+            })
+            .collect();
+        let here = |schema: &DFSchema| outer.iter().all(|c| schema.has_column(c));
+        if !here(p.schema.as_ref()) && here(p.input.schema().as_ref()) {
+            let (exprs, below) = computed_here(exprs, &p.input)?;
+            let added = below.schema().fields().len() - p.input.schema().fields().len();
+            let mut passed = p.expr.clone();
+            passed.extend(
+                below
+                    .schema()
+                    .iter()
+                    .skip(p.input.schema().fields().len())
+                    .take(added)
+                    .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name()))),
             );
-            computed.push(key.expr.clone().alias(name.clone()));
-            keys.push(key.with_expr(Expr::Column(Column::from_name(name))));
-        } else {
-            keys.push(key);
+            let projection = Projection::try_new(passed, Arc::new(below))?;
+            return Ok((exprs, LogicalPlan::Projection(projection)));
         }
     }
-    let below = Projection::try_new(computed, sort.input)?;
-    let sorted = LogicalPlan::Sort(Sort {
-        expr: keys,
-        input: Arc::new(LogicalPlan::Projection(below)),
-        fetch: sort.fetch,
-    });
-    Ok(LogicalPlan::Projection(Projection::try_new(
-        own,
-        Arc::new(sorted),
-    )?))
+    computed_here(exprs, input)
+}
+
+/// [`computed_below`] right over `input`.
+fn computed_here(exprs: Vec<Expr>, input: &Arc<LogicalPlan>) -> Result<(Vec<Expr>, LogicalPlan)> {
+    let mut computed = columns_of(input.schema());
+    let exprs = exprs
+        .into_iter()
+        .map(|e| {
+            e.transform_up(|e| {
+                if !is_subquery(&e) {
+                    return Ok(Transformed::no(e));
+                }
+                let name = format!(
+                    "__computed_{}",
+                    NEXT_COLUMN.fetch_add(1, AtomicOrdering::Relaxed)
+                );
+                computed.push(e.alias(name.clone()));
+                Ok(Transformed::yes(Expr::Column(Column::from_name(name))))
+            })
+            .map(|t| t.data)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let below = Projection::try_new(computed, Arc::clone(input))?;
+    Ok((exprs, LogicalPlan::Projection(below)))
+}
+
+/// For each field `i` of `old` (a node's schema before the rewrite), field `position(i)` of `new`'s
+/// output under field `i`'s qualifier and name.
+fn restore_names(
+    new: &LogicalPlan,
+    old: &DFSchema,
+    position: impl Fn(usize) -> usize,
+) -> Vec<Expr> {
+    let now = new.schema();
+    old.iter()
+        .enumerate()
+        .map(|(i, (q, f))| {
+            let (nq, nf) = now.qualified_field(position(i));
+            let column = Expr::Column(Column::new(nq.cloned(), nf.name()));
+            if nq == q && nf.name() == f.name() {
+                column
+            } else {
+                column.alias_qualified(q.cloned(), f.name())
+            }
+        })
+        .collect()
 }
 
 /// Gives every apply column a name of its own within the process.
 static NEXT_COLUMN: AtomicUsize = AtomicUsize::new(0);
 
-/// `plan` with each correlated subquery of a `Filter` or `Projection` (and every `EXISTS` or
-/// `IN (SELECT ...)` left there, which DataFusion cannot plan either) computed by an [`ApplyNode`]
-/// below it. The nodes keep their output column names exactly; a scalar subquery's column becomes
+/// `plan` with each correlated subquery of a `Filter`, `Projection` or `Aggregate` (and every
+/// `EXISTS` or `IN (SELECT ...)` left there, which DataFusion cannot plan either) computed by an
+/// [`ApplyNode`] below it. The nodes keep their output column names exactly; a scalar subquery's column becomes
 /// nullable (no row is NULL, whatever DataFusion typed it as), and the nodes above recompute their
 /// schemas, as DataFusion's physical planner checks an aggregate's input against the physical one.
 pub fn rewrite(plan: LogicalPlan) -> Result<LogicalPlan> {
@@ -305,36 +483,75 @@ pub fn rewrite(plan: LogicalPlan) -> Result<LogicalPlan> {
 
 fn rewrite_below(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     let children = plan.map_children(rewrite_below)?;
-    let changed_below = children.transformed;
+    let mut changed_below = children.transformed;
     // DataFusion physical-plans an uncorrelated scalar subquery on its own (without this
     // planner): what it holds is rewritten here.
-    let node = children
-        .data
-        .map_expressions(|e| {
-            e.transform_up(|e| match e {
-                Expr::ScalarSubquery(s) if s.outer_ref_columns.is_empty() => {
-                    let inner = rewrite(s.subquery.as_ref().clone())?;
-                    Ok(Transformed::yes(Expr::ScalarSubquery(Subquery {
-                        subquery: Arc::new(inner),
-                        ..s
-                    })))
-                }
-                other => Ok(Transformed::no(other)),
-            })
-        })?
-        .data;
-    let rewritten = rewrite_node(node)?;
+    let node = children.data.map_expressions(|e| {
+        e.transform_up(|e| match e {
+            Expr::ScalarSubquery(s) if s.outer_ref_columns.is_empty() => {
+                let inner = rewrite(s.subquery.as_ref().clone())?;
+                Ok(Transformed::yes(Expr::ScalarSubquery(Subquery {
+                    subquery: Arc::new(inner),
+                    ..s
+                })))
+            }
+            other => Ok(Transformed::no(other)),
+        })
+    })?;
+    changed_below |= node.transformed;
+    let rewritten = rewrite_node(node.data)?;
     if rewritten.transformed || !changed_below {
         return Ok(rewritten);
     }
-    Ok(Transformed::yes(rewritten.data.recompute_schema()?))
+    Ok(Transformed::yes(recompute_schema(rewritten.data)?))
 }
 
-/// One node of [`rewrite`]: a Filter or Projection holding subqueries gets its apply.
+/// `node`'s schema recomputed from its (rewritten) inputs. DataFusion keeps a union's schema when
+/// its width is unchanged; here each of its columns is nullable when any input's is (as the
+/// physical union is).
+fn recompute_schema(node: LogicalPlan) -> Result<LogicalPlan> {
+    match node {
+        LogicalPlan::Union(mut union) => {
+            let fields = union
+                .schema
+                .iter()
+                .enumerate()
+                .map(|(i, (q, f))| {
+                    let nullable = union
+                        .inputs
+                        .iter()
+                        .any(|input| input.schema().field(i).is_nullable());
+                    (
+                        q.cloned(),
+                        Arc::new(f.as_ref().clone().with_nullable(nullable)),
+                    )
+                })
+                .collect();
+            let schema = DFSchema::new_with_metadata(fields, union.schema.metadata().clone())?;
+            union.schema = Arc::new(schema);
+            Ok(LogicalPlan::Union(union))
+        }
+        other => other.recompute_schema(),
+    }
+}
+
+/// One node of [`rewrite`]: a Filter, Projection or Aggregate holding subqueries gets its apply.
 fn rewrite_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     match node {
         LogicalPlan::Projection(p) if p.expr.iter().any(needs_apply) => {
             let (exprs, apply) = extract(p.expr.clone(), &p.input)?;
+            // Each expression keeps its name (later optimizer passes recompute names from them).
+            let exprs: Vec<Expr> = exprs
+                .into_iter()
+                .zip(p.schema.iter())
+                .map(|(e, (q, f))| {
+                    if e.schema_name().to_string() == *f.name() {
+                        e
+                    } else {
+                        e.alias_qualified(q.cloned(), f.name())
+                    }
+                })
+                .collect();
             // The same names, each nullable as its new expression is.
             let fields = p
                 .schema
@@ -615,7 +832,8 @@ enum SubqueryPlan {
 #[async_trait]
 pub trait SubqueryLoader: fmt::Debug + Send + Sync {
     /// The plan, its outer references as placeholders `$1..$n` ([`ApplySubquery::bindings`]
-    /// order), with `state`'s catalogs. Called once per apply operator instance.
+    /// order), with `state`'s catalogs. Called on the first binding the apply runs (shared by its
+    /// partitions), again after a failure.
     ///
     /// Errors: a table the process does not have, or has with another schema.
     async fn load(&self, state: &SessionState) -> Result<LogicalPlan>;

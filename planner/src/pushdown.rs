@@ -1343,11 +1343,6 @@ impl RemoteQueryTable {
     pub fn sql(&self) -> &str {
         &self.sql
     }
-
-    /// The source it runs at.
-    pub fn source(&self) -> &Arc<dyn SqlSource> {
-        &self.source
-    }
 }
 
 #[async_trait]

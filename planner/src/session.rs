@@ -55,12 +55,14 @@ pub fn new_session_context(
         .with_runtime_env(runtime)
         .with_catalog_list(registry.catalog_list())
         .with_default_features()
-        // DataFusion's rules, a failing subquery decorrelation leaving the subquery to the apply.
-        .with_optimizer_rules(crate::apply::tolerant_decorrelation(
+        // DataFusion's rules, a failing subquery decorrelation leaving the subquery to the apply,
+        // which takes what is still correlated right after decorrelation.
+        .with_optimizer_rules(crate::apply::with_correlated_apply(
             datafusion::optimizer::Optimizer::new().rules,
         ))
-        // Subqueries in ORDER BY computed below the sort, where DataFusion takes them.
-        .with_analyzer_rule(Arc::new(crate::apply::OrderBySubqueries))
+        // Subqueries in ORDER BY, windows, GROUP BY and inner joins' ON computed below those
+        // nodes, where DataFusion takes them.
+        .with_analyzer_rule(Arc::new(crate::apply::SubqueriesComputedBelow))
         // Numeric quotients with PostgreSQL's scale (at least 16 fractional digits) and sums of
         // bigints as numeric, once types are known and before constants are folded.
         .with_analyzer_rule(Arc::new(crate::numeric::NumericDivisionScale))

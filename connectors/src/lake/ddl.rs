@@ -196,6 +196,15 @@ pub trait WritableCatalog: fmt::Debug + Send + Sync {
     /// its cached listing). Nothing by default.
     async fn ddl_done(&self) {}
 
+    /// Makes schema `name`, which another node may have created since this one listed the catalog,
+    /// known here when it exists (a worker resolving a table the coordinator named). By default
+    /// what [`WritableCatalog::ddl_done`] does. Errors: the storage cannot be listed.
+    async fn discover_schema(&self, name: &str) -> Result<()> {
+        let _ = name;
+        self.ddl_done().await;
+        Ok(())
+    }
+
     /// Runs `ddl` (in the root stage, on the coordinator). Errors: see the module docs.
     async fn run_ddl(&self, ddl: &LakeDdl) -> Result<()> {
         let result = match ddl {
@@ -253,6 +262,10 @@ pub fn ddl_provider(catalog: Arc<dyn WritableCatalog>, ddl: LakeDdl) -> Arc<dyn 
 impl WritableCatalog for LakeCatalog {
     fn name(&self) -> &str {
         &self.lake.catalog
+    }
+
+    async fn discover_schema(&self, name: &str) -> Result<()> {
+        self.find_schema(name).await.map(|_| ())
     }
 
     async fn create_schema(

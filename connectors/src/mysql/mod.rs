@@ -273,10 +273,6 @@ impl crate::Connector for MySqlConnector {
         Arc::clone(&self.catalog) as Arc<dyn CatalogProvider>
     }
 
-    fn sql_source(&self) -> Option<Arc<dyn crate::sql_source::SqlSource>> {
-        Some(crate::sql_table::sql_source(&self.shared))
-    }
-
     fn decode_scan(
         &self,
         spec: &ScanSpec,

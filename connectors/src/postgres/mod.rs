@@ -239,10 +239,6 @@ impl crate::Connector for PostgresConnector {
         Arc::clone(&self.catalog) as Arc<dyn CatalogProvider>
     }
 
-    fn sql_source(&self) -> Option<Arc<dyn crate::sql_source::SqlSource>> {
-        Some(crate::sql_table::sql_source(&self.shared))
-    }
-
     fn decode_scan(
         &self,
         spec: &ScanSpec,

@@ -6,14 +6,19 @@
 //! A subquery's table scans travel as what the worker rebuilds them from:
 //! - a table of a mounted catalog as its full name, resolved through the worker's own catalogs when
 //!   the apply first runs (resolution is asynchronous, decoding is not), and refused there if its
-//!   columns differ from the coordinator's;
-//! - a statement the planner pushed to a SQL source (`RemoteQueryTable`) as its catalog and SQL,
-//!   run through the worker's connector of that catalog;
+//!   columns differ from the coordinator's; a catalog the worker has not mounted fails the decode,
+//!   so the worker reads its catalog directory and tries again (`rpc`);
 //! - lake file listings as datafusion-proto writes them.
 //!
-//! Anything else (a `system` or `information_schema`/`pg_catalog` table, whose rows are the
-//! coordinator's own state; a nested subquery still correlated; a function the worker lacks) is
-//! refused, and the apply's stage stays on the coordinator as before.
+//! The subquery plans are as the optimizer left them when it made the apply (right after
+//! decorrelation, before pushdown), so they name tables, not statements pushed to a source; each
+//! binding's plan is optimized (and pushed down) where it runs.
+//!
+//! Anything else is refused, and the apply's stage stays on the coordinator: a `system` or
+//! `information_schema`/`pg_catalog` table (the coordinator's own state), a table function
+//! (`generate_series(...)`, no table of a catalog), an `EXISTS`/`IN` subquery or a reference to an
+//! outer query left inside the subquery (datafusion-proto encodes neither), a function the worker
+//! lacks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +30,9 @@ use datafusion::common::{Column, DataFusionError, Result, TableReference};
 use datafusion::execution::TaskContext;
 use datafusion::execution::context::SessionState;
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::logical_expr::{AggregateUDF, Extension, LogicalPlan, ScalarUDF, WindowUDF};
+use datafusion::logical_expr::{
+    AggregateUDF, Extension, HigherOrderUDF, LogicalPlan, ScalarUDF, WindowUDF,
+};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::{AsLogicalPlan, LogicalExtensionCodec};
 use datafusion_proto::physical_plan::{PhysicalPlanDecodeContext, PhysicalProtoConverterExtension};
@@ -33,10 +40,10 @@ use datafusion_proto::protobuf;
 use parking_lot::Mutex;
 use prost::Message;
 use tributary_planner::apply::{ApplyKind, ApplySubquery, CorrelatedApplyExec, SubqueryLoader};
-use tributary_planner::pushdown::RemoteQueryTable;
 
 use super::{
-    Shared, TributaryCodec, aggregate_type, decode_schema, required, scalar_type, window_type,
+    Shared, TributaryCodec, aggregate_type, decode_schema, higher_order_type, required,
+    scalar_type, window_type,
 };
 
 /// Schemas whose tables are the coordinator's own state, never resolved on a worker by name.
@@ -130,14 +137,32 @@ pub(super) fn decode(
             .bindings
             .iter()
             .map(|b| {
+                let index = b.index as usize;
+                if index >= input_schema.fields().len() {
+                    return Err(DataFusionError::Internal(format!(
+                        "bad Tributary apply node: binding of input column {index}"
+                    )));
+                }
                 let relation = b
                     .relation
                     .clone()
                     .map(TableReference::try_from)
                     .transpose()?;
-                Ok((b.index as usize, Column::new(relation, &b.name)))
+                Ok((index, Column::new(relation, &b.name)))
             })
             .collect::<Result<Vec<(usize, Column)>>>()?;
+        // A catalog this node has not mounted yet: fail now, so the node reads its catalog
+        // directory and decodes again.
+        if let Some(t) = s
+            .tables
+            .iter()
+            .find(|t| shared.registry.get(&t.catalog).is_none())
+        {
+            return Err(DataFusionError::Plan(format!(
+                "catalog {} of a correlated subquery is not mounted on this node",
+                t.catalog
+            )));
+        }
         let loader = ShippedSubquery {
             shared: Arc::clone(shared),
             plan: s.plan.clone(),
@@ -171,11 +196,19 @@ fn worker_session(shared: &Shared, ctx: &TaskContext) -> SessionState {
 }
 
 /// A subquery's encoded logical plan, rebuilt on first use (see the module docs).
-#[derive(Debug)]
 struct ShippedSubquery {
     shared: Arc<Shared>,
     plan: Vec<u8>,
     tables: Vec<NamedTable>,
+}
+
+impl std::fmt::Debug for ShippedSubquery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShippedSubquery")
+            .field("plan_bytes", &self.plan.len())
+            .field("tables", &self.tables)
+            .finish()
+    }
 }
 
 #[async_trait]
@@ -183,11 +216,26 @@ impl SubqueryLoader for ShippedSubquery {
     async fn load(&self, state: &SessionState) -> Result<LogicalPlan> {
         let mut resolved = HashMap::new();
         for t in &self.tables {
-            let name = format!("{}.{}.{}", t.catalog, t.schema, t.table);
-            let schema = state
-                .catalog_list()
-                .catalog(&t.catalog)
-                .and_then(|c| c.schema(&t.schema));
+            let name = t.name();
+            let lookup = || {
+                state
+                    .catalog_list()
+                    .catalog(&t.catalog)
+                    .and_then(|c| c.schema(&t.schema))
+            };
+            let mut schema = lookup();
+            if schema.is_none() {
+                // A schema the coordinator created after this node listed the catalog.
+                if let Some(writable) = self
+                    .shared
+                    .registry
+                    .get(&t.catalog)
+                    .and_then(|c| c.writable())
+                {
+                    writable.discover_schema(&t.schema).await?;
+                    schema = lookup();
+                }
+            }
             let provider = match schema {
                 Some(schema) => schema.table(&t.table).await?,
                 None => None,
@@ -197,7 +245,7 @@ impl SubqueryLoader for ShippedSubquery {
                     "table {name} of a correlated subquery does not exist on this worker"
                 ))
             })?;
-            resolved.insert(name, provider);
+            resolved.insert(t.key(), provider);
         }
         let node = protobuf::LogicalPlanNode::decode(self.plan.as_slice())
             .map_err(|e| DataFusionError::Internal(format!("bad Tributary subquery plan: {e}")))?;
@@ -215,8 +263,8 @@ struct SubqueryCodec {
     defaults: (String, String),
     /// Encoding: the tables the plan reads by name, in first-seen order.
     named: Mutex<Vec<NamedTable>>,
-    /// Decoding: those tables as this node resolved them, by `catalog.schema.table`.
-    resolved: HashMap<String, Arc<dyn TableProvider>>,
+    /// Decoding: those tables as this node resolved them, by [`NamedTable::key`].
+    resolved: HashMap<(String, String, String), Arc<dyn TableProvider>>,
 }
 
 impl SubqueryCodec {
@@ -229,7 +277,10 @@ impl SubqueryCodec {
         }
     }
 
-    fn decoding(shared: Arc<Shared>, resolved: HashMap<String, Arc<dyn TableProvider>>) -> Self {
+    fn decoding(
+        shared: Arc<Shared>,
+        resolved: HashMap<(String, String, String), Arc<dyn TableProvider>>,
+    ) -> Self {
         Self {
             shared,
             defaults: Default::default(),
@@ -245,13 +296,9 @@ impl SubqueryCodec {
         name: &str,
         type_id: std::any::TypeId,
     ) -> Result<()> {
-        if known.get(name) == Some(&type_id) {
-            Ok(())
-        } else {
-            Err(DataFusionError::NotImplemented(format!(
-                "{kind} function {name} (a worker session has no such function)"
-            )))
-        }
+        super::worker_has(known, name, type_id)
+            .then_some(())
+            .ok_or_else(|| DataFusionError::NotImplemented(super::no_such_function(kind, name)))
     }
 }
 
@@ -285,8 +332,8 @@ impl LogicalExtensionCodec for SubqueryCodec {
             .map_err(|e| DataFusionError::Internal(format!("bad Tributary table node: {e}")))?;
         match node.kind {
             Some(TableKind::Named(t)) => {
-                let name = format!("{}.{}.{}", t.catalog, t.schema, t.table);
-                let provider = self.resolved.get(&name).ok_or_else(|| {
+                let name = t.name();
+                let provider = self.resolved.get(&t.key()).ok_or_else(|| {
                     DataFusionError::Internal(format!("table {name} was not resolved"))
                 })?;
                 if provider.schema().fields() != schema.fields() {
@@ -295,20 +342,6 @@ impl LogicalExtensionCodec for SubqueryCodec {
                     )));
                 }
                 Ok(Arc::clone(provider))
-            }
-            Some(TableKind::Remote(r)) => {
-                let source = self
-                    .shared
-                    .registry
-                    .get(&r.catalog)
-                    .and_then(|c| c.sql_source())
-                    .ok_or_else(|| {
-                        DataFusionError::Plan(format!(
-                            "catalog {} of a pushed statement is not a SQL source on this worker",
-                            r.catalog
-                        ))
-                    })?;
-                Ok(Arc::new(RemoteQueryTable::new(source, r.sql, schema)))
             }
             None => Err(DataFusionError::Internal(
                 "bad Tributary table node: empty".into(),
@@ -322,37 +355,39 @@ impl LogicalExtensionCodec for SubqueryCodec {
         node: Arc<dyn TableProvider>,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
-        let kind = if let Some(remote) = node.downcast_ref::<RemoteQueryTable>() {
-            TableKind::Remote(RemoteNode {
-                catalog: remote.source().catalog().to_string(),
-                sql: remote.sql().to_string(),
-            })
-        } else {
-            let name = table_ref
-                .clone()
-                .resolve(&self.defaults.0, &self.defaults.1);
-            let mounted = self.shared.registry.get(&name.catalog);
-            let shippable = mounted.is_some_and(|c| c.kind() != tributary_connectors::system::KIND)
-                && !COORDINATOR_SCHEMAS.contains(&name.schema.as_ref());
-            if !shippable {
-                return Err(DataFusionError::NotImplemented(format!(
-                    "table {name} (only the coordinator has its rows)"
-                )));
-            }
-            let named = NamedTable {
-                catalog: name.catalog.to_string(),
-                schema: name.schema.to_string(),
-                table: name.table.to_string(),
-            };
-            let mut list = self.named.lock();
-            if !list.contains(&named) {
-                list.push(named.clone());
-            }
-            TableKind::Named(named)
+        let _ = node;
+        let name = table_ref
+            .clone()
+            .resolve(&self.defaults.0, &self.defaults.1);
+        // The table must be one its catalog lists under that name (not a table function's scan,
+        // not a statement the planner pushed to a source), of a catalog whose rows every node
+        // reads alike.
+        let listed = self
+            .shared
+            .registry
+            .get(&name.catalog)
+            .filter(|c| c.kind() != tributary_connectors::system::KIND)
+            .and_then(|c| c.catalog().schema(&name.schema))
+            .is_some_and(|s| s.table_exist(&name.table));
+        if !listed || COORDINATOR_SCHEMAS.contains(&name.schema.as_ref()) {
+            return Err(DataFusionError::NotImplemented(format!(
+                "table {name} (only the coordinator has its rows)"
+            )));
+        }
+        let named = NamedTable {
+            catalog: name.catalog.to_string(),
+            schema: name.schema.to_string(),
+            table: name.table.to_string(),
         };
-        TableNode { kind: Some(kind) }
-            .encode(buf)
-            .map_err(|e| DataFusionError::Internal(e.to_string()))
+        let mut list = self.named.lock();
+        if !list.contains(&named) {
+            list.push(named.clone());
+        }
+        TableNode {
+            kind: Some(TableKind::Named(named)),
+        }
+        .encode(buf)
+        .map_err(|e| DataFusionError::Internal(e.to_string()))
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, _buf: &mut Vec<u8>) -> Result<()> {
@@ -368,6 +403,15 @@ impl LogicalExtensionCodec for SubqueryCodec {
     fn try_encode_udwf(&self, node: &WindowUDF, _buf: &mut Vec<u8>) -> Result<()> {
         let known = &self.shared.functions.window;
         self.check("window", known, node.name(), window_type(node))
+    }
+
+    fn try_encode_higher_order_function(
+        &self,
+        node: &HigherOrderUDF,
+        _buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        let known = &self.shared.functions.higher_order;
+        self.check("higher-order", known, node.name(), higher_order_type(node))
     }
 }
 
@@ -424,7 +468,7 @@ struct BindingNode {
 /// A table scan's provider (`CustomTableScanNode.custom_table_data`).
 #[derive(Clone, PartialEq, Message)]
 struct TableNode {
-    #[prost(oneof = "TableKind", tags = "1, 2")]
+    #[prost(oneof = "TableKind", tags = "1")]
     kind: Option<TableKind>,
 }
 
@@ -432,8 +476,6 @@ struct TableNode {
 enum TableKind {
     #[prost(message, tag = "1")]
     Named(NamedTable),
-    #[prost(message, tag = "2")]
-    Remote(RemoteNode),
 }
 
 /// A table of a mounted catalog, by its full name.
@@ -447,11 +489,18 @@ struct NamedTable {
     table: String,
 }
 
-/// A statement pushed to the SQL source mounted as `catalog`.
-#[derive(Clone, PartialEq, Message)]
-struct RemoteNode {
-    #[prost(string, tag = "1")]
-    catalog: String,
-    #[prost(string, tag = "2")]
-    sql: String,
+impl NamedTable {
+    /// `catalog.schema.table`, for messages.
+    fn name(&self) -> String {
+        format!("{}.{}.{}", self.catalog, self.schema, self.table)
+    }
+
+    /// The resolved-table map's key.
+    fn key(&self) -> (String, String, String) {
+        (
+            self.catalog.clone(),
+            self.schema.clone(),
+            self.table.clone(),
+        )
+    }
 }
