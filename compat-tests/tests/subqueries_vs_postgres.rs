@@ -56,6 +56,11 @@ const QUERIES: &[&str] = &[
      ORDER BY 1",
     "SELECT t1.a, y.b FROM t1 JOIN t1 AS y ON y.a = (SELECT max(x.a) FROM t1 AS x WHERE x.a < t1.a) \
      ORDER BY 1",
+    // In a LEFT join's ON, correlated with the preserved side, then with the other one.
+    "SELECT t1.a, y.b FROM t1 LEFT JOIN t1 AS y \
+     ON y.a = (SELECT min(x.a) FROM t1 AS x WHERE x.a > t1.a AND x.c > t1.d) ORDER BY 1, 2",
+    "SELECT t1.a, y.a FROM t1 LEFT JOIN t1 AS y \
+     ON t1.a + 100 < (SELECT max(x.a) FROM t1 AS x WHERE x.b < y.b) AND y.c = t1.d ORDER BY 1, 2",
     "SELECT a, rank() OVER (ORDER BY (SELECT count(*) FROM t1 AS x WHERE x.b < t1.b), a) FROM t1 \
      ORDER BY 2",
     "SELECT (SELECT count(*) FROM t1 AS x WHERE x.d < t1.d) / 10 AS k, count(*) FROM t1 \

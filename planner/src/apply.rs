@@ -11,7 +11,7 @@
 //! [`TributaryQueryPlanner`] before physical planning, for anything left), rewrites the plan: each
 //! such subquery of a `Filter`, `Projection` or `Aggregate` becomes a column `__subquery_N` that an
 //! [`ApplyNode`] below adds to its input, planned as [`CorrelatedApplyExec`]. Subqueries where
-//! DataFusion takes none (ORDER BY, windows, GROUP BY, an inner join's ON) are first moved where it
+//! DataFusion takes none (ORDER BY, windows, GROUP BY, a join's ON) are first moved where it
 //! does ([`SubqueriesComputedBelow`]). Uncorrelated scalar
 //! subqueries stay DataFusion's (run once before the query). A `postgres` catalog never gets here
 //! for a statement it can run whole (see `pushdown`).
@@ -277,11 +277,12 @@ impl OptimizerRule for Tolerant {
 /// The analyzer rule letting subqueries stand where DataFusion's analyzer refuses them and
 /// PostgreSQL takes them: in `ORDER BY`, in window functions' arguments and windows, in `GROUP BY`
 /// (`Correlated scalar subquery can only be used in Projection, Filter, Aggregate plan nodes`,
-/// `... in the GROUP BY clause must also be in the aggregate expressions`), and in an inner join's
-/// `ON`. Each subquery of a sort key, window expression or grouping key is computed by a
-/// projection below the node (`__computed_N`, beside the input's columns), the node reads that
-/// column, and a projection above restores the node's own output columns and names; an inner
-/// join's condition holding one becomes a filter above the join. DataFusion then decorrelates the
+/// `... in the GROUP BY clause must also be in the aggregate expressions`), and in a join's `ON`.
+/// Each subquery of a sort key, window expression or grouping key is computed by a projection
+/// below the node (`__computed_N`, beside the input's columns), the node reads that column, and a
+/// projection above restores the node's own output columns and names; an inner join's condition
+/// holding one becomes a filter above the join, an outer or semi join's has its subqueries computed
+/// below the one side they are correlated with (one reading both sides is left, and refused). DataFusion then decorrelates the
 /// subquery or [`rewrite`] applies it like any select-list subquery.
 #[derive(Debug, Default)]
 pub struct SubqueriesComputedBelow;
@@ -353,8 +354,54 @@ fn compute_subqueries_below(node: LogicalPlan) -> Result<Transformed<LogicalPlan
             let filter = Filter::try_new(condition, Arc::new(LogicalPlan::Join(join)))?;
             Ok(Transformed::yes(LogicalPlan::Filter(filter)))
         }
+        LogicalPlan::Join(mut join) if join.filter.as_ref().is_some_and(has_subquery) => {
+            // An outer or semi join: a condition whose subqueries are correlated with one side
+            // only has them computed on that side; one reading both sides stays as it is.
+            let Some(condition) = join.filter.take() else {
+                return Ok(Transformed::no(LogicalPlan::Join(join)));
+            };
+            let outer = outer_columns(std::slice::from_ref(&condition));
+            let on = |input: &LogicalPlan| outer.iter().all(|c| input.schema().has_column(c));
+            let old = Arc::clone(&join.schema);
+            if on(&join.left) {
+                let (mut exprs, left) = computed_here(vec![condition], &join.left)?;
+                join.left = Arc::new(left);
+                join.filter = exprs.pop();
+            } else if on(&join.right) {
+                let (mut exprs, right) = computed_here(vec![condition], &join.right)?;
+                join.right = Arc::new(right);
+                join.filter = exprs.pop();
+            } else {
+                join.filter = Some(condition);
+                return Ok(Transformed::no(LogicalPlan::Join(join)));
+            }
+            let joined = LogicalPlan::Join(join).recompute_schema()?;
+            let above = Projection::try_new(columns_of(&old), Arc::new(joined))?;
+            Ok(Transformed::yes(LogicalPlan::Projection(above)))
+        }
         other => Ok(Transformed::no(other)),
     }
+}
+
+/// The columns the subqueries of `exprs` take from an outer query.
+fn outer_columns(exprs: &[Expr]) -> Vec<Column> {
+    let mut refs = Vec::new();
+    for e in exprs {
+        let _ = e.apply(|e| {
+            if let Expr::ScalarSubquery(s)
+            | Expr::Exists(Exists { subquery: s, .. })
+            | Expr::InSubquery(InSubquery { subquery: s, .. }) = e
+            {
+                for r in &s.outer_ref_columns {
+                    if let Expr::OuterReferenceColumn(_, c) = r {
+                        refs.push(c.clone());
+                    }
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+    }
+    refs
 }
 
 fn has_subquery(e: &Expr) -> bool {
@@ -383,26 +430,7 @@ fn columns_of(schema: &DFSchema) -> Vec<Expr> {
 /// below that projection, which passes them up.
 fn computed_below(exprs: Vec<Expr>, input: &Arc<LogicalPlan>) -> Result<(Vec<Expr>, LogicalPlan)> {
     if let LogicalPlan::Projection(p) = input.as_ref() {
-        let outer: Vec<Column> = exprs
-            .iter()
-            .flat_map(|e| {
-                let mut refs = Vec::new();
-                let _ = e.apply(|e| {
-                    if let Expr::ScalarSubquery(s)
-                    | Expr::Exists(Exists { subquery: s, .. })
-                    | Expr::InSubquery(InSubquery { subquery: s, .. }) = e
-                    {
-                        for r in &s.outer_ref_columns {
-                            if let Expr::OuterReferenceColumn(_, c) = r {
-                                refs.push(c.clone());
-                            }
-                        }
-                    }
-                    Ok(TreeNodeRecursion::Continue)
-                });
-                refs
-            })
-            .collect();
+        let outer = outer_columns(&exprs);
         let here = |schema: &DFSchema| outer.iter().all(|c| schema.has_column(c));
         if !here(p.schema.as_ref()) && here(p.input.schema().as_ref()) {
             let (exprs, below) = computed_here(exprs, &p.input)?;
