@@ -42,7 +42,9 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::catalog::Session;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchema, DFSchemaRef, Result, ScalarValue, internal_err};
+use datafusion::common::{
+    Column, DFSchema, DFSchemaRef, ParamValues, Result, ScalarValue, internal_err,
+};
 use datafusion::execution::context::{QueryPlanner, SessionState};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::expr::{Exists, InSubquery};
@@ -461,10 +463,7 @@ fn computed_here(exprs: Vec<Expr>, input: &Arc<LogicalPlan>) -> Result<(Vec<Expr
                 if !is_subquery(&e) {
                     return Ok(Transformed::no(e));
                 }
-                let name = format!(
-                    "__computed_{}",
-                    NEXT_COLUMN.fetch_add(1, AtomicOrdering::Relaxed)
-                );
+                let name = fresh_name("__computed");
                 computed.push(e.alias(name.clone()));
                 Ok(Transformed::yes(Expr::Column(Column::from_name(name))))
             })
@@ -499,6 +498,14 @@ fn restore_names(
 
 /// Gives every apply column a name of its own within the process.
 static NEXT_COLUMN: AtomicUsize = AtomicUsize::new(0);
+
+/// `PREFIX_N`, N unique within the process.
+fn fresh_name(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        NEXT_COLUMN.fetch_add(1, AtomicOrdering::Relaxed)
+    )
+}
 
 /// `plan` with each correlated subquery of a `Filter`, `Projection` or `Aggregate` (and every
 /// `EXISTS` or `IN (SELECT ...)` left there, which DataFusion cannot plan either) computed by an
@@ -682,10 +689,7 @@ fn extract(exprs: Vec<Expr>, input: &Arc<LogicalPlan>) -> Result<(Vec<Expr>, Log
                     },
                     other => return Ok(Transformed::no(other)),
                 };
-                let name = format!(
-                    "__subquery_{}",
-                    NEXT_COLUMN.fetch_add(1, AtomicOrdering::Relaxed)
-                );
+                let name = fresh_name("__subquery");
                 subqueries.push(correlated);
                 names.push(name.clone());
                 Ok(Transformed::yes(Expr::Column(Column::from_name(name))))
@@ -1221,25 +1225,14 @@ async fn run_subquery(
     state: &SessionState,
     context: &Arc<TaskContext>,
 ) -> Result<Outcome> {
-    let values: HashMap<String, &ScalarValue> =
-        (1..).map(|i| format!("${i}")).zip(key.iter()).collect();
-    let plan = map_plan_expressions(s.plan(state).await?.as_ref().clone(), |e| match &e {
-        Expr::Placeholder(Placeholder {
-            id,
-            field: Some(field),
-        }) => match values.get(id) {
-            Some(v) => {
-                let v = if v.data_type() == *field.data_type() {
-                    (*v).clone()
-                } else {
-                    v.cast_to(field.data_type())?
-                };
-                Ok(Transformed::yes(Expr::Literal(v, None)))
-            }
-            None => Ok(Transformed::no(e)),
-        },
-        _ => Ok(Transformed::no(e)),
-    })?;
+    // The values are of their placeholders' types: each placeholder is typed as the outer
+    // column its binding reads (`with_placeholders`).
+    let plan = s
+        .plan(state)
+        .await?
+        .as_ref()
+        .clone()
+        .replace_params_with_values(&ParamValues::from(key.to_vec()))?;
     let physical = state.create_physical_plan(&plan).await?;
     let mut stream = datafusion::physical_plan::execute_stream(physical, Arc::clone(context))?;
     match s.kind {

@@ -352,10 +352,9 @@ impl LogicalExtensionCodec for SubqueryCodec {
     fn try_encode_table_provider(
         &self,
         table_ref: &TableReference,
-        node: Arc<dyn TableProvider>,
+        _node: Arc<dyn TableProvider>,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
-        let _ = node;
         let name = table_ref
             .clone()
             .resolve(&self.defaults.0, &self.defaults.1);
