@@ -26,10 +26,21 @@ const QUERIES: &[&str] = &[
     "SELECT (SELECT max(x.a) FROM t1 AS x WHERE x.e < t1.e) AS m, e FROM t1 ORDER BY 2, 1",
     "SELECT a, CASE WHEN (SELECT count(*) FROM t1 AS x WHERE x.a < t1.a) > 10 THEN b ELSE c END \
      FROM t1 ORDER BY 1, 2",
-    // Nested, each level correlated with the one around it. (A reference two levels up, `y.c >
-    // t1.c` here, is refused by DataFusion's SQL planner before any pushdown: apache/datafusion#15558.)
+    // Nested, each level correlated with the one around it.
     "SELECT a FROM t1 WHERE EXISTS (SELECT 1 FROM t1 AS x WHERE x.a > t1.a \
        AND EXISTS (SELECT 1 FROM t1 AS y WHERE y.b < x.b AND y.c > x.c)) ORDER BY 1",
+    // References two and three levels up (DataFusion's decorrelation leaves them where they
+    // cannot be read, apache/datafusion#15558): the outermost subquery is applied with them bound.
+    "SELECT a FROM t1 WHERE EXISTS (SELECT 1 FROM t1 AS x WHERE x.a > t1.a \
+       AND EXISTS (SELECT 1 FROM t1 AS y WHERE y.b < x.b AND y.c > t1.c)) ORDER BY 1",
+    "SELECT a, (SELECT count(*) FROM t1 AS x WHERE x.b < t1.b AND EXISTS (SELECT 1 FROM t1 AS y \
+       WHERE y.c > x.c AND y.d < t1.d)) FROM t1 ORDER BY 1, 2",
+    "SELECT a FROM t1 WHERE NOT EXISTS (SELECT 1 FROM t1 AS x WHERE x.a > t1.a AND EXISTS \
+       (SELECT 1 FROM t1 AS y WHERE y.b < x.b AND EXISTS (SELECT 1 FROM t1 AS z \
+       WHERE z.c > t1.c AND z.d < y.d AND z.e <> x.e))) ORDER BY 1",
+    // A correlated scalar subquery that is no aggregate (at most one row per binding), which
+    // DataFusion's analyzer refuses: applied, as PostgreSQL's SubPlan runs it.
+    "SELECT a, (SELECT x.b FROM t1 AS x WHERE x.a > t1.a AND x.a <= t1.a + 1) FROM t1 ORDER BY 1",
     "SELECT a + b * 2, (SELECT count(*) FROM t1 AS x WHERE x.c > t1.c), b - c, a / 7, a % 7 \
      FROM t1 WHERE c > d ORDER BY 1, 2, 3",
     "SELECT a, b FROM t1 WHERE b IN (SELECT x.d FROM t1 AS x WHERE x.a <> t1.a) ORDER BY 1, 2",
@@ -77,8 +88,9 @@ const QUERIES: &[&str] = &[
      WHERE y.b > x.b AND y.c < x.c))",
 ];
 
-/// Refused by DataFusion (its SQL planner or analyzer, or a function it lacks) where PostgreSQL
-/// runs them: through a `postgres` catalog they run whole there as written (statement pushdown).
+/// Refused by DataFusion alone (its SQL planner or analyzer, or a function it lacks) where
+/// PostgreSQL runs them: through a `postgres` catalog they run whole there as written (statement
+/// pushdown); elsewhere the first two run by the apply ([`QUERIES`]).
 const REFUSED_BY_DATAFUSION: &[&str] = &[
     // A reference two levels up (apache/datafusion#15558).
     "SELECT a FROM t1 WHERE EXISTS (SELECT 1 FROM t1 AS x WHERE x.a > t1.a \
@@ -221,15 +233,26 @@ async fn what_datafusion_refuses_runs_whole_in_postgres_as_written() {
     let plan = explain(&client, REFUSED_BY_DATAFUSION[0]).await;
     assert!(plan.contains("y.c > t1.c"), "{plan}");
     // Never sent as text: a session function (it would name the catalog's user), a table of
-    // another catalog. DataFusion's refusal stands, and the server keeps serving.
+    // another catalog. The apply runs them here, with PostgreSQL's answers.
+    let expected = results::query_text(&direct, REFUSED_BY_DATAFUSION[0])
+        .await
+        .unwrap()
+        .strings();
     for sql in [
-        "SELECT current_user, a FROM t1 WHERE EXISTS (SELECT 1 FROM t1 AS x WHERE x.a > t1.a \
-           AND EXISTS (SELECT 1 FROM t1 AS y WHERE y.b < x.b AND y.c > t1.c))",
+        "SELECT a FROM t1 WHERE current_user IS NOT NULL AND EXISTS (SELECT 1 FROM t1 AS x \
+           WHERE x.a > t1.a AND EXISTS (SELECT 1 FROM t1 AS y WHERE y.b < x.b AND y.c > t1.c)) \
+           ORDER BY 1",
         "SELECT a FROM t1 WHERE EXISTS (SELECT 1 FROM t1 AS x WHERE x.a > t1.a \
-           AND EXISTS (SELECT 1 FROM pgs2.public.t1 AS y WHERE y.b < x.b AND y.c > t1.c))",
+           AND EXISTS (SELECT 1 FROM pgs2.public.t1 AS y WHERE y.b < x.b AND y.c > t1.c)) \
+           ORDER BY 1",
     ] {
-        let e = client.simple_query(sql).await.unwrap_err();
-        assert!(e.as_db_error().is_some(), "{sql}: {e}");
+        let ours = results::query_text(&client, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .strings();
+        assert_eq!(ours, expected, "{sql}");
+        let plan = explain(&client, sql).await;
+        assert!(plan.contains("CorrelatedApply"), "{sql}\n{plan}");
     }
     assert_eq!(
         results::query_text(&client, "SELECT count(*) FROM t1")
@@ -265,12 +288,21 @@ async fn what_datafusion_refuses_runs_whole_in_postgres_as_written() {
     assert!(!rows.strings().is_empty());
 
     // A session in another time zone: the source's connections compute in UTC, so nothing is
-    // sent as text and DataFusion's refusal stands.
+    // sent as text and the apply runs it here.
     client
         .batch_execute("SET TimeZone = 'Europe/Berlin'")
         .await
         .unwrap();
-    assert!(client.simple_query(REFUSED_BY_DATAFUSION[0]).await.is_err());
+    let plan = explain(&client, REFUSED_BY_DATAFUSION[0]).await;
+    assert!(
+        plan.contains("CorrelatedApply") && !plan.contains(") AS q("),
+        "{plan}"
+    );
+    let ours = results::query_text(&client, REFUSED_BY_DATAFUSION[0])
+        .await
+        .unwrap()
+        .strings();
+    assert_eq!(ours, expected);
     client.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
     assert!(client.simple_query(REFUSED_BY_DATAFUSION[0]).await.is_ok());
 }
@@ -402,6 +434,28 @@ async fn correlated_subqueries_run_on_a_cluster() {
     );
     let spooled = results::query_text(&client, sql).await.unwrap().strings();
     assert_eq!(spooled, expected, "answers under retry_policy TASK");
+
+    // A reference two levels up on a cluster: the outer subquery's apply binds `l.l_linenumber`
+    // for the subquery inside it (that stage stays on the coordinator: a subquery still correlated
+    // inside a shipped one has no encoding), with the answers of the same query as a join.
+    let two_levels = "SELECT l_orderkey, l_linenumber FROM tpch.tiny.lineitem l \
+                      WHERE l_orderkey < 300 AND EXISTS (SELECT 1 FROM tpch.tiny.nation n \
+                      WHERE n.n_nationkey = l.l_suppkey % 25 AND EXISTS (SELECT 1 \
+                      FROM tpch.tiny.region r WHERE r.r_regionkey = n.n_regionkey \
+                      AND r.r_regionkey < l.l_linenumber % 5)) ORDER BY 1, 2";
+    let joined = "SELECT l_orderkey, l_linenumber FROM tpch.tiny.lineitem l \
+                  JOIN tpch.tiny.nation n ON n.n_nationkey = l.l_suppkey % 25 \
+                  WHERE l_orderkey < 300 AND n.n_regionkey < l.l_linenumber % 5 ORDER BY 1, 2";
+    let rows = results::query_text(&client, two_levels)
+        .await
+        .unwrap()
+        .strings();
+    let expected_two = results::query_text(&client, joined)
+        .await
+        .unwrap()
+        .strings();
+    assert!(!rows.is_empty());
+    assert_eq!(rows, expected_two, "a reference two levels up on a cluster");
 
     // Over lake tables (two files, so two splits): the worker resolves the subquery's table by
     // name through its own lake catalog.

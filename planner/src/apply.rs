@@ -300,6 +300,93 @@ impl AnalyzerRule for SubqueriesComputedBelow {
     }
 }
 
+/// The analyzer rule (the session's last) making an apply of each correlated subquery that
+/// DataFusion would refuse or mis-plan and PostgreSQL runs: one whose nested subqueries reference a
+/// query two or more levels up ([`deep_references`]: DataFusion's decorrelation leaves the
+/// reference where it cannot be read), and one DataFusion's analyzer check refuses
+/// (`check_subquery_expr`: a correlated scalar subquery that is no aggregate, `Correlated scalar
+/// subquery must be aggregated to return at most one row`; outer references where DataFusion does
+/// not take them, such as an outer join's condition inside the subquery). The apply runs the
+/// subquery per binding with the outer values as literals, where DataFusion plans it like any
+/// uncorrelated query (a scalar subquery of two rows then fails with 21000, as in PostgreSQL).
+/// Only in a `Filter`, `Projection` or `Aggregate` (where [`SubqueriesComputedBelow`] moved the
+/// others), and only when every column the subquery reads from outside is this node's input's.
+/// A scalar subquery of more than one column keeps DataFusion's error.
+#[derive(Debug, Default)]
+pub struct SubqueriesDataFusionRefuses;
+
+impl AnalyzerRule for SubqueriesDataFusionRefuses {
+    fn name(&self) -> &str {
+        "subqueries_datafusion_refuses"
+    }
+
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let refused = refused_subqueries(&node);
+            if refused.is_empty() {
+                return Ok(Transformed::no(node));
+            }
+            rewrite_node(node, &|e| refused.contains(e))
+        })
+        .map(|t| t.data)
+    }
+}
+
+/// Whether `plan` (as DataFusion's SQL planner gives it, subqueries included) holds a subquery
+/// [`SubqueriesDataFusionRefuses`] makes an apply of: one DataFusion alone would refuse, which a
+/// SQL source taking the whole statement should run instead (`crate::statement_pushdown`).
+pub fn refused_by_datafusion(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        found = !refused_subqueries(node).is_empty();
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
+}
+
+/// The subquery expressions of `node` (a `Filter`, `Projection` or `Aggregate`) that
+/// [`SubqueriesDataFusionRefuses`] applies.
+fn refused_subqueries(node: &LogicalPlan) -> Vec<Expr> {
+    if !matches!(
+        node,
+        LogicalPlan::Filter(_) | LogicalPlan::Projection(_) | LogicalPlan::Aggregate(_)
+    ) {
+        return Vec::new();
+    }
+    let inputs = node.inputs();
+    let mut refused = Vec::new();
+    let _ = node.apply_expressions(|e| {
+        e.apply(|e| {
+            let (s, scalar) = match e {
+                Expr::ScalarSubquery(s) => (s, true),
+                Expr::Exists(Exists { subquery, .. })
+                | Expr::InSubquery(InSubquery { subquery, .. }) => (subquery, false),
+                _ => return Ok(TreeNodeRecursion::Continue),
+            };
+            let bound = bound_columns(s);
+            let here = |c: &Column| inputs.iter().any(|i| i.schema().has_column(c));
+            if bound.is_empty()
+                || !bound.iter().all(here)
+                || (scalar && s.subquery.schema().fields().len() != 1)
+            {
+                return Ok(TreeNodeRecursion::Continue);
+            }
+            if !deep_references(&s.subquery).is_empty()
+                || datafusion::logical_expr::logical_plan::check_subquery_expr(node, &s.subquery, e)
+                    .is_err()
+            {
+                refused.push(e.clone());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+    });
+    refused
+}
+
 /// One node of [`SubqueriesComputedBelow`].
 fn compute_subqueries_below(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     match node {
@@ -394,11 +481,7 @@ fn outer_columns(exprs: &[Expr]) -> Vec<Column> {
             | Expr::Exists(Exists { subquery: s, .. })
             | Expr::InSubquery(InSubquery { subquery: s, .. }) = e
             {
-                for r in &s.outer_ref_columns {
-                    if let Expr::OuterReferenceColumn(_, c) = r {
-                        refs.push(c.clone());
-                    }
-                }
+                refs.extend(bound_columns(s));
             }
             Ok(TreeNodeRecursion::Continue)
         });
@@ -534,7 +617,7 @@ fn rewrite_below(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         })
     })?;
     changed_below |= node.transformed;
-    let rewritten = rewrite_node(node.data)?;
+    let rewritten = rewrite_node(node.data, &|_| true)?;
     if rewritten.transformed || !changed_below {
         return Ok(rewritten);
     }
@@ -570,11 +653,16 @@ fn recompute_schema(node: LogicalPlan) -> Result<LogicalPlan> {
     }
 }
 
-/// One node of [`rewrite`]: a Filter, Projection or Aggregate holding subqueries gets its apply.
-fn rewrite_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+/// One node of [`rewrite`]: a Filter, Projection or Aggregate holding subqueries gets its apply,
+/// for those of its subquery expressions `pick` takes.
+fn rewrite_node(
+    node: LogicalPlan,
+    pick: &dyn Fn(&Expr) -> bool,
+) -> Result<Transformed<LogicalPlan>> {
+    let needs_apply = |e: &Expr| needs_apply(e, pick);
     match node {
         LogicalPlan::Projection(p) if p.expr.iter().any(needs_apply) => {
-            let (exprs, apply) = extract(p.expr.clone(), &p.input)?;
+            let (exprs, apply) = extract(p.expr.clone(), &p.input, pick)?;
             // Each expression keeps its name (later optimizer passes recompute names from them).
             let exprs: Vec<Expr> = exprs
                 .into_iter()
@@ -611,7 +699,7 @@ fn rewrite_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
             // aggregate's own output names back.
             let groups = a.group_expr.len();
             let exprs = a.group_expr.iter().chain(&a.aggr_expr).cloned().collect();
-            let (mut exprs, apply) = extract(exprs, &a.input)?;
+            let (mut exprs, apply) = extract(exprs, &a.input, pick)?;
             let aggr = exprs.split_off(groups);
             let aggregate = Aggregate::try_new(Arc::new(apply), exprs, aggr)?;
             let columns = aggregate
@@ -628,7 +716,7 @@ fn rewrite_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
             Ok(Transformed::yes(LogicalPlan::Projection(projection)))
         }
         LogicalPlan::Filter(f) if needs_apply(&f.predicate) => {
-            let (mut exprs, apply) = extract(vec![f.predicate.clone()], &f.input)?;
+            let (mut exprs, apply) = extract(vec![f.predicate.clone()], &f.input, pick)?;
             let filter = Filter::try_new(exprs.remove(0), Arc::new(apply))?;
             // Back to the filter's own columns.
             let columns = f
@@ -648,9 +736,10 @@ fn rewrite_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     }
 }
 
-/// Whether `e` holds a subquery expression DataFusion has no physical plan for.
-fn needs_apply(e: &Expr) -> bool {
-    e.exists(|e| Ok(applied(e))).unwrap_or(false)
+/// Whether `e` holds a subquery expression DataFusion has no physical plan for, which `pick`
+/// takes.
+fn needs_apply(e: &Expr, pick: &dyn Fn(&Expr) -> bool) -> bool {
+    e.exists(|e| Ok(applied(e) && pick(e))).unwrap_or(false)
 }
 
 fn applied(e: &Expr) -> bool {
@@ -661,16 +750,20 @@ fn applied(e: &Expr) -> bool {
     }
 }
 
-/// `exprs` with their applied subqueries replaced by columns, and the apply node over `input`
-/// that computes those columns.
-fn extract(exprs: Vec<Expr>, input: &Arc<LogicalPlan>) -> Result<(Vec<Expr>, LogicalPlan)> {
+/// `exprs` with their applied subqueries that `pick` takes replaced by columns, and the apply node
+/// over `input` that computes those columns.
+fn extract(
+    exprs: Vec<Expr>,
+    input: &Arc<LogicalPlan>,
+    pick: &dyn Fn(&Expr) -> bool,
+) -> Result<(Vec<Expr>, LogicalPlan)> {
     let mut subqueries = Vec::new();
     let mut names = Vec::new();
     let exprs = exprs
         .into_iter()
         .map(|e| {
             e.transform_up(|e| {
-                if !applied(&e) {
+                if !applied(&e) || !pick(&e) {
                     return Ok(Transformed::no(e));
                 }
                 let correlated = match e {
@@ -746,14 +839,8 @@ impl ExtensionPlanner for ApplyPlanner {
         let outer = node.input.schema();
         let mut subqueries = Vec::new();
         for s in &node.subqueries {
-            let bindings = s
-                .subquery()
-                .outer_ref_columns
-                .iter()
-                .filter_map(|e| match e {
-                    Expr::OuterReferenceColumn(_, c) => Some(c.clone()),
-                    _ => None,
-                })
+            let bindings = bound_columns(s.subquery())
+                .into_iter()
                 .map(|c| Ok((outer.index_of_column(&c)?, c)))
                 .collect::<Result<Vec<_>>>()?;
             let kind = match s {
@@ -785,33 +872,116 @@ impl ExtensionPlanner for ApplyPlanner {
 }
 
 /// `plan` with each outer reference named in `bindings` replaced by the placeholder `$i` (`i`:
-/// its 1-based position there), typed as the reference. References of nested subqueries' own
-/// plans are left as they are.
+/// its 1-based position there), typed as the reference: in `plan`'s own expressions, and in its
+/// nested subqueries for the references reaching past `plan` ([`deep_references`]); the nested
+/// subqueries' lists of outer references are recomputed. Other references of nested subqueries
+/// (to `plan`'s own columns) are left as they are.
 fn with_placeholders(plan: &LogicalPlan, bindings: &[(usize, Column)]) -> Result<LogicalPlan> {
     let ids: HashMap<&Column, String> = bindings
         .iter()
         .enumerate()
         .map(|(i, (_, c))| (c, format!("${}", i + 1)))
         .collect();
-    map_plan_expressions(plan.clone(), |e| match &e {
-        Expr::OuterReferenceColumn(field, c) => match ids.get(c) {
-            Some(id) => Ok(Transformed::yes(Expr::Placeholder(
-                Placeholder::new_with_field(id.clone(), Some(Arc::clone(field))),
-            ))),
-            None => Ok(Transformed::no(e)),
-        },
-        _ => Ok(Transformed::no(e)),
-    })
+    let deep: HashSet<Column> = deep_references(plan).into_iter().collect();
+    substitute(plan.clone(), &ids, &deep, false)
 }
 
-/// `plan` with `f` applied bottom-up to every expression of every node (not inside subqueries).
-fn map_plan_expressions(
+/// [`with_placeholders`] of `plan`, a nested subquery's when `nested` (only `deep` references
+/// replaced there).
+fn substitute(
     plan: LogicalPlan,
-    f: impl Fn(Expr) -> Result<Transformed<Expr>>,
+    ids: &HashMap<&Column, String>,
+    deep: &HashSet<Column>,
+    nested: bool,
 ) -> Result<LogicalPlan> {
     Ok(plan
-        .transform_up(|node| node.map_expressions(|e| e.transform_up(&f)))?
+        .transform_up(|node| {
+            let node = if deep.is_empty() {
+                Transformed::no(node)
+            } else {
+                node.map_subqueries(|sub| match sub {
+                    LogicalPlan::Subquery(s) => {
+                        let inner = substitute(s.subquery.as_ref().clone(), ids, deep, true)?;
+                        Ok(Transformed::yes(LogicalPlan::Subquery(Subquery {
+                            outer_ref_columns: inner.all_out_ref_exprs(),
+                            subquery: Arc::new(inner),
+                            spans: s.spans,
+                        })))
+                    }
+                    other => Ok(Transformed::no(other)),
+                })?
+            };
+            node.transform_data(|node| {
+                node.map_expressions(|e| {
+                    e.transform_up(|e| match &e {
+                        Expr::OuterReferenceColumn(field, c) if !nested || deep.contains(c) => {
+                            match ids.get(c) {
+                                Some(id) => Ok(Transformed::yes(Expr::Placeholder(
+                                    Placeholder::new_with_field(
+                                        id.clone(),
+                                        Some(Arc::clone(field)),
+                                    ),
+                                ))),
+                                None => Ok(Transformed::no(e)),
+                            }
+                        }
+                        _ => Ok(Transformed::no(e)),
+                    })
+                })
+            })
+        })?
         .data)
+}
+
+/// The outer references of `plan`'s nested subqueries (at any depth) that reach past `plan`: a
+/// nested subquery's reference to a column that the node holding it does not read from its inputs
+/// (the scope DataFusion's SQL planner resolved it in first), at each level down (`y.c > t1.c` in
+/// `... FROM t1 WHERE EXISTS (SELECT ... FROM t1 AS x WHERE EXISTS (SELECT ... FROM t1 AS y WHERE
+/// y.c > t1.c))`, for the middle subquery). DataFusion lists them in no subquery's outer
+/// references and its decorrelation leaves them where they cannot be read (`column "t1.c" does not
+/// exist`); an apply binds them like the subquery's own.
+fn deep_references(plan: &LogicalPlan) -> Vec<Column> {
+    let mut deep = Vec::new();
+    let _ = plan.apply(|node| {
+        let inputs = node.inputs();
+        let in_scope = |c: &Column| {
+            if inputs.is_empty() {
+                node.schema().has_column(c)
+            } else {
+                inputs.iter().any(|i| i.schema().has_column(c))
+            }
+        };
+        node.apply_subqueries(|sub| {
+            if let LogicalPlan::Subquery(s) = sub {
+                for c in bound_columns(s) {
+                    if !in_scope(&c) && !deep.contains(&c) {
+                        deep.push(c);
+                    }
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+    });
+    deep
+}
+
+/// The outer columns a subquery reads: its own outer references, then its nested subqueries'
+/// references past it ([`deep_references`]).
+fn bound_columns(s: &Subquery) -> Vec<Column> {
+    let mut columns: Vec<Column> = s
+        .outer_ref_columns
+        .iter()
+        .filter_map(|e| match e {
+            Expr::OuterReferenceColumn(_, c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect();
+    for c in deep_references(&s.subquery) {
+        if !columns.contains(&c) {
+            columns.push(c);
+        }
+    }
+    columns
 }
 
 /// What a subquery of a [`CorrelatedApplyExec`] gives for each input row.

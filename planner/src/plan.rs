@@ -222,7 +222,8 @@ pub async fn logical_plan(
         plan => plan,
     };
     if crate::statement_pushdown::may_run_at_source(query)
-        && state.create_physical_plan(query).await.is_err()
+        && (crate::apply::refused_by_datafusion(query)
+            || state.create_physical_plan(query).await.is_err())
         && let Some(at_source) = crate::statement_pushdown::plan_at_source(state, &original).await
     {
         return Ok(at_source);

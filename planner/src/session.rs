@@ -74,6 +74,9 @@ pub fn new_session_context(
         .with_analyzer_rule(Arc::new(crate::numeric::InsertTargetTypes))
         // Integer arithmetic on constants refuses overflow (22003) before constants are folded.
         .with_analyzer_rule(Arc::new(crate::integers::CheckedConstantArithmetic))
+        // Last, once types are settled: an apply for each correlated subquery DataFusion would
+        // refuse (a reference two levels up, a scalar subquery that is no aggregate).
+        .with_analyzer_rule(Arc::new(crate::apply::SubqueriesDataFusionRefuses))
         // Whole single-source subplans into SQL sources, after DataFusion's own rules.
         .with_optimizer_rule(Arc::new(crate::pushdown::SqlSourcePushdown))
         // Then every integer `+`, `-`, `*` left here refuses overflow, as in PostgreSQL.

@@ -3,7 +3,8 @@
 //!
 //! Postgres's rule (`FigureColname` in parse_target.c): a column reference is named after the column,
 //! a function call after the function, a cast after its operand (or the type if the operand has no
-//! name), `CASE` is `case`, and anything else is `?column?`. Names already taken in the list are left
+//! name), `CASE` is `case`, a scalar subquery after its own first output column, `EXISTS (...)` is
+//! `exists`, and anything else is `?column?`. Names already taken in the list are left
 //! to DataFusion, which refuses duplicate output names that Postgres allows.
 
 use std::collections::HashSet;
@@ -80,7 +81,32 @@ fn figure_name(expr: &Expr) -> String {
         },
         Expr::Nested(inner) => figure_name(inner),
         Expr::Case { .. } => "case".into(),
+        Expr::Exists { .. } => "exists".into(),
+        Expr::Subquery(query) => subquery_name(query),
         _ => "?column?".into(),
+    }
+}
+
+/// A scalar subquery's name in PostgreSQL: its first output column's (`(SELECT max(a) FROM t)` is
+/// `max`, `(SELECT x.b AS y ...)` is `y`), of its leftmost SELECT for a set operation.
+fn subquery_name(query: &Query) -> String {
+    let mut body = query.body.as_ref();
+    loop {
+        match body {
+            SetExpr::SetOperation { left, .. } => body = left,
+            SetExpr::Query(inner) => body = inner.body.as_ref(),
+            SetExpr::Select(select) => {
+                return match select.projection.first() {
+                    Some(SelectItem::ExprWithAlias { alias, .. }) => match alias.quote_style {
+                        Some(_) => alias.value.clone(),
+                        None => alias.value.to_lowercase(),
+                    },
+                    Some(SelectItem::UnnamedExpr(e)) => figure_name(e),
+                    _ => "?column?".into(),
+                };
+            }
+            _ => return "?column?".into(),
+        }
     }
 }
 
@@ -114,6 +140,16 @@ mod tests {
         assert_eq!(
             named("SELECT 1 UNION ALL SELECT 2 UNION SELECT count(*) FROM t"),
             "SELECT 1 AS \"?column?\" UNION ALL SELECT 2 UNION SELECT count(*) FROM t"
+        );
+        // Subqueries: a scalar one after its first column, EXISTS as `exists`.
+        assert_eq!(
+            named(
+                "SELECT (SELECT max(x.a) FROM t x WHERE x.b < t.b), (SELECT x.c AS Y FROM t x), \
+                 (SELECT x.d FROM t x), EXISTS (SELECT 1 FROM t x), (SELECT 1) FROM t"
+            ),
+            "SELECT (SELECT max(x.a) FROM t x WHERE x.b < t.b) AS \"max\", \
+             (SELECT x.c AS Y FROM t x) AS \"y\", (SELECT x.d FROM t x) AS \"d\", \
+             EXISTS (SELECT 1 FROM t x) AS \"exists\", (SELECT 1) AS \"?column?\" FROM t"
         );
         assert_eq!(
             named("(SELECT max(a) FROM t) EXCEPT SELECT 3"),
