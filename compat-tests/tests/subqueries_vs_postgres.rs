@@ -35,7 +35,7 @@ const QUERIES: &[&str] = &[
        AND EXISTS (SELECT 1 FROM t1 AS y WHERE y.b < x.b AND y.c > t1.c)) ORDER BY 1",
     "SELECT a, (SELECT count(*) FROM t1 AS x WHERE x.b < t1.b AND EXISTS (SELECT 1 FROM t1 AS y \
        WHERE y.c > x.c AND y.d < t1.d)) FROM t1 ORDER BY 1, 2",
-    "SELECT a FROM t1 WHERE NOT EXISTS (SELECT 1 FROM t1 AS x WHERE x.a > t1.a AND EXISTS \
+    "SELECT a FROM t1 WHERE a > 200 AND NOT EXISTS (SELECT 1 FROM t1 AS x WHERE x.a > t1.a AND EXISTS \
        (SELECT 1 FROM t1 AS y WHERE y.b < x.b AND EXISTS (SELECT 1 FROM t1 AS z \
        WHERE z.c > t1.c AND z.d < y.d AND z.e <> x.e))) ORDER BY 1",
     // A correlated scalar subquery that is no aggregate (at most one row per binding), which
@@ -72,6 +72,14 @@ const QUERIES: &[&str] = &[
      ON y.a = (SELECT min(x.a) FROM t1 AS x WHERE x.a > t1.a AND x.c > t1.d) ORDER BY 1, 2",
     "SELECT t1.a, y.a FROM t1 LEFT JOIN t1 AS y \
      ON t1.a + 100 < (SELECT max(x.a) FROM t1 AS x WHERE x.b < y.b) AND y.c = t1.d ORDER BY 1, 2",
+    // In an outer join's ON, correlated with both sides: the rows of the inner join, then the
+    // preserved side's rows without a match (a NOT EXISTS over the other side).
+    "SELECT t1.a, y.a FROM t1 LEFT JOIN t1 AS y ON y.d % 5 = t1.d % 5 \
+     AND y.a > (SELECT min(x.a) FROM t1 AS x WHERE x.a > t1.a AND x.b <> y.b) \
+     WHERE t1.a < 170 ORDER BY 1, 2",
+    "SELECT t1.a, y.a FROM t1 RIGHT JOIN t1 AS y ON y.c % 4 = t1.c % 4 \
+     AND t1.a < (SELECT max(x.a) FROM t1 AS x WHERE x.a < y.a AND x.d > t1.d) \
+     WHERE y.a < 170 ORDER BY 2, 1",
     "SELECT a, rank() OVER (ORDER BY (SELECT count(*) FROM t1 AS x WHERE x.b < t1.b), a) FROM t1 \
      ORDER BY 2",
     "SELECT (SELECT count(*) FROM t1 AS x WHERE x.d < t1.d) / 10 AS k, count(*) FROM t1 \

@@ -49,6 +49,7 @@ use datafusion::execution::context::{QueryPlanner, SessionState};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::expr::{Exists, InSubquery};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
 use datafusion::logical_expr::{
     Aggregate, Expr, ExprSchemable, Extension, Filter, JoinType, LogicalPlan, Projection, Sort,
     Subquery, UserDefinedLogicalNode, UserDefinedLogicalNodeCore, Window, expr::Placeholder,
@@ -338,7 +339,7 @@ impl AnalyzerRule for SubqueriesDataFusionRefuses {
 pub fn refused_by_datafusion(plan: &LogicalPlan) -> bool {
     let mut found = false;
     let _ = plan.apply_with_subqueries(|node| {
-        found = !refused_subqueries(node).is_empty();
+        found = !refused_subqueries(node).is_empty() || outer_join_reading_both_sides(node);
         Ok(if found {
             TreeNodeRecursion::Stop
         } else {
@@ -346,6 +347,20 @@ pub fn refused_by_datafusion(plan: &LogicalPlan) -> bool {
         })
     });
     found
+}
+
+/// Whether `node` is an outer, semi or anti join whose condition holds a subquery reading both of
+/// its sides ([`joined_by_subqueries`]).
+fn outer_join_reading_both_sides(node: &LogicalPlan) -> bool {
+    let LogicalPlan::Join(join) = node else {
+        return false;
+    };
+    let Some(filter) = &join.filter else {
+        return false;
+    };
+    let outer = outer_columns(std::slice::from_ref(filter));
+    let on = |input: &LogicalPlan| outer.iter().all(|c| input.schema().has_column(c));
+    join.join_type != JoinType::Inner && has_subquery(filter) && !on(&join.left) && !on(&join.right)
 }
 
 /// The subquery expressions of `node` (a `Filter`, `Projection` or `Aggregate`) that
@@ -461,8 +476,7 @@ fn compute_subqueries_below(node: LogicalPlan) -> Result<Transformed<LogicalPlan
                 join.right = Arc::new(right);
                 join.filter = exprs.pop();
             } else {
-                join.filter = Some(condition);
-                return Ok(Transformed::no(LogicalPlan::Join(join)));
+                return joined_by_subqueries(join, condition);
             }
             let joined = LogicalPlan::Join(join).recompute_schema()?;
             let above = Projection::try_new(columns_of(&old), Arc::new(joined))?;
@@ -470,6 +484,113 @@ fn compute_subqueries_below(node: LogicalPlan) -> Result<Transformed<LogicalPlan
         }
         other => Ok(Transformed::no(other)),
     }
+}
+
+/// An outer, semi or anti join whose condition holds a subquery reading both sides (which
+/// DataFusion takes in no join), as the inner join it contains and `[NOT] EXISTS` subqueries of one
+/// side over the other: `L LEFT JOIN R ON c` is the rows of `L` cross `R` where `c`, then each row
+/// of `L` for which no row of `R` satisfies `c`, its `R` columns NULL (`L` is read twice, as a
+/// nested loop would re-scan it); a semi join is `L WHERE EXISTS (SELECT FROM R WHERE c)`, an anti
+/// join `NOT EXISTS`. In those `EXISTS` subqueries `c`'s references to `L` are outer references
+/// (two levels up for the subquery inside `c`, which [`SubqueriesDataFusionRefuses`] binds). Mark
+/// joins (DataFusion's own, never a user's) are left as they are.
+fn joined_by_subqueries(
+    join: datafusion::logical_expr::Join,
+    condition: Expr,
+) -> Result<Transformed<LogicalPlan>> {
+    use datafusion::logical_expr::LogicalPlanBuilder;
+    let old = Arc::clone(&join.schema);
+    let condition = join
+        .on
+        .iter()
+        .fold(condition, |c, (l, r)| c.and(l.clone().eq(r.clone())));
+    let (left, right) = (Arc::clone(&join.left), Arc::clone(&join.right));
+    // `[NOT] EXISTS (SELECT FROM other WHERE c)` for the rows of `this`.
+    let exists = |this: &Arc<LogicalPlan>, other: &Arc<LogicalPlan>, negated: bool| {
+        let schema = Arc::clone(this.schema());
+        let c = condition
+            .clone()
+            .transform_up(|e| match e {
+                Expr::Column(c) if schema.has_column(&c) => {
+                    let field = Arc::clone(schema.qualified_field_from_column(&c)?.1);
+                    Ok(Transformed::yes(Expr::OuterReferenceColumn(field, c)))
+                }
+                other => Ok(Transformed::no(other)),
+            })?
+            .data;
+        let plan = LogicalPlanBuilder::from(other.as_ref().clone())
+            .filter(c)?
+            .build()?;
+        let subquery = Subquery {
+            outer_ref_columns: plan.all_out_ref_exprs(),
+            subquery: Arc::new(plan),
+            spans: Default::default(),
+        };
+        LogicalPlanBuilder::from(this.as_ref().clone())
+            .filter(Expr::Exists(Exists { subquery, negated }))?
+            .build()
+    };
+    // `this`'s rows without a match, the other side's columns NULL (in the join's column order).
+    let unmatched = |this: &Arc<LogicalPlan>, other: &Arc<LogicalPlan>, this_first: bool| {
+        let rows = exists(this, other, true)?;
+        let nulls = other
+            .schema()
+            .iter()
+            .map(|(q, f)| {
+                Ok(Expr::Literal(ScalarValue::try_from(f.data_type())?, None)
+                    .alias_qualified(q.cloned(), f.name()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut columns = columns_of(this.schema());
+        if this_first {
+            columns.extend(nulls);
+        } else {
+            columns = nulls.into_iter().chain(columns).collect();
+        }
+        LogicalPlanBuilder::from(rows).project(columns)?.build()
+    };
+    let joined = match join.join_type {
+        JoinType::LeftSemi => exists(&left, &right, false)?,
+        JoinType::LeftAnti => exists(&left, &right, true)?,
+        JoinType::RightSemi => exists(&right, &left, false)?,
+        JoinType::RightAnti => exists(&right, &left, true)?,
+        JoinType::Left | JoinType::Right | JoinType::Full => {
+            // The union's inputs under names of their own: both sides may have a column of the
+            // same name (a self-join), which a union's physical schema cannot tell apart.
+            let names: Vec<String> = (0..old.fields().len())
+                .map(|_| fresh_name("__joined"))
+                .collect();
+            let renamed = |plan: LogicalPlan| {
+                let columns = columns_of(plan.schema())
+                    .into_iter()
+                    .zip(&names)
+                    .map(|(c, n)| c.alias(n))
+                    .collect::<Vec<_>>();
+                LogicalPlanBuilder::from(plan).project(columns)?.build()
+            };
+            let matched = LogicalPlanBuilder::from(left.as_ref().clone())
+                .cross_join(right.as_ref().clone())?
+                .filter(condition.clone())?
+                .build()?;
+            let mut union = LogicalPlanBuilder::from(renamed(matched)?);
+            if matches!(join.join_type, JoinType::Left | JoinType::Full) {
+                union = union.union(renamed(unmatched(&left, &right, true)?)?)?;
+            }
+            if matches!(join.join_type, JoinType::Right | JoinType::Full) {
+                union = union.union(renamed(unmatched(&right, &left, false)?)?)?;
+            }
+            union.build()?
+        }
+        _ => {
+            let mut join = join;
+            join.filter = Some(condition);
+            join.on.clear();
+            return Ok(Transformed::no(LogicalPlan::Join(join)));
+        }
+    };
+    let restored = restore_names(&joined, old.as_ref(), |i| i);
+    let above = Projection::try_new(restored, Arc::new(joined))?;
+    Ok(Transformed::yes(LogicalPlan::Projection(above)))
 }
 
 /// The columns the subqueries of `exprs` take from an outer query.
@@ -716,7 +837,23 @@ fn rewrite_node(
             Ok(Transformed::yes(LogicalPlan::Projection(projection)))
         }
         LogicalPlan::Filter(f) if needs_apply(&f.predicate) => {
-            let (mut exprs, apply) = extract(vec![f.predicate.clone()], &f.input, pick)?;
+            // The conjuncts without a subquery filter the rows first, so the apply runs its
+            // subqueries only for rows they keep (DataFusion pushes no filter through the apply).
+            let (applied, plain): (Vec<Expr>, Vec<Expr>) =
+                split_conjunction_owned(f.predicate.clone())
+                    .into_iter()
+                    .partition(needs_apply);
+            let input = match conjunction(plain) {
+                Some(plain) => Arc::new(LogicalPlan::Filter(Filter::try_new(
+                    plain,
+                    Arc::clone(&f.input),
+                )?)),
+                None => Arc::clone(&f.input),
+            };
+            let Some(predicate) = conjunction(applied) else {
+                return internal_err!("apply: a filter without its subquery");
+            };
+            let (mut exprs, apply) = extract(vec![predicate], &input, pick)?;
             let filter = Filter::try_new(exprs.remove(0), Arc::new(apply))?;
             // Back to the filter's own columns.
             let columns = f
