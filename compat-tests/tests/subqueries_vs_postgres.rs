@@ -35,6 +35,13 @@ const QUERIES: &[&str] = &[
        AND EXISTS (SELECT 1 FROM t1 AS y WHERE y.b < x.b AND y.c > t1.c)) ORDER BY 1",
     "SELECT a, (SELECT count(*) FROM t1 AS x WHERE x.b < t1.b AND EXISTS (SELECT 1 FROM t1 AS y \
        WHERE y.c > x.c AND y.d < t1.d)) FROM t1 ORDER BY 1, 2",
+    // Correlated only through the subquery inside it; the same table name at two levels, the
+    // inner `t1.c` being the nearer one.
+    "SELECT a, (SELECT count(*) FROM t1 AS x WHERE EXISTS (SELECT 1 FROM t1 AS y \
+       WHERE y.c > x.c AND y.d < t1.d)) FROM t1 ORDER BY 1, 2",
+    "SELECT a FROM t1 WHERE EXISTS (SELECT 1 FROM t1 AS x WHERE x.b < t1.b AND x.a <> t1.a \
+       AND EXISTS (SELECT 1 FROM t1 WHERE t1.d = x.d AND EXISTS (SELECT 1 FROM t1 AS z \
+       WHERE z.c = t1.c))) ORDER BY 1",
     "SELECT a FROM t1 WHERE a > 200 AND NOT EXISTS (SELECT 1 FROM t1 AS x WHERE x.a > t1.a AND EXISTS \
        (SELECT 1 FROM t1 AS y WHERE y.b < x.b AND EXISTS (SELECT 1 FROM t1 AS z \
        WHERE z.c > t1.c AND z.d < y.d AND z.e <> x.e))) ORDER BY 1",

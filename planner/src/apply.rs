@@ -285,7 +285,7 @@ impl OptimizerRule for Tolerant {
 /// below the node (`__computed_N`, beside the input's columns), the node reads that column, and a
 /// projection above restores the node's own output columns and names; an inner join's condition
 /// holding one becomes a filter above the join, an outer or semi join's has its subqueries computed
-/// below the one side they are correlated with (one reading both sides is left, and refused). DataFusion then decorrelates the
+/// below the one side they are correlated with (one reading both sides: [`joined_by_subqueries`]). DataFusion then decorrelates the
 /// subquery or [`rewrite`] applies it like any select-list subquery.
 #[derive(Debug, Default)]
 pub struct SubqueriesComputedBelow;
@@ -378,8 +378,12 @@ fn refused_subqueries(node: &LogicalPlan) -> Vec<Expr> {
         e.apply(|e| {
             let (s, scalar) = match e {
                 Expr::ScalarSubquery(s) => (s, true),
-                Expr::Exists(Exists { subquery, .. })
-                | Expr::InSubquery(InSubquery { subquery, .. }) => (subquery, false),
+                Expr::Exists(Exists { subquery, .. }) => (subquery, false),
+                // The tested expression reading an outer query (inside a subquery) would be
+                // hidden in the apply from DataFusion's decorrelation of that subquery.
+                Expr::InSubquery(InSubquery { subquery, expr, .. }) if !expr.contains_outer() => {
+                    (subquery, false)
+                }
                 _ => return Ok(TreeNodeRecursion::Continue),
             };
             let bound = bound_columns(s);
@@ -460,7 +464,7 @@ fn compute_subqueries_below(node: LogicalPlan) -> Result<Transformed<LogicalPlan
         }
         LogicalPlan::Join(mut join) if join.filter.as_ref().is_some_and(has_subquery) => {
             // An outer or semi join: a condition whose subqueries are correlated with one side
-            // only has them computed on that side; one reading both sides stays as it is.
+            // only has them computed on that side; one reading both sides is rewritten.
             let Some(condition) = join.filter.take() else {
                 return Ok(Transformed::no(LogicalPlan::Join(join)));
             };
@@ -489,16 +493,30 @@ fn compute_subqueries_below(node: LogicalPlan) -> Result<Transformed<LogicalPlan
 /// An outer, semi or anti join whose condition holds a subquery reading both sides (which
 /// DataFusion takes in no join), as the inner join it contains and `[NOT] EXISTS` subqueries of one
 /// side over the other: `L LEFT JOIN R ON c` is the rows of `L` cross `R` where `c`, then each row
-/// of `L` for which no row of `R` satisfies `c`, its `R` columns NULL (`L` is read twice, as a
-/// nested loop would re-scan it); a semi join is `L WHERE EXISTS (SELECT FROM R WHERE c)`, an anti
-/// join `NOT EXISTS`. In those `EXISTS` subqueries `c`'s references to `L` are outer references
-/// (two levels up for the subquery inside `c`, which [`SubqueriesDataFusionRefuses`] binds). Mark
-/// joins (DataFusion's own, never a user's) are left as they are.
+/// of `L` for which no row of `R` satisfies `c`, its `R` columns NULL; a semi join is `L WHERE
+/// EXISTS (SELECT FROM R WHERE c)`, an anti join `NOT EXISTS`. In those `EXISTS` subqueries `c`'s
+/// references to `L` are outer references (two levels up for the subquery inside `c`, which
+/// [`SubqueriesDataFusionRefuses`] binds). Both sides are read twice and `c` evaluated twice (as a
+/// nested loop re-scans), so a join with a volatile function in `c` or either side is left as it
+/// is (DataFusion's refusal stands), as are mark joins (DataFusion's own, never a user's). Two reads
+/// of a source written meanwhile may see different rows.
 fn joined_by_subqueries(
     join: datafusion::logical_expr::Join,
     condition: Expr,
 ) -> Result<Transformed<LogicalPlan>> {
     use datafusion::logical_expr::LogicalPlanBuilder;
+    // Each side is read twice and the condition evaluated twice: only when both give the same
+    // answers each time (no volatile function), else DataFusion's refusal stands.
+    let volatile = |plan: &LogicalPlan| {
+        plan.exists(|n| Ok(n.expressions().iter().any(|e| e.is_volatile())))
+            .unwrap_or(true)
+    };
+    let mark = matches!(join.join_type, JoinType::LeftMark | JoinType::RightMark);
+    if mark || condition.is_volatile() || volatile(&join.left) || volatile(&join.right) {
+        let mut join = join;
+        join.filter = Some(condition);
+        return Ok(Transformed::no(LogicalPlan::Join(join)));
+    }
     let old = Arc::clone(&join.schema);
     let condition = join
         .on
@@ -581,11 +599,8 @@ fn joined_by_subqueries(
             }
             union.build()?
         }
-        _ => {
-            let mut join = join;
-            join.filter = Some(condition);
-            join.on.clear();
-            return Ok(Transformed::no(LogicalPlan::Join(join)));
+        JoinType::Inner | JoinType::LeftMark | JoinType::RightMark => {
+            return internal_err!("apply: {} join by subqueries", join.join_type);
         }
     };
     let restored = restore_names(&joined, old.as_ref(), |i| i);
@@ -603,6 +618,10 @@ fn outer_columns(exprs: &[Expr]) -> Vec<Column> {
             | Expr::InSubquery(InSubquery { subquery: s, .. }) = e
             {
                 refs.extend(bound_columns(s));
+            }
+            // `x IN (SELECT ...)` reads x where the subquery is computed.
+            if let Expr::InSubquery(InSubquery { expr, .. }) = e {
+                refs.extend(expr.column_refs().into_iter().cloned());
             }
             Ok(TreeNodeRecursion::Continue)
         });
@@ -727,7 +746,7 @@ fn rewrite_below(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     // planner): what it holds is rewritten here.
     let node = children.data.map_expressions(|e| {
         e.transform_up(|e| match e {
-            Expr::ScalarSubquery(s) if s.outer_ref_columns.is_empty() => {
+            Expr::ScalarSubquery(s) if bound_columns(&s).is_empty() => {
                 let inner = rewrite(s.subquery.as_ref().clone())?;
                 Ok(Transformed::yes(Expr::ScalarSubquery(Subquery {
                     subquery: Arc::new(inner),
@@ -881,7 +900,8 @@ fn needs_apply(e: &Expr, pick: &dyn Fn(&Expr) -> bool) -> bool {
 
 fn applied(e: &Expr) -> bool {
     match e {
-        Expr::ScalarSubquery(s) => !s.outer_ref_columns.is_empty(),
+        // Correlated, if only through a subquery inside it (a reference two levels up).
+        Expr::ScalarSubquery(s) => !bound_columns(s).is_empty(),
         Expr::Exists(_) | Expr::InSubquery(_) => true,
         _ => false,
     }
@@ -1033,12 +1053,18 @@ fn substitute(
 ) -> Result<LogicalPlan> {
     Ok(plan
         .transform_up(|node| {
+            // Below this node, a reference to a column its inputs give is theirs, not ours.
+            let deep: HashSet<Column> = deep
+                .iter()
+                .filter(|c| !in_scope(&node, c))
+                .cloned()
+                .collect();
             let node = if deep.is_empty() {
                 Transformed::no(node)
             } else {
                 node.map_subqueries(|sub| match sub {
                     LogicalPlan::Subquery(s) => {
-                        let inner = substitute(s.subquery.as_ref().clone(), ids, deep, true)?;
+                        let inner = substitute(s.subquery.as_ref().clone(), ids, &deep, true)?;
                         Ok(Transformed::yes(LogicalPlan::Subquery(Subquery {
                             outer_ref_columns: inner.all_out_ref_exprs(),
                             subquery: Arc::new(inner),
@@ -1080,18 +1106,10 @@ fn substitute(
 fn deep_references(plan: &LogicalPlan) -> Vec<Column> {
     let mut deep = Vec::new();
     let _ = plan.apply(|node| {
-        let inputs = node.inputs();
-        let in_scope = |c: &Column| {
-            if inputs.is_empty() {
-                node.schema().has_column(c)
-            } else {
-                inputs.iter().any(|i| i.schema().has_column(c))
-            }
-        };
         node.apply_subqueries(|sub| {
             if let LogicalPlan::Subquery(s) = sub {
                 for c in bound_columns(s) {
-                    if !in_scope(&c) && !deep.contains(&c) {
+                    if !in_scope(node, &c) && !deep.contains(&c) {
                         deep.push(c);
                     }
                 }
@@ -1100,6 +1118,17 @@ fn deep_references(plan: &LogicalPlan) -> Vec<Column> {
         })
     });
     deep
+}
+
+/// Whether `c` is a column the expressions of `node` read from its inputs (its own schema for a
+/// leaf): the scope DataFusion's SQL planner resolves a name in before the outer queries'.
+fn in_scope(node: &LogicalPlan, c: &Column) -> bool {
+    let inputs = node.inputs();
+    if inputs.is_empty() {
+        node.schema().has_column(c)
+    } else {
+        inputs.iter().any(|i| i.schema().has_column(c))
+    }
 }
 
 /// The outer columns a subquery reads: its own outer references, then its nested subqueries'

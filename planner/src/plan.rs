@@ -212,8 +212,9 @@ pub async fn logical_plan(
     };
     check_read_only(&plan)?;
     // DataFusion's SQL planner takes some subqueries that its analyzer, or physical planning, then
-    // refuse (a correlated scalar subquery that is no aggregate; a reference two levels up, which
-    // no apply can bind). Only worth finding out here when the statement could run whole at a SQL
+    // refuse (a correlated scalar subquery that is no aggregate; a reference two levels up: the
+    // apply runs them, `crate::apply::refused_by_datafusion`, but PostgreSQL runs them better).
+    // Only worth finding out here when the statement could run whole at a SQL
     // source, as it is then planned twice (cheaply when it is pushed whole: no splits to list).
     // (DataFusion plans an EXPLAIN whose plan fails as lines saying so: the plan itself is tried.)
     let query = match &plan {

@@ -81,7 +81,7 @@ fn figure_name(expr: &Expr) -> String {
         },
         Expr::Nested(inner) => figure_name(inner),
         Expr::Case { .. } => "case".into(),
-        Expr::Exists { .. } => "exists".into(),
+        Expr::Exists { negated: false, .. } => "exists".into(),
         Expr::Subquery(query) => subquery_name(query),
         _ => "?column?".into(),
     }
@@ -145,11 +145,11 @@ mod tests {
         assert_eq!(
             named(
                 "SELECT (SELECT max(x.a) FROM t x WHERE x.b < t.b), (SELECT x.c AS Y FROM t x), \
-                 (SELECT x.d FROM t x), EXISTS (SELECT 1 FROM t x), (SELECT 1) FROM t"
+                 (SELECT x.d FROM t x), EXISTS (SELECT 1 FROM t x), (SELECT 1), NOT EXISTS (SELECT 1 FROM t x) FROM t"
             ),
             "SELECT (SELECT max(x.a) FROM t x WHERE x.b < t.b) AS \"max\", \
              (SELECT x.c AS Y FROM t x) AS \"y\", (SELECT x.d FROM t x) AS \"d\", \
-             EXISTS (SELECT 1 FROM t x) AS \"exists\", (SELECT 1) AS \"?column?\" FROM t"
+             EXISTS (SELECT 1 FROM t x) AS \"exists\", (SELECT 1) AS \"?column?\", NOT EXISTS (SELECT 1 FROM t x) FROM t"
         );
         assert_eq!(
             named("(SELECT max(a) FROM t) EXCEPT SELECT 3"),
