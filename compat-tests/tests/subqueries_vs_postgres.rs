@@ -35,13 +35,15 @@ const QUERIES: &[&str] = &[
        AND EXISTS (SELECT 1 FROM t1 AS y WHERE y.b < x.b AND y.c > t1.c)) ORDER BY 1",
     "SELECT a, (SELECT count(*) FROM t1 AS x WHERE x.b < t1.b AND EXISTS (SELECT 1 FROM t1 AS y \
        WHERE y.c > x.c AND y.d < t1.d)) FROM t1 ORDER BY 1, 2",
-    // Correlated only through the subquery inside it; the same table name at two levels, the
-    // inner `t1.c` being the nearer one.
+    // Correlated only through the subquery inside it.
     "SELECT a, (SELECT count(*) FROM t1 AS x WHERE EXISTS (SELECT 1 FROM t1 AS y \
        WHERE y.c > x.c AND y.d < t1.d)) FROM t1 ORDER BY 1, 2",
-    "SELECT a FROM t1 WHERE EXISTS (SELECT 1 FROM t1 AS x WHERE x.b < t1.b AND x.a <> t1.a \
-       AND EXISTS (SELECT 1 FROM t1 WHERE t1.d = x.d AND EXISTS (SELECT 1 FROM t1 AS z \
-       WHERE z.c = t1.c))) ORDER BY 1",
+    // `t1.c` two levels up on one path (bound by the apply), and the nearer, unaliased `t1`'s own
+    // on another (left alone): bound to the outer row, outer rows with a NULL c would be lost.
+    "SELECT a FROM t1 WHERE EXISTS (SELECT 1 FROM t1 AS x WHERE x.b < t1.b \
+       AND (x.a > 0 OR EXISTS (SELECT 1 FROM t1 AS v WHERE v.c = t1.c)) \
+       AND EXISTS (SELECT 1 FROM t1 WHERE t1.d = x.d AND EXISTS (SELECT 1 FROM t1 AS w \
+       WHERE w.c = t1.c))) ORDER BY 1",
     "SELECT a FROM t1 WHERE a > 200 AND NOT EXISTS (SELECT 1 FROM t1 AS x WHERE x.a > t1.a AND EXISTS \
        (SELECT 1 FROM t1 AS y WHERE y.b < x.b AND EXISTS (SELECT 1 FROM t1 AS z \
        WHERE z.c > t1.c AND z.d < y.d AND z.e <> x.e))) ORDER BY 1",

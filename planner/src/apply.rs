@@ -40,6 +40,7 @@ use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::catalog::Session;
+use datafusion::common::JoinSide;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{
@@ -51,8 +52,9 @@ use datafusion::logical_expr::expr::{Exists, InSubquery};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
 use datafusion::logical_expr::{
-    Aggregate, Expr, ExprSchemable, Extension, Filter, JoinType, LogicalPlan, Projection, Sort,
-    Subquery, UserDefinedLogicalNode, UserDefinedLogicalNodeCore, Window, expr::Placeholder,
+    Aggregate, Expr, ExprSchemable, Extension, Filter, Join, JoinType, LogicalPlan,
+    LogicalPlanBuilder, Projection, Sort, Subquery, UserDefinedLogicalNode,
+    UserDefinedLogicalNodeCore, Window, expr::Placeholder,
 };
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{AnalyzerRule, OptimizerConfig, OptimizerRule};
@@ -352,15 +354,27 @@ pub fn refused_by_datafusion(plan: &LogicalPlan) -> bool {
 /// Whether `node` is an outer, semi or anti join whose condition holds a subquery reading both of
 /// its sides ([`joined_by_subqueries`]).
 fn outer_join_reading_both_sides(node: &LogicalPlan) -> bool {
-    let LogicalPlan::Join(join) = node else {
-        return false;
-    };
-    let Some(filter) = &join.filter else {
-        return false;
-    };
-    let outer = outer_columns(std::slice::from_ref(filter));
+    match node {
+        LogicalPlan::Join(join) if join.join_type != JoinType::Inner => join
+            .filter
+            .as_ref()
+            .is_some_and(|f| has_subquery(f) && correlated_side(join, f).is_none()),
+        _ => false,
+    }
+}
+
+/// The one side of `join` holding every column `condition`'s subqueries read (and an `IN`'s tested
+/// expression), the left one when both do; `None` when they read both sides.
+fn correlated_side(join: &Join, condition: &Expr) -> Option<JoinSide> {
+    let outer = outer_columns(std::slice::from_ref(condition));
     let on = |input: &LogicalPlan| outer.iter().all(|c| input.schema().has_column(c));
-    join.join_type != JoinType::Inner && has_subquery(filter) && !on(&join.left) && !on(&join.right)
+    if on(&join.left) {
+        Some(JoinSide::Left)
+    } else if on(&join.right) {
+        Some(JoinSide::Right)
+    } else {
+        None
+    }
 }
 
 /// The subquery expressions of `node` (a `Filter`, `Projection` or `Aggregate`) that
@@ -372,7 +386,6 @@ fn refused_subqueries(node: &LogicalPlan) -> Vec<Expr> {
     ) {
         return Vec::new();
     }
-    let inputs = node.inputs();
     let mut refused = Vec::new();
     let _ = node.apply_expressions(|e| {
         e.apply(|e| {
@@ -386,15 +399,15 @@ fn refused_subqueries(node: &LogicalPlan) -> Vec<Expr> {
                 }
                 _ => return Ok(TreeNodeRecursion::Continue),
             };
-            let bound = bound_columns(s);
-            let here = |c: &Column| inputs.iter().any(|i| i.schema().has_column(c));
+            let deep = deep_references(&s.subquery);
+            let bound = with_deep(s, deep.clone());
             if bound.is_empty()
-                || !bound.iter().all(here)
+                || !bound.iter().all(|c| in_scope(node, c))
                 || (scalar && s.subquery.schema().fields().len() != 1)
             {
                 return Ok(TreeNodeRecursion::Continue);
             }
-            if !deep_references(&s.subquery).is_empty()
+            if !deep.is_empty()
                 || datafusion::logical_expr::logical_plan::check_subquery_expr(node, &s.subquery, e)
                     .is_err()
             {
@@ -468,19 +481,19 @@ fn compute_subqueries_below(node: LogicalPlan) -> Result<Transformed<LogicalPlan
             let Some(condition) = join.filter.take() else {
                 return Ok(Transformed::no(LogicalPlan::Join(join)));
             };
-            let outer = outer_columns(std::slice::from_ref(&condition));
-            let on = |input: &LogicalPlan| outer.iter().all(|c| input.schema().has_column(c));
             let old = Arc::clone(&join.schema);
-            if on(&join.left) {
-                let (mut exprs, left) = computed_here(vec![condition], &join.left)?;
-                join.left = Arc::new(left);
-                join.filter = exprs.pop();
-            } else if on(&join.right) {
-                let (mut exprs, right) = computed_here(vec![condition], &join.right)?;
-                join.right = Arc::new(right);
-                join.filter = exprs.pop();
-            } else {
-                return joined_by_subqueries(join, condition);
+            match correlated_side(&join, &condition) {
+                Some(JoinSide::Left) => {
+                    let (mut exprs, left) = computed_here(vec![condition], &join.left)?;
+                    join.left = Arc::new(left);
+                    join.filter = exprs.pop();
+                }
+                Some(JoinSide::Right) => {
+                    let (mut exprs, right) = computed_here(vec![condition], &join.right)?;
+                    join.right = Arc::new(right);
+                    join.filter = exprs.pop();
+                }
+                _ => return joined_by_subqueries(join, condition),
             }
             let joined = LogicalPlan::Join(join).recompute_schema()?;
             let above = Projection::try_new(columns_of(&old), Arc::new(joined))?;
@@ -500,11 +513,7 @@ fn compute_subqueries_below(node: LogicalPlan) -> Result<Transformed<LogicalPlan
 /// nested loop re-scans), so a join with a volatile function in `c` or either side is left as it
 /// is (DataFusion's refusal stands), as are mark joins (DataFusion's own, never a user's). Two reads
 /// of a source written meanwhile may see different rows.
-fn joined_by_subqueries(
-    join: datafusion::logical_expr::Join,
-    condition: Expr,
-) -> Result<Transformed<LogicalPlan>> {
-    use datafusion::logical_expr::LogicalPlanBuilder;
+fn joined_by_subqueries(join: Join, condition: Expr) -> Result<Transformed<LogicalPlan>> {
     // Each side is read twice and the condition evaluated twice: only when both give the same
     // answers each time (no volatile function), else DataFusion's refusal stands.
     let volatile = |plan: &LogicalPlan| {
@@ -746,7 +755,7 @@ fn rewrite_below(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     // planner): what it holds is rewritten here.
     let node = children.data.map_expressions(|e| {
         e.transform_up(|e| match e {
-            Expr::ScalarSubquery(s) if bound_columns(&s).is_empty() => {
+            Expr::ScalarSubquery(s) if !is_correlated(&s) => {
                 let inner = rewrite(s.subquery.as_ref().clone())?;
                 Ok(Transformed::yes(Expr::ScalarSubquery(Subquery {
                     subquery: Arc::new(inner),
@@ -901,7 +910,7 @@ fn needs_apply(e: &Expr, pick: &dyn Fn(&Expr) -> bool) -> bool {
 fn applied(e: &Expr) -> bool {
     match e {
         // Correlated, if only through a subquery inside it (a reference two levels up).
-        Expr::ScalarSubquery(s) => !bound_columns(s).is_empty(),
+        Expr::ScalarSubquery(s) => is_correlated(s),
         Expr::Exists(_) | Expr::InSubquery(_) => true,
         _ => false,
     }
@@ -1134,6 +1143,11 @@ fn in_scope(node: &LogicalPlan, c: &Column) -> bool {
 /// The outer columns a subquery reads: its own outer references, then its nested subqueries'
 /// references past it ([`deep_references`]).
 fn bound_columns(s: &Subquery) -> Vec<Column> {
+    with_deep(s, deep_references(&s.subquery))
+}
+
+/// [`bound_columns`] of `s`, its [`deep_references`] being `deep`.
+fn with_deep(s: &Subquery, deep: Vec<Column>) -> Vec<Column> {
     let mut columns: Vec<Column> = s
         .outer_ref_columns
         .iter()
@@ -1142,12 +1156,18 @@ fn bound_columns(s: &Subquery) -> Vec<Column> {
             _ => None,
         })
         .collect();
-    for c in deep_references(&s.subquery) {
+    for c in deep {
         if !columns.contains(&c) {
             columns.push(c);
         }
     }
     columns
+}
+
+/// Whether `s` reads an outer query, if only through a subquery inside it (a reference two levels
+/// up); its own outer references are looked at first.
+fn is_correlated(s: &Subquery) -> bool {
+    !s.outer_ref_columns.is_empty() || !deep_references(&s.subquery).is_empty()
 }
 
 /// What a subquery of a [`CorrelatedApplyExec`] gives for each input row.
