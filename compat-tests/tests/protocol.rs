@@ -464,6 +464,12 @@ async fn errors_carry_sqlstate_and_the_session_keeps_working() {
         ),
         ("select 'a'::int", SqlState::INVALID_TEXT_REPRESENTATION),
         ("select 5 % 0", SqlState::DIVISION_BY_ZERO),
+        // A simple query has no parameters; `:1` is no PostgreSQL token (sqlparser takes it for a
+        // placeholder: both were internal errors, found by the malformed-message fuzzer).
+        ("select $1", SqlState::UNDEFINED_PARAMETER),
+        ("explain select $1 + 1", SqlState::UNDEFINED_PARAMETER),
+        ("select:1", SqlState::SYNTAX_ERROR),
+        ("select :name", SqlState::SYNTAX_ERROR),
     ];
     for (sql, expected) in cases {
         assert_eq!(&sqlstate(&client, sql).await, expected, "{sql}");

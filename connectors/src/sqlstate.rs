@@ -67,6 +67,8 @@ pub const UNDEFINED_TABLE: &str = "42P01";
 pub const DUPLICATE_SCHEMA: &str = "42P06";
 /// `42P07` duplicate_table.
 pub const DUPLICATE_TABLE: &str = "42P07";
+/// `42P02` undefined_parameter (a `$n` a simple query gives no value for).
+pub const UNDEFINED_PARAMETER: &str = "42P02";
 /// `42P03` duplicate_cursor.
 pub const DUPLICATE_CURSOR: &str = "42P03";
 /// `40003` statement_completion_unknown (a commit whose outcome is unknown: never retried).

@@ -77,6 +77,7 @@ where
         return Ok(());
     }
     for parsed in statements {
+        statement::check_no_parameters(&parsed).map_err(errors::user_error)?;
         let planned = statement::plan(&session, parsed)
             .await
             .map_err(errors::user_error)?;

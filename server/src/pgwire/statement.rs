@@ -190,9 +190,60 @@ pub fn parse(sql: &str) -> Result<VecDeque<DfStatement>, Box<ErrorInfo>> {
             Err(_) => return Err(Box::new(errors::datafusion_error(&e))),
         },
     };
+    if let Some(placeholder) = statements
+        .iter()
+        .flat_map(placeholders)
+        .find(|p| !p.starts_with('$'))
+    {
+        // sqlparser takes `:name` and `:1` for placeholders; PostgreSQL's grammar has no such token.
+        let token = placeholder.get(..1).unwrap_or_default();
+        return Err(errors::boxed(
+            sqlstate::SYNTAX_ERROR,
+            format!("syntax error at or near \"{token}\""),
+        ));
+    }
     super::rewrite::rewrite(sql, &mut statements);
     super::compat::rewrite(&mut statements);
     Ok(statements)
+}
+
+/// The placeholders (`$1`, and sqlparser's `:name`) `statement` holds, as written, in order of
+/// appearance (repeats kept).
+pub fn placeholders(statement: &DfStatement) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut visit = |statement: &ast::Statement| {
+        let _ = ast::visit_expressions(statement, |expr: &Expr| {
+            if let Expr::Value(value) = expr
+                && let Value::Placeholder(name) = &value.value
+            {
+                found.push(name.clone());
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    };
+    match statement {
+        DfStatement::Statement(statement) => visit(statement),
+        DfStatement::Explain(explain) => return placeholders(&explain.statement),
+        _ => {}
+    }
+    found
+}
+
+/// A simple query's statement with a `$n` parameter: PostgreSQL's `42P02 there is no parameter $n`
+/// (only the extended protocol's Bind gives parameters values). `PREPARE` declares them.
+pub fn check_no_parameters(statement: &DfStatement) -> Result<(), Box<ErrorInfo>> {
+    if let DfStatement::Statement(inner) = statement
+        && matches!(inner.as_ref(), ast::Statement::Prepare { .. })
+    {
+        return Ok(());
+    }
+    match placeholders(statement).first() {
+        Some(name) => Err(errors::boxed(
+            sqlstate::UNDEFINED_PARAMETER,
+            format!("there is no parameter {name}"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Turns one parsed statement into a session command or a DataFusion plan, in the session's context.
