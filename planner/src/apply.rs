@@ -1,7 +1,9 @@
 //! Correlated subqueries that DataFusion cannot decorrelate, run by a nested-loop apply (Trino's
 //! `CorrelatedJoin` evaluated as an apply, PostgreSQL's SubPlan): for every distinct binding of the
-//! outer columns a subquery reads, the subquery is planned with those values as literals and run
-//! once; the result is cached for the other rows with the same binding.
+//! outer columns a subquery reads, the subquery is run once and its result cached for the other
+//! rows with the same binding. Each partition plans the subquery once and re-executes it per binding
+//! ([`reuse`]); one reading a SQL source is planned per binding with the values as literals, which
+//! the source then gets in its SQL.
 //!
 //! DataFusion's optimizer turns most subqueries into joins (equality correlation under an
 //! aggregate, `EXISTS`/`IN` conjuncts of a WHERE). What is left in a filter or a select list,
@@ -68,6 +70,8 @@ use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, Phy
 use futures::StreamExt;
 use tributary_connectors::error::ConnectorError;
 use tributary_connectors::sqlstate;
+
+mod reuse;
 
 /// The session's query planner: [`rewrite`] the optimized plan's correlated subqueries into
 /// [`ApplyNode`]s, then DataFusion's physical planner with [`ApplyPlanner`].
@@ -1280,6 +1284,8 @@ struct Cache {
     converter: Option<RowConverter>,
     slots: HashMap<Box<[u8]>, usize>,
     outcomes: Vec<Outcome>,
+    /// Planned once or per binding ([`reuse`]).
+    runner: reuse::Runner,
 }
 
 impl Cache {
@@ -1298,6 +1304,7 @@ impl Cache {
             converter,
             slots: HashMap::new(),
             outcomes: Vec::new(),
+            runner: reuse::Runner::default(),
         })
     }
 }
@@ -1497,14 +1504,15 @@ async fn apply_batch(
                         .iter()
                         .map(|(index, _)| ScalarValue::try_from_array(batch.column(*index), row))
                         .collect::<Result<Vec<_>>>()?;
-                    let outcome = match run_subquery(s, &values, state, context).await? {
-                        // One type for the whole column (a NULL of the plan's type beside the
-                        // values' type).
-                        Outcome::Value(v) if v.data_type() != *field.data_type() => {
-                            Outcome::Value(v.cast_to(field.data_type())?)
-                        }
-                        other => other,
-                    };
+                    let outcome =
+                        match run_subquery(s, &values, &mut cache.runner, state, context).await? {
+                            // One type for the whole column (a NULL of the plan's type beside the
+                            // values' type).
+                            Outcome::Value(v) if v.data_type() != *field.data_type() => {
+                                Outcome::Value(v.cast_to(field.data_type())?)
+                            }
+                            other => other,
+                        };
                     cache.outcomes.push(outcome);
                     cache.slots.insert(key.into(), cache.outcomes.len() - 1);
                     cache.outcomes.len() - 1
@@ -1574,22 +1582,34 @@ async fn apply_batch(
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
-/// Runs `s` with its placeholders set to `key` (in `s.bindings` order).
+/// Runs `s` with its placeholders set to `key` (in `s.bindings` order): the plan `runner` keeps
+/// for the partition when there is one (planned on the first binding), else planned for `key`.
 async fn run_subquery(
     s: &ApplySubquery,
     key: &[ScalarValue],
+    runner: &mut reuse::Runner,
     state: &SessionState,
     context: &Arc<TaskContext>,
 ) -> Result<Outcome> {
-    // The values are of their placeholders' types: each placeholder is typed as the outer
-    // column its binding reads (`with_placeholders`).
-    let plan = s
-        .plan(state)
-        .await?
-        .as_ref()
-        .clone()
-        .replace_params_with_values(&ParamValues::from(key.to_vec()))?;
-    let physical = state.create_physical_plan(&plan).await?;
+    let logical = s.plan(state).await?;
+    if matches!(runner, reuse::Runner::Untried) {
+        *runner = match reuse::prepare(&logical, state).await? {
+            Some(reusable) => reuse::Runner::Reused(reusable),
+            None => reuse::Runner::PerBinding,
+        };
+    }
+    let physical = match runner {
+        reuse::Runner::Reused(reusable) => reusable.bind(key)?,
+        _ => {
+            // The values are of their placeholders' types: each placeholder is typed as the
+            // outer column its binding reads (`with_placeholders`).
+            let plan = logical
+                .as_ref()
+                .clone()
+                .replace_params_with_values(&ParamValues::from(key.to_vec()))?;
+            state.create_physical_plan(&plan).await?
+        }
+    };
     let mut stream = datafusion::physical_plan::execute_stream(physical, Arc::clone(context))?;
     match s.kind {
         ApplyKind::Exists { .. } => {
@@ -1617,7 +1637,7 @@ async fn run_subquery(
             match value {
                 Some(v) => Ok(Outcome::Value(v)),
                 None => Ok(Outcome::Value(ScalarValue::try_from(
-                    plan.schema().field(0).data_type(),
+                    logical.schema().field(0).data_type(),
                 )?)),
             }
         }
