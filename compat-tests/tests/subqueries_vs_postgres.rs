@@ -99,6 +99,19 @@ const QUERIES: &[&str] = &[
     // An aggregate over an applied subquery's column (typed non-null by DataFusion, nullable here).
     "SELECT count(*), sum(n), max(n) FROM (SELECT a, (SELECT count(*) FROM t1 AS x \
      WHERE x.b < t1.b) AS n FROM t1) AS q",
+    // A join and a top-N inside the subquery: planned once per partition and re-run per
+    // binding, each run with fresh join and sort state.
+    "SELECT a, (SELECT count(*) FROM t1 AS x JOIN t1 AS y ON x.d = y.d WHERE x.b < t1.b \
+     AND y.c > t1.c) FROM t1 ORDER BY 1, 2",
+    "SELECT a, (SELECT x.b FROM t1 AS x WHERE x.c > t1.c ORDER BY x.b DESC, x.a LIMIT 1 OFFSET 1) \
+     FROM t1 ORDER BY 1, 2",
+    // A scalar subquery of no rows is NULL even when its column cannot be (a literal here):
+    // DataFusion 55 typed it non-nullable and folded IS NULL and coalesce away.
+    "SELECT a, coalesce((SELECT 1 FROM t1 AS x WHERE x.a > t1.a + 100 LIMIT 1), -1) FROM t1 \
+     ORDER BY 1",
+    "SELECT a FROM t1 WHERE (SELECT 1 FROM t1 AS x WHERE x.b > t1.b LIMIT 1) IS NULL ORDER BY 1",
+    "SELECT coalesce((SELECT 1 FROM t1 WHERE a < 0), 7), (SELECT 1 FROM t1 WHERE a < 0) IS NULL, \
+     (SELECT 2 FROM t1 WHERE a < 0)",
     // An uncorrelated scalar subquery holding a correlated EXISTS under OR (DataFusion plans the
     // outer subquery on its own).
     "SELECT (SELECT count(*) FROM t1 AS x WHERE x.a > 200 OR EXISTS (SELECT 1 FROM t1 AS y \

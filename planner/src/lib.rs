@@ -14,6 +14,7 @@ pub mod explain;
 pub mod fragment;
 pub mod integers;
 pub mod limits;
+pub mod nullable;
 pub mod numeric;
 pub mod plan;
 pub mod pushdown;

@@ -911,6 +911,10 @@ fn expr_sql(
             Some((format!("({x} {not}IN ({}))", rel.sql), SqlKind::Bool))
         }
         Expr::Alias(Alias { expr, .. }) => expr_sql(d, expr, schema, cols, ctx),
+        // The value itself (only its type is nullable).
+        Expr::ScalarFunction(f) if crate::nullable::is_marker(f) => {
+            expr_sql(d, &f.args[0], schema, cols, ctx)
+        }
         Expr::Literal(v, _) => {
             if v.is_null() {
                 return None;

@@ -60,6 +60,9 @@ pub fn new_session_context(
         .with_optimizer_rules(crate::apply::with_correlated_apply(
             datafusion::optimizer::Optimizer::new().rules,
         ))
+        // A scalar subquery typed nullable (NULL when it gives no row) before anything folds
+        // `IS NULL` or `coalesce` of it.
+        .with_analyzer_rule(Arc::new(crate::nullable::ScalarSubqueriesNullable))
         // Subqueries in ORDER BY, windows, GROUP BY and inner joins' ON computed below those
         // nodes, where DataFusion takes them.
         .with_analyzer_rule(Arc::new(crate::apply::SubqueriesComputedBelow))
@@ -98,6 +101,8 @@ pub fn new_session_context(
     for f in crate::integers::functions() {
         ctx.register_udf(f);
     }
+    // Scalar subqueries typed nullable (`crate::nullable`).
+    ctx.register_udf(crate::nullable::function());
     // `avg` of integers is numeric, as in PostgreSQL.
     ctx.register_udaf(crate::avg::PgAvg::udaf());
     ctx
