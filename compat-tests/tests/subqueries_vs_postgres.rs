@@ -112,6 +112,24 @@ const QUERIES: &[&str] = &[
     "SELECT a FROM t1 WHERE (SELECT 1 FROM t1 AS x WHERE x.b > t1.b LIMIT 1) IS NULL ORDER BY 1",
     "SELECT coalesce((SELECT 1 FROM t1 WHERE a < 0), 7), (SELECT 1 FROM t1 WHERE a < 0) IS NULL, \
      (SELECT 2 FROM t1 WHERE a < 0)",
+    // IN and NOT IN in a WHERE meeting NULLs (c and e have some): DataFusion's anti join looked
+    // for a NULL in the whole subquery instead of each binding's rows, its mark join (IN under OR
+    // or NOT) answered false for NULL; both run by the apply.
+    "SELECT a FROM t1 WHERE c NOT IN (SELECT x.e FROM t1 AS x WHERE x.a > t1.a) ORDER BY 1",
+    "SELECT a FROM t1 WHERE NOT (c IN (SELECT x.e FROM t1 AS x WHERE x.a > t1.a)) ORDER BY 1",
+    "SELECT a FROM t1 WHERE c NOT IN (SELECT e FROM t1) OR a > 240 ORDER BY 1",
+    "SELECT a FROM t1 WHERE c NOT IN (SELECT x.a FROM t1 AS x WHERE x.a <> t1.a) \
+     OR (e > d AND e < a) ORDER BY 1",
+    "SELECT count(*) FROM t1 WHERE (c NOT IN (SELECT e FROM t1 WHERE e > 200)) IS NULL",
+    "SELECT a FROM t1 WHERE CASE WHEN c NOT IN (SELECT e FROM t1 WHERE e > 200) THEN true \
+     ELSE false END ORDER BY 1",
+    // An aggregate over an outer reference (DataFusion's decorrelation read a column it never
+    // made).
+    "SELECT a, (SELECT max(x.b + t1.a) FROM t1 AS x WHERE x.c < t1.c) FROM t1 ORDER BY 1",
+    // Output names PostgreSQL repeats (DataFusion refused them, or found them ambiguous).
+    "SELECT a, (SELECT x.a FROM t1 AS x WHERE x.e > t1.e ORDER BY x.e, x.a LIMIT 1) FROM t1 \
+     ORDER BY 1, 2",
+    "SELECT a, a, b + 1, b + 1 FROM t1 ORDER BY 1, 3",
     // An uncorrelated scalar subquery holding a correlated EXISTS under OR (DataFusion plans the
     // outer subquery on its own).
     "SELECT (SELECT count(*) FROM t1 AS x WHERE x.a > 200 OR EXISTS (SELECT 1 FROM t1 AS y \

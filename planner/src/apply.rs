@@ -51,11 +51,12 @@ use datafusion::common::{
 use datafusion::execution::context::{QueryPlanner, SessionState};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::expr::{Exists, InSubquery};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
+use datafusion::logical_expr::utils::{conjunction, split_conjunction, split_conjunction_owned};
 use datafusion::logical_expr::{
-    Aggregate, Expr, ExprSchemable, Extension, Filter, Join, JoinType, LogicalPlan,
-    LogicalPlanBuilder, Projection, Sort, Subquery, UserDefinedLogicalNode,
+    Aggregate, BinaryExpr, Expr, ExprSchemable, Extension, Filter, Join, JoinType, LogicalPlan,
+    LogicalPlanBuilder, Operator, Projection, Sort, Subquery, UserDefinedLogicalNode,
     UserDefinedLogicalNodeCore, Window, expr::Placeholder,
 };
 use datafusion::optimizer::optimizer::ApplyOrder;
@@ -412,6 +413,7 @@ fn refused_subqueries(node: &LogicalPlan) -> Vec<Expr> {
                 return Ok(TreeNodeRecursion::Continue);
             }
             if !deep.is_empty()
+                || aggregates_outer_references(&s.subquery)
                 || datafusion::logical_expr::logical_plan::check_subquery_expr(node, &s.subquery, e)
                     .is_err()
             {
@@ -420,7 +422,117 @@ fn refused_subqueries(node: &LogicalPlan) -> Vec<Expr> {
             Ok(TreeNodeRecursion::Continue)
         })
     });
+    if let LogicalPlan::Filter(filter) = node {
+        for e in in_subqueries_without_nulls(filter) {
+            if !refused.contains(&e) {
+                refused.push(e);
+            }
+        }
+    }
     refused
+}
+
+/// Whether an aggregate of `plan` (a subquery's, its own nested subqueries left out) reads an outer
+/// reference in its arguments or keys (`max(x.b + t1.b)`): DataFusion's decorrelation then plans a
+/// join reading a column that does not exist (`column "max(x.b + outer_ref(t1.b))" does not exist`);
+/// per binding the reference is a literal.
+fn aggregates_outer_references(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::Aggregate(aggregate) = node {
+            found = aggregate
+                .aggr_expr
+                .iter()
+                .chain(&aggregate.group_expr)
+                .any(|e| e.contains_outer());
+        }
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
+}
+
+/// Where a `Filter` is in a predicate: a top-level conjunct, under AND/OR only (where NULL and
+/// false both drop the row), or anywhere else (under NOT, CASE, IS, a comparison).
+#[derive(Clone, Copy, PartialEq)]
+enum Position {
+    Conjunct,
+    Positive,
+    Other,
+}
+
+/// The `IN (subquery)` tests of `filter` that DataFusion's decorrelation answers without SQL's NULLs
+/// and that may meet one (the tested expression or the subquery's column nullable): a mark join
+/// (what an IN under OR or NOT becomes) gives false where the answer is NULL (`NOT (c IN (...))`
+/// kept rows whose c is NULL), and the null-aware anti join of a correlated `NOT IN` looks for a
+/// NULL in the whole subquery instead of the rows of each binding (no row kept when some binding
+/// had one). PostgreSQL's answers need the apply, which computes each binding's NULL. Left to
+/// DataFusion: a positive IN under AND/OR (NULL and false both drop the row), and an uncorrelated
+/// `NOT IN` conjunct (its null-aware anti join is right).
+fn in_subqueries_without_nulls(filter: &Filter) -> Vec<Expr> {
+    fn visit(e: &Expr, position: Position, input: &DFSchema, found: &mut Vec<Expr>) {
+        match e {
+            Expr::InSubquery(InSubquery {
+                expr,
+                subquery,
+                negated,
+            }) => {
+                let correlated = !bound_columns(subquery).is_empty();
+                let safe = match position {
+                    Position::Conjunct => !*negated || !correlated,
+                    Position::Positive => !*negated,
+                    Position::Other => false,
+                };
+                let nullable = expr.nullable(input).unwrap_or(true)
+                    || subquery
+                        .subquery
+                        .schema()
+                        .fields()
+                        .first()
+                        .is_none_or(|f| f.is_nullable());
+                if !safe && nullable && !expr.contains_outer() {
+                    found.push(e.clone());
+                }
+            }
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::And | Operator::Or,
+                right,
+            }) if position != Position::Other => {
+                visit(left, Position::Positive, input, found);
+                visit(right, Position::Positive, input, found);
+            }
+            _ => {
+                let _ = e.apply_children(|child| {
+                    visit(child, Position::Other, input, found);
+                    Ok(TreeNodeRecursion::Continue)
+                });
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for conjunct in split_conjunction(&filter.predicate) {
+        visit(
+            conjunct,
+            Position::Conjunct,
+            filter.input.schema(),
+            &mut found,
+        );
+    }
+    found
+        .into_iter()
+        .filter(|e| {
+            let Expr::InSubquery(InSubquery { subquery, .. }) = e else {
+                return false;
+            };
+            bound_columns(subquery)
+                .iter()
+                .all(|c| filter.input.schema().has_column(c))
+        })
+        .collect()
 }
 
 /// One node of [`SubqueriesComputedBelow`].
@@ -1088,7 +1200,11 @@ fn substitute(
                 })?
             };
             node.transform_data(|node| {
+                // Output names kept: a projection above an aggregate reads `max(x.b +
+                // outer_ref(t1.b))` by that name.
+                let names = NamePreserver::new(&node);
                 node.map_expressions(|e| {
+                    let name = names.save(&e);
                     e.transform_up(|e| match &e {
                         Expr::OuterReferenceColumn(field, c) if !nested || deep.contains(c) => {
                             match ids.get(c) {
@@ -1102,7 +1218,8 @@ fn substitute(
                             }
                         }
                         _ => Ok(Transformed::no(e)),
-                    })
+                    })?
+                    .map_data(|e| Ok(name.restore(e)))
                 })
             })
         })?
@@ -1593,9 +1710,10 @@ async fn run_subquery(
 ) -> Result<Outcome> {
     let logical = s.plan(state).await?;
     if matches!(runner, reuse::Runner::Untried) {
-        *runner = match reuse::prepare(&logical, state).await? {
-            Some(reusable) => reuse::Runner::Reused(reusable),
-            None => reuse::Runner::PerBinding,
+        *runner = match reuse::prepare(&logical, state).await {
+            Ok(Some(reusable)) => reuse::Runner::Reused(reusable),
+            // Planned per binding, with the values as literals: as before, with its errors.
+            Ok(None) | Err(_) => reuse::Runner::PerBinding,
         };
     }
     let physical = match runner {

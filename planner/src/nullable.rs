@@ -15,7 +15,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Result, internal_err};
@@ -134,11 +134,8 @@ impl ScalarUDFImpl for NullableMarker {
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
         match args.arg_fields {
-            [field] => Ok(Arc::new(Field::new(
-                self.name(),
-                field.data_type().clone(),
-                true,
-            ))),
+            // The argument's metadata too (a PostgreSQL type tag, a column comment).
+            [field] => Ok(Arc::new(field.as_ref().clone().with_nullable(true))),
             _ => internal_err!("__nullable takes one argument"),
         }
     }

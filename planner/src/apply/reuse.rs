@@ -20,7 +20,7 @@
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Result, ScalarValue, internal_err};
 use datafusion::datasource::source_as_provider;
@@ -74,7 +74,9 @@ impl Reusable {
 /// bindings matter to planning (see the module docs). `state` is the session's; dynamic filters
 /// are turned off in a copy.
 ///
-/// Errors: what optimizing or planning the subquery gives (as planning it per binding would).
+/// Errors: what optimizing or planning the subquery gives (the caller then plans per binding,
+/// which may succeed where the placeholders could not: a literal folds where a function call
+/// does not).
 pub(super) async fn prepare(plan: &LogicalPlan, state: &SessionState) -> Result<Option<Reusable>> {
     if reads_sql_source(plan) {
         return Ok(None);
@@ -107,7 +109,7 @@ pub(super) async fn prepare(plan: &LogicalPlan, state: &SessionState) -> Result<
                         };
                         let udf = ScalarUDF::new_from_impl(BoundValue {
                             index,
-                            ty: field.data_type().clone(),
+                            field,
                             slot: Arc::clone(&slot),
                             signature: Signature::nullary(Volatility::Volatile),
                         });
@@ -122,10 +124,24 @@ pub(super) async fn prepare(plan: &LogicalPlan, state: &SessionState) -> Result<
         .query_planner()
         .create_physical_plan(&bound, &state)
         .await?;
+    if holds_scalar_subquery_exec(&physical) {
+        return Ok(None);
+    }
     Ok(Some(Reusable {
         plan: physical,
         slot,
     }))
+}
+
+/// Whether `plan` runs uncorrelated scalar subqueries (DataFusion's `ScalarSubqueryExec`): a reset
+/// keeps their shared result slots, which a task of an abandoned run (an EXISTS answered by its first
+/// row) may still fill after the next run cleared them (`already populated`).
+fn holds_scalar_subquery_exec(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.name() == "ScalarSubqueryExec"
+        || plan
+            .children()
+            .iter()
+            .any(|c| holds_scalar_subquery_exec(c))
 }
 
 /// Whether `plan` or a subquery in it scans a SQL source's table.
@@ -162,6 +178,16 @@ fn placeholders_only_in_expressions(plan: &LogicalPlan) -> bool {
             LogicalPlan::TableScan(scan) if scan.filters.iter().any(has_placeholder) => {
                 ok = false;
             }
+            // The physical planner takes only literals there (`LIMIT 1 OFFSET o.k`).
+            LogicalPlan::Limit(limit)
+                if limit
+                    .skip
+                    .iter()
+                    .chain(limit.fetch.iter())
+                    .any(|e| has_placeholder(e)) =>
+            {
+                ok = false;
+            }
             LogicalPlan::Extension(extension) => {
                 match extension.node.as_any().downcast_ref::<ApplyNode>() {
                     Some(apply)
@@ -195,14 +221,19 @@ fn has_placeholder(e: &Expr) -> bool {
 #[derive(Debug)]
 struct BoundValue {
     index: usize,
-    ty: DataType,
+    /// The placeholder's field: its type, nullability and metadata, as the plan was optimized
+    /// with (a non-null binding computed into a column must stay non-null for the physical
+    /// schema checks).
+    field: FieldRef,
     slot: Slot,
     signature: Signature,
 }
 
 impl PartialEq for BoundValue {
     fn eq(&self, other: &Self) -> bool {
-        self.index == other.index && self.ty == other.ty && Arc::ptr_eq(&self.slot, &other.slot)
+        self.index == other.index
+            && self.field == other.field
+            && Arc::ptr_eq(&self.slot, &other.slot)
     }
 }
 
@@ -211,7 +242,7 @@ impl Eq for BoundValue {}
 impl Hash for BoundValue {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.index.hash(state);
-        self.ty.hash(state);
+        self.field.data_type().hash(state);
     }
 }
 
@@ -233,11 +264,11 @@ impl ScalarUDFImpl for BoundValue {
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(self.ty.clone())
+        Ok(self.field.data_type().clone())
     }
 
     fn return_field_from_args(&self, _args: ReturnFieldArgs) -> Result<FieldRef> {
-        Ok(Arc::new(Field::new(self.name(), self.ty.clone(), true)))
+        Ok(Arc::clone(&self.field))
     }
 
     fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {

@@ -4,14 +4,25 @@
 //! Postgres's rule (`FigureColname` in parse_target.c): a column reference is named after the column,
 //! a function call after the function, a cast after its operand (or the type if the operand has no
 //! name), `CASE` is `case`, a scalar subquery after its own first output column, `EXISTS (...)` is
-//! `exists`, and anything else is `?column?`. Names already taken in the list are left
-//! to DataFusion, which refuses duplicate output names that Postgres allows.
+//! `exists`, and anything else is `?column?`. Postgres allows one name several times (`SELECT a, a`,
+//! `SELECT a, (SELECT x.a ...)`, `SELECT 1, 2`), DataFusion refuses duplicate output names (or finds
+//! a reference to them ambiguous): a repeat is aliased `name` [`DUPLICATE_MARK`] position, and
+//! [`display_name`] gives clients the name without the mark.
 
 use std::collections::HashSet;
 
 use datafusion::sql::sqlparser::ast::{
     Expr, Ident, ObjectNamePart, Query, Select, SelectItem, SetExpr,
 };
+
+/// Separates a repeated output name from the suffix that makes it unique for DataFusion (a control
+/// character no unquoted identifier holds).
+pub const DUPLICATE_MARK: char = '\u{1}';
+
+/// The name a client is told for output column `name`: without a [`DUPLICATE_MARK`] suffix.
+pub fn display_name(name: &str) -> &str {
+    name.split(DUPLICATE_MARK).next().unwrap_or(name)
+}
 
 /// Gives each unaliased expression of `query`'s top-level SELECT list the name Postgres would; for
 /// a set operation (`UNION`, `INTERSECT`, `EXCEPT`), of its leftmost SELECT, which names the
@@ -29,20 +40,26 @@ pub fn apply(query: &mut Query) {
             _ => None,
         })
         .collect();
-    for item in select.projection.iter_mut() {
+    let mut columns = HashSet::new();
+    for (position, item) in select.projection.iter_mut().enumerate() {
         let SelectItem::UnnamedExpr(expr) = item else {
             continue;
         };
-        if column_name(expr).is_some() {
-            continue; // DataFusion already names plain column references after the column.
-        }
-        let name = figure_name(expr);
-        if taken.insert(name.clone()) {
-            *item = SelectItem::ExprWithAlias {
-                expr: expr.clone(),
-                alias: Ident::with_quote('"', name),
-            };
-        }
+        let name = match column_name(expr) {
+            // DataFusion already names plain column references after the column.
+            Some(name) if columns.insert(name.clone()) => continue,
+            Some(name) => name,
+            None => figure_name(expr),
+        };
+        let alias = if taken.insert(name.clone()) {
+            name
+        } else {
+            format!("{name}{DUPLICATE_MARK}{position}")
+        };
+        *item = SelectItem::ExprWithAlias {
+            expr: expr.clone(),
+            alias: Ident::with_quote('"', alias),
+        };
     }
 }
 
@@ -134,8 +151,14 @@ mod tests {
             "SELECT count(*) AS \"count\", a, t.b, 1 + 1 AS \"?column?\", \
              CASE WHEN a THEN 1 END AS \"case\", c::TEXT AS \"c\", sum(x) AS s FROM t"
         );
-        // A second `?column?` is left to DataFusion rather than duplicated.
-        assert_eq!(named("SELECT 1, 2"), "SELECT 1 AS \"?column?\", 2");
+        // Repeated names are made unique for DataFusion, then shown without the mark.
+        assert_eq!(
+            named("SELECT 1, 2, a, t.a, (SELECT x.a FROM t x) FROM t"),
+            "SELECT 1 AS \"?column?\", 2 AS \"?column?\u{1}1\", a, t.a AS \"a\u{1}3\", \
+             (SELECT x.a FROM t x) AS \"a\u{1}4\" FROM t"
+        );
+        assert_eq!(super::display_name("a\u{1}3"), "a");
+        assert_eq!(super::display_name("?column?"), "?column?");
         // A set operation's columns are named by its leftmost SELECT.
         assert_eq!(
             named("SELECT 1 UNION ALL SELECT 2 UNION SELECT count(*) FROM t"),
@@ -149,7 +172,8 @@ mod tests {
             ),
             "SELECT (SELECT max(x.a) FROM t x WHERE x.b < t.b) AS \"max\", \
              (SELECT x.c AS Y FROM t x) AS \"y\", (SELECT x.d FROM t x) AS \"d\", \
-             EXISTS (SELECT 1 FROM t x) AS \"exists\", (SELECT 1) AS \"?column?\", NOT EXISTS (SELECT 1 FROM t x) FROM t"
+             EXISTS (SELECT 1 FROM t x) AS \"exists\", (SELECT 1) AS \"?column?\", \
+             NOT EXISTS (SELECT 1 FROM t x) AS \"?column?\u{1}5\" FROM t"
         );
         assert_eq!(
             named("(SELECT max(a) FROM t) EXCEPT SELECT 3"),

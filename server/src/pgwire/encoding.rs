@@ -56,11 +56,15 @@ pub fn fields(
         .enumerate()
         .map(|(i, field)| {
             let (ty, typmod) = pg_type(field)?;
-            Ok(
-                FieldInfo::new(field.name().clone(), None, None, ty, format.format_for(i))
-                    .with_format_options(Arc::clone(&options))
-                    .with_type_modifier(typmod),
+            Ok(FieldInfo::new(
+                super::column_names::display_name(field.name()).to_string(),
+                None,
+                None,
+                ty,
+                format.format_for(i),
             )
+            .with_format_options(Arc::clone(&options))
+            .with_type_modifier(typmod))
         })
         .collect()
 }
