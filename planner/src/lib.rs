@@ -20,6 +20,7 @@ pub mod plan;
 pub mod pushdown;
 pub mod registry;
 pub mod session;
+pub mod set_ops;
 pub mod sizing;
 pub mod statement_pushdown;
 pub mod time_travel;

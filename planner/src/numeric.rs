@@ -9,7 +9,8 @@
 //! for every row, so such quotients show more or fewer digits than PostgreSQL's, equal when rounded
 //! to the shorter.
 //!
-//! The same rule makes `sum` of a `bigint` a `numeric`, as PostgreSQL's is (`sum_bigint_as_numeric`).
+//! The same rule makes `sum` of a `bigint` a `numeric`, as PostgreSQL's is (`sum_bigint_as_numeric`),
+//! and a cast of a numeric to an integer round (`numeric_to_integer_rounds`).
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
@@ -115,10 +116,34 @@ fn rewrite_node(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     plan.map_expressions(|expr| {
         let name = names.save(&expr);
         let rewritten = expr.transform_up(|e| {
-            scale_division(e, &schema)?.transform_data(|e| sum_bigint_as_numeric(e, &schema))
+            scale_division(e, &schema)?
+                .transform_data(|e| sum_bigint_as_numeric(e, &schema))?
+                .transform_data(|e| numeric_to_integer_rounds(e, &schema))
         })?;
         Ok(rewritten.update_data(|e| name.restore(e)))
     })
+}
+
+/// A cast of a numeric to an integer type rounds half away from zero, as PostgreSQL's
+/// `numeric_int4` (`10.5::int` is 11, `-2.5::int` is -3); Arrow's cast truncates (10, -2). The
+/// value is rounded to scale 0 (DataFusion's `round` of a decimal) before the cast.
+fn numeric_to_integer_rounds(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    match e {
+        Expr::Cast(Cast { expr, field })
+            if field.data_type().is_integer()
+                && matches!(
+                    expr.get_type(schema),
+                    Ok(DataType::Decimal128(_, s) | DataType::Decimal256(_, s)) if s > 0
+                ) =>
+        {
+            let rounded = datafusion::functions::math::round().call(vec![*expr]);
+            Ok(Transformed::yes(Expr::Cast(Cast::new_from_field(
+                Box::new(rounded),
+                field,
+            ))))
+        }
+        other => Ok(Transformed::no(other)),
+    }
 }
 
 /// `sum` of a `bigint` as PostgreSQL types it: `numeric` (its `int8_sum`), never wrapping around,

@@ -63,6 +63,8 @@ pub fn new_session_context(
         // A scalar subquery typed nullable (NULL when it gives no row) before anything folds
         // `IS NULL` or `coalesce` of it.
         .with_analyzer_rule(Arc::new(crate::nullable::ScalarSubqueriesNullable))
+        // EXCEPT ALL / INTERSECT ALL with each row's count, as PostgreSQL's.
+        .with_analyzer_rule(Arc::new(crate::set_ops::SetOperationsAll))
         // Subqueries in ORDER BY, windows, GROUP BY and inner joins' ON computed below those
         // nodes, where DataFusion takes them.
         .with_analyzer_rule(Arc::new(crate::apply::SubqueriesComputedBelow))
@@ -101,6 +103,13 @@ pub fn new_session_context(
     for f in crate::integers::functions() {
         ctx.register_udf(f);
     }
+    // PostgreSQL's `sign` is DataFusion's `signum`.
+    ctx.register_udf(
+        datafusion::functions::math::signum()
+            .as_ref()
+            .clone()
+            .with_aliases(["sign"]),
+    );
     // Scalar subqueries typed nullable (`crate::nullable`).
     ctx.register_udf(crate::nullable::function());
     // `avg` of integers is numeric, as in PostgreSQL.

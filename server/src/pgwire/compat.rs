@@ -9,6 +9,9 @@
 //! - `format(fmt, args...)` with PostgreSQL's `%s`, `%I` (identifier, quoted when needed), `%L`
 //!   (literal) and `%%` (Metabase quotes table names with it);
 //! - `pg_get_serial_sequence(table, column)`: sources have no sequences, NULL.
+//! - `to_char(timestamp, 'YYYY-MM-DD HH24:MI:SS')`: PostgreSQL's template patterns, when the
+//!   template is a literal of patterns with a strftime equivalent, become the strftime format
+//!   DataFusion's `to_char` takes (it printed `YYYY-MM` as written).
 
 use std::sync::Arc;
 
@@ -47,6 +50,7 @@ pub fn rewrite(statements: &mut std::collections::VecDeque<DfStatement>) {
         if let DfStatement::Statement(inner) = statement {
             let _ = visit_expressions_mut(inner.as_mut(), |expr| {
                 rewrite_like_escape(expr);
+                rewrite_to_char(expr);
                 std::ops::ControlFlow::<()>::Continue(())
             });
         }
@@ -71,6 +75,94 @@ fn call(name: &str, args: Vec<Expr>) -> Expr {
         over: None,
         within_group: vec![],
     })
+}
+
+/// `to_char(x, 'template')` with a PostgreSQL date/time template literal turned into strftime.
+fn rewrite_to_char(expr: &mut Expr) {
+    let Expr::Function(function) = expr else {
+        return;
+    };
+    let is_to_char = matches!(function.name.0.as_slice(),
+        [ObjectNamePart::Identifier(id)] if id.value.eq_ignore_ascii_case("to_char"));
+    let FunctionArguments::List(FunctionArgumentList { args, .. }) = &mut function.args else {
+        return;
+    };
+    if !is_to_char {
+        return;
+    }
+    let [
+        _,
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(template))),
+    ] = args.as_mut_slice()
+    else {
+        return;
+    };
+    let Value::SingleQuotedString(text) = &template.value else {
+        return;
+    };
+    if let Some(format) = strftime_of(text) {
+        template.value = Value::SingleQuotedString(format);
+    }
+}
+
+/// The strftime format of PostgreSQL date/time template `template` (`YYYY-MM-DD HH24:MI:SS` is
+/// `%Y-%m-%d %H:%M:%S`), or `None` when it holds a pattern without an equivalent (PostgreSQL pads
+/// `Month` and `Day` to nine characters; `FMMonth` is taken) or looks like a number template
+/// (`999D99`).
+fn strftime_of(template: &str) -> Option<String> {
+    // Longest first where one pattern starts another.
+    const PATTERNS: &[(&str, &str)] = &[
+        ("FMMonth", "%B"),
+        ("FMDay", "%A"),
+        ("FMDD", "%-d"),
+        ("FMMM", "%-m"),
+        ("FMHH24", "%-H"),
+        ("FMHH12", "%-I"),
+        ("HH24", "%H"),
+        ("HH12", "%I"),
+        ("YYYY", "%Y"),
+        ("HH", "%I"),
+        ("MI", "%M"),
+        ("SS", "%S"),
+        ("MS", "%3f"),
+        ("US", "%6f"),
+        ("YY", "%y"),
+        ("MM", "%m"),
+        ("DDD", "%j"),
+        ("DD", "%d"),
+        ("Mon", "%b"),
+        ("Dy", "%a"),
+        ("AM", "%p"),
+        ("PM", "%p"),
+        ("TZ", "%Z"),
+    ];
+    if template.contains(['9', '0']) {
+        return None;
+    }
+    let mut out = String::new();
+    let mut rest = template;
+    let mut any = false;
+    while let Some(c) = rest.chars().next() {
+        if let Some((pattern, format)) = PATTERNS.iter().find(|(p, _)| rest.starts_with(p)) {
+            out.push_str(format);
+            rest = &rest[pattern.len()..];
+            any = true;
+        } else if c == '"' {
+            // A quoted literal.
+            let end = rest[1..].find('"')? + 1;
+            out.push_str(&rest[1..end].replace('%', "%%"));
+            rest = &rest[end + 1..];
+        } else if c.is_ascii_alphabetic() {
+            return None;
+        } else {
+            if c == '%' {
+                out.push('%');
+            }
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    any.then_some(out)
 }
 
 fn rewrite_like_escape(expr: &mut Expr) {
@@ -373,6 +465,21 @@ fn map_text(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn to_char_templates_become_strftime() {
+        assert_eq!(
+            super::strftime_of("YYYY-MM-DD HH24:MI:SS").as_deref(),
+            Some("%Y-%m-%d %H:%M:%S")
+        );
+        assert_eq!(
+            super::strftime_of("Dy, DD Mon YYYY \"at\" HH12 AM").as_deref(),
+            Some("%a, %d %b %Y at %I %p")
+        );
+        assert_eq!(super::strftime_of("999D99"), None);
+        assert_eq!(super::strftime_of("Month"), None);
+        assert_eq!(super::strftime_of("Q"), None);
+    }
+
     use super::*;
 
     #[test]
