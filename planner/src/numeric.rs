@@ -10,7 +10,8 @@
 //! to the shorter.
 //!
 //! The same rule makes `sum` of a `bigint` a `numeric`, as PostgreSQL's is (`sum_bigint_as_numeric`),
-//! and a cast of a numeric to an integer round (`numeric_to_integer_rounds`).
+//! a cast of a numeric to an integer round (`numeric_to_integer_rounds`), and `ceil`/`floor`/`trunc`
+//! of a numeric have scale 0 (`whole_numeric_scale_zero`).
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
@@ -118,10 +119,30 @@ fn rewrite_node(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         let rewritten = expr.transform_up(|e| {
             scale_division(e, &schema)?
                 .transform_data(|e| sum_bigint_as_numeric(e, &schema))?
-                .transform_data(|e| numeric_to_integer_rounds(e, &schema))
+                .transform_data(|e| numeric_to_integer_rounds(e, &schema))?
+                .transform_data(|e| whole_numeric_scale_zero(e, &schema))
         })?;
         Ok(rewritten.update_data(|e| name.restore(e)))
     })
+}
+
+/// `ceil`, `floor` and one-argument `trunc` of a numeric are numerics of scale 0, as PostgreSQL's
+/// (`ceil(120.75)` is `121`); DataFusion's keep the argument's scale (`121.00`). The value is the
+/// same: a cast to scale 0 drops zero digits.
+fn whole_numeric_scale_zero(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    match &e {
+        Expr::ScalarFunction(f)
+            if matches!(f.func.name(), "ceil" | "floor" | "trunc") && f.args.len() == 1 =>
+        {
+            match f.args[0].get_type(schema) {
+                Ok(DataType::Decimal128(precision, scale)) if scale > 0 => Ok(Transformed::yes(
+                    Expr::Cast(Cast::new(Box::new(e), DataType::Decimal128(precision, 0))),
+                )),
+                _ => Ok(Transformed::no(e)),
+            }
+        }
+        _ => Ok(Transformed::no(e)),
+    }
 }
 
 /// A cast of a numeric to an integer type rounds half away from zero, as PostgreSQL's
