@@ -132,9 +132,6 @@ pub trait SqlDialect: Send + Sync + Debug {
     /// Whether `SELECT FROM t` (no columns) is valid.
     fn empty_select(&self) -> bool;
 
-    /// Truncating integer division of two exact numbers (`div(a, b)` on PostgreSQL).
-    fn int_div(&self, a: &str, b: &str) -> Option<String>;
-
     /// Whether `+ - * / %` on two integers of one type mean what they do here, an error on overflow
     /// or division by zero included (PostgreSQL: yes; MySQL: `/` is decimal division, division by
     /// zero is NULL and unsigned columns refuse negative results, so no).

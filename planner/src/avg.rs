@@ -4,8 +4,10 @@
 //! is `1.5000000000000000`, exact, where DataFusion's `avg` casts integers to float8 (`1.5`). [`PgAvg`]
 //! replaces DataFusion's `avg` (and its alias `mean`) in every session: integer inputs are summed
 //! exactly (i128; unsigned 64-bit values past `i64::MAX` are out of range) and the quotient is a `Decimal128(38, 16)` rounded half away from zero, as
-//! PostgreSQL rounds; every other input (decimals, floats, intervals) is DataFusion's own `avg`,
-//! unchanged.
+//! PostgreSQL rounds. `avg` of a `Decimal128(p, s)` is summed the same way at its scale and is a
+//! `Decimal128(38, max(s, 16))` (PostgreSQL's at least 16 decimals; DataFusion's was `s + 4`,
+//! truncated; a sum past i128 is 22003); `avg(DISTINCT numeric)` is DataFusion's, cast to that
+//! type. Every other input (floats, intervals) is DataFusion's own `avg`, unchanged.
 //!
 //! PostgreSQL's quotient scale follows the operands (`select_div_scale` in numeric.c: 16 significant
 //! digits after the quotient's first base-10000 digit group), so it shows 16 decimals for averages
@@ -80,10 +82,42 @@ impl PgAvg {
     }
 }
 
-fn integer_input(fields: &[FieldRef]) -> bool {
-    fields
-        .first()
-        .is_some_and(|f| *f.data_type() == DataType::Int64)
+/// The scale of an input [`PgAvg`] averages itself: 0 for integers (taken as Int64), the scale of
+/// a `Decimal128` (for a plain `avg`; `avg(DISTINCT numeric)` is DataFusion's); `None` for the rest.
+fn exact_input(fields: &[FieldRef], distinct: bool) -> Option<i8> {
+    match fields.first().map(|f| f.data_type()) {
+        Some(DataType::Int64) => Some(0),
+        Some(DataType::Decimal128(_, scale)) if !distinct && *scale >= 0 => Some(*scale),
+        _ => None,
+    }
+}
+
+/// The scale of the average of values of scale `input`: PostgreSQL's at least 16 decimals, never
+/// fewer than the input's.
+fn output_scale(input: i8) -> i8 {
+    input.max(AVG_SCALE)
+}
+
+/// Reads an Int64 or Decimal128 array's values as i128 (at the array's scale).
+fn exact_values(array: &ArrayRef) -> Box<dyn Iterator<Item = Option<i128>> + '_> {
+    match array.data_type() {
+        DataType::Decimal128(..) => Box::new(array.as_primitive::<Decimal128Type>().iter()),
+        _ => Box::new(
+            array
+                .as_primitive::<Int64Type>()
+                .iter()
+                .map(|v| v.map(i128::from)),
+        ),
+    }
+}
+
+fn overflow() -> datafusion::common::DataFusionError {
+    datafusion::common::DataFusionError::External(Box::new(
+        tributary_connectors::error::ConnectorError::sql(
+            tributary_connectors::sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
+            "numeric field overflow",
+        ),
+    ))
 }
 
 impl AggregateUDFImpl for PgAvg {
@@ -102,25 +136,34 @@ impl AggregateUDFImpl for PgAvg {
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         match arg_types {
             [DataType::Int64] => Ok(DataType::Decimal128(AVG_PRECISION, AVG_SCALE)),
+            [DataType::Decimal128(_, scale)] if *scale >= 0 => {
+                Ok(DataType::Decimal128(AVG_PRECISION, output_scale(*scale)))
+            }
             _ => self.inner.inner().return_type(arg_types),
         }
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        if !integer_input(args.expr_fields) {
-            return self.inner.inner().accumulator(args);
-        }
+        let Some(scale) = exact_input(args.expr_fields, args.is_distinct) else {
+            let to = self.return_type(&[args.expr_fields[0].data_type().clone()])?;
+            let inner = self.inner.inner().accumulator(args)?;
+            // `avg(DISTINCT numeric)`: DataFusion's, at this function's type.
+            return Ok(match to {
+                DataType::Decimal128(..) => Box::new(CastResult { inner, to }),
+                _ => inner,
+            });
+        };
         Ok(if args.is_distinct {
             Box::<DistinctIntegerAvg>::default()
         } else {
-            Box::<IntegerAvg>::default()
+            Box::new(IntegerAvg::new(scale))
         })
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        if !integer_input(args.input_fields) {
+        let Some(scale) = exact_input(args.input_fields, args.is_distinct) else {
             return self.inner.inner().state_fields(args);
-        }
+        };
         let name = |what: &str| format!("{}[{what}]", args.name);
         Ok(if args.is_distinct {
             vec![Arc::new(Field::new_list(
@@ -131,16 +174,21 @@ impl AggregateUDFImpl for PgAvg {
         } else {
             vec![
                 Arc::new(Field::new(name("count"), DataType::UInt64, true)),
-                Arc::new(Field::new(name("sum"), DataType::Decimal128(38, 0), true)),
+                Arc::new(Field::new(
+                    name("sum"),
+                    DataType::Decimal128(38, scale),
+                    true,
+                )),
             ]
         })
     }
 
     fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
-        if integer_input(args.expr_fields) {
-            !args.is_distinct
-        } else {
-            self.inner.inner().groups_accumulator_supported(args)
+        match exact_input(args.expr_fields, args.is_distinct) {
+            Some(_) => !args.is_distinct,
+            // DataFusion's groups accumulator would give its own type.
+            None if matches!(args.expr_fields[0].data_type(), DataType::Decimal128(..)) => false,
+            None => self.inner.inner().groups_accumulator_supported(args),
         }
     }
 
@@ -148,10 +196,9 @@ impl AggregateUDFImpl for PgAvg {
         &self,
         args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
-        if integer_input(args.expr_fields) {
-            Ok(Box::<IntegerAvgGroups>::default())
-        } else {
-            self.inner.inner().create_groups_accumulator(args)
+        match exact_input(args.expr_fields, args.is_distinct) {
+            Some(scale) => Ok(Box::new(IntegerAvgGroups::new(scale))),
+            None => self.inner.inner().create_groups_accumulator(args),
         }
     }
 
@@ -167,44 +214,102 @@ impl AggregateUDFImpl for PgAvg {
 /// `sum / count` at [`AVG_SCALE`], rounded half away from zero; `None` for no values. Exact for
 /// any i128 sum: the integer and fractional parts are divided separately.
 pub fn average(sum: i128, count: u64) -> Option<i128> {
+    scaled_average(sum, count, SCALE_FACTOR)
+}
+
+/// `sum * factor / count`, rounded half away from zero; `None` for no values or past i128.
+/// `factor` is at most 10^16.
+fn scaled_average(sum: i128, count: u64, factor: i128) -> Option<i128> {
     if count == 0 {
         return None;
     }
     let count = i128::from(count);
     let (whole, rest) = (sum / count, sum % count);
     // |rest| < count < 2^64, so rest * 10^16 fits.
-    let scaled = rest * SCALE_FACTOR;
+    let scaled = rest * factor;
     let (mut fraction, remainder) = (scaled / count, scaled % count);
     if 2 * remainder.abs() >= count {
         fraction += sum.signum();
     }
-    whole.checked_mul(SCALE_FACTOR)?.checked_add(fraction)
+    whole.checked_mul(factor)?.checked_add(fraction)
+}
+
+/// The average of values of scale `scale` summing to `sum`, at [`output_scale`].
+fn average_at(sum: i128, count: u64, scale: i8) -> Result<ScalarValue> {
+    let out = output_scale(scale);
+    let factor = 10_i128.pow((out - scale) as u32);
+    let value = match count {
+        0 => None,
+        _ => Some(scaled_average(sum, count, factor).ok_or_else(overflow)?),
+    };
+    Ok(ScalarValue::Decimal128(value, AVG_PRECISION, out))
 }
 
 fn decimal(value: Option<i128>) -> ScalarValue {
     ScalarValue::Decimal128(value, AVG_PRECISION, AVG_SCALE)
 }
 
+/// An accumulator whose result is cast to `to`.
+#[derive(Debug)]
+struct CastResult {
+    inner: Box<dyn Accumulator>,
+    to: DataType,
+}
+
+impl Accumulator for CastResult {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.inner.update_batch(values)
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.inner.merge_batch(states)
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        self.inner.state()
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        self.inner.evaluate()?.cast_to(&self.to)
+    }
+
+    fn size(&self) -> usize {
+        self.inner.size() + size_of::<DataType>()
+    }
+}
+
 /// The running sum and count of one group. No sum here overflows: an i128 holds the sum of 2^64
 /// values of i64, more than a u64 count can number.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct IntegerAvg {
     sum: i128,
     count: u64,
+    /// The input's scale (0 for integers).
+    scale: i8,
+}
+
+impl IntegerAvg {
+    fn new(scale: i8) -> Self {
+        Self {
+            sum: 0,
+            count: 0,
+            scale,
+        }
+    }
 }
 
 impl Accumulator for IntegerAvg {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        for v in values[0].as_primitive::<Int64Type>().iter().flatten() {
-            self.sum += i128::from(v);
+        for v in exact_values(&values[0]).flatten() {
+            self.sum = self.sum.checked_add(v).ok_or_else(overflow)?;
             self.count += 1;
         }
         Ok(())
     }
 
     fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        for v in values[0].as_primitive::<Int64Type>().iter().flatten() {
-            self.sum -= i128::from(v);
+        for v in exact_values(&values[0]).flatten() {
+            self.sum = self.sum.checked_sub(v).ok_or_else(overflow)?;
             self.count -= 1;
         }
         Ok(())
@@ -220,7 +325,7 @@ impl Accumulator for IntegerAvg {
         for (count, sum) in counts.iter().zip(sums.iter()) {
             if let (Some(count), Some(sum)) = (count, sum) {
                 self.count += count;
-                self.sum += sum;
+                self.sum = self.sum.checked_add(sum).ok_or_else(overflow)?;
             }
         }
         Ok(())
@@ -229,12 +334,12 @@ impl Accumulator for IntegerAvg {
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         Ok(vec![
             ScalarValue::UInt64(Some(self.count)),
-            ScalarValue::Decimal128(Some(self.sum), 38, 0),
+            ScalarValue::Decimal128(Some(self.sum), 38, self.scale),
         ])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(decimal(average(self.sum, self.count)))
+        average_at(self.sum, self.count, self.scale)
     }
 
     fn size(&self) -> usize {
@@ -291,9 +396,18 @@ impl Accumulator for DistinctIntegerAvg {
 struct IntegerAvgGroups {
     sums: Vec<i128>,
     counts: Vec<u64>,
+    /// The input's scale (0 for integers).
+    scale: i8,
 }
 
 impl IntegerAvgGroups {
+    fn new(scale: i8) -> Self {
+        Self {
+            scale,
+            ..Self::default()
+        }
+    }
+
     fn resize(&mut self, groups: usize) {
         self.sums.resize(groups, 0);
         self.counts.resize(groups, 0);
@@ -315,15 +429,31 @@ impl GroupsAccumulator for IntegerAvgGroups {
     ) -> Result<()> {
         self.resize(total_num_groups);
         let (sums, counts) = (&mut self.sums, &mut self.counts);
-        accumulate(
-            group_indices,
-            values[0].as_primitive::<Int64Type>(),
-            opt_filter,
-            |group, value| {
-                sums[group] += i128::from(value);
+        let mut overflowed = false;
+        let mut add = |group: usize, value: i128| match sums[group].checked_add(value) {
+            Some(sum) => {
+                sums[group] = sum;
                 counts[group] += 1;
-            },
-        );
+            }
+            None => overflowed = true,
+        };
+        match values[0].data_type() {
+            DataType::Decimal128(..) => accumulate(
+                group_indices,
+                values[0].as_primitive::<Decimal128Type>(),
+                opt_filter,
+                add,
+            ),
+            _ => accumulate(
+                group_indices,
+                values[0].as_primitive::<Int64Type>(),
+                opt_filter,
+                |group, value| add(group, i128::from(value)),
+            ),
+        }
+        if overflowed {
+            return Err(overflow());
+        }
         Ok(())
     }
 
@@ -339,7 +469,9 @@ impl GroupsAccumulator for IntegerAvgGroups {
         for (i, &group) in group_indices.iter().enumerate() {
             if counts.is_valid(i) && sums.is_valid(i) {
                 self.counts[group] += counts.value(i);
-                self.sums[group] += sums.value(i);
+                self.sums[group] = self.sums[group]
+                    .checked_add(sums.value(i))
+                    .ok_or_else(overflow)?;
             }
         }
         Ok(())
@@ -348,13 +480,20 @@ impl GroupsAccumulator for IntegerAvgGroups {
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let sums = emit_to.take_needed(&mut self.sums);
         let counts = emit_to.take_needed(&mut self.counts);
-        let values: Vec<Option<i128>> = sums
+        let out = output_scale(self.scale);
+        let factor = 10_i128.pow((out - self.scale) as u32);
+        let values = sums
             .into_iter()
             .zip(counts)
-            .map(|(sum, count)| average(sum, count))
-            .collect();
+            .map(|(sum, count)| match count {
+                0 => Ok(None),
+                _ => scaled_average(sum, count, factor)
+                    .map(Some)
+                    .ok_or_else(overflow),
+            })
+            .collect::<Result<Vec<Option<i128>>>>()?;
         Ok(Arc::new(
-            Decimal128Array::from(values).with_precision_and_scale(AVG_PRECISION, AVG_SCALE)?,
+            Decimal128Array::from(values).with_precision_and_scale(AVG_PRECISION, out)?,
         ))
     }
 
@@ -364,7 +503,10 @@ impl GroupsAccumulator for IntegerAvgGroups {
         let no_nulls: Option<NullBuffer> = None;
         Ok(vec![
             Arc::new(UInt64Array::new(counts.into(), no_nulls.clone())),
-            Arc::new(Decimal128Array::new(sums.into(), no_nulls).with_precision_and_scale(38, 0)?),
+            Arc::new(
+                Decimal128Array::new(sums.into(), no_nulls)
+                    .with_precision_and_scale(38, self.scale)?,
+            ),
         ])
     }
 
@@ -373,21 +515,16 @@ impl GroupsAccumulator for IntegerAvgGroups {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
-        let values = values[0].as_primitive::<Int64Type>();
-        let taken = |i: usize| values.is_valid(i) && passes(opt_filter, i);
-        let counts: UInt64Array = (0..values.len()).map(|i| u64::from(taken(i))).collect();
-        let sums: Decimal128Array = (0..values.len())
-            .map(|i| {
-                if taken(i) {
-                    i128::from(values.value(i))
-                } else {
-                    0
-                }
-            })
+        let array = &values[0];
+        let taken = |i: usize| array.is_valid(i) && passes(opt_filter, i);
+        let counts: UInt64Array = (0..array.len()).map(|i| u64::from(taken(i))).collect();
+        let sums: Decimal128Array = exact_values(array)
+            .enumerate()
+            .map(|(i, v)| if taken(i) { v.unwrap_or(0) } else { 0 })
             .collect();
         Ok(vec![
             Arc::new(counts),
-            Arc::new(sums.with_precision_and_scale(38, 0)?),
+            Arc::new(sums.with_precision_and_scale(38, self.scale)?),
         ])
     }
 

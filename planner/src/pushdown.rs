@@ -23,8 +23,8 @@
 //!   at the source. The relation around a subquery is aliased `oN` (N: nesting depth) so that the
 //!   subquery's own derived tables (`t`, `l`, `r`) never hide it;
 //! - aggregates count, count(distinct), sum, min, max, avg, stddev/variance with GROUP BY;
-//!   avg of decimals truncates like DataFusion (`div(sum * 10^s, count)`), avg of integers is
-//!   `round(sum * 10^16 / count) * 10^-16` (as [`crate::avg`] rounds), stddev of integers is
+//!   avg of integers and decimals is `round(sum * 10^s / count) * 10^-s` (s: 16, or a decimal's
+//!   larger scale, as [`crate::avg`] rounds), stddev of integers is
 //!   computed on float8 like DataFusion;
 //! - ORDER BY ... LIMIT (explicit null placement, in the dialect's syntax; keys never strings or
 //!   floats), LIMIT/OFFSET;
@@ -1225,7 +1225,7 @@ fn aggregate_sql(
                 let (up, down) = scaling(*s)?;
                 format!("(round({sum} * {up} / NULLIF(count({x}), 0)) * {down})")
             }
-            // DataFusion: sum scaled to the result's scale, divided by the count, truncated.
+            // Decimals (`crate::avg`, at least 16 decimals): the same, the sum at its own scale.
             (SqlKind::Decimal, DataType::Decimal128(_, s2)) => {
                 let DataType::Decimal128(_, s1) = ty_of(arg, schema)? else {
                     return None;
@@ -1234,11 +1234,7 @@ fn aggregate_sql(
                     return None;
                 }
                 let (up, down) = scaling(*s2)?;
-                let q = d.int_div(
-                    &format!("sum({x}) * {up}"),
-                    &format!("NULLIF(count({x}), 0)"),
-                )?;
-                format!("({q} * {down})")
+                format!("(round(sum({x}) * {up} / NULLIF(count({x}), 0)) * {down})")
             }
             _ => return None,
         },

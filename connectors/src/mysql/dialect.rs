@@ -111,10 +111,6 @@ impl SqlDialect for MySqlDialect {
         false
     }
 
-    fn int_div(&self, a: &str, b: &str) -> Option<String> {
-        Some(format!("({a} DIV {b})"))
-    }
-
     fn distinct_from(&self, a: &str, b: &str, distinct: bool) -> String {
         if distinct {
             format!("(NOT ({a} <=> {b}))")

@@ -110,10 +110,6 @@ impl SqlDialect for PostgresDialect {
     fn empty_select(&self) -> bool {
         true
     }
-
-    fn int_div(&self, a: &str, b: &str) -> Option<String> {
-        Some(format!("div({a}, {b})"))
-    }
 }
 
 /// What operations on a column of `ty` keep their meaning at PostgreSQL (see [`SqlKind`]).
