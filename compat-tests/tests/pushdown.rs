@@ -110,13 +110,13 @@ async fn aggregates_with_group_by() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn avg_stddev_variance_keep_local_types() {
-    // avg of integers is numeric rounded at 16 decimals (as in PostgreSQL, which shows its own
-    // scale); avg of decimals truncates to scale + 4 like DataFusion; stddev of integers is float8.
+    // avg of integers and of decimals is numeric rounded at 16 decimals (as in PostgreSQL, which
+    // shows its own scale); stddev of integers is float8.
     pushed(
         "select grp, avg(qty) as a, avg(price) as ap, stddev(qty) as sd, var_samp(price) as v, \
          stddev_pop(score) as sp, var_pop(grp) as vp from items group by grp",
         &[
-            "div(",
+            "(round(sum(",
             "stddev_samp(",
             "var_samp(",
             "stddev_pop(",
@@ -130,8 +130,11 @@ async fn avg_stddev_variance_keep_local_types() {
     let rows = query_text(&client, "select avg(price) from items where id < 4")
         .await
         .unwrap();
-    // (1.25 + 2.50 + 3.75) / 3 = 2.5 exactly, at DataFusion's scale 2 + 4.
-    assert_eq!(rows.rows, vec![vec![Some("2.500000".to_string())]]);
+    // (1.25 + 2.50 + 3.75) / 3 = 2.5 exactly, at 16 decimals as PostgreSQL shows it.
+    assert_eq!(
+        rows.rows,
+        vec![vec![Some("2.5000000000000000".to_string())]]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,14 +119,15 @@ async fn aggregates_with_group_by() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn avg_keeps_tributary_types() {
-    // avg of integers is numeric with 16 decimals, rounded, as PostgreSQL's (MariaDB's avg keeps
-    // 4); avg of decimals truncates to scale + 4 like DataFusion (MariaDB rounds).
+    // avg of integers and of decimals is numeric with 16 decimals, rounded, as PostgreSQL's
+    // (MariaDB's avg keeps scale + 4).
     pushed(
         "select grp, avg(qty) as a, avg(price) as ap from mpush.items group by grp",
         "select grp, cast(cast(sum(qty) as decimal(38,16)) / count(qty) as decimal(38,16)), \
-         avg(price) from mpush.items group by grp",
+         cast(cast(sum(price) as decimal(38,16)) / count(price) as decimal(38,16)) \
+         from mpush.items group by grp",
         &[
-            "DIV",
+            "(round(sum(",
             "(round(CAST(sum(",
             "* 10000000000000000 / NULLIF(count(",
         ],
@@ -140,9 +141,12 @@ async fn avg_keeps_tributary_types() {
     )
     .await
     .unwrap();
-    // (2.50 + 5.00 + 6.25) / 3 = 4.583333..; (-0.02 - 0.04 - 0.05) / 3 = -0.036666.. (truncated
-    // toward zero, as DataFusion does).
-    assert_eq!(rows.strings(), vec![vec!["4.583333", "-0.036666"]]);
+    // (2.50 + 5.00 + 6.25) / 3 = 4.583333..; (-0.02 - 0.04 - 0.05) / 3 = -0.036666.., rounded
+    // half away from zero at 16 decimals as PostgreSQL does.
+    assert_eq!(
+        rows.strings(),
+        vec![vec!["4.5833333333333333", "-0.0366666666666667"]]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
