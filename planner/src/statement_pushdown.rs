@@ -102,6 +102,8 @@ pub const SESSION_FUNCTIONS: &[&str] = &[
     "ts_stat",
     "ts_rewrite",
     "gin_clean_pending_list",
+    // The front end turned its PostgreSQL template into DataFusion's strftime format.
+    "to_char",
 ];
 
 /// Prefixes of function names never sent in statement text: PostgreSQL's `pg_*` (backend,
@@ -434,6 +436,7 @@ mod tests {
         assert!(refused("SELECT pg_advisory_lock(1) FROM t"));
         assert!(refused("SELECT set_config('a.b', 'c', false) FROM t"));
         assert!(refused("SELECT nextval('s') FROM t"));
+        assert!(refused("SELECT to_char(d, '%Y') FROM t"));
         assert!(refused("SELECT a FROM t WHERE a = $1"));
         assert!(refused("SELECT a FROM t FOR UPDATE"));
         assert!(refused("SELECT a INTO u FROM t"));
