@@ -179,6 +179,17 @@ async fn postgres_source_dropped_slow_and_refusing() {
         )
         .await
         .unwrap();
+    // pg_terminate_backend only signals: wait until the pooled backends are gone (and their
+    // sockets' end seen), or the query may still reach one as it exits (57P01, 08006).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while source_sessions("true").await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "terminated backends still at the source"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let (code, message) = fails_with(&client, "select count(*) from pgf.public.big").await;
     other
         .batch_execute("alter database faults allow_connections true")
