@@ -153,14 +153,22 @@ async fn postgres_source_dropped_slow_and_refusing() {
 
     // Too slow for statement_timeout: 57014 here, and the source's query is canceled too.
     times_out(&client, "select * from pgf.public.slow").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while source_sessions("query like '%slow%' and state = 'active'").await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the slow query still runs at the source"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Polls for up to 10 s until no session of the source matches `filter`.
+    let gone = |filter: &'static str, what: &'static str| {
+        let source_sessions = &source_sessions;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while source_sessions(filter).await > 0 {
+                assert!(Instant::now() < deadline, "{what}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    gone(
+        "query like '%slow%' and state = 'active'",
+        "the slow query still runs at the source",
+    )
+    .await;
     assert_answers(
         &client,
         "select count(*) from pgf.public.big where k <= 10",
@@ -181,14 +189,7 @@ async fn postgres_source_dropped_slow_and_refusing() {
         .unwrap();
     // pg_terminate_backend only signals: wait until the pooled backends are gone (and their
     // sockets' end seen), or the query may still reach one as it exits (57P01, 08006).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while source_sessions("true").await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "terminated backends still at the source"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    gone("true", "terminated backends still at the source").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (code, message) = fails_with(&client, "select count(*) from pgf.public.big").await;
     other

@@ -344,9 +344,16 @@ impl AnalyzerRule for SubqueriesDataFusionRefuses {
 /// [`SubqueriesDataFusionRefuses`] makes an apply of: one DataFusion alone would refuse, which a
 /// SQL source taking the whole statement should run instead (`crate::statement_pushdown`).
 pub fn refused_by_datafusion(plan: &LogicalPlan) -> bool {
+    any_node(plan, &|node| {
+        !refused_subqueries(node).is_empty() || outer_join_reading_both_sides(node)
+    })
+}
+
+/// Whether `pick` holds for a node of `plan` or of a subquery in it.
+fn any_node(plan: &LogicalPlan, pick: &dyn Fn(&LogicalPlan) -> bool) -> bool {
     let mut found = false;
     let _ = plan.apply_with_subqueries(|node| {
-        found = !refused_subqueries(node).is_empty() || outer_join_reading_both_sides(node);
+        found = pick(node);
         Ok(if found {
             TreeNodeRecursion::Stop
         } else {
@@ -437,22 +444,16 @@ fn refused_subqueries(node: &LogicalPlan) -> Vec<Expr> {
 /// join reading a column that does not exist (`column "max(x.b + outer_ref(t1.b))" does not exist`);
 /// per binding the reference is a literal.
 fn aggregates_outer_references(plan: &LogicalPlan) -> bool {
-    let mut found = false;
-    let _ = plan.apply(|node| {
-        if let LogicalPlan::Aggregate(aggregate) = node {
-            found = aggregate
-                .aggr_expr
-                .iter()
-                .chain(&aggregate.group_expr)
-                .any(|e| e.contains_outer());
-        }
-        Ok(if found {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    });
-    found
+    plan.exists(|node| {
+        Ok(
+            matches!(node, LogicalPlan::Aggregate(aggregate) if aggregate
+            .aggr_expr
+            .iter()
+            .chain(&aggregate.group_expr)
+            .any(|e| e.contains_outer())),
+        )
+    })
+    .unwrap_or(true)
 }
 
 /// Where a `Filter` is in a predicate: a top-level conjunct, under AND/OR only (where NULL and

@@ -98,6 +98,12 @@ fn output_scale(input: i8) -> i8 {
     input.max(AVG_SCALE)
 }
 
+/// [`output_scale`] and the factor (10^(output - input)) a sum of scale `input` is multiplied by.
+fn scaling(input: i8) -> (i8, i128) {
+    let out = output_scale(input);
+    (out, 10_i128.pow((out - input) as u32))
+}
+
 /// Reads an Int64 or Decimal128 array's values as i128 (at the array's scale).
 fn exact_values(array: &ArrayRef) -> Box<dyn Iterator<Item = Option<i128>> + '_> {
     match array.data_type() {
@@ -236,8 +242,7 @@ fn scaled_average(sum: i128, count: u64, factor: i128) -> Option<i128> {
 
 /// The average of values of scale `scale` summing to `sum`, at [`output_scale`].
 fn average_at(sum: i128, count: u64, scale: i8) -> Result<ScalarValue> {
-    let out = output_scale(scale);
-    let factor = 10_i128.pow((out - scale) as u32);
+    let (out, factor) = scaling(scale);
     let value = match count {
         0 => None,
         _ => Some(scaled_average(sum, count, factor).ok_or_else(overflow)?),
@@ -480,8 +485,7 @@ impl GroupsAccumulator for IntegerAvgGroups {
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let sums = emit_to.take_needed(&mut self.sums);
         let counts = emit_to.take_needed(&mut self.counts);
-        let out = output_scale(self.scale);
-        let factor = 10_i128.pow((out - self.scale) as u32);
+        let (out, factor) = scaling(self.scale);
         let values = sums
             .into_iter()
             .zip(counts)

@@ -34,7 +34,7 @@ impl AnalyzerRule for SetOperationsAll {
 fn rewrite(plan: LogicalPlan) -> Result<LogicalPlan> {
     plan.transform_down_with_subqueries(|node| match node {
         // `EXCEPT` / `INTERSECT` (DISTINCT): the join stays; what is below it is looked at.
-        LogicalPlan::Distinct(Distinct::All(input)) if set_join(&input).is_some() => {
+        LogicalPlan::Distinct(Distinct::All(input)) if matches!(input.as_ref(), LogicalPlan::Join(join) if set_join_of(join)) => {
             let input = input
                 .as_ref()
                 .clone()
@@ -55,13 +55,6 @@ fn rewrite(plan: LogicalPlan) -> Result<LogicalPlan> {
         other => Ok(Transformed::no(other)),
     })
     .map(|t| t.data)
-}
-
-fn set_join(plan: &LogicalPlan) -> Option<&Join> {
-    match plan {
-        LogicalPlan::Join(join) if set_join_of(join) => Some(join),
-        _ => None,
-    }
 }
 
 /// Whether `join` is what DataFusion's SQL planner makes of `EXCEPT [ALL]` / `INTERSECT [ALL]`: a

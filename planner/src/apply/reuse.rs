@@ -33,7 +33,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
 use tributary_connectors::sql_source::as_sql_table;
 
-use super::ApplyNode;
+use super::{ApplyNode, any_node};
 
 /// The values of one binding, in placeholder order (`$1` first); written by the apply before each
 /// run, read by every [`BoundValue`] of the plan.
@@ -137,11 +137,8 @@ pub(super) async fn prepare(plan: &LogicalPlan, state: &SessionState) -> Result<
 /// keeps their shared result slots, which a task of an abandoned run (an EXISTS answered by its first
 /// row) may still fill after the next run cleared them (`already populated`).
 fn holds_scalar_subquery_exec(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    plan.name() == "ScalarSubqueryExec"
-        || plan
-            .children()
-            .iter()
-            .any(|c| holds_scalar_subquery_exec(c))
+    plan.exists(|node| Ok(node.name() == "ScalarSubqueryExec"))
+        .unwrap_or(true)
 }
 
 /// Whether `plan` or a subquery in it scans a SQL source's table.
@@ -152,20 +149,6 @@ fn reads_sql_source(plan: &LogicalPlan) -> bool {
                 .ok()
                 .is_some_and(|p| as_sql_table(p.as_ref()).is_some()))
     })
-}
-
-/// Whether `pick` holds for a node of `plan` or of a subquery in it.
-fn any_node(plan: &LogicalPlan, pick: &dyn Fn(&LogicalPlan) -> bool) -> bool {
-    let mut found = false;
-    let _ = plan.apply_with_subqueries(|node| {
-        found = pick(node);
-        Ok(if found {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    });
-    found
 }
 
 /// Whether every placeholder of `plan` (optimized) sits where [`prepare`] replaces it: not in a
