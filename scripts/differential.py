@@ -8,7 +8,8 @@ Setup (see ../shared/INFRA.md for starting PostgreSQL):
   PostgreSQL on PG_PORT (default 25432) with database `oracle` loaded from setup.sql;
   Tributary on TRIBUTARY_PORT (default 15432) with a `postgres` catalog `pgs` on that database and
   a `lake` catalog `lk`, after `CREATE SCHEMA lk.s; CREATE TABLE lk.s.t1 AS SELECT * FROM pgs.public.t1`.
-Usage: scripts/differential.py [SEED] [COUNT]
+Usage: [TABLE=pgs.public.t1] scripts/differential.py [SEED] [COUNT] (TABLE: Tributary's name of t1,
+default lk.s.t1)
 """
 import os
 import random, subprocess, sys
@@ -18,7 +19,7 @@ C = list('abcde')
 def col(): return R.choice(C)
 def num(): return str(R.randint(100, 250))
 def expr(depth=0):
-    k = R.randint(0, 17 if depth == 0 else 8)
+    k = R.randint(0, 20 if depth == 0 else 8)
     c, c2, c3 = col(), col(), col()
     return [
         lambda: c,
@@ -39,6 +40,10 @@ def expr(depth=0):
         lambda: f"nullif({c},{c2})",
         lambda: f"CASE WHEN {c} IS NULL THEN -1 ELSE {c} END",
         lambda: f"(SELECT x.{c} FROM t1 AS x WHERE x.{c2}>t1.{c2} ORDER BY x.{c2}, x.a LIMIT 1)",
+        # References two levels up.
+        lambda: f"(SELECT count(*) FROM t1 AS x WHERE x.{c}<t1.{c} AND EXISTS (SELECT 1 FROM t1 AS y WHERE y.{c2}>x.{c2} AND y.{c3}<t1.{c3}))",
+        lambda: f"(SELECT max(x.{c}) FROM t1 AS x WHERE x.{c2} > (SELECT min(y.{c2}) FROM t1 AS y WHERE y.{c3} > t1.{c3}))",
+        lambda: f"(SELECT sum(x.{c}) FROM t1 AS x WHERE x.{c2} IN (SELECT y.{c2} FROM t1 AS y WHERE y.{c3} < t1.{c3} AND y.a <> x.a))",
     ][k]()
 def pred():
     c, c2, c3 = col(), col(), col()
@@ -57,9 +62,25 @@ def pred():
         lambda: f"{c} NOT IN (SELECT x.{c2} FROM t1 AS x WHERE x.a <> t1.a)",
         lambda: f"coalesce({c},{c2})<>0",
         lambda: f"{c} > (SELECT min(x.{c}) FROM t1 AS x WHERE x.{c2} > t1.{c2})",
+        lambda: f"EXISTS (SELECT 1 FROM t1 AS x WHERE x.{c}>t1.{c} AND NOT EXISTS (SELECT 1 FROM t1 AS y WHERE y.{c2}=x.{c2} AND y.{c3}>t1.{c3}))",
+        lambda: f"{c} IN (SELECT x.{c2} FROM t1 AS x WHERE x.{c3} < (SELECT avg(y.{c3}) FROM t1 AS y WHERE y.a <> t1.a))",
     ])()
 def query():
-    kind = R.randint(0, 3)
+    kind = R.randint(0, 5)
+    if kind == 4:
+        # A self-join with subqueries over both sides.
+        c, c2 = col(), col()
+        w = R.choice(["", f" WHERE EXISTS (SELECT 1 FROM t1 AS x WHERE x.{col()} > u.{col()} AND x.{col()} < t1.{col()})"])
+        return (f"SELECT t1.a, u.b, (SELECT count(*) FROM t1 AS x WHERE x.{c} BETWEEN t1.{c} AND u.{c2}) "
+                f"FROM t1 JOIN t1 AS u ON t1.{c} = u.{c2} + {R.randint(-5, 5)}{w} ORDER BY 1, 2, 3")
+    if kind == 5:
+        # Subqueries in ORDER BY, under UNION, and in an outer join's ON.
+        c, c2 = col(), col()
+        return R.choice([
+            f"SELECT a, {expr()} FROM t1 ORDER BY (SELECT count(*) FROM t1 AS x WHERE x.{c} < t1.{c2}), a, 2",
+            f"SELECT a FROM t1 WHERE {pred()} UNION SELECT b FROM t1 WHERE {pred()} ORDER BY 1",
+            f"SELECT t1.a, u.b FROM t1 LEFT JOIN t1 AS u ON u.{c} = t1.{c2} AND u.d > (SELECT avg(x.d) FROM t1 AS x WHERE x.e < u.e) ORDER BY 1, 2",
+        ])
     if kind <= 1:
         es = [expr() for _ in range(R.randint(1, 4))]
         w = ""
@@ -85,7 +106,7 @@ bad = 0
 for i in range(N):
     q = query()
     exp = run(int(os.environ.get("PG_PORT", "25432")), "oracle", q)
-    got = run(int(os.environ.get("TRIBUTARY_PORT", "15432")), "lk", q.replace("FROM t1", "FROM lk.s.t1"))
+    got = run(int(os.environ.get("TRIBUTARY_PORT", "15432")), "lk", q.replace("FROM t1", "FROM " + os.environ.get("TABLE", "lk.s.t1")))
     if exp != got:
         # numeric formatting differences: compare as floats where possible
         def norm(s):

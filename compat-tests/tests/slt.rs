@@ -69,6 +69,11 @@ impl<'a> FromSql<'a> for Text {
             Type::FLOAT8 => f64::from_sql(ty, raw)?.to_string(),
             Type::DATE => chrono::NaiveDate::from_sql(ty, raw)?.to_string(),
             Type::TIMESTAMP => chrono::NaiveDateTime::from_sql(ty, raw)?.to_string(),
+            // As PostgreSQL shows it in the suite's zone (UTC).
+            Type::TIMESTAMPTZ => {
+                let at = chrono::DateTime::<chrono::Utc>::from_sql(ty, raw)?;
+                format!("{}+00", at.naive_utc())
+            }
             Type::NUMERIC => numeric(raw),
             _ => String::from_utf8_lossy(raw).into_owned(),
         };

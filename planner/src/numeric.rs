@@ -10,17 +10,23 @@
 //! to the shorter.
 //!
 //! The same rule makes `sum` of a `bigint` a `numeric`, as PostgreSQL's is (`sum_bigint_as_numeric`),
-//! a cast of a numeric to an integer round (`numeric_to_integer_rounds`), and `ceil`/`floor`/`trunc`
-//! of a numeric have scale 0 (`whole_numeric_scale_zero`).
+//! a cast of a numeric to an integer round (`numeric_to_integer_rounds`), a cast of a float to an
+//! integer round half to even (`float_to_integer_rounds`, [`rint`]), `ceil`/`floor`/`trunc` of a
+//! numeric have scale 0 (`whole_numeric_scale_zero`), and `date_trunc` of a date give a
+//! timestamptz ([`DateTruncOfDate`], a rule of its own, before DataFusion's type coercion).
 
-use datafusion::arrow::datatypes::DataType;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, AsArray};
+use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type, TimeUnit};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::common::{DFSchema, DataFusionError, Result, ScalarValue, plan_err};
 use datafusion::logical_expr::expr::Cast;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
-    BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator, WindowFunctionDefinition,
+    BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, Volatility, WindowFunctionDefinition,
 };
 use datafusion::optimizer::AnalyzerRule;
 
@@ -43,6 +49,43 @@ impl AnalyzerRule for NumericDivisionScale {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         plan.transform_up_with_subqueries(rewrite_node)
             .map(|t| t.data)
+    }
+}
+
+/// The analyzer rule giving `date_trunc` of a date PostgreSQL's type (see
+/// `date_trunc_of_date_is_timestamptz`). It runs before DataFusion's type coercion, which casts
+/// the date to a timestamp without zone (as a user's `day::timestamp` does, which stays a
+/// timestamp).
+#[derive(Debug, Default)]
+pub struct DateTruncOfDate;
+
+impl AnalyzerRule for DateTruncOfDate {
+    fn name(&self) -> &str {
+        "date_trunc_of_date"
+    }
+
+    fn analyze(&self, plan: LogicalPlan, config: &ConfigOptions) -> Result<LogicalPlan> {
+        let Some(zone) = config.execution.time_zone.as_deref().map(Arc::<str>::from) else {
+            return Ok(plan);
+        };
+        plan.transform_up_with_subqueries(|node| {
+            if matches!(node, LogicalPlan::TableScan(_) | LogicalPlan::Extension(_)) {
+                return Ok(Transformed::no(node));
+            }
+            let inputs = node.inputs();
+            let [input] = inputs.as_slice() else {
+                return Ok(Transformed::no(node));
+            };
+            let schema = Arc::clone(input.schema());
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|expr| {
+                let name = names.save(&expr);
+                let rewritten =
+                    expr.transform_up(|e| date_trunc_of_date_is_timestamptz(e, &schema, &zone))?;
+                Ok(rewritten.update_data(|e| name.restore(e)))
+            })
+        })
+        .map(|t| t.data)
     }
 }
 
@@ -120,6 +163,7 @@ fn rewrite_node(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
             scale_division(e, &schema)?
                 .transform_data(|e| sum_bigint_as_numeric(e, &schema))?
                 .transform_data(|e| numeric_to_integer_rounds(e, &schema))?
+                .transform_data(|e| float_to_integer_rounds(e, &schema))?
                 .transform_data(|e| whole_numeric_scale_zero(e, &schema))
         })?;
         Ok(rewritten.update_data(|e| name.restore(e)))
@@ -164,6 +208,131 @@ fn numeric_to_integer_rounds(e: Expr, schema: &DFSchema) -> Result<Transformed<E
             ))))
         }
         other => Ok(Transformed::no(other)),
+    }
+}
+
+/// A cast of a `real`/`double precision` to an integer type rounds half to even, as PostgreSQL's
+/// `dtoi4`/`dtoi8` (`rint`: `2.5::float8::int` is 2, `3.5` is 4, `31.75` is 32); Arrow's cast
+/// truncates. The value is rounded by [`rint`] before the cast (which still refuses values out of
+/// the integer's range: 22003).
+fn float_to_integer_rounds(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    match e {
+        Expr::Cast(Cast { expr, field })
+            if field.data_type().is_integer()
+                && matches!(
+                    expr.get_type(schema),
+                    Ok(DataType::Float32 | DataType::Float64)
+                ) =>
+        {
+            let rounded = rint().call(vec![*expr]);
+            Ok(Transformed::yes(Expr::Cast(Cast::new_from_field(
+                Box::new(rounded),
+                field,
+            ))))
+        }
+        other => Ok(Transformed::no(other)),
+    }
+}
+
+/// `date_trunc(field, date)` is a `timestamptz` in PostgreSQL (the date is cast to one, at
+/// midnight in the session's zone: `2024-01-01 00:00:00+00`); DataFusion's is a timestamp without
+/// zone. The date is cast to a timestamp and then to one in the session's zone (`zone`, the
+/// offset DataFusion's `execution.time_zone` holds), which Arrow reads as local midnight.
+fn date_trunc_of_date_is_timestamptz(
+    e: Expr,
+    schema: &DFSchema,
+    zone: &Arc<str>,
+) -> Result<Transformed<Expr>> {
+    match e {
+        Expr::ScalarFunction(mut f)
+            if f.func.name() == "date_trunc"
+                && f.args.len() == 2
+                && matches!(
+                    f.args[1].get_type(schema),
+                    Ok(DataType::Date32 | DataType::Date64)
+                ) =>
+        {
+            let date = f.args.pop().expect("two arguments");
+            let local = Expr::Cast(Cast::new(
+                Box::new(date),
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+            ));
+            f.args.push(Expr::Cast(Cast::new(
+                Box::new(local),
+                DataType::Timestamp(TimeUnit::Nanosecond, Some(Arc::clone(zone))),
+            )));
+            Ok(Transformed::yes(Expr::ScalarFunction(f)))
+        }
+        other => Ok(Transformed::no(other)),
+    }
+}
+
+/// `rint(x)`: `x` (`real` or `double precision`) rounded to a whole number, halves to even, as C's
+/// `rint` under the default rounding mode, which PostgreSQL's float-to-integer casts use. Internal
+/// (named `__rint`); registered in every session so workers decode plans holding it.
+pub fn rint() -> ScalarUDF {
+    static RINT: std::sync::LazyLock<ScalarUDF> =
+        std::sync::LazyLock::new(|| ScalarUDF::new_from_impl(Rint::default()));
+    RINT.clone()
+}
+
+/// See [`rint`].
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Rint {
+    signature: Signature,
+}
+
+impl Default for Rint {
+    fn default() -> Self {
+        Self {
+            signature: Signature::uniform(
+                1,
+                vec![DataType::Float32, DataType::Float64],
+                Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+impl ScalarUDFImpl for Rint {
+    fn name(&self) -> &str {
+        "__rint"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match arg_types {
+            [ty @ (DataType::Float32 | DataType::Float64)] => Ok(ty.clone()),
+            _ => plan_err!("__rint takes one real or double precision"),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [value] = <[ColumnarValue; 1]>::try_from(args.args)
+            .map_err(|_| DataFusionError::Plan("__rint takes one argument".into()))?;
+        let array = value.to_array(args.number_rows)?;
+        let out: ArrayRef = match array.data_type() {
+            DataType::Float64 => Arc::new(
+                array
+                    .as_primitive::<Float64Type>()
+                    .unary::<_, Float64Type>(f64::round_ties_even),
+            ),
+            DataType::Float32 => Arc::new(
+                array
+                    .as_primitive::<Float32Type>()
+                    .unary::<_, Float32Type>(f32::round_ties_even),
+            ),
+            other => return plan_err!("__rint takes a real or double precision, not {other}"),
+        };
+        Ok(match value {
+            ColumnarValue::Scalar(_) => {
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+            }
+            ColumnarValue::Array(_) => ColumnarValue::Array(out),
+        })
     }
 }
 

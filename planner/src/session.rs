@@ -55,6 +55,20 @@ pub fn new_session_context(
         .with_runtime_env(runtime)
         .with_catalog_list(registry.catalog_list())
         .with_default_features()
+        // DataFusion's analyzer, with `date_trunc` of a date made a timestamptz (as PostgreSQL
+        // types it) before type coercion makes the date a timestamp.
+        .with_analyzer_rules(
+            datafusion::optimizer::Analyzer::new()
+                .rules
+                .into_iter()
+                .flat_map(|rule| {
+                    let before: Option<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> =
+                        (rule.name() == "type_coercion")
+                            .then(|| Arc::new(crate::numeric::DateTruncOfDate) as _);
+                    before.into_iter().chain([rule])
+                })
+                .collect(),
+        )
         // DataFusion's rules, a failing subquery decorrelation leaving the subquery to the apply,
         // which takes what is still correlated right after decorrelation.
         .with_optimizer_rules(crate::apply::with_correlated_apply(
@@ -112,6 +126,8 @@ pub fn new_session_context(
     );
     // Scalar subqueries typed nullable (`crate::nullable`).
     ctx.register_udf(crate::nullable::function());
+    // Float-to-integer casts round half to even (`crate::numeric`).
+    ctx.register_udf(crate::numeric::rint());
     // `avg` of integers is numeric, as in PostgreSQL.
     ctx.register_udaf(crate::avg::PgAvg::udaf());
     ctx
