@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use datafusion::logical_expr::LogicalPlan;
 use futures::{StreamExt, stream};
 use pgwire::api::portal::Format;
@@ -48,6 +48,23 @@ pub async fn copy_out(
         prefix.push(Ok(header_line(&fields, options)));
     }
     let columns = fields.len();
+    // Rows written here without pgwire's encoder: text with a one-byte delimiter, and binary.
+    let direct = match options.format {
+        CopyFormat::Binary => Some(Direct::Binary),
+        CopyFormat::Text => match options.delimiter.unwrap_or('\t') {
+            c if c.is_ascii() => Some(Direct::Text {
+                delimiter: c as u8,
+                null: options
+                    .null
+                    .clone()
+                    .unwrap_or_else(|| "\\N".into())
+                    .into_bytes(),
+            }),
+            _ => None,
+        },
+        CopyFormat::Csv => None,
+    };
+    let mut header_pending = true;
     let rows = batches
         .map(move |batch| {
             let _registered = &guard;
@@ -64,6 +81,38 @@ pub async fn copy_out(
             // (psycopg's `Copy.rows()` reads one row per message).
             let mut writer = RowWriter::for_copy(Arc::clone(&fields), &batch, binary);
             let mut out = Vec::with_capacity(batch.num_rows());
+            if let Some(direct) = direct.as_ref().filter(|_| writer.writes_all()) {
+                // The batch's rows into one buffer, each CopyData a slice of it.
+                let mut buffer = Vec::with_capacity(batch.num_rows() * 16 * columns.max(1));
+                let mut ends = Vec::with_capacity(batch.num_rows());
+                let mut failed = None;
+                for row in 0..batch.num_rows() {
+                    let written = match direct {
+                        Direct::Text { delimiter, null } => {
+                            writer.copy_text_row(&batch, row, *delimiter, null, &mut buffer)
+                        }
+                        Direct::Binary => {
+                            if std::mem::take(&mut header_pending) {
+                                buffer.extend_from_slice(BINARY_HEADER);
+                            }
+                            writer.copy_binary_row(&batch, row, &mut buffer)
+                        }
+                    };
+                    if let Err(e) = written {
+                        failed = Some(e);
+                        break;
+                    }
+                    ends.push(buffer.len());
+                }
+                let buffer = Bytes::from(buffer);
+                let mut start = 0;
+                for end in ends {
+                    out.push(Ok(CopyData::new(buffer.slice(start..end))));
+                    start = end;
+                }
+                out.extend(failed.map(Err));
+                return stream::iter(out);
+            }
             for row in 0..batch.num_rows() {
                 if let Err(e) = writer.write_row(&mut encoder, &batch, row) {
                     out.push(Err(e));
@@ -98,6 +147,12 @@ pub async fn copy_out(
             Box::pin(stream::iter(prefix).chain(rows))
         };
     Ok(CopyResponse::new(i8::from(binary), columns, data))
+}
+
+/// The formats whose rows [`RowWriter`] writes whole (see [`copy_out`]).
+enum Direct {
+    Text { delimiter: u8, null: Vec<u8> },
+    Binary,
 }
 
 fn new_encoder(fields: Arc<Vec<FieldInfo>>, options: &CopyOptions) -> CopyEncoder {

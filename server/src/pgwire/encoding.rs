@@ -161,12 +161,40 @@ pub fn rows(
 fn data_rows(
     fields: Arc<Vec<FieldInfo>>,
     batch: RecordBatch,
-) -> impl Iterator<Item = PgWireResult<DataRow>> + Send + Sync {
+) -> Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> {
     let mut writer = RowWriter::new(Arc::clone(&fields), &batch);
+    if writer.writes_all() {
+        // Every row written here into one buffer, each DataRow a part of it.
+        let columns = i16::try_from(fields.len()).unwrap_or(i16::MAX);
+        let mut buffer = Vec::with_capacity(batch.num_rows() * 16 * fields.len().max(1));
+        let mut ends = Vec::with_capacity(batch.num_rows());
+        for row in 0..batch.num_rows() {
+            if let Err(e) = writer.data_row_fields(&batch, row, &mut buffer) {
+                return Box::new(rows_of(buffer, ends, columns).chain(std::iter::once(Err(e))));
+            }
+            ends.push(buffer.len());
+        }
+        return Box::new(rows_of(buffer, ends, columns));
+    }
     let mut encoder = DataRowEncoder::new(fields);
-    (0..batch.num_rows()).map(move |row| {
+    Box::new((0..batch.num_rows()).map(move |row| {
         writer.write_row(&mut encoder, &batch, row)?;
         Ok(encoder.take_row())
+    }))
+}
+
+/// DataRows of `columns` fields each, row `i` being `buffer[ends[i - 1]..ends[i]]`.
+fn rows_of(
+    buffer: Vec<u8>,
+    ends: Vec<usize>,
+    columns: i16,
+) -> impl Iterator<Item = PgWireResult<DataRow>> + Send + Sync {
+    let mut data = bytes::BytesMut::from(buffer.as_slice());
+    let mut start = 0;
+    ends.into_iter().map(move |end| {
+        let row = data.split_to(end - start);
+        start = end;
+        Ok(DataRow::new(row, columns))
     })
 }
 
@@ -246,6 +274,124 @@ impl RowWriter {
         writer
     }
 
+    /// Whether every column is written by an encoder here (none left to arrow-pg): then rows can
+    /// be written without a pgwire encoder ([`RowWriter::data_row_fields`],
+    /// [`RowWriter::copy_text_row`], [`RowWriter::copy_binary_row`]).
+    pub fn writes_all(&self) -> bool {
+        self.encoders.iter().all(Option::is_some)
+    }
+
+    /// Appends row `row` of `batch` to `out` as the fields of a DataRow: per column an int4 length
+    /// (-1 for NULL) and the value in the column's format (PostgreSQL's DataRow body, without the
+    /// field count). Only when [`RowWriter::writes_all`].
+    pub fn data_row_fields(
+        &mut self,
+        batch: &RecordBatch,
+        row: usize,
+        out: &mut Vec<u8>,
+    ) -> PgWireResult<()> {
+        for col in 0..self.fields.len() {
+            let array = batch.column(col);
+            if array.is_null(row) {
+                out.extend_from_slice(&(-1i32).to_be_bytes());
+                continue;
+            }
+            let at = out.len();
+            out.extend_from_slice(&0i32.to_be_bytes());
+            let binary = self.fields[col].format() == FieldFormat::Binary;
+            self.value(col, array.as_ref(), row, binary, out)?;
+            set_length(out, at)?;
+        }
+        Ok(())
+    }
+
+    /// Appends row `row` of `batch` to `out` as a line of `COPY ... TO STDOUT` in text format:
+    /// values separated by `delimiter`, NULL as `null`, escaped as PostgreSQL's
+    /// `CopyAttributeOutText` escapes them (backslash, the delimiter, and `\b \f \n \r \t \v`),
+    /// ending in a newline. Only when [`RowWriter::writes_all`].
+    pub fn copy_text_row(
+        &mut self,
+        batch: &RecordBatch,
+        row: usize,
+        delimiter: u8,
+        null: &[u8],
+        out: &mut Vec<u8>,
+    ) -> PgWireResult<()> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        for col in 0..self.fields.len() {
+            if col > 0 {
+                out.push(delimiter);
+            }
+            let array = batch.column(col);
+            if array.is_null(row) {
+                out.extend_from_slice(null);
+                continue;
+            }
+            scratch.clear();
+            if let Err(e) = self.value(col, array.as_ref(), row, false, &mut scratch) {
+                self.scratch = scratch;
+                return Err(e);
+            }
+            escape_copy_text(&scratch, delimiter, out);
+        }
+        self.scratch = scratch;
+        out.push(b'\n');
+        Ok(())
+    }
+
+    /// Appends row `row` of `batch` to `out` as a tuple of `COPY ... TO STDOUT (FORMAT binary)`:
+    /// the int2 field count, then per column an int4 length (-1 for NULL) and the binary value.
+    /// Only when [`RowWriter::writes_all`] (the file header is the caller's).
+    pub fn copy_binary_row(
+        &mut self,
+        batch: &RecordBatch,
+        row: usize,
+        out: &mut Vec<u8>,
+    ) -> PgWireResult<()> {
+        let columns = i16::try_from(self.fields.len()).map_err(|_| internal("too many columns"))?;
+        out.extend_from_slice(&columns.to_be_bytes());
+        for col in 0..self.fields.len() {
+            let array = batch.column(col);
+            if array.is_null(row) {
+                out.extend_from_slice(&(-1i32).to_be_bytes());
+                continue;
+            }
+            let at = out.len();
+            out.extend_from_slice(&0i32.to_be_bytes());
+            self.value(col, array.as_ref(), row, true, out)?;
+            set_length(out, at)?;
+        }
+        Ok(())
+    }
+
+    /// Appends the value at `row` of column `col` (not null) in text or binary format.
+    fn value(
+        &self,
+        col: usize,
+        array: &dyn Array,
+        row: usize,
+        binary: bool,
+        out: &mut Vec<u8>,
+    ) -> PgWireResult<()> {
+        let Some(Some(encoder)) = self.encoders.get(col) else {
+            return Err(internal("a column without an encoder"));
+        };
+        let written = if binary {
+            encoder.binary(array, row, out)
+        } else {
+            encoder.text(array, row, &self.text, out)
+        };
+        written.map_err(|reason| {
+            errors::user_error(errors::error(
+                errors::sqlstate::INVALID_TEXT_REPRESENTATION,
+                format!(
+                    "cannot send column \"{}\": {reason}",
+                    self.fields[col].name()
+                ),
+            ))
+        })
+    }
+
     /// Writes row `row` of `batch` into `encoder` (one field per column; the row is not taken).
     pub fn write_row<E: Encoder>(
         &mut self,
@@ -289,6 +435,38 @@ impl RowWriter {
             }
         }
         Ok(())
+    }
+}
+
+/// Sets the int4 length at `at` to the number of bytes written after it.
+fn set_length(out: &mut [u8], at: usize) -> PgWireResult<()> {
+    let n = i32::try_from(out.len() - at - 4).map_err(|_| internal("value longer than 2 GiB"))?;
+    out[at..at + 4].copy_from_slice(&n.to_be_bytes());
+    Ok(())
+}
+
+/// `value` as COPY's text format writes it (PostgreSQL's `CopyAttributeOutText`): a backslash
+/// before itself and the delimiter, `\b \f \n \r \t \v` for those control characters.
+fn escape_copy_text(value: &[u8], delimiter: u8, out: &mut Vec<u8>) {
+    let special = |b: u8| b == b'\\' || b == delimiter || (8..=13).contains(&b);
+    if !value.iter().any(|&b| special(b)) {
+        out.extend_from_slice(value);
+        return;
+    }
+    for &b in value {
+        match b {
+            8 => out.extend_from_slice(b"\\b"),
+            9 => out.extend_from_slice(b"\\t"),
+            10 => out.extend_from_slice(b"\\n"),
+            11 => out.extend_from_slice(b"\\v"),
+            12 => out.extend_from_slice(b"\\f"),
+            13 => out.extend_from_slice(b"\\r"),
+            b if b == b'\\' || b == delimiter => {
+                out.push(b'\\');
+                out.push(b);
+            }
+            b => out.push(b),
+        }
     }
 }
 

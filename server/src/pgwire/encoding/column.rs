@@ -210,12 +210,13 @@ impl ValueEncoder {
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
         let mut put = |s: &str| out.extend_from_slice(s.as_bytes());
+        let mut ints = itoa::Buffer::new();
         match self {
             ValueEncoder::Bool => put(if bool_value(array, row)? { "t" } else { "f" }),
-            ValueEncoder::Int8 => put(&prim::<Int8Type>(array, row)?.to_string()),
-            ValueEncoder::Int16 => put(&prim::<Int16Type>(array, row)?.to_string()),
-            ValueEncoder::Int32 => put(&prim::<Int32Type>(array, row)?.to_string()),
-            ValueEncoder::Int64 => put(&prim::<Int64Type>(array, row)?.to_string()),
+            ValueEncoder::Int8 => put(ints.format(prim::<Int8Type>(array, row)?)),
+            ValueEncoder::Int16 => put(ints.format(prim::<Int16Type>(array, row)?)),
+            ValueEncoder::Int32 => put(ints.format(prim::<Int32Type>(array, row)?)),
+            ValueEncoder::Int64 => put(ints.format(prim::<Int64Type>(array, row)?)),
             ValueEncoder::Float32 => put(&float4_text(
                 prim::<Float32Type>(array, row)?,
                 settings.extra_float_digits,
@@ -225,7 +226,7 @@ impl ValueEncoder {
                 settings.extra_float_digits,
             )),
             ValueEncoder::Decimal { scale } => {
-                put(&decimal_text(prim::<Decimal128Type>(array, row)?, *scale))
+                decimal_text(prim::<Decimal128Type>(array, row)?, *scale, out)
             }
             ValueEncoder::Text
             | ValueEncoder::NumericText
@@ -233,19 +234,19 @@ impl ValueEncoder {
             | ValueEncoder::Jsonb => put(string(array, row)?),
             ValueEncoder::Bpchar { len } => put(&padded(string(array, row)?, *len)),
             ValueEncoder::Bytea => bytea_text(binary(array, row)?, settings.bytea_hex, out),
-            ValueEncoder::Date32 => put(&date_text(i64::from(prim::<Date32Type>(array, row)?))),
-            ValueEncoder::Date64 => put(&date_text(
-                prim::<Date64Type>(array, row)?.div_euclid(86_400_000),
-            )),
-            ValueEncoder::Time(unit) => put(&time_text(time_micros(array, row, *unit)?)),
+            ValueEncoder::Date32 => date_text(i64::from(prim::<Date32Type>(array, row)?), out),
+            ValueEncoder::Date64 => {
+                date_text(prim::<Date64Type>(array, row)?.div_euclid(86_400_000), out)
+            }
+            ValueEncoder::Time(unit) => time_text(time_micros(array, row, *unit)?, out),
             ValueEncoder::Timestamp { unit, tz } => {
                 let micros = timestamp_micros(array, row, *unit)?;
                 let offset = tz.then(|| settings.offset_at(micros));
-                put(&timestamp_text(micros, offset))
+                timestamp_text(micros, offset, out)
             }
             ValueEncoder::Interval => {
                 let v = prim::<IntervalMonthDayNanoType>(array, row)?;
-                put(&interval_text(v.months, v.days, v.nanoseconds / 1000))
+                interval_text(v.months, v.days, v.nanoseconds / 1000, out)
             }
             ValueEncoder::List { elem, .. } => {
                 let list = list_value(array, row)?;

@@ -94,39 +94,94 @@ fn exponential(mantissa: &str, exp: i32) -> String {
     format!("{mantissa}e{sign}{:02}", exp.unsigned_abs())
 }
 
-/// A Decimal128 value with scale `scale` as numeric text (`12.50`, `-0.05`, `1200` for scale -2).
-pub(super) fn decimal_text(value: i128, scale: i8) -> String {
-    let digits = value.unsigned_abs().to_string();
-    let sign = if value < 0 { "-" } else { "" };
+/// A Decimal128 value with scale `scale` as numeric text (`12.50`, `-0.05`, `1200` for scale -2),
+/// appended to `out` (no allocation: a COPY of decimals writes millions).
+pub(super) fn decimal_text(value: i128, scale: i8, out: &mut Vec<u8>) {
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(value.unsigned_abs()).as_bytes();
+    if value < 0 {
+        out.push(b'-');
+    }
     if scale <= 0 {
         if value == 0 {
-            return "0".into();
+            out.push(b'0');
+            return;
         }
-        let zeros = usize::from(scale.unsigned_abs());
-        return format!("{sign}{digits}{}", "0".repeat(zeros));
-    }
-    let scale = usize::from(scale.unsigned_abs());
-    let digits = format!("{digits:0>width$}", width = scale + 1);
-    let (int, frac) = digits.split_at(digits.len() - scale);
-    format!("{sign}{int}.{frac}")
-}
-
-/// A Decimal128 value with scale `scale` in numeric's binary format.
-pub(super) fn decimal_binary(value: i128, scale: i8, out: &mut Vec<u8>) {
-    let digits = value.unsigned_abs().to_string();
-    if scale <= 0 {
-        let int = if value == 0 {
-            String::new()
-        } else {
-            format!("{digits}{}", "0".repeat(usize::from(scale.unsigned_abs())))
-        };
-        numeric_binary(value < 0, &int, "", out);
+        out.extend_from_slice(digits);
+        out.resize(out.len() + usize::from(scale.unsigned_abs()), b'0');
         return;
     }
     let scale = usize::from(scale.unsigned_abs());
-    let digits = format!("{digits:0>width$}", width = scale + 1);
-    let (int, frac) = digits.split_at(digits.len() - scale);
-    numeric_binary(value < 0, int, frac, out);
+    if digits.len() <= scale {
+        out.extend_from_slice(b"0.");
+        out.resize(out.len() + scale - digits.len(), b'0');
+        out.extend_from_slice(digits);
+    } else {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        out.extend_from_slice(int);
+        out.push(b'.');
+        out.extend_from_slice(frac);
+    }
+}
+
+/// A Decimal128 value with scale `scale` in numeric's binary format (as [`numeric_text_binary`]
+/// of its text), its base-10000 digits taken from the integer itself.
+pub(super) fn decimal_binary(value: i128, scale: i8, out: &mut Vec<u8>) {
+    let dscale = u16::try_from(scale.max(0)).unwrap_or(0);
+    if value == 0 {
+        for v in [0u16, 0, NUMERIC_POS, dscale] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        return;
+    }
+    // Fractional digits padded to whole base-10000 digits.
+    let pad = (4 - i32::from(scale).rem_euclid(4)) % 4;
+    let padded = if scale < 0 {
+        None
+    } else {
+        10u128
+            .checked_pow(pad as u32)
+            .and_then(|f| value.unsigned_abs().checked_mul(f))
+    };
+    let Some(mut rest) = padded else {
+        // A negative scale, or past u128 once padded: through the text.
+        let mut text = Vec::with_capacity(48);
+        decimal_text(value, scale, &mut text);
+        let text = std::str::from_utf8(&text).unwrap_or("0");
+        let (int, frac) = text
+            .trim_start_matches('-')
+            .split_once('.')
+            .unwrap_or((text.trim_start_matches('-'), ""));
+        numeric_binary(value < 0, int, frac, out);
+        return;
+    };
+    let frac_groups = (i32::from(scale) + pad) / 4;
+    // Base-10000 digits, least significant first (at most 11 for 41 decimal digits).
+    let mut groups = [0u16; 11];
+    let mut n = 0;
+    while rest > 0 {
+        if let Ok(small) = u64::try_from(rest) {
+            let mut small = small;
+            while small > 0 {
+                groups[n] = (small % 10_000) as u16;
+                small /= 10_000;
+                n += 1;
+            }
+            break;
+        }
+        groups[n] = (rest % 10_000) as u16;
+        rest /= 10_000;
+        n += 1;
+    }
+    let zeros = groups[..n].iter().take_while(|g| **g == 0).count();
+    let weight = n as i32 - 1 - frac_groups;
+    let sign = if value < 0 { NUMERIC_NEG } else { NUMERIC_POS };
+    for v in [(n - zeros) as u16, weight as u16, sign, dscale] {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    for g in groups[zeros..n].iter().rev() {
+        out.extend_from_slice(&g.to_be_bytes());
+    }
 }
 
 const NUMERIC_POS: u16 = 0x0000;
@@ -258,13 +313,49 @@ mod tests {
         out
     }
 
+    fn text(value: i128, scale: i8) -> String {
+        String::from_utf8(bin(|o| decimal_text(value, scale, o))).unwrap()
+    }
+
+    #[test]
+    fn decimal_binary_is_its_texts_binary() {
+        let mut values = vec![
+            0i128,
+            1,
+            -1,
+            9999,
+            10_000,
+            123_456_789,
+            i128::MAX,
+            i128::MIN + 1,
+        ];
+        values.extend((0..38).map(|e| 10i128.pow(e)));
+        values.extend((1..38).map(|e| -(10i128.pow(e) - 1)));
+        values.extend((0..36).map(|e| 7 * 10i128.pow(e) + 3));
+        for value in values {
+            for scale in [-3i8, -1, 0, 1, 2, 3, 4, 5, 8, 10, 16, 37, 38] {
+                let by_text = bin(|o| numeric_text_binary(&text(value, scale), o).unwrap());
+                assert_eq!(
+                    bin(|o| decimal_binary(value, scale, o)),
+                    by_text,
+                    "{value} at {scale}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn decimals() {
-        assert_eq!(decimal_text(1250, 2), "12.50");
-        assert_eq!(decimal_text(-5, 2), "-0.05");
-        assert_eq!(decimal_text(0, 2), "0.00");
-        assert_eq!(decimal_text(12, -2), "1200");
-        assert_eq!(decimal_text(7, 0), "7");
+        assert_eq!(text(1250, 2), "12.50");
+        assert_eq!(text(-5, 2), "-0.05");
+        assert_eq!(text(0, 2), "0.00");
+        assert_eq!(text(12, -2), "1200");
+        assert_eq!(text(7, 0), "7");
+        assert_eq!(text(-123, 5), "-0.00123");
+        assert_eq!(
+            text(i128::MIN + 1, 38),
+            "-1.70141183460469231731687303715884105727"
+        );
         // 1.5 at scale 2: ndigits 2, weight 0, +, dscale 2, digits [1, 5000].
         assert_eq!(
             bin(|o| decimal_binary(150, 2, o)),
