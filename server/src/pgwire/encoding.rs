@@ -189,7 +189,8 @@ fn rows_of(
     ends: Vec<usize>,
     columns: i16,
 ) -> impl Iterator<Item = PgWireResult<DataRow>> + Send + Sync {
-    let mut data = bytes::BytesMut::from(buffer.as_slice());
+    // The buffer itself, not a copy (a `Bytes` made from a `Vec` is unique).
+    let mut data = bytes::BytesMut::from(bytes::Bytes::from(buffer));
     let mut start = 0;
     ends.into_iter().map(move |end| {
         let row = data.split_to(end - start);

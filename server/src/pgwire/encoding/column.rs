@@ -154,7 +154,7 @@ impl ValueEncoder {
             DataType::Decimal128(_, scale) if *ty == Type::NUMERIC => {
                 ValueEncoder::Decimal { scale: *scale }
             }
-            DataType::Utf8 => match ty {
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => match ty {
                 t if *t == Type::UUID => ValueEncoder::Uuid,
                 t if *t == Type::JSONB => ValueEncoder::Jsonb,
                 t if *t == Type::NUMERIC => ValueEncoder::NumericText,
@@ -166,7 +166,11 @@ impl ValueEncoder {
                 }
                 _ => return None,
             },
-            DataType::Binary if *ty == Type::BYTEA => ValueEncoder::Bytea,
+            DataType::Binary | DataType::BinaryView | DataType::LargeBinary
+                if *ty == Type::BYTEA =>
+            {
+                ValueEncoder::Bytea
+            }
             DataType::Date32 if *ty == Type::DATE && dates_ok => ValueEncoder::Date32,
             DataType::Date64 if *ty == Type::DATE && dates_ok => ValueEncoder::Date64,
             DataType::Time32(unit) | DataType::Time64(unit) if *ty == Type::TIME && dates_ok => {
@@ -232,7 +236,7 @@ impl ValueEncoder {
             | ValueEncoder::NumericText
             | ValueEncoder::Uuid
             | ValueEncoder::Jsonb => put(string(array, row)?),
-            ValueEncoder::Bpchar { len } => put(&padded(string(array, row)?, *len)),
+            ValueEncoder::Bpchar { len } => padded(string(array, row)?, *len, out),
             ValueEncoder::Bytea => bytea_text(binary(array, row)?, settings.bytea_hex, out),
             ValueEncoder::Date32 => date_text(i64::from(prim::<Date32Type>(array, row)?), out),
             ValueEncoder::Date64 => {
@@ -307,9 +311,7 @@ impl ValueEncoder {
                 out.push(1);
                 out.extend_from_slice(string(array, row)?.as_bytes());
             }
-            ValueEncoder::Bpchar { len } => {
-                out.extend_from_slice(padded(string(array, row)?, *len).as_bytes())
-            }
+            ValueEncoder::Bpchar { len } => padded(string(array, row)?, *len, out),
             ValueEncoder::Bytea => out.extend_from_slice(binary(array, row)?),
             ValueEncoder::Date32 => date_binary(i64::from(prim::<Date32Type>(array, row)?), out)?,
             ValueEncoder::Date64 => {
@@ -399,16 +401,30 @@ fn bool_value(array: &dyn Array, row: usize) -> Result<bool, String> {
         .ok_or_else(|| wrong_type(array))
 }
 
+/// A string of a `Utf8`, `Utf8View` or `LargeUtf8` array.
 fn string(array: &dyn Array, row: usize) -> Result<&str, String> {
+    if let Some(a) = array.as_string_opt::<i32>() {
+        return Ok(a.value(row));
+    }
+    if let Some(a) = array.as_string_view_opt() {
+        return Ok(a.value(row));
+    }
     array
-        .as_string_opt::<i32>()
+        .as_string_opt::<i64>()
         .map(|a| a.value(row))
         .ok_or_else(|| wrong_type(array))
 }
 
+/// The bytes of a `Binary`, `BinaryView` or `LargeBinary` array.
 fn binary(array: &dyn Array, row: usize) -> Result<&[u8], String> {
+    if let Some(a) = array.as_binary_opt::<i32>() {
+        return Ok(a.value(row));
+    }
+    if let Some(a) = array.as_binary_view_opt() {
+        return Ok(a.value(row));
+    }
     array
-        .as_binary_opt::<i32>()
+        .as_binary_opt::<i64>()
         .map(|a| a.value(row))
         .ok_or_else(|| wrong_type(array))
 }
@@ -448,11 +464,14 @@ fn timestamp_micros(array: &dyn Array, row: usize, unit: TimeUnit) -> Result<i64
 }
 
 /// `value` blank-padded to `len` characters.
-fn padded(value: &str, len: Option<usize>) -> String {
-    let count = value.chars().count();
-    match len {
-        Some(len) if count < len => format!("{value}{}", " ".repeat(len - count)),
-        _ => value.to_string(),
+/// `value` blank-padded to `len` characters (char(n)), appended to `out`.
+fn padded(value: &str, len: Option<usize>, out: &mut Vec<u8>) {
+    out.extend_from_slice(value.as_bytes());
+    if let Some(len) = len {
+        let count = value.chars().count();
+        if count < len {
+            out.resize(out.len() + len - count, b' ');
+        }
     }
 }
 
@@ -592,7 +611,12 @@ mod tests {
         assert_eq!(out[0], 0xa0);
         assert_eq!(out.len(), 16);
         assert!(uuid_binary("nope", &mut Vec::new()).is_err());
-        assert_eq!(padded("ab", Some(5)), "ab   ");
+        let mut out = Vec::new();
+        padded("ab", Some(5), &mut out);
+        assert_eq!(out, b"ab   ");
+        out.clear();
+        padded("ümlaut", Some(3), &mut out);
+        assert_eq!(out, "ümlaut".as_bytes());
         let mut out = Vec::new();
         bytea_text(&[0, b'a', b'\\', 0xff], false, &mut out);
         assert_eq!(out, b"\\000a\\\\\\377");
