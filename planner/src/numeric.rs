@@ -52,6 +52,30 @@ impl AnalyzerRule for NumericDivisionScale {
     }
 }
 
+datafusion::common::extensions_options! {
+    /// The session's `TimeZone` as the client set it, for analyzer rules: DataFusion's
+    /// `execution.time_zone` holds only UTC or a fixed offset (the front end leaves it at UTC for
+    /// a named zone). Registered in every session ([`crate::session::new_session_context`]) so that
+    /// workers take the setting a task carries.
+    pub struct ClientZone {
+        /// The client's `TimeZone` setting (`UTC`, `+05:30`, `Europe/Berlin`).
+        pub time_zone: String, default = "UTC".to_string()
+    }
+}
+
+impl datafusion::common::config::ConfigExtension for ClientZone {
+    const PREFIX: &'static str = "tributary_client";
+}
+
+impl ClientZone {
+    /// Whether the zone is UTC or a fixed offset (`+05:30`), which DataFusion's time zone holds.
+    pub fn fixed(&self) -> bool {
+        let zone = self.time_zone.trim();
+        crate::statement_pushdown::ClientTimeZone(zone.to_string()).is_utc()
+            || (zone.starts_with(['+', '-']) && zone.len() == 6 && zone.as_bytes()[3] == b':')
+    }
+}
+
 /// The analyzer rule giving `date_trunc` of a date PostgreSQL's type (see
 /// `date_trunc_of_date_is_timestamptz`). It runs before DataFusion's type coercion, which casts
 /// the date to a timestamp without zone (as a user's `day::timestamp` does, which stays a
@@ -68,6 +92,12 @@ impl AnalyzerRule for DateTruncOfDate {
         let Some(zone) = config.execution.time_zone.as_deref().map(Arc::<str>::from) else {
             return Ok(plan);
         };
+        // A named client zone leaves DataFusion on UTC (the front end's `apply_time_zone`): the
+        // date's midnight there is unknown here, so DataFusion's timestamp stays.
+        let client = config.extensions.get::<ClientZone>();
+        if client.is_some_and(|c| !c.fixed()) {
+            return Ok(plan);
+        }
         plan.transform_up_with_subqueries(|node| {
             if matches!(node, LogicalPlan::TableScan(_) | LogicalPlan::Extension(_)) {
                 return Ok(Transformed::no(node));
@@ -222,7 +252,9 @@ fn float_to_integer_rounds(e: Expr, schema: &DFSchema) -> Result<Transformed<Exp
                 && matches!(
                     expr.get_type(schema),
                     Ok(DataType::Float32 | DataType::Float64)
-                ) =>
+                )
+                // Not again when a plan is analyzed twice.
+                && !matches!(expr.as_ref(), Expr::ScalarFunction(f) if f.func.name() == "__rint") =>
         {
             let rounded = rint().call(vec![*expr]);
             Ok(Transformed::yes(Expr::Cast(Cast::new_from_field(
@@ -236,7 +268,7 @@ fn float_to_integer_rounds(e: Expr, schema: &DFSchema) -> Result<Transformed<Exp
 
 /// `date_trunc(field, date)` is a `timestamptz` in PostgreSQL (the date is cast to one, at
 /// midnight in the session's zone: `2024-01-01 00:00:00+00`); DataFusion's is a timestamp without
-/// zone. The date is cast to a timestamp and then to one in the session's zone (`zone`, the
+/// zone. Only for UTC and fixed-offset sessions ([`ClientZone`]). The date is cast to a timestamp and then to one in the session's zone (`zone`, the
 /// offset DataFusion's `execution.time_zone` holds), which Arrow reads as local midnight.
 fn date_trunc_of_date_is_timestamptz(
     e: Expr,
@@ -313,7 +345,22 @@ impl ScalarUDFImpl for Rint {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let [value] = <[ColumnarValue; 1]>::try_from(args.args)
             .map_err(|_| DataFusionError::Plan("__rint takes one argument".into()))?;
-        let array = value.to_array(args.number_rows)?;
+        let array = match value {
+            ColumnarValue::Scalar(ScalarValue::Float64(v)) => {
+                return Ok(ColumnarValue::Scalar(ScalarValue::Float64(
+                    v.map(f64::round_ties_even),
+                )));
+            }
+            ColumnarValue::Scalar(ScalarValue::Float32(v)) => {
+                return Ok(ColumnarValue::Scalar(ScalarValue::Float32(
+                    v.map(f32::round_ties_even),
+                )));
+            }
+            ColumnarValue::Scalar(other) => {
+                return plan_err!("__rint takes a real or double precision, not {other:?}");
+            }
+            ColumnarValue::Array(array) => array,
+        };
         let out: ArrayRef = match array.data_type() {
             DataType::Float64 => Arc::new(
                 array
@@ -327,12 +374,7 @@ impl ScalarUDFImpl for Rint {
             ),
             other => return plan_err!("__rint takes a real or double precision, not {other}"),
         };
-        Ok(match value {
-            ColumnarValue::Scalar(_) => {
-                ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
-            }
-            ColumnarValue::Array(_) => ColumnarValue::Array(out),
-        })
+        Ok(ColumnarValue::Array(out))
     }
 }
 
@@ -532,6 +574,60 @@ mod tests {
                 .value(0),
             3
         );
+    }
+
+    #[tokio::test]
+    async fn float_casts_round_and_date_trunc_of_a_date_is_timestamptz_unless_the_zone_is_named() {
+        use datafusion::arrow::array::Int32Array;
+        use datafusion::execution::SessionStateBuilder;
+        for (client, zone) in [("UTC", Some("+00:00")), ("Europe/Berlin", None)] {
+            let mut options = ClientZone::default();
+            options.time_zone = client.into();
+            let config = SessionConfig::new()
+                .with_option_extension(options)
+                .set_str("datafusion.execution.time_zone", "+00:00");
+            let state = SessionStateBuilder::new()
+                .with_config(config)
+                .with_default_features()
+                .with_analyzer_rules(vec![
+                    std::sync::Arc::new(DateTruncOfDate),
+                    std::sync::Arc::new(
+                        datafusion::optimizer::analyzer::type_coercion::TypeCoercion::new(),
+                    ),
+                    std::sync::Arc::new(NumericDivisionScale),
+                ])
+                .build();
+            let ctx = SessionContext::new_with_state(state);
+            let batches = ctx
+                .sql(
+                    "SELECT date_trunc('month', d) AS m, date_trunc('month', d::timestamp) AS t, \
+                     (x / 4)::int AS r, ((x + 2)::real / 2)::int AS h \
+                     FROM (VALUES (DATE '2024-01-15', 127.0::double)) v(d, x)",
+                )
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let schema = batches[0].schema();
+            let ns = datafusion::arrow::datatypes::TimeUnit::Nanosecond;
+            assert_eq!(
+                schema.field(0).data_type(),
+                &DataType::Timestamp(ns, zone.map(Arc::from)),
+                "{client}"
+            );
+            assert_eq!(schema.field(1).data_type(), &DataType::Timestamp(ns, None));
+            // 31.75 rounds to 32 (Arrow's cast gave 31); 64.5 to 64, half to even.
+            let ints = |i: usize| {
+                batches[0]
+                    .column(i)
+                    .as_any()
+                    .downcast_ref::<Int32Array>()
+                    .unwrap()
+                    .value(0)
+            };
+            assert_eq!((ints(2), ints(3)), (32, 64));
+        }
     }
 
     #[tokio::test]

@@ -24,6 +24,8 @@ pub fn new_session_context(
     target_partitions: usize,
 ) -> SessionContext {
     let config = SessionConfig::new()
+        // The client's TimeZone, for `crate::numeric::DateTruncOfDate` (the front end sets it).
+        .with_option_extension(crate::numeric::ClientZone::default())
         .with_information_schema(true)
         .with_create_default_catalog_and_schema(false)
         .with_default_catalog_and_schema(catalog, schema)

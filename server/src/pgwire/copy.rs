@@ -1,7 +1,9 @@
 //! `COPY (query) TO STDOUT` (and `COPY table TO STDOUT`): the query's rows as CopyData in PostgreSQL's
-//! text, CSV or binary format: values written by the same per-column encoders as DataRows
-//! ([`RowWriter`]), framed and escaped by `pgwire`'s [`CopyEncoder`]. Rows stream
-//! batch by batch; the query stays cancelable meanwhile.
+//! text, CSV or binary format, one CopyData per row: values written by the same per-column encoders
+//! as DataRows ([`RowWriter`]); text (one-byte delimiter) and binary rows framed and escaped there
+//! too, a batch's rows in one buffer, when every column has such an encoder; otherwise (CSV,
+//! columns left to arrow-pg) framed and escaped by `pgwire`'s [`CopyEncoder`]. Rows stream batch by
+//! batch; the query stays cancelable meanwhile.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -165,7 +165,9 @@ fn data_rows(
     let mut writer = RowWriter::new(Arc::clone(&fields), &batch);
     if writer.writes_all() {
         // Every row written here into one buffer, each DataRow a part of it.
-        let columns = i16::try_from(fields.len()).unwrap_or(i16::MAX);
+        let Ok(columns) = i16::try_from(fields.len()) else {
+            return Box::new(std::iter::once(Err(internal("too many columns"))));
+        };
         let mut buffer = Vec::with_capacity(batch.num_rows() * 16 * fields.len().max(1));
         let mut ends = Vec::with_capacity(batch.num_rows());
         for row in 0..batch.num_rows() {

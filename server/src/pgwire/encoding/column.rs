@@ -463,7 +463,6 @@ fn timestamp_micros(array: &dyn Array, row: usize, unit: TimeUnit) -> Result<i64
     })
 }
 
-/// `value` blank-padded to `len` characters.
 /// `value` blank-padded to `len` characters (char(n)), appended to `out`.
 fn padded(value: &str, len: Option<usize>, out: &mut Vec<u8>) {
     out.extend_from_slice(value.as_bytes());
