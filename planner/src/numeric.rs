@@ -68,6 +68,13 @@ impl datafusion::common::config::ConfigExtension for ClientZone {
 }
 
 impl ClientZone {
+    /// The setting for the client's `TimeZone` `zone`.
+    pub fn of(zone: &str) -> Self {
+        Self {
+            time_zone: zone.to_string(),
+        }
+    }
+
     /// Whether the zone is UTC or a fixed offset (`+05:30`), which DataFusion's time zone holds.
     pub fn fixed(&self) -> bool {
         let zone = self.time_zone.trim();
@@ -581,8 +588,7 @@ mod tests {
         use datafusion::arrow::array::Int32Array;
         use datafusion::execution::SessionStateBuilder;
         for (client, zone) in [("UTC", Some("+00:00")), ("Europe/Berlin", None)] {
-            let mut options = ClientZone::default();
-            options.time_zone = client.into();
+            let options = ClientZone::of(client);
             let config = SessionConfig::new()
                 .with_option_extension(options)
                 .set_str("datafusion.execution.time_zone", "+00:00");

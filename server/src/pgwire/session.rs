@@ -484,9 +484,11 @@ fn apply_time_zone(ctx: &SessionContext, tz: &str) {
         tributary_planner::statement_pushdown::ClientTimeZone(client_zone.to_string()),
     ));
     state.config_mut().options_mut().execution.time_zone = Some(tz);
-    let mut client = tributary_planner::numeric::ClientZone::default();
-    client.time_zone = client_zone.to_string();
-    state.config_mut().options_mut().extensions.insert(client);
+    state
+        .config_mut()
+        .options_mut()
+        .extensions
+        .insert(tributary_planner::numeric::ClientZone::of(client_zone));
     // `now()` and friends read the zone when they are made (as DataFusion's own SET does): remake
     // them, so `now()` is a timestamptz in the session's zone, as in PostgreSQL.
     let options = state.config().options();
