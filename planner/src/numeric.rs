@@ -10,8 +10,8 @@
 //! to the shorter.
 //!
 //! The same rule makes `sum` of a `bigint` a `numeric`, as PostgreSQL's is (`sum_bigint_as_numeric`),
-//! a cast of a numeric to an integer round (`numeric_to_integer_rounds`), a cast of a float to an
-//! integer round half to even (`float_to_integer_rounds`, [`rint`]), `ceil`/`floor`/`trunc` of a
+//! a cast of a numeric to an integer round and one of a float round half to even
+//! (`integer_casts_round`, [`rint`]), `ceil`/`floor`/`trunc` of a
 //! numeric have scale 0 (`whole_numeric_scale_zero`), and `date_trunc` of a date give a
 //! timestamptz ([`DateTruncOfDate`], a rule of its own, before DataFusion's type coercion).
 
@@ -75,11 +75,23 @@ impl ClientZone {
         }
     }
 
-    /// Whether the zone is UTC or a fixed offset (`+05:30`), which DataFusion's time zone holds.
+    /// The zone as DataFusion's `execution.time_zone` takes it: `+00:00` for UTC (any spelling
+    /// [`crate::statement_pushdown::ClientTimeZone::is_utc`] knows), the offset itself for
+    /// `+HH:MM` / `-HH:MM`, `None` for a named zone (DataFusion then stays on UTC).
+    pub fn datafusion_offset(&self) -> Option<String> {
+        let zone = &self.time_zone;
+        if crate::statement_pushdown::ClientTimeZone(zone.clone()).is_utc() {
+            Some("+00:00".into())
+        } else if zone.starts_with(['+', '-']) && zone.len() == 6 && zone.as_bytes()[3] == b':' {
+            Some(zone.clone())
+        } else {
+            None
+        }
+    }
+
+    /// Whether DataFusion's time zone is the client's (UTC or a fixed offset).
     pub fn fixed(&self) -> bool {
-        let zone = self.time_zone.trim();
-        crate::statement_pushdown::ClientTimeZone(zone.to_string()).is_utc()
-            || (zone.starts_with(['+', '-']) && zone.len() == 6 && zone.as_bytes()[3] == b':')
+        self.datafusion_offset().is_some()
     }
 }
 
@@ -106,20 +118,8 @@ impl AnalyzerRule for DateTruncOfDate {
             return Ok(plan);
         }
         plan.transform_up_with_subqueries(|node| {
-            if matches!(node, LogicalPlan::TableScan(_) | LogicalPlan::Extension(_)) {
-                return Ok(Transformed::no(node));
-            }
-            let inputs = node.inputs();
-            let [input] = inputs.as_slice() else {
-                return Ok(Transformed::no(node));
-            };
-            let schema = Arc::clone(input.schema());
-            let names = NamePreserver::new(&node);
-            node.map_expressions(|expr| {
-                let name = names.save(&expr);
-                let rewritten =
-                    expr.transform_up(|e| date_trunc_of_date_is_timestamptz(e, &schema, &zone))?;
-                Ok(rewritten.update_data(|e| name.restore(e)))
+            rewrite_expressions(node, |e, schema| {
+                date_trunc_of_date_is_timestamptz(e, schema, &zone)
             })
         })
         .map(|t| t.data)
@@ -185,24 +185,33 @@ fn cast_insert_input(plan: LogicalPlan) -> Result<LogicalPlan> {
 }
 
 fn rewrite_node(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    rewrite_expressions(plan, |e, schema| {
+        scale_division(e, schema)?
+            .transform_data(|e| sum_bigint_as_numeric(e, schema))?
+            .transform_data(|e| integer_casts_round(e, schema))?
+            .transform_data(|e| whole_numeric_scale_zero(e, schema))
+    })
+}
+
+/// `plan`'s expressions rewritten bottom-up by `rewrite` (given each expression typed against the
+/// node's one input), output names kept. Scans, extension nodes and nodes without exactly one
+/// input (joins, `VALUES`) are left as they are.
+fn rewrite_expressions(
+    plan: LogicalPlan,
+    rewrite: impl Fn(Expr, &DFSchema) -> Result<Transformed<Expr>>,
+) -> Result<Transformed<LogicalPlan>> {
+    if matches!(plan, LogicalPlan::TableScan(_) | LogicalPlan::Extension(_)) {
+        return Ok(Transformed::no(plan));
+    }
     let inputs = plan.inputs();
     let [input] = inputs.as_slice() else {
         return Ok(Transformed::no(plan));
     };
-    if matches!(plan, LogicalPlan::TableScan(_) | LogicalPlan::Extension(_)) {
-        return Ok(Transformed::no(plan));
-    }
-    let schema = std::sync::Arc::clone(input.schema());
+    let schema = Arc::clone(input.schema());
     let names = NamePreserver::new(&plan);
     plan.map_expressions(|expr| {
         let name = names.save(&expr);
-        let rewritten = expr.transform_up(|e| {
-            scale_division(e, &schema)?
-                .transform_data(|e| sum_bigint_as_numeric(e, &schema))?
-                .transform_data(|e| numeric_to_integer_rounds(e, &schema))?
-                .transform_data(|e| float_to_integer_rounds(e, &schema))?
-                .transform_data(|e| whole_numeric_scale_zero(e, &schema))
-        })?;
+        let rewritten = expr.transform_up(|e| rewrite(e, &schema))?;
         Ok(rewritten.update_data(|e| name.restore(e)))
     })
 }
@@ -226,48 +235,29 @@ fn whole_numeric_scale_zero(e: Expr, schema: &DFSchema) -> Result<Transformed<Ex
     }
 }
 
-/// A cast of a numeric to an integer type rounds half away from zero, as PostgreSQL's
-/// `numeric_int4` (`10.5::int` is 11, `-2.5::int` is -3); Arrow's cast truncates (10, -2). The
-/// value is rounded to scale 0 (DataFusion's `round` of a decimal) before the cast.
-fn numeric_to_integer_rounds(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+/// A cast to an integer type rounds as PostgreSQL's casts do, where Arrow's truncates: a numeric
+/// half away from zero (`numeric_int4`: `10.5::int` is 11, `-2.5::int` is -3; DataFusion's `round`
+/// of a decimal), a `real`/`double precision` half to even (`dtoi4`/`dtoi8`, C's `rint`:
+/// `2.5::float8::int` is 2, `3.5` is 4, `31.75` is 32; [`rint`]). The cast itself still refuses
+/// values out of the integer's range (22003).
+fn integer_casts_round(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     match e {
-        Expr::Cast(Cast { expr, field })
-            if field.data_type().is_integer()
-                && matches!(
-                    expr.get_type(schema),
-                    Ok(DataType::Decimal128(_, s) | DataType::Decimal256(_, s)) if s > 0
-                ) =>
-        {
-            let rounded = datafusion::functions::math::round().call(vec![*expr]);
-            Ok(Transformed::yes(Expr::Cast(Cast::new_from_field(
-                Box::new(rounded),
-                field,
-            ))))
-        }
-        other => Ok(Transformed::no(other)),
-    }
-}
-
-/// A cast of a `real`/`double precision` to an integer type rounds half to even, as PostgreSQL's
-/// `dtoi4`/`dtoi8` (`rint`: `2.5::float8::int` is 2, `3.5` is 4, `31.75` is 32); Arrow's cast
-/// truncates. The value is rounded by [`rint`] before the cast (which still refuses values out of
-/// the integer's range: 22003).
-fn float_to_integer_rounds(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
-    match e {
-        Expr::Cast(Cast { expr, field })
-            if field.data_type().is_integer()
-                && matches!(
-                    expr.get_type(schema),
-                    Ok(DataType::Float32 | DataType::Float64)
-                )
+        Expr::Cast(Cast { expr, field }) if field.data_type().is_integer() => {
+            let round = match expr.get_type(schema) {
+                Ok(DataType::Decimal128(_, s) | DataType::Decimal256(_, s)) if s > 0 => {
+                    Some(datafusion::functions::math::round())
+                }
                 // Not again when a plan is analyzed twice.
-                && !matches!(expr.as_ref(), Expr::ScalarFunction(f) if f.func.name() == "__rint") =>
-        {
-            let rounded = rint().call(vec![*expr]);
-            Ok(Transformed::yes(Expr::Cast(Cast::new_from_field(
-                Box::new(rounded),
-                field,
-            ))))
+                Ok(DataType::Float32 | DataType::Float64) if !matches!(expr.as_ref(), Expr::ScalarFunction(f) if f.func.name() == "__rint") => {
+                    Some(rint())
+                }
+                _ => None,
+            };
+            let value = match round {
+                Some(round) => Transformed::yes(round.call(vec![*expr])),
+                None => Transformed::no(*expr),
+            };
+            Ok(value.update_data(|value| Expr::Cast(Cast::new_from_field(Box::new(value), field))))
         }
         other => Ok(Transformed::no(other)),
     }
@@ -309,10 +299,10 @@ fn date_trunc_of_date_is_timestamptz(
 /// `rint(x)`: `x` (`real` or `double precision`) rounded to a whole number, halves to even, as C's
 /// `rint` under the default rounding mode, which PostgreSQL's float-to-integer casts use. Internal
 /// (named `__rint`); registered in every session so workers decode plans holding it.
-pub fn rint() -> ScalarUDF {
-    static RINT: std::sync::LazyLock<ScalarUDF> =
-        std::sync::LazyLock::new(|| ScalarUDF::new_from_impl(Rint::default()));
-    RINT.clone()
+pub fn rint() -> Arc<ScalarUDF> {
+    static RINT: std::sync::LazyLock<Arc<ScalarUDF>> =
+        std::sync::LazyLock::new(|| Arc::new(ScalarUDF::new_from_impl(Rint::default())));
+    Arc::clone(&RINT)
 }
 
 /// See [`rint`].

@@ -129,7 +129,7 @@ pub fn new_session_context(
     // Scalar subqueries typed nullable (`crate::nullable`).
     ctx.register_udf(crate::nullable::function());
     // Float-to-integer casts round half to even (`crate::numeric`).
-    ctx.register_udf(crate::numeric::rint());
+    ctx.register_udf(crate::numeric::rint().as_ref().clone());
     // `avg` of integers is numeric, as in PostgreSQL.
     ctx.register_udaf(crate::avg::PgAvg::udaf());
     ctx

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use datafusion::logical_expr::LogicalPlan;
 use futures::{StreamExt, stream};
 use pgwire::api::portal::Format;
@@ -16,7 +16,7 @@ use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOp
 use pgwire::error::PgWireResult;
 use pgwire::messages::copy::CopyData;
 
-use super::encoding::{self, RowWriter};
+use super::encoding::{self, RowWriter, rows_in_one_buffer};
 use super::errors;
 use super::run::start;
 use super::session::Session;
@@ -84,34 +84,20 @@ pub async fn copy_out(
             let mut writer = RowWriter::for_copy(Arc::clone(&fields), &batch, binary);
             let mut out = Vec::with_capacity(batch.num_rows());
             if let Some(direct) = direct.as_ref().filter(|_| writer.writes_all()) {
-                // The batch's rows into one buffer, each CopyData a slice of it.
-                let mut buffer = Vec::with_capacity(batch.num_rows() * 16 * columns.max(1));
-                let mut ends = Vec::with_capacity(batch.num_rows());
-                let mut failed = None;
-                for row in 0..batch.num_rows() {
-                    let written = match direct {
+                // The batch's rows into one buffer, each CopyData a part of it.
+                let (rows, failed) =
+                    rows_in_one_buffer(batch.num_rows(), columns, |row, buffer| match direct {
                         Direct::Text { delimiter, null } => {
-                            writer.copy_text_row(&batch, row, *delimiter, null, &mut buffer)
+                            writer.copy_text_row(&batch, row, *delimiter, null, buffer)
                         }
                         Direct::Binary => {
                             if std::mem::take(&mut header_pending) {
                                 buffer.extend_from_slice(BINARY_HEADER);
                             }
-                            writer.copy_binary_row(&batch, row, &mut buffer)
+                            writer.copy_binary_row(&batch, row, buffer)
                         }
-                    };
-                    if let Err(e) = written {
-                        failed = Some(e);
-                        break;
-                    }
-                    ends.push(buffer.len());
-                }
-                let buffer = Bytes::from(buffer);
-                let mut start = 0;
-                for end in ends {
-                    out.push(Ok(CopyData::new(buffer.slice(start..end))));
-                    start = end;
-                }
+                    });
+                out.extend(rows.into_iter().map(|row| Ok(CopyData::new(row.freeze()))));
                 out.extend(failed.map(Err));
                 return stream::iter(out);
             }

@@ -144,10 +144,10 @@ pub fn rows(
             let _registered = &guard;
             let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
                 Ok(batch) if explain => match explain_lines(&batch) {
-                    Ok(batch) => Box::new(data_rows(fields.clone(), batch)),
+                    Ok(batch) => data_rows(fields.clone(), batch),
                     Err(e) => Box::new(std::iter::once(Err(e))),
                 },
-                Ok(batch) => Box::new(data_rows(fields.clone(), batch)),
+                Ok(batch) => data_rows(fields.clone(), batch),
                 Err(e) => Box::new(std::iter::once(Err(errors::user_error(
                     errors::datafusion_error(&e),
                 )))),
@@ -164,19 +164,17 @@ fn data_rows(
 ) -> Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> {
     let mut writer = RowWriter::new(Arc::clone(&fields), &batch);
     if writer.writes_all() {
-        // Every row written here into one buffer, each DataRow a part of it.
         let Ok(columns) = i16::try_from(fields.len()) else {
             return Box::new(std::iter::once(Err(internal("too many columns"))));
         };
-        let mut buffer = Vec::with_capacity(batch.num_rows() * 16 * fields.len().max(1));
-        let mut ends = Vec::with_capacity(batch.num_rows());
-        for row in 0..batch.num_rows() {
-            if let Err(e) = writer.data_row_fields(&batch, row, &mut buffer) {
-                return Box::new(rows_of(buffer, ends, columns).chain(std::iter::once(Err(e))));
-            }
-            ends.push(buffer.len());
-        }
-        return Box::new(rows_of(buffer, ends, columns));
+        let (rows, failed) = rows_in_one_buffer(batch.num_rows(), fields.len(), |row, out| {
+            writer.data_row_fields(&batch, row, out)
+        });
+        return Box::new(
+            rows.into_iter()
+                .map(move |row| Ok(DataRow::new(row, columns)))
+                .chain(failed.map(Err)),
+        );
     }
     let mut encoder = DataRowEncoder::new(fields);
     Box::new((0..batch.num_rows()).map(move |row| {
@@ -185,20 +183,36 @@ fn data_rows(
     }))
 }
 
-/// DataRows of `columns` fields each, row `i` being `buffer[ends[i - 1]..ends[i]]`.
-fn rows_of(
-    buffer: Vec<u8>,
-    ends: Vec<usize>,
-    columns: i16,
-) -> impl Iterator<Item = PgWireResult<DataRow>> + Send + Sync {
+/// Rows `0..rows` written by `write` (row index, buffer) into one buffer sized for `columns`
+/// columns: each row's bytes as a part of that one allocation (no copy), then the error that
+/// stopped writing, if any (the rows before it are kept).
+pub fn rows_in_one_buffer(
+    rows: usize,
+    columns: usize,
+    mut write: impl FnMut(usize, &mut Vec<u8>) -> PgWireResult<()>,
+) -> (Vec<bytes::BytesMut>, Option<PgWireError>) {
+    let mut buffer = Vec::with_capacity(rows * 16 * columns.max(1));
+    let mut ends = Vec::with_capacity(rows);
+    let mut failed = None;
+    for row in 0..rows {
+        if let Err(e) = write(row, &mut buffer) {
+            failed = Some(e);
+            break;
+        }
+        ends.push(buffer.len());
+    }
     // The buffer itself, not a copy (a `Bytes` made from a `Vec` is unique).
     let mut data = bytes::BytesMut::from(bytes::Bytes::from(buffer));
     let mut start = 0;
-    ends.into_iter().map(move |end| {
-        let row = data.split_to(end - start);
-        start = end;
-        Ok(DataRow::new(row, columns))
-    })
+    let parts = ends
+        .into_iter()
+        .map(|end| {
+            let part = data.split_to(end - start);
+            start = end;
+            part
+        })
+        .collect();
+    (parts, failed)
 }
 
 /// Writes rows of a batch, column by column, in the types and formats of `fields` (the fields
@@ -288,24 +302,12 @@ impl RowWriter {
     /// (-1 for NULL) and the value in the column's format (PostgreSQL's DataRow body, without the
     /// field count). Only when [`RowWriter::writes_all`].
     pub fn data_row_fields(
-        &mut self,
+        &self,
         batch: &RecordBatch,
         row: usize,
         out: &mut Vec<u8>,
     ) -> PgWireResult<()> {
-        for col in 0..self.fields.len() {
-            let array = batch.column(col);
-            if array.is_null(row) {
-                out.extend_from_slice(&(-1i32).to_be_bytes());
-                continue;
-            }
-            let at = out.len();
-            out.extend_from_slice(&0i32.to_be_bytes());
-            let binary = self.fields[col].format() == FieldFormat::Binary;
-            self.value(col, array.as_ref(), row, binary, out)?;
-            set_length(out, at)?;
-        }
-        Ok(())
+        self.length_prefixed_fields(batch, row, false, out)
     }
 
     /// Appends row `row` of `batch` to `out` as a line of `COPY ... TO STDOUT` in text format:
@@ -346,14 +348,26 @@ impl RowWriter {
     /// the int2 field count, then per column an int4 length (-1 for NULL) and the binary value.
     /// Only when [`RowWriter::writes_all`] (the file header is the caller's).
     pub fn copy_binary_row(
-        &mut self,
+        &self,
         batch: &RecordBatch,
         row: usize,
         out: &mut Vec<u8>,
     ) -> PgWireResult<()> {
         let columns = i16::try_from(self.fields.len()).map_err(|_| internal("too many columns"))?;
         out.extend_from_slice(&columns.to_be_bytes());
-        for col in 0..self.fields.len() {
+        self.length_prefixed_fields(batch, row, true, out)
+    }
+
+    /// Appends row `row`'s fields: per column an int4 length (-1 for NULL) and the value, in
+    /// binary when `binary`, else in its column's format.
+    fn length_prefixed_fields(
+        &self,
+        batch: &RecordBatch,
+        row: usize,
+        binary: bool,
+        out: &mut Vec<u8>,
+    ) -> PgWireResult<()> {
+        for (col, field) in self.fields.iter().enumerate() {
             let array = batch.column(col);
             if array.is_null(row) {
                 out.extend_from_slice(&(-1i32).to_be_bytes());
@@ -361,7 +375,8 @@ impl RowWriter {
             }
             let at = out.len();
             out.extend_from_slice(&0i32.to_be_bytes());
-            self.value(col, array.as_ref(), row, true, out)?;
+            let binary = binary || field.format() == FieldFormat::Binary;
+            self.value(col, array.as_ref(), row, binary, out)?;
             set_length(out, at)?;
         }
         Ok(())

@@ -471,13 +471,9 @@ impl Session {
 /// to DataFusion; a named zone leaves DataFusion on UTC (only `SHOW TimeZone` reflects it).
 fn apply_time_zone(ctx: &SessionContext, tz: &str) {
     let client_zone = tz;
-    let tz = if tz.eq_ignore_ascii_case("utc") || tz.eq_ignore_ascii_case("gmt") || tz == "Z" {
-        "+00:00".to_string()
-    } else if tz.starts_with(['+', '-']) && tz.len() == 6 && tz.as_bytes()[3] == b':' {
-        tz.to_string()
-    } else {
-        "+00:00".to_string()
-    };
+    let tz = tributary_planner::numeric::ClientZone::of(tz)
+        .datafusion_offset()
+        .unwrap_or_else(|| "+00:00".to_string());
     let state = ctx.state_ref();
     let mut state = state.write();
     state.config_mut().set_extension(Arc::new(
