@@ -13,6 +13,7 @@ pub mod config;
 pub mod explain;
 pub mod fragment;
 pub mod integers;
+pub mod join_order;
 pub mod limits;
 pub mod nullable;
 pub mod numeric;

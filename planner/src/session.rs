@@ -73,8 +73,9 @@ pub fn new_session_context(
         )
         // DataFusion's rules, a failing subquery decorrelation leaving the subquery to the apply,
         // which takes what is still correlated right after decorrelation.
-        .with_optimizer_rules(crate::apply::with_correlated_apply(
-            datafusion::optimizer::Optimizer::new().rules,
+        // And inner joins ordered by estimates once filters sit where they apply.
+        .with_optimizer_rules(crate::join_order::after_filter_pushdown(
+            crate::apply::with_correlated_apply(datafusion::optimizer::Optimizer::new().rules),
         ))
         // A scalar subquery typed nullable (NULL when it gives no row) before anything folds
         // `IS NULL` or `coalesce` of it.

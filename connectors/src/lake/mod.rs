@@ -335,7 +335,9 @@ impl Lake {
             .with_listing_options(options)
             .infer_schema(&self.state)
             .await?;
-        Ok(Arc::new(ListingTable::try_new(config)?))
+        Ok(Arc::new(
+            table::FileTable::new(ListingTable::try_new(config)?, &self.state).await,
+        ))
     }
 }
 

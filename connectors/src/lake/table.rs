@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{Session, TableProvider};
+use datafusion::catalog::{ScanArgs, ScanResult, Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::{Constraints, DataFusionError, Result, Statistics};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::ListingTable;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig};
@@ -226,4 +226,98 @@ fn keep_committed(
         ))
     })
     .map(|t| t.data)
+}
+
+/// A lake table that is not managed (files written by other tools): DataFusion's [`ListingTable`]
+/// with the row count and column statistics of its files when it was first read, which the
+/// planner's join ordering estimates from (`TableProvider::statistics`; DataFusion's own listing
+/// table gives them only to the physical scan). Scans list the files again, so new files are read;
+/// only the estimate can be stale.
+#[derive(Debug)]
+pub struct FileTable {
+    pub(super) inner: Arc<ListingTable>,
+    pub(super) statistics: Option<Statistics>,
+}
+
+impl FileTable {
+    /// `inner` with the statistics of its files as listed through `state` now (the footers of
+    /// Parquet files; none for formats without them). A listing failure leaves the table without
+    /// statistics, to fail (or not) when scanned.
+    pub(super) async fn new(inner: ListingTable, state: &dyn Session) -> Self {
+        let statistics = inner
+            .list_files_for_scan(state, &[], None)
+            .await
+            .ok()
+            .map(|listed| listed.statistics)
+            .map(|mut statistics| {
+                // Statistics of the files' columns only, without partition columns: kept when they
+                // line up with the table's columns.
+                if statistics.column_statistics.len() != inner.schema().fields().len() {
+                    statistics.column_statistics = Statistics::unknown_column(&inner.schema());
+                }
+                statistics
+            })
+            .filter(|s| s.num_rows.get_value().is_some());
+        Self {
+            inner: Arc::new(inner),
+            statistics,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for FileTable {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        self.inner.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.inner.scan(state, projection, filters, limit).await
+    }
+
+    async fn scan_with_args<'a>(
+        &self,
+        state: &dyn Session,
+        args: ScanArgs<'a>,
+    ) -> Result<ScanResult> {
+        self.inner.scan_with_args(state, args).await
+    }
+
+    fn constraints(&self) -> Option<&Constraints> {
+        self.inner.constraints()
+    }
+
+    fn get_column_default(&self, column: &str) -> Option<&Expr> {
+        self.inner.get_column_default(column)
+    }
+
+    async fn insert_into(
+        &self,
+        state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.inner.insert_into(state, input, insert_op).await
+    }
+
+    fn statistics(&self) -> Option<Statistics> {
+        self.statistics.clone()
+    }
 }

@@ -217,6 +217,29 @@ impl TableProvider for TpchTableProvider {
         } else {
             Precision::Inexact(rows)
         };
-        Some(Statistics::new_unknown(&self.table.schema()).with_num_rows(rows))
+        let schema = self.table.schema();
+        let mut statistics = Statistics::new_unknown(&schema).with_num_rows(rows);
+        // The key columns' distinct counts, as the TPC-H specification fixes them (a join's
+        // estimate divides by them: `c_nationkey` has 25 values however many customers there are).
+        for (field, column) in schema
+            .fields()
+            .iter()
+            .zip(&mut statistics.column_statistics)
+        {
+            let keyed = match field.name().split_once('_').map(|(_, key)| key) {
+                Some("nationkey") => TpchTable::Nation,
+                Some("regionkey") => TpchTable::Region,
+                Some("partkey") => TpchTable::Part,
+                Some("suppkey") => TpchTable::Supplier,
+                Some("custkey") => TpchTable::Customer,
+                Some("orderkey") => TpchTable::Orders,
+                _ => continue,
+            };
+            let (keys, _) = keyed.row_count(self.scale_factor);
+            if let Ok(keys) = usize::try_from(keys) {
+                column.distinct_count = Precision::Inexact(keys);
+            }
+        }
+        Some(statistics)
     }
 }
