@@ -2,6 +2,8 @@
 //! first join of TPC-H queries whose FROM order starts with the largest tables is between the
 //! small, filtered ones.
 
+// Only `Idle` is used here.
+#[allow(dead_code)]
 mod common;
 
 use std::collections::BTreeSet;
