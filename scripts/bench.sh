@@ -19,6 +19,8 @@
 #   PROFILES    comma-separated cargo profiles to build and run side by side (default release;
 #               `release,dist` compares the dist profile's thin LTO and one codegen unit); with
 #               TASK_THREADS, only the first profile's binary runs
+#   SETTING     name=value: a second server beside the first whose sessions SET it (for example
+#               join_reordering_strategy=NONE, the query's own join order)
 #   DATAFUSION  1 to run in-process DataFusion (the `datafusion` Python package) beside them too
 # Extra arguments go to tpch_bench.py (e.g. --only q01,q06). Takes ~20 min the first time
 # (release build); the data generation takes seconds.
@@ -103,7 +105,7 @@ BIN="${BINS[0]}"
 # $PROFILES, with the defaults), each with catalog `lake` on $DATA; ENGINES gets one engine per
 # server.
 ENGINES=()
-start_server() { # NAME CONFIG_TOML
+start_server() { # NAME CONFIG_TOML [SESSION_SQL]
   local config="$ROOT/target/bench-config-$1" port
   write_lake_catalog "$config"
   printf '%s' "$2" > "$config/config.toml"
@@ -113,7 +115,7 @@ start_server() { # NAME CONFIG_TOML
   "$BIN" --config "$config" --listen "127.0.0.1:$port" >"$LOGS/bench-tributary-$1.log" 2>&1 &
   PIDS+=($!)
   wait_port "$port"
-  ENGINES+=(--engine "pg:127.0.0.1:$port:lake:SET search_path TO $SCHEMA")
+  ENGINES+=(--engine "pg:127.0.0.1:$port:lake:SET search_path TO $SCHEMA${3:+; $3}")
 }
 if [ -n "${TASK_THREADS:-}" ]; then
   IFS=',' read -r -a THREADS <<< "$TASK_THREADS"
@@ -129,6 +131,11 @@ elif [ "${#BINS[@]}" -gt 1 ]; then
   done
 else
   start_server default ""
+fi
+# A second server of the same build whose sessions SET one parameter first (SETTING=name=value,
+# e.g. join_reordering_strategy=NONE), beside the first.
+if [ -n "${SETTING:-}" ]; then
+  start_server "setting" "" "SET ${SETTING%%=*} TO '${SETTING#*=}'"
 fi
 
 # ---- run ------------------------------------------------------------------------------------

@@ -278,6 +278,57 @@ async fn hive_partition_filter(source: Source) {
     .await;
 }
 
+/// Joins ordered by estimates (Parquet footers' row counts and value ranges, TPC-H's sizes): the
+/// one-row lake table meets supplier first, though the query names lineitem first; with Trino's
+/// `join_reordering_strategy = 'NONE'` the query's order stays. Same answer either way.
+async fn join_order(source: Source) {
+    let (server, _config) = start(source);
+    let client = server.connect("lake").await;
+    let sql = "select count(*), sum(l.l_quantity) from tpch.tiny.lineitem l \
+               join tpch.tiny.supplier s on l.l_suppkey = s.s_suppkey \
+               join lake.shop.items i on s.s_nationkey = i.nationkey where i.price > 5";
+    // Where each join's line is in EXPLAIN: inner joins print after (below) the joins they feed.
+    let order = |plan: &str| {
+        let at = |key: &str| {
+            plan.lines()
+                .position(|l| l.contains("HashJoinExec") && l.contains(key))
+                .unwrap_or_else(|| panic!("no join on {key}:\n{plan}"))
+        };
+        (at("nationkey"), at("suppkey"))
+    };
+    assert_rows(&client, "show join_reordering_strategy", &[&["AUTOMATIC"]]).await;
+    let expected = rows(&client, sql).await;
+    let plan = compat_tests::pushdown::explain(&client, sql).await;
+    let (nation_join, supplier_join) = order(&plan);
+    assert!(
+        nation_join > supplier_join,
+        "items and supplier first:\n{plan}"
+    );
+
+    client
+        .batch_execute("set join_reordering_strategy = 'none'")
+        .await
+        .expect("set");
+    assert_rows(&client, "show join_reordering_strategy", &[&["NONE"]]).await;
+    let plan = compat_tests::pushdown::explain(&client, sql).await;
+    let (nation_join, supplier_join) = order(&plan);
+    assert!(
+        nation_join < supplier_join,
+        "lineitem and supplier first:\n{plan}"
+    );
+    assert_eq!(rows(&client, sql).await, expected);
+
+    let error = client
+        .batch_execute("set join_reordering_strategy = 'greedy'")
+        .await
+        .expect_err("unknown strategy");
+    assert_eq!(
+        error.as_db_error().map(|d| d.code().code()),
+        Some("22023"),
+        "{error}"
+    );
+}
+
 macro_rules! lake_tests {
     ($($name:ident: $check:ident($source:expr);)*) => {
         $(
@@ -294,6 +345,7 @@ lake_tests! {
     file_contents: contents(Source::File);
     file_join_with_tpch: join_with_tpch(Source::File);
     file_hive_partition_filter: hive_partition_filter(Source::File);
+    file_join_order: join_order(Source::File);
     s3_counts: counts(Source::S3);
     s3_contents: contents(Source::S3);
     s3_join_with_tpch: join_with_tpch(Source::S3);

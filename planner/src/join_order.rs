@@ -41,8 +41,41 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use tributary_connectors::sql_source::as_sql_table;
 
+datafusion::common::extensions_options! {
+    /// The session's join ordering, as Trino's `join_reordering_strategy` session property:
+    /// `AUTOMATIC` orders regions by estimates ([`JoinReorder`]); `ELIMINATE_CROSS_JOINS` and
+    /// `NONE` keep the query's order (DataFusion still turns a filtered cross join into joins in
+    /// FROM order). Registered in every session ([`crate::session::new_session_context`]); the
+    /// front end's `SET join_reordering_strategy` sets it.
+    pub struct JoinOrdering {
+        /// `AUTOMATIC`, `ELIMINATE_CROSS_JOINS` or `NONE`.
+        pub strategy: String, default = "AUTOMATIC".to_string()
+    }
+}
+
+impl datafusion::common::config::ConfigExtension for JoinOrdering {
+    const PREFIX: &'static str = "tributary_join_ordering";
+}
+
+impl JoinOrdering {
+    /// The strategy names [`JoinOrdering::of`] takes, as Trino spells them.
+    pub const STRATEGIES: &[&str] = &["AUTOMATIC", "ELIMINATE_CROSS_JOINS", "NONE"];
+
+    /// The setting for strategy `strategy` (one of [`JoinOrdering::STRATEGIES`], any case).
+    pub fn of(strategy: &str) -> Self {
+        Self {
+            strategy: strategy.to_uppercase(),
+        }
+    }
+
+    fn automatic(&self) -> bool {
+        self.strategy == "AUTOMATIC"
+    }
+}
+
 /// The optimizer rule; see the module docs. Placed after DataFusion's `push_down_filter`, when
-/// every filter sits on the input it restricts and every join condition on its join.
+/// every filter sits on the input it restricts and every join condition on its join. Off when the
+/// session's [`JoinOrdering`] is not `AUTOMATIC`.
 #[derive(Debug, Default)]
 pub struct JoinReorder;
 
@@ -54,8 +87,16 @@ impl OptimizerRule for JoinReorder {
     fn rewrite(
         &self,
         plan: LogicalPlan,
-        _config: &dyn OptimizerConfig,
+        config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
+        let options = config.options();
+        if options
+            .extensions
+            .get::<JoinOrdering>()
+            .is_some_and(|o| !o.automatic())
+        {
+            return Ok(Transformed::no(plan));
+        }
         reorder(plan)
     }
 }
@@ -243,8 +284,14 @@ fn ordered(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
 
     let n = inputs.len();
     let full: u64 = (1 << n) - 1;
+    // What each input keeps of its table(s): estimate over rows before filters.
+    let kept: Vec<f64> = inputs
+        .iter()
+        .zip(&estimates)
+        .map(|(input, rows)| (rows / unfiltered_rows(input).unwrap_or(*rows)).min(1.0))
+        .collect();
     let classes = Classes::new(&conditions, &estimates);
-    let rows_of = |set: u64| classes.rows(set, &estimates);
+    let rows_of = |set: u64| classes.rows(set, &estimates, &kept);
     // Left-deep orders by dynamic programming over sets of inputs (Selinger's): the cheapest order
     // of a set extends the cheapest order of the set without one input joined to it by a
     // condition; cost is the sum of the estimated rows of every join. Cross joins only when the
@@ -493,7 +540,13 @@ impl Classes {
     /// its columns in the set but the one with the most (two columns: by the fewer, see the module
     /// docs; `c_nationkey = s_nationkey = n_nationkey` by 25 twice). An equality of computed
     /// values keeps 1/10; other conditions are not counted.
-    fn rows(&self, set: u64, estimates: &[f64]) -> f64 {
+    ///
+    /// Never fewer than the rows the largest input would keep if every join were a lookup of a key
+    /// in another input (a foreign key meeting its key: lineitem's rows times what the filters of
+    /// part and partsupp keep, `kept`): equalities on several columns of one key (`l_partkey =
+    /// ps_partkey AND l_suppkey = ps_suppkey`) are not independent, and dividing by both would
+    /// make lineitem's 6M rows 600.
+    fn rows(&self, set: u64, estimates: &[f64], kept: &[f64]) -> f64 {
         let mut rows: f64 = (0..estimates.len())
             .filter(|i| set & (1 << i) != 0)
             .map(|i| estimates[i])
@@ -516,7 +569,17 @@ impl Classes {
                 rows *= 0.1;
             }
         }
-        rows.max(1.0)
+        let members = || (0..estimates.len()).filter(|i| set & (1 << i) != 0);
+        let lookups = members()
+            .map(|i| {
+                estimates[i]
+                    * members()
+                        .filter(|j| *j != i)
+                        .map(|j| kept[j])
+                        .product::<f64>()
+            })
+            .fold(0.0, f64::max);
+        rows.max(lookups).max(1.0)
     }
 
     /// For each class with columns in the inputs `set` and in input `i`, one column of each: the
@@ -631,6 +694,21 @@ pub(crate) fn estimated_rows(plan: &LogicalPlan) -> Option<f64> {
         _ => return None,
     };
     Some(rows.max(1.0))
+}
+
+/// The rows of `plan` before its filters: a table's rows under filters, projections and aliases;
+/// the estimate of anything else.
+fn unfiltered_rows(plan: &LogicalPlan) -> Option<f64> {
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            let provider = source_as_provider(&scan.source).ok()?;
+            Some(*provider.statistics()?.num_rows.get_value()? as f64)
+        }
+        LogicalPlan::Filter(f) => unfiltered_rows(&f.input),
+        LogicalPlan::Projection(p) => unfiltered_rows(&p.input),
+        LogicalPlan::SubqueryAlias(a) => unfiltered_rows(&a.input),
+        _ => estimated_rows(plan),
+    }
 }
 
 /// The distinct values of `column` (an output column of `plan`) in the table it comes from, before

@@ -82,6 +82,9 @@ const PARAMETERS: &[(&str, Kind, Option<&str>)] = &[
     ("xmloption", Kind::Plain, Some("content")),
     // Trino's session property: NONE, QUERY or TASK; the default is `[query] retry_policy`.
     ("retry_policy", Kind::Plain, None),
+    // Trino's session property: AUTOMATIC orders joins by estimates, NONE / ELIMINATE_CROSS_JOINS
+    // keep the query's order.
+    ("join_reordering_strategy", Kind::Plain, Some("AUTOMATIC")),
     // Progress of a running query as NOTICEs (simple query protocol), every `progress_interval`.
     ("progress_notices", Kind::Plain, Some("off")),
     ("progress_interval", Kind::Plain, Some("2s")),
@@ -401,9 +404,20 @@ impl Session {
                 .get("timezone")
                 .map_or("UTC".into(), |(_, v)| v.clone());
             apply_time_zone(&state.ctx, &tz);
+            let ordering = state
+                .settings
+                .lock()
+                .get("join_reordering_strategy")
+                .map(|(_, v)| v.clone());
+            if let Some(ordering) = ordering {
+                apply_join_ordering(&state.ctx, &ordering);
+            }
         }
         if display == "TimeZone" {
             apply_time_zone(&state.ctx, &value);
+        }
+        if display == "join_reordering_strategy" {
+            apply_join_ordering(&state.ctx, &value);
         }
         let changed = state
             .settings
@@ -498,6 +512,16 @@ fn apply_time_zone(ctx: &SessionContext, tz: &str) {
     }
 }
 
+/// Sets the planner's join ordering (`join_reordering_strategy`, already validated) in `ctx`.
+fn apply_join_ordering(ctx: &SessionContext, strategy: &str) {
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .options_mut()
+        .extensions
+        .insert(tributary_planner::join_order::JoinOrdering::of(strategy));
+}
+
 fn missing_cursor(name: &str) -> Box<ErrorInfo> {
     errors::boxed(
         sqlstate::INVALID_CURSOR_NAME,
@@ -586,6 +610,15 @@ fn validate(name: &str, value: &str) -> Result<String, Box<ErrorInfo>> {
             "off" | "false" | "0" | "no" => Ok("off".into()),
             _ => Err(invalid()),
         },
+        "join_reordering_strategy" => {
+            let strategy = value.trim().to_uppercase();
+            if tributary_planner::join_order::JoinOrdering::STRATEGIES.contains(&strategy.as_str())
+            {
+                Ok(strategy)
+            } else {
+                Err(invalid())
+            }
+        }
         "progress_interval" => match parse_duration_ms(value) {
             Ok(ms) if ms >= 100 => Ok(value.trim().to_string()),
             _ => Err(invalid()),
@@ -737,6 +770,16 @@ mod tests {
         assert_eq!(validate("statement_timeout", "5s").unwrap(), "5s");
         assert_eq!(validate("progress_notices", "TRUE").unwrap(), "on");
         assert_eq!(validate("progress_notices", "off").unwrap(), "off");
+        assert_eq!(
+            validate("join_reordering_strategy", "none").unwrap(),
+            "NONE"
+        );
+        assert_eq!(
+            validate("join_reordering_strategy", "greedy")
+                .unwrap_err()
+                .code,
+            "22023"
+        );
         assert!(validate("progress_notices", "loud").is_err());
         assert_eq!(validate("progress_interval", "500ms").unwrap(), "500ms");
         assert!(validate("progress_interval", "1ms").is_err());
