@@ -622,6 +622,19 @@ impl Engine {
         if let Some(partitions) = self.cluster_hash_partitions(state.config().target_partitions()) {
             state.config_mut().options_mut().execution.target_partitions = partitions;
         }
+        if options.retry_policy == RetryPolicy::Task {
+            // Under TASK a join's build side is split by hash partition, each task holding its
+            // share (more tasks when the input is large), so that a join larger than memory runs
+            // in pieces: only a side DataFusion's own thresholds call tiny (1 MiB) is collected
+            // whole, not the planner's 32 MiB (`tributary_planner::session`), which every task
+            // would hold entire.
+            let defaults = datafusion::config::OptimizerOptions::default();
+            let optimizer = &mut state.config_mut().options_mut().optimizer;
+            optimizer.hash_join_single_partition_threshold =
+                defaults.hash_join_single_partition_threshold;
+            optimizer.hash_join_single_partition_threshold_rows =
+                defaults.hash_join_single_partition_threshold_rows;
+        }
         let state = state;
         // Under TASK, a query scanning much gets more hash partitions (up to `[query]
         // task_hash_partitions`), so a join or aggregation larger than memory runs in pieces.
