@@ -30,6 +30,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, NullEquality, Result, ScalarValue};
 use datafusion::datasource::source_as_provider;
@@ -202,47 +203,35 @@ fn ordered(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
         }
         _ => None,
     };
-    let mut conditions = Vec::new();
-    for (l, r) in on {
-        let (Some(lm), Some(rm)) = (owner(&l), owner(&r)) else {
-            return Ok(None);
-        };
-        let (left_ndv, right_ndv) = (ndv(&l, lm), ndv(&r, rm));
-        conditions.push(Condition {
+    // An equality of two disjoint sets of inputs, as a join condition.
+    let equality = |l: Expr, r: Expr| -> Option<Condition> {
+        let (lm, rm) = (owner(&l)?, owner(&r)?);
+        (lm != 0 && rm != 0 && lm & rm == 0).then(|| Condition {
+            left_ndv: ndv(&l, lm),
+            right_ndv: ndv(&r, rm),
             left: l,
             right: Some(r),
             left_inputs: lm,
             right_inputs: rm,
-            left_ndv,
-            right_ndv,
             used: false,
-        });
-    }
+        })
+    };
+    let mut conditions = Vec::new();
+    // ON pairs, and the filter conjuncts of the form `a = b` that compare two sets of inputs; the
+    // other conjuncts are placed where their inputs are.
+    let filters = on.into_iter().map(|(l, r)| l.eq(r)).chain(filters);
     for f in filters {
         let Some(mask) = owner(&f) else {
             return Ok(None);
         };
-        // `a = b` comparing two sets of inputs joins them as an `ON` pair would.
         if let Expr::BinaryExpr(BinaryExpr {
             left,
             op: Operator::Eq,
             right,
         }) = &f
-            && let (Some(lm), Some(rm)) = (owner(left), owner(right))
-            && lm != 0
-            && rm != 0
-            && lm & rm == 0
+            && let Some(condition) = equality(left.as_ref().clone(), right.as_ref().clone())
         {
-            let (left_ndv, right_ndv) = (ndv(left, lm), ndv(right, rm));
-            conditions.push(Condition {
-                left: left.as_ref().clone(),
-                right: Some(right.as_ref().clone()),
-                left_inputs: lm,
-                right_inputs: rm,
-                left_ndv,
-                right_ndv,
-                used: false,
-            });
+            conditions.push(condition);
             continue;
         }
         conditions.push(Condition {
@@ -305,6 +294,7 @@ fn ordered(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
             if set.count_ones() < 2 {
                 continue;
             }
+            let rows = rows_of(set);
             let mut chosen: Option<(f64, usize)> = None;
             for i in (0..n).filter(|i| set & (1 << i) != 0) {
                 let rest = set & !(1 << i);
@@ -314,7 +304,7 @@ fn ordered(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
                 if !cross && !connected(&conditions, rest, i) && classes.pairs(rest, i).is_empty() {
                     continue;
                 }
-                let cost = rest_cost + rows_of(set);
+                let cost = rest_cost + rows;
                 if chosen.is_none_or(|(c, j)| better((cost, i), (c, j))) {
                     chosen = Some((cost, i));
                 }
@@ -365,8 +355,7 @@ fn ordered(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
         // `c_nationkey = s_nationkey AND s_nationkey = n_nationkey`).
         for (class, joined_column, column) in classes.pairs(joined, next) {
             let given = join_on.iter().any(|(a, b)| {
-                let of = |e: &Expr| (0..n).find_map(|i| classes.class_of(1 << i, e));
-                of(a) == Some(class) && of(b) == Some(class)
+                classes.class_of(a) == Some(class) && classes.class_of(b) == Some(class)
             });
             if !given {
                 join_on.push((joined_column, column));
@@ -601,12 +590,9 @@ impl Classes {
         pairs
     }
 
-    /// The class of `e` as a column of input `input`.
-    fn class_of(&self, input: u64, e: &Expr) -> Option<usize> {
-        self.members
-            .iter()
-            .find(|(i, x, ..)| 1 << i == input && x == e)
-            .map(|m| m.3)
+    /// The class of column `e` (qualified: a column belongs to one input).
+    fn class_of(&self, e: &Expr) -> Option<usize> {
+        self.members.iter().find(|(_, x, ..)| x == e).map(|m| m.3)
     }
 }
 
@@ -803,18 +789,14 @@ fn distinct_values(plan: &LogicalPlan, column: &Column) -> Option<Ndv> {
     }
 }
 
-/// An integer or date value as an `i64`.
+/// An integer or date value as an `i64` (Arrow's cast; other types have no countable range).
 fn integer(value: &ScalarValue) -> Option<i64> {
-    match value {
-        ScalarValue::Int8(Some(v)) => Some(i64::from(*v)),
-        ScalarValue::Int16(Some(v)) => Some(i64::from(*v)),
-        ScalarValue::Int32(Some(v)) => Some(i64::from(*v)),
-        ScalarValue::Int64(Some(v)) => Some(*v),
-        ScalarValue::UInt8(Some(v)) => Some(i64::from(*v)),
-        ScalarValue::UInt16(Some(v)) => Some(i64::from(*v)),
-        ScalarValue::UInt32(Some(v)) => Some(i64::from(*v)),
-        ScalarValue::UInt64(Some(v)) => i64::try_from(*v).ok(),
-        ScalarValue::Date32(Some(v)) => Some(i64::from(*v)),
+    let ty = value.data_type();
+    if !(ty.is_integer() || ty == DataType::Date32) {
+        return None;
+    }
+    match value.cast_to(&DataType::Int64).ok()? {
+        ScalarValue::Int64(v) => v,
         _ => None,
     }
 }

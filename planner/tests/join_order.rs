@@ -2,18 +2,13 @@
 //! first join of TPC-H queries whose FROM order starts with the largest tables is between the
 //! small, filtered ones.
 
-// Only `Idle` is used here.
-#[allow(dead_code)]
 mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Arc;
 
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::{JoinType, LogicalPlan};
-use tributary_planner::CatalogRegistry;
 
 /// The tables each inner join without joins below it reads, for every such join of `plan`.
 fn first_joins(plan: &LogicalPlan) -> Vec<BTreeSet<String>> {
@@ -47,16 +42,7 @@ fn tables(plan: &LogicalPlan) -> BTreeSet<String> {
 }
 
 async fn optimized(q: &str) -> LogicalPlan {
-    let registry = CatalogRegistry::load(None, Arc::new(common::Idle))
-        .await
-        .expect("built-in catalogs");
-    let ctx = tributary_planner::session::new_session_context(
-        &registry,
-        Arc::new(RuntimeEnv::default()),
-        "tpch",
-        "tiny",
-        4,
-    );
+    let ctx = common::tpch_tiny().await;
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../compat-tests/queries/{q}.sql"));
     let sql = std::fs::read_to_string(path).expect("query file");

@@ -7,10 +7,7 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
-
-use datafusion::execution::runtime_env::RuntimeEnv;
-use tributary_planner::{CatalogRegistry, DistributedPlan, explain};
+use tributary_planner::{DistributedPlan, explain};
 
 /// Renders a distributed plan and, indented below, its scalar subqueries' plans.
 fn render(plan: &DistributedPlan, depth: usize, out: &mut Vec<String>) {
@@ -28,16 +25,7 @@ fn render(plan: &DistributedPlan, depth: usize, out: &mut Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tpch_distributed_plans() {
-    let registry = CatalogRegistry::load(None, Arc::new(common::Idle))
-        .await
-        .expect("built-in catalogs");
-    let ctx = tributary_planner::session::new_session_context(
-        &registry,
-        Arc::new(RuntimeEnv::default()),
-        "tpch",
-        "tiny",
-        4,
-    );
+    let ctx = common::tpch_tiny().await;
     let queries = Path::new(env!("CARGO_MANIFEST_DIR")).join("../compat-tests/queries");
     for q in 1..=22 {
         let sql =

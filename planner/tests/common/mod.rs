@@ -1,8 +1,16 @@
-//! What the planner's tests share: a registry's `system` catalog over nothing, and planning one SQL
-//! string the way the server does (statement, logical plan, distributed plan).
+//! What the planner's tests share: a registry's `system` catalog over nothing, a session on the
+//! built-in `tpch.tiny`, and planning one SQL string the way the server does (statement, logical
+//! plan, distributed plan).
+// Each test file uses a part of this module.
+#![allow(dead_code)]
+
+use std::sync::Arc;
 
 use datafusion::execution::SessionState;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::prelude::SessionContext;
 use tributary_connectors::system::{NodeInfo, QueryInfo, RuntimeInfo};
+use tributary_planner::CatalogRegistry;
 use tributary_planner::DistributedPlan;
 use tributary_planner::PlannedStatement;
 use tributary_planner::plan::{logical_plan, plan_statement};
@@ -33,4 +41,19 @@ pub async fn distributed(state: &SessionState, name: &str, sql: &str) -> Distrib
         Ok(other) => panic!("{name} is not a query: {other:?}"),
         Err(e) => panic!("{name}: {e}"),
     }
+}
+
+/// A session over the built-in catalogs with `tpch.tiny` as the default schema and 4 hash
+/// partitions, as the server makes one.
+pub async fn tpch_tiny() -> SessionContext {
+    let registry = CatalogRegistry::load(None, Arc::new(Idle))
+        .await
+        .expect("built-in catalogs");
+    tributary_planner::session::new_session_context(
+        &registry,
+        Arc::new(RuntimeEnv::default()),
+        "tpch",
+        "tiny",
+        4,
+    )
 }

@@ -398,27 +398,14 @@ impl Session {
                 .install(&state.ctx, &self.catalog, &schema, &self.user);
             super::compat::install(&state.ctx, &state.settings, self.registration.pid());
             state.schema = schema;
-            let tz = state
-                .settings
-                .lock()
-                .get("timezone")
-                .map_or("UTC".into(), |(_, v)| v.clone());
-            apply_time_zone(&state.ctx, &tz);
-            let ordering = state
-                .settings
-                .lock()
-                .get("join_reordering_strategy")
-                .map(|(_, v)| v.clone());
-            if let Some(ordering) = ordering {
-                apply_join_ordering(&state.ctx, &ordering);
+            // The new context takes the settings the old one held (every parameter with a default
+            // is always in `settings`).
+            let held: Vec<(String, String)> = state.settings.lock().values().cloned().collect();
+            for (display, value) in &held {
+                apply_to_context(&state.ctx, display, value);
             }
         }
-        if display == "TimeZone" {
-            apply_time_zone(&state.ctx, &value);
-        }
-        if display == "join_reordering_strategy" {
-            apply_join_ordering(&state.ctx, &value);
-        }
+        apply_to_context(&state.ctx, &display, &value);
         let changed = state
             .settings
             .lock()
@@ -478,6 +465,16 @@ impl Session {
                 .extend(self.set(&name, Some(&default))?.reports);
         }
         Ok(changes)
+    }
+}
+
+/// Applies parameter `display` = `value` (validated) to `ctx` when the planner reads it there:
+/// `TimeZone` and `join_reordering_strategy`; the others live in the session's settings only.
+fn apply_to_context(ctx: &SessionContext, display: &str, value: &str) {
+    match display {
+        "TimeZone" => apply_time_zone(ctx, value),
+        "join_reordering_strategy" => apply_join_ordering(ctx, value),
+        _ => {}
     }
 }
 
