@@ -51,6 +51,9 @@ datafusion::common::extensions_options! {
     pub struct JoinOrdering {
         /// `AUTOMATIC`, `ELIMINATE_CROSS_JOINS` or `NONE`.
         pub strategy: String, default = "AUTOMATIC".to_string()
+        /// Whether aggregates joined on their grouping keys are first reduced to the keys the
+        /// join can meet ([`crate::semijoin`]); the front end's `SET semijoin_reduction`.
+        pub semijoin_reduction: bool, default = true
     }
 }
 
@@ -59,15 +62,8 @@ impl datafusion::common::config::ConfigExtension for JoinOrdering {
 }
 
 impl JoinOrdering {
-    /// The strategy names [`JoinOrdering::of`] takes, as Trino spells them.
+    /// The values `strategy` takes, as Trino spells them.
     pub const STRATEGIES: &[&str] = &["AUTOMATIC", "ELIMINATE_CROSS_JOINS", "NONE"];
-
-    /// The setting for strategy `strategy` (one of [`JoinOrdering::STRATEGIES`], any case).
-    pub fn of(strategy: &str) -> Self {
-        Self {
-            strategy: strategy.to_uppercase(),
-        }
-    }
 
     fn automatic(&self) -> bool {
         self.strategy == "AUTOMATIC"
@@ -102,8 +98,9 @@ impl OptimizerRule for JoinReorder {
     }
 }
 
-/// `rules` (an optimizer's, in order) with [`JoinReorder`] right after DataFusion's
-/// `push_down_filter` (at the end when there is none).
+/// `rules` (an optimizer's, in order) with [`JoinReorder`] and then
+/// [`crate::semijoin::SemiJoinReduction`] right after DataFusion's `push_down_filter` (at the end
+/// when there is none).
 pub fn after_filter_pushdown(
     rules: Vec<Arc<dyn OptimizerRule + Send + Sync>>,
 ) -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
@@ -113,6 +110,7 @@ pub fn after_filter_pushdown(
         .map_or(rules.len(), |i| i + 1);
     let mut rules = rules;
     rules.insert(at, Arc::new(JoinReorder));
+    rules.insert(at + 1, Arc::new(crate::semijoin::SemiJoinReduction));
     rules
 }
 
@@ -701,7 +699,7 @@ fn unfiltered_rows(plan: &LogicalPlan) -> Option<f64> {
 /// filters: the statistics' distinct count, else an integer or date column's value range, else the
 /// table's rows; an aggregate's grouping column has as many as the aggregate's rows. `None` when
 /// the column is computed.
-fn column_ndv(plan: &LogicalPlan, column: &Column) -> Option<f64> {
+pub(crate) fn column_ndv(plan: &LogicalPlan, column: &Column) -> Option<f64> {
     distinct_values(plan, column).map(Ndv::value)
 }
 

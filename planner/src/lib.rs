@@ -20,6 +20,7 @@ pub mod numeric;
 pub mod plan;
 pub mod pushdown;
 pub mod registry;
+pub mod semijoin;
 pub mod session;
 pub mod set_ops;
 pub mod sizing;

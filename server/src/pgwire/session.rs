@@ -85,6 +85,8 @@ const PARAMETERS: &[(&str, Kind, Option<&str>)] = &[
     // Trino's session property: AUTOMATIC orders joins by estimates, NONE / ELIMINATE_CROSS_JOINS
     // keep the query's order.
     ("join_reordering_strategy", Kind::Plain, Some("AUTOMATIC")),
+    // Aggregates joined on their grouping keys first reduced to the keys the join can meet.
+    ("semijoin_reduction", Kind::Plain, Some("on")),
     // Progress of a running query as NOTICEs (simple query protocol), every `progress_interval`.
     ("progress_notices", Kind::Plain, Some("off")),
     ("progress_interval", Kind::Plain, Some("2s")),
@@ -469,11 +471,15 @@ impl Session {
 }
 
 /// Applies parameter `display` = `value` (validated) to `ctx` when the planner reads it there:
-/// `TimeZone` and `join_reordering_strategy`; the others live in the session's settings only.
+/// `TimeZone`, `join_reordering_strategy` and `semijoin_reduction`; the others live in the
+/// session's settings only.
 fn apply_to_context(ctx: &SessionContext, display: &str, value: &str) {
     match display {
         "TimeZone" => apply_time_zone(ctx, value),
-        "join_reordering_strategy" => apply_join_ordering(ctx, value),
+        "join_reordering_strategy" => {
+            apply_join_ordering(ctx, |o| o.strategy = value.to_uppercase())
+        }
+        "semijoin_reduction" => apply_join_ordering(ctx, |o| o.semijoin_reduction = value == "on"),
         _ => {}
     }
 }
@@ -509,14 +515,21 @@ fn apply_time_zone(ctx: &SessionContext, tz: &str) {
     }
 }
 
-/// Sets the planner's join ordering (`join_reordering_strategy`, already validated) in `ctx`.
-fn apply_join_ordering(ctx: &SessionContext, strategy: &str) {
-    ctx.state_ref()
-        .write()
-        .config_mut()
-        .options_mut()
-        .extensions
-        .insert(tributary_planner::join_order::JoinOrdering::of(strategy));
+/// Changes the planner's join settings in `ctx` (`join_reordering_strategy` or
+/// `semijoin_reduction`, already validated) by `change`.
+fn apply_join_ordering(
+    ctx: &SessionContext,
+    change: impl FnOnce(&mut tributary_planner::join_order::JoinOrdering),
+) {
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    let extensions = &mut state.config_mut().options_mut().extensions;
+    let mut ordering = extensions
+        .get::<tributary_planner::join_order::JoinOrdering>()
+        .cloned()
+        .unwrap_or_default();
+    change(&mut ordering);
+    extensions.insert(ordering);
 }
 
 fn missing_cursor(name: &str) -> Box<ErrorInfo> {
@@ -602,7 +615,7 @@ fn validate(name: &str, value: &str) -> Result<String, Box<ErrorInfo>> {
             .parse::<FailureInjection>()
             .map(|_| value.trim().to_string())
             .map_err(|e| errors::boxed(sqlstate::INVALID_PARAMETER_VALUE, e.to_string())),
-        "progress_notices" => match value.trim().to_lowercase().as_str() {
+        "progress_notices" | "semijoin_reduction" => match value.trim().to_lowercase().as_str() {
             "on" | "true" | "1" | "yes" => Ok("on".into()),
             "off" | "false" | "0" | "no" => Ok("off".into()),
             _ => Err(invalid()),
