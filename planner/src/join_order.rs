@@ -98,9 +98,9 @@ impl OptimizerRule for JoinReorder {
     }
 }
 
-/// `rules` (an optimizer's, in order) with [`JoinReorder`] and then
-/// [`crate::semijoin::SemiJoinReduction`] right after DataFusion's `push_down_filter` (at the end
-/// when there is none).
+/// `rules` (an optimizer's, in order) with [`crate::semijoin::SemiJoinPushdown`],
+/// [`JoinReorder`] and [`crate::semijoin::SemiJoinReduction`] right after DataFusion's
+/// `push_down_filter` (at the end when there is none).
 pub fn after_filter_pushdown(
     rules: Vec<Arc<dyn OptimizerRule + Send + Sync>>,
 ) -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
@@ -109,8 +109,9 @@ pub fn after_filter_pushdown(
         .position(|r| r.name() == "push_down_filter")
         .map_or(rules.len(), |i| i + 1);
     let mut rules = rules;
-    rules.insert(at, Arc::new(JoinReorder));
-    rules.insert(at + 1, Arc::new(crate::semijoin::SemiJoinReduction));
+    rules.insert(at, Arc::new(crate::semijoin::SemiJoinPushdown));
+    rules.insert(at + 1, Arc::new(JoinReorder));
+    rules.insert(at + 2, Arc::new(crate::semijoin::SemiJoinReduction));
     rules
 }
 
@@ -671,7 +672,16 @@ pub(crate) fn estimated_rows(plan: &LogicalPlan) -> Option<f64> {
                 JoinType::Left | JoinType::LeftMark => left,
                 JoinType::Right | JoinType::RightMark => right,
                 JoinType::Full => left + right,
-                JoinType::LeftSemi | JoinType::LeftAnti => left / 2.0,
+                // A semi join on one key keeps as many of the left's keys as the right has rows
+                // (at most all of them).
+                JoinType::LeftSemi => match join.on.as_slice() {
+                    [(Expr::Column(key), _)] => match column_ndv(&join.left, key) {
+                        Some(ndv) => left * (right / ndv.max(1.0)).min(1.0),
+                        None => left / 2.0,
+                    },
+                    _ => left / 2.0,
+                },
+                JoinType::LeftAnti => left / 2.0,
                 JoinType::RightSemi | JoinType::RightAnti => right / 2.0,
             }
         }
@@ -682,7 +692,7 @@ pub(crate) fn estimated_rows(plan: &LogicalPlan) -> Option<f64> {
 
 /// The rows of `plan` before its filters: a table's rows under filters, projections and aliases;
 /// the estimate of anything else.
-fn unfiltered_rows(plan: &LogicalPlan) -> Option<f64> {
+pub(crate) fn unfiltered_rows(plan: &LogicalPlan) -> Option<f64> {
     match plan {
         LogicalPlan::TableScan(scan) => {
             let provider = source_as_provider(&scan.source).ok()?;

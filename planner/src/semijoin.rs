@@ -23,11 +23,18 @@
 //! system table could give other rows the second time).
 //!
 //! Applied when it pays by the estimates of [`crate::join_order`]: the aggregate groups by a key
-//! with more than [`MIN_GROUPS`] distinct values and the reducer has at most half as many rows (so
-//! at least half the groups go). Off with the session's `semijoin_reduction` off
+//! with more than [`MIN_GROUPS`] distinct values, the reducer has at most half as many rows (so
+//! at least half the groups go) and its filters keep at most half its table (an unfiltered table,
+//! such as the key side of a foreign key, holds every key the aggregate has). Off with the session's `semijoin_reduction` off
 //! ([`JoinOrdering::semijoin_reduction`]). The reducer sits under an alias named
 //! [`REDUCER`]`_n`, which also keeps the rule from reducing an aggregate twice over the optimizer's
 //! passes.
+//!
+//! [`SemiJoinPushdown`], the same idea for a semi join written above inner joins: TPC-H q18's
+//! `o_orderkey IN (select l_orderkey ... having sum(l_quantity) > 300)` is decorrelated into a
+//! semi join over `customer ⋈ orders ⋈ lineitem`, filtering the six million joined rows down to a
+//! few hundred; moved onto `orders`, the only input its condition reads, it leaves 57 orders to
+//! join. Moved when the estimates say it keeps at most half the rows of that input.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -41,7 +48,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
-use crate::join_order::{JoinOrdering, column_ndv, estimated_rows};
+use crate::join_order::{JoinOrdering, column_ndv, estimated_rows, unfiltered_rows};
 
 /// The alias prefix of a reducer (`__semijoin_reducer_1`, ...).
 pub const REDUCER: &str = "__semijoin_reducer";
@@ -138,6 +145,11 @@ fn reduce_join(plan: LogicalPlan, next: &Cell<usize>) -> Result<Transformed<Logi
                 let Some(rows) = estimated_rows(&reducer) else {
                     continue;
                 };
+                // A reducer its filters do not narrow (q18's `orders` for lineitem's orderkeys)
+                // holds every key a foreign key can have: it would remove nothing.
+                if unfiltered_rows(&reducer).is_none_or(|all| rows > all * 0.5) {
+                    continue;
+                }
                 let same_type = reducer
                     .schema()
                     .qualified_field_from_column(&column)
@@ -481,5 +493,154 @@ fn plain(plan: &LogicalPlan) -> bool {
         LogicalPlan::Projection(p) => !p.expr.iter().any(Expr::is_volatile) && plain(&p.input),
         LogicalPlan::SubqueryAlias(a) => plain(&a.input),
         _ => false,
+    }
+}
+
+/// The optimizer rule moving a selective semi join below inner joins; see the module docs. Placed
+/// before [`crate::join_order::JoinReorder`], which then orders the region with the reduced input.
+/// Off with the session's `semijoin_reduction` off.
+#[derive(Debug, Default)]
+pub struct SemiJoinPushdown;
+
+impl OptimizerRule for SemiJoinPushdown {
+    fn name(&self) -> &str {
+        "semijoin_pushdown"
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        if config
+            .options()
+            .extensions
+            .get::<JoinOrdering>()
+            .is_some_and(|o| !o.semijoin_reduction)
+        {
+            return Ok(Transformed::no(plan));
+        }
+        plan.transform_down(push_semi_join)
+    }
+}
+
+/// `plan` with its semi join moved onto the input of the inner joins below that its condition
+/// reads, when `plan` is such a semi join and the estimates say it keeps at most half that input.
+fn push_semi_join(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let LogicalPlan::Join(semi) = &plan else {
+        return Ok(Transformed::no(plan));
+    };
+    if semi.join_type != JoinType::LeftSemi
+        || semi.null_equality != NullEquality::NullEqualsNothing
+        || semi.null_aware
+        || !region_below(&semi.left)
+    {
+        return Ok(Transformed::no(plan));
+    }
+    // The left columns the condition reads.
+    let left_schema = semi.left.schema();
+    let mut read: Vec<Column> = Vec::new();
+    for (l, _) in &semi.on {
+        read.extend(l.column_refs().into_iter().cloned());
+    }
+    if let Some(filter) = &semi.filter {
+        read.extend(
+            filter
+                .column_refs()
+                .into_iter()
+                .filter(|c| left_schema.has_column(c))
+                .cloned(),
+        );
+    }
+    let mut inputs = Vec::new();
+    let mut pairs = Vec::new();
+    region(semi.left.as_ref(), &mut inputs, &mut pairs);
+    let Some(input) = inputs
+        .into_iter()
+        .find(|i| read.iter().all(|c| i.schema().has_column(c)))
+    else {
+        return Ok(Transformed::no(plan));
+    };
+    // Kept fraction: the other side's rows over the distinct keys of the input (one key column).
+    let kept = match semi.on.as_slice() {
+        [(Expr::Column(key), _)] => match (estimated_rows(&semi.right), column_ndv(input, key)) {
+            (Some(rows), Some(ndv)) => rows / ndv.max(1.0),
+            _ => 1.0,
+        },
+        _ => 1.0,
+    };
+    if kept > 0.5 {
+        return Ok(Transformed::no(plan));
+    }
+    let target: *const LogicalPlan = input;
+    let LogicalPlan::Join(semi) = plan else {
+        unreachable!("matched above")
+    };
+    let pushed = place(&semi.left, target, &|input| {
+        Ok(LogicalPlan::Join(Join::try_new(
+            Arc::new(input.clone()),
+            Arc::clone(&semi.right),
+            semi.on.clone(),
+            semi.filter.clone(),
+            JoinType::LeftSemi,
+            semi.join_constraint,
+            semi.null_equality,
+            false,
+        )?))
+    })?;
+    Ok(Transformed::yes(pushed))
+}
+
+/// Whether `plan` tops a region of inner joins (through projections of plain columns).
+fn region_below(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Join(join) => {
+            join.join_type == JoinType::Inner
+                && join.null_equality == NullEquality::NullEqualsNothing
+        }
+        LogicalPlan::Projection(p) if p.expr.iter().all(|e| matches!(e, Expr::Column(_))) => {
+            matches!(p.input.as_ref(), LogicalPlan::Join(_)) && region_below(&p.input)
+        }
+        _ => false,
+    }
+}
+
+/// The region topped by `plan` ([`region`]'s walk) with its input `target` replaced by
+/// `make(target)` (same schema).
+fn place(
+    plan: &LogicalPlan,
+    target: *const LogicalPlan,
+    make: &dyn Fn(&LogicalPlan) -> Result<LogicalPlan>,
+) -> Result<LogicalPlan> {
+    if std::ptr::eq(plan, target) {
+        return make(plan);
+    }
+    match plan {
+        LogicalPlan::Join(join)
+            if join.join_type == JoinType::Inner
+                && join.null_equality == NullEquality::NullEqualsNothing =>
+        {
+            Ok(LogicalPlan::Join(Join::try_new(
+                Arc::new(place(&join.left, target, make)?),
+                Arc::new(place(&join.right, target, make)?),
+                join.on.clone(),
+                join.filter.clone(),
+                join.join_type,
+                join.join_constraint,
+                join.null_equality,
+                join.null_aware,
+            )?))
+        }
+        LogicalPlan::Projection(p)
+            if p.expr.iter().all(|e| matches!(e, Expr::Column(_)))
+                && matches!(p.input.as_ref(), LogicalPlan::Join(_)) =>
+        {
+            Ok(LogicalPlan::Projection(Projection::try_new_with_schema(
+                p.expr.clone(),
+                Arc::new(place(&p.input, target, make)?),
+                Arc::clone(&p.schema),
+            )?))
+        }
+        _ => Ok(plan.clone()),
     }
 }

@@ -135,3 +135,68 @@ async fn off_by_setting() {
     let plan = optimized_on(&ctx, &query("q17")).await;
     assert_eq!(reductions(&plan), vec![], "{}", plan.display_indent());
 }
+
+/// The left input of every semi join of `plan` that is not a reducer: the table it reads, and
+/// whether that input holds a join.
+fn semi_join_inputs(plan: &LogicalPlan) -> Vec<(String, bool)> {
+    let mut found = Vec::new();
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::Join(join) = node
+            && join.join_type == JoinType::LeftSemi
+            && !matches!(join.right.as_ref(), LogicalPlan::SubqueryAlias(a)
+                if a.alias.table().starts_with(tributary_planner::semijoin::REDUCER))
+        {
+            let has_join = join
+                .left
+                .exists(|n| Ok(matches!(n, LogicalPlan::Join(_))))
+                .unwrap_or(true);
+            found.push((first_table(&join.left), has_join));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// q18's `o_orderkey IN (...)` sits on `orders` alone, below its joins with customer and
+/// lineitem; with the setting off it stays above them.
+#[tokio::test]
+async fn q18_semi_join_moves_onto_orders() {
+    let ctx = common::tpch_tiny().await;
+    let plan = optimized_on(&ctx, &query("q18")).await;
+    assert_eq!(
+        semi_join_inputs(&plan),
+        vec![("orders".to_string(), false)],
+        "{}",
+        plan.display_indent()
+    );
+    let mut ordering = tributary_planner::join_order::JoinOrdering::default();
+    ordering.semijoin_reduction = false;
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .options_mut()
+        .extensions
+        .insert(ordering);
+    let plan = optimized_on(&ctx, &query("q18")).await;
+    assert_eq!(
+        semi_join_inputs(&plan),
+        vec![("customer".to_string(), true)],
+        "{}",
+        plan.display_indent()
+    );
+}
+
+/// q21's `EXISTS (another supplier's lineitem)` meets nearly every order: it stays above the
+/// joins that narrow lineitem to one nation's suppliers.
+#[tokio::test]
+async fn q21_semi_join_stays() {
+    let ctx = common::tpch_tiny().await;
+    let plan = optimized_on(&ctx, &query("q21")).await;
+    assert!(
+        semi_join_inputs(&plan)
+            .iter()
+            .all(|(_, has_join)| *has_join),
+        "{}",
+        plan.display_indent()
+    );
+}
