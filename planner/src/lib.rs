@@ -14,6 +14,7 @@ pub mod explain;
 pub mod fragment;
 pub mod integers;
 pub mod join_order;
+pub mod join_sides;
 pub mod limits;
 pub mod nullable;
 pub mod numeric;
