@@ -437,7 +437,7 @@ fn region_join(plan: &LogicalPlan) -> Option<&LogicalPlan> {
 }
 
 /// Whether two of `inputs` read tables of one SQL source.
-fn shares_sql_source(inputs: &[Arc<LogicalPlan>]) -> bool {
+pub(crate) fn shares_sql_source(inputs: &[Arc<LogicalPlan>]) -> bool {
     let mut seen = HashSet::new();
     let mut shared = false;
     for input in inputs {

@@ -20,7 +20,9 @@
 //! or, through inner joins and semi joins, one of its inputs (for q17, `part` under its filters,
 //! not `part ⋈ lineitem`); it is computed a second time, so only plain inputs qualify (a table scan
 //! under filters and projections, no volatile expression, with statistics: a Kafka topic or a
-//! system table could give other rows the second time).
+//! system table could give other rows the second time; no row limit), and not from the
+//! PostgreSQL or MySQL catalog the aggregate reads (that source's pushdown decides how its tables
+//! combine).
 //!
 //! Applied when it pays by the estimates of [`crate::join_order`]: the aggregate groups by a key
 //! with more than [`MIN_GROUPS`] distinct values, the reducer has at most half as many rows (so
@@ -48,7 +50,9 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
-use crate::join_order::{JoinOrdering, column_ndv, estimated_rows, unfiltered_rows};
+use crate::join_order::{
+    JoinOrdering, column_ndv, estimated_rows, shares_sql_source, unfiltered_rows,
+};
 
 /// The alias prefix of a reducer (`__semijoin_reducer_1`, ...).
 pub const REDUCER: &str = "__semijoin_reducer";
@@ -135,12 +139,10 @@ fn reduce_join(plan: LogicalPlan, next: &Cell<usize>) -> Result<Transformed<Logi
             }
             let mut candidates = Vec::new();
             reducers(other, other_key, &mut candidates);
-            let side_type = side
-                .schema()
-                .qualified_field_from_column(key)?
-                .1
-                .data_type()
-                .clone();
+            let Ok((_, side_field)) = side.schema().qualified_field_from_column(key) else {
+                continue;
+            };
+            let side_type = side_field.data_type().clone();
             for (reducer, column) in candidates {
                 let Some(rows) = estimated_rows(&reducer) else {
                     continue;
@@ -148,6 +150,11 @@ fn reduce_join(plan: LogicalPlan, next: &Cell<usize>) -> Result<Transformed<Logi
                 // A reducer its filters do not narrow (q18's `orders` for lineitem's orderkeys)
                 // holds every key a foreign key can have: it would remove nothing.
                 if unfiltered_rows(&reducer).is_none_or(|all| rows > all * 0.5) {
+                    continue;
+                }
+                // Tables of one PostgreSQL or MySQL catalog: its pushdown decides how they are
+                // combined (as for join order), and the reducer would read the source again.
+                if shares_sql_source(&[Arc::clone(side), Arc::new(reducer.clone())]) {
                     continue;
                 }
                 let same_type = reducer
@@ -483,11 +490,14 @@ fn region<'a>(
 }
 
 /// Whether `plan` can be computed again to the same rows: a table scan with statistics under
-/// filters, projections and aliases, without volatile expressions.
+/// filters, projections and aliases, without volatile expressions or a row limit (which rows a
+/// limit keeps can differ from one run to the next).
 fn plain(plan: &LogicalPlan) -> bool {
     match plan {
         LogicalPlan::TableScan(scan) => {
-            !scan.filters.iter().any(Expr::is_volatile) && estimated_rows(plan).is_some()
+            scan.fetch.is_none()
+                && !scan.filters.iter().any(Expr::is_volatile)
+                && estimated_rows(plan).is_some()
         }
         LogicalPlan::Filter(f) => !f.predicate.is_volatile() && plain(&f.input),
         LogicalPlan::Projection(p) => !p.expr.iter().any(Expr::is_volatile) && plain(&p.input),

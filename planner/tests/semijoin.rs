@@ -109,6 +109,23 @@ async fn outer_and_anti_joins() {
             ),
             vec![],
         ),
+        // Which rows a limit keeps can change when read again: the reducer is what is below the
+        // limit (holding every key the limit can keep), here the filtered part; below a limit on
+        // the whole table there is nothing narrower than the table, so no reducer.
+        (
+            format!(
+                "select * from (select * from part where {filter} limit 5) p \
+                 join {aggregate} on a.l_partkey = p_partkey"
+            ),
+            vec![pair("lineitem", "part")],
+        ),
+        (
+            format!(
+                "select * from (select * from part limit 5) p \
+                 join {aggregate} on a.l_partkey = p_partkey"
+            ),
+            vec![],
+        ),
     ] {
         let plan = optimized_on(&ctx, &sql).await;
         assert_eq!(
