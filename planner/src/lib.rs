@@ -11,6 +11,7 @@ pub mod apply;
 pub mod avg;
 pub mod config;
 pub mod explain;
+pub mod extreme;
 pub mod fragment;
 pub mod integers;
 pub mod join_order;

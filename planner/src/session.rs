@@ -118,6 +118,8 @@ pub fn new_session_context(
         // Last, once types are settled: an apply for each correlated subquery DataFusion would
         // refuse (a reference two levels up, a scalar subquery that is no aggregate).
         .with_analyzer_rule(Arc::new(crate::apply::SubqueriesDataFusionRefuses))
+        // `e = (SELECT max(e) FROM <the same rows>)` over one reading (`crate::extreme`).
+        .with_optimizer_rule(Arc::new(crate::extreme::ExtremeAsWindow))
         // Whole single-source subplans into SQL sources, after DataFusion's own rules.
         .with_optimizer_rule(Arc::new(crate::pushdown::SqlSourcePushdown))
         // Then every integer `+`, `-`, `*` left here refuses overflow, as in PostgreSQL.
