@@ -221,8 +221,9 @@ async fn tpch_stage_plans_and_results_survive_the_round_trip() {
     }
     assert!(scans >= 22, "{scans} tpch scans seen");
     assert!(reads >= 22, "{reads} exchange reads seen");
-    // q11, q15 and q22 compare against an uncorrelated scalar subquery.
-    assert!(subqueries >= 3, "{subqueries} computed subqueries seen");
+    // q11 and q22 compare against an uncorrelated scalar subquery (q15's reads the same rows as
+    // its filter and becomes a window: `tributary_planner::extreme`).
+    assert!(subqueries >= 2, "{subqueries} computed subqueries seen");
     println!("{equivalences} exchange reads with equivalences or constants");
     // Joins' key equalities and filters' constants reach the nodes above an exchange read.
     assert!(equivalences > 0, "no exchange read carried equivalences");
