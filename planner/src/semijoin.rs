@@ -75,12 +75,7 @@ impl OptimizerRule for SemiJoinReduction {
         plan: LogicalPlan,
         config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        if config
-            .options()
-            .extensions
-            .get::<JoinOrdering>()
-            .is_some_and(|o| !o.semijoin_reduction)
-        {
+        if !enabled(config) {
             return Ok(Transformed::no(plan));
         }
         // Reducer aliases unique in the plan: numbered after those already in it.
@@ -198,16 +193,30 @@ fn reduce_join(plan: LogicalPlan, next: &Cell<usize>) -> Result<Transformed<Logi
             Arc::clone(&join.right),
         )
     };
-    Ok(Transformed::yes(LogicalPlan::Join(Join::try_new(
+    Ok(Transformed::yes(with_sides(&join, left, right)?))
+}
+
+/// Whether the session's `semijoin_reduction` is on (the default).
+fn enabled(config: &dyn OptimizerConfig) -> bool {
+    config
+        .options()
+        .extensions
+        .get::<JoinOrdering>()
+        .is_none_or(|o| o.semijoin_reduction)
+}
+
+/// `join` with inputs `left` and `right` (of the same schemas as its own).
+fn with_sides(join: &Join, left: Arc<LogicalPlan>, right: Arc<LogicalPlan>) -> Result<LogicalPlan> {
+    Ok(LogicalPlan::Join(Join::try_new(
         left,
         right,
-        join.on,
-        join.filter,
+        join.on.clone(),
+        join.filter.clone(),
         join.join_type,
         join.join_constraint,
         join.null_equality,
         join.null_aware,
-    )?)))
+    )?))
 }
 
 /// For output column `column` of `plan`, when it is a grouping key of an aggregate below
@@ -324,16 +333,7 @@ fn attach(
             } else {
                 (Arc::clone(&join.left), reduced)
             };
-            return Ok(LogicalPlan::Join(Join::try_new(
-                left,
-                right,
-                join.on.clone(),
-                join.filter.clone(),
-                join.join_type,
-                join.join_constraint,
-                join.null_equality,
-                join.null_aware,
-            )?));
+            return with_sides(join, left, right);
         }
         LogicalPlan::Projection(p) => {
             if let Some(inner) = projected(p, column) {
@@ -522,12 +522,7 @@ impl OptimizerRule for SemiJoinPushdown {
         plan: LogicalPlan,
         config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        if config
-            .options()
-            .extensions
-            .get::<JoinOrdering>()
-            .is_some_and(|o| !o.semijoin_reduction)
-        {
+        if !enabled(config) {
             return Ok(Transformed::no(plan));
         }
         plan.transform_down(push_semi_join)
@@ -630,16 +625,11 @@ fn place(
             if join.join_type == JoinType::Inner
                 && join.null_equality == NullEquality::NullEqualsNothing =>
         {
-            Ok(LogicalPlan::Join(Join::try_new(
+            with_sides(
+                join,
                 Arc::new(place(&join.left, target, make)?),
                 Arc::new(place(&join.right, target, make)?),
-                join.on.clone(),
-                join.filter.clone(),
-                join.join_type,
-                join.join_constraint,
-                join.null_equality,
-                join.null_aware,
-            )?))
+            )
         }
         LogicalPlan::Projection(p)
             if p.expr.iter().all(|e| matches!(e, Expr::Column(_)))

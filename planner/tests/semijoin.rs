@@ -54,6 +54,18 @@ fn first_table(plan: &LogicalPlan) -> String {
     name
 }
 
+/// `SET semijoin_reduction = off` in `ctx`, as the front end does.
+fn reduction_off(ctx: &SessionContext) {
+    let mut ordering = tributary_planner::join_order::JoinOrdering::default();
+    ordering.semijoin_reduction = false;
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .options_mut()
+        .extensions
+        .insert(ordering);
+}
+
 fn pair(a: &str, b: &str) -> (String, String) {
     (a.to_string(), b.to_string())
 }
@@ -141,14 +153,7 @@ async fn outer_and_anti_joins() {
 #[tokio::test]
 async fn off_by_setting() {
     let ctx = common::tpch_tiny().await;
-    let mut ordering = tributary_planner::join_order::JoinOrdering::default();
-    ordering.semijoin_reduction = false;
-    ctx.state_ref()
-        .write()
-        .config_mut()
-        .options_mut()
-        .extensions
-        .insert(ordering);
+    reduction_off(&ctx);
     let plan = optimized_on(&ctx, &query("q17")).await;
     assert_eq!(reductions(&plan), vec![], "{}", plan.display_indent());
 }
@@ -186,14 +191,7 @@ async fn q18_semi_join_moves_onto_orders() {
         "{}",
         plan.display_indent()
     );
-    let mut ordering = tributary_planner::join_order::JoinOrdering::default();
-    ordering.semijoin_reduction = false;
-    ctx.state_ref()
-        .write()
-        .config_mut()
-        .options_mut()
-        .extensions
-        .insert(ordering);
+    reduction_off(&ctx);
     let plan = optimized_on(&ctx, &query("q18")).await;
     assert_eq!(
         semi_join_inputs(&plan),
