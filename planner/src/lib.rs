@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod avg;
 pub mod config;
+pub mod conjuncts;
 pub mod explain;
 pub mod extreme;
 pub mod fragment;

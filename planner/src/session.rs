@@ -72,9 +72,12 @@ pub fn new_session_context(
         .with_runtime_env(runtime)
         .with_catalog_list(registry.catalog_list())
         .with_default_features()
-        // Semi and anti joins build on the side with fewer estimated rows (`crate::join_sides`).
-        .with_physical_optimizer_rules(crate::join_sides::after_join_selection(
-            datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules,
+        // Semi and anti joins build on the side with fewer estimated rows (`crate::join_sides`),
+        // and filters evaluate cheap, selective conjuncts first (`crate::conjuncts`).
+        .with_physical_optimizer_rules(crate::conjuncts::before_sanity_check(
+            crate::join_sides::after_join_selection(
+                datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules,
+            ),
         ))
         // DataFusion's analyzer, with `date_trunc` of a date made a timestamptz (as PostgreSQL
         // types it) before type coercion makes the date a timestamp.
