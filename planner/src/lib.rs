@@ -14,6 +14,7 @@ pub mod conjuncts;
 pub mod explain;
 pub mod extreme;
 pub mod fragment;
+pub mod group_window;
 pub mod integers;
 pub mod join_order;
 pub mod join_sides;

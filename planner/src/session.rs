@@ -96,8 +96,12 @@ pub fn new_session_context(
         // DataFusion's rules, a failing subquery decorrelation leaving the subquery to the apply,
         // which takes what is still correlated right after decorrelation.
         // And inner joins ordered by estimates once filters sit where they apply.
-        .with_optimizer_rules(crate::join_order::after_filter_pushdown(
-            crate::apply::with_correlated_apply(datafusion::optimizer::Optimizer::new().rules),
+        // First, a correlated avg/min/max over a table the query joins becomes a window over
+        // that join (`crate::group_window`).
+        .with_optimizer_rules(crate::group_window::first(
+            crate::join_order::after_filter_pushdown(crate::apply::with_correlated_apply(
+                datafusion::optimizer::Optimizer::new().rules,
+            )),
         ))
         // A scalar subquery typed nullable (NULL when it gives no row) before anything folds
         // `IS NULL` or `coalesce` of it.
