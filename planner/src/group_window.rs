@@ -96,17 +96,6 @@ fn rewrite_filter(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
 fn rewritten(filter: &Filter) -> Result<Option<LogicalPlan>> {
     let conjuncts = split_conjunction_owned(filter.predicate.clone());
     let input = filter.input.as_ref();
-    // Not inside a correlated subquery either: references to an enclosing query would sit under
-    // the window, where decorrelation cannot lift them.
-    let volatile_or_outer = |e: &Expr| e.is_volatile() || e.contains_outer();
-    if conjuncts.iter().any(volatile_or_outer)
-        || crate::extreme::has_volatile(input)
-        || input
-            .exists(|node| Ok(node.expressions().iter().any(Expr::contains_outer)))
-            .unwrap_or(true)
-    {
-        return Ok(None);
-    }
     // The one conjunct with a subquery, which must be a matching scalar subquery.
     let mut with_subquery = conjuncts
         .iter()
@@ -121,6 +110,17 @@ fn rewritten(filter: &Filter) -> Result<Option<LogicalPlan>> {
     let Some(group) = group_aggregate(subquery) else {
         return Ok(None);
     };
+    // Not inside a correlated subquery either: references to an enclosing query would sit under
+    // the window, where decorrelation cannot lift them.
+    let volatile_or_outer = |e: &Expr| e.is_volatile() || e.contains_outer();
+    if conjuncts.iter().any(volatile_or_outer)
+        || crate::extreme::has_volatile(input)
+        || input
+            .exists(|node| Ok(node.expressions().iter().any(Expr::contains_outer)))
+            .unwrap_or(true)
+    {
+        return Ok(None);
+    }
     let Some((leaves, conditions)) = inner_join_tree(input) else {
         return Ok(None);
     };
