@@ -373,8 +373,8 @@ fn infallible(e: &dyn PhysicalExpr, schema: &Schema) -> bool {
 
 /// Whether every value of type `from` has a value of type `to` (no overflow, no parse error): a
 /// wider integer, a decimal with at least as many integral and fractional digits, a float from an
-/// integer or decimal (rounded, never failing), a timestamp from a date, one string or binary type
-/// from another.
+/// integer or decimal (rounded, never failing), one string or binary type from another. (Not a
+/// timestamp from a date: a date past 2262 has no nanosecond timestamp.)
 fn lossless_cast(from: &DataType, to: &DataType) -> bool {
     use DataType::*;
     let strings = |t: &DataType| matches!(t, Utf8 | LargeUtf8 | Utf8View);
@@ -394,7 +394,6 @@ fn lossless_cast(from: &DataType, to: &DataType) -> bool {
         return true;
     }
     match (from, to) {
-        (Date32 | Date64, Timestamp(..)) => true,
         (_, Float32 | Float64) => from.is_integer() || decimal(from).is_some(),
         (_, Decimal32(..) | Decimal64(..) | Decimal128(..) | Decimal256(..)) => {
             match (decimal(from), decimal(to)) {
@@ -702,5 +701,43 @@ mod tests {
             })
             .collect();
         assert_eq!(kept, vec![1, 2, 5]);
+    }
+
+    /// Casts that cannot fail widen; narrowing, parsing and date-to-timestamp casts can.
+    #[test]
+    fn lossless_casts() {
+        use datafusion::arrow::datatypes::TimeUnit;
+        for (from, to, lossless) in [
+            (
+                DataType::Decimal128(15, 2),
+                DataType::Decimal128(38, 16),
+                true,
+            ),
+            (
+                DataType::Decimal128(15, 2),
+                DataType::Decimal128(15, 1),
+                false,
+            ),
+            (
+                DataType::Decimal128(38, 2),
+                DataType::Decimal128(38, 4),
+                false,
+            ),
+            (DataType::Int32, DataType::Int64, true),
+            (DataType::Int64, DataType::Int32, false),
+            (DataType::UInt32, DataType::Int64, true),
+            (DataType::UInt64, DataType::Int64, false),
+            (DataType::Int64, DataType::Decimal128(38, 16), true),
+            (DataType::Int64, DataType::Float64, true),
+            (DataType::Utf8, DataType::Utf8View, true),
+            (DataType::Utf8, DataType::Int64, false),
+            (
+                DataType::Date32,
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                false,
+            ),
+        ] {
+            assert_eq!(lossless_cast(&from, &to), lossless, "{from} -> {to}");
+        }
     }
 }
