@@ -72,17 +72,24 @@ impl PhysicalOptimizerRule for ConjunctOrder {
             let Some(filter) = node.downcast_ref::<FilterExec>() else {
                 return Ok(Transformed::no(node));
             };
-            match reordered(filter.predicate(), filter.input()).map_or_else(
+            let Some(predicate) = reordered(filter.predicate(), filter.input()).map_or_else(
                 || guarded(filter.predicate(), &filter.input().schema()),
                 |p| Ok(Some(p)),
-            )? {
-                Some(predicate) => Ok(Transformed::yes(Arc::new(
-                    FilterExecBuilder::from(filter)
-                        .with_predicate(predicate)
-                        .build()?,
-                ) as _)),
-                None => Ok(Transformed::no(node)),
+            )?
+            else {
+                return Ok(Transformed::no(node));
+            };
+            let rebuilt = FilterExecBuilder::from(filter)
+                .with_predicate(predicate)
+                .build()?;
+            // What the plan above was built on (constant and equal columns, orderings) must still
+            // hold; a guard can hide a fallible conjunct's equalities inside its `CASE`.
+            let same =
+                |plan: &dyn ExecutionPlan| plan.properties().equivalence_properties().to_string();
+            if same(&rebuilt) != same(filter) {
+                return Ok(Transformed::no(node));
             }
+            Ok(Transformed::yes(Arc::new(rebuilt) as _))
         })
         .map(|t| t.data)
     }
@@ -279,51 +286,65 @@ fn reordered(
 /// `predicate` with each conjunct that can fail, after the first, evaluated only over the rows the
 /// conjuncts before it keep (see the module docs), or `None` when it has no such conjunct.
 ///
+/// Shape: the conjuncts that are evaluated over every row anyway (those before the first guarded
+/// one, and every infallible one) stay top-level conjuncts, so that what DataFusion derives from
+/// them (constant columns, equal columns) is unchanged, followed by `CASE WHEN <conjuncts before
+/// the first guarded one> THEN <the rest, guarded alike> ELSE false END`.
+///
 /// Errors: building the `CASE` (its branches are boolean, so it does not fail).
 fn guarded(
     predicate: &Arc<dyn PhysicalExpr>,
     schema: &Schema,
 ) -> Result<Option<Arc<dyn PhysicalExpr>>> {
-    fn guard(
-        conjuncts: &[&Arc<dyn PhysicalExpr>],
-        schema: &Schema,
-    ) -> Result<Arc<dyn PhysicalExpr>> {
-        let all = || conjunction(conjuncts.iter().map(|c| Arc::clone(*c)));
-        let Some(k) = conjuncts
+    // The first conjunct after the first that can fail.
+    let first_fallible = |conjuncts: &[&Arc<dyn PhysicalExpr>]| {
+        conjuncts
             .iter()
             .skip(1)
             .position(|c| !infallible(c.as_ref(), schema))
             .map(|i| i + 1)
-        else {
-            return Ok(all());
+    };
+    fn chain(
+        conjuncts: &[&Arc<dyn PhysicalExpr>],
+        first_fallible: &dyn Fn(&[&Arc<dyn PhysicalExpr>]) -> Option<usize>,
+    ) -> Result<Arc<dyn PhysicalExpr>> {
+        let Some(k) = first_fallible(conjuncts) else {
+            return Ok(conjunction(conjuncts.iter().map(|c| Arc::clone(*c))));
         };
         let before = conjunction(conjuncts[..k].iter().map(|c| Arc::clone(*c)));
-        let rest = guard(&conjuncts[k..], schema)?;
-        let case = CaseExpr::try_new(
+        let rest = chain(&conjuncts[k..], first_fallible)?;
+        Ok(Arc::new(CaseExpr::try_new(
             None,
-            vec![(Arc::clone(&before), rest)],
+            vec![(before, rest)],
             Some(lit(ScalarValue::Boolean(Some(false)))),
-        )?;
-        Ok(conjunction([before, Arc::new(case) as _]))
+        )?))
     }
     let conjuncts = split_conjunction(predicate);
-    // Already guarded (the rule applied twice): the last conjunct is the `CASE` over the others.
+    // Already guarded (the rule applied twice): the last conjunct is a `CASE` whose condition is
+    // the conjunction of the first others.
     let guarded_before = conjuncts.split_last().is_some_and(|(last, before)| {
         last.downcast_ref::<CaseExpr>().is_some_and(|case| {
-            let when = conjunction(before.iter().map(|c| Arc::clone(*c)));
-            case.when_then_expr()
-                .first()
-                .is_some_and(|(w, _)| w.as_ref() == when.as_ref())
+            case.when_then_expr().first().is_some_and(|(w, _)| {
+                (1..=before.len()).any(|n| {
+                    let when = conjunction(before[..n].iter().map(|c| Arc::clone(*c)));
+                    w.as_ref() == when.as_ref()
+                })
+            })
         })
     });
-    let fallible_after_first = conjuncts
-        .iter()
-        .skip(1)
-        .any(|c| !infallible(c.as_ref(), schema));
-    if guarded_before || !fallible_after_first {
+    let Some(k) = first_fallible(&conjuncts) else {
+        return Ok(None);
+    };
+    if guarded_before {
         return Ok(None);
     }
-    guard(&conjuncts, schema).map(Some)
+    let top = conjuncts
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| *i < k || infallible(c.as_ref(), schema))
+        .map(|(_, c)| Arc::clone(*c));
+    let case = chain(&conjuncts, &first_fallible)?;
+    Ok(Some(conjunction(top.chain([case]))))
 }
 
 /// The one column `e` reads, when its type is numeric or temporal (interval analysis applies).

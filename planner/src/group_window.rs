@@ -11,7 +11,7 @@
 //! Projection(the input's columns)
 //!   Filter(l_quantity < 0.2 * __tributary_group_0)
 //!     Window(avg(l_quantity) OVER (PARTITION BY l_partkey) AS __tributary_group_0)
-//!       Filter(p_partkey = l_partkey AND <part filters> AND l_partkey IS NOT NULL) <- input
+//!       Filter(p_partkey = l_partkey AND <part filters>) <- input
 //! ```
 //!
 //! as Hyper's and DuckDB's planners turn such subqueries into windows. Exact when: the subquery is
@@ -22,20 +22,22 @@
 //! scan's columns other than `k`. Then every other input and condition keeps or drops whole
 //! groups of T's rows by `k`, and multiplies the rows it keeps by one factor per group (a join
 //! partner repeated `m` times repeats each row of the group `m` times), which leaves an average,
-//! a minimum and a maximum unchanged; each row's own group is never empty. `k IS NOT NULL` stands
-//! for the correlation's equality, which a NULL key never meets. Not for plans with volatile
+//! a minimum and a maximum unchanged; each row's own group is never empty. A row whose key is NULL
+//! gets the aggregates of no rows (NULL), as the subquery's `T.k = NULL` gives, not its window
+//! partition's. `avg` only of integers and decimals (summed exactly; a float sum over repeated rows
+//! could round differently). Not for plans with volatile
 //! expressions, nor for tables of SQL sources (their pushdown decides how such a query runs there).
 
 use std::sync::Arc;
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, Result, TableReference};
+use datafusion::common::{Column, Result, ScalarValue, TableReference};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::expr::{AggregateFunction, WindowFunction};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction, split_conjunction_owned};
 use datafusion::logical_expr::{
-    BinaryExpr, Expr, Filter, JoinType, LogicalPlan, Operator, Projection, Subquery, TableScan,
-    Window,
+    BinaryExpr, Expr, ExprSchemable, Filter, JoinType, LogicalPlan, Operator, Projection, Subquery,
+    TableScan, Window, when,
 };
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use tributary_connectors::sql_source::as_sql_table;
@@ -194,14 +196,34 @@ fn rewritten(filter: &Filter) -> Result<Option<LogicalPlan>> {
         windows.push(Expr::WindowFunction(Box::new(window)).alias(format!("{GROUP}{i}")));
     }
 
-    let mut lower: Vec<Expr> = others.into_iter().cloned().collect();
-    lower.push(Expr::Column(key.clone()).is_not_null());
-    let lower = LogicalPlan::Filter(Filter::try_new(
-        conjunction(lower).expect("at least one conjunct"),
-        Arc::clone(&filter.input),
-    )?);
-    let window = LogicalPlan::Window(Window::try_new(windows, Arc::new(lower))?);
-    let value = group.value;
+    let lower = match conjunction(others.into_iter().cloned()) {
+        Some(predicate) => Arc::new(LogicalPlan::Filter(Filter::try_new(
+            predicate,
+            Arc::clone(&filter.input),
+        )?)),
+        None => Arc::clone(&filter.input),
+    };
+    let window = Window::try_new(windows, lower)?;
+    // A row whose key is NULL meets no row of the subquery (`T.k = NULL`): its aggregates are
+    // those of no rows, NULL, not its window partition's (all NULL-key rows).
+    let window_schema = Arc::clone(&window.schema);
+    let value = group
+        .value
+        .transform(|e| match e {
+            Expr::Column(c) if c.relation.is_none() && c.name.starts_with(GROUP) => {
+                let ty = window_schema
+                    .field_with_unqualified_name(&c.name)?
+                    .data_type()
+                    .clone();
+                let none = Expr::Literal(ScalarValue::try_from(&ty)?, None);
+                Ok(Transformed::yes(
+                    when(Expr::Column(key.clone()).is_null(), none).otherwise(Expr::Column(c))?,
+                ))
+            }
+            other => Ok(Transformed::no(other)),
+        })?
+        .data;
+    let window = LogicalPlan::Window(window);
     let upper = conjunct
         .clone()
         .transform(|e| match e {
@@ -293,8 +315,13 @@ fn group_aggregate(subquery: &Subquery) -> Option<GroupAggregate> {
         let [arg] = params.args.as_slice() else {
             return None;
         };
+        let exact = || {
+            arg.get_type(table_schema.as_ref())
+                .is_ok_and(|t| t.is_integer() || t.is_decimal())
+        };
         if !plain
             || !matches!(func.name(), "avg" | "min" | "max")
+            || (func.name() == "avg" && !exact())
             || arg.contains_outer()
             || has_subquery(arg)
             || !arg.column_refs().iter().all(|c| table_schema.has_column(c))
