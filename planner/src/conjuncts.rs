@@ -296,23 +296,15 @@ fn guarded(
     predicate: &Arc<dyn PhysicalExpr>,
     schema: &Schema,
 ) -> Result<Option<Arc<dyn PhysicalExpr>>> {
-    // The first conjunct after the first that can fail.
-    let first_fallible = |conjuncts: &[&Arc<dyn PhysicalExpr>]| {
-        conjuncts
-            .iter()
-            .skip(1)
-            .position(|c| !infallible(c.as_ref(), schema))
-            .map(|i| i + 1)
-    };
     fn chain(
         conjuncts: &[&Arc<dyn PhysicalExpr>],
-        first_fallible: &dyn Fn(&[&Arc<dyn PhysicalExpr>]) -> Option<usize>,
+        schema: &Schema,
     ) -> Result<Arc<dyn PhysicalExpr>> {
-        let Some(k) = first_fallible(conjuncts) else {
+        let Some(k) = first_fallible(conjuncts, schema) else {
             return Ok(conjunction(conjuncts.iter().map(|c| Arc::clone(*c))));
         };
         let before = conjunction(conjuncts[..k].iter().map(|c| Arc::clone(*c)));
-        let rest = chain(&conjuncts[k..], first_fallible)?;
+        let rest = chain(&conjuncts[k..], schema)?;
         Ok(Arc::new(CaseExpr::try_new(
             None,
             vec![(before, rest)],
@@ -332,7 +324,7 @@ fn guarded(
             })
         })
     });
-    let Some(k) = first_fallible(&conjuncts) else {
+    let Some(k) = first_fallible(&conjuncts, schema) else {
         return Ok(None);
     };
     if guarded_before {
@@ -343,8 +335,17 @@ fn guarded(
         .enumerate()
         .filter(|(i, c)| *i < k || infallible(c.as_ref(), schema))
         .map(|(_, c)| Arc::clone(*c));
-    let case = chain(&conjuncts, &first_fallible)?;
+    let case = chain(&conjuncts, schema)?;
     Ok(Some(conjunction(top.chain([case]))))
+}
+
+/// The position of the first conjunct after the first that can fail over `schema`'s rows.
+fn first_fallible(conjuncts: &[&Arc<dyn PhysicalExpr>], schema: &Schema) -> Option<usize> {
+    conjuncts
+        .iter()
+        .skip(1)
+        .position(|c| !infallible(c.as_ref(), schema))
+        .map(|i| i + 1)
 }
 
 /// The one column `e` reads, when its type is numeric or temporal (interval analysis applies).
