@@ -218,8 +218,8 @@ fn reordered(
     };
 
     // Conjuncts over one numeric or temporal column with known bounds (else the analysis keeps
-    // every row), by column.
-    let mut by_column: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    // every row), by column, with the fraction each keeps on its own.
+    let mut by_column: BTreeMap<usize, Vec<(usize, f64)>> = BTreeMap::new();
     let bounded = |column: usize| {
         statistics
             .as_ref()
@@ -229,26 +229,22 @@ fn reordered(
     for (i, c) in conjuncts.iter().enumerate() {
         if let Some(column) = single_ordered_column(c, &schema)
             && bounded(column)
-            && analyzed(&[c]).is_some()
+            && let Some(kept) = analyzed(&[c])
         {
-            by_column.entry(column).or_default().push(i);
+            by_column.entry(column).or_default().push((i, kept));
         }
     }
     // Groups in the written order of their first conjunct.
     let mut groups: Vec<(usize, Group)> = Vec::new();
     let mut grouped = vec![false; conjuncts.len()];
-    for indexes in by_column.values() {
-        let members: Vec<(usize, f64)> = indexes
-            .iter()
-            .map(|&i| (i, analyzed(&[conjuncts[i]]).unwrap_or(1.0)))
-            .collect();
+    for members in by_column.values() {
         let exprs: Vec<_> = members.iter().map(|&(i, _)| conjuncts[i]).collect();
         let kept = analyzed(&exprs).unwrap_or_else(|| members.iter().map(|m| m.1).product());
-        for &(i, _) in &members {
+        for &(i, _) in members {
             grouped[i] = true;
         }
         groups.push((
-            indexes[0],
+            members[0].0,
             Group {
                 member_cost: exprs.iter().map(|e| cost(e.as_ref(), &schema)).collect(),
                 member_kept: members.iter().map(|m| m.1.clamp(0.0, 1.0)).collect(),
@@ -399,7 +395,6 @@ fn infallible(e: &dyn PhysicalExpr, schema: &Schema) -> bool {
 /// timestamp from a date: a date past 2262 has no nanosecond timestamp.)
 fn lossless_cast(from: &DataType, to: &DataType) -> bool {
     use DataType::*;
-    let strings = |t: &DataType| matches!(t, Utf8 | LargeUtf8 | Utf8View);
     let binaries = |t: &DataType| matches!(t, Binary | LargeBinary | BinaryView);
     let decimal = |t: &DataType| match t {
         Decimal32(p, s) | Decimal64(p, s) | Decimal128(p, s) | Decimal256(p, s) => {
@@ -412,7 +407,7 @@ fn lossless_cast(from: &DataType, to: &DataType) -> bool {
         UInt64 => Some((20, 0)),
         _ => None,
     };
-    if from == to || (strings(from) && strings(to)) || (binaries(from) && binaries(to)) {
+    if from == to || (from.is_string() && to.is_string()) || (binaries(from) && binaries(to)) {
         return true;
     }
     match (from, to) {
@@ -468,19 +463,21 @@ fn guessed(e: &dyn PhysicalExpr) -> f64 {
 /// Relative cost per row of evaluating `e` over `schema`'s columns.
 fn cost(e: &dyn PhysicalExpr, schema: &Schema) -> f64 {
     let own = if let Some(column) = e.downcast_ref::<Column>() {
-        match schema.field(column.index()).data_type() {
-            DataType::Utf8
-            | DataType::LargeUtf8
-            | DataType::Utf8View
-            | DataType::Binary
-            | DataType::LargeBinary
-            | DataType::BinaryView
-            | DataType::Dictionary(..) => 6.0,
-            DataType::Decimal32(..)
-            | DataType::Decimal64(..)
-            | DataType::Decimal128(..)
-            | DataType::Decimal256(..) => 1.5,
-            _ => 1.0,
+        let ty = schema.field(column.index()).data_type();
+        if ty.is_string()
+            || matches!(
+                ty,
+                DataType::Binary
+                    | DataType::LargeBinary
+                    | DataType::BinaryView
+                    | DataType::Dictionary(..)
+            )
+        {
+            6.0
+        } else if ty.is_decimal() {
+            1.5
+        } else {
+            1.0
         }
     } else if e.is::<Literal>() || e.is::<BinaryExpr>() || e.is::<NotExpr>() {
         0.0
@@ -525,12 +522,11 @@ mod tests {
     use datafusion::execution::object_store::ObjectStoreUrl;
     use datafusion::physical_expr::expressions::{col, lit};
 
-    /// Days since 1970-01-01 of `year`-01-01 (for years 1992..=1999).
+    /// `year`-01-01 as a date.
     fn jan_first(year: i32) -> ScalarValue {
-        let days = (1970..year)
-            .map(|y| if y % 4 == 0 { 366 } else { 365 })
-            .sum::<i32>();
-        ScalarValue::Date32(Some(days))
+        ScalarValue::Utf8(Some(format!("{year}-01-01")))
+            .cast_to(&DataType::Date32)
+            .unwrap()
     }
 
     /// A scan of q12's lineitem columns, 6M rows, dates from 1992 to 1999 when `bounded`.

@@ -162,7 +162,7 @@ fn single_extreme(
 }
 
 /// Whether any expression of `plan` is volatile (`random()`, ...): its rows differ per reading.
-pub(crate) fn has_volatile(plan: &LogicalPlan) -> bool {
+fn has_volatile(plan: &LogicalPlan) -> bool {
     plan.exists(|node| Ok(node.expressions().iter().any(Expr::is_volatile)))
         .unwrap_or(true)
 }

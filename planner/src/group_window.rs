@@ -34,7 +34,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, Result, ScalarValue, TableReference};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::expr::{AggregateFunction, WindowFunction};
-use datafusion::logical_expr::utils::{conjunction, split_conjunction, split_conjunction_owned};
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
     BinaryExpr, Expr, ExprSchemable, Filter, JoinType, LogicalPlan, Operator, Projection, Subquery,
     TableScan, Window, when,
@@ -96,7 +96,7 @@ fn rewrite_filter(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
 }
 
 fn rewritten(filter: &Filter) -> Result<Option<LogicalPlan>> {
-    let conjuncts = split_conjunction_owned(filter.predicate.clone());
+    let conjuncts = split_conjunction(&filter.predicate);
     let input = filter.input.as_ref();
     // The one conjunct with a subquery, which must be a matching scalar subquery.
     let mut with_subquery = conjuncts
@@ -115,10 +115,9 @@ fn rewritten(filter: &Filter) -> Result<Option<LogicalPlan>> {
     // Not inside a correlated subquery either: references to an enclosing query would sit under
     // the window, where decorrelation cannot lift them.
     let volatile_or_outer = |e: &Expr| e.is_volatile() || e.contains_outer();
-    if conjuncts.iter().any(volatile_or_outer)
-        || crate::extreme::has_volatile(input)
+    if conjuncts.iter().any(|c| volatile_or_outer(c))
         || input
-            .exists(|node| Ok(node.expressions().iter().any(Expr::contains_outer)))
+            .exists(|node| Ok(node.expressions().iter().any(volatile_or_outer)))
             .unwrap_or(true)
     {
         return Ok(None);
@@ -146,7 +145,7 @@ fn rewritten(filter: &Filter) -> Result<Option<LogicalPlan>> {
         .iter()
         .enumerate()
         .filter(|(i, _)| *i != at)
-        .map(|(_, c)| c)
+        .map(|(_, c)| *c)
         .collect();
     let reads_beyond_key = |e: &Expr| {
         e.column_refs()
@@ -224,7 +223,7 @@ fn rewritten(filter: &Filter) -> Result<Option<LogicalPlan>> {
         })?
         .data;
     let window = LogicalPlan::Window(window);
-    let upper = conjunct
+    let upper = (*conjunct)
         .clone()
         .transform(|e| match e {
             Expr::ScalarSubquery(_) => Ok(Transformed::yes(value.clone())),
