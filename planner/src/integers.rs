@@ -49,6 +49,8 @@ use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 use datafusion::physical_expr_common::datum::apply;
 use datafusion::sql::sqlparser::ast;
 
+use crate::decimals::NumericArithmetic;
+
 /// `left op right` (or `-value`) on values of one signed integer type, refusing overflow as
 /// PostgreSQL does. Arguments: two (one for unary minus) arrays or scalars of
 /// [`IntegerArithmetic::ty`]; result: the same type. Errors: Arrow's `ArithmeticOverflow` with
@@ -185,27 +187,35 @@ impl ScalarUDFImpl for IntegerArithmetic {
 }
 
 /// `e` with its integer `+`, `-`, `*` and unary minus (those `only` accepts) replaced by
-/// [`IntegerArithmetic`]; `schema` types the operands.
+/// [`IntegerArithmetic`], and with `decimals` its numeric `+`, `-`, `*` by
+/// [`NumericArithmetic`]; `schema` types the operands.
 fn check_arithmetic(
     e: Expr,
     schema: &DFSchema,
     only: &dyn Fn(&Expr) -> bool,
+    decimals: bool,
 ) -> Result<Transformed<Expr>> {
     e.transform_up(|e| {
         let checked = match &e {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) if only(&e) => {
                 match (left.get_type(schema), right.get_type(schema)) {
-                    (Ok(lt), Ok(rt)) if lt == rt => IntegerArithmetic::new(Some(*op), lt),
+                    (Ok(lt), Ok(rt)) if lt == rt && lt.is_integer() => {
+                        IntegerArithmetic::new(Some(*op), lt).map(ScalarUDF::new_from_impl)
+                    }
+                    (Ok(lt), Ok(rt)) if decimals => {
+                        NumericArithmetic::new(*op, &lt, &rt).map(ScalarUDF::new_from_impl)
+                    }
                     _ => None,
                 }
             }
             Expr::Negative(value) if only(&e) => value
                 .get_type(schema)
                 .ok()
-                .and_then(|ty| IntegerArithmetic::new(None, ty)),
+                .and_then(|ty| IntegerArithmetic::new(None, ty))
+                .map(ScalarUDF::new_from_impl),
             _ => None,
         }
-        .map(|f| Arc::new(ScalarUDF::new_from_impl(f)));
+        .map(Arc::new);
         Ok(match (checked, e) {
             (Some(f), Expr::BinaryExpr(BinaryExpr { left, right, .. })) => Transformed::yes(
                 Expr::ScalarFunction(ScalarFunction::new_udf(f, vec![*left, *right])),
@@ -381,15 +391,17 @@ impl AnalyzerRule for CheckedConstantArithmetic {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         plan.transform_up_with_subqueries(|plan| {
             let schema = merge_schema(&plan.inputs());
-            plan.map_expressions(|e| check_arithmetic(e, &schema, &constant))
+            plan.map_expressions(|e| check_arithmetic(e, &schema, &constant, false))
         })
         .map(|t| t.data)
     }
 }
 
 /// Optimizer rule (after pushdown to SQL sources): every integer `+`, `-` and `*` left in the plan
-/// becomes [`IntegerArithmetic`]. Scans keep the operator (their filters are the source's to
-/// translate), as do extension nodes. See the module doc.
+/// becomes [`IntegerArithmetic`], and every numeric (`Decimal128`) one
+/// [`NumericArithmetic`] (same answers, computed in 64-bit halves where the operands fit; see
+/// [`crate::decimals`]). Scans keep the operator (their filters are the source's to translate), as
+/// do extension nodes. See the module doc.
 #[derive(Debug, Default)]
 pub struct CheckedIntegerArithmetic;
 
@@ -415,7 +427,7 @@ impl OptimizerRule for CheckedIntegerArithmetic {
             return Ok(Transformed::no(plan));
         }
         let schema = merge_schema(&plan.inputs());
-        plan.map_expressions(|e| check_arithmetic(e, &schema, &|_| true))
+        plan.map_expressions(|e| check_arithmetic(e, &schema, &|_| true, true))
     }
 }
 

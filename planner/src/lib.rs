@@ -11,6 +11,7 @@ pub mod apply;
 pub mod avg;
 pub mod config;
 pub mod conjuncts;
+pub mod decimals;
 pub mod explain;
 pub mod extreme;
 pub mod fragment;

@@ -129,7 +129,8 @@ pub fn new_session_context(
         .with_optimizer_rule(Arc::new(crate::extreme::ExtremeAsWindow))
         // Whole single-source subplans into SQL sources, after DataFusion's own rules.
         .with_optimizer_rule(Arc::new(crate::pushdown::SqlSourcePushdown))
-        // Then every integer `+`, `-`, `*` left here refuses overflow, as in PostgreSQL.
+        // Then every integer `+`, `-`, `*` left here refuses overflow, as in PostgreSQL, and
+        // numeric ones compute in 64 bits where their operands fit (`crate::decimals`).
         .with_optimizer_rule(Arc::new(crate::integers::CheckedIntegerArithmetic))
         // Then `||` as a function refusing values past 1 GiB (what pushdown left of it).
         .with_optimizer_rule(Arc::new(crate::limits::LimitStringConcat))
@@ -146,6 +147,10 @@ pub fn new_session_context(
     }
     // PostgreSQL's checked integer operators (`int4pl`, ...), which the rules above put in plans.
     for f in crate::integers::functions() {
+        ctx.register_udf(f);
+    }
+    // And numeric `+`, `-`, `*` in 64-bit halves where they fit (`numeric_add`, ...).
+    for f in crate::decimals::functions() {
         ctx.register_udf(f);
     }
     // PostgreSQL's `sign` is DataFusion's `signum`.
