@@ -90,8 +90,9 @@ struct Narrow<'a> {
 }
 
 enum Operand<'a> {
+    /// An array's values (each fits in 64 bits).
     Array(&'a [i128]),
-    Scalar(i128),
+    Scalar(i64),
 }
 
 fn fits(v: i128) -> bool {
@@ -105,13 +106,17 @@ fn narrow(value: &ColumnarValue) -> Option<Narrow<'_>> {
         ColumnarValue::Array(array) => {
             let array = array.as_any().downcast_ref::<Decimal128Array>()?;
             let values: &[i128] = array.values();
-            values.iter().all(|v| fits(*v)).then_some(Narrow {
-                values: Operand::Array(values),
-                nulls: array.nulls(),
-            })
+            // Every value, without stopping at the first too wide one (so the loop vectorizes).
+            values
+                .iter()
+                .fold(true, |all, v| all & fits(*v))
+                .then_some(Narrow {
+                    values: Operand::Array(values),
+                    nulls: array.nulls(),
+                })
         }
-        ColumnarValue::Scalar(ScalarValue::Decimal128(Some(v), ..)) if fits(*v) => Some(Narrow {
-            values: Operand::Scalar(*v),
+        ColumnarValue::Scalar(ScalarValue::Decimal128(Some(v), ..)) => Some(Narrow {
+            values: Operand::Scalar(i64::try_from(*v).ok()?),
             nulls: None,
         }),
         _ => None,
@@ -119,9 +124,22 @@ fn narrow(value: &ColumnarValue) -> Option<Narrow<'_>> {
 }
 
 /// `10^exponent` when it fits in 64 bits.
-fn power_of_ten(exponent: i8) -> Option<i128> {
-    let exponent = u32::try_from(exponent).ok()?;
-    10i64.checked_pow(exponent).map(i128::from)
+fn power_of_ten(exponent: i8) -> Option<i64> {
+    10i64.checked_pow(u32::try_from(exponent).ok()?)
+}
+
+/// Each row's `f(left, right)`, when at least one operand is an array.
+fn rows(left: &Operand, right: &Operand, f: impl Fn(i64, i64) -> i128) -> Option<Vec<i128>> {
+    Some(match (left, right) {
+        (Operand::Array(a), Operand::Array(b)) => a
+            .iter()
+            .zip(*b)
+            .map(|(a, b)| f(*a as i64, *b as i64))
+            .collect(),
+        (Operand::Array(a), Operand::Scalar(b)) => a.iter().map(|a| f(*a as i64, *b)).collect(),
+        (Operand::Scalar(a), Operand::Array(b)) => b.iter().map(|b| f(*a, *b as i64)).collect(),
+        (Operand::Scalar(_), Operand::Scalar(_)) => return None,
+    })
 }
 
 impl NumericArithmetic {
@@ -142,38 +160,24 @@ impl NumericArithmetic {
             return None;
         };
         let (l, r) = (narrow(left)?, narrow(right)?);
-        // `+`/`-`: both operands to the result's scale (factors of at most 10^18), then the sum:
-        // |l * f| < 2^63 * 2^60, so the sum of two stays below 2^125. `*`: |l * r| < 2^126.
-        let (lf, rf, sign) = match self.op {
-            Operator::Multiply => (1, 1, 0),
-            op => (
-                power_of_ten(scale - s1)?,
-                power_of_ten(scale - s2)?,
-                if op == Operator::Plus { 1 } else { -1 },
-            ),
-        };
-        let combine = |a: i128, b: i128| -> i128 {
-            if sign == 0 {
-                a * b
-            } else {
-                a * lf + sign * (b * rf)
+        // Each row one or two widening 64-bit multiplies. `*`: |l * r| < 2^126. `+`/`-`: both
+        // operands to the result's scale (factors of at most 10^18 < 2^60), then the sum:
+        // |l * f| < 2^123, so a sum of two stays below 2^124.
+        let wide = i128::from;
+        let values = match self.op {
+            Operator::Multiply => rows(&l.values, &r.values, |a, b| wide(a) * wide(b))?,
+            op => {
+                let (lf, rf) = (power_of_ten(scale - s1)?, power_of_ten(scale - s2)?);
+                if op == Operator::Plus {
+                    rows(&l.values, &r.values, |a, b| {
+                        wide(a) * wide(lf) + wide(b) * wide(rf)
+                    })?
+                } else {
+                    rows(&l.values, &r.values, |a, b| {
+                        wide(a) * wide(lf) - wide(b) * wide(rf)
+                    })?
+                }
             }
-        };
-        let values: Vec<i128> = match (l.values, r.values) {
-            (Operand::Array(a), Operand::Array(b)) => a
-                .iter()
-                .zip(b)
-                .map(|(a, b)| combine(i128::from(*a as i64), i128::from(*b as i64)))
-                .collect(),
-            (Operand::Array(a), Operand::Scalar(b)) => a
-                .iter()
-                .map(|a| combine(i128::from(*a as i64), b))
-                .collect(),
-            (Operand::Scalar(a), Operand::Array(b)) => b
-                .iter()
-                .map(|b| combine(a, i128::from(*b as i64)))
-                .collect(),
-            (Operand::Scalar(_), Operand::Scalar(_)) => return None,
         };
         let nulls = NullBuffer::union(l.nulls, r.nulls);
         Decimal128Array::new(ScalarBuffer::from(values), nulls)
