@@ -189,12 +189,21 @@ impl Engine {
             Some(Spool::new(&config.exchange).map_err(|e| config_error(e.to_string()))?)
         };
         // Where a `retry_policy = QUERY` result past its memory bound goes: the spool, else a
-        // directory of the system's temporary directory.
+        // directory of the system's temporary directory, one per user (not per process: every
+        // server start left one behind), whose servers keep their results apart by query id
+        // (which carries a random suffix).
         let result_spool = match &spool {
             Some(spool) => spool.clone(),
             None => {
-                let dir =
-                    std::env::temp_dir().join(format!("tributary-results-{}", std::process::id()));
+                let user = std::env::var("USER")
+                    .ok()
+                    .filter(|u| {
+                        !u.is_empty()
+                            && u.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    })
+                    .unwrap_or_else(|| "default".into());
+                let dir = std::env::temp_dir().join(format!("tributary-results-{user}"));
                 Spool::local(&dir, config.exchange.compression)
                     .map_err(|e| config_error(format!("result spool {}: {e}", dir.display())))?
             }
