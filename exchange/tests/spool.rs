@@ -640,8 +640,20 @@ async fn result_buffer_spills_past_its_memory_bound(at: Where) {
     assert_eq!(store.objects("q8/").await, ["q8/result/1/data.arrow"]);
     let got = collect(stream).await.unwrap();
     assert_eq!(rows_of(&got), expected(0, 0..10_000));
-    // Read back and dropped: the spill is deleted.
+    // Read back and dropped: the spill is deleted, and on a local disk the query's directories
+    // above it too (a server left one per spilled query).
     store.wait_until_empty("q8/").await;
+    if matches!(at, Where::Local) {
+        let mut gone = false;
+        for _ in 0..100 {
+            if !store.check.exists("q8/").await.unwrap() {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(gone, "q8/ is still a directory");
+    }
 
     // Within the bound nothing touches the store.
     let mut small = ResultBuffer::new(spool, "q8b", 0, schema(), 1 << 20);

@@ -170,12 +170,13 @@ impl Drop for Spill {
             && file.touched()
         {
             let writer = file.take_writer();
-            file.base.discard(self.dir.clone(), writer);
+            file.base.discard_with_parents(self.dir.clone(), writer);
         }
     }
 }
 
-/// Deletes a result buffer's spill directory when the stream reading it back is dropped.
+/// Deletes a result buffer's spill directory (and, on a local base, the query's directories above
+/// it, once empty) when the stream reading it back is dropped.
 struct DeleteOnDrop {
     base: Base,
     dir: String,
@@ -183,6 +184,7 @@ struct DeleteOnDrop {
 
 impl Drop for DeleteOnDrop {
     fn drop(&mut self) {
-        self.base.discard(std::mem::take(&mut self.dir), None);
+        self.base
+            .discard_with_parents(std::mem::take(&mut self.dir), None);
     }
 }

@@ -131,6 +131,18 @@ impl Base {
     /// Best effort, in the background: aborts `writer` (an unfinished multipart upload) and deletes
     /// `dir`. Does nothing outside a tokio runtime.
     pub(crate) fn discard(&self, dir: String, writer: Option<opendal::Writer>) {
+        self.discard_inner(dir, writer, false);
+    }
+
+    /// [`Base::discard`], then, on a local base, removes the directories above `dir` that it left
+    /// empty, innermost first (an object store has no directories): a result buffer's
+    /// `{query}/result/` and `{query}/`, which nothing else writes into. A directory that is not
+    /// empty stays (removing it fails).
+    pub(crate) fn discard_with_parents(&self, dir: String, writer: Option<opendal::Writer>) {
+        self.discard_inner(dir, writer, true);
+    }
+
+    fn discard_inner(&self, dir: String, writer: Option<opendal::Writer>, parents: bool) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -141,6 +153,17 @@ impl Base {
             }
             if let Err(e) = base.delete_dir(&dir).await {
                 tracing::debug!("spool: could not delete abandoned {dir}: {e}");
+                return;
+            }
+            if parents && base.local {
+                let segments: Vec<&str> = dir.trim_end_matches('/').split('/').collect();
+                for n in (1..segments.len()).rev() {
+                    // Not recursive: OpenDAL's Fs removes an empty directory only.
+                    let parent = format!("{}/", segments[..n].join("/"));
+                    if base.op.delete(&parent).await.is_err() {
+                        break;
+                    }
+                }
             }
         });
     }
