@@ -152,28 +152,23 @@ const EXHAUSTIVE: usize = 6;
 /// For each member of the groups in `order`, in that order: its cost per row and the estimated
 /// fraction of the filter's input rows left after it (within a group each member's own fraction
 /// multiplies in; after a group's last member, the group's joint estimate).
-fn cascaded<'a>(groups: &'a [Group], order: &'a [usize]) -> impl Iterator<Item = (f64, f64)> + 'a {
+fn cascaded(groups: &[Group], order: &[usize]) -> Vec<(f64, f64)> {
+    let mut steps = Vec::new();
     let mut kept = 1.0;
-    order.iter().flat_map(move |&g| {
+    for &g in order {
         let group = &groups[g];
         let before = kept;
-        let last = group.members.len() - 1;
-        let steps: Vec<(f64, f64)> = group
-            .member_cost
-            .iter()
-            .zip(&group.member_kept)
-            .enumerate()
-            .map(|(i, (cost, member_kept))| {
-                kept = if i == last {
-                    before * group.kept
-                } else {
-                    kept * member_kept
-                };
-                (*cost, kept)
-            })
-            .collect();
-        steps
-    })
+        let members = group.member_cost.iter().zip(&group.member_kept);
+        for (i, (cost, member_kept)) in members.enumerate() {
+            kept = if i + 1 == group.members.len() {
+                before * group.kept
+            } else {
+                kept * member_kept
+            };
+            steps.push((*cost, kept));
+        }
+    }
+    steps
 }
 
 /// Estimated cost per input row of evaluating the groups in `order` as DataFusion does: each
@@ -322,7 +317,10 @@ fn ordered<'a>(
     groups.sort_by_key(|(first, _)| *first);
     let groups: Vec<Group> = groups.into_iter().map(|(_, g)| g).collect();
     let order = cheapest(&groups);
-    let kept_after = cascaded(&groups, &order).map(|(_, kept)| kept).collect();
+    let kept_after = cascaded(&groups, &order)
+        .into_iter()
+        .map(|(_, kept)| kept)
+        .collect();
     let order: Vec<&Arc<dyn PhysicalExpr>> = order
         .into_iter()
         .flat_map(|g| groups[g].members.iter().copied())
