@@ -17,12 +17,13 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, Datum, Decimal128Array, new_empty_array};
+use datafusion::arrow::array::{Array, ArrayRef, Datum, Decimal128Array};
 use datafusion::arrow::buffer::{NullBuffer, ScalarBuffer};
 use datafusion::arrow::compute::kernels::numeric;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::{ScalarValue, internal_err, plan_err};
+use datafusion::logical_expr::type_coercion::binary::BinaryTypeCoercer;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, Operator, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature, Volatility,
@@ -52,11 +53,7 @@ impl NumericArithmetic {
     /// and `op` is `+`, `-` or `*`.
     pub fn new(op: Operator, left: &DataType, right: &DataType) -> Option<Self> {
         let (_, name) = OPERATORS.iter().find(|(o, _)| *o == op)?;
-        matches!(
-            (left, right),
-            (DataType::Decimal128(..), DataType::Decimal128(..))
-        )
-        .then(|| Self {
+        both_decimal128(left, right).then(|| Self {
             name,
             op,
             signature: Signature::any(2, Volatility::Immutable),
@@ -71,6 +68,14 @@ impl NumericArithmetic {
             _ => numeric::mul(left, right),
         }
     }
+}
+
+/// Whether both operand types are `Decimal128` (of any precision and scale).
+fn both_decimal128(left: &DataType, right: &DataType) -> bool {
+    matches!(
+        (left, right),
+        (DataType::Decimal128(..), DataType::Decimal128(..))
+    )
 }
 
 /// Every function, for registration in a session (`numeric_add`, `numeric_sub`, `numeric_mul`).
@@ -200,18 +205,14 @@ impl ScalarUDFImpl for NumericArithmetic {
         let [left, right] = arg_types else {
             return plan_err!("{} takes two arguments", self.name);
         };
-        if !matches!(
-            (left, right),
-            (DataType::Decimal128(..), DataType::Decimal128(..))
-        ) {
+        if !both_decimal128(left, right) {
             return plan_err!(
                 "{} takes two numeric arguments, not {left} and {right}",
                 self.name
             );
         }
-        // Arrow's kernel types the result, as DataFusion's type coercion does for the operator.
-        let (l, r) = (new_empty_array(left), new_empty_array(right));
-        Ok(self.kernel(&l, &r)?.data_type().clone())
+        // The operator's result type, as DataFusion's type coercion gives it (from Arrow's kernel).
+        BinaryTypeCoercer::new(left, &self.op, right).get_result_type()
     }
 
     fn return_field_from_args(
@@ -280,13 +281,7 @@ mod tests {
             arg_fields: &fields,
             scalar_arguments: &[None, None],
         })?;
-        let rows = [&left, &right]
-            .iter()
-            .find_map(|v| match v {
-                ColumnarValue::Array(a) => Some(a.len()),
-                _ => None,
-            })
-            .unwrap_or(1);
+        let rows = rows_of(&left, &right);
         f.invoke_with_args(ScalarFunctionArgs {
             args: vec![left, right],
             arg_fields: fields.to_vec(),
@@ -300,11 +295,16 @@ mod tests {
     /// What `BinaryExpr` computes: Arrow's kernel.
     fn arrow(op: Operator, left: ColumnarValue, right: ColumnarValue) -> Result<ArrayRef> {
         let f = NumericArithmetic::new(op, &left.data_type(), &right.data_type()).unwrap();
-        let rows = match (&left, &right) {
+        let rows = rows_of(&left, &right);
+        apply(&left, &right, |l, r| f.kernel(l, r))?.into_array(rows)
+    }
+
+    /// The rows of an operation over `left` and `right`: an array's length, else one.
+    fn rows_of(left: &ColumnarValue, right: &ColumnarValue) -> usize {
+        match (left, right) {
             (ColumnarValue::Array(a), _) | (_, ColumnarValue::Array(a)) => a.len(),
             _ => 1,
-        };
-        apply(&left, &right, |l, r| f.kernel(l, r))?.into_array(rows)
+        }
     }
 
     /// Narrow operands (64-bit values, nulls, a scalar, different scales) give Arrow's values and
