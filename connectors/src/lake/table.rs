@@ -232,7 +232,9 @@ fn keep_committed(
 /// with the row count and column statistics of its files when it was first read, which the
 /// planner's join ordering estimates from (`TableProvider::statistics`; DataFusion's own listing
 /// table gives them only to the physical scan). Scans list the files again, so new files are read;
-/// only the estimate can be stale.
+/// only the estimate can be stale. A file's own statistics (which answer `count(*)`, `min`, `max`)
+/// are taken from its footer once per version of the file (size and modification time, as
+/// DataFusion's statistics cache checks), not at every scan.
 #[derive(Debug)]
 pub struct FileTable {
     pub(super) inner: Arc<ListingTable>,
