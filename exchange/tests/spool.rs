@@ -115,14 +115,29 @@ impl Store {
 
     /// Waits (up to 10 s) until nothing is left under `prefix` (background deletes).
     async fn wait_until_empty(&self, prefix: &str) {
-        for _ in 0..100 {
-            if self.objects(prefix).await.is_empty() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if !wait_until(async || self.objects(prefix).await.is_empty()).await {
+            panic!("{prefix} still holds {:?}", self.objects(prefix).await);
         }
-        panic!("{prefix} still holds {:?}", self.objects(prefix).await);
     }
+
+    /// Waits (up to 10 s) until `dir` is no longer there (a local directory removed in the
+    /// background); panics if it stays.
+    async fn wait_until_gone(&self, dir: &str) {
+        if !wait_until(async || !self.check.exists(dir).await.unwrap()).await {
+            panic!("{dir} is still there");
+        }
+    }
+}
+
+/// Whether `done` becomes true within 10 s (polled every 100 ms).
+async fn wait_until(done: impl AsyncFn() -> bool) -> bool {
+    for _ in 0..100 {
+        if done().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 fn moto_settings(moto: &Moto) -> S3Settings {
@@ -644,15 +659,7 @@ async fn result_buffer_spills_past_its_memory_bound(at: Where) {
     // above it too (a server left one per spilled query).
     store.wait_until_empty("q8/").await;
     if matches!(at, Where::Local) {
-        let mut gone = false;
-        for _ in 0..100 {
-            if !store.check.exists("q8/").await.unwrap() {
-                gone = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(gone, "q8/ is still a directory");
+        store.wait_until_gone("q8/").await;
     }
 
     // Within the bound nothing touches the store.
